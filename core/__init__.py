@@ -1,0 +1,1 @@
+"""ProbeLens core: model, probe, metrics and jobs. Never imports streamlit."""
