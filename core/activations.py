@@ -1,0 +1,173 @@
+"""Hidden-state cache: run the model over a generation once per (model, layer), reuse forever.
+
+Entries are keyed by the model (id + tokenizer hash), the layer and a hash of the
+conversation (plus stored token ids when present), so a retrain after a few corrected
+labels only extracts what is new. Hidden states are stored as float16 to halve the disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.model import LoadedModel, cache_root, score_batch
+from core.progress import CancelToken, ProgressFn, check, report
+from core.types import Generation
+
+DEFAULT_TOKEN_BUDGET = 4096  # padded tokens per forward pass; bounds memory on 2-core laptops
+
+
+@dataclass
+class GenerationActivations:
+    """Per-token data of one generation plus its hidden states at the requested layers."""
+
+    key: str
+    token_ids: list[int]
+    texts: list[str]
+    offsets: list[tuple[int, int]]
+    logprobs: list[float]
+    entropies: list[float]
+    hidden: dict[int, torch.Tensor]  # layer -> float32 [T, H]
+
+
+def stored_token_ids(gen: Generation) -> list[int] | None:
+    """Token ids saved with a generation (interchange "tokens.ids"), when there are any."""
+    tokens = gen.extra.get("tokens")
+    if isinstance(tokens, dict) and isinstance(tokens.get("ids"), list):
+        return [int(i) for i in tokens["ids"]]
+    return None
+
+
+def generation_key(gen: Generation) -> str:
+    payload = json.dumps({"c": gen.conversation, "ids": stored_token_ids(gen)}, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def model_key(lm: LoadedModel) -> str:
+    return hashlib.sha256(f"{lm.model_id}\n{lm.tokenizer_hash}".encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class ActivationCache:
+    """Files under <cache>/activations/<model key>/: meta/<gen>.json and L<layer>/<gen>.safetensors."""
+
+    def __init__(self, lm: LoadedModel, root: Path | None = None) -> None:
+        self.root = (root or cache_root() / "activations") / model_key(lm)
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / "meta" / key[:2] / f"{key}.json"
+
+    def _layer_path(self, key: str, layer: int) -> Path:
+        return self.root / f"L{layer}" / key[:2] / f"{key}.safetensors"
+
+    def get(self, key: str, layers: Sequence[int]) -> GenerationActivations | None:
+        meta_path = self._meta_path(key)
+        if not meta_path.exists() or not all(self._layer_path(key, x).exists() for x in layers):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            hidden = {x: load_file(self._layer_path(key, x))["hidden"].float() for x in layers}
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged entry is simply extracted again
+        return GenerationActivations(
+            key=key,
+            token_ids=meta["token_ids"],
+            texts=meta["texts"],
+            offsets=[tuple(o) for o in meta["offsets"]],
+            logprobs=meta["logprobs"],
+            entropies=meta["entropies"],
+            hidden=hidden,
+        )
+
+    def put(self, item: GenerationActivations) -> None:
+        meta = {
+            "token_ids": item.token_ids,
+            "texts": item.texts,
+            "offsets": [list(o) for o in item.offsets],
+            "logprobs": item.logprobs,
+            "entropies": item.entropies,
+        }
+        for layer, tensor in item.hidden.items():
+            data = {"hidden": tensor.to(torch.float16).contiguous()}
+            _atomic_write(self._layer_path(item.key, layer), lambda tmp, d=data: save_file(d, tmp))
+        payload = json.dumps(meta, ensure_ascii=False)
+        _atomic_write(self._meta_path(item.key), lambda tmp: Path(tmp).write_text(payload, encoding="utf-8"))
+
+
+def _batches(lengths: Sequence[int], order: Sequence[int], budget: int) -> list[list[int]]:
+    """Group indices (already sorted by length) so rows x longest row stays within budget."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index in order:
+        candidate = max(longest, lengths[index])
+        if current and candidate * (len(current) + 1) > budget:
+            batches.append(current)
+            current, candidate = [], lengths[index]
+        current.append(index)
+        longest = candidate
+    if current:
+        batches.append(current)
+    return batches
+
+
+def extract_activations(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    layers: Sequence[int],
+    *,
+    cache: ActivationCache | None = None,
+    use_cache: bool = True,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[GenerationActivations]:
+    """Hidden states of every generation at `layers`, from the cache where possible."""
+    layers = sorted({lm.check_layer(x) for x in layers})
+    cache = cache if cache is not None else (ActivationCache(lm) if use_cache else None)
+    keys = [generation_key(g) for g in generations]
+    results: list[GenerationActivations | None] = [cache.get(k, layers) if cache else None for k in keys]
+    missing = [i for i, r in enumerate(results) if r is None]
+    total = len(generations)
+    done = total - len(missing)
+    report(progress, "extract", done, total, f"{done} cached")
+    lengths = [len(generations[i].completion) // 3 + 64 for i in range(total)]  # rough token estimate
+    order = sorted(missing, key=lambda i: lengths[i])
+    for batch in _batches(lengths, order, token_budget):
+        check(cancel)
+        scored = score_batch(
+            lm,
+            [generations[i].conversation for i in batch],
+            layers,
+            [stored_token_ids(generations[i]) for i in batch],
+        )
+        for i, item in zip(batch, scored):
+            # Round through float16 as the cache does, so a cold and a warm run train identically.
+            hidden = {layer: h.to(torch.float16).float() for layer, h in item.hidden.items()}
+            result = GenerationActivations(
+                keys[i], item.token_ids, item.texts, item.offsets, item.logprobs, item.entropies, hidden
+            )
+            if cache is not None:
+                cache.put(result)
+            results[i] = result
+        done += len(batch)
+        report(progress, "extract", done, total, f"{done}/{total} generations")
+    return [r for r in results if r is not None]
