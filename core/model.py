@@ -147,7 +147,9 @@ def _embedded_gguf_path() -> Path:
 
 
 def embedded_cache_dir() -> Path:
-    return cache_root() / "models" / "smollm2-135m-instruct-q4_1"
+    """De-quantised embedded weights (PROBELENS_MODEL_CACHE_DIR overrides; tests share one)."""
+    base = os.environ.get("PROBELENS_MODEL_CACHE_DIR")
+    return (Path(base) if base else cache_root() / "models") / "smollm2-135m-instruct-q4_1"
 
 
 def _dequantise_embedded(target: Path) -> None:

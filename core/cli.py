@@ -1,0 +1,270 @@
+"""`python -m core ...`: the command-line face of every core operation.
+
+Results go to stdout (JSON or files), progress to stderr. Bad input exits 2 with one
+line on stderr; nothing is written in that case.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+from core.progress import Cancelled
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+class StderrProgress:
+    """Progress lines on stderr, at most a few per second per stage."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._last: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last.get(stage, 0.0) < 0.5:
+            return
+        self._last[stage] = now
+        print(f"[{stage}] {done}/{total} {message}".rstrip(), file=sys.stderr, flush=True)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False))
+
+
+def _load_generations(path: str, need_labels: bool) -> list:
+    from core.interchange import read_generations
+
+    report = read_generations(path)
+    for line_no, span in report.unmatched:
+        print(f"warning: line {line_no}: span {span.text!r} not found in the answer ({span.reason})", file=sys.stderr)
+    if need_labels and not any(g.spans for g in report.generations):
+        raise UserError(f"{path}: no labelled spans to train or evaluate on")
+    return report.generations
+
+
+def _model(name: str | None):
+    from core.model import get_model
+
+    return get_model(name)
+
+
+@command("generate")
+def cmd_generate(args: argparse.Namespace) -> int:
+    from core.interchange import generation_to_record, read_prompts, write_jsonl
+    from core.workflows import GenerationSettings, generate_answers
+
+    prompts = read_prompts(args.prompts)
+    lm = _model(args.model)
+    probe = layer = None
+    if args.probe:
+        probe, layer = _probe_for(lm, args.probe)
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    records = []
+    progress = StderrProgress(args.quiet)
+    answers = generate_answers(
+        lm, [p.messages for p in prompts], settings, probe=probe, probe_layer=layer, progress=progress
+    )
+    for prompt, (gen, trace, reason) in zip(prompts, answers):
+        gen.id = prompt.id
+        record = generation_to_record(gen, trace)
+        record["finish_reason"] = reason
+        records.append(record)
+    write_jsonl(args.out, records)
+    print(f"wrote {len(records)} generations to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _probe_for(lm, probe_dir: str):
+    from core.probe import load_probe
+
+    probe, config = load_probe(
+        probe_dir, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
+        expect_hidden_size=lm.hidden_size,
+    )
+    return probe, lm.check_layer(config.layer)
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.probe import TrainConfig, save_probe
+    from core.workflows import train_from_generations
+
+    generations = _load_generations(args.data, need_labels=True)
+    config = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
+    lm = _model(args.model)
+    result = train_from_generations(
+        lm, generations, layer=args.layer, val_fraction=args.val_fraction, train_config=config,
+        progress=StderrProgress(args.quiet),
+    )
+    save_probe(args.out, result.probe, result.config)
+    print(f"saved probe to {args.out} ({result.n_train} train / {result.n_validation} validation generations)",
+          file=sys.stderr)
+    _print_json(result.metrics)
+    return 0
+
+
+def _probe_model(probe_dir: str, model: str | None):
+    """The model a probe was trained on, unless the user names another (then checked)."""
+    from core.probe import load_probe
+
+    _, config = load_probe(probe_dir)
+    lm = _model(model if model is not None else config.model_id)
+    probe, _layer = _probe_for(lm, probe_dir)
+    return lm, probe, config
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.workflows import evaluate_probe
+
+    generations = _load_generations(args.data, need_labels=True)
+    lm, probe, config = _probe_model(args.probe, args.model)
+    metrics = evaluate_probe(lm, generations, probe, config, threshold=args.threshold,
+                             progress=StderrProgress(args.quiet))
+    _print_json(metrics)
+    return 0
+
+
+@command("score")
+def cmd_score(args: argparse.Namespace) -> int:
+    from core.interchange import generation_to_record, write_jsonl
+    from core.workflows import score_generations
+
+    generations = _load_generations(args.data, need_labels=False)
+    lm, probe, config = _probe_model(args.probe, args.model)
+    traces = score_generations(lm, generations, probe, config, progress=StderrProgress(args.quiet))
+    write_jsonl(args.out, [generation_to_record(g, t) for g, t in zip(generations, traces)])
+    print(f"wrote scores of {len(traces)} generations to {args.out}", file=sys.stderr)
+    return 0
+
+
+@command("layers")
+def cmd_layers(args: argparse.Namespace) -> int:
+    from core.probe import TrainConfig
+    from core.workflows import layer_sweep
+
+    generations = _load_generations(args.data, need_labels=True)
+    lm = _model(args.model)
+    layers = _parse_layers(args.layers) if args.layers else None
+    result = layer_sweep(
+        lm, generations, layers=layers, val_fraction=args.val_fraction,
+        train_config=TrainConfig(min_steps=100, max_auto_epochs=20, seed=args.seed),
+        progress=StderrProgress(args.quiet),
+    )
+    _print_json(result)
+    return 0
+
+
+def _parse_layers(text: str) -> list[int]:
+    """'3,5,8-10' -> [3, 5, 8, 9, 10]."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise UserError(f"--layers must look like '3,5,8-10', got {text!r}") from None
+    return out
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="ProbeLens: token-level hallucination probes")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_arg(p: argparse.ArgumentParser, help_text: str = "HF id or local path (default: embedded SmolLM2)"):
+        p.add_argument("--model", default=None, help=help_text)
+
+    p = sub.add_parser("generate", help="answer prompts; write interchange JSONL with per-token data")
+    p.add_argument("--prompts", required=True, help='JSONL of {"prompt": ...} or {"conversation": [...]}, or .txt')
+    p.add_argument("--out", required=True)
+    model_arg(p)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe", default=None, help="probe directory: also write per-token scores")
+
+    p = sub.add_parser("train", help="train a probe on labelled generations; print metrics JSON")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="probe directory to write")
+    model_arg(p)
+    p.add_argument("--layer", type=int, default=None, help="decoder block (default floor(0.95 * layers))")
+    p.add_argument("--val-fraction", type=_fraction, default=0.2)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=None, help="default: enough for ~300 optimiser steps")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("evaluate", help="metrics JSON of a probe on labelled generations")
+    p.add_argument("--data", required=True)
+    p.add_argument("--probe", required=True)
+    model_arg(p, "default: the model the probe was trained on")
+    p.add_argument("--threshold", type=float, default=0.5)
+
+    p = sub.add_parser("score", help="per-token scores for each generation")
+    p.add_argument("--data", required=True)
+    p.add_argument("--probe", required=True)
+    p.add_argument("--out", required=True)
+    model_arg(p, "default: the model the probe was trained on")
+
+    p = sub.add_parser("layers", help="AUC per layer (layer sweep)")
+    p.add_argument("--data", required=True)
+    model_arg(p)
+    p.add_argument("--layers", default=None, help="e.g. '0-29' or '10,20,28' (default: all)")
+    p.add_argument("--val-fraction", type=_fraction, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed one usage line; keep exit 2
+        return int(exc.code or 0)
+    try:
+        return _COMMANDS[args.command](args)
+    except UserError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

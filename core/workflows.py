@@ -1,0 +1,328 @@
+"""The end-to-end operations behind the CLI, the pages and the background jobs.
+
+Each takes a loaded model, generations and settings, and returns plain data; progress and
+cancellation go through `core.progress`, so the same function serves a terminal, a page
+and a job runner.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.activations import GenerationActivations, extract_activations, generation_key
+from core.errors import UserError
+from core.metrics import ItemScores, evaluate_items
+from core.model import LoadedModel, TokenStream
+from core.probe import (
+    LinearProbe,
+    ProbeConfig,
+    TrainConfig,
+    build_training_set,
+    split_by_generation,
+    train_probe,
+    training_data_hash,
+)
+from core.progress import CancelToken, ProgressFn, check, report
+from core.tokens import TokenLabels, token_labels
+from core.types import Generation, TokenTrace
+
+
+@dataclass
+class PreparedItem:
+    """A generation with its per-token data and token labels, ready to train or evaluate."""
+
+    generation: Generation
+    key: str
+    acts: GenerationActivations
+    labels: TokenLabels
+
+
+def split_key(gen: Generation) -> str:
+    """What the train/validation split hashes: the stable id when present, else the content."""
+    return gen.id if gen.id else generation_key(gen)
+
+
+def prepare(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    layers: Sequence[int],
+    *,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[PreparedItem]:
+    if not generations:
+        raise UserError("no generations to work on")
+    acts = extract_activations(lm, generations, layers, use_cache=use_cache, progress=progress, cancel=cancel)
+    return [
+        PreparedItem(gen, split_key(gen), a, token_labels(a.offsets, gen.spans))
+        for gen, a in zip(generations, acts)
+    ]
+
+
+def item_scores(items: Sequence[PreparedItem], probe: LinearProbe | None, layer: int) -> list[ItemScores]:
+    out = []
+    for item in items:
+        scores = None
+        if probe is not None:
+            scores = np.asarray(probe.predict(item.acts.hidden[layer]), dtype=np.float64).reshape(-1)
+        out.append(
+            ItemScores(
+                labels=item.labels.labels,
+                span_ids=item.labels.span_ids,
+                span_labels=item.labels.span_labels,
+                probe=scores,
+                logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
+                entropies=np.asarray(item.acts.entropies, dtype=np.float64),
+            )
+        )
+    return out
+
+
+def _training_examples(items: Sequence[PreparedItem], layer: int):
+    for item in items:
+        yield (item.acts.hidden[layer], item.labels.labels, item.labels.span_ids, item.labels.span_labels, item.key)
+
+
+def data_hash(items: Sequence[PreparedItem]) -> str:
+    return training_data_hash((item.key, [(s.start, s.end, s.label) for s in item.generation.spans]) for item in items)
+
+
+@dataclass
+class TrainResult:
+    probe: LinearProbe
+    config: ProbeConfig
+    metrics: dict[str, Any]
+    history: list[dict] = field(default_factory=list)
+    n_train: int = 0
+    n_validation: int = 0
+
+
+def _split(items: Sequence[PreparedItem], val_fraction: float) -> tuple[list[PreparedItem], list[PreparedItem]]:
+    is_val = split_by_generation([i.key for i in items], val_fraction)
+    train = [i for i, v in zip(items, is_val) if not v]
+    val = [i for i, v in zip(items, is_val) if v]
+    if not train:
+        raise UserError("every generation fell into the validation split: lower --val-fraction or add data")
+    return train, val
+
+
+def train_on_items(
+    lm: LoadedModel,
+    items: Sequence[PreparedItem],
+    layer: int,
+    *,
+    val_fraction: float = 0.2,
+    train_config: TrainConfig | None = None,
+    threshold: float = 0.5,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    version: int | str = 1,
+) -> TrainResult:
+    """Split by generation, train on one side, report metrics on the held-out side."""
+    train_items, val_items = _split(items, val_fraction)
+    config = train_config or TrainConfig()
+    data = build_training_set(_training_examples(train_items, layer), span_weight=config.span_weight)
+    probe, history = train_probe(data, config, progress=progress, cancel=cancel)
+    train_metrics = evaluate_items(item_scores(train_items, probe, layer), threshold)
+    if val_items:
+        metrics = evaluate_items(item_scores(val_items, probe, layer), threshold)
+        metrics["split"] = "validation"
+    else:
+        metrics = dict(train_metrics)
+        metrics["split"] = "train (no validation generations)"
+    metrics["train"] = train_metrics
+    metrics["layer"] = layer
+    metrics["model"] = lm.model_id
+    probe_config = ProbeConfig(
+        model_id=lm.model_id,
+        tokenizer_hash=lm.tokenizer_hash,
+        layer=layer,
+        hidden_size=lm.hidden_size,
+        training_data_hash=data_hash(train_items),
+        metrics=metrics,
+        version=version,
+        train_config={**config.to_dict(), "val_fraction": val_fraction},
+    )
+    return TrainResult(probe, probe_config, metrics, history, len(train_items), len(val_items))
+
+
+def train_from_generations(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    *,
+    layer: int | None = None,
+    val_fraction: float = 0.2,
+    train_config: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    version: int | str = 1,
+) -> TrainResult:
+    layer = lm.check_layer(layer if layer is not None else lm.default_layer)
+    items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
+    return train_on_items(
+        lm, items, layer, val_fraction=val_fraction, train_config=train_config,
+        progress=progress, cancel=cancel, version=version,
+    )
+
+
+def evaluate_probe(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    probe: LinearProbe,
+    probe_config: ProbeConfig,
+    *,
+    threshold: float = 0.5,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    layer = lm.check_layer(probe_config.layer)
+    items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
+    metrics = evaluate_items(item_scores(items, probe, layer), threshold)
+    metrics["layer"] = layer
+    metrics["model"] = lm.model_id
+    return metrics
+
+
+def score_generations(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    probe: LinearProbe,
+    probe_config: ProbeConfig,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[TokenTrace]:
+    """Per-token probe scores of each generation (teacher-forced, full precision)."""
+    layer = lm.check_layer(probe_config.layer)
+    acts = extract_activations(lm, generations, [layer], use_cache=False, progress=progress, cancel=cancel)
+    traces = []
+    for a in acts:
+        scores = np.asarray(probe.predict(a.hidden[layer]), dtype=np.float64).reshape(-1)
+        traces.append(TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies, scores.tolist()))
+    return traces
+
+
+def layer_sweep(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    *,
+    layers: Sequence[int] | None = None,
+    val_fraction: float = 0.2,
+    train_config: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Train a quick probe per layer on one extraction pass; AUC per layer on held-out data."""
+    chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
+    items = prepare(lm, generations, chosen, progress=progress, cancel=cancel)
+    config = train_config or TrainConfig(min_steps=100, max_auto_epochs=20)
+    rows = []
+    for n, layer in enumerate(chosen):
+        check(cancel)
+        report(progress, "layers", n, len(chosen), f"layer {layer}")
+        result = train_on_items(lm, items, layer, val_fraction=val_fraction, train_config=config, cancel=cancel)
+        rows.append(
+            {
+                "layer": layer,
+                "token_auc": result.metrics["token"]["auc"],
+                "span_max_auc": result.metrics["span_max"]["auc"],
+                "span_max_recall_at_fpr_0.1": result.metrics["span_max"]["recall_at_fpr_0.1"],
+                "split": result.metrics["split"],
+            }
+        )
+    report(progress, "layers", len(chosen), len(chosen), "done")
+    ranked = [r for r in rows if r["span_max_auc"] is not None] or [r for r in rows if r["token_auc"] is not None]
+    key = "span_max_auc" if any(r["span_max_auc"] is not None for r in rows) else "token_auc"
+    best = max(ranked, key=lambda r: r[key])["layer"] if ranked else None
+    return {"model": lm.model_id, "default_layer": lm.default_layer, "best_layer": best, "layers": rows}
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+
+
+def generate_answer(
+    lm: LoadedModel,
+    messages: Sequence[dict[str, str]],
+    settings: GenerationSettings,
+    *,
+    probe: LinearProbe | None = None,
+    probe_layer: int | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[Generation, TokenTrace, str]:
+    """Generate one answer to completion; returns it with its per-token trace and finish reason."""
+    stream = TokenStream(
+        lm, messages, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+        top_p=settings.top_p, seed=settings.seed, probe=probe, probe_layer=probe_layer, cancel=cancel,
+    )
+    tokens = list(stream)
+    trace = TokenTrace(
+        token_ids=[t.token_id for t in tokens],
+        texts=[t.text for t in tokens],
+        offsets=[(t.start, t.end) for t in tokens],
+        logprobs=[t.logprob for t in tokens],
+        entropies=[t.entropy for t in tokens],
+        scores=[t.score for t in tokens] if probe is not None else None,
+    )
+    conversation = [*messages, {"role": "assistant", "content": stream.text}]
+    return Generation(conversation=conversation, model=lm.model_id), trace, stream.finish_reason or "length"
+
+
+def generate_answers(
+    lm: LoadedModel,
+    prompts: Sequence[Sequence[dict[str, str]]],
+    settings: GenerationSettings,
+    *,
+    probe: LinearProbe | None = None,
+    probe_layer: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[Generation, TokenTrace, str]]:
+    """Answer prompts one by one, so a caller can save each as soon as it is done."""
+    for n, messages in enumerate(prompts):
+        check(cancel)
+        report(progress, "generate", n, len(prompts), f"prompt {n + 1}/{len(prompts)}")
+        yield generate_answer(lm, messages, settings, probe=probe, probe_layer=probe_layer, cancel=cancel)
+    report(progress, "generate", len(prompts), len(prompts), "done")
+
+
+def spans_from_scores(
+    offsets: Sequence[tuple[int, int]], scores: Sequence[float], threshold: float
+) -> list[tuple[int, int, float]]:
+    """Predicted spans: runs of consecutive tokens scoring at or above the threshold."""
+    spans: list[tuple[int, int, float]] = []
+    run_start, run_max = None, -math.inf
+    for i, s in enumerate(list(scores) + [-math.inf]):
+        if s >= threshold:
+            if run_start is None:
+                run_start, run_max = i, s
+            run_max = max(run_max, s)
+        elif run_start is not None:
+            spans.append((offsets[run_start][0], offsets[i - 1][1], float(run_max)))
+            run_start = None
+    return spans
+
+
+__all__ = [
+    "GenerationSettings",
+    "PreparedItem",
+    "TrainResult",
+    "evaluate_probe",
+    "generate_answer",
+    "generate_answers",
+    "layer_sweep",
+    "prepare",
+    "score_generations",
+    "spans_from_scores",
+    "train_from_generations",
+    "train_on_items",
+]
