@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -185,11 +186,19 @@ def load_model(model_id: str | None = None) -> LoadedModel:
     """Load the embedded default, a local folder, or a Hugging Face id already in the local cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    # Our own progress reporting speaks for us; HF's bars and notices would break the
+    # CLI's one-line error contract and clutter logs.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     started = time.perf_counter()
     resolved = resolve_model_id(model_id)
     if resolved == EMBEDDED_MODEL_ID:
         source = embedded_cache_dir()
         if not (source / _CACHE_MARKER).exists():
+            print("de-quantising the embedded model once (about 30 s; later starts take about 1 s)",
+                  file=sys.stderr, flush=True)
             _dequantise_embedded(source)
         kwargs: dict[str, Any] = {}
     else:
