@@ -160,8 +160,10 @@ def extract_activations(
             [stored_token_ids(generations[i]) for i in batch],
         )
         for i, item in zip(batch, scored):
-            # Round through float16 as the cache does, so a cold and a warm run train identically.
-            hidden = {layer: h.to(torch.float16).float() for layer, h in item.hidden.items()}
+            hidden = item.hidden
+            if cache is not None:
+                # Round through float16 as the cache stores it, so cold and warm runs agree exactly.
+                hidden = {layer: h.to(torch.float16).float() for layer, h in hidden.items()}
             result = GenerationActivations(
                 keys[i], item.token_ids, item.texts, item.offsets, item.logprobs, item.entropies, hidden
             )
