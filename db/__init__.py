@@ -1,0 +1,33 @@
+"""Storage: SQLAlchemy models, engine/session, repository functions, Alembic migrations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import default_url, make_engine, session_factory
+
+
+@dataclass
+class Database:
+    """An engine plus its session factory; migrated to the newest schema when opened."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str | None = None, *, migrate: bool = True) -> Database:
+    from db.migrate import upgrade
+
+    engine = make_engine(url or default_url())
+    if migrate:
+        upgrade(engine)
+    return Database(engine, session_factory(engine))

@@ -1,0 +1,65 @@
+"""The append-only event log: every change says who, when, what, and the before/after."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Event, User
+
+
+def log_event(
+    session: Session,
+    *,
+    user: User | None,
+    action: str,
+    entity: str,
+    entity_id: int | None = None,
+    generation_id: int | None = None,
+    dataset: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    detail: str | None = None,
+) -> Event:
+    event = Event(
+        user_id=user.id if user is not None else None,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        generation_id=generation_id,
+        dataset=dataset,
+        before=before,
+        after=after,
+        detail=detail,
+    )
+    session.add(event)
+    return event
+
+
+def list_events(
+    session: Session,
+    *,
+    user_id: int | None = None,
+    action: str | None = None,
+    dataset: str | None = None,
+    generation_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 500,
+) -> list[Event]:
+    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if user_id is not None:
+        query = query.where(Event.user_id == user_id)
+    if action is not None:
+        query = query.where(Event.action == action)
+    if dataset is not None:
+        query = query.where(Event.dataset == dataset)
+    if generation_id is not None:
+        query = query.where(Event.generation_id == generation_id)
+    if since is not None:
+        query = query.where(Event.at >= since)
+    if until is not None:
+        query = query.where(Event.at <= until)
+    return list(session.scalars(query))
