@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default=None, help="e.g. '0-29' or '10,20,28' (default: all)")
     p.add_argument("--val-fraction", type=_fraction, default=0.2)
     p.add_argument("--seed", type=int, default=0)
+
+    # The database side lives in db/ (import, export, users, db); registered here so
+    # there is one `python -m core` for everything.
+    from db.cli import add_commands
+
+    add_commands(sub, lambda name, fn: _COMMANDS.__setitem__(name, fn))
     return parser
 
 

@@ -1,0 +1,158 @@
+"""The database side of `python -m core`: import, export, users, db.
+
+Registered into core/cli.py's parser lazily, so `core` itself never needs the database.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from core.errors import UserError
+
+
+def _db():
+    from db import open_database
+
+    return open_database()
+
+
+def _actor(session, name: str | None):
+    from db.users import get_user
+
+    return get_user(session, name) if name else None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from db.importer import import_file
+
+    database = _db()
+    with database.sessions() as session, session.begin():
+        report = import_file(
+            session, args.file, dataset=args.dataset, split=args.split, as_user=args.as_user,
+            actor=_actor(session, args.actor), source_name=Path(args.file).name,
+        )
+    for line, text, reason in report.unmatched:
+        print(f"warning: line {line}: span {text!r} not found ({reason})", file=sys.stderr)
+    print(json.dumps({
+        "imported": report.imported, "duplicates": report.duplicates, "spans": report.spans,
+        "by_index": report.by_index, "by_search": report.by_search, "unmatched": len(report.unmatched),
+    }))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from db.exporter import export_file
+
+    database = _db()
+    with database.sessions() as session:
+        export_file(session, args.dataset, args.out, format=args.format, which=args.which, annotator=args.annotator)
+    print(f"exported {args.dataset} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if getattr(args, "password", None):
+        return args.password
+    env = os.environ.get("PROBELENS_NEW_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if line:
+            return line
+        raise UserError("no password given: use --password, PROBELENS_NEW_PASSWORD or standard input")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise UserError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from db import users
+
+    database = _db()
+    with database.sessions() as session, session.begin():
+        actor = _actor(session, args.actor)
+        if args.users_command == "add":
+            user = users.add_user(session, args.name, _password(args), role=args.role, actor=actor)
+            print(f"added {user.name} ({user.role})", file=sys.stderr)
+        elif args.users_command == "list":
+            for user in users.list_users(session):
+                print(f"{user.name}\t{user.role}\t{'active' if user.active else 'inactive'}")
+        elif args.users_command == "set-role":
+            users.set_role(session, args.name, args.role, actor=actor)
+        elif args.users_command == "deactivate":
+            users.deactivate(session, args.name, actor=actor)
+        elif args.users_command == "reactivate":
+            users.reactivate(session, args.name, actor=actor)
+        elif args.users_command == "reset-password":
+            users.reset_password(session, args.name, _password(args), actor=actor)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from db import backup, migrate
+    from db.engine import default_url, make_engine
+
+    if args.db_command == "upgrade":
+        engine = make_engine()
+        migrate.upgrade(engine)
+        print(f"database at revision {migrate.current_revision(engine)}", file=sys.stderr)
+    elif args.db_command == "current":
+        print(migrate.current_revision(make_engine()) or "empty")
+    elif args.db_command == "backup":
+        backup.backup(_db(), Path(args.out))
+        print(f"backed up to {args.out}", file=sys.stderr)
+    elif args.db_command == "restore":
+        backup.restore(default_url(), Path(args.file))
+        print(f"restored from {args.file}", file=sys.stderr)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, register) -> None:
+    """Add the database subcommands to the main parser."""
+    p = sub.add_parser("import", help="import JSONL / CSV / Parquet / datasets folder into a dataset")
+    p.add_argument("file")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--as-user", default=None, help="store spans as this annotator's set instead of gold")
+    p.add_argument("--actor", default=None, help="user recorded in the event log")
+    register("import", cmd_import)
+
+    p = sub.add_parser("export", help="export a dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=["jsonl", "conll", "parquet", "datasets"], default="jsonl")
+    p.add_argument("--which", choices=["gold", "annotator", "all"], default="gold")
+    p.add_argument("--annotator", default=None)
+    register("export", cmd_export)
+
+    p = sub.add_parser("users", help="team accounts")
+    p.add_argument("--actor", default=None, help="user recorded in the event log")
+    users_sub = p.add_subparsers(dest="users_command", required=True)
+    q = users_sub.add_parser("add")
+    q.add_argument("name")
+    q.add_argument("--role", default="annotator", choices=["annotator", "reviewer", "admin"])
+    q.add_argument("--password", default=None, help="else PROBELENS_NEW_PASSWORD, stdin, or a prompt")
+    users_sub.add_parser("list")
+    q = users_sub.add_parser("set-role")
+    q.add_argument("name")
+    q.add_argument("role", choices=["annotator", "reviewer", "admin"])
+    for name in ("deactivate", "reactivate"):
+        users_sub.add_parser(name).add_argument("name")
+    q = users_sub.add_parser("reset-password")
+    q.add_argument("name")
+    q.add_argument("--password", default=None)
+    register("users", cmd_users)
+
+    p = sub.add_parser("db", help="schema migrations, backup and restore")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="migrate to the newest schema")
+    db_sub.add_parser("current", help="print the schema revision")
+    db_sub.add_parser("backup").add_argument("out")
+    db_sub.add_parser("restore").add_argument("file")
+    register("db", cmd_db)
