@@ -1,0 +1,274 @@
+"""Accounts: argon2 password hashes, roles, lockout after repeated failures, audited changes.
+
+Functions take a Session and never commit: the caller owns the transaction. The one
+exception to "an error means roll back" is `authenticate`: a failed login must still be
+counted, so use `login(db, ...)`, which commits the bookkeeping even when it raises.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import UserError
+from db.events import log_event
+from db.models import ROLES, User, utcnow
+
+if TYPE_CHECKING:
+    from db import Database
+
+MIN_PASSWORD_LENGTH = 8
+MAX_NAME_LENGTH = 100
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=5)
+ADMIN_ROLE = "admin"
+ADMIN_NAME = "admin"
+ADMIN_PASSWORD_ENV = "PROBELENS_ADMIN_PASSWORD"
+BAD_LOGIN = "wrong user name or password"
+
+# Module-level so tests can swap in cheap parameters; argon2 defaults cost ~0.1 s per hash.
+hasher = PasswordHasher()
+_dummy_hash: str | None = None
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+def _clean_name(name: str) -> str:
+    cleaned = name.strip() if isinstance(name, str) else ""
+    if not 1 <= len(cleaned) <= MAX_NAME_LENGTH:
+        raise UserError(f"user name must be 1 to {MAX_NAME_LENGTH} characters")
+    return cleaned
+
+
+def _check_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"unknown role '{role}' (allowed: {', '.join(ROLES)})")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _public(user: User) -> dict[str, Any]:
+    """What the audit log may see of an account: never the hash."""
+    return {"name": user.name, "role": user.role, "active": bool(user.active)}
+
+
+# --- queries ------------------------------------------------------------------------
+
+
+def _find(session: Session, name: str) -> User | None:
+    if not isinstance(name, str):
+        return None
+    return session.scalar(select(User).where(User.name == name.strip()))
+
+
+def get_user(session: Session, name: str) -> User:
+    user = _find(session, name)
+    if user is None:
+        raise UserError(f"unknown user '{name}'")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.name)))
+
+
+# --- changes ------------------------------------------------------------------------
+
+
+def add_user(session: Session, name: str, password: str, role: str = "annotator", actor: User | None = None) -> User:
+    name = _clean_name(name)
+    _check_password(password)
+    _check_role(role)
+    if _find(session, name) is not None:
+        raise UserError(f"user '{name}' already exists")
+    user = User(name=name, password_hash=hasher.hash(password), role=role, active=True, failed_logins=0)
+    try:
+        # A concurrent add of the same name loses at the unique constraint, not silently.
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        raise UserError(f"user '{name}' already exists") from None
+    log_event(session, user=actor, action="user.add", entity="user", entity_id=user.id, after=_public(user))
+    return user
+
+
+def _ensure_other_admin(session: Session, user: User) -> None:
+    """Refuse to leave the system without an active admin.
+
+    Locks every active admin row (FOR UPDATE on PostgreSQL; SQLite writers are already
+    serialised), so two admins demoting each other at once cannot both succeed.
+    """
+    admins = session.scalars(
+        select(User.id).where(User.role == ADMIN_ROLE, User.active.is_(True)).order_by(User.id).with_for_update()
+    ).all()
+    if not [admin_id for admin_id in admins if admin_id != user.id]:
+        raise UserError("cannot remove the last admin")
+
+
+def _is_active_admin(user: User) -> bool:
+    return user.role == ADMIN_ROLE and bool(user.active)
+
+
+def _record(session: Session, action: str, user: User, before: dict[str, Any], actor: User | None,
+            detail: str | None = None) -> None:
+    log_event(session, user=actor, action=action, entity="user", entity_id=user.id, before=before,
+              after=_public(user), detail=detail)
+
+
+def set_role(session: Session, name: str, role: str, actor: User | None) -> User:
+    _check_role(role)
+    user = get_user(session, name)
+    if user.role == role:
+        return user
+    if _is_active_admin(user):
+        _ensure_other_admin(session, user)
+    before = _public(user)
+    user.role = role
+    _record(session, "user.set_role", user, before, actor)
+    return user
+
+
+def deactivate(session: Session, name: str, actor: User | None) -> User:
+    user = get_user(session, name)
+    if not user.active:
+        return user
+    if _is_active_admin(user):
+        _ensure_other_admin(session, user)
+    before = _public(user)
+    user.active = False
+    _record(session, "user.deactivate", user, before, actor)
+    return user
+
+
+def reactivate(session: Session, name: str, actor: User | None) -> User:
+    user = get_user(session, name)
+    if user.active:
+        return user
+    before = _public(user)
+    user.active = True
+    user.failed_logins = 0
+    user.locked_until = None
+    _record(session, "user.reactivate", user, before, actor)
+    return user
+
+
+def reset_password(session: Session, name: str, new_password: str, actor: User | None) -> User:
+    """Set a new password and lift any lockout (an admin vouched for the person)."""
+    _check_password(new_password)
+    user = get_user(session, name)
+    before = _public(user)
+    user.password_hash = hasher.hash(new_password)
+    user.failed_logins = 0
+    user.locked_until = None
+    _record(session, "user.reset_password", user, before, actor, detail="password changed")
+    return user
+
+
+# --- logging in ---------------------------------------------------------------------
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _burn_time(password: str) -> None:
+    """Verify against a throwaway hash so unknown names take as long as wrong passwords."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = hasher.hash("not a real password")
+    _verify(_dummy_hash, password)
+
+
+def _raise_if_locked(user: User, now: datetime) -> None:
+    if user.locked_until is not None and now < _as_utc(user.locked_until):
+        raise UserError(f"account locked until {_as_utc(user.locked_until):%H:%M} UTC")
+
+
+def _count_failure(session: Session, user: User, now: datetime) -> None:
+    user.failed_logins = (user.failed_logins or 0) + 1
+    if user.failed_logins >= MAX_FAILED_LOGINS:
+        user.locked_until = now + LOCKOUT
+        user.failed_logins = 0
+    session.flush()
+
+
+def _count_success(user: User, password: str) -> None:
+    user.failed_logins = 0
+    user.locked_until = None
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+
+
+def authenticate(session: Session, name: str, password: str, now: datetime | None = None) -> User:
+    """Check a login; five failures in a row lock the account for five minutes.
+
+    Unknown names and wrong passwords get the same message, and whether an account is
+    deactivated is only revealed to someone who knows its password. Failure bookkeeping is
+    flushed, not committed: commit before letting the error roll the transaction back, or
+    use `login`.
+    """
+    now = _as_utc(now or utcnow())
+    user = _find(session, name)
+    if user is None:
+        _burn_time(password if isinstance(password, str) else "")
+        raise UserError(BAD_LOGIN)
+    _raise_if_locked(user, now)
+    if not isinstance(password, str) or not _verify(user.password_hash, password):
+        _count_failure(session, user, now)
+        raise UserError(BAD_LOGIN)
+    if not user.active:
+        raise UserError(f"account '{user.name}' is deactivated; ask an admin")
+    _count_success(user, password)
+    return user
+
+
+def login(db: Database, name: str, password: str, now: datetime | None = None) -> User:
+    """`authenticate` in its own transaction, committed whether or not the login succeeds."""
+    with db.sessions() as session:
+        try:
+            user = authenticate(session, name, password, now)
+        except UserError:
+            session.commit()
+            raise
+        session.commit()
+        return user
+
+
+# --- first start --------------------------------------------------------------------
+
+
+def ensure_admin(session: Session, password: str | None = None) -> User | None:
+    """Create the first admin so a fresh install can be used at all.
+
+    Returns the new user, or None when nothing was created: an active admin already
+    exists, or neither `password` nor PROBELENS_ADMIN_PASSWORD is set.
+    """
+    admins = session.scalar(select(func.count(User.id)).where(User.role == ADMIN_ROLE, User.active.is_(True)))
+    if admins:
+        return None
+    password = password or os.environ.get(ADMIN_PASSWORD_ENV)
+    if not password:
+        return None
+    if _find(session, ADMIN_NAME) is not None:
+        raise UserError(f"no active admin, and user '{ADMIN_NAME}' exists; promote or reactivate an admin by hand")
+    return add_user(session, ADMIN_NAME, password, role=ADMIN_ROLE, actor=None)
