@@ -1,5 +1,4 @@
 """Storage: SQLAlchemy models, engine/session, repository functions, Alembic migrations."""
-from __future__ import annotations
 
 from dataclasses import dataclass
 

@@ -76,3 +76,97 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PROBELENS_MODEL_CACHE_DIR", str(repo / "data" / "cache" / "models"))
     return tmp_path / "cache"
+
+
+# --- databases for db/ tests: a real SQLite file, a real PostgreSQL schema per test -------
+
+import os as _os  # noqa: E402
+
+PG_TEST_URL = _os.environ.get("PROBELENS_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def _pg_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used (None if it can): checked once per run."""
+    try:
+        import psycopg
+
+        psycopg.connect(PG_TEST_URL, connect_timeout=3).close()
+    except Exception as error:  # noqa: BLE001 - any failure means "skip", with the reason shown
+        return f"PostgreSQL not reachable at {PG_TEST_URL}: {type(error).__name__}: {error}".strip()
+    return None
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_TEST_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture()
+def sqlite_db(tmp_path):
+    """A migrated SQLite database in a file under tmp_path (WAL, foreign keys, busy timeout)."""
+    from db import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'probelens.db'}")
+    yield db
+    db.dispose()
+
+
+@pytest.fixture()
+def pg_db(_pg_unreachable):
+    """A migrated PostgreSQL database in a fresh schema, dropped afterwards. Mark tests `postgres`."""
+    import uuid
+
+    from db import open_database
+
+    if _pg_unreachable:
+        print(_pg_unreachable)
+        pytest.skip(_pg_unreachable)
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    _pg_admin(f'CREATE SCHEMA "{schema}"')
+    try:
+        db = open_database(_with_search_path(PG_TEST_URL, schema))
+        try:
+            yield db
+        finally:
+            db.dispose()
+    finally:
+        _pg_admin(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request):
+    """The same test on SQLite and on PostgreSQL."""
+    return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db")
+
+
+@pytest.fixture()
+def make_generation():
+    """Insert one generation (and its dataset if new) straight into the tables; returns it flushed."""
+    import hashlib
+    import uuid
+
+    from sqlalchemy import select
+
+    from db.models import Dataset, Generation
+
+    def make(session, completion: str, *, dataset: str = "test-set", prompt: str = "Tell me a fact."):
+        found = session.scalar(select(Dataset).where(Dataset.name == dataset))
+        generation = Generation(
+            dataset=found or Dataset(name=dataset),
+            conversation=[{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+            completion=completion,
+            content_hash=hashlib.sha256(f"{uuid.uuid4()}{completion}".encode()).hexdigest(),
+            extra={},
+        )
+        session.add(generation)
+        session.flush()
+        return generation
+
+    return make
