@@ -12,6 +12,8 @@ inputs). Time counted = train_probe() only; building the TrainingSet is reported
     .venv/bin/python benchmarks/train_scaling.py [--sizes 10000,100000,1000000]
                                                  [--dtype float32|float16] [--threads N]
 
+Training runs with TrainConfig.num_threads (default 1; ``--threads 2`` to compare).
+
 Last line: ``tokens_per_s_1M=<n> seconds_1M=<s>``.
 """
 from __future__ import annotations
@@ -75,20 +77,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dtype", choices=["float32", "float16"], default="float32")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=TrainConfig().num_threads,
+                    help="TrainConfig.num_threads, torch threads while training (default %(default)s)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(epochs=1, num_threads=args.threads)
     dtype = getattr(torch, args.dtype)
     sizes = [int(s) for s in args.sizes.split(",")]
 
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"cpus={os.cpu_count()}, torch threads={torch.get_num_threads()}, X dtype={args.dtype}")
+          f"cpus={os.cpu_count()}, training threads={cfg.num_threads}, X dtype={args.dtype}")
     print("# config: epochs=1 (one pass, as in the paper), batch 16 generations, hidden 576, "
           "standardize=True, AdamW lr 1e-3")
     # One-time process cost (torch.optim's lazy imports, ~1 s) kept out of the per-size rows.
     t0 = time.perf_counter()
-    train_probe(build_training_set(synthetic_examples(2000, dtype, seed=1)), TrainConfig(epochs=1))
+    train_probe(build_training_set(synthetic_examples(2000, dtype, seed=1)), cfg)
     print(f"# warm-up (first train_probe call in a process, tiny data): {time.perf_counter() - t0:.2f} s")
     print(f"{'tokens':>9} {'gens':>5} {'steps':>5} {'build_s':>8} {'train_s':>8} {'tokens/s':>10} "
           f"{'tokloss_first10':>15} {'tokloss_last10':>14}")
@@ -99,7 +101,7 @@ def main() -> None:
         data = build_training_set(examples)
         del examples
         t1 = time.perf_counter()
-        _, history = train_probe(data, TrainConfig(epochs=1))
+        _, history = train_probe(data, cfg)
         t2 = time.perf_counter()
         secs = t2 - t1
         rate = data.n_tokens / secs

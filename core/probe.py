@@ -31,6 +31,7 @@ import os
 import shutil
 import struct
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -388,9 +389,18 @@ class TrainConfig:
     Defaults: AdamW lr 1e-3 (the paper's head uses 1e-3..5e-3), weight decay 0.01, batches
     of 16 whole generations capped at 65 536 tokens. The paper runs one epoch over ~8k long
     answers (~500 steps of 16). Our data sets are usually far smaller, so ``epochs=None``
-    picks enough epochs for at least ``min_steps`` (300) optimiser steps, at most
-    ``max_auto_epochs`` (50) — on paper-sized data that is one epoch, as in the paper.
-    Set ``epochs`` to force a number.
+    picks the fewest epochs giving at least ``min_steps`` (300) optimiser steps, at most
+    ``max_auto_epochs`` (50; only tiny sets of < ~100 generations reach it) — on
+    paper-sized data (>= 4 800 generations) that is one epoch, as in the paper. Set
+    ``epochs`` to force a number. A generation longer than ``max_batch_tokens`` is never
+    split (the span-max term needs whole spans); it forms a batch of its own.
+    ``span_weight`` (10, the paper's) is the token-loss weight inside scored spans; it
+    overrides the span weight stored in the TrainingSet.
+
+    ``num_threads`` (default 1): torch intra-op threads while training. A probe step is a
+    small matmul; one thread is several times faster than two on a 2-core machine (no
+    OpenMP barriers, no slow-down when other work competes for the cores) and makes the
+    result independent of the machine's thread count. ``None`` keeps torch's setting.
     """
 
     lr: float = 1e-3
@@ -403,6 +413,7 @@ class TrainConfig:
     span_weight: float = 10.0
     seed: int = 0
     standardize: bool = True
+    num_threads: int | None = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -425,35 +436,44 @@ def fold_standardization(
 def _feature_stats(
     X: torch.Tensor, max_rows: int = 262144, chunk: int = 8192
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension float64 mean and std of ``X`` (all rows, or ``max_rows`` evenly spaced ones).
+    """Per-dimension mean and std of ``X`` (all rows, or ``max_rows`` evenly spaced ones).
 
     The statistics only precondition the optimisation (they are folded back exactly), so a
-    deterministic sample is as good as all rows and keeps this step well under a second.
+    deterministic sample is as good as all rows. One pass: float32 chunk sums of data
+    shifted by a rough mean (no cancellation even on huge outlier dimensions), accumulated
+    in float64. Returns float64 tensors.
     """
     n, h = X.shape
     rows = torch.linspace(0, n - 1, max_rows).round().to(torch.int64) if n > max_rows else None
     m = max_rows if rows is not None else n
-
-    def chunks():
-        for a in range(0, m, chunk):
-            if rows is None:
-                yield X[a : a + chunk].to(torch.float64)
-            else:
-                yield X.index_select(0, rows[a : a + chunk]).to(torch.float64)
-
-    s = torch.zeros(h, dtype=torch.float64)
-    for c in chunks():
-        s += c.sum(0)
-    mean = s / max(m, 1)
-    ss = torch.zeros(h, dtype=torch.float64)
-    for c in chunks():
-        c -= mean
-        ss += (c * c).sum(0)
-    std = torch.sqrt(ss / max(m, 1))
-    # Constant (or numerically constant) dimensions: leave unscaled.
-    scale = std.max().clamp(min=1.0) if h else torch.tensor(1.0, dtype=torch.float64)
-    std = torch.where(std > 1e-6 * scale, std, torch.ones_like(std))
+    shift = X[: min(n, 1024)].to(torch.float32).mean(0)
+    s1 = torch.zeros(h, dtype=torch.float64)
+    s2 = torch.zeros(h, dtype=torch.float64)
+    for a in range(0, m, chunk):
+        c = X[a : a + chunk] if rows is None else X.index_select(0, rows[a : a + chunk])
+        c = c.to(torch.float32) - shift
+        s1 += c.sum(0).to(torch.float64)
+        s2 += (c * c).sum(0).to(torch.float64)
+    d = s1 / max(m, 1)
+    mean = shift.to(torch.float64) + d
+    std = torch.sqrt((s2 / max(m, 1) - d * d).clamp(min=0.0))
+    # Constant dimensions (spread below float32 resolution of their mean): leave unscaled.
+    std = torch.where(std > 1e-6 * mean.abs() + 1e-12, std, torch.ones_like(std))
     return mean, std
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (in this thread), then restore."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _plan_epoch(lengths: list[int], order: list[int], max_gens: int, max_tokens: int) -> list[list[int]]:
@@ -487,6 +507,13 @@ def train_probe(
     (zero init, seeded ``torch.Generator`` for the shuffle, no nondeterministic ops).
     """
     config = config or TrainConfig()
+    with _torch_threads(config.num_threads):
+        return _train(data, config, progress, cancel)
+
+
+def _train(
+    data: TrainingSet, config: TrainConfig, progress: ProgressFn | None, cancel: CancelToken | None
+) -> tuple[LinearProbe, list[dict]]:
     if config.batch_generations < 1 or config.max_batch_tokens < 1:
         raise UserError("batch_generations and max_batch_tokens must be positive")
     if not (config.lr > 0):
@@ -513,7 +540,8 @@ def train_probe(
             raise UserError(f"epochs must be at least 1, got {config.epochs}")
         n_epochs = int(config.epochs)
     else:
-        n_epochs = max(1, min(int(config.max_auto_epochs), math.ceil(config.min_steps / max(len(plans[0]), 1))))
+        auto = math.ceil(config.min_steps / max(len(plans[0]), 1))
+        n_epochs = max(1, min(int(config.max_auto_epochs), auto))
     while len(plans) < n_epochs:
         plans.append(epoch_plan())
     total_steps = sum(len(p) for p in plans)
@@ -526,8 +554,11 @@ def train_probe(
     inv_std32 = (1.0 / std).to(torch.float32)
 
     labels_f = data.labels.to(torch.float32)
-    weights = data.weights.to(torch.float32)
     span_ids = data.span_ids.to(torch.int64)
+    # The config's span_weight is authoritative (it is what the probe's config records):
+    # it replaces the weight of every labelled token inside a scored span.
+    weights = data.weights.to(torch.float32)
+    weights = torch.where((span_ids >= 0) & (weights > 0), torch.tensor(float(config.span_weight)), weights)
     span_labels = data.span_labels.to(torch.float32)
 
     # Zero weights, bias at the weighted prior log-odds: deterministic and a good start.
