@@ -1,6 +1,106 @@
-"""ProbeLens web app entry point (placeholder until the web-app issue builds the shell)."""
+"""ProbeLens entry point: first-run set-up, login gate, role-aware navigation."""
+from __future__ import annotations
+
+import os
+
 import streamlit as st
 
-st.set_page_config(page_title="ProbeLens", layout="wide")
-st.title("ProbeLens")
-st.write("The web app arrives with the app-shell issue; the command line `python -m core` works today.")
+from core.errors import UserError
+from pages.common import ROLE_PAGES, allowed, current_user, database, model_label, sign_in, sign_out
+
+st.set_page_config(page_title="ProbeLens", page_icon="🔎", layout="wide")
+
+PAGES = {
+    "generate": st.Page("pages/generate.py", title="Generate", icon="✍️", url_path="generate", default=True),
+    "annotate": st.Page("pages/annotate.py", title="Annotate", icon="🏷️", url_path="annotate"),
+    "review": st.Page("pages/review.py", title="Review", icon="⚖️", url_path="review"),
+    "inspect": st.Page("pages/inspect_probe.py", title="Inspect", icon="🔬", url_path="inspect"),
+    "probes": st.Page("pages/probes.py", title="Probes", icon="🧪", url_path="probes"),
+    "data": st.Page("pages/data.py", title="Data", icon="🗂️", url_path="data"),
+    "users": st.Page("pages/users.py", title="Users", icon="👥", url_path="users"),
+}
+
+
+def first_run_setup() -> None:
+    """No admin yet: take PROBELENS_ADMIN_PASSWORD, or ask for the admin password once."""
+    from db.users import ensure_admin
+
+    db = database()
+    with db.sessions() as session, session.begin():
+        from sqlalchemy import func, select
+
+        from db.models import User
+
+        has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin", User.active.is_(True)))
+        if has_admin:
+            return
+        if ensure_admin(session):  # created from the environment variable
+            return
+    st.title("Welcome to ProbeLens")
+    st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
+    with st.form("first-admin"):
+        first = st.text_input("Admin password", type="password")
+        second = st.text_input("Repeat it", type="password")
+        submitted = st.form_submit_button("Create the admin account")
+    if submitted:
+        if first != second:
+            st.error("The two passwords differ.")
+        else:
+            try:
+                with db.sessions() as session, session.begin():
+                    ensure_admin(session, first)
+                st.success("Admin account created: sign in as **admin**.")
+                st.rerun()
+            except UserError as exc:
+                st.error(str(exc))
+    st.stop()
+
+
+def login_form() -> None:
+    st.title("ProbeLens")
+    st.caption("Token-level hallucination probes: watch risk per token, correct spans, retrain.")
+    with st.form("login"):
+        name = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        try:
+            sign_in(name, password)
+            st.rerun()
+        except UserError as exc:
+            st.error(str(exc))
+    st.stop()
+
+
+def sidebar(user) -> None:
+    from pages.common import active_probe_summary
+
+    with st.sidebar:
+        st.markdown("### ProbeLens")
+        for key in ROLE_PAGES[user.role]:
+            st.page_link(PAGES[key])
+        st.divider()
+        st.markdown(f"**{user.name}** · {user.role}")
+        st.caption(f"Model: `{model_label()}`")
+        st.caption(active_probe_summary())
+        if st.button("Sign out", key="sign-out"):
+            sign_out()
+            st.rerun()
+
+
+first_run_setup()
+user = current_user()
+if user is None:
+    login_form()
+
+page = st.navigation(list(PAGES.values()), position="hidden")
+sidebar(user)
+page_key = next(k for k, p in PAGES.items() if p.url_path == page.url_path)
+if not allowed(page_key, user):
+    st.error(f"Your role ({user.role}) does not have access to the {page.title} page.")
+    st.stop()
+if os.environ.get("PROBELENS_SEED_DEMO", "1") != "0":
+    from pages.common import seed_status
+
+    seed_status(user)
+page.run()

@@ -433,3 +433,34 @@ def delete_dataset(session: Session, name: str, actor: User | None) -> Event:
         before=before,
         detail=f"deleted dataset '{dataset_name}' with {before['generations']} generations",
     )
+
+
+def save_generated(
+    session: Session,
+    dataset_name: str,
+    gen: CoreGeneration,
+    trace: TokenTrace,
+    *,
+    user: User | None,
+    probe_version: int | None = None,
+    split: str = "train",
+) -> Generation:
+    """Store an answer made in the app (with its per-token data and, if scored, its probe scores).
+
+    The same answer twice in one dataset is stored once; the existing row is returned.
+    """
+    from db.events import log_event
+    from db.predictions import store_scores
+
+    dataset = get_or_create_dataset(session, dataset_name)
+    row = add_generation(session, dataset, gen, split=split, source="generated", trace=trace, created_by=user)
+    if row is None:
+        digest = content_hash(gen.conversation)
+        row = session.scalar(select(Generation).where(Generation.dataset_id == dataset.id,
+                                                      Generation.content_hash == digest))
+    else:
+        log_event(session, user=user, action="generation.create", entity="generation", entity_id=row.id,
+                  generation_id=row.id, dataset=dataset.name, after={"tokens": len(trace.token_ids)})
+    if probe_version is not None and trace.scores is not None:
+        store_scores(session, probe_version, row.id, trace.scores)
+    return row

@@ -1,0 +1,148 @@
+"""A generation running on a worker thread, readable at any moment by the page that shows it.
+
+The page polls `snapshot()` (a consistent copy taken under a lock) and renders it; the
+worker never touches Streamlit. Stop is immediate (checked before every token), and an
+optional early-stop rule halts the answer when risk gets too high, saying where and why.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.model import LoadedModel, TokenStream
+from core.types import TokenTrace
+
+
+@dataclass(frozen=True)
+class EarlyStopRule:
+    """`token`: stop when one token's score reaches `threshold`.
+    `span`: consecutive tokens scoring at least `span_floor` form a candidate entity span;
+    stop when a span of two or more tokens has a mean score of at least `threshold`."""
+
+    kind: str  # "token" or "span"
+    threshold: float
+    span_floor: float = 0.5
+
+    def check(self, scores: Sequence[float], texts: Sequence[str]) -> str | None:
+        """A sentence saying why to stop now, or None to go on."""
+        if not scores:
+            return None
+        last = len(scores) - 1
+        if self.kind == "token":
+            if scores[last] >= self.threshold:
+                return (f"stopped at token {last + 1} ({texts[last]!r}): its risk {scores[last]:.2f} "
+                        f"reached the early-stop threshold {self.threshold:.2f}")
+            return None
+        start = last
+        while start >= 0 and scores[start] >= self.span_floor:
+            start -= 1
+        run = scores[start + 1 : last + 1]
+        if len(run) >= 2 and sum(run) / len(run) >= self.threshold:
+            text = "".join(texts[start + 1 : last + 1])
+            return (f"stopped at token {last + 1}: the span {text!r} (tokens {start + 2}-{last + 1}) has mean risk "
+                    f"{sum(run) / len(run):.2f}, at or above the early-stop threshold {self.threshold:.2f}")
+        return None
+
+
+@dataclass
+class LiveSnapshot:
+    trace: TokenTrace
+    produced_at: list[float]
+    text: str
+    running: bool
+    finish_reason: str | None
+    stop_note: str | None
+    error: str | None
+    result: Any
+
+
+@dataclass
+class LiveGeneration:
+    lm: LoadedModel
+    messages: list[dict[str, str]]
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    probe: Any | None = None
+    probe_layer: int | None = None
+    early_stop: EarlyStopRule | None = None
+    on_finish: Callable[[LiveSnapshot], Any] | None = None
+
+    id: str = field(default_factory=lambda: f"live-{time.time_ns()}")
+    running: bool = False
+    finish_reason: str | None = None
+    stop_note: str | None = None
+    error: str | None = None
+    result: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _trace: TokenTrace = field(default_factory=lambda: TokenTrace([], [], [], [], [], []), repr=False)
+    _produced_at: list[float] = field(default_factory=list, repr=False)
+    _text: str = ""
+    _stream: TokenStream | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> LiveGeneration:
+        # Built here, not on the thread, so bad settings fail in the caller with a clear message.
+        self._stream = TokenStream(
+            self.lm, self.messages, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+            top_p=self.top_p, seed=self.seed, probe=self.probe, probe_layer=self.probe_layer,
+        )
+        self.running = True
+        self._thread = threading.Thread(target=self._run, name=f"generate-{self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        assert self._stream is not None
+        try:
+            for token in self._stream:
+                with self._lock:
+                    t = self._trace
+                    t.token_ids.append(token.token_id)
+                    t.texts.append(token.text)
+                    t.offsets.append((token.start, token.end))
+                    t.logprobs.append(token.logprob)
+                    t.entropies.append(token.entropy)
+                    if t.scores is not None:
+                        t.scores.append(token.score if token.score is not None else float("nan"))
+                    self._produced_at.append(time.time())
+                    self._text = self._stream.text
+                if self.early_stop is not None and token.score is not None:
+                    note = self.early_stop.check(self._trace.scores or [], self._trace.texts)
+                    if note:
+                        self.stop_note = note
+                        self._stream.stop()
+            self.finish_reason = "early_stop" if self.stop_note else self._stream.finish_reason
+        except Exception as exc:  # noqa: BLE001 - shown on the page, never lost silently
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.finish_reason = "error"
+        finally:
+            with self._lock:
+                self._text = self._stream.text
+            if self.on_finish is not None and self.error is None:
+                try:
+                    self.result = self.on_finish(self.snapshot(running=False))
+                except Exception as exc:  # noqa: BLE001
+                    self.error = f"could not save the answer: {exc}"
+            self.running = False
+
+    def snapshot(self, running: bool | None = None) -> LiveSnapshot:
+        with self._lock:
+            t = self._trace
+            trace = TokenTrace(list(t.token_ids), list(t.texts), list(t.offsets), list(t.logprobs),
+                               list(t.entropies), list(t.scores) if self.probe is not None else None)
+            return LiveSnapshot(trace, list(self._produced_at), self._text,
+                                self.running if running is None else running, self.finish_reason, self.stop_note,
+                                self.error, self.result)

@@ -1,0 +1,33 @@
+"""Cached per-token probe scores (probe version x generation), so heatmaps need no model run."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.arrays import pack_floats, unpack_floats
+from db.models import Prediction
+from db.probes import get_probe
+
+
+def store_scores(session: Session, probe_version: int, generation_id: int, scores: Sequence[float]) -> Prediction:
+    probe = get_probe(session, probe_version)
+    row = session.scalar(
+        select(Prediction).where(Prediction.probe_id == probe.id, Prediction.generation_id == generation_id)
+    )
+    if row is None:
+        row = Prediction(probe_id=probe.id, generation_id=generation_id, scores=pack_floats(scores))
+        session.add(row)
+    else:
+        row.scores = pack_floats(scores)
+    session.flush()
+    return row
+
+
+def scores_for(session: Session, probe_version: int, generation_id: int) -> list[float] | None:
+    probe = get_probe(session, probe_version)
+    row = session.scalar(
+        select(Prediction).where(Prediction.probe_id == probe.id, Prediction.generation_id == generation_id)
+    )
+    return unpack_floats(row.scores) if row is not None else None

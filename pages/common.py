@@ -1,0 +1,162 @@
+"""What every page shares: the database, the model, the signed-in user, role checks.
+
+Pages stay thin: they read state here, call core/ and db/, and render.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core.errors import UserError
+
+# Which pages each role may open (the navigation shows only these).
+ROLE_PAGES: dict[str, tuple[str, ...]] = {
+    "annotator": ("generate", "annotate"),
+    "reviewer": ("generate", "annotate", "review", "inspect"),
+    "admin": ("generate", "annotate", "review", "inspect", "probes", "data", "users"),
+}
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    id: int
+    name: str
+    role: str
+
+
+@st.cache_resource(show_spinner=False)
+def database():
+    """One engine per server process; migrations run here, at start-up."""
+    from db import open_database
+
+    return open_database()
+
+
+@st.cache_resource(show_spinner="Loading the language model…")
+def language_model(model_id: str | None = None):
+    """Loaded once per process and shared by all sessions (captures are thread-local)."""
+    from core.model import get_model
+
+    return get_model(model_id)
+
+
+@st.cache_resource(show_spinner=False)
+def load_probe_dir(path: str, model_id: str, tokenizer_hash: str, hidden_size: int):
+    from core.probe import load_probe
+
+    return load_probe(path, expect_model_id=model_id, expect_tokenizer_hash=tokenizer_hash,
+                      expect_hidden_size=hidden_size)
+
+
+def current_user() -> SignedIn | None:
+    return st.session_state.get("user")
+
+
+def sign_in(name: str, password: str) -> SignedIn:
+    from db.users import login
+
+    user = login(database(), name, password)
+    signed = SignedIn(user.id, user.name, user.role)
+    st.session_state["user"] = signed
+    return signed
+
+
+def sign_out() -> None:
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+
+
+def allowed(page: str, user: SignedIn | None = None) -> bool:
+    user = user or current_user()
+    return user is not None and page in ROLE_PAGES.get(user.role, ())
+
+
+def require_page(page: str) -> SignedIn:
+    """Stop the page (showing a refusal and nothing else) unless the user may open it."""
+    user = current_user()
+    if user is None or not allowed(page, user):
+        st.error("You do not have access to this page.")
+        st.stop()
+    return user
+
+
+def db_user(session, signed: SignedIn):
+    from db.models import User
+
+    user = session.get(User, signed.id)
+    if user is None or not user.active:
+        raise UserError("your account is no longer active")
+    return user
+
+
+def active_probe():
+    """(probe, config, version) of the active probe for the loaded model, or None."""
+    from db.probes import active_probe as find_active
+
+    with database().sessions() as session:
+        record = find_active(session)
+        if record is None:
+            return None
+        path, version = record.artifact_path, record.version
+    lm = language_model()
+    try:
+        probe, config = load_probe_dir(path, lm.model_id, lm.tokenizer_hash, lm.hidden_size)
+    except UserError:
+        return None
+    return probe, config, version
+
+
+def model_label() -> str:
+    from core.model import resolve_model_id
+
+    return resolve_model_id(os.environ.get("PROBELENS_MODEL"))
+
+
+def active_probe_summary() -> str:
+    from db.probes import active_probe as find_active
+
+    with database().sessions() as session:
+        record = find_active(session)
+        if record is None:
+            return "Active probe: none yet"
+        auc = (record.metrics or {}).get("span_max", {}).get("auc")
+        auc_text = f", span AUC {auc:.2f}" if isinstance(auc, (int, float)) else ""
+        return f"Active probe: v{record.version} (layer {record.layer}{auc_text})"
+
+
+def _start_seed_if_needed():
+    """The first run seeds the demo once per server process, in the background."""
+    from core.jobs import RUNNER
+    from core.seed import needs_seed, seed_demo
+
+    job = RUNNER.latest("seed")
+    if job is not None or not needs_seed(database()):
+        return job
+    db, lm = database(), language_model()
+    return RUNNER.start("seed", lambda progress, cancel: seed_demo(db, lm, progress=progress, cancel=cancel),
+                        label="demo data")
+
+
+def seed_status(user: SignedIn) -> None:
+    """A small live progress box in the sidebar while the demo seed runs."""
+    job = _start_seed_if_needed()
+    if job is None:
+        return
+
+    @st.fragment(run_every=1.0 if job.running else None)
+    def box() -> None:
+        with st.sidebar:
+            if job.running:
+                st.caption(f"Preparing demo data: {job.stage} {job.done}/{job.total}")
+                st.progress(job.fraction)
+                if user.role == "admin" and st.button("Cancel demo seeding", key="cancel-seed"):
+                    job.cancel()
+            elif job.status == "failed":
+                st.warning(f"Demo seeding failed: {job.error}")
+            elif job.status == "succeeded" and not st.session_state.get("seed-announced"):
+                st.session_state["seed-announced"] = True
+                st.success("Demo data and a demo probe are ready.")
+
+    box()

@@ -1,0 +1,172 @@
+"""Generate: ask a question and watch the answer stream in, each token coloured by its risk."""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from core.components.heatmap import TokenView, token_heatmap
+from core.errors import UserError
+from core.live import EarlyStopRule, LiveGeneration
+from core.workflows import spans_from_scores
+from pages.common import active_probe, database, db_user, language_model, require_page
+
+user = require_page("generate")
+st.title("Generate")
+
+lm = language_model()
+probe_info = active_probe()
+
+with st.expander("Settings", expanded=False):
+    c1, c2, c3, c4 = st.columns(4)
+    max_new_tokens = c1.number_input("Max new tokens", 1, 4096, 160, key="gen-max")
+    temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.1, key="gen-temp")
+    top_p = c3.number_input("Top-p", 0.05, 1.0, 0.95, 0.05, key="gen-top-p")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
+    c5, c6, c7 = st.columns(3)
+    use_probe = c5.toggle("Score with the active probe", value=probe_info is not None, disabled=probe_info is None,
+                          key="gen-use-probe")
+    early_kind = c6.selectbox("Early stop", ["off", "token", "span"], key="gen-early",
+                              format_func={"off": "Off", "token": "When a token's risk is too high",
+                                           "span": "When an entity span's risk is too high"}.get)
+    early_threshold = c7.slider("Early-stop threshold", 0.5, 1.0, 0.9, 0.01, key="gen-early-threshold")
+    dataset_name = st.text_input("Save answers to dataset", "playground", key="gen-dataset")
+
+threshold = st.slider("Risk threshold", 0.0, 1.0, 0.5, 0.01, key="gen-threshold",
+                      help="Tokens at or above it count as flagged; marked on the legend.")
+if probe_info is None:
+    st.info("No active probe yet: tokens are shown without risk colours until a probe is trained.")
+else:
+    st.caption(f"Probe v{probe_info[2]} · layer {probe_info[1].layer}")
+
+mode = st.radio("Mode", ["Ask a question", "Score a pasted conversation"], horizontal=True, key="gen-mode",
+                label_visibility="collapsed")
+
+
+def _save(snapshot, messages, probe_version):
+    """Runs on the worker thread when the answer is finished: nothing is lost if the page closes."""
+    from core.types import Generation
+    from db.generations import save_generated
+
+    conversation = [*messages, {"role": "assistant", "content": snapshot.text}]
+    with database().sessions() as session, session.begin():
+        row = save_generated(session, dataset_name, Generation(conversation, model=lm.model_id), snapshot.trace,
+                             user=db_user(session, user), probe_version=probe_version)
+        return row.id
+
+
+def start_generation(question: str) -> None:
+    probe, probe_layer, version = None, None, None
+    if use_probe and probe_info is not None:
+        probe, config, version = probe_info
+        probe_layer = config.layer
+    messages = [{"role": "user", "content": question}]
+    rule = EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe else None
+    live = LiveGeneration(
+        lm, messages, max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
+        seed=int(seed), probe=probe, probe_layer=probe_layer, early_stop=rule,
+        on_finish=lambda snap: _save(snap, messages, version),
+    )
+    st.session_state["live"] = live.start()
+    st.session_state["gen-focus"] = None
+
+
+def summary(trace, text: str) -> None:
+    if trace.scores is None:
+        return
+    scores = [s for s in trace.scores if not math.isnan(s)]
+    over = sum(1 for s in scores if s >= threshold)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Tokens", len(trace.token_ids))
+    c2.metric("Over threshold", over)
+    c3.metric("Max risk", f"{max(scores):.2f}" if scores else "–")
+    spans = spans_from_scores(trace.offsets, [s if not math.isnan(s) else 0.0 for s in trace.scores], threshold)
+    if spans:
+        st.markdown("**Riskiest spans** (click to scroll to it)")
+        ranked = sorted(spans, key=lambda s: -s[2])[:8]
+        cols = st.columns(min(4, len(ranked)))
+        for n, (start, end, risk) in enumerate(ranked):
+            token_index = next(i for i, (s, e) in enumerate(trace.offsets) if e > start)
+            label = f"{text[start:end].strip()[:40]!r} · {risk:.2f}"
+            if cols[n % len(cols)].button(label, key=f"risk-span-{n}"):
+                st.session_state["gen-focus"] = token_index
+
+
+live: LiveGeneration | None = st.session_state.get("live")
+
+if mode == "Ask a question":
+    question = st.chat_input("Ask the model a question", disabled=bool(live and live.running))
+    if question:
+        try:
+            start_generation(question)
+            live = st.session_state["live"]
+        except UserError as exc:
+            st.error(str(exc))
+else:
+    with st.form("score-form"):
+        prompt_text = st.text_area("User message", height=80)
+        answer_text = st.text_area("Assistant answer to score", height=160)
+        scored = st.form_submit_button("Score")
+    if scored:
+        if probe_info is None:
+            st.error("There is no active probe to score with.")
+        elif not prompt_text.strip() or not answer_text.strip():
+            st.error("Give both the user message and the answer.")
+        else:
+            from core.model import score_conversation
+            from core.tokens import nfc
+
+            probe, config, _version = probe_info
+            conversation = [{"role": "user", "content": nfc(prompt_text)},
+                            {"role": "assistant", "content": nfc(answer_text)}]
+            result = score_conversation(lm, conversation, [config.layer])
+            scores = [float(x) for x in probe.predict(result.hidden[config.layer])]
+            st.session_state["pasted"] = (result, scores)
+    pasted = st.session_state.get("pasted")
+    if pasted:
+        from core.types import TokenTrace
+
+        result, scores = pasted
+        trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
+        token_heatmap(TokenView.from_trace(trace), threshold=threshold, key="pasted-heatmap",
+                      focus=st.session_state.get("gen-focus"), height=420)
+        summary(trace, result.text)
+    st.stop()
+
+if live is None:
+    st.caption("Ask a question below. Tokens appear as they are generated, coloured from white (low risk) "
+               "through orange to deep red (high risk).")
+    st.stop()
+
+st.chat_message("user").write(live.messages[-1]["content"])
+polling = live.running
+
+
+@st.fragment(run_every=0.1 if polling else None)
+def live_view() -> None:
+    snap = live.snapshot()
+    if snap.running and st.button("⏹ Stop", key="stop-generation", type="primary"):
+        live.stop()
+    token_heatmap(TokenView.from_trace(snap.trace), threshold=threshold, key="gen-heatmap", doc_id=live.id,
+                  focus=st.session_state.get("gen-focus"), height=480,
+                  produced_at=snap.produced_at[-1] * 1000 if snap.produced_at else None)
+    if snap.running:
+        st.caption(f"Generating… {len(snap.trace.token_ids)} tokens")
+    elif polling:
+        st.rerun(scope="app")
+
+
+live_view()
+
+if not live.running:
+    snap = live.snapshot()
+    if snap.error:
+        st.error(snap.error)
+    reasons = {"eos": "The answer is complete.", "length": "Stopped at the token limit.",
+               "stopped": "Stopped by you.", "early_stop": snap.stop_note or "Stopped early."}
+    if snap.finish_reason in reasons:
+        (st.warning if snap.finish_reason == "early_stop" else st.caption)(reasons[snap.finish_reason])
+    summary(snap.trace, snap.text)
+    if isinstance(snap.result, int):
+        st.page_link("pages/annotate.py", label=f"Open answer #{snap.result} in Annotate", icon="🏷️",
+                     query_params={"generation": str(snap.result)})
