@@ -2,7 +2,9 @@
 
 For SQLite (a real file, WAL) and PostgreSQL (127.0.0.1:5432, a throw-away schema):
 p50/p95 of one save (read version, replace spans, bump version, log event, commit) with
-1, 10 and 50 writer threads; then import and export of 10,000 generations.
+1, 10 and 50 writer threads, twice: closed loop (every writer saves again at once: the
+saturation case) and paced (each writer pauses ~1 s between saves, like a person);
+then import and export of 10,000 generations.
 
 Run: .venv/bin/python benchmarks/db_write.py [--saves 40] [--generations 10000] [--no-postgres]
 """
@@ -48,10 +50,16 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def writer(database, user_id: int, generation_ids: list[int], saves: int, latencies: list[float], conflicts: list[int]):
+def writer(database, user_id: int, generation_ids: list[int], saves: int, latencies: list[float], conflicts: list[int],
+           pace_s: float = 0.0):
+    import random
+
     from db.models import User
 
+    rng = random.Random(user_id)
     for n in range(saves):
+        if pace_s:
+            time.sleep(rng.uniform(0.5, 1.5) * pace_s)  # a person pauses between saves
         generation_id = generation_ids[n % len(generation_ids)]
         spans = [Span(0, 4, "Supported"), Span(20, 24, "Not Supported" if n % 2 else "Supported")]
         started = time.perf_counter()
@@ -68,12 +76,12 @@ def writer(database, user_id: int, generation_ids: list[int], saves: int, latenc
         latencies.append((time.perf_counter() - started) * 1000)
 
 
-def bench_writes(database, writers: int, saves: int) -> tuple[float, float, int]:
+def bench_writes(database, writers: int, saves: int, pace_s: float = 0.0) -> tuple[float, float, int]:
     generation_ids, user_ids = seed_once(database, writers)
     latencies: list[float] = []
     conflicts: list[int] = []
     threads = [
-        threading.Thread(target=writer, args=(database, user_ids[i], generation_ids, saves, latencies, conflicts))
+        threading.Thread(target=writer, args=(database, user_ids[i], generation_ids, saves, latencies, conflicts, pace_s))
         for i in range(writers)
     ]
     for t in threads:
@@ -119,10 +127,12 @@ def bench_import_export(database, n: int, workdir: Path) -> tuple[float, float]:
 
 
 def run_backend(name: str, database, args, workdir: Path) -> None:
-    for writers in (1, 10, 50):
-        p50, p95, conflicts = bench_writes(database, writers, args.saves)
-        print(f"{name} writers={writers:>2} saves={writers * args.saves:>5} p50_ms={p50:.1f} p95_ms={p95:.1f} "
-              f"conflicts={conflicts}")
+    for mode, pace in (("closed-loop", 0.0), (f"paced-{args.pace_ms}ms", args.pace_ms / 1000)):
+        for writers in (1, 10, 50):
+            saves = args.saves if pace == 0 else max(5, args.saves // 4)
+            p50, p95, conflicts = bench_writes(database, writers, saves, pace)
+            print(f"{name} {mode} writers={writers:>2} saves={writers * saves:>5} p50_ms={p50:.1f} p95_ms={p95:.1f} "
+                  f"conflicts={conflicts}")
     import_s, export_s = bench_import_export(database, args.generations, workdir)
     print(f"{name} import_{args.generations}_s={import_s:.1f} export_{args.generations}_s={export_s:.1f}")
 
@@ -132,6 +142,7 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=40, help="saves per writer")
     parser.add_argument("--generations", type=int, default=10_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--pace-ms", type=int, default=1000, help="mean pause between one writer's saves (paced mode)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

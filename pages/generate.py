@@ -145,7 +145,7 @@ polling = live.running
 @st.fragment(run_every=0.1 if polling else None)
 def live_view() -> None:
     snap = live.snapshot()
-    if snap.running and st.button("⏹ Stop", key="stop-generation", type="primary"):
+    if snap.running and st.button("Stop", icon=":material/stop:", key="stop-generation", type="primary"):
         live.stop()
     token_heatmap(TokenView.from_trace(snap.trace), threshold=threshold, key="gen-heatmap", doc_id=live.id,
                   focus=st.session_state.get("gen-focus"), height=480,
@@ -168,5 +168,5 @@ if not live.running:
         (st.warning if snap.finish_reason == "early_stop" else st.caption)(reasons[snap.finish_reason])
     summary(snap.trace, snap.text)
     if isinstance(snap.result, int):
-        st.page_link("pages/annotate.py", label=f"Open answer #{snap.result} in Annotate", icon="🏷️",
+        st.page_link("pages/annotate.py", label=f"Open answer #{snap.result} in Annotate", icon=":material/label:",
                      query_params={"generation": str(snap.result)})
