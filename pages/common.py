@@ -91,12 +91,21 @@ def db_user(session, signed: SignedIn):
     return user
 
 
-def active_probe():
-    """(probe, config, version) of the active probe for the loaded model, or None."""
-    from db.probes import active_probe as find_active
+def probe_versions() -> list[int]:
+    """Versions of every registered probe, newest first."""
+    from db.probes import list_probes
 
     with database().sessions() as session:
-        record = find_active(session)
+        return [p.version for p in list_probes(session)]
+
+
+def active_probe(version: int | None = None):
+    """(probe, config, version) of the active probe (or of `version`) for the loaded model, or None."""
+    from db.probes import active_probe as find_active
+    from db.probes import get_probe
+
+    with database().sessions() as session:
+        record = get_probe(session, version) if version is not None else find_active(session)
         if record is None:
             return None
         path, version = record.artifact_path, record.version

@@ -9,13 +9,14 @@ from core.components.heatmap import TokenView, token_heatmap
 from core.errors import UserError
 from core.live import EarlyStopRule, LiveGeneration
 from core.workflows import spans_from_scores
-from pages.common import active_probe, database, db_user, language_model, require_page
+from pages.common import active_probe, database, db_user, language_model, probe_versions, require_page
 
 user = require_page("generate")
 st.title("Generate")
 
 lm = language_model()
-probe_info = active_probe()
+active = active_probe()
+versions = probe_versions()
 
 with st.expander("Settings", expanded=False):
     c1, c2, c3, c4 = st.columns(4)
@@ -24,20 +25,27 @@ with st.expander("Settings", expanded=False):
     top_p = c3.number_input("Top-p", 0.05, 1.0, 0.95, 0.05, key="gen-top-p")
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
     c5, c6, c7 = st.columns(3)
-    use_probe = c5.toggle("Score with the active probe", value=probe_info is not None, disabled=probe_info is None,
-                          key="gen-use-probe")
+    options = [None, *versions]
+    chosen = c5.selectbox("Probe", options, index=options.index(active[2]) if active else 0, key="gen-probe",
+                          format_func=lambda v: "none (no scores)" if v is None else
+                          f"v{v}" + (" (active)" if active and v == active[2] else ""))
     early_kind = c6.selectbox("Early stop", ["off", "token", "span"], key="gen-early",
                               format_func={"off": "Off", "token": "When a token's risk is too high",
                                            "span": "When an entity span's risk is too high"}.get)
     early_threshold = c7.slider("Early-stop threshold", 0.5, 1.0, 0.9, 0.01, key="gen-early-threshold")
     dataset_name = st.text_input("Save answers to dataset", "playground", key="gen-dataset")
 
+probe_info = active_probe(chosen) if chosen is not None else None
+if chosen is not None and probe_info is None:
+    st.warning(f"Probe v{chosen} does not match the loaded model; answers will not be scored.")
 threshold = st.slider("Risk threshold", 0.0, 1.0, 0.5, 0.01, key="gen-threshold",
                       help="Tokens at or above it count as flagged; marked on the legend.")
-if probe_info is None:
-    st.info("No active probe yet: tokens are shown without risk colours until a probe is trained.")
+if not versions:
+    st.info("No probe yet: tokens are shown without risk colours until a probe is trained.")
+elif probe_info is not None:
+    st.caption(f"Scoring with probe v{probe_info[2]} · layer {probe_info[1].layer}")
 else:
-    st.caption(f"Probe v{probe_info[2]} · layer {probe_info[1].layer}")
+    st.caption("Not scoring: choose a probe in Settings to colour tokens by risk.")
 
 mode = st.radio("Mode", ["Ask a question", "Score a pasted conversation"], horizontal=True, key="gen-mode",
                 label_visibility="collapsed")
@@ -57,7 +65,7 @@ def _save(snapshot, messages, probe_version):
 
 def start_generation(question: str) -> None:
     probe, probe_layer, version = None, None, None
-    if use_probe and probe_info is not None:
+    if probe_info is not None:
         probe, config, version = probe_info
         probe_layer = config.layer
     messages = [{"role": "user", "content": question}]
