@@ -91,11 +91,19 @@ def sidebar(user) -> None:
 first_run_setup()
 user = current_user()
 if user is None:
-    login_form()
+    # Remember the page the URL asked for, so /users is still checked (and refused) after login.
+    from urllib.parse import urlparse
 
+    st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
+    login_form()
 page = st.navigation(list(PAGES.values()), position="hidden")
 sidebar(user)
 page_key = next(k for k, p in PAGES.items() if p.url_path == page.url_path)
+wanted = st.session_state.pop("wanted-page", "")
+if wanted in PAGES and wanted != page_key:
+    if allowed(wanted, user):
+        st.switch_page(PAGES[wanted])
+    page_key, page = wanted, PAGES[wanted]
 if not allowed(page_key, user):
     st.error(f"Your role ({user.role}) does not have access to the {page.title} page.")
     st.stop()
