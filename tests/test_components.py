@@ -1,0 +1,323 @@
+"""The token heatmap's Python side: payload, per-token gold labels, colour scale.
+
+No browser here (tests/e2e/test_heatmap_browser.py drives Chromium); these check what is
+sent and that the JS constants mirror the Python ones.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from core.components import heatmap as hm
+from core.components.heatmap import (
+    GOLD_COLORS,
+    SCALE_STOPS,
+    UNKNOWN_COLOR,
+    TokenView,
+    heatmap_payload,
+    legend,
+    score_color,
+    text_color,
+    token_gold_labels,
+    token_outcomes,
+)
+from core.errors import UserError
+from core.tokens import completion_offsets, token_labels
+from core.types import IGNORE, LABEL_VALUES, Span, TokenTrace
+
+JS = (Path(hm.__file__).parent / "heatmap.js").read_text(encoding="utf-8")
+CSS = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
+
+
+def _luminance(hex_color: str) -> float:
+    r, g, b = (int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+# --- TokenView ---------------------------------------------------------------------------
+
+
+def test_from_lists_offsets_are_code_points_and_empty_pieces_are_zero_width():
+    texts = ["Hi", " 👋🏽", "", "", " 東京", "\n"]
+    view = TokenView.from_lists(texts)
+    assert view.starts == [0, 2, 5, 5, 5, 8]
+    assert view.ends == [2, 5, 5, 5, 8, 9]
+    assert view.ids == list(range(6))
+    assert view.scores == [None] * 6 and len(view) == 6
+
+
+def test_from_lists_rejects_columns_of_other_lengths():
+    with pytest.raises(ValueError, match="scores"):
+        TokenView.from_lists(["a", "b"], scores=[0.1])
+
+
+def test_from_trace_keeps_columns_and_marks_unscored():
+    trace = TokenTrace([5, 6], ["a", " b"], [(0, 1), (1, 3)], [-0.1, -2.0], [0.5, 1.5])
+    view = TokenView.from_trace(trace)
+    assert (view.ids, view.starts, view.ends, view.scores) == ([5, 6], [0, 1], [1, 3], [None, None])
+    scored = TokenView.from_trace(trace, scores=[0.2, 0.9])
+    assert scored.scores == [0.2, 0.9] and scored.logprobs == [-0.1, -2.0]
+
+
+# --- gold spans -> per-token labels -------------------------------------------------------------
+
+
+def test_gold_labels_overlap_rule_with_emoji_and_cjk():
+    # "Ich 👍🏽 mag 東京!" split like a byte-level tokenizer: the emoji's pieces share offsets.
+    texts = ["Ich", " 👍", "🏽", "", " mag", " 東", "京", "!"]
+    view = TokenView.from_lists(texts)
+    text = "".join(texts)
+    assert text == "Ich 👍🏽 mag 東京!"
+    tokyo = text.index("東京")
+    spans = [
+        {"start": tokyo, "end": tokyo + 2, "label": "Not Supported"},
+        {"start": text.index("👍"), "end": text.index("👍") + 2, "label": "Supported"},
+        {"start": 0, "end": 1, "label": "hallucinated"},  # UI alias, partial overlap of "Ich"
+    ]
+    gold = token_gold_labels(view.starts, view.ends, spans)
+    assert gold == ["Not Supported", "Supported", "Supported", None, None, "Not Supported", "Not Supported", None]
+
+
+def test_gold_labels_most_severe_wins_and_span_objects_work():
+    view = TokenView.from_lists(["aa", "bb", "cc"])
+    spans = [Span(0, 4, "Supported"), Span(2, 3, "Insufficient Information"), Span(3, 6, "N/A")]
+    assert token_gold_labels(view.starts, view.ends, spans) == [
+        "Supported", "Insufficient Information", "N/A",
+    ]
+
+
+def test_gold_labels_agree_with_training_labels(tiny_tokenizer):
+    """The colour the browser shows and the label the probe trains on come from one rule."""
+    text = "Marie Curie won the Nobel Prize in 1903 🦄 and 東京は日本の首都です。\n\nDone."
+    ids, offsets = completion_offsets(tiny_tokenizer, text)
+    view = TokenView.from_lists([text[s:e] for s, e in offsets], starts=[s for s, _ in offsets],
+                                ends=[e for _, e in offsets], ids=ids)
+    spans = [
+        Span(text.index("1903"), text.index("1903") + 4, "Not Supported"),
+        Span(text.index("Marie"), text.index("Curie") + 5, "Supported"),
+        Span(text.index("🦄"), text.index("🦄") + 1, "N/A"),
+        Span(text.index("東京"), text.index("東京") + 2, "Insufficient Information"),
+    ]
+    gold = token_gold_labels(view.starts, view.ends, spans)
+    expected = token_labels(offsets, spans).labels.tolist()
+    shown = []
+    for (s, e), label in zip(offsets, gold):
+        if s >= e:
+            shown.append(IGNORE)
+        elif label is None:
+            shown.append(0)
+        else:
+            value = LABEL_VALUES[label]
+            shown.append(IGNORE if value is None else value)
+    assert shown == expected
+    # byte-level pieces of one character share its offsets: they take its label too
+    assert len(set(offsets)) < len(offsets), "the emoji should be split into byte pieces"
+
+
+@pytest.mark.parametrize(
+    "span, message",
+    [
+        ({"start": 3, "end": 1, "label": "Supported"}, "start <= end"),
+        ({"start": -1, "end": 1, "label": "Supported"}, "start <= end"),
+        ({"start": "0", "end": 1, "label": "Supported"}, "integer"),
+        ({"start": 0, "end": 1, "label": "maybe"}, "unknown label"),
+        ("0-1", "object"),
+    ],
+)
+def test_bad_spans_are_one_clear_error(span, message):
+    with pytest.raises(UserError, match=message):
+        token_gold_labels([0], [1], [span])
+
+
+# --- colour scale -------------------------------------------------------------------------------
+
+
+def test_documented_scale_values():
+    assert score_color(0.0) == "#ffffff"
+    assert score_color(0.25) == "#ffeda0"
+    assert score_color(0.5) == "#feb24c"
+    assert score_color(0.75) == "#f03b28"
+    assert score_color(1.0) == "#a50026"
+    assert score_color(-3) == "#ffffff" and score_color(7) == "#a50026"  # clamped
+    # halfway between 0.5 and 0.75: (254+240)/2=247, (178+59)/2=118.5 -> 119 (half up), 58
+    assert score_color(0.625) == "#f7773a"
+
+
+@pytest.mark.parametrize("unknown", [None, float("nan"), float("inf"), "x", True])
+def test_unknown_scores_are_light_grey(unknown):
+    assert score_color(unknown) == UNKNOWN_COLOR == "#e0e0e0"
+    assert text_color(unknown) == "#000000"
+
+
+def test_scale_gets_darker_monotonically():
+    grid = [i / 1000 for i in range(1001)]
+    lum = [_luminance(score_color(s)) for s in grid]
+    assert all(a >= b for a, b in zip(lum, lum[1:]))
+    assert lum[0] > 0.99 and lum[-1] < 0.1
+    for (_, c0), (_, c1) in zip(SCALE_STOPS, SCALE_STOPS[1:]):
+        assert all(a >= b for a, b in zip(c0, c1)), "every channel non-increasing"
+    assert _luminance(UNKNOWN_COLOR) < _luminance(score_color(0.0))  # grey differs from 0
+
+
+def test_text_stays_readable():
+    def contrast(a: str, b: str) -> float:
+        la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+        return (la + 0.05) / (lb + 0.05)
+
+    for s in [i / 1000 for i in range(1001)]:
+        assert contrast(score_color(s), text_color(s)) >= 4.5, s  # WCAG AA for normal text
+    assert text_color(0.79) == "#000000" and text_color(0.8) == "#ffffff"
+
+
+def test_legend_describes_scale_gold_and_outcomes():
+    leg = legend(0.3)
+    assert leg["threshold"] == 0.3 and leg["unknown"] == UNKNOWN_COLOR
+    assert [s["color"] for s in leg["scale"]] == [score_color(p) for p, _ in SCALE_STOPS]
+    assert set(leg["gold"]) == set(LABEL_VALUES) and set(leg["outcomes"]) == {"TP", "FP", "FN"}
+
+
+# --- the JS mirrors the Python --------------------------------------------------------------------
+
+
+def test_js_scale_and_colours_mirror_python():
+    body = re.search(r"const STOPS = \[(.*?)\];", JS, re.S).group(1)
+    stops = [(float(p), (int(r), int(g), int(b))) for p, r, g, b in
+             re.findall(r"\[([\d.]+),\s*\[(\d+),\s*(\d+),\s*(\d+)\]\]", body)]
+    assert stops == [(p, c) for p, c in SCALE_STOPS]
+    assert f'const UNKNOWN_COLOR = "{UNKNOWN_COLOR}"' in JS
+    assert f"const LIGHT_TEXT_FROM = {hm.LIGHT_TEXT_FROM}" in JS
+    assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in JS  # same rounding as Python
+    for label, color in GOLD_COLORS.items():
+        assert re.search(rf'"?{re.escape(label)}"?: \{{ cls: "[\w-]+", color: "{color}"', JS), label
+        assert color in CSS
+
+
+def test_js_never_parses_model_text_as_html():
+    code = re.sub(r"//[^\n]*", "", JS)  # comments may mention what is forbidden
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment",
+                 "DOMParser", "eval(", "new Function"):
+        assert sink not in code, sink
+    assert "textContent = d.texts[i]" in code
+
+
+# --- payload -----------------------------------------------------------------------------------
+
+
+def test_payload_is_compact_parallel_arrays():
+    view = TokenView.from_lists(
+        ["The", " sky", " is", " green"], ids=[10, 11, 12, 13],
+        scores=[0.012345, None, float("nan"), 0.98765], logprobs=[-0.12345, -float("inf"), -1, -2],
+        entropies=[1.23456, 0.5, None, 2],
+    )
+    p = heatmap_payload(view, threshold=0.4, doc_id="g1", focus=3, height=200)
+    assert p["v"] == 1 and p["n"] == 4 and p["doc_id"] == "g1" and p["mode"] == "view"
+    assert p["texts"] == ["The", " sky", " is", " green"] and p["ids"] == [10, 11, 12, 13]
+    assert p["scores"] == [0.0123, None, None, 0.9877]
+    assert p["logprobs"] == [-0.123, None, -1.0, -2.0]
+    assert p["entropies"] == [1.235, 0.5, None, 2.0]
+    assert p["gold"] is None and p["pred"] is None
+    assert (p["threshold"], p["focus"], p["height"], p["produced_at"]) == (0.4, 3, 200, None)
+    assert "starts" not in p and "ends" not in p  # the browser never sees char offsets
+    json.dumps(p, allow_nan=False)  # strict JSON: JSON.parse rejects NaN
+
+
+def test_payload_gold_pred_and_outcomes():
+    view = TokenView.from_lists(["A", "B", "C", "D", "E"], scores=[0.9, 0.9, 0.1, 0.1, None])
+    gold = [{"start": 0, "end": 1, "label": "Not Supported"}, {"start": 2, "end": 3, "label": "Not Supported"},
+            {"start": 4, "end": 5, "label": "Not Supported"}]
+    p = heatmap_payload(view, threshold=0.5, gold_spans=gold)
+    assert p["gold"] == ["Not Supported", None, "Not Supported", None, "Not Supported"]
+    assert token_outcomes(p) == ["TP", "FP", "FN", None, None]  # unknown score: no outcome
+    # predicted spans replace the threshold as the prediction
+    p2 = heatmap_payload(view, gold_spans=gold, predicted_spans=[{"start": 2, "end": 4, "label": "Not Supported"}])
+    assert p2["pred"] == [0, 0, 1, 1, 0]
+    assert token_outcomes(p2) == ["FN", None, "TP", "FP", "FN"]
+    assert token_outcomes(heatmap_payload(view)) == [None] * 5  # no gold: no outcome styling
+
+
+def test_payload_empty_and_produced_at():
+    assert heatmap_payload(TokenView.from_lists([]))["n"] == 0
+    view = TokenView.from_lists(["a", "b"])
+    assert heatmap_payload(view, produced_at=123.0)["produced_at"] == 123.0
+    assert heatmap_payload(view, produced_at=[1, 2])["produced_at"] == [1.0, 2.0]
+    with pytest.raises(ValueError):
+        heatmap_payload(view, produced_at=[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "paint"}, "mode"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"focus": -1}, "focus"),
+        ({"focus": 1.5}, "focus"),
+        ({"height": 10}, "height"),
+    ],
+)
+def test_payload_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        heatmap_payload(TokenView.from_lists(["a", "b"]), **kwargs)
+
+
+def test_payload_for_5000_tokens_is_small_and_fast():
+    import time
+
+    n = 5000
+    view = TokenView.from_lists([" word"] * n, ids=list(range(n)), scores=[i / n for i in range(n)],
+                                logprobs=[-1.23456] * n, entropies=[2.34567] * n)
+    gold = [{"start": 5 * i, "end": 5 * i + 10, "label": "Not Supported"} for i in range(0, n, 50)]
+    t0 = time.perf_counter()
+    p = heatmap_payload(view, gold_spans=gold)
+    took = time.perf_counter() - t0
+    size = len(json.dumps(p, separators=(",", ":")))
+    assert size / n < 70, size / n  # bytes per token, gold strings included
+    assert took < 0.25, took
+    assert sum(g is not None for g in p["gold"]) == 200  # each span covers two tokens
+
+
+def test_focus_past_the_end_waits_for_the_token():
+    assert heatmap_payload(TokenView.from_lists(["a", "b"]), focus=7)["focus"] == 7
+
+
+def test_edit_mode_is_accepted_for_later():
+    assert heatmap_payload(TokenView.from_lists(["a"]), mode="edit")["mode"] == "edit"
+
+
+def test_component_mounts_in_apptest_and_duplicate_keys_fail():
+    """A headless Streamlit run: one mount is fine; one key twice in a run is an error."""
+    from streamlit.testing.v1 import AppTest
+
+    ok = AppTest.from_string(
+        "from core.components.heatmap import TokenView, token_heatmap\n"
+        "token_heatmap(TokenView.from_lists(['a', ' b'], scores=[0.1, 0.9]), key='k')\n"
+        "token_heatmap(TokenView.from_lists(['c']), key='k2')\n"
+    ).run()
+    assert not ok.exception
+    dup = AppTest.from_string(
+        "import streamlit as st\n"
+        "from core.components.heatmap import TokenView, token_heatmap\n"
+        "v = TokenView.from_lists(['a'])\n"
+        "token_heatmap(v, key='k')\n"
+        "@st.fragment\n"
+        "def live():\n"
+        "    token_heatmap(v, key='k')\n"
+        "live()\n"
+    ).run()
+    assert dup.exception and "key='k'" in dup.exception[0].value
+
+
+def test_importing_core_components_does_not_import_streamlit():
+    import subprocess
+    import sys
+
+    code = "import sys, core.components; print('streamlit' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], check=True)
+    assert out.stdout.strip() == "False"
+    assert math.isfinite(hm.LIGHT_TEXT_FROM)
