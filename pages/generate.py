@@ -150,7 +150,7 @@ st.chat_message("user").write(live.messages[-1]["content"])
 polling = live.running
 
 
-@st.fragment(run_every=0.1 if polling else None)
+@st.fragment(run_every=0.05 if polling else None)
 def live_view() -> None:
     snap = live.snapshot()
     if snap.running and st.button("Stop", icon=":material/stop:", key="stop-generation", type="primary"):

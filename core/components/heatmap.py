@@ -453,8 +453,9 @@ def token_heatmap(
 
     `height` caps the text area in pixels (it scrolls; while streaming it sticks to the
     bottom when the reader is at the bottom). `focus` scrolls a token into view and
-    flashes it whenever its value changes (a focus past the end waits for that token). `doc_id` names the document: a new doc_id
-    always re-renders instead of appending. Only `mode="view"` is implemented.
+    flashes it whenever its value changes (a focus past the end waits for that token).
+    `doc_id` names the document: a new doc_id always re-renders instead of appending.
+    Only `mode="view"` is implemented.
     """
     payload = heatmap_payload(
         tokens,

@@ -61,6 +61,11 @@ def sign_in(page, app, name: str, password: str) -> None:
 
 def open_settings(page) -> None:
     page.get_by_text("Settings").click()
+    try:
+        page.get_by_label("Max new tokens").wait_for(state="visible", timeout=5_000)
+    except Exception:  # noqa: BLE001 - the first click can land before the expander is live
+        page.get_by_text("Settings").click()
+        page.get_by_label("Max new tokens").wait_for(state="visible", timeout=10_000)
 
 
 def set_number(page, label: str, value: int) -> None:

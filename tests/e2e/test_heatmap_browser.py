@@ -48,7 +48,8 @@ def test_model_text_is_never_parsed_as_html(page, heatmap_app):
     seen = root.evaluate(
         """root => ({
             texts: [...root.querySelectorAll('.plh-text span[data-i]')].map(s => s.textContent),
-            childElements: [...root.querySelectorAll('.plh-text span[data-i]')].reduce((a, s) => a + s.childElementCount, 0),
+            childElements: [...root.querySelectorAll('.plh-text span[data-i]')]
+                .reduce((a, s) => a + s.childElementCount, 0),
             injected: root.querySelectorAll('img, b, i, script, svg, style, iframe').length,
             anywhere: document.querySelectorAll('img[src="x"], svg[onload]').length,
             all: root.querySelector('.plh-text').textContent,
@@ -146,7 +147,8 @@ def _stream_state(page):
         """() => {
             const host = document.querySelector('[data-testid=stBidiComponentIsolated]');
             const root = host && host.shadowRoot && host.shadowRoot.querySelector('.plh-root');
-            const cap = [...document.querySelectorAll('[data-testid=stCaptionContainer]')].map(c => c.textContent).join(' ');
+            const cap = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
+                .map(c => c.textContent).join(' ');
             if (!root) return {count: -1, caption: cap};
             const spans = [...root.querySelectorAll('.plh-text span[data-i]')];
             return {
