@@ -1,8 +1,159 @@
-"""Annotate page (built in issue #5); the role check already guards it."""
+"""Annotate: a queue of answers and a keyboard-first span editor; one save per answer."""
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-from pages.common import require_page
+from core.components.heatmap import TokenView, token_heatmap
+from core.editing import suggest_spans
+from core.errors import UserError
+from pages.common import active_probe, database, db_user, require_page
 
-require_page("annotate")
+user = require_page("annotate")
 st.title("Annotate")
-st.info("This page arrives with issue #5. Everything it will do is available from `python -m core` today.")
+
+from db import queue as work_queue  # noqa: E402
+from db.annotations import ConflictError, get_set, save_annotation_set, spans_of  # noqa: E402
+from db.generations import get_generation, list_datasets, to_core, trace_of  # noqa: E402
+from db.predictions import scores_for  # noqa: E402
+
+db = database()
+probe_info = active_probe()
+probe_version = probe_info[2] if probe_info else None
+
+with db.sessions() as session:
+    datasets = [d["name"] for d in list_datasets(session)]
+
+c1, c2, c3, c4 = st.columns(4)
+dataset = c1.selectbox("Dataset", [None, *datasets], format_func=lambda d: "all datasets" if d is None else d,
+                       key="ann-dataset")
+split = c2.selectbox("Split", [None, "train", "validation", "test"], format_func=lambda s: s or "all splits",
+                     key="ann-split")
+label_state = c3.selectbox("Show", [None, "unlabelled", "mine", "gold", "any"], key="ann-state",
+                           format_func={None: "my queue (assigned + unlabelled)", "any": "everything",
+                                        "unlabelled": "unlabelled", "mine": "labelled by me",
+                                        "gold": "with gold"}.get)
+sort = c4.selectbox("Order", ["assigned", "uncertainty", "risk", "disagreement", "newest"], key="ann-sort",
+                    format_func={"assigned": "assigned to me first", "uncertainty": "probe most uncertain",
+                                 "risk": "highest risk", "disagreement": "most disagreement",
+                                 "newest": "newest"}.get)
+
+with db.sessions() as session:
+    me = db_user(session, user)
+    items = work_queue.queue(session, me, dataset=dataset, split=split, label_state=label_state, sort=sort,
+                             probe_version=probe_version, limit=300)
+    progress = work_queue.progress(session, me, dataset=dataset)
+
+done, assigned = progress.get("done", 0), progress.get("assigned", 0)
+st.progress(min(1.0, done / assigned) if assigned else 0.0,
+            text=f"{done} done of {assigned} assigned to you" if assigned else f"{done} answers labelled by you")
+
+if not items:
+    st.info("Nothing in this queue. Generate answers, import a dataset, or change the filters.")
+    st.stop()
+
+ids = [item.generation_id for item in items]
+wanted = st.query_params.get("generation")
+if wanted and wanted.isdigit() and int(wanted) not in ids:
+    ids.insert(0, int(wanted))  # opened from a link (e.g. the Generate page)
+current = st.session_state.get("ann-current")
+if wanted and wanted.isdigit() and st.session_state.get("ann-wanted-seen") != wanted:
+    st.session_state["ann-wanted-seen"] = wanted
+    current = int(wanted)
+if current not in ids:
+    current = ids[0]
+
+left, right = st.columns([1, 3])
+with left:
+    table = pd.DataFrame([{"#": i.generation_id, "answer": i.preview, "mine": "✓" if i.my_version else "",
+                           "assigned": "●" if i.assigned else "", "risk": i.max_score} for i in items])
+    picked = st.dataframe(table, hide_index=True, height=520, on_select="rerun", selection_mode="single-row",
+                          key="ann-table", column_config={"risk": st.column_config.NumberColumn(format="%.2f")})
+    rows = picked.selection.rows if picked and picked.selection else []
+    if rows and st.session_state.get("ann-last-row") != rows[0]:
+        st.session_state["ann-last-row"] = rows[0]
+        current = items[rows[0]].generation_id
+st.session_state["ann-current"] = current
+
+with db.sessions() as session:
+    me = db_user(session, user)
+    row = get_generation(session, current)
+    generation, trace = to_core(row), trace_of(row)
+    my_set = get_set(session, current, me)
+    my_spans = spans_of(my_set) if my_set else []
+    version = my_set.version if my_set else 0
+    scores = scores_for(session, probe_version, current) if probe_version else None
+
+with right:
+    st.markdown(f"**Answer #{current}** · {row.dataset.name} / {row.split}")
+    st.chat_message("user").write(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "")
+    if trace is None:
+        st.warning("This answer has no stored tokens; score it (Probes or Data page) to edit it token by token.")
+        st.stop()
+    view = TokenView.from_trace(trace, scores=scores)
+    threshold = st.session_state.get("ann-threshold", 0.5)
+    suggestions = []
+    if scores is not None:
+        suggestions = [{"start": s.start, "end": s.end, "score": s.score}
+                       for s in suggest_spans(trace.offsets, scores, threshold, generation.completion)]
+    conflict_key = f"conflict-{current}"
+    conflict = st.session_state.get(conflict_key)
+    result = token_heatmap(
+        view, mode="edit", key=f"editor-{current}", doc_id=f"gen-{current}-v{version}",
+        spans=[{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in my_spans],
+        suggestions=suggestions, base_version=version, draft_key=f"probelens-draft-{user.id}-{current}",
+        conflict=conflict, height=520,
+    )
+    st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
+
+    saved = getattr(result, "save", None) if result is not None else None
+    if saved:
+        from core.types import Span
+
+        spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in saved.get("spans", [])]
+        try:
+            with db.sessions() as session, session.begin():
+                me = db_user(session, user)
+                stored = save_annotation_set(session, current, spans, owner=me,
+                                             expected_version=int(saved.get("base_version", version)), actor=me)
+                work_queue.mark_done(session, current, me)
+            st.session_state.pop(conflict_key, None)
+            st.toast(f"Saved answer #{current} (version {stored.version}).")
+            if saved.get("next"):
+                position = ids.index(current)
+                st.session_state["ann-current"] = ids[(position + 1) % len(ids)]
+            st.rerun()
+        except ConflictError as exc:
+            st.session_state[conflict_key] = {
+                "theirs": [{"start": s.start, "end": s.end, "label": s.label, "note": s.note}
+                           for s in exc.current_spans],
+                "their_version": exc.current_version, "saved_by": exc.saved_by, "mine": saved.get("spans", []),
+            }
+            st.rerun()
+        except UserError as exc:
+            st.error(str(exc))
+
+    if conflict:
+        st.warning(f"{conflict.get('saved_by') or 'Someone'} saved version {conflict['their_version']} of this "
+                   "answer after you opened it. Nothing of yours was overwritten: your edits are still in the "
+                   "editor. Compare below, then keep yours or take theirs.")
+        mine_col, theirs_col = st.columns(2)
+        mine_col.markdown("**Yours**")
+        mine_col.dataframe(pd.DataFrame(conflict["mine"]), hide_index=True)
+        theirs_col.markdown(f"**Theirs (version {conflict['their_version']})**")
+        theirs_col.dataframe(pd.DataFrame(conflict["theirs"]), hide_index=True)
+        keep, take = st.columns(2)
+        if keep.button("Keep mine (save over theirs)", key=f"keep-{current}"):
+            from core.types import Span
+
+            spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in conflict["mine"]]
+            with db.sessions() as session, session.begin():
+                me = db_user(session, user)
+                save_annotation_set(session, current, spans, owner=me,
+                                    expected_version=int(conflict["their_version"]), actor=me,
+                                    detail="kept after a conflict")
+            st.session_state.pop(conflict_key, None)
+            st.rerun()
+        if take.button("Take theirs", key=f"take-{current}"):
+            st.session_state.pop(conflict_key, None)
+            st.rerun()

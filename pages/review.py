@@ -1,8 +1,142 @@
-"""Review page (built in issue #5); the role check already guards it."""
+"""Review (reviewer, admin): compare annotators and the probe, settle the gold set, assign work,
+and see agreement per dataset."""
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-from pages.common import require_page
+from core.components.heatmap import TokenView, token_heatmap
+from core.editing import diff_sets, merge_groups
+from core.errors import UserError
+from core.types import Span
+from pages.common import active_probe, database, db_user, require_page
 
-require_page("review")
+user = require_page("review")
 st.title("Review")
-st.info("This page arrives with issue #5. Everything it will do is available from `python -m core` today.")
+
+from db import queue as work_queue  # noqa: E402
+from db import review as reviewing  # noqa: E402
+from db.agreement_items import agreement_items  # noqa: E402
+from db.generations import list_datasets  # noqa: E402
+from db.users import list_users  # noqa: E402
+
+db = database()
+probe_info = active_probe()
+probe_version = probe_info[2] if probe_info else None
+with db.sessions() as session:
+    datasets = [d["name"] for d in list_datasets(session)]
+if not datasets:
+    st.info("No datasets yet.")
+    st.stop()
+
+dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
+tab_review, tab_agreement, tab_assign = st.tabs(["Settle gold", "Agreement", "Assign work"])
+
+with tab_agreement:
+    from core.agreement import agreement_report
+
+    with db.sessions() as session:
+        items, annotators, generation_ids = agreement_items(session, dataset)
+    if len(annotators) < 2:
+        st.info("Agreement needs at least two annotators with labels in this dataset.")
+    else:
+        report = agreement_report(items, annotators)
+        overall = report["overall"]
+        cols = st.columns(4)
+        for col, (name, key) in zip(cols, [("Fleiss' κ", "fleiss_kappa"), ("Krippendorff's α", "krippendorff_alpha"),
+                                            ("Gwet's AC1", "gwet_ac1"), ("tokens", "n_tokens")]):
+            value = overall.get(key)
+            col.metric(name, "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else value))
+        pairs = pd.DataFrame(report["pairs"])
+        st.markdown("**Annotator pairs** — select a row to list the answers they disagree on")
+        chosen = st.dataframe(pairs, hide_index=True, on_select="rerun", selection_mode="single-row", key="rev-pairs")
+        st.markdown("**Per label** (one label against the rest)")
+        st.dataframe(pd.DataFrame(report["per_label"]).T, key="rev-labels")
+        rows = chosen.selection.rows if chosen and chosen.selection else []
+        if rows:
+            pair = pairs.iloc[rows[0]]
+            key = f"{pair['a']}|{pair['b']}"
+            indices = report["disagreements"].get(key, [])
+            st.write(f"{len(indices)} answers where {pair['a']} and {pair['b']} differ:")
+            for index in indices[:50]:
+                if st.button(f"Open answer #{generation_ids[index]}", key=f"dis-{index}"):
+                    st.session_state["rev-generation"] = generation_ids[index]
+
+with tab_assign:
+    with db.sessions() as session:
+        names = [u.name for u in list_users(session) if u.active]
+    with st.form("assign"):
+        who = st.multiselect("Annotators", names)
+        k = st.number_input("Annotators per answer (k)", 1, 10, 2)
+        hours = st.number_input("Lease (hours)", 1.0, 24.0 * 30, 24.0)
+        if st.form_submit_button("Assign"):
+            try:
+                with db.sessions() as session, session.begin():
+                    made = work_queue.assign(session, dataset, int(k), who, lease_hours=float(hours),
+                                             actor=db_user(session, user))
+                st.success(f"Created {made} assignments.")
+            except UserError as exc:
+                st.error(str(exc))
+
+with tab_review:
+    with db.sessions() as session:
+        me = db_user(session, user)
+        queue_items = work_queue.queue(session, me, dataset=dataset, sort="disagreement", label_state="any",
+                                       probe_version=probe_version, limit=300)
+    candidates = [i.generation_id for i in queue_items if i.n_annotators > 0] or [i.generation_id for i in queue_items]
+    if not candidates:
+        st.info("Nothing to review in this dataset yet.")
+        st.stop()
+    current = st.session_state.get("rev-generation")
+    if current not in candidates:
+        current = candidates[0]
+    current = st.selectbox("Answer", candidates, index=candidates.index(current), key="rev-pick",
+                           format_func=lambda g: f"#{g}")
+    with db.sessions() as session:
+        bundle = reviewing.review_bundle(session, current, probe_version)
+    trace = bundle.trace
+    if trace is None:
+        st.warning("This answer has no stored tokens.")
+        st.stop()
+    view = TokenView.from_trace(trace)
+    sources: dict[str, list[Span]] = {name: spans for name, (_v, spans) in bundle.annotators.items()}
+    if bundle.probe_spans:
+        sources["probe"] = list(bundle.probe_spans)
+    if bundle.disagreements:
+        st.caption("Disagreements at characters " + ", ".join(f"{a}–{b}" for a, b in bundle.disagreements[:12]))
+    for name, spans in sources.items():
+        st.markdown(f"**{name}**")
+        token_heatmap(view, key=f"rev-{current}-{name}", gold_spans=[s.__dict__ for s in spans], height=220)
+
+    st.subheader("Gold set")
+    people = {name: spans for name, spans in sources.items() if name != "probe"}
+    groups = diff_sets(people) if people else []
+    gold_version = bundle.gold[0] if bundle.gold else 0
+    picks: dict[int, str] = {}
+    for index, group in enumerate(groups):
+        options = [name for name, spans in group.spans.items() if spans] + ["none"]
+        text = bundle.generation.completion[group.start:group.end]
+        label = f"{text!r} ({group.start}–{group.end})" + ("" if not group.agree else " · all agree")
+        picks[index] = st.radio(label, options, horizontal=True, key=f"pick-{current}-{index}")
+    merged = merge_groups(groups, picks) if groups else []
+    st.caption(f"{len(merged)} spans in the merged gold set; current gold version {gold_version}.")
+    a, b = st.columns(2)
+    if a.button("Save merged gold", key=f"save-gold-{current}", type="primary"):
+        try:
+            with db.sessions() as session, session.begin():
+                reviewing.save_gold(session, current, merged, expected_version=gold_version,
+                                    reviewer=db_user(session, user), decision="merged span by span")
+            st.success("Gold saved.")
+            st.rerun()
+        except UserError as exc:
+            st.error(str(exc))
+    pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
+    if pick and b.button(f"Use {pick}'s spans as gold", key=f"use-{current}"):
+        try:
+            with db.sessions() as session, session.begin():
+                reviewing.pick_annotator(session, current, pick, expected_version=gold_version,
+                                         reviewer=db_user(session, user))
+            st.success(f"Gold is now {pick}'s set.")
+            st.rerun()
+        except UserError as exc:
+            st.error(str(exc))
