@@ -1,0 +1,111 @@
+"""Review and Annotate page logic with AppTest on a real SQLite file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.types import Generation, Span, TokenTrace
+
+REPO = Path(__file__).resolve().parents[1]
+ANSWER = "Lviv was founded in 1256 by Daniel."
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    import streamlit as st
+
+    from db import open_database
+    from db.annotations import save_annotation_set
+    from db.generations import add_generation, get_or_create_dataset
+    from db.users import add_user
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
+    monkeypatch.chdir(REPO)
+    st.cache_resource.clear()
+    database = open_database(url)
+    words = [(0, 4), (4, 8), (8, 16), (16, 19), (19, 24), (24, 27), (27, 34), (34, 35)]
+    trace = TokenTrace(list(range(len(words))), [ANSWER[a:b] for a, b in words], words, [-1.0] * 8, [1.0] * 8)
+    with database.sessions() as session, session.begin():
+        boss = add_user(session, "boss", "boss-password", role="admin")
+        alice = add_user(session, "alice", "alice-password")
+        bob = add_user(session, "bob", "bob-password-1")
+        dataset = get_or_create_dataset(session, "set1")
+        gen = Generation([{"role": "user", "content": "Who founded Lviv?"}, {"role": "assistant", "content": ANSWER}])
+        row = add_generation(session, dataset, gen, trace=trace)
+        save_annotation_set(session, row.id, [Span(0, 4, "Supported"), Span(20, 24, "Not Supported")],
+                            owner=alice, expected_version=0, actor=alice)
+        save_annotation_set(session, row.id, [Span(0, 4, "Supported"), Span(20, 24, "Supported")],
+                            owner=bob, expected_version=0, actor=bob)
+        generation_id = row.id
+    yield database, generation_id
+    database.dispose()
+    st.cache_resource.clear()
+
+
+def signed_in(name: str, password: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    fields = {t.label: t for t in at.text_input}
+    fields["User name"].input(name)
+    fields["Password"].input(password)
+    at.button[0].click()
+    at.run()
+    return at
+
+
+def test_review_shows_disagreement_and_saves_merged_gold(env):
+    database, generation_id = env
+    at = signed_in("boss", "boss-password")
+    at.switch_page("pages/review.py")
+    at.run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any("Disagreements at characters 19–24" in c for c in captions), captions
+    radios = [r for r in at.radio if r.label.startswith("'1256'")]
+    assert radios and set(radios[0].options) == {"alice", "bob", "none"}
+    radios[0].set_value("alice")
+    next(b for b in at.button if b.label == "Save merged gold").click()
+    at.run()
+    from db.annotations import get_set, spans_of
+    from db.events import list_events
+
+    with database.sessions() as session:
+        gold = get_set(session, generation_id, None)
+        assert [(s.start, s.end, s.label) for s in spans_of(gold)] == [(0, 4, "Supported"), (20, 24, "Not Supported")]
+        events = list_events(session, action="review.gold")
+        assert events and events[0].detail == "merged span by span"
+
+
+def test_agreement_tab_reports_pairs(env):
+    at = signed_in("boss", "boss-password")
+    at.switch_page("pages/review.py")
+    at.run()
+    assert not at.exception, at.exception
+    frames = [df.value for df in at.dataframe]
+    pairs = next(f for f in frames if "cohen_kappa" in f.columns)
+    assert list(pairs[["a", "b"]].iloc[0]) == ["alice", "bob"]
+
+
+def test_assignment_form(env):
+    database, _ = env
+    at = signed_in("boss", "boss-password")
+    at.switch_page("pages/review.py")
+    at.run()
+    at.multiselect[0].set_value(["alice", "bob"])
+    at.number_input[0].set_value(2)
+    next(b for b in at.button if b.label == "Assign").click()
+    at.run()
+    assert any("assignments" in s.value for s in at.success)
+
+
+def test_annotator_cannot_review(env):
+    at = signed_in("alice", "alice-password")
+    at.switch_page("pages/review.py")
+    at.run()
+    errors = [e.value for e in at.error]
+    assert any("not have access" in e for e in errors), errors
+    assert len(at.tabs) == 0 and len(at.radio) == 0
