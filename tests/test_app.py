@@ -130,3 +130,28 @@ def test_admin_adds_a_user_on_the_users_page(app_env):
 
     with app_env.sessions() as session:
         assert authenticate(session, "newbie", "newbie-password").role == "annotator"
+
+
+def test_users_page_roles_last_admin_events_and_team(app_env):
+    make_users(app_env)
+    at = login("boss", "boss-password")
+    at.switch_page("pages/users.py")
+    at.run()
+    at.selectbox(key="users-target").set_value("ann")
+    at.selectbox(key="users-role").set_value("reviewer")
+    at.button(key="users-set-role").click()
+    at.run()
+    assert any("ann is now reviewer" in s.value for s in at.success)
+    at.selectbox(key="users-target").set_value("boss")
+    at.button(key="users-deactivate").click()
+    at.run()
+    assert any("last admin" in e.value for e in at.error)
+    from db.users import get_user
+
+    with app_env.sessions() as session:
+        assert get_user(session, "ann").role == "reviewer"
+        assert get_user(session, "boss").active
+    log = next(df.value for df in at.dataframe if "action" in df.value.columns)
+    assert "user.set_role" in set(log["action"])
+    team = next(df.value for df in at.dataframe if "items_done" in df.value.columns)
+    assert set(team["name"]) == {"ann", "boss", "rev"}
