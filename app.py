@@ -21,21 +21,25 @@ PAGES = {
 }
 
 
+def needs_first_admin() -> bool:
+    """No active admin yet and none to create from PROBELENS_ADMIN_PASSWORD."""
+    from sqlalchemy import func, select
+
+    from db.models import User
+    from db.users import ensure_admin
+
+    with database().sessions() as session, session.begin():
+        has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin", User.active.is_(True)))
+        if has_admin:
+            return False
+        return ensure_admin(session) is None  # created from the environment variable, if set
+
+
 def first_run_setup() -> None:
-    """No admin yet: take PROBELENS_ADMIN_PASSWORD, or ask for the admin password once."""
+    """Ask once for the admin password."""
     from db.users import ensure_admin
 
     db = database()
-    with db.sessions() as session, session.begin():
-        from sqlalchemy import func, select
-
-        from db.models import User
-
-        has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin", User.active.is_(True)))
-        if has_admin:
-            return
-        if ensure_admin(session):  # created from the environment variable
-            return
     st.title("Welcome to ProbeLens")
     st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
     with st.form("first-admin"):
@@ -53,7 +57,6 @@ def first_run_setup() -> None:
                 st.rerun()
             except UserError as exc:
                 st.error(str(exc))
-    st.stop()
 
 
 def login_form() -> None:
@@ -69,7 +72,6 @@ def login_form() -> None:
             st.rerun()
         except UserError as exc:
             st.error(str(exc))
-    st.stop()
 
 
 def sidebar(user) -> None:
@@ -88,7 +90,11 @@ def sidebar(user) -> None:
             st.rerun()
 
 
-first_run_setup()
+# Before sign-in only the set-up or sign-in form runs (pages/common.py turns off Streamlit's
+# legacy pages/ mode, which would otherwise run pages/<name>.py directly on a first visit).
+if needs_first_admin():
+    first_run_setup()
+    st.stop()
 user = current_user()
 if user is None:
     # Remember the page the URL asked for, so /users is still checked (and refused) after login.
@@ -96,6 +102,7 @@ if user is None:
 
     st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
     login_form()
+    st.stop()
 page = st.navigation(list(PAGES.values()), position="hidden")
 sidebar(user)
 page_key = next(k for k, p in PAGES.items() if p.url_path == page.url_path)

@@ -11,6 +11,17 @@ import streamlit as st
 
 from core.errors import UserError
 
+# This app navigates with st.navigation. Streamlit still has a legacy mode in which a folder
+# named pages/ beside the entry point makes a first visit to /<page> run pages/<page>.py
+# directly (until some run calls st.navigation). Turn that mode off as soon as any page is
+# imported, so every later run goes through app.py (login, roles, sidebar).
+try:
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+except ImportError:  # pragma: no cover - older or newer Streamlit without the flag
+    pass
+
 # Which pages each role may open (the navigation shows only these).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
     "annotator": ("generate", "annotate"),
@@ -76,6 +87,11 @@ def allowed(page: str, user: SignedIn | None = None) -> bool:
 def require_page(page: str) -> SignedIn:
     """Stop the page (showing a refusal and nothing else) unless the user may open it."""
     user = current_user()
+    if user is None and not st.session_state.get("rerouted-through-app"):
+        # Reached without app.py (the legacy pages/ mode above): go round again through it,
+        # which asks to sign in and then checks this page against the role.
+        st.session_state["rerouted-through-app"] = True
+        st.rerun()
     if user is None or not allowed(page, user):
         st.error("You do not have access to this page.")
         st.stop()
