@@ -18,12 +18,17 @@ from core.components.heatmap import (
     SCALE_STOPS,
     UNKNOWN_COLOR,
     TokenView,
+    dom_selection_to_span,
+    edit_token_labels,
     heatmap_payload,
     legend,
+    saved_spans,
     score_color,
     text_color,
     token_gold_labels,
     token_outcomes,
+    token_selection_to_span,
+    visible_suggestions,
 )
 from core.errors import UserError
 from core.tokens import completion_offsets, token_labels
@@ -285,8 +290,183 @@ def test_focus_past_the_end_waits_for_the_token():
     assert heatmap_payload(TokenView.from_lists(["a", "b"]), focus=7)["focus"] == 7
 
 
-def test_edit_mode_is_accepted_for_later():
-    assert heatmap_payload(TokenView.from_lists(["a"]), mode="edit")["mode"] == "edit"
+# --- edit mode (the span editor) -----------------------------------------------------------------
+
+# "Ich 👍🏽 mag 東京 🎉 und 𠮷野家!" split like a byte-level tokenizer: pieces of one
+# character are "" tokens (zero width), astral characters are one code point, two UTF-16 units.
+EDIT_TEXTS = ["Ich", " 👍", "🏽", "", " mag", " 東", "京", " 🎉", "", " und", " 𠮷", "野家", "!"]
+
+
+def _edit(spans=(), suggestions=(), **kw):
+    view = TokenView.from_lists(EDIT_TEXTS)
+    return view, heatmap_payload(view, mode="edit", spans=list(spans), suggestions=list(suggestions), **kw)
+
+
+def test_edit_payload_sends_code_point_offsets_spans_and_suggestions():
+    text = "".join(EDIT_TEXTS)
+    assert text == "Ich 👍🏽 mag 東京 🎉 und 𠮷野家!"
+    tokyo, yoshi = text.index("東京"), text.index("𠮷野家")
+    assert (tokyo, yoshi) == (11, 20)  # code points; UTF-16 would say 13 and 23
+    assert len(text[:yoshi].encode("utf-16-le")) // 2 == 23
+    view, p = _edit(
+        spans=[{"start": yoshi, "end": yoshi + 3, "label": "unverifiable", "note": "  check  "},
+               Span(tokyo, tokyo + 2, "Not Supported")],
+        suggestions=[{"start": text.index("🎉"), "end": text.index("🎉") + 1, "score": 0.812345},
+                     hm_suggestion(tokyo, tokyo + 1, 0.9)],
+        base_version=3, draft_key="d-1", doc_id="g7",
+    )
+    e = p["edit"]
+    assert p["mode"] == "edit" and p["doc_id"] == "g7"
+    assert e["starts"] == view.starts and e["ends"] == view.ends
+    assert e["starts"][:4] == [0, 3, 5, 6] and e["ends"][:4] == [3, 5, 6, 6]  # the "" piece is zero-width
+    # spans: canonical labels, notes stripped, sorted (code points, exactly as given)
+    assert e["spans"] == [
+        {"start": 11, "end": 13, "label": "Not Supported", "note": None},
+        {"start": 20, "end": 23, "label": "Insufficient Information", "note": "check"},
+    ]
+    assert e["suggestions"] == [{"start": 11, "end": 12, "score": 0.9}, {"start": 14, "end": 15, "score": 0.8123}]
+    assert (e["base_version"], e["draft_key"], e["conflict"]) == (3, "d-1", None)
+    # what the browser draws per token for these spans (the training-label overlap rule)
+    assert edit_token_labels(p) == [None, None, None, None, None, "Not Supported", "Not Supported", None, None,
+                                    None, "Insufficient Information", "Insufficient Information", None]
+    assert visible_suggestions(p) == [e["suggestions"][1]]  # the one on 東 overlaps a span
+    assert "texts" in p and p["gold"] is None and p["pred"] is None
+    json.dumps(p, allow_nan=False)
+
+
+def hm_suggestion(start, end, score):
+    from core.editing import Suggestion
+
+    return Suggestion(start, end, score)
+
+
+def test_edit_payload_draft_key_defaults_and_view_mode_rejects_edit_arguments():
+    view = TokenView.from_lists(["a", " b"])
+    assert heatmap_payload(view, mode="edit", doc_id="g1")["edit"]["draft_key"] == "g1"
+    assert heatmap_payload(view)["edit"] is None and "starts" not in heatmap_payload(view)
+    for kwargs in ({"spans": []}, {"suggestions": []}, {"draft_key": "k"}, {"base_version": 2},
+                   {"conflict": {"theirs": [], "their_version": 1}}):
+        with pytest.raises(UserError, match="edit mode"):
+            heatmap_payload(view, **kwargs)
+
+
+def test_edit_payload_normalises_overlaps_and_reads_a_conflict():
+    text = "".join(EDIT_TEXTS)
+    _, p = _edit(
+        spans=[{"start": 0, "end": 8, "label": "Supported"}, {"start": 4, "end": 14, "label": "Not Supported"}],
+        conflict={"theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}], "their_version": 4,
+                  "saved_by": "bob", "mine": "ignored"},
+    )
+    # later spans win (core.editing.normalize_spans): the first is cut back and trimmed
+    assert p["edit"]["spans"] == [{"start": 0, "end": 3, "label": "Supported", "note": None},
+                                  {"start": 4, "end": 14, "label": "Not Supported", "note": None}]
+    assert text[0:3] == "Ich"
+    assert p["edit"]["conflict"] == {"theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}],
+                                     "their_version": 4, "saved_by": "bob"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"spans": [{"start": 2, "end": 99, "label": "Supported"}]}, "past the end"),
+        ({"spans": [{"start": 2, "end": 2, "label": "Supported"}]}, "empty"),
+        ({"spans": [{"start": 0, "end": 2, "label": "maybe"}]}, "unknown label"),
+        ({"spans": [{"start": 0, "end": 2, "label": "N/A", "note": 5}]}, "note"),
+        ({"spans": {"start": 0}}, "list"),
+        ({"suggestions": [{"start": 0, "end": 2}]}, "score"),
+        ({"suggestions": [{"start": 3, "end": 2, "score": 0.5}]}, "start < end"),
+        ({"suggestions": [(0, 2, 0.5)]}, "object"),
+        ({"base_version": True}, "base_version"),
+        ({"base_version": "1"}, "base_version"),
+        ({"draft_key": 7}, "draft_key"),
+        ({"conflict": {"theirs": []}}, "their_version"),
+        ({"conflict": [1]}, "conflict"),
+    ],
+)
+def test_edit_payload_rejects_bad_input_with_one_clear_error(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        heatmap_payload(TokenView.from_lists(EDIT_TEXTS), mode="edit", **kwargs)
+
+
+def test_selection_helpers_mirror_the_browser():
+    view = TokenView.from_lists(EDIT_TEXTS)
+    text = "".join(EDIT_TEXTS)
+    # token-snapped: " 東" .. "京" -> "東京" (leading space trimmed), either direction
+    assert token_selection_to_span(view, 5, 6) == token_selection_to_span(view, 6, 5) == (11, 13)
+    # the "" piece alone is zero-width: the selection holds nothing but is snapped to its place
+    with pytest.raises(UserError, match="whitespace"):
+        token_selection_to_span(view, 3, 3)
+    assert token_selection_to_span(view, 1, 3) == (text.index("👍"), text.index("👍") + 2)
+    # Alt: DOM offsets are UTF-16 within a token's text node; " 𠮷" is 3 units, 2 code points
+    i = EDIT_TEXTS.index(" 𠮷")
+    assert dom_selection_to_span(EDIT_TEXTS, i, 1, i, 3) == (20, 21)  # exactly 𠮷
+    assert text[20:21] == "𠮷"
+    assert dom_selection_to_span(EDIT_TEXTS, i + 1, 1, i, 1) == (20, 22)  # backwards, into the next token
+    assert dom_selection_to_span(EDIT_TEXTS, i, 1, i, 2) == (20, 21)  # half a pair widens to the character
+    with pytest.raises(UserError, match="empty"):
+        dom_selection_to_span(EDIT_TEXTS, i, 1, i, 1)
+    with pytest.raises(UserError, match="outside"):
+        dom_selection_to_span(EDIT_TEXTS, i, 4, i, 1)
+
+
+def test_saved_spans_validates_what_the_browser_sent():
+    view = TokenView.from_lists(EDIT_TEXTS)
+    got = saved_spans({"spans": [{"start": 20, "end": 23, "label": "Not Supported", "note": " n "},
+                                 {"start": 11, "end": 13, "label": "supported"}], "base_version": 0}, view)
+    assert got == [Span(11, 13, "Supported"), Span(20, 23, "Not Supported", "n")]
+    for bad, message in (({"spans": [{"start": 0, "end": 999, "label": "N/A"}]}, "past the end"),
+                         ({"spans": ["0-3"]}, "object"), ({"nope": 1}, "no span list"), (None, "no span list"),
+                         ({"spans": [{"start": "0", "end": 3, "label": "N/A"}]}, "integer")):
+        with pytest.raises(UserError, match=message):
+            saved_spans(bad, view)
+
+
+def test_edit_payload_for_2000_tokens_is_small_and_fast():
+    import time
+
+    n = 2000
+    view = TokenView.from_lists([" word"] * n, scores=[i / n for i in range(n)])
+    spans = [{"start": 5 * i + 1, "end": 5 * i + 5, "label": "Not Supported"} for i in range(0, n, 20)]
+    sugs = [{"start": 5 * i + 1, "end": 5 * i + 5, "score": 0.9} for i in range(5, n, 20)]
+    t0 = time.perf_counter()
+    p = heatmap_payload(view, mode="edit", spans=spans, suggestions=sugs)
+    took = time.perf_counter() - t0
+    size = len(json.dumps(p, separators=(",", ":")))
+    assert took < 0.25, took
+    assert size / n < 70, size / n
+    assert len(p["edit"]["spans"]) == 100 and len(p["edit"]["suggestions"]) == 100
+
+
+def test_js_editor_mirrors_python_constants():
+    labels = re.search(r"const LABELS = \[(.*?)\];", JS).group(1)
+    assert re.findall(r'"([^"]+)"', labels) == list(hm._LABEL_PRIORITY)
+    keys = re.search(r"const LABEL_KEYS = \{(.*?)\};", JS).group(1)
+    assert re.findall(r'"(\d)": LABELS\[(\d)\]', keys) == [("1", "0"), ("2", "1"), ("3", "2"), ("0", "3")]
+    from core.editing import EditHistory
+
+    assert "const HISTORY_LIMIT = 200;" in JS
+    assert EditHistory.__init__.__defaults__ == ((), 200)
+    code = re.sub(r"//[^\n]*", "", JS)
+    assert "noteInput.value = s.note" in code and "textContent = `Note on" in code  # notes are text, never HTML
+
+
+def test_edit_mode_mounts_with_save_and_draft_results():
+    """Headless: edit mode needs a key, and its result always has `save` and `draft`."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(
+        "import streamlit as st\n"
+        "from core.components.heatmap import TokenView, token_heatmap\n"
+        "v = TokenView.from_lists(['Paris', ' is', ' nice'])\n"
+        "r = token_heatmap(v, mode='edit', key='ed', spans=[{'start': 0, 'end': 5, 'label': 'Supported'}],\n"
+        "                  suggestions=[{'start': 6, 'end': 8, 'score': 0.7}], base_version=2, draft_key='x',\n"
+        "                  on_save=lambda p: None)\n"
+        "st.write(repr((r.save, r.draft)))\n"
+    ).run()
+    assert not at.exception
+    assert "(None, None)" in at.markdown[0].value
+    with pytest.raises(UserError, match="needs a key"):
+        hm.token_heatmap(TokenView.from_lists(["a"]), mode="edit")
 
 
 def test_component_mounts_in_apptest_and_duplicate_keys_fail():

@@ -14,10 +14,11 @@ Python API
   exactly by the JS (same stops, same interpolation, same rounding).
 
 Units: gold and predicted spans are `{start, end, label}` in Unicode code points of the
-NFC answer, like everywhere else in ProbeLens. They are turned into per-token labels
-here (a token takes the label of a span it overlaps), so the browser never sees a
-character offset and no UTF-16 conversion is needed for the view. (Edit mode will
-report token indices; `core.tokens.token_ranges_to_char_span` turns them back.)
+NFC answer, like everywhere else in ProbeLens. In view mode they are turned into per-token
+labels here (a token takes the label of a span it overlaps), so the browser never sees a
+character offset. Edit mode sends per-token code-point offsets and spans in code points;
+the JS converts a DOM selection (UTF-16 units) to code points before anything else sees
+it, and everything it reports back is code points of the NFC answer.
 
 Colour scale (`SCALE_STOPS`): piecewise-linear in sRGB between
 0 -> #ffffff (white), 0.25 -> #ffeda0 (pale yellow), 0.5 -> #feb24c (orange),
@@ -31,6 +32,69 @@ gold value (Not Supported / Insufficient Information = 1, Supported or outside e
 span = 0, N/A = ignored): TP = solid dark outline, FP = dashed blue outline,
 FN = dotted red outline; TN has no outline. Gold spans are underlined in their label's
 colour (`GOLD_COLORS`). Without gold, predicted spans get a thin dark outline.
+
+Edit mode (the span editor; verified by tests/e2e/test_span_editor_browser.py)
+---------------------------------------------------------------------------------
+`token_heatmap(tokens, mode="edit", spans=[...], suggestions=[...], base_version=n,
+draft_key="...", conflict=None, on_save=None, on_draft=None, key="...")`. The browser
+holds the edit state; no Streamlit rerun happens per click or key. It reports only:
+
+- `save` (a trigger: present in the run right after a save, else None):
+  `{"spans": [{start, end, label, note}], "base_version": n, "next": bool,
+  "draft_key": str, "doc_id": str}`. Enter = save and next (`next: true`); the Save
+  button and Ctrl+S = save (`next: false`). `on_save(payload)` runs as a Streamlit callback
+  BEFORE the script body of that rerun, so a page can store the spans and render the new
+  version in the same run (no second rerun). `saved_spans(payload, tokens)` validates it.
+- `draft` (a state value: persists across reruns until the next draft):
+  `{"spans": [...], "base_version": n, "draft_key": str, "doc_id": str, "saved_at": ms}`,
+  sent 1 s after the last edit (one rerun per burst of edits). Drafts are also kept in
+  the browser's localStorage under `draft_key` on every edit and restored on mount when
+  their base_version matches ("draft restored" note, with Discard); a draft for another
+  version is offered (Restore / Discard), never applied silently. A stored draft equal to
+  the spans given is deleted.
+
+When new data arrives for the same draft_key and tokens (e.g. after a save, with
+base_version + 1) the local edits are kept if they are what was saved (or nothing
+changed locally); spans the page changes otherwise become one undoable step, so Ctrl+Z
+brings the local edits back. While `conflict` is given the local spans are never replaced:
+the banner offers Show theirs (their spans as a bar under the text), Take theirs (an
+undoable step) and Keep mine; both of the latter set the base version sent with the next
+save to `their_version`, so that save goes on top of theirs knowingly. The page decides.
+
+Keys (only while the component has keyboard focus; every key also has a button):
+1 / 2 / 3 / 0 label the selection (or relabel the focused span) Not Supported /
+Insufficient Information / Supported / N/A; Backspace / Delete delete the focused span;
+Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo; J / K next / previous span; N note on the focused
+span; Tab / Shift+Tab next / previous suggestion, A accept it (Not Supported), R reject it;
+Enter save and next; Esc clears the selection. Drag or shift+click selects whole tokens
+(trimmed of whitespace, as `core.editing.selection_to_span`); with Alt held (or the
+"exact" toggle) a drag selects characters (`dom_selection_to_span` mirrors the JS). A new
+span overlapping others follows `core.editing.add_span`. Suggestions that overlap a span
+are not shown (and so not bulk-accepted); rejected ones stay hidden until restored.
+A click on a span focuses it (a second click selects the token under it); a digit on a
+focused suggestion accepts it with that label, Delete rejects it; after A / R the focus
+moves to the next suggestion. Tab is taken only while suggestions are shown.
+
+Do not mount the editor inside `st.form`: Streamlit drops trigger values there.
+
+Page recipe::
+
+    def store(payload):                       # runs before the script body
+        spans = saved_spans(payload, view)    # validated Span list (code points)
+        ...save with expected_version=payload["base_version"]; on a version conflict
+        keep {"theirs", "their_version", "saved_by"} and pass it back as `conflict`
+
+    result = token_heatmap(view, mode="edit", key=f"editor-{gen_id}", spans=my_spans,
+                           suggestions=sugs, base_version=version,
+                           draft_key=f"draft-{user_id}-{gen_id}", conflict=conflict,
+                           on_save=store)
+
+Work per key press is proportional to the tokens whose drawing changes (per-token label,
+suggestion and focus state kept in typed arrays; only changed nodes get a new class):
+~8 ms from the key event to the painted frame with 2,000 tokens (benchmarks/annotate_ui.py).
+The root element carries the editor state for tests: `data-spans` (JSON, code points),
+`data-focus` ("span:i" / "sug:k"), `data-selection` ("start-end"), `data-base-version`,
+`data-dirty`; `window.__probelensEdit` logs key event -> painted times.
 
 Streaming pattern (verified in a real browser by tests/e2e/test_heatmap_browser.py)
 -------------------------------------------------------------------------------------
@@ -84,8 +148,9 @@ that polls::
   stream) Streamlit calls the superseded update AND immediately its cleanup, sometimes
   after the newer update (seen: 5 tokens rendered, then 4). heatmap.js therefore renders
   one task later and a cleanup that arrives first cancels that render.
-- Every update also re-sends the component's JS+CSS (~20 KB; inline code is part of the
-  element proto). Harmless locally at 10 Hz; worth knowing over slow links.
+- Every update also re-sends the component's JS+CSS (~90 KB with the span editor; inline
+  code is part of the element proto). Harmless locally at 20 Hz (measured: stream delay
+  unchanged); worth knowing over slow links.
 - Visible delay is dominated by the poll interval (a token waits on average half of it
   for the next fragment run) plus ~30-40 ms of Streamlit round trip and the next frame;
   rendering an append takes a few ms.
@@ -96,10 +161,11 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from core.editing import normalize_spans, selection_to_span, utf16_selection_to_span
 from core.errors import UserError
 from core.tokens import canonical_label
 from core.types import LABEL_VALUES, Span, TokenTrace
@@ -342,6 +408,11 @@ def heatmap_payload(
     height: int | None = None,
     doc_id: str | None = None,
     produced_at: float | Sequence[float] | None = None,
+    spans: Sequence[Span | Mapping[str, Any]] | None = None,
+    suggestions: Sequence[Any] | None = None,
+    base_version: int = 0,
+    draft_key: str | None = None,
+    conflict: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Exactly the JSON-able dict the browser receives: compact parallel arrays.
 
@@ -351,6 +422,12 @@ def heatmap_payload(
     per-token 0/1 from `predicted_spans`, or null (then the threshold decides).
     `produced_at` (epoch ms of the newest token, or one per token) is only for latency
     measurement and is recorded by the browser on paint.
+
+    Edit mode (`mode="edit"`) adds `edit`: per-token code-point `starts`/`ends`, the
+    annotator's `spans` (validated, labels canonical, made consistent by
+    `core.editing.normalize_spans`), probe `suggestions` ({start, end, score}, sorted),
+    `base_version`, `draft_key` and `conflict` (see `edit_payload`). The edit-only
+    arguments are rejected in view mode.
     """
     if mode not in MODES:
         raise UserError(f"unknown heatmap mode {mode!r} (expected one of: {', '.join(MODES)})")
@@ -372,6 +449,16 @@ def heatmap_payload(
         produced = [float(x) for x in produced_at]
         if len(produced) != n:
             raise ValueError(f"produced_at has {len(produced)} items for {n} tokens")
+    if mode == "view":
+        given = [name for name, v in (("spans", spans), ("suggestions", suggestions), ("draft_key", draft_key),
+                                      ("conflict", conflict)) if v is not None]
+        if given or base_version != 0:
+            raise UserError(f"{', '.join(given) or 'base_version'} only apply in edit mode (mode='edit')")
+        edit = None
+    else:
+        edit = edit_payload(tokens, spans=spans or [], suggestions=suggestions or [], base_version=base_version,
+                            draft_key=draft_key if draft_key is not None else ("" if doc_id is None else str(doc_id)),
+                            conflict=conflict)
     return {
         "v": PAYLOAD_VERSION,
         "doc_id": "" if doc_id is None else str(doc_id),
@@ -388,6 +475,7 @@ def heatmap_payload(
         "focus": focus,
         "height": height,
         "produced_at": produced,
+        "edit": edit,
     }
 
 
@@ -414,6 +502,168 @@ def token_outcomes(payload: Mapping[str, Any]) -> list[str | None]:
         else:
             out.append(None)
     return out
+
+
+# --- edit mode ------------------------------------------------------------------------------
+
+
+def answer_text(tokens: TokenView) -> str:
+    """The answer the editor works on: the token texts joined (they cover it exactly)."""
+    return "".join(tokens.texts)
+
+
+def _int_field(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{what} must be an integer")
+    return value
+
+
+def _edit_span(span: Span | Mapping[str, Any], where: str, length: int) -> Span:
+    start, end, label = _span_fields(span, where)
+    note = span.note if isinstance(span, Span) else span.get("note")
+    if note is not None and not isinstance(note, str):
+        raise UserError(f"{where}: note must be text")
+    if start == end:
+        raise UserError(f"{where} is empty ([{start}, {end}))")
+    if end > length:
+        raise UserError(f"{where} ends at {end}, past the end of the answer ({length} code points)")
+    return Span(start, end, label, (note or "").strip() or None)
+
+
+def _span_dict(span: Span) -> dict[str, Any]:
+    return {"start": span.start, "end": span.end, "label": span.label, "note": span.note}
+
+
+def _edit_spans(spans: Sequence[Span | Mapping[str, Any]], what: str, text: str) -> list[dict[str, Any]]:
+    if isinstance(spans, (str, bytes, Mapping)) or not isinstance(spans, Sequence):
+        raise UserError(f"{what} must be a list of {{start, end, label}} objects")
+    parsed = [_edit_span(sp, f"{what} {k + 1}", len(text)) for k, sp in enumerate(spans)]
+    return [_span_dict(sp) for sp in normalize_spans(parsed, text)]
+
+
+def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
+    if isinstance(sug, Mapping):
+        start, end, score = sug.get("start"), sug.get("end"), sug.get("score")
+    elif all(hasattr(sug, name) for name in ("start", "end", "score")):  # core.editing.Suggestion
+        start, end, score = sug.start, sug.end, sug.score
+    else:
+        raise UserError(f"{where} must be a {{start, end, score}} object")
+    for name, v in (("start", start), ("end", end)):
+        _int_field(v, f"{where}: {name}")
+    if not 0 <= start < end <= length:
+        raise UserError(f"{where}: needs 0 <= start < end <= {length}, got [{start}, {end})")
+    sc = _finite(score)
+    if sc is None:
+        raise UserError(f"{where}: score must be a number")
+    return {"start": start, "end": end, "score": round(sc, 4)}
+
+
+def edit_payload(
+    tokens: TokenView,
+    *,
+    spans: Sequence[Span | Mapping[str, Any]] = (),
+    suggestions: Sequence[Any] = (),
+    base_version: int = 0,
+    draft_key: str = "",
+    conflict: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `edit` part of the payload (all positions code points of the NFC answer).
+
+    `starts`/`ends` are the tokens' offsets (a token-snapped selection becomes
+    [min start, max end) of its tokens of non-zero width, then trimmed of whitespace);
+    `spans` are validated and normalised; `suggestions` are sorted by position;
+    `conflict` is `{"theirs": [spans], "their_version": int, "saved_by": str}` or None
+    (other keys are ignored).
+    """
+    text = answer_text(tokens)
+    _int_field(base_version, "base_version")
+    if not isinstance(draft_key, str):
+        raise UserError("draft_key must be text")
+    if isinstance(suggestions, (str, bytes, Mapping)) or not isinstance(suggestions, Sequence):
+        raise UserError("suggestions must be a list of {start, end, score} objects")
+    sugs = [_suggestion_fields(sg, f"suggestion {k + 1}", len(text)) for k, sg in enumerate(suggestions)]
+    sugs.sort(key=lambda d: (d["start"], d["end"], -d["score"]))
+    conf = None
+    if conflict is not None:
+        if not isinstance(conflict, Mapping):
+            raise UserError("conflict must be a {theirs, their_version, saved_by} object")
+        saved_by = conflict.get("saved_by")
+        conf = {
+            "theirs": _edit_spans(conflict.get("theirs") or [], "their span", text),
+            "their_version": _int_field(conflict.get("their_version"), "conflict.their_version"),
+            "saved_by": "" if saved_by is None else str(saved_by),
+        }
+    return {
+        "starts": [int(x) for x in tokens.starts],
+        "ends": [int(x) for x in tokens.ends],
+        "spans": _edit_spans(spans, "span", text),
+        "suggestions": sugs,
+        "base_version": base_version,
+        "draft_key": draft_key,
+        "conflict": conf,
+    }
+
+
+def edit_token_labels(payload: Mapping[str, Any], spans: Sequence[Mapping[str, Any]] | None = None) -> list[str | None]:
+    """Per token, the label the editor draws for `spans` (default: the payload's spans).
+
+    The rule of `token_gold_labels` (and of the training labels): a token of non-zero
+    width overlapping a span shows its label, the most severe when several.
+    """
+    edit = payload["edit"]
+    return token_gold_labels(edit["starts"], edit["ends"], edit["spans"] if spans is None else spans)
+
+
+def visible_suggestions(payload: Mapping[str, Any], spans: Sequence[Mapping[str, Any]] | None = None) -> list[dict]:
+    """The suggestions the editor shows: those overlapping no span (rejections aside)."""
+    edit = payload["edit"]
+    current = edit["spans"] if spans is None else spans
+    return [sg for sg in edit["suggestions"]
+            if not any(sg["start"] < sp["end"] and sp["start"] < sg["end"] for sp in current)]
+
+
+def token_selection_to_span(tokens: TokenView, first: int, last: int) -> tuple[int, int]:
+    """What the JS makes of a token-snapped selection (drag or shift+click) from token
+    `first` to token `last` (inclusive, either order): `core.editing.selection_to_span`."""
+    offsets = list(zip(tokens.starts, tokens.ends))
+    return selection_to_span(offsets, first, last, text=answer_text(tokens))
+
+
+def dom_selection_to_span(texts: Sequence[str], start_token: int, start_u16: int,
+                          end_token: int, end_u16: int) -> tuple[int, int]:
+    """What the JS makes of an Alt (character-precision) selection.
+
+    A DOM Selection reports positions as (text node of token i, offset in UTF-16 units).
+    Positions are made global in UTF-16 units and converted with
+    `core.editing.utf16_selection_to_span` (astral characters count 1; a boundary inside a
+    surrogate pair widens the span to the whole character). Either order.
+    """
+    n = len(texts)
+    before = [0]
+    for t in texts:
+        before.append(before[-1] + len(t.encode("utf-16-le", "surrogatepass")) // 2)
+    globals_ = []
+    for tok, off in ((start_token, start_u16), (end_token, end_u16)):
+        if not 0 <= tok < n:
+            raise UserError(f"token {tok} is outside the {n} tokens")
+        if not 0 <= off <= before[tok + 1] - before[tok]:
+            raise UserError(f"offset {off} is outside token {tok}")
+        globals_.append(before[tok] + off)
+    return utf16_selection_to_span("".join(texts), *globals_)
+
+
+def saved_spans(value: Any, tokens: TokenView) -> list[Span]:
+    """The spans of a `save` (or `draft`) value from the editor, validated: a list of
+    `Span` in code points of the answer, normalised. Bad input is one `UserError`."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("spans"), list):
+        raise UserError("the editor sent no span list")
+    text = answer_text(tokens)
+    parsed = []
+    for k, sp in enumerate(value["spans"]):
+        if not isinstance(sp, Mapping):  # a browser sends plain objects, never Span
+            raise UserError(f"saved span {k + 1} must be a {{start, end, label}} object")
+        parsed.append(_edit_span(sp, f"saved span {k + 1}", len(text)))
+    return normalize_spans(parsed, text)
 
 
 # --- the component ---------------------------------------------------------------------------
@@ -448,6 +698,13 @@ def token_heatmap(
     height: int | None = None,
     doc_id: str | None = None,
     produced_at: float | Sequence[float] | None = None,
+    spans: Sequence[Span | Mapping[str, Any]] | None = None,
+    suggestions: Sequence[Any] | None = None,
+    base_version: int = 0,
+    draft_key: str | None = None,
+    conflict: Mapping[str, Any] | None = None,
+    on_save: Callable[[dict], None] | None = None,
+    on_draft: Callable[[dict], None] | None = None,
 ) -> ComponentResult:
     """Render `tokens` as a heatmap. Pass a stable `key` (required for streaming updates).
 
@@ -455,8 +712,17 @@ def token_heatmap(
     bottom when the reader is at the bottom). `focus` scrolls a token into view and
     flashes it whenever its value changes (a focus past the end waits for that token).
     `doc_id` names the document: a new doc_id always re-renders instead of appending.
-    Only `mode="view"` is implemented.
+
+    `mode="edit"` is the span editor (see the module docstring): `spans` (code points,
+    `{start, end, label, note}` or `Span`), `suggestions` (`{start, end, score}` or
+    `core.editing.Suggestion`), `base_version`, `draft_key` (localStorage key of the
+    draft; default the doc_id, else the key), `conflict`. A `key` is required. The result
+    has `save` (the payload of a save, only in the run it triggered, else None) and
+    `draft` (the last draft sent, persistent); `on_save(payload)` / `on_draft(payload)`
+    are called as Streamlit callbacks, before the script body of that rerun.
     """
+    if mode == "edit" and key is None:
+        raise UserError("the span editor (mode='edit') needs a key")
     payload = heatmap_payload(
         tokens,
         threshold=threshold,
@@ -467,5 +733,36 @@ def token_heatmap(
         height=height,
         doc_id=doc_id if doc_id is not None else key,
         produced_at=produced_at,
+        spans=spans if mode == "edit" else None,
+        suggestions=suggestions if mode == "edit" else None,
+        base_version=base_version,
+        draft_key=(draft_key if draft_key is not None else (doc_id if doc_id is not None else key))
+        if mode == "edit" else draft_key,
+        conflict=conflict,
     )
-    return _component()(key=key, data=payload, width="stretch", height="content")
+    if mode != "edit":
+        return _component()(key=key, data=payload, width="stretch", height="content")
+    return _component()(
+        key=key, data=payload, width="stretch", height="content",
+        on_save_change=_callback(key, "save", on_save),
+        on_draft_change=_callback(key, "draft", on_draft),
+    )
+
+
+def _callback(key: str, event: str, user: Callable[[dict], None] | None) -> Callable[[], None]:
+    """A Streamlit callback (no arguments) that hands the event's value to `user`.
+
+    Registering a callback is also what makes `event` appear on the result object, so a
+    no-op one is registered when the page gives none.
+    """
+
+    def run() -> None:
+        if user is None:
+            return
+        import streamlit as st
+
+        value = st.session_state[key].get(event) if key in st.session_state else None
+        if value is not None:
+            user(value)
+
+    return run

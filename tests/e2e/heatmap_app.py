@@ -7,9 +7,17 @@ session_state; a fragment polls it every 0.1 s and re-mounts the heatmap with th
 key and the grown data (the pattern documented in core/components/heatmap.py).
 `&key=none` mounts without a key (to observe what that does); `&poll=0.05` changes the
 fragment's poll interval (seconds).
+
+`?case=edit` is the span editor on a short answer with emoji / CJK (`&n=2000`: a long
+one). A small in-memory "database" in session_state plays the page: `on_save` stores the
+spans when the base version matches (version + 1), else records a conflict that is passed
+back to the editor. The page prints the last save as `SAVED {json}` and the last draft
+as `DRAFT {json}` (st.code), and `runs N` counts script runs. "Simulate another save"
+makes someone else ("bob") save a version meanwhile.
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 import sys
@@ -28,12 +36,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from core.components.heatmap import TokenView, token_heatmap  # noqa: E402
-from heatmap_cases import XSS_TOKENS, basic_case, sized_case  # noqa: E402
+from core.components.heatmap import TokenView, saved_spans, token_heatmap  # noqa: E402
+from heatmap_cases import XSS_TOKENS, basic_case, edit_case, edit_sized_case, sized_case, their_spans  # noqa: E402
 
 st.set_page_config(page_title="heatmap test", layout="centered")
 params = st.query_params
 case = params.get("case", "basic")
+st.session_state["runs"] = st.session_state.get("runs", 0) + 1
 
 
 class FakeGeneration:
@@ -124,5 +133,40 @@ elif case == "stream":
             st.rerun(scope="app")  # a full run re-decorates the fragment without run_every
 
     live()
+elif case == "edit":
+    n = int(params.get("n", 0))
+    view, suggestions = edit_sized_case(n) if n else edit_case()
+    store = st.session_state.setdefault("store", {
+        "version": 0, "spans": [], "saved_by": None,  # the "database"
+        "opened": 0, "opened_spans": [],  # what this editor was opened on
+        "saves": 0, "last": None, "conflict": None, "conflicts": 0,
+    })
+
+    def on_save(payload: dict) -> None:
+        spans = [{"start": s.start, "end": s.end, "label": s.label, "note": s.note}
+                 for s in saved_spans(payload, view)]
+        if payload["base_version"] == store["version"]:
+            store["version"] += 1
+            store.update(spans=spans, saved_by="me", opened=store["version"], opened_spans=spans, conflict=None,
+                         saves=store["saves"] + 1, last=payload)
+        else:
+            store["conflicts"] += 1
+            store["conflict"] = {"theirs": store["spans"], "their_version": store["version"],
+                                 "saved_by": store["saved_by"] or "someone"}
+
+    if st.button("Simulate another save", key="other-save"):
+        store["version"] += 1
+        store.update(spans=their_spans(view), saved_by="bob")
+    draft_key = params.get("draft_key", f"test-edit-{n}")
+    result = token_heatmap(
+        view, mode="edit", key="editor", spans=store["opened_spans"], suggestions=suggestions,
+        base_version=store["opened"], draft_key=draft_key, conflict=store["conflict"], on_save=on_save,
+        height=int(params.get("height", 0)) or None,
+    )
+    st.code("SAVED " + json.dumps({"saves": store["saves"], "conflicts": store["conflicts"], **(store["last"] or {})},
+                                  ensure_ascii=False), language=None)
+    st.code("DRAFT " + json.dumps(result.draft, ensure_ascii=False), language=None)
+    st.text_input("Another input", key="other-input")
+    st.caption(f"runs {st.session_state['runs']} · version {store['version']}")
 else:
     st.error(f"unknown case {case!r}")

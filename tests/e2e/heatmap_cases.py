@@ -70,3 +70,58 @@ def sized_case(n: int, seed: int = 0) -> TokenView:
         logprobs=[round(-rng.uniform(0, 5), 3) for _ in range(n)],
         entropies=[round(rng.uniform(0, 4), 3) for _ in range(n)],
     )
+
+
+# --- edit mode (the span editor) -----------------------------------------------------------
+
+# Astral characters (2 UTF-16 units, 1 code point) and CJK come before the spans the tests
+# make, so a UTF-16 offset taken for a code point would be off by several characters.
+EDIT_TEXTS = [
+    "Der", " Berg", " 富士山", " (", "🗻", ")", " ist", " 3776", " m", " hoch", " und",
+    " liegt", " in", " 𠮷野", ".", " Er", " wurde", " 1707", " zuletzt", " aktiv", " —",
+    " sagt", " 👩\u200d🔬", " Dr", ".", " Sato", ".", "\n", "Die", " Besteigung", " dauert",
+    " etwa", " 8", " Stunden", ".",
+]
+EDIT_SCORES = [
+    0.02, 0.05, 0.20, 0.03, 0.10, 0.02, 0.04, 0.91, 0.62, 0.30, 0.03,
+    0.05, 0.04, 0.40, 0.02, 0.03, 0.06, 0.72, 0.45, 0.20, 0.05,
+    0.06, 0.10, 0.55, 0.50, 0.58, 0.03, 0.01, 0.02, 0.10, 0.20,
+    0.15, 0.35, 0.33, 0.02,
+]
+
+
+def edit_case() -> tuple[TokenView, list[dict]]:
+    """A short answer with emoji / CJK / astral characters and four probe suggestions."""
+    view = TokenView.from_lists(EDIT_TEXTS, ids=list(range(500, 500 + len(EDIT_TEXTS))), scores=EDIT_SCORES)
+    text = "".join(EDIT_TEXTS)
+
+    def at(word: str, score: float) -> dict:
+        start = text.index(word)
+        return {"start": start, "end": start + len(word), "score": score}
+
+    suggestions = [at("3776 m", 0.91), at("1707", 0.72), at("Dr. Sato", 0.58), at("8 Stunden", 0.35)]
+    return view, suggestions
+
+
+def edit_sized_case(n: int, threshold: float = 0.8) -> tuple[TokenView, list[dict]]:
+    """`sized_case(n)` with the probe's own suggestions (runs of scores >= threshold)."""
+    from core.editing import suggest_spans
+
+    view = sized_case(n)
+    text = "".join(view.texts)
+    offsets = list(zip(view.starts, view.ends))
+    sugs = suggest_spans(offsets, [s if s is not None else float("nan") for s in view.scores], threshold, text)
+    return view, [{"start": s.start, "end": s.end, "score": s.score} for s in sugs]
+
+
+THEIR_SPANS_WORDS = [("Berg", "Supported"), ("3776", "Not Supported")]
+
+
+def their_spans(view: TokenView) -> list[dict]:
+    """What "someone else" saved in the conflict case (words that exist in edit_case)."""
+    text = "".join(view.texts)
+    out = []
+    for word, label in THEIR_SPANS_WORDS:
+        if word in text:
+            out.append({"start": text.index(word), "end": text.index(word) + len(word), "label": label, "note": None})
+    return out

@@ -179,7 +179,7 @@ def _sample_stream(page, timeout: float = 30.0) -> list[dict]:
 def test_stream_grows_in_place_with_the_same_key(page, heatmap_app):
     total = 60
     page.goto(heatmap_app.url(case="stream", total=total, interval=50))
-    page.locator(ROOT_SEL).wait_for(timeout=30_000)
+    page.locator(ROOT_SEL).first.wait_for(timeout=30_000)  # unkeyed remounts overlap briefly
     samples = _sample_stream(page)
     assert "done" in samples[-1]["caption"], samples[-1]
     while_running = [s["count"] for s in samples if "running" in s["caption"] and s["count"] > 0]
@@ -200,7 +200,7 @@ def test_stream_grows_in_place_with_the_same_key(page, heatmap_app):
 def test_stream_without_key_remounts_every_update(page, heatmap_app):
     """Documents the pitfall: no key = new element identity per update = remount."""
     page.goto(heatmap_app.url(case="stream", total=30, interval=50, key="none"))
-    page.locator(ROOT_SEL).wait_for(timeout=30_000)
+    page.locator(ROOT_SEL).first.wait_for(timeout=30_000)  # unkeyed remounts overlap briefly
     samples = _sample_stream(page)
     assert "done" in samples[-1]["caption"]
     page.wait_for_timeout(500)
