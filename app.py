@@ -6,9 +6,19 @@ import os
 import streamlit as st
 
 from core.errors import UserError
-from pages.common import ROLE_PAGES, allowed, current_user, database, model_label, sign_in, sign_out
+from pages.common import (
+    ROLE_PAGES,
+    allowed,
+    current_user,
+    database,
+    leave_legacy_pages_mode,
+    model_label,
+    sign_in,
+    sign_out,
+)
 
 st.set_page_config(page_title="ProbeLens", page_icon=":material/search:", layout="wide")
+leave_legacy_pages_mode()
 
 PAGES = {
     "generate": st.Page("pages/generate.py", title="Generate", icon=":material/edit_note:", url_path="generate", default=True),
@@ -101,11 +111,15 @@ if user is None:
     from urllib.parse import urlparse
 
     st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
+    st.session_state.setdefault("wanted-query", {k: st.query_params[k] for k in st.query_params})
     login_form()
     st.stop()
 page = st.navigation(list(PAGES.values()), position="hidden")
 sidebar(user)
 page_key = next(k for k, p in PAGES.items() if p.url_path == page.url_path)
+for name, value in st.session_state.pop("wanted-query", {}).items():
+    if name not in st.query_params:
+        st.query_params[name] = value  # e.g. ?generation=12 survives the sign-in
 wanted = st.session_state.pop("wanted-page", "")
 if wanted in PAGES and wanted != page_key:
     if allowed(wanted, user):

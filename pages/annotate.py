@@ -48,14 +48,13 @@ done, assigned = progress.get("done", 0), progress.get("assigned", 0)
 st.progress(min(1.0, done / assigned) if assigned else 0.0,
             text=f"{done} done of {assigned} assigned to you" if assigned else f"{done} answers labelled by you")
 
-if not items:
-    st.info("Nothing in this queue. Generate answers, import a dataset, or change the filters.")
-    st.stop()
-
 ids = [item.generation_id for item in items]
 wanted = st.query_params.get("generation")
 if wanted and wanted.isdigit() and int(wanted) not in ids:
-    ids.insert(0, int(wanted))  # opened from a link (e.g. the Generate page)
+    ids.insert(0, int(wanted))  # opened from a link (e.g. the Generate page), even if filtered out
+if not ids:
+    st.info("Nothing in this queue. Generate answers, import a dataset, or change the filters.")
+    st.stop()
 current = st.session_state.get("ann-current")
 if wanted and wanted.isdigit() and st.session_state.get("ann-wanted-seen") != wanted:
     st.session_state["ann-wanted-seen"] = wanted
@@ -79,13 +78,14 @@ with db.sessions() as session:
     me = db_user(session, user)
     row = get_generation(session, current)
     generation, trace = to_core(row), trace_of(row)
+    where = f"{row.dataset.name} / {row.split}"
     my_set = get_set(session, current, me)
     my_spans = spans_of(my_set) if my_set else []
     version = my_set.version if my_set else 0
     scores = scores_for(session, probe_version, current) if probe_version else None
 
 with right:
-    st.markdown(f"**Answer #{current}** · {row.dataset.name} / {row.split}")
+    st.markdown(f"**Answer #{current}** · {where}")
     st.chat_message("user").write(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "")
     if trace is None:
         st.warning("This answer has no stored tokens; score it (Probes or Data page) to edit it token by token.")

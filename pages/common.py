@@ -15,12 +15,16 @@ from core.errors import UserError
 # named pages/ beside the entry point makes a first visit to /<page> run pages/<page>.py
 # directly (until some run calls st.navigation). Turn that mode off as soon as any page is
 # imported, so every later run goes through app.py (login, roles, sidebar).
-try:
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False
-except ImportError:  # pragma: no cover - older or newer Streamlit without the flag
-    pass
+def leave_legacy_pages_mode() -> None:
+    """Turn Streamlit's legacy pages/ mode off; rerun once if this run was still in it,
+    because widget ids differ between the two modes (a form filled in one would be lost)."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the flag
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 # Which pages each role may open (the navigation shows only these).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
@@ -86,6 +90,7 @@ def allowed(page: str, user: SignedIn | None = None) -> bool:
 
 def require_page(page: str) -> SignedIn:
     """Stop the page (showing a refusal and nothing else) unless the user may open it."""
+    leave_legacy_pages_mode()
     user = current_user()
     if user is None and not st.session_state.get("rerouted-through-app"):
         # Reached without app.py (the legacy pages/ mode above): go round again through it,
