@@ -24,7 +24,16 @@ def leave_legacy_pages_mode() -> None:
         return
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if not _under_apptest():
+            st.rerun()
+
+
+def _under_apptest() -> bool:
+    """AppTest resets the legacy flag before every run on its mocked runtime; a rerun there would
+    drop the widget values the test just set."""
+    from streamlit.runtime import Runtime
+
+    return type(getattr(Runtime, "_instance", None)).__module__.startswith("unittest.mock")
 
 # Which pages each role may open (the navigation shows only these).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
