@@ -117,14 +117,14 @@ if user is None:
 page = st.navigation(list(PAGES.values()), position="hidden")
 sidebar(user)
 page_key = next(k for k, p in PAGES.items() if p.url_path == page.url_path)
-for name, value in st.session_state.pop("wanted-query", {}).items():
-    if name not in st.query_params:
-        st.query_params[name] = value  # e.g. ?generation=12 survives the sign-in
 wanted = st.session_state.pop("wanted-page", "")
 if wanted in PAGES and wanted != page_key:
     if allowed(wanted, user):
-        st.switch_page(PAGES[wanted])
+        st.switch_page(PAGES[wanted])  # drops query parameters: they are restored on the next run
     page_key, page = wanted, PAGES[wanted]
+for name, value in st.session_state.pop("wanted-query", {}).items():
+    if name not in st.query_params:
+        st.query_params[name] = value  # e.g. ?generation=12 survives the sign-in
 if not allowed(page_key, user):
     st.error(f"Your role ({user.role}) does not have access to the {page.title} page.")
     st.stop()

@@ -99,7 +99,7 @@ with right:
     conflict_key = f"conflict-{current}"
     conflict = st.session_state.get(conflict_key)
     result = token_heatmap(
-        view, mode="edit", key=f"editor-{current}", doc_id=f"gen-{current}-v{version}",
+        view, mode="edit", key=f"editor-{current}", doc_id=f"gen-{current}",
         spans=[{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in my_spans],
         suggestions=suggestions, base_version=version, draft_key=f"probelens-draft-{user.id}-{current}",
         conflict=conflict, height=520,
