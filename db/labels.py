@@ -1,0 +1,100 @@
+"""Which spans count as the truth for training and evaluation.
+
+Rule (documented in the README): the gold set when a reviewer (or the demo seed) wrote
+one; otherwise the strict majority of the annotators who labelled the answer
+(`core.editing.majority_gold`); answers nobody labelled are left out. One annotator is a
+majority of one, so a single person's labels count until a reviewer settles them.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from core.editing import majority_gold
+from core.types import Generation as CoreGeneration
+from core.types import Span, TokenTrace
+from db.annotations import GOLD_OWNER
+from db.generations import to_core, trace_of
+from db.models import AnnotationSet, Dataset, Generation
+
+LABEL_SOURCES = ("gold", "majority")
+
+
+@dataclass
+class LabelledGeneration:
+    """A stored answer with the spans the label rule chose, ready for core.workflows."""
+
+    row_id: int
+    dataset: str
+    split: str
+    source: str  # "gold" or "majority"
+    generation: CoreGeneration
+    trace: TokenTrace | None
+
+
+def stable_key(row: Generation) -> str:
+    """The generation id core sees: the imported id when there is one, else the row id."""
+    return row.external_id or f"row-{row.id}"
+
+
+def labelled_generations(
+    session: Session,
+    *,
+    datasets: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
+    sources: Sequence[str] = LABEL_SOURCES,
+) -> list[LabelledGeneration]:
+    """Every answer that has labels under the rule, oldest first (a stable order)."""
+    query = (
+        select(Generation)
+        .join(Dataset)
+        .options(selectinload(Generation.dataset), selectinload(Generation.model))
+        .order_by(Generation.id)
+    )
+    if datasets:
+        query = query.where(Dataset.name.in_(list(datasets)))
+    if splits:
+        query = query.where(Generation.split.in_(list(splits)))
+    rows = list(session.scalars(query))
+    if not rows:
+        return []
+    sets_by_generation: dict[int, list[AnnotationSet]] = defaultdict(list)
+    ids = [row.id for row in rows]
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start:chunk_start + 500]
+        set_query = (
+            select(AnnotationSet)
+            .where(AnnotationSet.generation_id.in_(chunk))
+            .options(selectinload(AnnotationSet.spans))
+        )
+        for annotation_set in session.scalars(set_query):
+            sets_by_generation[annotation_set.generation_id].append(annotation_set)
+    out: list[LabelledGeneration] = []
+    for row in rows:
+        sets = sets_by_generation.get(row.id, [])
+        spans, source = _truth(sets, sources)
+        if source is None:
+            continue
+        generation = to_core(row)
+        generation.id = stable_key(row)
+        generation.spans = spans
+        out.append(LabelledGeneration(row.id, row.dataset.name, row.split, source, generation, trace_of(row)))
+    return out
+
+
+def _spans(annotation_set: AnnotationSet) -> list[Span]:
+    return [Span(s.start, s.end, s.label, s.note) for s in annotation_set.spans]
+
+
+def _truth(sets: list[AnnotationSet], sources: Sequence[str]) -> tuple[list[Span], str | None]:
+    gold = next((s for s in sets if s.owner == GOLD_OWNER), None)
+    if gold is not None and "gold" in sources:
+        return _spans(gold), "gold"
+    people = {s.owner: _spans(s) for s in sets if s.owner != GOLD_OWNER}
+    if people and "majority" in sources:
+        return majority_gold(people), "majority"
+    return [], None
