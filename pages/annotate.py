@@ -97,41 +97,58 @@ with right:
         suggestions = [{"start": s.start, "end": s.end, "score": s.score}
                        for s in suggest_spans(trace.offsets, scores, threshold, generation.completion)]
     conflict_key = f"conflict-{current}"
-    conflict = st.session_state.get(conflict_key)
-    result = token_heatmap(
-        view, mode="edit", key=f"editor-{current}", doc_id=f"gen-{current}",
-        spans=[{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in my_spans],
-        suggestions=suggestions, base_version=version, draft_key=f"probelens-draft-{user.id}-{current}",
-        conflict=conflict, height=520,
-    )
-    st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
 
-    saved = getattr(result, "save", None) if result is not None else None
-    if saved:
+    def store(saved: dict, generation_id: int = current, loaded_version: int = version,
+              queue_ids: tuple[int, ...] = tuple(ids)) -> None:
+        """The save, as a callback: it runs before the script body, so the body already
+        renders the stored version (or the conflict) and never flashes a stale one."""
         from core.types import Span
 
+        key = f"conflict-{generation_id}"
         spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in saved.get("spans", [])]
+        base = int(saved.get("base_version", loaded_version))
         try:
             with db.sessions() as session, session.begin():
                 me = db_user(session, user)
-                stored = save_annotation_set(session, current, spans, owner=me,
-                                             expected_version=int(saved.get("base_version", version)), actor=me)
-                work_queue.mark_done(session, current, me)
-            st.session_state.pop(conflict_key, None)
-            st.toast(f"Saved answer #{current} (version {stored.version}).")
-            if saved.get("next"):
-                position = ids.index(current)
-                st.session_state["ann-current"] = ids[(position + 1) % len(ids)]
-            st.rerun()
+                stored = save_annotation_set(session, generation_id, spans, owner=me, expected_version=base,
+                                             actor=me)
+                work_queue.mark_done(session, generation_id, me)
         except ConflictError as exc:
-            st.session_state[conflict_key] = {
+            st.session_state[key] = {
                 "theirs": [{"start": s.start, "end": s.end, "label": s.label, "note": s.note}
                            for s in exc.current_spans],
-                "their_version": exc.current_version, "saved_by": exc.saved_by, "mine": saved.get("spans", []),
+                "their_version": exc.current_version, "saved_by": exc.saved_by,
+                "mine": saved.get("spans", []), "base_version": base,
             }
-            st.rerun()
+            return
         except UserError as exc:
-            st.error(str(exc))
+            st.session_state["ann-flash"] = ("error", str(exc))
+            return
+        st.session_state.pop(key, None)
+        st.session_state["ann-flash"] = ("saved", f"Saved answer #{generation_id} (version {stored.version}).")
+        if saved.get("next") and generation_id in queue_ids:
+            st.session_state["ann-current"] = queue_ids[(queue_ids.index(generation_id) + 1) % len(queue_ids)]
+
+    conflict = st.session_state.get(conflict_key)
+    editor_spans = [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in my_spans]
+    editor_base = version
+    if conflict:
+        # While a conflict is open the editor keeps the person's own spans and the version
+        # they started from: a rerun (or a remount) must never swap theirs in, and Enter
+        # again is refused again until they choose mine or theirs.
+        editor_spans, editor_base = conflict["mine"], int(conflict["base_version"])
+    token_heatmap(
+        view, mode="edit", key=f"editor-{current}", doc_id=f"gen-{current}",
+        spans=editor_spans,
+        suggestions=suggestions, base_version=editor_base, draft_key=f"probelens-draft-{user.id}-{current}",
+        conflict=conflict, height=520, on_save=store,
+    )
+    flash = st.session_state.pop("ann-flash", None)
+    if flash and flash[0] == "saved":
+        st.toast(flash[1])
+    elif flash:
+        st.error(flash[1])
+    st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
 
     if conflict:
         st.warning(f"{conflict.get('saved_by') or 'Someone'} saved version {conflict['their_version']} of this "
@@ -144,15 +161,7 @@ with right:
         theirs_col.dataframe(pd.DataFrame(conflict["theirs"]), hide_index=True)
         keep, take = st.columns(2)
         if keep.button("Keep mine (save over theirs)", key=f"keep-{current}"):
-            from core.types import Span
-
-            spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in conflict["mine"]]
-            with db.sessions() as session, session.begin():
-                me = db_user(session, user)
-                save_annotation_set(session, current, spans, owner=me,
-                                    expected_version=int(conflict["their_version"]), actor=me,
-                                    detail="kept after a conflict")
-            st.session_state.pop(conflict_key, None)
+            store({"spans": conflict["mine"], "base_version": int(conflict["their_version"])})
             st.rerun()
         if take.button("Take theirs", key=f"take-{current}"):
             st.session_state.pop(conflict_key, None)

@@ -260,10 +260,6 @@ def test_annotator_labels_undoes_redoes_and_saves(page, probelens):
     assert shown == generation_id, f"the link opened answer #{shown}, not #{generation_id}"
 
 
-@pytest.mark.skip(reason="known bug: the conflict banner appears and nothing is overwritten, but after the refused "
-                         "save the editor shows the other version's spans; the user's own spans are only in the "
-                         "'Yours' table (and 'Keep mine' saves them). Component-level conflict handling is tested "
-                         "in test_span_editor_browser.py.")
 def test_second_save_from_another_place_gets_the_conflict_view(chromium, probelens):
     """The same annotator set edited in two browser contexts: the later save is refused,
     shown as a conflict, and the first save's spans survive untouched."""
@@ -296,6 +292,14 @@ def test_second_save_from_another_place_gets_the_conflict_view(chromium, probele
         second.get_by_text("saved version 1 of this answer after you opened it").wait_for(timeout=30_000)
         assert my_set(database, generation_id, ANN) == saved_first  # nothing overwritten
         assert "Not Supported" in second.locator(EDITOR).get_attribute("data-spans")  # local edits kept
+        second.wait_for_timeout(500)  # a late rerun must not swap theirs in either
+        assert "Not Supported" in second.locator(EDITOR).get_attribute("data-spans")
+        second.get_by_role("button", name="Keep mine (save over theirs)").click()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and my_set(database, generation_id, ANN)[0] != 2:
+            second.wait_for_timeout(200)
+        version, stored = my_set(database, generation_id, ANN)
+        assert version == 2 and [label for _s, _e, label in stored] == ["Not Supported"]
     except BaseException:
         from conftest import ARTIFACTS
 
@@ -306,3 +310,80 @@ def test_second_save_from_another_place_gets_the_conflict_view(chromium, probele
     finally:
         first_ctx.close()
         second_ctx.close()
+
+
+REV, REV_PW = "rev", "reviewer-password"
+
+
+def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probelens, tmp_path):
+    """Two annotators disagree; the reviewer settles it group by group in the browser; the gold
+    set and `python -m core export --which gold` carry exactly the merge."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import select
+
+    from core.types import Span
+    from db.annotations import get_set, save_annotation_set, spans_of
+    from db.generations import get_generation, trace_of
+    from db.models import Dataset, Event, Generation
+    from db.users import add_user
+
+    app, database = probelens
+    with database.sessions() as session, session.begin():
+        rows = session.scalars(select(Generation).join(Dataset).where(Dataset.name == "demo")
+                               .order_by(Generation.id)).all()
+        row = rows[len(rows) // 2]
+        generation_id, completion = row.id, row.completion
+        offsets = trace_of(get_generation(session, generation_id)).offsets
+        tok = [offsets[i] for i in (0, 3, 6)]
+        add_user(session, REV, REV_PW, role="reviewer")
+        bea = add_user(session, "bea", "bea-password-1", role="annotator")
+        cal = add_user(session, "cal", "cal-password-1", role="annotator")
+        save_annotation_set(session, generation_id, [Span(*tok[0], "Not Supported"), Span(*tok[2], "Supported")],
+                            owner=bea, expected_version=0, actor=bea)
+        save_annotation_set(session, generation_id, [Span(*tok[0], "Supported"), Span(*tok[1], "Not Supported")],
+                            owner=cal, expected_version=0, actor=cal)
+        gold_before = get_set(session, generation_id, None)
+        gold_version = gold_before.version if gold_before else 0
+
+    sign_in(page, app, REV, REV_PW)
+    page.get_by_role("link", name="Review").click()
+    picker = page.get_by_label("Answer")
+    picker.wait_for(timeout=60_000)
+    picker.click()
+    page.get_by_role("option", name=f"#{generation_id}", exact=True).click()
+    page.get_by_text(f"{completion[tok[1][0]:tok[1][1]]!r} ({tok[1][0]}–{tok[1][1]})").wait_for(timeout=30_000)
+    radios = page.locator('[data-testid="stRadio"]')
+    assert radios.count() == 3  # one group per place where the sets differ
+    radios.nth(0).get_by_text("cal", exact=True).click()  # cal's label for the first place
+    page.wait_for_timeout(300)
+    radios.nth(1).get_by_text("none", exact=True).click()  # drop cal's extra span
+    page.wait_for_timeout(300)
+    # the third place keeps its default, bea's span
+    page.get_by_text("2 spans in the merged gold set").wait_for(timeout=15_000)
+    page.get_by_role("button", name="Save merged gold").click()
+    page.get_by_text("Gold saved.").or_(page.get_by_text(f"current gold version {gold_version + 1}")).first.wait_for(
+        timeout=30_000)
+
+    expected = sorted([(*tok[0], "Supported"), (*tok[2], "Supported")])
+    with database.sessions() as session:
+        gold = get_set(session, generation_id, None)
+        assert gold.version == gold_version + 1
+        assert [(s.start, s.end, s.label) for s in spans_of(gold)] == expected
+        event = session.scalars(select(Event).where(Event.action == "review.gold").order_by(Event.id.desc())).first()
+        assert event is not None and event.entity_id == gold.id
+
+    out = tmp_path / "gold.jsonl"
+    env = {**os.environ, "DATABASE_URL": str(database.engine.url.render_as_string(hide_password=False)),
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "core", "export", "--dataset", "demo", "--which", "gold",
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    answer = next(r for r in records if r["conversation"][-1]["content"] == completion)
+    exported = sorted((a["index"], a["index"] + len(a["span"]), a["label"]) for a in answer["annotations"])
+    assert exported == expected
+    assert all(completion[a["index"]:a["index"] + len(a["span"])] == a["span"] for a in answer["annotations"])
