@@ -82,7 +82,12 @@ def labelled_generations(
         generation = to_core(row)
         generation.id = stable_key(row)
         generation.spans = spans
-        out.append(LabelledGeneration(row.id, row.dataset.name, row.split, source, generation, trace_of(row)))
+        trace = trace_of(row)
+        if trace is not None:
+            # Hidden states must line up with the stored tokens (and their stored scores):
+            # teacher-force exactly those ids instead of re-tokenising the text.
+            generation.extra["tokens"] = {"ids": list(trace.token_ids)}
+        out.append(LabelledGeneration(row.id, row.dataset.name, row.split, source, generation, trace))
     return out
 
 
