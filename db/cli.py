@@ -156,3 +156,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     db_sub.add_parser("backup").add_argument("out")
     db_sub.add_parser("restore").add_argument("file")
     register("db", cmd_db)
+
+    from db.cli_probes import add_commands as add_probe_commands
+
+    add_probe_commands(sub, register)

@@ -235,12 +235,18 @@ def build_generation(
     else:
         row.dataset = dataset
     if trace is not None:
-        row.token_ids = pack_ints(trace.token_ids)
-        row.token_offsets = pack_offsets(trace.offsets)
-        row.token_texts = list(trace.texts)
-        row.logprobs = pack_floats(trace.logprobs)
-        row.entropies = pack_floats(trace.entropies)
+        set_trace(row, trace)
     return row
+
+
+def set_trace(row: Generation, trace: TokenTrace) -> None:
+    """Store the per-token arrays on a row (new, or imported without tokens and scored later)."""
+    check_trace(trace, row.completion)
+    row.token_ids = pack_ints(trace.token_ids)
+    row.token_offsets = pack_offsets(trace.offsets)
+    row.token_texts = list(trace.texts)
+    row.logprobs = pack_floats(trace.logprobs)
+    row.entropies = pack_floats(trace.entropies)
 
 
 def add_generation(

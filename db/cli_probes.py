@@ -1,0 +1,191 @@
+"""`python -m core retrain | runs | probes | worker`: the Probes page from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from core.errors import UserError
+
+
+def _db():
+    from db import open_database
+
+    return open_database()
+
+
+def _actor_id(database, name: str | None) -> int | None:
+    if not name:
+        return None
+    from db.users import get_user
+
+    with database.sessions() as session:
+        return get_user(session, name).id
+
+
+def _print_run(database, run_id: int) -> dict:
+    from db.train_runs import describe, get_run
+
+    with database.sessions() as session:
+        info = describe(get_run(session, run_id))
+    print(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def _progress_line(stage: str, done: int, total: int, message: str = "") -> None:
+    print(f"[{stage}] {done}/{total} {message}", file=sys.stderr)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from core.retrain import RetrainParams, execute_run, launch
+    from db.train_runs import create_run
+
+    database = _db()
+    params = RetrainParams(model=args.model, layer=args.layer, datasets=args.dataset or None,
+                           sources=args.label_source or ["gold", "majority"], epochs=args.epochs, lr=args.lr,
+                           seed=args.seed, val_fraction=args.val_fraction, n_boot=args.n_boot,
+                           activate=args.activate)
+    params.validate()
+    actor_id = _actor_id(database, args.actor)
+    if args.background:
+        run_id = launch(database, "retrain", params.to_dict(), actor_id)
+        print(json.dumps({"run": run_id, "status": "started"}))
+        return 0
+    from db.models import User
+
+    with database.sessions() as session, session.begin():
+        run_id = create_run(session, "retrain", params.to_dict(),
+                            session.get(User, actor_id) if actor_id else None).id
+    status = execute_run(database, run_id)
+    info = _print_run(database, run_id)
+    if status == "succeeded" and params.activate:
+        from core.model import get_model
+        from core.retrain import rescore
+
+        version = _version_of_probe(database, info["probe_id"])
+        rescore(database, get_model(params.model), version, progress=_progress_line)
+    return 0 if status == "succeeded" else (130 if status == "cancelled" else 1)
+
+
+def _version_of_probe(database, probe_id: int) -> int:
+    from db.models import Probe
+
+    with database.sessions() as session:
+        return session.get(Probe, probe_id).version
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from core.retrain import execute_run
+
+    status = execute_run(_db(), args.run)
+    return 0 if status == "succeeded" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from db.train_runs import describe, list_runs, request_cancel
+
+    database = _db()
+    if args.cancel is not None:
+        with database.sessions() as session, session.begin():
+            request_cancel(session, args.cancel, None)
+        print(f"cancel requested for run {args.cancel}", file=sys.stderr)
+        return 0
+    with database.sessions() as session, session.begin():
+        runs = [describe(r) for r in list_runs(session, limit=args.limit)]
+    print(json.dumps(runs, indent=2, default=str))
+    return 0
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from core.retrain import launch, promote, rollback_target, upload_probe
+    from db.probes import get_probe, list_probes
+
+    database = _db()
+    action = args.probes_command
+    if action == "list":
+        with database.sessions() as session:
+            rows = [{"version": p.version, "active": p.active, "layer": p.layer, "path": p.artifact_path,
+                     "training_data_hash": p.training_data_hash, "parent_version": p.parent_version,
+                     "created_at": p.created_at.isoformat(),
+                     "span_max_auc": (p.metrics or {}).get("span_max", {}).get("auc")} for p in list_probes(session)]
+        print(json.dumps(rows, indent=2))
+    elif action in ("promote", "rollback"):
+        version = args.version if action == "promote" else rollback_target(database)
+        if version is None:
+            raise UserError("nothing to roll back to: no earlier active version is known")
+        promote(database, version, _actor_id(database, args.actor))
+        print(f"v{version} is active", file=sys.stderr)
+        if not args.no_rescore:
+            run_id = launch(database, "rescore", {"version": version, "model": args.model}, None)
+            print(json.dumps({"active": version, "rescore_run": run_id}))
+    elif action == "rescore":
+        from core.model import get_model
+        from core.retrain import rescore
+
+        with database.sessions() as session:
+            get_probe(session, args.version)
+        counts = rescore(database, get_model(args.model), args.version, only_missing=not args.all,
+                         progress=_progress_line)
+        print(json.dumps(counts))
+    elif action == "export":
+        from core.probe_archive import pack_probe
+
+        with database.sessions() as session:
+            path = get_probe(session, args.version).artifact_path
+        Path(args.out).write_bytes(pack_probe(path))
+        print(f"wrote {args.out}", file=sys.stderr)
+    elif action == "import":
+        from core.model import get_model
+
+        data = Path(args.file).read_bytes()
+        version = upload_probe(database, get_model(args.model), data, _actor_id(database, args.actor))
+        print(json.dumps({"version": version}))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, register) -> None:
+    p = sub.add_parser("retrain", help="train a new probe version on the team's labels (gold, else majority)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--layer", type=int, default=None)
+    p.add_argument("--dataset", action="append", help="repeat for several; default: all datasets")
+    p.add_argument("--label-source", action="append", choices=["gold", "majority"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--activate", action="store_true", help="make it the active probe and re-score stored answers")
+    p.add_argument("--background", action="store_true", help="start a worker process and return at once")
+    p.add_argument("--actor", default=None)
+    register("retrain", cmd_retrain)
+
+    p = sub.add_parser("worker", help="run one queued run (started by the app; not for people)")
+    p.add_argument("--run", type=int, required=True)
+    register("worker", cmd_worker)
+
+    p = sub.add_parser("runs", help="list retrain / re-score runs, or cancel one")
+    p.add_argument("--cancel", type=int, default=None, metavar="RUN")
+    p.add_argument("--limit", type=int, default=20)
+    register("runs", cmd_runs)
+
+    p = sub.add_parser("probes", help="probe versions: list, promote, rollback, rescore, export, import")
+    p.add_argument("--actor", default=None)
+    p.add_argument("--model", default=None)
+    ps = p.add_subparsers(dest="probes_command", required=True)
+    ps.add_parser("list")
+    q = ps.add_parser("promote")
+    q.add_argument("version", type=int)
+    q.add_argument("--no-rescore", action="store_true")
+    q = ps.add_parser("rollback")
+    q.add_argument("--no-rescore", action="store_true")
+    q = ps.add_parser("rescore")
+    q.add_argument("version", type=int)
+    q.add_argument("--all", action="store_true", help="also answers that already have scores")
+    q = ps.add_parser("export")
+    q.add_argument("version", type=int)
+    q.add_argument("--out", required=True)
+    q = ps.add_parser("import")
+    q.add_argument("file")
+    register("probes", cmd_probes)

@@ -1,0 +1,205 @@
+"""Background runs (retrain, re-score) as rows: one at a time, alive only while they beat.
+
+A run is done by a separate worker process (`python -m core worker --run N`) so it
+survives page reloads and server restarts. The row is the only shared state: the worker
+writes its stage, progress and a heartbeat; the page reads them and may set
+`cancel_requested`. A worker that dies without finishing (`kill -9`, power loss) stops
+beating; the next look at the table marks its run failed with that reason, so a crash
+never blocks the next start.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from core.errors import UserError
+from db.events import log_event
+from db.models import TrainRun, User, utcnow
+
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+STALE_AFTER = timedelta(seconds=int(os.environ.get("PROBELENS_WORKER_STALE_SECONDS", "60")))
+QUEUED_GRACE = timedelta(seconds=120)  # a worker that never started (import error, no resources)
+RUN_KINDS = ("retrain", "rescore")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if moment is None:
+        return None
+    from datetime import timezone
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def process_alive(pid: int | None) -> bool:
+    """True while `pid` runs on this machine (a zombie, i.e. killed but not reaped, is dead)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state in ("Z", "X"):
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap our own child so the pid is freed
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def _death_reason(run: TrainRun, now: datetime) -> str | None:
+    if run.status not in ACTIVE:
+        return None
+    if run.pid and not process_alive(run.pid):
+        return (f"the worker process (pid {run.pid}) ended without finishing, at stage "
+                f"'{run.stage or 'start'}' — killed or crashed; nothing was registered")
+    beat = _aware(run.heartbeat_at) or _aware(run.started_at)
+    if run.status == "running" and beat is not None and now - beat > STALE_AFTER:
+        return f"no heartbeat for {int((now - beat).total_seconds())} s at stage '{run.stage or 'start'}'; presumed dead"
+    if run.status == "queued" and not run.pid and now - _aware(run.created_at) > QUEUED_GRACE:
+        return "the worker never started"
+    return None
+
+
+def reap_dead(session: Session) -> list[TrainRun]:
+    """Mark runs whose worker is gone as failed; returns them."""
+    now = utcnow()
+    reaped = []
+    for run in session.scalars(select(TrainRun).where(TrainRun.status.in_(ACTIVE))):
+        reason = _death_reason(run, now)
+        if reason:
+            run.status, run.error, run.finished_at = "failed", reason, now
+            log_event(session, user=None, action=f"{run.kind}.failed", entity="train_run", entity_id=run.id,
+                      after={"error": reason})
+            reaped.append(run)
+    session.flush()
+    return reaped
+
+
+def _lock(session: Session) -> None:
+    """Serialise starts: SQLite already holds the write lock (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7412093)"))
+
+
+def running_run(session: Session, kind: str | None = None) -> TrainRun | None:
+    query = select(TrainRun).where(TrainRun.status.in_(ACTIVE)).order_by(TrainRun.id)
+    if kind:
+        query = query.where(TrainRun.kind == kind)
+    return session.scalar(query.execution_options(populate_existing=True))
+
+
+def create_run(session: Session, kind: str, params: dict[str, Any], actor: User | None) -> TrainRun:
+    """A queued run, unless one is already running (then one clear refusal)."""
+    if kind not in RUN_KINDS:
+        raise UserError(f"unknown run kind {kind!r}")
+    _lock(session)
+    reap_dead(session)
+    busy = running_run(session, kind)  # one retrain at a time; a re-score may run beside it
+    if busy is not None:
+        creator = session.get(User, busy.created_by) if busy.created_by else None
+        who = f" (started by {creator.name})" if creator else ""
+        raise UserError(f"a {busy.kind} is already running (run {busy.id}, {busy.stage or busy.status}){who}; "
+                        "wait for it or cancel it")
+    run = TrainRun(kind=kind, status="queued", params=params, created_by=actor.id if actor else None,
+                   timings={}, progress=0.0, cancel_requested=False)
+    session.add(run)
+    session.flush()
+    log_event(session, user=actor, action=f"{kind}.start", entity="train_run", entity_id=run.id, after=params)
+    return run
+
+
+def get_run(session: Session, run_id: int) -> TrainRun:
+    run = session.get(TrainRun, run_id, populate_existing=True)
+    if run is None:
+        raise UserError(f"unknown run {run_id}")
+    return run
+
+
+def list_runs(session: Session, limit: int = 20) -> list[TrainRun]:
+    reap_dead(session)
+    return list(session.scalars(select(TrainRun).order_by(TrainRun.id.desc()).limit(limit)))
+
+
+def latest_run(session: Session, kind: str | None = None) -> TrainRun | None:
+    query = select(TrainRun).order_by(TrainRun.id.desc()).limit(1)
+    if kind:
+        query = query.where(TrainRun.kind == kind)
+    return session.scalar(query.execution_options(populate_existing=True))
+
+
+def request_cancel(session: Session, run_id: int, actor: User | None) -> TrainRun:
+    run = get_run(session, run_id)
+    if run.status not in ACTIVE:
+        raise UserError(f"run {run_id} is not running ({run.status})")
+    run.cancel_requested = True
+    log_event(session, user=actor, action=f"{run.kind}.cancel", entity="train_run", entity_id=run.id)
+    session.flush()
+    return run
+
+
+def mark_started(session: Session, run_id: int, pid: int) -> TrainRun:
+    run = get_run(session, run_id)
+    if run.status != "queued":
+        raise UserError(f"run {run_id} is {run.status}, not queued")
+    now = utcnow()
+    run.status, run.pid, run.started_at, run.heartbeat_at = "running", pid, now, now
+    session.flush()
+    return run
+
+
+def beat(session: Session, run_id: int, *, stage: str | None, progress: float, message: str | None,
+         timings: dict[str, Any] | None = None) -> bool:
+    """Record progress and a heartbeat; returns whether a cancel was requested."""
+    run = get_run(session, run_id)
+    if run.status != "running":
+        return True  # reaped or finished meanwhile: stop
+    run.stage, run.progress, run.message, run.heartbeat_at = stage, float(progress), message, utcnow()
+    if timings is not None:
+        run.timings = dict(timings)
+    session.flush()
+    return bool(run.cancel_requested)
+
+
+def finish(session: Session, run_id: int, status: str, *, error: str | None = None, probe_id: int | None = None,
+           timings: dict[str, Any] | None = None, message: str | None = None) -> TrainRun:
+    if status not in FINISHED:
+        raise ValueError(status)
+    run = get_run(session, run_id)
+    run.status, run.error, run.finished_at = status, error, utcnow()
+    if probe_id is not None:
+        run.probe_id = probe_id
+    if timings is not None:
+        run.timings = dict(timings)
+    if message is not None:
+        run.message = message
+    if status == "succeeded":
+        run.progress = 1.0
+    log_event(session, user=None, action=f"{run.kind}.{status}", entity="train_run", entity_id=run.id,
+              after={"error": error, "probe_id": probe_id})
+    session.flush()
+    return run
+
+
+def describe(run: TrainRun) -> dict[str, Any]:
+    """A JSON-ready view for pages and the CLI."""
+    return {
+        "id": run.id, "kind": run.kind, "status": run.status, "stage": run.stage, "progress": run.progress,
+        "message": run.message, "error": run.error, "params": run.params, "timings": run.timings,
+        "probe_id": run.probe_id, "pid": run.pid, "cancel_requested": run.cancel_requested,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
