@@ -529,3 +529,57 @@ def launch(database, kind: str, params: dict[str, Any], actor_id: int | None) ->
 
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by db.train_runs.process_alive / poll
+
+
+# --- views for the Probes page and the CLI ----------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def versions_table(database) -> list[dict[str, Any]]:
+    """One row per probe version, newest first: what a person compares before promoting."""
+    from db.probes import list_probes
+
+    rows = []
+    with database.sessions() as session:
+        for p in list_probes(session):
+            m = p.metrics or {}
+            comparison = m.get("comparison") or {}
+            delta = ((comparison.get("span_max") or {}).get("auc") or {})
+            ci = delta.get("ci") or [None, None]
+            rows.append({
+                "version": p.version,
+                "active": p.active,
+                "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
+                "layer": p.layer,
+                "train answers": m.get("n_train"),
+                "validation answers": m.get("n_validation"),
+                "token AUC": _num((m.get("token") or {}).get("auc")),
+                "span_max AUC": _num((m.get("span_max") or {}).get("auc")),
+                "recall@10%FPR": _num((m.get("span_max") or {}).get("recall_at_fpr_0.1")),
+                "vs": comparison.get("against"),
+                "Δ span_max AUC": _num(delta.get("delta")),
+                "Δ CI low": _num(ci[0]) if len(ci) > 0 else None,
+                "Δ CI high": _num(ci[1]) if len(ci) > 1 else None,
+                "data hash": (p.training_data_hash or "")[:12],
+                "parent": p.parent_version,
+            })
+    return rows
+
+
+def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paired comparison stored with a version, flat: level x metric with delta and CI."""
+    comparison = (metrics or {}).get("comparison") or {}
+    rows = []
+    for level in ("token", "span_max"):
+        for metric in ("auc", "recall_at_fpr_0.1"):
+            row = (comparison.get(level) or {}).get(metric)
+            if not row:
+                continue
+            ci = row.get("ci") or [None, None]
+            rows.append({"level": level, "metric": metric, "active": _num(row.get("a")), "new": _num(row.get("b")),
+                         "delta": _num(row.get("delta")), "CI low": _num(ci[0]), "CI high": _num(ci[1]),
+                         "P(new better)": _num(row.get("prob_b_better"))})
+    return rows

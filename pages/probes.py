@@ -1,8 +1,175 @@
-"""Probes page (built in issue #6); the role check already guards it."""
+"""Probes (admin): retrain on the team's labels, compare versions, promote / roll back, download / upload."""
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-from pages.common import require_page
+from core.errors import UserError
+from pages.common import database, db_user, language_model, model_label, require_page
 
-require_page("probes")
+user = require_page("probes")
 st.title("Probes")
-st.info("This page arrives with issue #6. Everything it will do is available from `python -m core` today.")
+
+from core import retrain as retraining  # noqa: E402
+from db import train_runs  # noqa: E402
+from db.generations import list_datasets  # noqa: E402
+
+db = database()
+
+
+def actor_id() -> int:
+    with db.sessions() as session:
+        return db_user(session, user).id
+
+
+def latest_runs() -> dict[str, dict]:
+    with db.sessions() as session, session.begin():
+        train_runs.reap_dead(session)
+        found = {kind: train_runs.latest_run(session, kind) for kind in train_runs.RUN_KINDS}
+        return {kind: train_runs.describe(run) for kind, run in found.items() if run is not None}
+
+
+# --- retrain ------------------------------------------------------------------------------------
+
+st.subheader("Retrain")
+with db.sessions() as session:
+    dataset_names = [d["name"] for d in list_datasets(session)]
+chosen = st.multiselect("Datasets", dataset_names, placeholder="all datasets", key="rt-datasets")
+sources = st.multiselect("Labels to learn from", ["gold", "majority"], default=["gold", "majority"],
+                         key="rt-sources", help="gold: the reviewed set; majority: where no gold exists, the spans "
+                         "a strict majority of the answer's annotators agree on")
+summary = retraining.label_summary(db, chosen or None, tuple(sources) or ("gold", "majority"))
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Labelled answers", summary["answers"])
+c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summary['by_split'].get('validation', 0)}")
+c3.metric("Gold / majority", f"{summary['by_source'].get('gold', 0)} / {summary['by_source'].get('majority', 0)}")
+c4.metric("Hallucinated spans", summary["hallucinated_spans"])
+
+with st.form("retrain"):
+    lm = language_model()
+    a, b, c, d = st.columns(4)
+    layer = a.number_input("Layer", 0, lm.num_layers - 1, lm.default_layer,
+                           help=f"residual stream after this decoder block; default {lm.default_layer} (≈95% depth)")
+    epochs = b.number_input("Epochs (0 = auto)", 0, 10_000, 0)
+    lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
+    seed = d.number_input("Seed", 0, 2**31 - 1, 0)
+    pressed = st.form_submit_button("Retrain", type="primary")
+if pressed:
+    params = retraining.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
+                                      sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
+                                      lr=float(lr), seed=int(seed))
+    try:
+        run_id = retraining.launch(db, "retrain", params.to_dict(), actor_id())
+        st.session_state["probes-watching"] = run_id
+        st.toast(f"Retrain run {run_id} started.")
+    except UserError as exc:
+        st.error(str(exc))
+
+runs = latest_runs()
+watching = any(r["status"] in train_runs.ACTIVE for r in runs.values())
+
+
+@st.fragment(run_every=1.0 if watching else None)
+def run_status() -> None:
+    """Live progress from the run rows; a full rerun once a run ends, so the tables update."""
+    now = latest_runs()
+    for kind, run in now.items():
+        title = {"retrain": "Retrain", "rescore": "Re-score"}[kind]
+        if run["status"] in train_runs.ACTIVE:
+            st.progress(min(1.0, max(0.0, run["progress"] or 0.0)),
+                        text=f"{title} run {run['id']} · {run['stage'] or 'starting'} · {run['message'] or ''}")
+            if run["cancel_requested"]:
+                st.caption("Cancel requested; stopping at the next checkpoint…")
+            elif st.button(f"Cancel {title.lower()} run {run['id']}", key=f"cancel-{run['id']}"):
+                with db.sessions() as session, session.begin():
+                    train_runs.request_cancel(session, run["id"], None)
+                st.rerun(scope="fragment")
+        elif run["status"] == "succeeded":
+            st.success(f"{title} run {run['id']} finished: {run['message'] or 'done'} "
+                       f"({(run['timings'] or {}).get('total_s', 0):.1f} s).")
+        elif run["status"] == "cancelled":
+            st.warning(f"{title} run {run['id']} was cancelled; nothing was registered.")
+        else:
+            st.error(f"{title} run {run['id']} failed: {run['error']}")
+    was_active = {k for k, r in runs.items() if r["status"] in train_runs.ACTIVE}
+    if was_active and not any(now[k]["status"] in train_runs.ACTIVE for k in was_active if k in now):
+        st.rerun()
+
+
+run_status()
+
+# --- versions -----------------------------------------------------------------------------------
+
+st.subheader("Versions")
+table = retraining.versions_table(db)
+if not table:
+    st.info("No probe yet. Label some answers and press Retrain, or upload a probe below.")
+else:
+    frame = pd.DataFrame(table)
+    frame["active"] = frame["active"].map({True: "●", False: ""})
+    st.dataframe(frame, hide_index=True, key="probe-versions",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
+                                ("token AUC", "span_max AUC", "recall@10%FPR", "Δ span_max AUC", "Δ CI low",
+                                 "Δ CI high")})
+    versions = [row["version"] for row in table]
+    active = next((row["version"] for row in table if row["active"]), None)
+    version = st.selectbox("Version", versions, format_func=lambda v: f"v{v}" + (" (active)" if v == active else ""),
+                           key="probe-version")
+    from db.probes import get_probe
+
+    with db.sessions() as session:
+        record = get_probe(session, version)
+        metrics, path = dict(record.metrics or {}), record.artifact_path
+    rows = retraining.comparison_rows(metrics)
+    if rows:
+        st.markdown(f"**v{version} against v{metrics['comparison'].get('against')}** (active when it was trained), "
+                    f"paired bootstrap over the same {metrics['comparison'].get('n_generations')} validation "
+                    "answers; the CI is of the difference")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="probe-comparison",
+                     column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                    for k in ("active", "new", "delta", "CI low", "CI high", "P(new better)")})
+    elif metrics.get("comparison", {}).get("skipped"):
+        st.caption(f"No comparison: {metrics['comparison']['skipped']}")
+    with st.expander("All metrics (JSON)"):
+        st.json({k: v for k, v in metrics.items() if k != "validation_ids"}, expanded=False)
+
+    promote_col, rollback_col, download_col = st.columns(3)
+    if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
+                                                key=f"promote-{version}"):
+        try:
+            run_id = retraining.launch(db, "rescore", {"version": version, "model": None}, actor_id())
+            retraining.promote(db, version, actor_id())
+            st.toast(f"v{version} is active; re-scoring stored answers (run {run_id}).")
+            st.rerun()
+        except UserError as exc:
+            st.error(str(exc))
+    target = retraining.rollback_target(db)
+    if target is not None and rollback_col.button(f"Roll back to v{target}", key=f"rollback-{target}"):
+        try:
+            run_id = retraining.launch(db, "rescore", {"version": target, "model": None}, actor_id())
+            retraining.promote(db, target, actor_id())
+            st.toast(f"Rolled back to v{target}; filling any missing scores (run {run_id}).")
+            st.rerun()
+        except UserError as exc:
+            st.error(str(exc))
+    from core.probe_archive import pack_probe
+
+    try:
+        download_col.download_button(f"Download v{version}", pack_probe(path),
+                                     file_name=f"probelens-probe-v{version}.zip", mime="application/zip",
+                                     key=f"download-{version}")
+    except UserError as exc:
+        download_col.error(str(exc))
+
+# --- upload -------------------------------------------------------------------------------------
+
+st.subheader("Upload a probe")
+st.caption(f"A zip holding config.json and probe.safetensors (as downloaded above), trained on {model_label()}; "
+           "it is checked against the loaded model and registered as a new, inactive version.")
+uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
+if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
+    try:
+        new_version = retraining.upload_probe(db, language_model(), uploaded.getvalue(), actor_id())
+        st.success(f"Registered as v{new_version}.")
+    except UserError as exc:
+        st.error(str(exc))

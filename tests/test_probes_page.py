@@ -1,0 +1,116 @@
+"""Probes page logic with AppTest: retrain through the page (a real worker process, tiny model),
+second-press refusal, and promotion that starts the re-score. (AppTest cannot drive a file
+uploader: the upload check is tested in test_retrain.py and in Chromium.)"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_retrain import _answers, seed
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch, tiny_model_dir, isolated_cache):
+    import streamlit as st
+
+    from db import open_database
+    from db.users import add_user
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
+    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    monkeypatch.chdir(REPO)
+    st.cache_resource.clear()
+    database = open_database(url)
+    with database.sessions() as session, session.begin():
+        add_user(session, "boss", "boss-password", role="admin")
+    seed(database)
+    yield database
+    database.dispose()
+    st.cache_resource.clear()
+
+
+def probes_page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    fields = {t.label: t for t in at.text_input}
+    fields["User name"].input("boss")
+    fields["Password"].input("boss-password")
+    at.button[0].click()
+    at.run()
+    at.switch_page("pages/probes.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def press_retrain(at: AppTest) -> None:
+    next(b for b in at.button if b.label == "Retrain").click()
+    at.run()
+    assert not at.exception, at.exception
+
+
+def wait_run(database, kind: str, timeout: float = 120.0):
+    from db.train_runs import latest_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.sessions() as session:
+            run = latest_run(session, kind)
+            if run is not None and run.status not in ("queued", "running"):
+                return run
+        time.sleep(0.2)
+    raise AssertionError(f"the {kind} run did not finish")
+
+
+def test_retrain_from_the_page_registers_a_version_and_promotion_rescores(env):
+    from db.models import Prediction
+    from db.probes import active_probe
+
+    at = probes_page()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Labelled answers"] == str(len(_answers()))
+    assert metrics["Gold / majority"] == f"{len(_answers())} / 0"
+    assert any("No probe yet" in i.value for i in at.info)
+
+    press_retrain(at)
+    run = wait_run(env, "retrain")
+    assert run.status == "succeeded", run.error
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["version"]) == [1] and table["span_max AUC"].notna().all()
+    assert any("Retrain run" in s.value and "registered v1" in s.value for s in at.success)
+
+    next(b for b in at.button if b.label == "Promote v1 to active").click()
+    at.run()
+    assert not at.exception, at.exception
+    with env.sessions() as session:
+        assert active_probe(session).version == 1
+    rescored = wait_run(env, "rescore")
+    assert rescored.status == "succeeded", rescored.error
+    with env.sessions() as session:
+        assert session.query(Prediction).count() == len(_answers())
+
+
+def test_a_second_press_while_one_runs_says_so_and_starts_nothing(env):
+    from db.models import TrainRun
+    from db.train_runs import create_run, mark_started
+
+    with env.sessions() as session, session.begin():
+        run = create_run(session, "retrain", {}, None)
+        mark_started(session, run.id, os.getpid())
+        running_id = run.id
+    at = probes_page()
+    assert any(f"Retrain run {running_id}" in (p.text or "") for p in at.get("progress"))
+    press_retrain(at)
+    assert any(f"a retrain is already running (run {running_id}" in e.value for e in at.error)
+    with env.sessions() as session:
+        assert session.query(TrainRun).count() == 1
+
