@@ -114,7 +114,7 @@ else:
     versions = [row["version"] for row in table]
     active = next((row["version"] for row in table if row["active"]), None)
     version = st.selectbox("Version", versions, format_func=lambda v: f"v{v}" + (" (active)" if v == active else ""),
-                           key="probe-version")
+                           key=f"probe-version-{versions[0]}")  # a new version resets the pick to it
     from db.probes import get_probe
 
     with db.sessions() as session:

@@ -387,3 +387,40 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
     exported = sorted((a["index"], a["index"] + len(a["span"]), a["label"]) for a in answer["annotations"])
     assert exported == expected
     assert all(completion[a["index"]:a["index"] + len(a["span"])] == a["span"] for a in answer["annotations"])
+
+
+def test_admin_retrains_sees_progress_advance_and_the_new_version(page, probelens):
+    """Retrain from the Probes page: a worker process, progress that moves, a new version."""
+    from db.probes import list_probes
+
+    app, database = probelens
+    with database.sessions() as session:
+        before = max(p.version for p in list_probes(session))
+    sign_in(page, app, ADMIN, ADMIN_PW)
+    page.get_by_role("link", name="Probes").click()
+    epochs = page.get_by_label("Epochs (0 = auto)")
+    epochs.wait_for(timeout=60_000)
+    epochs.fill("4000")  # long enough to watch; the demo set has only a few answers
+    page.get_by_role("button", name="Retrain").click()
+    bar = page.locator('[data-testid="stProgress"] [role="progressbar"]')
+    seen: list[float] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if bar.count():
+            try:
+                seen.append(float(bar.first.get_attribute("aria-valuenow", timeout=1_000) or 0))
+            except Exception:  # noqa: BLE001 - the bar goes away when the run ends
+                pass
+        if page.get_by_text(re.compile(rf"registered v{before + 1}")).count():
+            break
+        page.wait_for_timeout(250)
+    page.get_by_text(re.compile(rf"registered v{before + 1}")).first.wait_for(timeout=30_000)
+    distinct = sorted(set(seen))
+    assert len(distinct) >= 3 and distinct == sorted(distinct), seen  # it moved, and only forward
+    assert seen == sorted(seen), seen
+    with database.sessions() as session:
+        newest = list_probes(session)[0]
+        assert newest.version == before + 1 and not newest.active
+        assert newest.metrics["comparison"]["against"] == before
+    # the picker moved to the new version, which can be promoted
+    page.get_by_role("button", name=f"Promote v{before + 1} to active").wait_for(timeout=10_000)
