@@ -219,7 +219,7 @@ def load_model(model_id: str | None = None) -> LoadedModel:
     model.requires_grad_(False)
     config = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return LoadedModel(
+    lm = LoadedModel(
         model=model,
         tokenizer=tokenizer,
         model_id=resolved,
@@ -228,6 +228,8 @@ def load_model(model_id: str | None = None) -> LoadedModel:
         tokenizer_hash=tokenizer_hash(tokenizer),
         load_seconds=time.perf_counter() - started,
     )
+    _remember_facts(lm)
+    return lm
 
 
 _MODELS: dict[str, LoadedModel] = {}
@@ -571,3 +573,85 @@ def score_batch(
                 )
             )
     return results
+
+
+# --- the model's facts without the model ------------------------------------------------------
+#
+# A retrain whose hidden states are all in the activation cache needs only the model's
+# identity (id, tokenizer hash, sizes), not its weights; importing transformers and
+# loading them costs seconds on 2 cores. Each full load writes those facts to a small
+# file keyed by the model files' fingerprint, and `lazy_model` hands out an object that
+# loads the real model only when something asks for more than the facts.
+
+
+def _fingerprint(resolved: str) -> str | None:
+    """Changes whenever the model's files do; None where we cannot tell (hub ids)."""
+    if resolved == EMBEDDED_MODEL_ID:
+        folder = embedded_cache_dir()
+    else:
+        folder = Path(resolved).expanduser()
+    if not folder.is_dir():
+        return None
+    parts = [resolved]
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _facts_path(fingerprint: str) -> Path:
+    return cache_root() / "model-facts" / f"{fingerprint[:32]}.json"
+
+
+def _remember_facts(lm: LoadedModel) -> None:
+    fingerprint = _fingerprint(lm.model_id)
+    if fingerprint is None:
+        return
+    path = _facts_path(fingerprint)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"model_id": lm.model_id, "num_layers": lm.num_layers,
+                                   "hidden_size": lm.hidden_size, "tokenizer_hash": lm.tokenizer_hash}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the next worker a full load
+
+
+class LazyModel:
+    """The facts of a model now, the model itself on first real use (then shared via get_model)."""
+
+    def __init__(self, model_id: str, num_layers: int, hidden_size: int, tokenizer_hash: str) -> None:
+        self.model_id, self.num_layers = model_id, num_layers
+        self.hidden_size, self.tokenizer_hash = hidden_size, tokenizer_hash
+
+    default_layer = LoadedModel.default_layer
+    check_layer = LoadedModel.check_layer
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return get_model(self.model_id)
+
+    def __getattr__(self, name: str) -> Any:  # model, tokenizer, tap, eos_ids, ...
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.loaded, name)
+
+
+def lazy_model(model_id: str | None = None) -> LoadedModel | LazyModel:
+    """`get_model`, except that the weights wait until something needs them."""
+    resolved = resolve_model_id(model_id)
+    with _MODELS_LOCK:
+        if resolved in _MODELS:
+            return _MODELS[resolved]
+    fingerprint = _fingerprint(resolved)
+    if fingerprint is not None:
+        try:
+            facts = json.loads(_facts_path(fingerprint).read_text())
+            if facts.get("model_id") == resolved:
+                return LazyModel(resolved, int(facts["num_layers"]), int(facts["hidden_size"]),
+                                 str(facts["tokenizer_hash"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return get_model(resolved)

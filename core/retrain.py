@@ -447,7 +447,7 @@ class _Beat:
 
 def execute_run(database, run_id: int) -> str:
     """The worker's whole life for one run; returns the final status."""
-    from core.model import get_model
+    from core.model import lazy_model
     from db.train_runs import finish, get_run, mark_started
 
     with database.sessions() as session, session.begin():
@@ -460,7 +460,7 @@ def execute_run(database, run_id: int) -> str:
     status, error = "failed", None
     try:
         beat("load", 0, 1, "loading the model")
-        lm = get_model(params_json.get("model"))
+        lm = lazy_model(params_json.get("model"))  # weights only if some hidden states are not cached
         beat("load", 1, 1, lm.model_id)
         check(cancel)
         if kind == "retrain":

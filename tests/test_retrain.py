@@ -319,3 +319,25 @@ def test_cli_retrain_promote_and_runs(sqlite_db, tiny_model_dir, env, monkeypatc
     assert [r["status"] for r in runs] == ["succeeded"]
     assert main(["retrain", "--epochs", "0"]) == 2
     assert re.search(r"epochs must be", capsys.readouterr().err)
+
+
+def test_a_warm_worker_knows_the_model_without_loading_it(tiny_model_dir, isolated_cache):
+    """Facts are written by a full load; a later process gets them without the weights."""
+    import core.model as model
+
+    model.load_model(str(tiny_model_dir))  # writes the facts
+    saved = dict(model._MODELS)
+    model._MODELS.clear()
+    try:
+        lazy = model.lazy_model(str(tiny_model_dir))
+        assert isinstance(lazy, model.LazyModel)
+        assert (lazy.num_layers, lazy.hidden_size, lazy.default_layer) == (4, 32, 3)
+        assert str(tiny_model_dir) not in model._MODELS  # nothing loaded yet
+        assert lazy.tokenizer is not None  # first real use loads it
+        assert str(tiny_model_dir) in model._MODELS
+        assert lazy.tokenizer_hash == model._MODELS[str(tiny_model_dir)].tokenizer_hash
+        with pytest.raises(UserError, match="out of range"):
+            lazy.check_layer(9)
+    finally:
+        model._MODELS.clear()
+        model._MODELS.update(saved)
