@@ -465,3 +465,26 @@ def test_label_error_suspects_finds_flipped_spans():
         assert s["kind"] == ("gold_1_low_score" if s["label"] == 1 else "gold_0_high_score")
         assert s["confidence"] == pytest.approx(abs(s["score"] - s["label"]))
         assert 0 <= s["fold"] < 5
+
+
+def test_weighted_roc_matches_scikit_learn_on_resamples():
+    """The bootstrap's presorted ROC equals roc_curve on the concatenated drawn copies."""
+    from sklearn.metrics import auc as sk_auc
+    from sklearn.metrics import roc_curve
+
+    from core.inspection import _WeightedRoc
+
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 30, size=40)
+    owner = np.repeat(np.arange(40), sizes)
+    y = (rng.random(owner.size) < 0.3).astype(np.int8)
+    s = np.round(rng.random(owner.size), 2)  # ties on purpose
+    roc = _WeightedRoc(y, s, owner)
+    for _ in range(20):
+        idx = rng.integers(0, 40, size=40)
+        pick = np.concatenate([np.nonzero(owner == i)[0] for i in idx])
+        fpr, tpr, _ = roc_curve(y[pick], s[pick], drop_intermediate=False)
+        auc, recall = roc.auc_and_recall(np.bincount(idx, minlength=40).astype(float))
+        assert auc == pytest.approx(sk_auc(fpr, tpr), abs=1e-12)
+        assert recall == pytest.approx(tpr[fpr <= 0.1].max(), abs=1e-12)
+    assert _WeightedRoc(np.zeros(5, np.int8), np.arange(5.0), np.zeros(5, int)).auc_and_recall(np.ones(1)) == (None, None)
