@@ -545,7 +545,8 @@ class _WeightedRoc:
         self.y = np.asarray(y, dtype=np.float64)[order]
         self.owner = np.asarray(owner)[order]
         # the last element of every run of equal scores is a threshold (inf == inf counts as equal)
-        self.ends = np.r_[np.nonzero(ordered[1:] != ordered[:-1])[0], ordered.size - 1] if ordered.size else None
+        self.ends = (np.concatenate((np.nonzero(ordered[1:] != ordered[:-1])[0], [ordered.size - 1]))
+                     if ordered.size else None)
 
     def auc_and_recall(self, weights: np.ndarray, max_fpr: float = 0.1) -> tuple[float | None, float | None]:
         if self.ends is None:
@@ -555,9 +556,11 @@ class _WeightedRoc:
         fp = np.cumsum(w * (1.0 - self.y))[self.ends]
         if tp[-1] <= 0 or fp[-1] <= 0:
             return None, None
-        tpr = np.r_[0.0, tp / tp[-1]]
-        fpr = np.r_[0.0, fp / fp[-1]]
-        return float(sk_auc(fpr, tpr)), float(tpr[fpr <= max_fpr].max())
+        tpr = np.concatenate(([0.0], tp / tp[-1]))
+        fpr = np.concatenate(([0.0], fp / fp[-1]))
+        # the trapezoid rule sklearn.metrics.auc applies, without its per-call input checks
+        area = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1])) / 2.0)
+        return area, float(tpr[fpr <= max_fpr].max())
 
 
 _COMPARE_LEVELS: tuple[str, ...] = ("token", "span_max")
