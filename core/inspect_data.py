@@ -1,0 +1,211 @@
+"""What the Inspect page looks at, computed without Streamlit: a probe version scored on the
+labelled answers of chosen datasets and splits, and the extra passes (layers, suspects,
+another version) the page asks for.
+
+Orchestrates core and db (labels, probe records), so like core/retrain.py it imports db lazily.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.errors import UserError
+from core.metrics import ItemScores
+from core.progress import CancelToken, ProgressFn, check, report
+from core.types import TokenTrace
+
+
+@dataclass
+class EvalSet:
+    """One probe version on some labelled answers; index i is the same answer everywhere."""
+
+    version: int
+    layer: int
+    row_ids: list[int]
+    splits: list[str]
+    keys: list[str]  # str(row id): what core.inspection calls a generation's key
+    texts: list[str]  # completions
+    spans_char: list[list[tuple[int, int]]]  # per scored span, token-snapped char range
+    gold_spans: list[list[dict[str, Any]]]  # the truth spans, for drawing
+    items: list[ItemScores]
+    traces: list[TokenTrace]  # tokens with this probe's scores, for heatmaps
+    prepared: list[Any]  # core.workflows.PreparedItem (hidden states at `layer`)
+
+    def index_of(self, row_id: int) -> int:
+        return self.row_ids.index(row_id)
+
+
+def labels_revision(database) -> str:
+    """Changes whenever any label set changes: part of every cache key of the page."""
+    from sqlalchemy import func, select
+
+    from db.models import AnnotationSet, Generation
+
+    with database.sessions() as session:
+        sets = session.execute(select(func.count(AnnotationSet.id), func.max(AnnotationSet.id),
+                                      func.max(AnnotationSet.updated_at))).one()
+        gens = session.execute(select(func.count(Generation.id), func.max(Generation.id))).one()
+    return f"{sets[0]}:{sets[1]}:{sets[2]}:{gens[0]}:{gens[1]}"
+
+
+def _probe_of(database, lm, version: int):
+    from core.probe import load_probe
+    from db.probes import get_probe
+
+    with database.sessions() as session:
+        path = get_probe(session, version).artifact_path
+    return load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
+                      expect_hidden_size=lm.hidden_size)
+
+
+def _labelled(database, datasets: Sequence[str] | None, splits: Sequence[str] | None):
+    from db.labels import labelled_generations
+
+    with database.sessions() as session:
+        found = labelled_generations(session, datasets=list(datasets) if datasets else None,
+                                     splits=list(splits) if splits else None)
+    if not found:
+        raise UserError("no labelled answers in the chosen datasets and splits")
+    return found
+
+
+def _span_chars(offsets: Sequence[tuple[int, int]], token_ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(int(offsets[a][0]), int(offsets[b - 1][1])) for a, b in token_ranges]
+
+
+def evaluation_set(
+    database,
+    lm,
+    version: int,
+    datasets: Sequence[str] | None = None,
+    splits: Sequence[str] | None = ("validation",),
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> EvalSet:
+    """Score every labelled answer of the chosen data with probe `version` (cached hidden states)."""
+    from core.workflows import item_scores, prepare
+
+    probe, config = _probe_of(database, lm, version)
+    layer = lm.check_layer(config.layer)
+    labelled = _labelled(database, datasets, splits)
+    prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
+    items = item_scores(prepared, probe, layer)
+    traces = [TokenTrace(p.acts.token_ids, p.acts.texts, p.acts.offsets, p.acts.logprobs, p.acts.entropies,
+                         it.probe.tolist()) for p, it in zip(prepared, items)]
+    return EvalSet(
+        version=version, layer=layer,
+        row_ids=[x.row_id for x in labelled], splits=[x.split for x in labelled],
+        keys=[str(x.row_id) for x in labelled], texts=[x.generation.completion for x in labelled],
+        spans_char=[_span_chars(p.acts.offsets, p.labels.span_token_ranges) for p in prepared],
+        gold_spans=[[{"start": s.start, "end": s.end, "label": s.label} for s in x.generation.spans]
+                    for x in labelled],
+        items=items, traces=traces, prepared=prepared,
+    )
+
+
+def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
+    """The same answers scored by another version (paired comparisons need the same items)."""
+    from core.workflows import item_scores, prepare
+
+    probe, config = _probe_of(database, lm, version)
+    layer = lm.check_layer(config.layer)
+    prepared = eval_set.prepared if layer == eval_set.layer else prepare(
+        lm, [p.generation for p in eval_set.prepared], [layer])
+    items = item_scores(prepared, probe, layer)
+    traces = [TokenTrace(p.acts.token_ids, p.acts.texts, p.acts.offsets, p.acts.logprobs, p.acts.entropies,
+                         it.probe.tolist()) for p, it in zip(prepared, items)]
+    return EvalSet(version=version, layer=layer, row_ids=eval_set.row_ids, splits=eval_set.splits,
+                   keys=eval_set.keys, texts=eval_set.texts, spans_char=eval_set.spans_char,
+                   gold_spans=eval_set.gold_spans, items=items, traces=traces, prepared=prepared)
+
+
+def first_token_of(eval_set: EvalSet, index: int, start: int) -> int:
+    """The token where a character range starts (what the heatmap scrolls to and flashes)."""
+    for t, (a, b) in enumerate(eval_set.traces[index].offsets):
+        if a <= start < b or a >= start:
+            return t
+    return 0
+
+
+def suspects(eval_set: EvalSet, *, top: int = 30, progress: ProgressFn | None = None,
+             cancel: CancelToken | None = None) -> list[dict[str, Any]]:
+    """Cross-validated label-error suspects among these answers, with row ids and text."""
+    from core.inspection import label_error_suspects
+
+    examples = [(p.acts.hidden[eval_set.layer], p.labels.labels, p.labels.span_ids, p.labels.span_labels, key)
+                for p, key in zip(eval_set.prepared, eval_set.keys)]
+    found = label_error_suspects(examples, top=top, progress=progress, cancel=cancel)
+    out = []
+    for s in found:
+        g, j = int(s["generation"]), int(s["span"])
+        start, end = eval_set.spans_char[g][j]
+        out.append({**s, "row_id": eval_set.row_ids[g], "start": start, "end": end,
+                    "span_text": eval_set.texts[g][start:end]})
+    return out
+
+
+@dataclass
+class LayerScan:
+    rows: list[dict[str, Any]]  # layer_auc_ci rows
+    probes: dict[int, Any]  # layer -> quick probe trained on the train side
+    best_layer: int | None
+
+
+def layer_scan(
+    database,
+    lm,
+    datasets: Sequence[str] | None,
+    eval_splits: Sequence[str],
+    layers: Sequence[int] | None = None,
+    *,
+    n_boot: int = 200,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> LayerScan:
+    """A quick probe per layer trained on the train split, AUC with CIs on the chosen splits."""
+    from core.inspection import QUICK_TRAIN, layer_auc_ci
+    from core.probe import build_training_set, train_probe
+    from core.workflows import _training_examples, item_scores, prepare
+
+    chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
+    train_l = _labelled(database, datasets, ["train"])
+    eval_l = _labelled(database, datasets, eval_splits)
+    train_ids = {x.row_id for x in train_l}
+    eval_l = [x for x in eval_l if x.row_id not in train_ids]
+    if not eval_l:
+        raise UserError("the layer sweep needs answers outside the train split to measure on")
+    everything = prepare(lm, [x.generation for x in train_l + eval_l], chosen, progress=progress, cancel=cancel)
+    train_items, eval_items = everything[:len(train_l)], everything[len(train_l):]
+    probes, per_layer = {}, {}
+    for n, layer in enumerate(chosen):
+        check(cancel)
+        report(progress, "layers", n, len(chosen), f"layer {layer}")
+        data = build_training_set(_training_examples(train_items, layer), span_weight=QUICK_TRAIN.span_weight)
+        probe, _history = train_probe(data, QUICK_TRAIN, cancel=cancel)
+        probes[layer] = probe
+        per_layer[layer] = item_scores(eval_items, probe, layer)
+    rows = layer_auc_ci(per_layer, n_boot=n_boot, progress=progress, cancel=cancel)
+    scored = [r for r in rows if r.get("span_max_auc") is not None] or [r for r in rows if r.get("token_auc")]
+    key = "span_max_auc" if any(r.get("span_max_auc") is not None for r in rows) else "token_auc"
+    best = max(scored, key=lambda r: r[key])["layer"] if scored else None
+    return LayerScan(rows, probes, best)
+
+
+def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, Any]:
+    """Every swept layer's probe on every token of one answer (layer x token heatmap data)."""
+    from core.inspection import layer_token_matrix
+    from core.workflows import prepare
+
+    layers = sorted(scan.probes)
+    item = prepare(lm, [eval_set.prepared[index].generation], layers)[0]
+    result = layer_token_matrix({x: item.acts.hidden[x] for x in layers}, scan.probes)
+    result["tokens"] = list(item.acts.texts)
+    return result
+
+
+def answer_scores(eval_set: EvalSet, index: int) -> np.ndarray:
+    return np.asarray(eval_set.items[index].probe, dtype=np.float64)
