@@ -29,6 +29,19 @@ if not datasets:
     st.info("No datasets yet.")
     st.stop()
 
+wanted = st.query_params.get("generation")
+if wanted and wanted.isdigit() and st.session_state.get("rev-wanted-seen") != wanted:
+    # opened from a link (Inspect's errors and label suspects): that answer, in its dataset
+    st.session_state["rev-wanted-seen"] = wanted
+    from db.generations import get_generation
+
+    try:
+        with db.sessions() as session:
+            st.session_state["rev-dataset"] = get_generation(session, int(wanted)).dataset.name
+        st.session_state["rev-generation"] = int(wanted)
+        st.session_state["rev-force"] = True
+    except UserError as exc:
+        st.warning(str(exc))
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
 tab_review, tab_agreement, tab_assign = st.tabs(["Settle gold", "Agreement", "Assign work"])
 
@@ -88,10 +101,16 @@ with tab_review:
         st.info("Nothing to review in this dataset yet.")
         st.stop()
     current = st.session_state.get("rev-generation")
+    if current is not None and current not in candidates and current in [i.generation_id for i in queue_items]:
+        candidates.insert(0, current)  # linked to, though nobody has labelled it yet
     if current not in candidates:
         current = candidates[0]
-    current = st.selectbox("Answer", candidates, index=candidates.index(current), key="rev-pick",
-                           format_func=lambda g: f"#{g}")
+    if st.session_state.pop("rev-force", False):
+        st.session_state["rev-pick"] = current  # a link wins over the answer picked earlier
+    if st.session_state.get("rev-pick") not in candidates:
+        st.session_state.pop("rev-pick", None)
+    current = st.selectbox("Answer", candidates, key="rev-pick", format_func=lambda g: f"#{g}",
+                           **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}))
     with db.sessions() as session:
         bundle = reviewing.review_bundle(session, current, probe_version)
     trace = bundle.trace
