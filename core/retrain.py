@@ -583,3 +583,23 @@ def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                          "delta": _num(row.get("delta")), "CI low": _num(ci[0]), "CI high": _num(ci[1]),
                          "P(new better)": _num(row.get("prob_b_better"))})
     return rows
+
+
+def tokenise_answer(database, lm, generation_id: int):
+    """Store the tokens (and log-probs, entropies) of an answer imported without them, so it
+    can be labelled token by token; returns the trace. One teacher-forced pass, no probe."""
+    from core.activations import extract_activations
+    from core.types import TokenTrace
+    from db.generations import get_generation, set_trace, to_core, trace_of
+
+    with database.sessions() as session:
+        row = get_generation(session, generation_id)
+        existing = trace_of(row)
+        if existing is not None:
+            return existing
+        gen = to_core(row)
+    acts = extract_activations(lm, [gen], [lm.default_layer], use_cache=True)[0]
+    trace = TokenTrace(acts.token_ids, acts.texts, acts.offsets, acts.logprobs, acts.entropies)
+    with database.sessions() as session, session.begin():
+        set_trace(get_generation(session, generation_id), trace)
+    return trace

@@ -88,8 +88,11 @@ with right:
     st.markdown(f"**Answer #{current}** · {where}")
     st.chat_message("user").write(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "")
     if trace is None:
-        st.warning("This answer has no stored tokens; score it (Probes or Data page) to edit it token by token.")
-        st.stop()
+        from core.retrain import tokenise_answer
+        from pages.common import language_model
+
+        with st.spinner("This answer was imported without tokens: tokenising it once…"):
+            trace = tokenise_answer(db, language_model(), current)
     view = TokenView.from_trace(trace, scores=scores)
     threshold = st.session_state.get("ann-threshold", 0.5)
     suggestions = []

@@ -76,23 +76,21 @@ with tab_curves:
 with tab_threshold:
     table = table_of(*key, level)
 
-    @st.fragment
-    def threshold_panel() -> None:
-        """Only this part reruns while the slider moves: a lookup in the precomputed table."""
-        t = st.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="insp-threshold")
-        row = int(round(t * (len(table["thresholds"]) - 1)))
+    # Not a fragment: the error list (another tab) follows the same threshold, and a rerun
+    # of this page is cheap (scoring and the table are cached; the slider only looks up a row).
+    t = st.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="insp-threshold",
+                  help="flag a span (or token) when its score is at least this; the Errors tab uses it too")
+    row = int(round(t * (len(table["thresholds"]) - 1)))
 
-        def shown(value) -> str:
-            return "–" if value is None else f"{value:.3f}"
+    def shown(value) -> str:
+        return "–" if value is None else f"{value:.3f}"
 
-        cols = st.columns(5)
-        for col, name in zip(cols, ("precision", "recall", "f1", "fpr")):
-            col.metric(name.upper() if name == "fpr" else name.capitalize(), shown(table[name][row]))
-        cols[4].metric("Flagged", f"{table['tp'][row] + table['fp'][row]}")
-        st.caption(f"Threshold-free: AUC {shown(table['auc'])} · recall at 1% FPR "
-                   f"{shown(table['recall_at_fpr_0.01'])} · recall at 10% FPR {shown(table['recall_at_fpr_0.1'])}")
-
-    threshold_panel()
+    cols = st.columns(5)
+    for col, name in zip(cols, ("precision", "recall", "f1", "fpr")):
+        col.metric(name.upper() if name == "fpr" else name.capitalize(), shown(table[name][row]))
+    cols[4].metric("Flagged", f"{table['tp'][row] + table['fp'][row]}")
+    st.caption(f"Threshold-free: AUC {shown(table['auc'])} · recall at 1% FPR "
+               f"{shown(table['recall_at_fpr_0.01'])} · recall at 10% FPR {shown(table['recall_at_fpr_0.1'])}")
 
     st.markdown("**Conformal threshold**")
     present = sorted(set(es.splits))

@@ -115,8 +115,11 @@ with tab_review:
         bundle = reviewing.review_bundle(session, current, probe_version)
     trace = bundle.trace
     if trace is None:
-        st.warning("This answer has no stored tokens.")
-        st.stop()
+        from core.retrain import tokenise_answer
+        from pages.common import language_model
+
+        with st.spinner("This answer was imported without tokens: tokenising it once…"):
+            trace = tokenise_answer(db, language_model(), current)
     view = TokenView.from_trace(trace)
     sources: dict[str, list[Span]] = {name: spans for name, (_v, spans) in bundle.annotators.items()}
     if bundle.probe_spans:

@@ -341,3 +341,18 @@ def test_a_warm_worker_knows_the_model_without_loading_it(tiny_model_dir, isolat
     finally:
         model._MODELS.clear()
         model._MODELS.update(saved)
+
+
+def test_an_answer_imported_without_tokens_is_tokenised_once(sqlite_db, tiny_lm, env):
+    from core.retrain import tokenise_answer
+    from db.generations import get_generation, trace_of
+
+    ids = seed(sqlite_db)
+    with sqlite_db.sessions() as session:
+        assert trace_of(get_generation(session, ids[0])) is None
+    trace = tokenise_answer(sqlite_db, tiny_lm, ids[0])
+    with sqlite_db.sessions() as session:
+        row = get_generation(session, ids[0])
+        stored = trace_of(row)
+        assert stored.token_ids == trace.token_ids and "".join(stored.texts) == row.completion
+    assert tokenise_answer(sqlite_db, tiny_lm, ids[0]).token_ids == trace.token_ids

@@ -399,6 +399,7 @@ function applyFocus(st, d, force) {
   if (!(f >= 0 && f < st.spans.length)) return; // not arrived yet: applied once it has
   if (!force && f === st.focus) return;
   st.focus = f;
+  st.root.setAttribute("data-focus-token", String(f));
   const el = st.spans[f];
   el.scrollIntoView({ block: "center", inline: "nearest", behavior: "smooth" });
   el.classList.remove("flash");

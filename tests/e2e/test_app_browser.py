@@ -424,3 +424,76 @@ def test_admin_retrains_sees_progress_advance_and_the_new_version(page, probelen
         assert newest.metrics["comparison"]["against"] == before
     # the picker moved to the new version, which can be promoted
     page.get_by_role("button", name=f"Promote v{before + 1} to active").wait_for(timeout=10_000)
+
+
+def _add_capitals(database) -> dict[int, str]:
+    """Labelled answers with both classes in train and validation; returns row id -> gold label."""
+    from core.types import Generation, Span
+    from db.annotations import save_annotation_set
+    from db.generations import add_generation, get_or_create_dataset
+
+    places = [("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "Rome", "Milan"),
+              ("Spain", "Madrid", "Seville"), ("Peru", "Lima", "Cusco"), ("Kenya", "Nairobi", "Mombasa")]
+    labels = {}
+    with database.sessions() as session, session.begin():
+        dataset = get_or_create_dataset(session, "capitals-e2e")
+        for n, (country, right, wrong) in enumerate(places * 4):
+            city = wrong if n % 2 else right
+            text = f"The capital of {country} is {city}, a large city."
+            label = "Not Supported" if n % 2 else "Supported"
+            gen = Generation([{"role": "user", "content": f"What is the capital of {country}? ({n})"},
+                              {"role": "assistant", "content": text}])
+            row = add_generation(session, dataset, gen, split="validation" if n % 4 in (0, 1) else "train")
+            start = text.index(city)
+            save_annotation_set(session, row.id, [Span(start, start + len(city), label)], owner=None,
+                                expected_version=0, actor=None)
+            labels[row.id] = label
+    return labels
+
+
+def _metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def test_inspect_threshold_moves_numbers_and_an_error_opens_its_heatmap(page, probelens):
+    app, database = probelens
+    labels = _add_capitals(database)
+    sign_in(page, app, ADMIN, ADMIN_PW)
+    page.get_by_role("link", name="Inspect").click()
+    page.get_by_text(re.compile(r"on \d+ labelled answers")).wait_for(timeout=120_000)
+    page.get_by_role("tab", name="Threshold").click()
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Threshold").get_by_role("slider")
+    slider.wait_for(timeout=30_000)
+    readings = []
+    for key in ("End", "Home"):
+        slider.focus()
+        slider.press(key)
+        page.wait_for_timeout(1_500)  # the fragment reruns; only the lookup happens
+        readings.append((_metric(page, "Flagged"), _metric(page, "Recall")))
+    assert readings[0] != readings[1], readings
+    assert readings[1][1] == "1.000"  # threshold 0 flags everything
+
+    page.get_by_role("tab", name="Errors").click()
+    caption = page.get_by_text(re.compile(r"At threshold 0\.00: \d+ false positives")).inner_text()
+    assert int(re.search(r"(\d+) false positives", caption).group(1)) > 0
+    table = page.locator('[data-testid="stDataFrame"]').filter(visible=True).first
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection marker
+    heatmap = page.locator('.plh-root[data-doc-id^="inspect-"]')
+    heatmap.wait_for(timeout=30_000)
+    row_id = int(heatmap.get_attribute("data-doc-id").split("-")[1])
+    assert labels.get(row_id) == "Supported" or row_id not in labels  # a false positive: gold supported
+    assert heatmap.get_attribute("data-focus-token") is not None  # scrolled to and flashed
+    page.get_by_role("link", name=f"Correct #{row_id} in Annotate").wait_for(timeout=10_000)
+    page.get_by_role("link", name=f"Review #{row_id}").click()
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Answer")
+    picker.wait_for(timeout=30_000)
+    def shown() -> str:  # the picked value may sit in the combobox's input
+        return picker.evaluate("el => el.textContent + ' ' + [...el.querySelectorAll('input')]"
+                               ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')")
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and f"#{row_id}" not in shown():
+        page.wait_for_timeout(200)
+    assert f"#{row_id}" in shown(), shown()  # the Review page opened that very answer
