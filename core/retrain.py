@@ -422,7 +422,7 @@ class _Beat:
     # Overall progress: stages take these shares of the bar.
     SHARES = {"load": (0.0, 0.05), "labels": (0.05, 0.07), "extract": (0.07, 0.5), "train": (0.5, 0.9),
               "evaluate": (0.9, 0.92), "compare": (0.92, 0.99), "bootstrap": (0.92, 0.99),
-              "register": (0.99, 1.0), "rescore": (0.05, 1.0)}
+              "register": (0.99, 1.0), "rescore": (0.05, 1.0), "generate": (0.05, 1.0)}
 
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
         lo, hi = self.SHARES.get(stage, (self.fraction, self.fraction))
@@ -475,6 +475,17 @@ def execute_run(database, run_id: int) -> str:
                 finish(session, run_id, "succeeded", timings={"total_s": time.perf_counter() - started},
                        message=f"scored {counts['scored']} answers with v{params_json['version']}"
                                + (f"; stored tokens of {counts['tokens_added']}" if counts["tokens_added"] else ""))
+            return status
+        if kind == "generate":
+            from core.batch import BatchParams, run_batch
+
+            result = run_batch(database, lm, BatchParams.from_dict(params_json), created_by=created_by,
+                               progress=beat, cancel=cancel)
+            status = "succeeded"
+            with database.sessions() as session, session.begin():
+                finish(session, run_id, "succeeded", timings={"total_s": time.perf_counter() - started},
+                       message=f"generated {result['answers']} answers ({result['tokens']} tokens)"
+                               + (f", scored with v{result['probe_version']}" if result["probe_version"] else ""))
             return status
         raise UserError(f"unknown run kind {kind!r}")
     except Cancelled:

@@ -24,7 +24,7 @@ ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 STALE_AFTER = timedelta(seconds=int(os.environ.get("PROBELENS_WORKER_STALE_SECONDS", "60")))
 QUEUED_GRACE = timedelta(seconds=120)  # a worker that never started (import error, no resources)
-RUN_KINDS = ("retrain", "rescore")
+RUN_KINDS = ("retrain", "rescore", "generate")
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -108,7 +108,7 @@ def create_run(session: Session, kind: str, params: dict[str, Any], actor: User 
         raise UserError(f"unknown run kind {kind!r}")
     _lock(session)
     reap_dead(session)
-    busy = running_run(session, kind)  # one retrain at a time; a re-score may run beside it
+    busy = running_run(session, kind)  # one run of each kind at a time; different kinds may overlap
     if busy is not None:
         creator = session.get(User, busy.created_by) if busy.created_by else None
         who = f" (started by {creator.name})" if creator else ""
@@ -194,9 +194,19 @@ def finish(session: Session, run_id: int, status: str, *, error: str | None = No
     return run
 
 
+def eta_seconds(run: TrainRun, now: datetime | None = None) -> float | None:
+    """Time left if the run keeps its pace since it started (None until there is a pace)."""
+    started = _aware(run.started_at)
+    if run.status != "running" or started is None or not 0.0 < (run.progress or 0.0) < 1.0:
+        return None
+    elapsed = ((now or utcnow()) - started).total_seconds()
+    return max(0.0, elapsed * (1.0 - run.progress) / run.progress)
+
+
 def describe(run: TrainRun) -> dict[str, Any]:
     """A JSON-ready view for pages and the CLI."""
     return {
+        "eta_s": eta_seconds(run),
         "id": run.id, "kind": run.kind, "status": run.status, "stage": run.stage, "progress": run.progress,
         "message": run.message, "error": run.error, "params": run.params, "timings": run.timings,
         "probe_id": run.probe_id, "pid": run.pid, "cancel_requested": run.cancel_requested,

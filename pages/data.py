@@ -1,8 +1,230 @@
-"""Data page (built in issue #7); the role check already guards it."""
+"""Data (admin): import with a preview, export as a download, batch generation, datasets."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
-from pages.common import require_page
+from core.errors import UserError
+from pages.common import database, db_user, model_label, require_page
 
-require_page("data")
+user = require_page("data")
 st.title("Data")
-st.info("This page arrives with issue #7. Everything it will do is available from `python -m core` today.")
+
+from core import batch  # noqa: E402
+from db import train_runs  # noqa: E402
+from db.downloads import export_bytes  # noqa: E402
+from db.generations import delete_dataset, list_datasets  # noqa: E402
+from db.importer import BadImportError, import_file, preview_import  # noqa: E402
+from db.users import list_users  # noqa: E402
+
+db = database()
+SPLITS = ["train", "validation", "test"]
+
+
+def actor_id() -> int:
+    with db.sessions() as session:
+        return db_user(session, user).id
+
+
+def problems_table(problems: list[tuple[int, str]], unit: str = "line") -> None:
+    st.dataframe(pd.DataFrame([{unit: n, "reason": reason} for n, reason in problems]), hide_index=True)
+
+
+with db.sessions() as session:
+    datasets = list_datasets(session)
+    annotators = [u.name for u in list_users(session)]
+names = [d["name"] for d in datasets]
+
+tab_import, tab_export, tab_batch, tab_sets = st.tabs(["Import", "Export", "Batch generation", "Datasets"])
+
+# --- import -----------------------------------------------------------------------------------------
+with tab_import:
+    st.caption("Interchange JSONL (the paper's `conversation` + `annotations`, or native `spans`), CSV or Parquet "
+               "with the same columns, or a Hugging Face `datasets` folder on the server. Nothing is written "
+               "until you press Import, and a file with any bad line imports nothing.")
+    uploaded = st.file_uploader("File", type=["jsonl", "json", "csv", "parquet"], key="imp-file")
+    folder = st.text_input("…or a `datasets` folder on the server", key="imp-folder", placeholder="/path/to/folder")
+    source: bytes | str | None = uploaded.getvalue() if uploaded is not None else (folder.strip() or None)
+    filename = uploaded.name if uploaded is not None else (Path(folder.strip()).name if folder.strip() else None)
+    if source is not None:
+        c1, c2, c3 = st.columns(3)
+        target = c1.text_input("Dataset", value=Path(filename or "imported").stem, key="imp-dataset")
+        split = c2.selectbox("Split (where a record names none)", SPLITS, key="imp-split")
+        as_user = c3.selectbox("Annotations become", [None, *annotators], key="imp-as",
+                               format_func=lambda n: "the gold set" if n is None else f"{n}'s set")
+        try:
+            preview = preview_import(source, filename, split=split)
+        except UserError as exc:
+            st.error(str(exc))
+            preview = None
+        if preview is not None:
+            st.markdown(f"**{preview.filename}** · detected format **{preview.format}** · {preview.records} "
+                        f"records ({preview.duplicates} repeated in the file) · {preview.spans} spans")
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Spans found by index", preview.by_index)
+            m2.metric("Spans found by text search", preview.by_search)
+            m3.metric("Spans not found", len(preview.unmatched))
+            if preview.unmatched:
+                with st.expander(f"{len(preview.unmatched)} spans not found (they will be reported, never guessed)"):
+                    st.dataframe(pd.DataFrame(preview.unmatched, columns=[preview.unit, "span", "reason"]),
+                                 hide_index=True)
+            if preview.rows:
+                st.markdown("First records")
+                st.dataframe(pd.DataFrame(preview.rows), hide_index=True, key="imp-rows")
+            if preview.problems:
+                st.error(f"{len(preview.problems)} bad {preview.unit}s: nothing can be imported until they are "
+                         "fixed.")
+                problems_table(preview.problems, preview.unit)
+            elif st.button(f"Import into '{target}'", type="primary", key="imp-go"):
+                bar = st.progress(0.0, text="checking…")
+
+                def shown(stage: str, done: int, total: int, message: str = "") -> None:
+                    bar.progress(min(1.0, done / total) if total else 0.0, text=f"{stage}: {message}")
+
+                try:
+                    with db.sessions() as session, session.begin():
+                        me = db_user(session, user)
+                        result = import_file(session, source, dataset=target, split=split, as_user=as_user,
+                                             actor=me, source_name=filename, progress=shown)
+                    bar.progress(1.0, text="done")
+                    st.success(f"Imported {result.imported} answers into '{result.dataset}' "
+                               f"({result.duplicates} already there were skipped; {result.spans} spans).")
+                except BadImportError as exc:
+                    bar.empty()
+                    st.error(str(exc))
+                    problems_table(exc.problems, exc.unit)
+                except UserError as exc:
+                    bar.empty()
+                    st.error(str(exc))
+
+# --- export -----------------------------------------------------------------------------------------
+with tab_export:
+    if not names:
+        st.info("No datasets yet.")
+    else:
+        c1, c2, c3, c4 = st.columns(4)
+        chosen = c1.selectbox("Dataset", names, key="exp-dataset")
+        which = c2.selectbox("Labels", ["gold", "annotator", "all"], key="exp-which",
+                             format_func={"gold": "the gold set", "annotator": "one annotator",
+                                          "all": "everyone's (one column per person)"}.get)
+        who = c3.selectbox("Annotator", annotators, key="exp-who") if which == "annotator" else None
+        fmt = c4.selectbox("Format", ["jsonl", "conll", "parquet", "datasets"], key="exp-format",
+                           format_func={"jsonl": "interchange JSONL", "conll": "CoNLL / BIO",
+                                        "parquet": "Parquet", "datasets": "datasets folder (zip)"}.get)
+        wanted = (chosen, which, who, fmt)
+        if st.button("Prepare the file", key="exp-go"):
+            try:
+                with db.sessions() as session:
+                    st.session_state["exp-ready"] = (wanted, *export_bytes(session, chosen, format=fmt, which=which,
+                                                                           annotator=who))
+            except UserError as exc:
+                st.error(str(exc))
+        ready = st.session_state.get("exp-ready")
+        if ready and ready[0] == wanted:
+            _w, content, file_name, mime, count = ready
+            st.download_button(f"Download {file_name} ({count} answers)", content, file_name=file_name, mime=mime,
+                               key="exp-download", type="primary")
+
+# --- batch generation -------------------------------------------------------------------------------
+with tab_batch:
+    st.caption("One prompt per line (.txt), or JSONL with `{\"prompt\": ...}` or `{\"conversation\": [...]}` per "
+               "line. A worker process answers them one by one, storing each answer with its tokens and the "
+               "active probe's scores; close the page whenever you like. Results appear in the Annotate queue.")
+    prompts_file = st.file_uploader("Prompts", type=["txt", "jsonl", "json"], key="batch-file")
+    prompts = None
+    if prompts_file is not None:
+        try:
+            prompts = batch.parse_prompts(prompts_file.getvalue(), prompts_file.name)
+            st.caption(f"{len(prompts)} prompts, e.g. “{prompts[0].messages[-1]['content'][:120]}”")
+        except batch.BadPromptsError as exc:
+            st.error(str(exc))
+            problems_table(exc.problems)
+        except UserError as exc:
+            st.error(str(exc))
+    with st.form("batch"):
+        c1, c2 = st.columns(2)
+        model = c1.text_input("Model", value=model_label(), help="the embedded model, a local folder, or a "
+                              "Hugging Face id already in the local cache")
+        target = c2.text_input("Dataset", value=f"batch-{dt.date.today().isoformat()}")
+        c3, c4, c5, c6, c7 = st.columns(5)
+        max_new = c3.number_input("Max new tokens", 1, 4096, 128)
+        temperature = c4.number_input("Temperature", 0.0, 5.0, 0.0, 0.1)
+        top_p = c5.number_input("Top-p", 0.01, 1.0, 1.0, 0.05)
+        seed = c6.number_input("Seed", 0, 2**31 - 1, 0)
+        split = c7.selectbox("Split", SPLITS)
+        go = st.form_submit_button("Start batch", type="primary", disabled=prompts is None)
+    if go and prompts is not None:
+        params = batch.BatchParams(prompts=[p.messages for p in prompts], dataset=target, split=split,
+                                   model=None if model.strip() == model_label() else model.strip(),
+                                   max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
+                                   seed=int(seed))
+        try:
+            run_id = batch.start_batch(db, params, actor_id())
+            st.toast(f"Batch run {run_id} started.")
+        except UserError as exc:
+            st.error(str(exc))
+
+    def latest_batch() -> dict | None:
+        with db.sessions() as session, session.begin():
+            train_runs.reap_dead(session)
+            run = train_runs.latest_run(session, "generate")
+            return train_runs.describe(run) if run else None
+
+    first = latest_batch()
+
+    @st.fragment(run_every=1.0 if first and first["status"] in train_runs.ACTIVE else None)
+    def batch_status() -> None:
+        run = latest_batch()
+        if run is None:
+            return
+        total = len((run["params"] or {}).get("prompts", []))
+        if run["status"] in train_runs.ACTIVE:
+            eta = run["eta_s"]
+            st.progress(min(1.0, run["progress"] or 0.0),
+                        text=f"Batch run {run['id']} → '{run['params'].get('dataset')}' · {run['message'] or 'starting'}"
+                             + (f" · about {eta:.0f} s left" if eta is not None else ""))
+            if run["cancel_requested"]:
+                st.caption("Cancel requested; stopping after the current token…")
+            elif st.button(f"Cancel batch run {run['id']}", key=f"batch-cancel-{run['id']}"):
+                with db.sessions() as session, session.begin():
+                    train_runs.request_cancel(session, run["id"], None)
+                st.rerun(scope="fragment")
+        elif run["status"] == "succeeded":
+            st.success(f"Batch run {run['id']} finished: {run['message']}.")
+        elif run["status"] == "cancelled":
+            st.warning(f"Batch run {run['id']} was cancelled ({run['message'] or ''}); the answers finished "
+                       f"before it stopped are stored (of {total} prompts).")
+        else:
+            st.error(f"Batch run {run['id']} failed: {run['error']}")
+        if first and first["status"] in train_runs.ACTIVE and run["status"] not in train_runs.ACTIVE:
+            st.rerun()  # the datasets table and the run-every timer follow
+
+    batch_status()
+
+# --- datasets ---------------------------------------------------------------------------------------
+with tab_sets:
+    if not datasets:
+        st.info("No datasets yet: import a file or run a batch.")
+    else:
+        frame = pd.DataFrame([{"dataset": d["name"], "answers": d["answers"], "labelled by anyone":
+                               d["labelled_by_anyone"], "gold": d["gold"], "hallucinated spans (gold)":
+                               d["hallucinated_spans"], "created": d["created_at"]} for d in datasets])
+        st.dataframe(frame, hide_index=True, key="sets-table")
+        st.markdown("**Delete a dataset**")
+        doomed = st.selectbox("Dataset to delete", names, key="del-dataset")
+        info = next(d for d in datasets if d["name"] == doomed)
+        st.caption(f"Deletes {info['answers']} answers with every annotation set, span and probe score of them. "
+                   "It is recorded in the event log; it cannot be undone.")
+        typed = st.text_input(f"Type the dataset's name ({doomed}) to confirm", key=f"del-confirm-{doomed}")
+        if st.button("Delete permanently", key="del-go", disabled=typed.strip() != doomed):
+            try:
+                with db.sessions() as session, session.begin():
+                    delete_dataset(session, doomed, db_user(session, user))
+                st.session_state.pop(f"del-confirm-{doomed}", None)
+                st.toast(f"Deleted dataset '{doomed}'.")
+                st.rerun()
+            except UserError as exc:
+                st.error(str(exc))

@@ -25,7 +25,7 @@ def actor_id() -> int:
 def latest_runs() -> dict[str, dict]:
     with db.sessions() as session, session.begin():
         train_runs.reap_dead(session)
-        found = {kind: train_runs.latest_run(session, kind) for kind in train_runs.RUN_KINDS}
+        found = {kind: train_runs.latest_run(session, kind) for kind in ("retrain", "rescore")}
         return {kind: train_runs.describe(run) for kind, run in found.items() if run is not None}
 
 

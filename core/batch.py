@@ -1,0 +1,165 @@
+"""Batch generation: a prompts file -> stored answers with per-token data and probe scores.
+
+Runs as a `generate` run in the same worker process as the retrain (core/retrain.py,
+db/train_runs.py): progress, ETA, cancel, and it survives the page being closed. Each
+answer is stored as soon as it is done, so a cancel keeps every finished answer.
+Orchestrates core and db, so db is imported lazily.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import UserError
+from core.interchange import PromptItem, parse_prompt
+from core.progress import CancelToken, ProgressFn, check, report
+
+MAX_PROMPTS = 10_000
+MAX_PROMPT_CHARS = 20_000
+
+
+class BadPromptsError(UserError):
+    """Some lines were bad, so no batch starts; `.problems` lists every (line, reason)."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        self.problems = problems
+        line, reason = problems[0]
+        super().__init__(f"{len(problems)} bad line{'s' if len(problems) > 1 else ''}; nothing was started "
+                         f"(first: line {line}: {reason})")
+
+
+def parse_prompts(data: bytes | str, filename: str = "prompts.jsonl") -> list[PromptItem]:
+    """JSONL (`{"prompt": ...}` or `{"conversation": [...]}` per line) or plain text (one prompt
+    per non-blank line; any file not ending in .jsonl/.json). Every bad line is reported."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = data
+    as_json = filename.lower().endswith((".jsonl", ".json", ".ndjson"))
+    items: list[PromptItem] = []
+    problems: list[tuple[int, str]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        if len(line) > MAX_PROMPT_CHARS:
+            problems.append((number, f"longer than {MAX_PROMPT_CHARS} characters"))
+            continue
+        if as_json:
+            try:
+                items.append(parse_prompt(json.loads(line), number))
+            except json.JSONDecodeError as exc:
+                problems.append((number, f"invalid JSON ({exc.msg} at column {exc.colno})"))
+            except UserError as exc:
+                problems.append((number, str(exc).removeprefix(f"line {number}: ")))
+        else:
+            try:
+                items.append(parse_prompt({"prompt": line.strip()}, number))
+            except UserError as exc:
+                problems.append((number, str(exc).removeprefix(f"line {number}: ")))
+    if problems:
+        raise BadPromptsError(problems)
+    if not items:
+        raise UserError(f"{filename}: no prompts found")
+    if len(items) > MAX_PROMPTS:
+        raise UserError(f"{filename}: {len(items)} prompts; at most {MAX_PROMPTS} per batch")
+    return items
+
+
+@dataclass
+class BatchParams:
+    """What a `generate` run does; stored on its run row as JSON."""
+
+    prompts: list[list[dict[str, str]]]
+    dataset: str
+    split: str = "train"
+    model: str | None = None
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    score: bool = True  # with the active probe, when one fits the model
+
+    def validate(self) -> None:
+        from db.generations import check_split, clean_dataset_name
+
+        if not self.prompts:
+            raise UserError("no prompts")
+        self.dataset = clean_dataset_name(self.dataset)
+        self.split = check_split(self.split)
+        if not 1 <= int(self.max_new_tokens) <= 4096:
+            raise UserError("max new tokens must be between 1 and 4096")
+        if not 0.0 <= float(self.temperature) <= 5.0:
+            raise UserError("temperature must be between 0 and 5")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise UserError("top-p must be in (0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchParams:
+        params = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        params.validate()
+        return params
+
+
+def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
+    """Validate, then start the worker (refused while another batch runs); returns the run id."""
+    from core.retrain import launch
+
+    params.validate()
+    return launch(database, "generate", params.to_dict(), actor_id)
+
+
+def _active_probe(database, lm):
+    """(probe, layer, version) of the active probe if it fits `lm`, else None (answers unscored)."""
+    from core.probe import load_probe
+    from db.probes import active_probe
+
+    with database.sessions() as session:
+        record = active_probe(session)
+        if record is None:
+            return None
+        path, version = record.artifact_path, record.version
+    try:
+        probe, config = load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
+                                   expect_hidden_size=lm.hidden_size)
+    except UserError:
+        return None
+    return probe, lm.check_layer(config.layer), version
+
+
+def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Answer every prompt, storing each answer (tokens, log-probs, entropies, probe scores) at once."""
+    from core.workflows import GenerationSettings, generate_answer
+    from db.generations import save_generated
+    from db.models import User
+
+    params.validate()
+    scoring = _active_probe(database, lm) if params.score else None
+    settings = GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
+                                  top_p=float(params.top_p), seed=int(params.seed))
+    total, tokens, stored = len(params.prompts), 0, []
+    report(progress, "generate", 0, total, "starting")
+    for n, messages in enumerate(params.prompts):
+        check(cancel)
+        if settings.seed is not None:
+            settings.seed = int(params.seed) + n  # different samples per prompt, reproducible per batch
+        gen, trace, _reason = generate_answer(
+            lm, messages, settings, probe=scoring[0] if scoring else None,
+            probe_layer=scoring[1] if scoring else None, cancel=cancel)
+        with database.sessions() as session, session.begin():
+            user = session.get(User, created_by) if created_by else None
+            row = save_generated(session, params.dataset, gen, trace, user=user,
+                                 probe_version=scoring[2] if scoring else None, split=params.split)
+            stored.append(row.id)
+        tokens += len(trace.token_ids)
+        report(progress, "generate", n + 1, total, f"{n + 1}/{total} answers · {tokens} tokens")
+    return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
+            "probe_version": scoring[2] if scoring else None}

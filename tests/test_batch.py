@@ -1,0 +1,118 @@
+"""Batch generation: prompt files (every bad line listed), the job on a tiny model, and the
+worker run with progress to the end and a cancel that keeps the finished answers."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from core.batch import BadPromptsError, BatchParams, parse_prompts, run_batch, start_batch
+from core.errors import UserError
+
+PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
+           "Tell me about Marie Curie."]
+
+
+def test_prompt_files_text_and_jsonl():
+    items = parse_prompts("\n".join(PROMPTS).encode() + b"\n\n", "p.txt")
+    assert [i.messages for i in items] == [[{"role": "user", "content": p}] for p in PROMPTS]
+    jsonl = "\n".join([json.dumps({"prompt": "One?", "id": "a"}),
+                       json.dumps({"conversation": [{"role": "user", "content": "Two?"},
+                                                    {"role": "assistant", "content": "ignored"}]})])
+    parsed = parse_prompts(jsonl, "p.jsonl")
+    assert parsed[0].id == "a" and parsed[1].messages == [{"role": "user", "content": "Two?"}]
+
+
+def test_a_bad_prompt_file_lists_every_bad_line_and_starts_nothing():
+    text = "\n".join([json.dumps({"prompt": "fine"}), "{not json", json.dumps({"prompt": ""}),
+                      json.dumps([1, 2]), json.dumps({"prompt": "also fine"})])
+    with pytest.raises(BadPromptsError) as caught:
+        parse_prompts(text, "p.jsonl")
+    assert [n for n, _ in caught.value.problems] == [2, 3, 4]
+    assert "invalid JSON" in caught.value.problems[0][1] and "non-empty" in caught.value.problems[1][1]
+    with pytest.raises(UserError, match="no prompts"):
+        parse_prompts(b"\n \n", "p.txt")
+    with pytest.raises(UserError, match="not UTF-8"):
+        parse_prompts(b"\xff\xfe\x00bad", "p.txt")
+
+
+@pytest.fixture()
+def env(sqlite_db, isolated_cache, tmp_path, monkeypatch, tiny_model_dir):
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
+    return sqlite_db
+
+
+def _params(n: int, **kw) -> BatchParams:
+    return BatchParams(prompts=[[{"role": "user", "content": p}] for p in (PROMPTS * 10)[:n]], dataset="batch",
+                       **{"max_new_tokens": 12, "temperature": 1.0, **kw})
+
+
+def count(database, model) -> int:
+    with database.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_run_batch_stores_answers_with_tokens_and_active_probe_scores(env, tiny_lm):
+    from core.retrain import promote
+    from db.generations import get_generation, trace_of
+    from db.models import Generation, Prediction
+    from test_retrain import run_retrain, seed
+
+    seed(env)
+    first, _ = run_retrain(env, tiny_lm)
+    promote(env, first.version, None)
+    before = count(env, Generation)
+    seen = []
+    result = run_batch(env, tiny_lm, _params(5), progress=lambda stage, done, total, msg="": seen.append(done))
+    assert result["answers"] == 5 and result["probe_version"] == first.version
+    assert seen[-1] == 5 and seen == sorted(seen)
+    assert count(env, Generation) == before + 5 and count(env, Prediction) == 5
+    with env.sessions() as session:
+        row = get_generation(session, result["generation_ids"][0])
+        trace = trace_of(row)
+        assert row.dataset.name == "batch" and row.split == "train" and row.source == "generated"
+        assert 1 <= len(trace.token_ids) <= 12 and "".join(trace.texts) == row.completion
+
+
+def test_bad_batch_settings_are_refused(env):
+    for bad in ({"max_new_tokens": 0}, {"temperature": -1}, {"top_p": 0}, {"split": ""}):
+        with pytest.raises(UserError):
+            start_batch(env, _params(2, **bad), None)
+    with pytest.raises(UserError, match="dataset name"):
+        start_batch(env, BatchParams(prompts=[[{"role": "user", "content": "x"}]], dataset="  "), None)
+
+
+def _wait(database, run_id, predicate, timeout=120):
+    from db.train_runs import get_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.sessions() as session:
+            run = get_run(session, run_id)
+            if predicate(run):
+                return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id}: {run.status} {run.stage} {run.message}")
+
+
+def test_worker_batch_reaches_the_end_and_a_second_is_cancelled_midway(env):
+    from db.models import Generation
+
+    run_id = start_batch(env, _params(5), None)
+    done = _wait(env, run_id, lambda r: r.status not in ("queued", "running"))
+    assert done.status == "succeeded", done.error
+    assert done.progress == 1.0 and "generated 5 answers" in done.message
+    assert count(env, Generation) == 5
+
+    slow = start_batch(env, _params(40, max_new_tokens=60, temperature=0.0), None)
+    _wait(env, slow, lambda r: r.message and "3/40 answers" in r.message)
+    from db.train_runs import request_cancel
+
+    with env.sessions() as session, session.begin():
+        request_cancel(session, slow, None)
+    run = _wait(env, slow, lambda r: r.status != "running", timeout=30)
+    stored = count(env, Generation) - 5
+    assert run.status == "cancelled" and 3 <= stored < 40
