@@ -45,6 +45,8 @@ with tab_import:
     st.caption("Interchange JSONL (the paper's `conversation` + `annotations`, or native `spans`), CSV or Parquet "
                "with the same columns, or a Hugging Face `datasets` folder on the server. Nothing is written "
                "until you press Import, and a file with any bad line imports nothing.")
+    if "imp-flash" in st.session_state:
+        st.success(st.session_state.pop("imp-flash"))
     uploaded = st.file_uploader("File", type=["jsonl", "json", "csv", "parquet"], key="imp-file")
     folder = st.text_input("…or a `datasets` folder on the server", key="imp-folder", placeholder="/path/to/folder")
     source: bytes | str | None = uploaded.getvalue() if uploaded is not None else (folder.strip() or None)
@@ -89,9 +91,10 @@ with tab_import:
                         me = db_user(session, user)
                         result = import_file(session, source, dataset=target, split=split, as_user=as_user,
                                              actor=me, source_name=filename, progress=shown)
-                    bar.progress(1.0, text="done")
-                    st.success(f"Imported {result.imported} answers into '{result.dataset}' "
-                               f"({result.duplicates} already there were skipped; {result.spans} spans).")
+                    st.session_state["imp-flash"] = (
+                        f"Imported {result.imported} answers into '{result.dataset}' ({result.duplicates} already "
+                        f"there were skipped; {result.spans} spans).")
+                    st.rerun()  # every tab's dataset list now includes it
                 except BadImportError as exc:
                     bar.empty()
                     st.error(str(exc))
@@ -146,15 +149,15 @@ with tab_batch:
             st.error(str(exc))
     with st.form("batch"):
         c1, c2 = st.columns(2)
-        model = c1.text_input("Model", value=model_label(), help="the embedded model, a local folder, or a "
+        model = c1.text_input("Model", value=model_label(), key="batch-model", help="the embedded model, a local folder, or a "
                               "Hugging Face id already in the local cache")
-        target = c2.text_input("Dataset", value=f"batch-{dt.date.today().isoformat()}")
+        target = c2.text_input("Dataset", value=f"batch-{dt.date.today().isoformat()}", key="batch-dataset")
         c3, c4, c5, c6, c7 = st.columns(5)
-        max_new = c3.number_input("Max new tokens", 1, 4096, 128)
-        temperature = c4.number_input("Temperature", 0.0, 5.0, 0.0, 0.1)
-        top_p = c5.number_input("Top-p", 0.01, 1.0, 1.0, 0.05)
-        seed = c6.number_input("Seed", 0, 2**31 - 1, 0)
-        split = c7.selectbox("Split", SPLITS)
+        max_new = c3.number_input("Max new tokens", 1, 4096, 128, key="batch-max-new")
+        temperature = c4.number_input("Temperature", 0.0, 5.0, 0.0, 0.1, key="batch-temperature")
+        top_p = c5.number_input("Top-p", 0.01, 1.0, 1.0, 0.05, key="batch-top-p")
+        seed = c6.number_input("Seed", 0, 2**31 - 1, 0, key="batch-seed")
+        split = c7.selectbox("Split", SPLITS, key="batch-split")
         go = st.form_submit_button("Start batch", type="primary", disabled=prompts is None)
     if go and prompts is not None:
         params = batch.BatchParams(prompts=[p.messages for p in prompts], dataset=target, split=split,
