@@ -445,13 +445,13 @@ class _Beat:
             traceback.print_exc()
 
 
-def execute_run(database, run_id: int) -> str:
-    """The worker's whole life for one run; returns the final status."""
+def execute_run(database, run_id: int, *, claimed: bool = False) -> str:
+    """One run from start to its final status (`claimed`: this process already holds it)."""
     from core.model import lazy_model
     from db.train_runs import finish, get_run, mark_started
 
     with database.sessions() as session, session.begin():
-        run = mark_started(session, run_id, os.getpid())
+        run = get_run(session, run_id) if claimed else mark_started(session, run_id, os.getpid())
         kind, params_json, created_by = run.kind, dict(run.params or {}), run.created_by
     cancel = CancelToken()
     beat = _Beat(database, run_id, cancel)
@@ -506,6 +506,82 @@ def execute_run(database, run_id: int) -> str:
     return status
 
 
+IDLE_SECONDS_ENV = "PROBELENS_WORKER_IDLE_SECONDS"
+IDLE_POLL_SECONDS = 0.2
+IDLE_FRESH_SECONDS = 3.0
+
+
+def idle_seconds() -> float:
+    """How long a worker stays warm after its run, waiting for the next (0: exit at once)."""
+    try:
+        return max(0.0, float(os.environ.get(IDLE_SECONDS_ENV, "300")))
+    except ValueError:
+        return 300.0
+
+
+def _idle_dir(database) -> Path:
+    import hashlib
+
+    url = database.engine.url.render_as_string(hide_password=False)
+    return log_dir() / "idle" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def idle_workers(database) -> list[int]:
+    """Pids of warm workers of this database that are waiting right now."""
+    from db.train_runs import process_alive
+
+    folder = _idle_dir(database)
+    if not folder.is_dir():
+        return []
+    alive = []
+    for marker in folder.iterdir():
+        try:
+            fresh = time.time() - marker.stat().st_mtime < IDLE_FRESH_SECONDS
+            pid = int(marker.name)
+        except (OSError, ValueError):
+            continue
+        if fresh and process_alive(pid):
+            alive.append(pid)
+        elif not fresh:
+            marker.unlink(missing_ok=True)
+    return alive
+
+
+def worker_main(database, run_id: int | None) -> str:
+    """A worker process: its own run first, then stay warm (model and imports loaded) for the
+    next unassigned run, so a retrain after a few corrections does not pay the start-up again."""
+    from db.train_runs import claim, next_unassigned
+
+    status = "idle"
+    me = os.getpid()
+    if run_id is not None:
+        with database.sessions() as session, session.begin():
+            mine = claim(session, run_id, me)
+        if mine:
+            status = execute_run(database, run_id, claimed=True)
+    folder = _idle_dir(database)
+    marker = folder / str(me)
+    deadline = time.monotonic() + idle_seconds()
+    try:
+        while time.monotonic() < deadline:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            with database.sessions() as session, session.begin():
+                candidate = next_unassigned(session)
+                taken = candidate is not None and claim(session, candidate, me, only_unassigned=True)
+            if taken:
+                marker.unlink(missing_ok=True)
+                status = execute_run(database, candidate, claimed=True)
+                deadline = time.monotonic() + idle_seconds()
+                continue
+            time.sleep(IDLE_POLL_SECONDS)
+    except Exception:  # noqa: BLE001 - the database went away (or similar): stop being warm
+        traceback.print_exc()
+    finally:
+        marker.unlink(missing_ok=True)
+    return status
+
+
 def log_dir() -> Path:
     from core.model import cache_root
 
@@ -522,6 +598,14 @@ def launch(database, kind: str, params: dict[str, Any], actor_id: int | None) ->
     with database.sessions() as session, session.begin():
         actor = session.get(User, actor_id) if actor_id else None
         run_id = create_run(session, kind, params, actor).id
+    if idle_workers(database):
+        # a warm worker polls for unassigned runs; give it a moment before starting a new one
+        deadline = time.monotonic() + 2 * IDLE_FRESH_SECONDS
+        while time.monotonic() < deadline:
+            with database.sessions() as session:
+                if get_run(session, run_id).status != "queued":
+                    return run_id
+            time.sleep(0.05)
     logs = log_dir()
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DATABASE_URL": database.engine.url.render_as_string(hide_password=False)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,10 +56,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         return 0
     from db.models import User
 
+    from db.train_runs import claim
+
     with database.sessions() as session, session.begin():
         run_id = create_run(session, "retrain", params.to_dict(),
                             session.get(User, actor_id) if actor_id else None).id
-    status = execute_run(database, run_id)
+        claim(session, run_id, os.getpid())  # this process does it (no warm worker may take it)
+    status = execute_run(database, run_id, claimed=True)
     info = _print_run(database, run_id)
     if status == "succeeded" and params.activate:
         from core.model import get_model
@@ -77,10 +81,10 @@ def _version_of_probe(database, probe_id: int) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from core.retrain import execute_run
+    from core.retrain import worker_main
 
-    status = execute_run(_db(), args.run)
-    return 0 if status == "succeeded" else 1
+    status = worker_main(_db(), args.run)
+    return 0 if status in ("succeeded", "idle") else 1
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -151,6 +151,25 @@ def request_cancel(session: Session, run_id: int, actor: User | None) -> TrainRu
     return run
 
 
+def claim(session: Session, run_id: int, pid: int, *, only_unassigned: bool = False) -> bool:
+    """Atomically take a queued run for the worker `pid`; False if someone else has it."""
+    from sqlalchemy import update
+
+    query = update(TrainRun).where(TrainRun.id == run_id, TrainRun.status == "queued")
+    if only_unassigned:
+        query = query.where(TrainRun.pid.is_(None))
+    now = utcnow()
+    result = session.execute(query.values(status="running", pid=pid, started_at=now, heartbeat_at=now)
+                             .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def next_unassigned(session: Session) -> int | None:
+    """The oldest queued run no worker process was started for (an idle worker may take it)."""
+    return session.scalar(select(TrainRun.id).where(TrainRun.status == "queued", TrainRun.pid.is_(None))
+                          .order_by(TrainRun.id).limit(1))
+
+
 def mark_started(session: Session, run_id: int, pid: int) -> TrainRun:
     run = get_run(session, run_id)
     if run.status != "queued":

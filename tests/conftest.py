@@ -1,7 +1,13 @@
 """Shared fixtures. Nothing here downloads: tokenizers are trained locally in milliseconds."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Workers started by tests exit after their run instead of staying warm for 5 minutes
+# (tests/test_retrain.py turns warm workers on where it tests them).
+os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "0")
 
 # Mixed scripts so the tiny vocabulary learns a few multi-byte merges (CJK, emoji, accents).
 _TINY_CORPUS = [

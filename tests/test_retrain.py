@@ -356,3 +356,25 @@ def test_an_answer_imported_without_tokens_is_tokenised_once(sqlite_db, tiny_lm,
         stored = trace_of(row)
         assert stored.token_ids == trace.token_ids and "".join(stored.texts) == row.completion
     assert tokenise_answer(sqlite_db, tiny_lm, ids[0]).token_ids == trace.token_ids
+
+
+def test_a_warm_worker_takes_the_next_run_without_a_new_process(sqlite_db, tiny_model_dir, env, monkeypatch):
+    """After its run a worker stays warm; the next press is claimed by it (same pid, no start-up)."""
+    from core.retrain import idle_workers, launch
+
+    monkeypatch.setenv("PROBELENS_WORKER_IDLE_SECONDS", "20")
+    seed(sqlite_db)
+    params = {"model": str(tiny_model_dir), "epochs": 2, "n_boot": 20}
+    first = _wait_for(sqlite_db, launch(sqlite_db, "retrain", params, None), lambda r: r.status == "succeeded")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and first.pid not in idle_workers(sqlite_db):
+            time.sleep(0.1)
+        assert idle_workers(sqlite_db) == [first.pid]
+        second = _wait_for(sqlite_db, launch(sqlite_db, "retrain", params, None), lambda r: r.status == "succeeded")
+        assert second.pid == first.pid and probe_count(sqlite_db) == 2
+    finally:
+        try:
+            os.kill(first.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
