@@ -73,7 +73,7 @@ def correct(database, ids: list[int]) -> None:
                                 actor=None)
 
 
-def timed_retrain(database) -> tuple[float, dict]:
+def timed_retrain(database) -> tuple[float, dict, int]:
     from core.retrain import launch
     from db.train_runs import get_run
 
@@ -88,13 +88,16 @@ def timed_retrain(database) -> tuple[float, dict]:
     wall = time.perf_counter() - started
     if run.status != "succeeded":
         raise SystemExit(f"run {run_id} {run.status}: {run.error}")
-    return wall, dict(run.timings or {})
+    return wall, dict(run.timings or {}), run.pid
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="200,2000,20000")
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep hidden states here between invocations (then 'cold' is only cold the first time)")
     args = parser.parse_args()
+    os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "60")  # warm workers, as in the app; gone soon after
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
     os.environ.pop("PROBELENS_MODEL", None)
     from core.model import get_model
@@ -106,15 +109,15 @@ def main() -> None:
     print(f"cpus={os.cpu_count()} model=embedded:SmolLM2-135M-Instruct (each retrain = a fresh worker process)")
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
-            os.environ["PROBELENS_CACHE_DIR"] = str(Path(tmp) / "cache")
+            os.environ["PROBELENS_CACHE_DIR"] = args.cache_dir or str(Path(tmp) / "cache")
             os.environ["PROBELENS_PROBES_DIR"] = str(Path(tmp) / "probes")
             database = open_database(f"sqlite:///{tmp}/bench.db")
             ids = seed(database, size)
-            cold, t_cold = timed_retrain(database)
+            cold, t_cold, pid_cold = timed_retrain(database)
             promote(database, 1, None)  # later runs also compare against an active probe
-            warm, t_warm = timed_retrain(database)
+            warm, t_warm, pid_warm = timed_retrain(database)
             correct(database, ids[1:20:2][:10])
-            incremental, t_inc = timed_retrain(database)
+            incremental, t_inc, pid_inc = timed_retrain(database)
             database.dispose()
 
         def parts(t: dict) -> str:
@@ -122,6 +125,8 @@ def main() -> None:
 
         print(f"answers={size} cold_s={cold:.2f} warm_s={warm:.2f} incremental_after_10_corrections_s="
               f"{incremental:.2f} ratio_warm_over_cold={warm / cold:.3f}")
+        print(f"  worker processes: cold pid {pid_cold}, warm pid {pid_warm}, incremental pid {pid_inc}"
+              f" ({'the warm worker took the later runs' if pid_cold == pid_warm == pid_inc else 'new processes'})")
         print(f"  cold: {parts(t_cold)}")
         print(f"  warm: {parts(t_warm)}")
         print(f"  incremental: {parts(t_inc)}")
