@@ -146,6 +146,7 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
     settings = GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
                                   top_p=float(params.top_p), seed=int(params.seed))
     total, tokens, stored = len(params.prompts), 0, []
+    skipped: list[tuple[int, str]] = []
     report(progress, "generate", 0, total, "starting")
     for n, messages in enumerate(params.prompts):
         check(cancel)
@@ -154,12 +155,18 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
         gen, trace, _reason = generate_answer(
             lm, messages, settings, probe=scoring[0] if scoring else None,
             probe_layer=scoring[1] if scoring else None, cancel=cancel)
-        with database.sessions() as session, session.begin():
-            user = session.get(User, created_by) if created_by else None
-            row = save_generated(session, params.dataset, gen, trace, user=user,
-                                 probe_version=scoring[2] if scoring else None, split=params.split)
-            stored.append(row.id)
-        tokens += len(trace.token_ids)
-        report(progress, "generate", n + 1, total, f"{n + 1}/{total} answers · {tokens} tokens")
+        try:
+            with database.sessions() as session, session.begin():
+                user = session.get(User, created_by) if created_by else None
+                row = save_generated(session, params.dataset, gen, trace, user=user,
+                                     probe_version=scoring[2] if scoring else None, split=params.split)
+                stored.append(row.id)
+            tokens += len(trace.token_ids)
+        except UserError as exc:
+            # Model output is untrusted: one unstorable answer (e.g. a NUL character) is
+            # skipped and reported; it does not cost the rest of the batch.
+            skipped.append((n + 1, str(exc)))
+        note = f" · {len(skipped)} skipped" if skipped else ""
+        report(progress, "generate", n + 1, total, f"{n + 1}/{total} answers · {tokens} tokens{note}")
     return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
-            "probe_version": scoring[2] if scoring else None}
+            "probe_version": scoring[2] if scoring else None, "skipped": skipped}

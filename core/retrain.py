@@ -485,7 +485,9 @@ def execute_run(database, run_id: int, *, claimed: bool = False) -> str:
             with database.sessions() as session, session.begin():
                 finish(session, run_id, "succeeded", timings={"total_s": time.perf_counter() - started},
                        message=f"generated {result['answers']} answers ({result['tokens']} tokens)"
-                               + (f", scored with v{result['probe_version']}" if result["probe_version"] else ""))
+                               + (f", scored with v{result['probe_version']}" if result["probe_version"] else "")
+                               + (f"; skipped {len(result['skipped'])} that could not be stored (first: prompt "
+                                  f"{result['skipped'][0][0]}: {result['skipped'][0][1]})" if result["skipped"] else ""))
             return status
         raise UserError(f"unknown run kind {kind!r}")
     except Cancelled:

@@ -351,7 +351,7 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
 
     sign_in(page, app, REV, REV_PW)
     page.get_by_role("link", name="Review").click()
-    picker = page.get_by_label("Answer")
+    picker = page.get_by_role("combobox", name="Answer", exact=True)
     picker.wait_for(timeout=60_000)
     picker.click()
     page.get_by_role("option", name=f"#{generation_id}", exact=True).click()
