@@ -114,3 +114,30 @@ def test_a_second_press_while_one_runs_says_so_and_starts_nothing(env):
     with env.sessions() as session:
         assert session.query(TrainRun).count() == 1
 
+
+
+def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
+    """A probe zip for another model is refused with one message; our own registers as a new version."""
+    import torch
+
+    from core.probe import LinearProbe, ProbeConfig, save_probe
+    from core.probe_archive import pack_probe
+    from db.models import Probe
+    from test_retrain import run_retrain
+
+    outcome, _ = run_retrain(env, tiny_lm)
+    other = tmp_path / "other"
+    save_probe(other, LinearProbe.from_weights(torch.zeros(8), torch.zeros(1)),
+               ProbeConfig(model_id="someone/else", tokenizer_hash=None, layer=1, hidden_size=8))
+    at = probes_page()
+    at.file_uploader(key="probe-upload").set_value(("other.zip", pack_probe(other), "application/zip")).run()
+    next(b for b in at.button if b.label == "Register uploaded probe").click().run()
+    assert any("someone/else" in e.value for e in at.error)
+    with env.sessions() as session:
+        assert session.query(Probe).count() == 1
+    mine = pack_probe(Path(env.sessions().get(Probe, outcome.probe_id).artifact_path))
+    at.file_uploader(key="probe-upload").set_value(("mine.zip", mine, "application/zip")).run()
+    next(b for b in at.button if b.label == "Register uploaded probe").click().run()
+    assert any("Registered as v2" in s.value for s in at.success)
+    with env.sessions() as session:
+        assert session.query(Probe).count() == 2
