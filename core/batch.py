@@ -8,12 +8,14 @@ Orchestrates core and db, so db is imported lazily.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
 from core.interchange import PromptItem, parse_prompt
-from core.progress import CancelToken, ProgressFn, check, report
+from core.progress import CancelToken, Cancelled, ProgressFn, check, report
 
 MAX_PROMPTS = 10_000
 MAX_PROMPT_CHARS = 20_000
@@ -108,11 +110,39 @@ class BatchParams:
         return params
 
 
+def check_model(model: str | None) -> str:
+    """The resolved model id if it can be loaded without a download, else one clear UserError.
+
+    Checked before a run row is written, so a typo in the model field changes nothing
+    instead of starting a worker that fails after its start-up."""
+    from core.model import EMBEDDED_MODEL_ID, resolve_model_id
+
+    resolved = resolve_model_id(model)
+    if resolved == EMBEDDED_MODEL_ID or os.environ.get("PROBELENS_ALLOW_DOWNLOADS", "") == "1":
+        return resolved
+    folder = Path(resolved).expanduser()
+    if folder.exists():
+        if not (folder / "config.json").is_file():
+            raise UserError(f"model folder {resolved} has no config.json: not a Hugging Face model folder")
+        return resolved
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(resolved, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id is simply not in the cache
+        cached = None
+    if not isinstance(cached, str):
+        raise UserError(f"unknown model '{resolved}': not the embedded model, not a local folder, "
+                        "and not in the local Hugging Face cache (nothing is downloaded)")
+    return resolved
+
+
 def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
     """Validate, then start the worker (refused while another batch runs); returns the run id."""
     from core.retrain import launch
 
     params.validate()
+    check_model(params.model)
     return launch(database, "generate", params.to_dict(), actor_id)
 
 
@@ -152,9 +182,12 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
         check(cancel)
         if settings.seed is not None:
             settings.seed = int(params.seed) + n  # different samples per prompt, reproducible per batch
-        gen, trace, _reason = generate_answer(
+        gen, trace, reason = generate_answer(
             lm, messages, settings, probe=scoring[0] if scoring else None,
             probe_layer=scoring[1] if scoring else None, cancel=cancel)
+        if reason == "cancelled":
+            # Cancelled inside this answer: it is unfinished, so it is not stored as if it were.
+            raise Cancelled(f"cancelled after {len(stored)} stored answers")
         try:
             with database.sessions() as session, session.begin():
                 user = session.get(User, created_by) if created_by else None

@@ -193,7 +193,7 @@ with tab_batch:
                 st.caption("Cancel requested; stopping after the current token…")
             elif st.button(f"Cancel batch run {run['id']}", key=f"batch-cancel-{run['id']}"):
                 with db.sessions() as session, session.begin():
-                    train_runs.request_cancel(session, run["id"], None)
+                    train_runs.request_cancel(session, run["id"], db_user(session, user))
                 st.rerun(scope="fragment")
         elif run["status"] == "succeeded":
             st.success(f"Batch run {run['id']} finished: {run['message']}.")

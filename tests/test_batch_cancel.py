@@ -1,0 +1,107 @@
+"""Batch generation in-process: the job on SQLite and PostgreSQL, cancel between and inside
+answers (finished answers stay, the unfinished one is not stored), and model refusal before
+any run row exists."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from core.batch import BatchParams, check_model, run_batch, start_batch
+from core.errors import UserError
+from core.progress import CancelToken, Cancelled
+
+PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "What is the capital of France?", "Tell me about Go.",
+           "Describe the Andes."]
+
+
+def _params(n: int, **kw) -> BatchParams:
+    prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n)]
+    return BatchParams(prompts=prompts, **{"dataset": "batch", "max_new_tokens": 10, "temperature": 0.0, **kw})
+
+
+def _stored(database) -> list[tuple[str, str, int, str]]:
+    """(dataset, split, token count, completion) of every stored answer, in id order."""
+    from db.generations import trace_of
+    from db.models import Generation
+
+    with database.sessions() as session:
+        rows = session.scalars(select(Generation).order_by(Generation.id)).all()
+        return [(g.dataset.name, g.split, len(trace_of(g).token_ids), g.completion) for g in rows]
+
+
+class CancelAfterTokens(CancelToken):
+    """Set by the test itself once `arm()` was called and `after` more tokens were generated:
+    a deterministic way to cancel in the middle of one answer."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.armed, self.reads = after, False, 0
+
+    def arm(self) -> None:
+        self.armed = True
+
+    @property
+    def cancelled(self) -> bool:  # TokenStream reads this once per token
+        if self.armed:
+            self.reads += 1
+            if self.reads > self.after:
+                self.cancel()
+        return super().cancelled
+
+
+def test_run_batch_stores_every_answer_on_both_databases(any_db, tiny_lm, isolated_cache):
+    seen: list[tuple[int, int]] = []
+    result = run_batch(any_db, tiny_lm, _params(3, split="validation"),
+                       progress=lambda stage, done, total, msg="": seen.append((done, total)))
+    stored = _stored(any_db)
+    assert result["answers"] == 3 and result["skipped"] == [] and result["probe_version"] is None
+    assert [(d, s) for d, s, _n, _c in stored] == [("batch", "validation")] * 3
+    assert all(1 <= n <= 10 for _d, _s, n, _c in stored)
+    assert result["tokens"] == sum(n for _d, _s, n, _c in stored)
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
+
+
+def test_cancel_inside_an_answer_keeps_the_finished_ones_and_drops_the_unfinished(sqlite_db, tiny_lm,
+                                                                                 isolated_cache):
+    token = CancelAfterTokens(after=3)
+    full = run_batch(sqlite_db, tiny_lm, _params(3, dataset="reference"))  # what uncut answers look like
+
+    def progress(stage: str, done: int, total: int, msg: str = "") -> None:
+        if done == 2:
+            token.arm()  # cancel three tokens into the third answer
+
+    with pytest.raises(Cancelled, match="after 2 stored answers"):
+        run_batch(sqlite_db, tiny_lm, _params(5, dataset="cut"), progress=progress, cancel=token)
+    cut = [row for row in _stored(sqlite_db) if row[0] == "cut"]
+    reference = [row for row in _stored(sqlite_db) if row[0] == "reference"]
+    assert full["answers"] == 3 and len(cut) == 2
+    # the two kept answers are complete (identical to the uncancelled greedy run), not truncated
+    assert [(n, c) for _d, _s, n, c in cut] == [(n, c) for _d, _s, n, c in reference[:2]]
+    assert reference[2][2] > 3  # the third answer really was cut short, so it had to be dropped
+
+
+def test_cancel_between_answers_stops_before_the_next(sqlite_db, tiny_lm, isolated_cache):
+    token = CancelToken()
+
+    def progress(stage: str, done: int, total: int, msg: str = "") -> None:
+        if done == 1:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run_batch(sqlite_db, tiny_lm, _params(4), progress=progress, cancel=token)
+    assert len(_stored(sqlite_db)) == 1
+
+
+def test_a_model_that_cannot_be_loaded_is_refused_before_any_run(sqlite_db, tmp_path, tiny_model_dir,
+                                                                  isolated_cache):
+    from db.models import TrainRun
+
+    with pytest.raises(UserError, match="unknown model 'no-such-org/no-such-model'"):
+        start_batch(sqlite_db, _params(1, model="no-such-org/no-such-model"), None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        start_batch(sqlite_db, _params(1, model=str(tmp_path / "empty")), None)
+    with sqlite_db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(TrainRun)) == 0
+    assert check_model("embedded").startswith("embedded:")
+    assert check_model(str(tiny_model_dir)) == str(tiny_model_dir)
