@@ -146,3 +146,84 @@ def test_a_bad_prompts_file_starts_no_batch(env):
     assert submit.disabled
     with env.sessions() as session:
         assert session.scalar(select(func.count()).select_from(TrainRun)) == 0
+
+
+# --- batch generation through the page: the run outlives the session that started it ------------
+
+
+@pytest.fixture()
+def tiny_env(env, tmp_path, monkeypatch, tiny_model_dir):
+    """The Data page with the tiny model as the server's model and its own cache and probes."""
+    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    return env
+
+
+def start_batch_on_page(at: AppTest, prompts: list[str], dataset: str, max_new: int) -> None:
+    at.file_uploader(key="batch-file").set_value(("p.txt", "\n".join(prompts).encode(), "text/plain")).run()
+    assert any(c.value.startswith(f"{len(prompts)} prompts, e.g.") for c in at.caption)
+    at.text_input(key="batch-dataset").set_value(dataset)
+    at.number_input(key="batch-max-new").set_value(max_new)
+    at.number_input(key="batch-temperature").set_value(1.0)
+    next(b for b in at.button if b.label == "Start batch").click().run()
+    assert not at.exception, at.exception
+
+
+def wait_run(database, predicate, timeout: float = 120):
+    import time
+
+    from db.train_runs import latest_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.sessions() as session:
+            run = latest_run(session, "generate")
+            if run is not None and predicate(run):
+                return run
+        time.sleep(0.1)
+    raise AssertionError(f"the batch run never got there: {run and (run.status, run.message, run.error)}")
+
+
+def test_a_batch_started_on_the_page_finishes_after_the_page_is_closed(tiny_env):
+    from db.queue import queue
+    from db.users import get_user
+
+    at = data_page()
+    start_batch_on_page(at, ["Who founded Lviv?", "Name a city in Japan.", "What is Go?"], "page-batch", 8)
+    del at  # the page is closed; the worker process goes on
+    run = wait_run(tiny_env, lambda r: r.status not in ("queued", "running"))
+    assert run.status == "succeeded", run.error
+    assert run.params["dataset"] == "page-batch" and run.params["max_new_tokens"] == 8
+    assert len(run.params["prompts"]) == 3 and run.params["model"] is None  # the server's model
+    again = data_page()  # reopened in a new session: the run is found from the database
+    assert any(f"Batch run {run.id} finished: generated 3 answers" in s.value for s in again.success)
+    table = next(d.value for d in again.dataframe if "hallucinated spans (gold)" in d.value.columns)
+    assert table.set_index("dataset").loc["page-batch", "answers"] == 3
+    with tiny_env.sessions() as session:
+        boss = get_user(session, "boss")
+        assert run.created_by == boss.id
+        items = queue(session, boss, dataset="page-batch")
+        assert len(items) == 3  # in the Annotate queue, unlabelled
+
+
+def test_cancel_on_a_reopened_page_stops_the_batch_and_keeps_finished_answers(tiny_env):
+    from db.events import list_events
+    from db.users import get_user
+
+    at = data_page()
+    start_batch_on_page(at, [f"Tell me about river number {i}." for i in range(300)], "long-batch", 200)
+    del at
+    wait_run(tiny_env, lambda r: r.status == "running" and r.message and "2/300 answers" in r.message)
+    again = data_page()
+    assert any(p.proto.text.startswith("Batch run") for p in again.get("progress"))
+    next(b for b in again.button if b.label.startswith("Cancel batch run")).click().run()
+    run = wait_run(tiny_env, lambda r: r.status not in ("queued", "running"), timeout=60)
+    assert run.status == "cancelled"
+    kept = generations(tiny_env)
+    assert 2 <= kept < 300
+    with tiny_env.sessions() as session:
+        event = list_events(session, action="generate.cancel")[0]
+        assert event.user_id == get_user(session, "boss").id and event.entity_id == run.id
+    last = data_page()
+    assert any(f"Batch run {run.id} was cancelled" in w.value for w in last.warning)
