@@ -108,7 +108,9 @@ def test_worker_batch_reaches_the_end_and_a_second_is_cancelled_midway(env):
     assert done.progress == 1.0 and "generated 5 answers" in done.message
     assert count(env, Generation) == 5
 
-    slow = start_batch(env, _params(300, max_new_tokens=200, temperature=1.0), None)
+    many = _params(300, max_new_tokens=200, temperature=1.0)
+    many.dataset = "batch-slow"  # its own dataset: answers equal to the first batch's are not deduplicated away
+    slow = start_batch(env, many, None)
     _wait(env, slow, lambda r: r.message and re.search(r"\b([3-9]|\d\d)/300 answers", r.message))
     from db.train_runs import request_cancel
 
@@ -116,7 +118,8 @@ def test_worker_batch_reaches_the_end_and_a_second_is_cancelled_midway(env):
         request_cancel(session, slow, None)
     run = _wait(env, slow, lambda r: r.status != "running", timeout=30)
     stored = count(env, Generation) - 5
-    assert run.status == "cancelled" and 3 <= stored < 300
+    # at least the answers reported done before the cancel, minus any the model made unstorable
+    assert run.status == "cancelled" and 1 <= stored < 300
 
 
 def test_an_unstorable_answer_is_skipped_and_reported_not_fatal(env, tiny_lm):
