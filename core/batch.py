@@ -164,6 +164,17 @@ def _active_probe(database, lm):
     return probe, lm.check_layer(config.layer), version
 
 
+def _already_there(session, dataset: str, conversation: list[dict[str, str]]) -> bool:
+    """Whether this exact answer is already in the dataset (then it is not stored again)."""
+    from sqlalchemy import select
+
+    from db.generations import content_hash
+    from db.models import Dataset, Generation
+
+    return session.scalar(select(Generation.id).join(Dataset).where(
+        Dataset.name == dataset, Generation.content_hash == content_hash(conversation)).limit(1)) is not None
+
+
 def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
     """Answer every prompt, storing each answer (tokens, log-probs, entropies, probe scores) at once."""
@@ -177,6 +188,7 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
                                   top_p=float(params.top_p), seed=int(params.seed))
     total, tokens, stored = len(params.prompts), 0, []
     skipped: list[tuple[int, str]] = []
+    repeated = 0  # equal answers are stored once per dataset (greedy decoding repeats itself)
     report(progress, "generate", 0, total, "starting")
     for n, messages in enumerate(params.prompts):
         check(cancel)
@@ -191,15 +203,18 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
         try:
             with database.sessions() as session, session.begin():
                 user = session.get(User, created_by) if created_by else None
+                known = _already_there(session, params.dataset, gen.conversation)
                 row = save_generated(session, params.dataset, gen, trace, user=user,
                                      probe_version=scoring[2] if scoring else None, split=params.split)
                 stored.append(row.id)
+                repeated += known
             tokens += len(trace.token_ids)
         except UserError as exc:
             # Model output is untrusted: one unstorable answer (e.g. a NUL character) is
             # skipped and reported; it does not cost the rest of the batch.
             skipped.append((n + 1, str(exc)))
-        note = f" · {len(skipped)} skipped" if skipped else ""
+        note = (f" · {repeated} already in the dataset" if repeated else "") + \
+            (f" · {len(skipped)} skipped" if skipped else "")
         report(progress, "generate", n + 1, total, f"{n + 1}/{total} answers · {tokens} tokens{note}")
     return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
-            "probe_version": scoring[2] if scoring else None, "skipped": skipped}
+            "probe_version": scoring[2] if scoring else None, "skipped": skipped, "repeated": repeated}

@@ -105,3 +105,12 @@ def test_a_model_that_cannot_be_loaded_is_refused_before_any_run(sqlite_db, tmp_
         assert session.scalar(select(func.count()).select_from(TrainRun)) == 0
     assert check_model("embedded").startswith("embedded:")
     assert check_model(str(tiny_model_dir)) == str(tiny_model_dir)
+
+
+def test_the_same_greedy_batch_twice_stores_each_answer_once_and_says_so(sqlite_db, tiny_lm, isolated_cache):
+    messages: list[str] = []
+    first = run_batch(sqlite_db, tiny_lm, _params(3))
+    again = run_batch(sqlite_db, tiny_lm, _params(3), progress=lambda stage, done, total, msg="": messages.append(msg))
+    assert first["repeated"] == 0 and again["repeated"] == 3
+    assert again["generation_ids"] == first["generation_ids"] and len(_stored(sqlite_db)) == 3
+    assert messages[-1].endswith("3 already in the dataset")
