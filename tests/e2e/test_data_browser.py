@@ -143,8 +143,12 @@ def test_bad_file_imports_nothing_good_file_imports_and_the_export_round_trips(p
     bad = write_jsonl(tmp_path / "bad.jsonl", records(2), '{"conversation": "nope"}\n{broken\n')
     upload(page, "imp-file", bad)
     page.get_by_text("2 bad lines: nothing can be imported").wait_for(timeout=30_000)
-    table = page.locator('[data-testid="stDataFrame"]').last
+    table = page.locator('[data-testid="stDataFrame"]').filter(visible=True).last
     table.wait_for(timeout=10_000)
+    cells = table.locator('[role="gridcell"]')  # the grid's accessible copy of its cells
+    cells.first.wait_for(state="attached", timeout=10_000)
+    texts = [t.strip() for t in cells.all_text_contents()]
+    assert "3" in texts and "4" in texts and any("invalid JSON" in t for t in texts), texts
     assert page.get_by_role("button", name=re.compile("^Import into")).count() == 0
     assert count_in(database, "bad") == 0
 
