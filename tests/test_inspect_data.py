@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_retrain import _answers, run_retrain, seed
+from test_retrain import FACTS, _answers, run_retrain, seed
 
 from core.errors import UserError
 
@@ -82,3 +82,119 @@ def test_layer_scan_version_comparison_and_token_scan(trained):
     matrix = token_scan(lm, es, 0, scan)
     assert matrix["layers"] == [1, 2, 3]
     assert np.asarray(matrix["matrix"]).shape == (3, len(es.traces[0].token_ids)) == (3, len(matrix["tokens"]))
+
+
+# --- known answers -------------------------------------------------------------------------------
+
+def register_constant(database, lm, directory, p: float, layer: int = 3) -> int:
+    """A probe that gives every token the score `p` (zero weights): every metric is known."""
+    import math
+
+    from core.probe import LinearProbe, ProbeConfig, save_probe
+    from db.probes import register_probe
+
+    probe = LinearProbe.from_weights(np.zeros(lm.hidden_size, dtype=np.float32), math.log(p / (1 - p)))
+    config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
+                         hidden_size=lm.hidden_size)
+    save_probe(directory, probe, config)
+    with database.sessions() as session, session.begin():
+        return register_probe(session, artifact_dir=str(directory), config=config).version
+
+
+def test_a_constant_probe_gives_the_known_metrics_errors_and_conformal_threshold(trained, tmp_path):
+    from core.inspect_data import evaluation_set
+    from core.inspection import conformal_from_items, curves, threshold_table, top_errors
+
+    database, lm, ids, _outcome = trained
+    version = register_constant(database, lm, tmp_path / "constant", 0.7)
+    es = evaluation_set(database, lm, version, splits=["validation"])
+    gold = {i: a[2][0].label for i, a in zip(ids, _answers()) if a[3] == "validation"}
+    supported = sorted(i for i, label in gold.items() if label == "Supported")
+    hallucinated = sorted(i for i, label in gold.items() if label != "Supported")
+    assert len(supported) == len(hallucinated) == 4
+    for trace in es.traces:
+        assert np.allclose(trace.scores, 0.7, atol=1e-6)
+
+    table = threshold_table(es.items, "span_max")
+    assert table["auc"] == pytest.approx(0.5)  # all tied: no ranking at all
+    at = {round(t, 2): i for i, t in enumerate(table["thresholds"])}
+    assert table["recall"][at[0.5]] == 1.0 and table["precision"][at[0.5]] == pytest.approx(0.5)
+    assert table["fpr"][at[0.5]] == 1.0 and table["tp"][at[0.5]] + table["fp"][at[0.5]] == 8
+    assert table["recall"][at[0.71]] == 0.0 and table["precision"][at[0.71]] is None  # nothing flagged
+    assert curves(es.items, "span_max")["scores"]["probe"]["auc"] == pytest.approx(0.5)
+
+    # flagged at 0.5: every supported city is a false positive, and nothing is missed
+    errors = top_errors(es.items, es.keys, es.texts, es.spans_char, threshold=0.5, k=50)
+    assert sorted(int(e["key"]) for e in errors["false_positives"]) == supported
+    assert errors["false_negatives"] == []
+    # at 0.8 nothing is flagged: every hallucinated city is a false negative, at its city
+    errors = top_errors(es.items, es.keys, es.texts, es.spans_char, threshold=0.8, k=50)
+    assert sorted(int(e["key"]) for e in errors["false_negatives"]) == hallucinated
+    assert errors["false_positives"] == []
+    wrong_cities = {wrong for _country, _right, wrong in FACTS}
+    for e in errors["false_negatives"]:
+        g = es.keys.index(e["key"])
+        city = es.texts[g][es.gold_spans[g][0]["start"]:es.gold_spans[g][0]["end"]]
+        assert city in wrong_cities and city in e["span_text"]
+
+    # 4 calibration negatives all at 0.7: alpha 0.25 -> k = ceil(5 * 0.75) = 4 -> threshold 0.7, FPR 0
+    c = conformal_from_items(es.items, "span_max", 0.25, set(es.keys), es.keys)
+    assert c["n_calibration"] == 4 and c["rank_k"] == 4 and c["threshold"] == pytest.approx(0.7, abs=1e-6)
+    assert c["fpr_bound"] == pytest.approx(0.2)
+    # alpha 0.1 needs ceil(5 * 0.9) = 5 > 4 negatives: no finite threshold, never flags
+    c = conformal_from_items(es.items, "span_max", 0.1, set(es.keys), es.keys)
+    assert c["threshold"] is None and c["never_flags"] and c["min_calibration"] == 9
+
+
+def test_trained_probe_metrics_match_a_recount_from_the_heatmap_traces(trained):
+    """The page's numbers recomputed by another route: span scores read off the heatmap trace
+    at each span's characters, labels off the gold spans, then sklearn and a sorted list."""
+    import math
+
+    from sklearn.metrics import roc_auc_score
+
+    from core.inspect_data import evaluation_set
+    from core.inspection import conformal_from_items, threshold_table
+
+    database, lm, ids, outcome = trained
+    es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
+    labels, scores = [], []
+    for g, trace in enumerate(es.traces):
+        (start, end), = es.spans_char[g]
+        inside = [s for (a, b), s in zip(trace.offsets, trace.scores) if a < end and b > start]
+        scores.append(max(inside))
+        labels.append(0 if es.gold_spans[g][0]["label"] == "Supported" else 1)
+    labels_a, scores_a = np.array(labels), np.array(scores)
+    table = threshold_table(es.items, "span_max")
+    assert table["auc"] == pytest.approx(roc_auc_score(labels_a, scores_a))
+    at = {round(t, 2): i for i, t in enumerate(table["thresholds"])}
+    for t in (0.3, 0.5, 0.7):
+        flagged = scores_a >= t
+        tp = int((flagged & (labels_a == 1)).sum())
+        assert table["tp"][at[t]] == tp and table["fp"][at[t]] == int((flagged & (labels_a == 0)).sum())
+        assert table["recall"][at[t]] == pytest.approx(tp / labels_a.sum())
+
+    calibration = {k for k, s in zip(es.keys, es.splits) if s == "train"}
+    negatives = sorted(s for s, y, k in zip(scores, labels, es.keys) if y == 0 and k in calibration)
+    k = math.ceil((len(negatives) + 1) * (1 - 0.2))
+    c = conformal_from_items(es.items, "span_max", 0.2, calibration, es.keys)
+    assert c["threshold"] == pytest.approx(negatives[k - 1])
+    held = [s for s, y, key in zip(scores, labels, es.keys) if y == 0 and key not in calibration]
+    assert c["held_out"]["fpr"] == pytest.approx(sum(s > negatives[k - 1] for s in held) / len(held))
+
+
+def test_scoring_reports_progress_and_can_be_cancelled(sqlite_db, tiny_lm, tmp_path, monkeypatch):
+    from core.inspect_data import evaluation_set
+    from core.progress import Cancelled, CancelToken
+
+    monkeypatch.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cold-cache"))  # nothing cached yet
+    seed(sqlite_db)
+    version = register_constant(sqlite_db, tiny_lm, tmp_path / "constant", 0.3)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        evaluation_set(sqlite_db, tiny_lm, version, cancel=token)
+    seen = []
+    es = evaluation_set(sqlite_db, tiny_lm, version, progress=lambda stage, done, total, message="":
+                        seen.append((done, total)))
+    assert len(es.row_ids) == 8 and seen and seen[-1][0] == seen[-1][1]
