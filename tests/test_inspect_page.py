@@ -91,3 +91,56 @@ def test_a_review_link_opens_that_answer_in_its_dataset(env):
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="rev-pick").value == ids[5]
+
+
+def caption_with(at: AppTest, text: str) -> str:
+    return next(c.value for c in at.caption if text in c.value)
+
+
+def test_metrics_are_the_chosen_versions_and_versions_compare(env, tiny_lm):
+    from core.inspect_data import evaluation_set
+    from db.probes import get_probe
+
+    database, ids = env
+    second, _ = run_retrain(database, tiny_lm, epochs=2, layer=1)
+    with database.sessions() as session:
+        first_auc = get_probe(session, 1).metrics["span_max"]["auc"]
+    at = open_inspect("rita", "reviewer-password")
+    assert not at.exception, at.exception
+    assert f"AUC {first_auc:.3f}" in caption_with(at, "Threshold-free")  # v1 is active and the default
+
+    at.selectbox(key="insp-version").set_value(second.version).run()
+    assert not at.exception, at.exception
+    assert "v2 (layer 1) on 8 labelled answers" in caption_with(at, "labelled answers")
+    assert f"AUC {second.metrics['span_max']['auc']:.3f}" in caption_with(at, "Threshold-free")
+
+    at.selectbox(key="insp-other").set_value(1).run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "delta" in d.value.columns)
+    row = table[(table["level"] == "span_max") & (table["metric"] == "auc")].iloc[0]
+    assert row["v2"] == pytest.approx(second.metrics["span_max"]["auc"])
+    assert row["v1"] == pytest.approx(first_auc)
+    assert row["delta"] == pytest.approx(first_auc - second.metrics["span_max"]["auc"])
+    assert row["CI low"] <= row["delta"] <= row["CI high"]
+
+    # the conformal threshold is the 4th smallest of the 4 validation negatives at FPR 0.25
+    es = evaluation_set(database, tiny_lm, second.version, splits=["validation"])
+    negatives = sorted(float(max(it.probe[it.span_ids == 0])) for it in es.items if it.span_labels[0] == 0)
+    assert len(negatives) == 4
+    at.number_input(key="insp-fpr").set_value(0.25).run()
+    assert metrics(at)["Threshold"] == f"{negatives[3]:.4f}"
+    at.number_input(key="insp-fpr").set_value(0.1).run()
+    assert metrics(at)["Threshold"] == "none possible"  # 4 negatives cannot promise 10%
+
+
+def test_data_without_labels_gets_one_clear_message(env):
+    from db.generations import get_or_create_dataset
+
+    database, _ids = env
+    with database.sessions() as session, session.begin():
+        get_or_create_dataset(session, "empty")
+    at = open_inspect("boss", "boss-password")
+    at.multiselect(key="insp-datasets").set_value(["empty"]).run()
+    assert not at.exception, at.exception
+    assert [i.value for i in at.info] == ["no labelled answers in the chosen datasets and splits"]
+    assert not at.metric and not at.slider
