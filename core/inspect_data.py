@@ -209,34 +209,3 @@ def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, 
 
 def answer_scores(eval_set: EvalSet, index: int) -> np.ndarray:
     return np.asarray(eval_set.items[index].probe, dtype=np.float64)
-
-
-class Recent:
-    """The last few results by key, shared by every session of a server process.
-
-    Unlike st.cache_resource it lets the page draw a progress bar while a result is computed
-    (a cached function's own elements would be replayed on every hit), and unlike
-    session_state a second reviewer opening the same probe reuses the first one's work.
-    """
-
-    def __init__(self, size: int = 6) -> None:
-        import threading
-        from collections import OrderedDict
-
-        self.size = size
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)

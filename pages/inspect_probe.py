@@ -36,51 +36,24 @@ level = c4.radio("Level", ["span_max", "token"], key="insp-level",
                  help="span_max: one score per labelled span (its highest token); token: every answer token")
 
 
-@st.cache_resource(show_spinner=False)
-def shared() -> dict[str, inspect_data.Recent]:
-    """Results shared by every session of this server (scoring, comparisons)."""
-    return {"scored": inspect_data.Recent(6), "compared": inspect_data.Recent(6)}
+@st.cache_resource(max_entries=6, show_spinner=False)
+def scored(version: int, datasets: tuple[str, ...], splits: tuple[str, ...], revision: str):
+    """One scoring pass per (version, data, labels revision), shared by every session."""
+    return inspect_data.evaluation_set(database(), language_model(), version, datasets or None, splits or None)
 
 
-def bar_progress(bar, what: str):
-    """A core progress callback drawing on a Streamlit progress bar."""
-    def update(stage: str, done: int, total: int, message: str = "") -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{what}: {stage} {done}/{total}")
-    return update
-
-
-def scored(key: tuple) -> inspect_data.EvalSet:
-    """One scoring pass per (version, data, labels revision), with a progress bar the first time."""
-    found = shared()["scored"].get(key)
-    if found is None:
-        bar = st.progress(0.0, text="Scoring the labelled answers with this probe…")
-        number, chosen_datasets, chosen_splits, _revision = key
-        try:
-            found = inspect_data.evaluation_set(database(), language_model(), number, chosen_datasets or None,
-                                                chosen_splits or None, progress=bar_progress(bar, "scoring"))
-        finally:
-            bar.empty()
-        shared()["scored"].put(key, found)
-    return found
-
-
-@st.cache_resource(max_entries=12, show_spinner=False)
-def summaries(key: tuple, level: str, _es: inspect_data.EvalSet) -> dict:
-    """Curves, histograms, reliability and the threshold table: computed once, then looked up."""
-    out = {"curves": inspection.curves(_es.items, level), "table": inspection.threshold_table(_es.items, level)}
-    if out["curves"]["scores"].get("probe") is not None:
-        out["hist"] = inspection.score_histograms(_es.items, level)
-        out["rel"] = inspection.reliability(_es.items, level)
-    return out
+@st.cache_resource(max_entries=6, show_spinner=False)
+def table_of(version: int, datasets: tuple[str, ...], splits: tuple[str, ...], revision: str, level: str):
+    return inspection.threshold_table(scored(version, datasets, splits, revision).items, level)
 
 
 key = (int(version), tuple(datasets), tuple(splits or ()), inspect_data.labels_revision(db))
 try:
-    es = scored(key)
+    with st.spinner("Scoring the labelled answers with this probe…"):
+        es = scored(*key)
 except UserError as exc:
     st.info(str(exc))
     st.stop()
-summary = summaries(key, level, es)
 st.caption(f"v{es.version} (layer {es.layer}) on {len(es.row_ids)} labelled answers "
            f"({', '.join(sorted(set(es.splits)))}); labels: gold, else the annotators' majority.")
 
@@ -89,19 +62,19 @@ tab_curves, tab_threshold, tab_errors, tab_suspects, tab_layers, tab_compare = s
 
 # --- curves ----------------------------------------------------------------------------------------
 with tab_curves:
-    found = summary["curves"]
+    found = inspection.curves(es.items, level)
     if found["scores"].get("probe") is None:
         st.info(f"Only one class at the {level} level in these answers: no curves. Add splits or datasets.")
     else:
         left, right = st.columns(2)
         left.plotly_chart(charts.roc_figure(found), key="insp-roc")
         right.plotly_chart(charts.pr_figure(found), key="insp-pr")
-        left.plotly_chart(charts.histogram_figure(summary["hist"]), key="insp-hist")
-        right.plotly_chart(charts.reliability_figure(summary["rel"]), key="insp-rel")
+        left.plotly_chart(charts.histogram_figure(inspection.score_histograms(es.items, level)), key="insp-hist")
+        right.plotly_chart(charts.reliability_figure(inspection.reliability(es.items, level)), key="insp-rel")
 
 # --- threshold -------------------------------------------------------------------------------------
 with tab_threshold:
-    table = summary["table"]
+    table = table_of(*key, level)
 
     # Not a fragment: the error list (another tab) follows the same threshold, and a rerun
     # of this page is cheap (scoring and the table are cached; the slider only looks up a row).
@@ -182,7 +155,9 @@ with tab_suspects:
     suspects_key = ("suspects", *key)
     if st.button("Find label suspects", key="insp-suspects-go"):
         bar = st.progress(0.0, text="training fold probes…")
-        st.session_state[suspects_key] = inspect_data.suspects(es, progress=bar_progress(bar, "label suspects"))
+        st.session_state[suspects_key] = inspect_data.suspects(
+            es, progress=lambda stage, done, total, message="": bar.progress(min(1.0, done / total) if total else 0.0,
+                                                                            text=f"{stage} {done}/{total}"))
         bar.empty()
     found = st.session_state.get(suspects_key)
     if found is not None:
@@ -207,7 +182,9 @@ with tab_layers:
         try:
             st.session_state[scan_key] = inspect_data.layer_scan(
                 db, language_model(), datasets or None, [s for s in (splits or ["validation"]) if s != "train"]
-                or ["validation"], progress=bar_progress(bar, "layer sweep"))
+                or ["validation"],
+                progress=lambda stage, done, total, message="": bar.progress(
+                    min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total} {message}"))
         except UserError as exc:
             st.info(str(exc))
         bar.empty()
@@ -218,54 +195,40 @@ with tab_layers:
                    "mean the difference is within the noise of this many answers.")
         which = st.selectbox("Answer for the layer × token scan", es.row_ids, key="insp-scan-answer",
                              format_func=lambda r: f"#{r}: {es.texts[es.row_ids.index(r)][:80]}")
-        token_key = ("token-scan", which, *scan_key)
-        if token_key not in st.session_state:
-            with st.spinner("Reading every swept layer on this answer…"):
-                st.session_state[token_key] = inspect_data.token_scan(language_model(), es, es.row_ids.index(which),
-                                                                      scan)
-        st.plotly_chart(charts.token_scan_figure(st.session_state[token_key]), key="insp-scan-fig")
+        st.plotly_chart(charts.token_scan_figure(inspect_data.token_scan(language_model(), es,
+                                                                         es.row_ids.index(which), scan)),
+                        key="insp-scan-fig")
 
 # --- compare ---------------------------------------------------------------------------------------
-def compare_with(other: int) -> None:
-    """Another version on the same answers: paired-bootstrap deltas and two heatmaps side by side."""
-    compare_key = (int(other), *key)
-    compared = shared()["compared"].get(compare_key)
-    if compared is None:
-        with st.spinner(f"Scoring the same answers with v{other}…"):
-            es_b = inspect_data.rescored(es, db, language_model(), int(other))
-            compared = (es_b, inspection.compare_probes(es.items, es_b.items, n_boot=500))
-        shared()["compared"].put(compare_key, compared)
-    es_b, delta = compared
-    rows = []
-    for lv in ("token", "span_max"):
-        for metric in ("auc", "recall_at_fpr_0.1"):
-            r = delta[lv][metric]
-            rows.append({"level": lv, "metric": metric, f"v{version}": r["a"], f"v{other}": r["b"],
-                         "delta": r["delta"], "CI low": r["ci"][0], "CI high": r["ci"][1],
-                         f"P(v{other} better)": r["prob_b_better"]})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="insp-compare-table")
-    st.caption(f"delta = v{other} − v{version} on the same {len(es.row_ids)} answers; the CI (95%, resampling "
-               "answers) is of the difference, so one that excludes 0 is a real difference on data like this.")
-    which = st.selectbox("Answer", es.row_ids, key="insp-compare-answer",
-                         format_func=lambda r: f"#{r}: {es.texts[es.row_ids.index(r)][:80]}")
-    g = es.row_ids.index(which)
-    left, right = st.columns(2)
-    for col, side, name, traces in ((left, "a", version, es.traces), (right, "b", other, es_b.traces)):
-        with col:
-            st.markdown(f"**v{name}**")
-            token_heatmap(TokenView.from_trace(traces[g]), threshold=threshold, gold_spans=es.gold_spans[g],
-                          key=f"insp-{side}-{which}", doc_id=f"compare-{side}-{name}-{which}", height=260)
-
-
 with tab_compare:
     others = [v for v in versions if v != version]
     if not others:
         st.info("Only one version exists; retrain on the Probes page to compare.")
     else:
-        other = st.selectbox("Compare with", others, index=None, key="insp-other", placeholder="choose a version",
-                             format_func=lambda v: f"v{v}")
-        if other is None:
-            st.caption("Scores the same answers with the other version (cached hidden states when it reads "
-                       "the same layer).")
-        else:
-            compare_with(int(other))
+        other = st.selectbox("Compare with", others, key="insp-other", format_func=lambda v: f"v{v}")
+        compare_key = ("compare", other, *key)
+        if compare_key not in st.session_state:
+            with st.spinner(f"Scoring the same answers with v{other}…"):
+                es_b = inspect_data.rescored(es, db, language_model(), int(other))
+                st.session_state[compare_key] = (es_b, inspection.compare_probes(es.items, es_b.items, n_boot=500))
+        es_b, delta = st.session_state[compare_key]
+        rows = []
+        for lv in ("token", "span_max"):
+            for metric in ("auc", "recall_at_fpr_0.1"):
+                r = delta[lv][metric]
+                rows.append({"level": lv, "metric": metric, f"v{version}": r["a"], f"v{other}": r["b"],
+                             "delta": r["delta"], "CI low": r["ci"][0], "CI high": r["ci"][1],
+                             f"P(v{other} better)": r["prob_b_better"]})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="insp-compare-table")
+        which = st.selectbox("Answer", es.row_ids, key="insp-compare-answer",
+                             format_func=lambda r: f"#{r}: {es.texts[es.row_ids.index(r)][:80]}")
+        g = es.row_ids.index(which)
+        left, right = st.columns(2)
+        left.markdown(f"**v{version}**")
+        with left:
+            token_heatmap(TokenView.from_trace(es.traces[g]), gold_spans=es.gold_spans[g],
+                          key=f"insp-a-{which}", height=260)
+        right.markdown(f"**v{other}**")
+        with right:
+            token_heatmap(TokenView.from_trace(es_b.traces[g]), gold_spans=es_b.gold_spans[g],
+                          key=f"insp-b-{which}", height=260)

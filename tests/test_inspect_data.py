@@ -198,14 +198,3 @@ def test_scoring_reports_progress_and_can_be_cancelled(sqlite_db, tiny_lm, tmp_p
     es = evaluation_set(sqlite_db, tiny_lm, version, progress=lambda stage, done, total, message="":
                         seen.append((done, total)))
     assert len(es.row_ids) == 8 and seen and seen[-1][0] == seen[-1][1]
-
-
-def test_recent_keeps_the_newest_results_and_refreshes_on_use():
-    from core.inspect_data import Recent
-
-    memo = Recent(size=2)
-    memo.put("a", 1)
-    memo.put("b", 2)
-    assert memo.get("a") == 1  # a is now the newest
-    memo.put("c", 3)
-    assert memo.get("b") is None and memo.get("a") == 1 and memo.get("c") == 3
