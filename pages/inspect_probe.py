@@ -122,9 +122,6 @@ with tab_errors:
                f"{errors['n_false_negatives']} false negatives among {errors['n_spans']} spans. "
                "Select a row to open the answer.")
     picked = None
-    # A new list (threshold, probe or data changed) gets a new table, so an old selection
-    # can never point at a different error.
-    listing = abs(hash((key, round(threshold, 2)))) % 10**8
     for kind, title in (("false_positives", "Flagged but supported"), ("false_negatives", "Missed hallucinations")):
         rows = errors[kind]
         st.markdown(f"**{title}**")
@@ -132,9 +129,8 @@ with tab_errors:
                                "span": e["span_text"], "after": e["after"]} for e in rows],
                              columns=["answer", "score", "before", "span", "after"])
         chosen = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key=f"insp-{kind}-{listing}",
-                              column_config={"score": st.column_config.NumberColumn(format="%.3f")})
-        if chosen and chosen.selection and chosen.selection.rows and chosen.selection.rows[0] < len(rows):
+                              key=f"insp-{kind}", column_config={"score": st.column_config.NumberColumn(format="%.3f")})
+        if chosen and chosen.selection and chosen.selection.rows:
             picked = rows[chosen.selection.rows[0]]
     if picked is not None:
         g = es.keys.index(picked["key"])
@@ -167,7 +163,7 @@ with tab_suspects:
                                "probe": s["score"], "confidence": s["confidence"], "kind": s["kind"]} for s in found])
         chosen = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
                               key="insp-suspects")
-        if chosen and chosen.selection and chosen.selection.rows and chosen.selection.rows[0] < len(found):
+        if chosen and chosen.selection and chosen.selection.rows:
             s = found[chosen.selection.rows[0]]
             st.page_link("pages/review.py", label=f"Review answer #{s['row_id']} ({s['span_text']!r})",
                          query_params={"generation": s["row_id"]})
