@@ -5,7 +5,7 @@ import os
 
 import streamlit as st
 
-from core.errors import UserError
+from core.base.errors import UserError
 from pages.common import (
     ROLE_PAGES,
     allowed,

@@ -1,6 +1,6 @@
 """Batch generation throughput vs plain `model.generate`, same prompts, same process.
 
-Ours is `core.batch.run_batch` exactly as the Data page's worker runs it: stream each answer
+Ours is `core.orchestration.batch.run_batch` exactly as the Data page's worker runs it: stream each answer
 with the KV cache, score every token with the active probe (a real probe file registered in
 a temporary SQLite database), and store each answer with its tokens, log-probs, entropies
 and scores. The baseline is `model.generate` (greedy, batch size 1) on the same prompts with
@@ -31,7 +31,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
 
 
 def plain(lm, messages, n: int) -> int:
-    from core.model import prompt_ids
+    from core.engine.stream import prompt_ids
 
     ids = torch.tensor([prompt_ids(lm, messages)])
     with torch.inference_mode():
@@ -46,9 +46,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-    from core.batch import BatchParams, run_batch
-    from core.model import get_model
-    from core.probe import LinearProbe, ProbeConfig, save_probe
+    from core.orchestration.batch import BatchParams, run_batch
+    from core.engine.model import get_model
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import LinearProbe
     from db import open_database
     from db.probes import register_probe
 

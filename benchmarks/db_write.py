@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from core.types import Generation, Span  # noqa: E402
+from core.base.types import Generation, Span  # noqa: E402
 from db import open_database  # noqa: E402
 from db.annotations import ConflictError, get_set, save_annotation_set  # noqa: E402
 from db.generations import add_generation, get_or_create_dataset  # noqa: E402

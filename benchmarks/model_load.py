@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PROBELENS_MODEL_CACHE_DIR"] = tmp
-        import core.model as model  # imported after the env var so nothing is cached yet
+        import core.engine.model as model  # imported after the env var so nothing is cached yet
 
         import_started = time.perf_counter()
         import transformers  # noqa: F401  (count the import once, outside both loads)

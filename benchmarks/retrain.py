@@ -30,7 +30,7 @@ PLACES = [("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "R
 
 def answers(n: int):
     """n distinct answers (~40 tokens), half with a wrong capital labelled Not Supported."""
-    from core.types import Span
+    from core.base.types import Span
 
     for i in range(n):
         country, right, wrong = PLACES[i % len(PLACES)]
@@ -44,7 +44,7 @@ def answers(n: int):
 
 
 def seed(database, n: int) -> list[int]:
-    from core.types import Generation
+    from core.base.types import Generation
     from db.annotations import save_annotation_set
     from db.generations import add_generation, get_or_create_dataset
 
@@ -61,7 +61,7 @@ def seed(database, n: int) -> list[int]:
 
 def correct(database, ids: list[int]) -> None:
     """A reviewer flips the label of 10 answers (new gold versions; the text is unchanged)."""
-    from core.types import Span
+    from core.base.types import Span
     from db.annotations import get_set, save_annotation_set, spans_of
 
     with database.sessions() as session, session.begin():
@@ -74,7 +74,7 @@ def correct(database, ids: list[int]) -> None:
 
 
 def timed_retrain(database) -> tuple[float, dict, int]:
-    from core.retrain import launch
+    from core.orchestration.retrain import launch
     from db.train_runs import get_run
 
     started = time.perf_counter()
@@ -100,8 +100,8 @@ def main() -> None:
     os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "60")  # warm workers, as in the app; gone soon after
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
     os.environ.pop("PROBELENS_MODEL", None)
-    from core.model import get_model
-    from core.retrain import promote
+    from core.engine.model import get_model
+    from core.orchestration.retrain import promote
 
     get_model(None)  # de-quantise once if this machine never did, outside every timing
     from db import open_database

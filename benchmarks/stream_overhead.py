@@ -15,8 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from core.model import TokenStream, load_model, prompt_ids  # noqa: E402
-from core.probe import LinearProbe  # noqa: E402
+from core.engine.model import load_model
+from core.engine.stream import TokenStream, prompt_ids  # noqa: E402
+from core.probes.linear import LinearProbe  # noqa: E402
 
 PROMPTS = [
     "Tell me about the history of the city of Lviv.",

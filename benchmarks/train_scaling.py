@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.probe import TrainConfig, build_training_set, train_probe  # noqa: E402
+from core.probes.linear import TrainConfig, train_probe
+from core.probes.training_set import build_training_set  # noqa: E402
 
 HIDDEN = 576
 

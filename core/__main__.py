@@ -1,6 +1,6 @@
 """Entry point for `python -m core`."""
 import sys
 
-from core.cli import main
+from core.orchestration.cli import main
 
 sys.exit(main())

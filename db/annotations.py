@@ -16,9 +16,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import UserError
-from core.tokens import canonical_label, nfc
-from core.types import Span
+from core.base.errors import UserError
+from core.text.tokens import canonical_label, nfc
+from core.base.types import Span
 from db.events import log_event
 from db.models import GOLD_OWNER, AnnotationSet, Event, Generation, SpanRow, User, utcnow
 

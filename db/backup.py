@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, make_url
 
-from core.errors import UserError
+from core.base.errors import UserError
 from db import Database
 from db.engine import SQLITE_BUSY_TIMEOUT_MS, normalise_url
 from db.migrate import MIGRATIONS

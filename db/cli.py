@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.errors import UserError
+from core.base.errors import UserError
 
 
 def _db():
@@ -157,6 +157,6 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     db_sub.add_parser("restore").add_argument("file")
     register("db", cmd_db)
 
-    from db.cli_probes import add_commands as add_probe_commands
+    from core.orchestration.cli_probes import add_commands as add_probe_commands
 
     add_probe_commands(sub, register)

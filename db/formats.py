@@ -1,7 +1,7 @@
 """Reading import files: interchange JSONL, CSV, Parquet and Hugging Face `datasets` folders.
 
 Each format is only turned into interchange-style record dicts here; the importer sends
-every record through `core.interchange.parse_record`, so NFC, label spellings, span
+every record through `core.text.interchange.parse_record`, so NFC, label spellings, span
 matching and error wording are the same whatever the file type.
 
 Readers stream: JSONL one line at a time, CSV and Parquet in chunks, `datasets` in
@@ -28,7 +28,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.base.errors import UserError
 
 FORMATS = ("jsonl", "csv", "parquet", "datasets")
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
@@ -168,7 +168,7 @@ def _json_problem(exc: Exception) -> str:
 
 
 def _jsonl_items(source: Source) -> Iterator[RawItem]:
-    """Split on b"\\n" only (like core.interchange): U+2028 inside a string is not a line end."""
+    """Split on b"\\n" only (like core.text.interchange): U+2028 inside a string is not a line end."""
     with _binary(source) as stream:
         for number, raw in enumerate(stream, start=1):
             if number == 1:

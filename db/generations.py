@@ -18,10 +18,10 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import UserError
-from core.tokens import nfc
-from core.types import LABEL_VALUES, TokenTrace
-from core.types import Generation as CoreGeneration
+from core.base.errors import UserError
+from core.text.tokens import nfc
+from core.base.types import LABEL_VALUES, TokenTrace
+from core.base.types import Generation as CoreGeneration
 from db.arrays import pack_floats, pack_ints, pack_offsets, unpack_floats, unpack_ints, unpack_offsets
 from db.events import log_event
 from db.models import GOLD_OWNER, AnnotationSet, Dataset, Event, Generation, ModelRecord, SpanRow, User

@@ -2,7 +2,7 @@
 
 Rule (documented in the README): the gold set when a reviewer (or the demo seed) wrote
 one; otherwise the strict majority of the annotators who labelled the answer
-(`core.editing.majority_gold`); answers nobody labelled are left out. One annotator is a
+(`core.text.editing.majority_gold`); answers nobody labelled are left out. One annotator is a
 majority of one, so a single person's labels count until a reviewer settles them.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.editing import majority_gold
-from core.types import Generation as CoreGeneration
-from core.types import Span, TokenTrace
+from core.text.editing import majority_gold
+from core.base.types import Generation as CoreGeneration
+from core.base.types import Span, TokenTrace
 from db.annotations import GOLD_OWNER
 from db.generations import to_core, trace_of
 from db.models import AnnotationSet, Dataset, Generation
@@ -26,7 +26,7 @@ LABEL_SOURCES = ("gold", "majority")
 
 @dataclass
 class LabelledGeneration:
-    """A stored answer with the spans the label rule chose, ready for core.workflows."""
+    """A stored answer with the spans the label rule chose, ready for core.probes.pipeline."""
 
     row_id: int
     dataset: str

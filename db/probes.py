@@ -4,8 +4,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.errors import UserError
-from core.probe import ProbeConfig
+from core.base.errors import UserError
+from core.probes.config import ProbeConfig
 from db.events import log_event
 from db.generations import get_or_create_model
 from db.models import Probe, User

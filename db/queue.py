@@ -26,8 +26,8 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import UserError
-from core.types import Span
+from core.base.errors import UserError
+from core.base.types import Span
 from db.annotations import owner_key
 from db.events import log_event
 from db.generations import get_dataset

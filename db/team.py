@@ -20,7 +20,7 @@ def _median_seconds_per_item(times: list) -> float | None:
 
 
 def team_progress(session: Session, dataset: str | None = None) -> list[dict[str, Any]]:
-    from core.agreement import agreement_report
+    from core.analysis.agreement import agreement_report
     from db.agreement_items import agreement_items
 
     users = list(session.scalars(select(User).order_by(User.name)))

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from core.errors import UserError
+from core.base.errors import UserError
 from db.events import log_event
 from db.models import TrainRun, User, utcnow
 

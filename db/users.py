@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import UserError
+from core.base.errors import UserError
 from db.events import log_event
 from db.models import ROLES, User, utcnow
 

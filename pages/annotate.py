@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from core.components.heatmap import TokenView, token_heatmap
-from core.editing import suggest_spans
-from core.errors import UserError
+from core.text.editing import suggest_spans
+from core.base.errors import UserError
 from pages.common import active_probe, database, db_user, require_page
 
 user = require_page("annotate")
@@ -88,7 +88,7 @@ with right:
     st.markdown(f"**Answer #{current}** · {where}")
     st.chat_message("user").write(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "")
     if trace is None:
-        from core.retrain import tokenise_answer
+        from core.orchestration.retrain import tokenise_answer
         from pages.common import language_model
 
         with st.spinner("This answer was imported without tokens: tokenising it once…"):
@@ -105,7 +105,7 @@ with right:
               queue_ids: tuple[int, ...] = tuple(ids)) -> None:
         """The save, as a callback: it runs before the script body, so the body already
         renders the stored version (or the conflict) and never flashes a stale one."""
-        from core.types import Span
+        from core.base.types import Span
 
         key = f"conflict-{generation_id}"
         spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in saved.get("spans", [])]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.errors import UserError
+from core.base.errors import UserError
 
 # This app navigates with st.navigation. Streamlit still has a legacy mode in which a folder
 # named pages/ beside the entry point makes a first visit to /<page> run pages/<page>.py
@@ -61,14 +61,14 @@ def database():
 @st.cache_resource(show_spinner="Loading the language model…")
 def language_model(model_id: str | None = None):
     """Loaded once per process and shared by all sessions (captures are thread-local)."""
-    from core.model import get_model
+    from core.engine.model import get_model
 
     return get_model(model_id)
 
 
 @st.cache_resource(show_spinner=False)
 def load_probe_dir(path: str, model_id: str, tokenizer_hash: str, hidden_size: int):
-    from core.probe import load_probe
+    from core.probes.files import load_probe
 
     return load_probe(path, expect_model_id=model_id, expect_tokenizer_hash=tokenizer_hash,
                       expect_hidden_size=hidden_size)
@@ -148,7 +148,7 @@ def active_probe(version: int | None = None):
 
 
 def model_label() -> str:
-    from core.model import resolve_model_id
+    from core.engine.model import resolve_model_id
 
     return resolve_model_id(os.environ.get("PROBELENS_MODEL"))
 
@@ -167,8 +167,8 @@ def active_probe_summary() -> str:
 
 def _start_seed_if_needed():
     """The first run seeds the demo once per server process, in the background."""
-    from core.jobs import RUNNER
-    from core.seed import needs_seed, seed_demo
+    from core.orchestration.jobs import RUNNER
+    from core.orchestration.seed import needs_seed, seed_demo
 
     job = RUNNER.latest("seed")
     if job is not None or not needs_seed(database()):

@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.errors import UserError
+from core.base.errors import UserError
 from pages.common import database, db_user, model_label, require_page
 
 user = require_page("data")
 st.title("Data")
 
-from core import batch  # noqa: E402
+from core.orchestration import batch  # noqa: E402
 from db import train_runs  # noqa: E402
 from db.downloads import export_bytes  # noqa: E402
 from db.generations import delete_dataset, list_datasets  # noqa: E402

@@ -6,9 +6,9 @@ import math
 import streamlit as st
 
 from core.components.heatmap import TokenView, token_heatmap
-from core.errors import UserError
-from core.live import EarlyStopRule, LiveGeneration
-from core.workflows import spans_from_scores
+from core.base.errors import UserError
+from core.engine.live import EarlyStopRule, LiveGeneration
+from core.probes.pipeline import spans_from_scores
 from pages.common import active_probe, database, db_user, language_model, probe_versions, require_page
 
 user = require_page("generate")
@@ -53,7 +53,7 @@ mode = st.radio("Mode", ["Ask a question", "Score a pasted conversation"], horiz
 
 def _save(snapshot, messages, probe_version):
     """Runs on the worker thread when the answer is finished: nothing is lost if the page closes."""
-    from core.types import Generation
+    from core.base.types import Generation
     from db.generations import save_generated
 
     conversation = [*messages, {"role": "assistant", "content": snapshot.text}]
@@ -121,8 +121,8 @@ else:
         elif not prompt_text.strip() or not answer_text.strip():
             st.error("Give both the user message and the answer.")
         else:
-            from core.model import score_conversation
-            from core.tokens import nfc
+            from core.engine.scoring import score_conversation
+            from core.text.tokens import nfc
 
             probe, config, _version = probe_info
             conversation = [{"role": "user", "content": nfc(prompt_text)},
@@ -132,7 +132,7 @@ else:
             st.session_state["pasted"] = (result, scores)
     pasted = st.session_state.get("pasted")
     if pasted:
-        from core.types import TokenTrace
+        from core.base.types import TokenTrace
 
         result, scores = pasted
         trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)

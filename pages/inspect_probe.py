@@ -5,15 +5,14 @@ import pandas as pd
 import streamlit as st
 
 from core.components.heatmap import TokenView, token_heatmap
-from core.errors import UserError
+from core.base.errors import UserError
 from pages.common import database, language_model, require_page
 
 require_page("inspect")
 st.title("Inspect")
 
-from core import inspect_charts as charts  # noqa: E402
-from core import inspect_data  # noqa: E402
-from core import inspection  # noqa: E402
+from core.analysis import charts, comparison, curves, mistakes  # noqa: E402
+from core.orchestration import eval_sets  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 from db.probes import list_probes  # noqa: E402
 
@@ -39,15 +38,15 @@ level = c4.radio("Level", ["span_max", "token"], key="insp-level",
 @st.cache_resource(max_entries=6, show_spinner=False)
 def scored(version: int, datasets: tuple[str, ...], splits: tuple[str, ...], revision: str):
     """One scoring pass per (version, data, labels revision), shared by every session."""
-    return inspect_data.evaluation_set(database(), language_model(), version, datasets or None, splits or None)
+    return eval_sets.evaluation_set(database(), language_model(), version, datasets or None, splits or None)
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def table_of(version: int, datasets: tuple[str, ...], splits: tuple[str, ...], revision: str, level: str):
-    return inspection.threshold_table(scored(version, datasets, splits, revision).items, level)
+    return curves.threshold_table(scored(version, datasets, splits, revision).items, level)
 
 
-key = (int(version), tuple(datasets), tuple(splits or ()), inspect_data.labels_revision(db))
+key = (int(version), tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(db))
 try:
     with st.spinner("Scoring the labelled answers with this probe…"):
         es = scored(*key)
@@ -62,15 +61,15 @@ tab_curves, tab_threshold, tab_errors, tab_suspects, tab_layers, tab_compare = s
 
 # --- curves ----------------------------------------------------------------------------------------
 with tab_curves:
-    found = inspection.curves(es.items, level)
+    found = curves.curves(es.items, level)
     if found["scores"].get("probe") is None:
         st.info(f"Only one class at the {level} level in these answers: no curves. Add splits or datasets.")
     else:
         left, right = st.columns(2)
         left.plotly_chart(charts.roc_figure(found), key="insp-roc")
         right.plotly_chart(charts.pr_figure(found), key="insp-pr")
-        left.plotly_chart(charts.histogram_figure(inspection.score_histograms(es.items, level)), key="insp-hist")
-        right.plotly_chart(charts.reliability_figure(inspection.reliability(es.items, level)), key="insp-rel")
+        left.plotly_chart(charts.histogram_figure(curves.score_histograms(es.items, level)), key="insp-hist")
+        right.plotly_chart(charts.reliability_figure(curves.reliability(es.items, level)), key="insp-rel")
 
 # --- threshold -------------------------------------------------------------------------------------
 with tab_threshold:
@@ -100,7 +99,7 @@ with tab_threshold:
                               help="whole answers of this split calibrate; the others check the guarantee")
     calib_keys = {k for k, s in zip(es.keys, es.splits) if s == calibration}
     try:
-        conformal = inspection.conformal_from_items(es.items, level, float(target), calib_keys, es.keys)
+        conformal = curves.conformal_from_items(es.items, level, float(target), calib_keys, es.keys)
         thr = conformal.get("threshold")
         st.metric("Threshold", "none possible" if thr is None else f"{thr:.4f}")
         st.write(conformal.get("guarantee_text", ""))
@@ -117,7 +116,7 @@ with tab_threshold:
 # --- errors ----------------------------------------------------------------------------------------
 with tab_errors:
     threshold = float(st.session_state.get("insp-threshold", 0.5))
-    errors = inspection.top_errors(es.items, es.keys, es.texts, es.spans_char, threshold=threshold, k=25)
+    errors = mistakes.top_errors(es.items, es.keys, es.texts, es.spans_char, threshold=threshold, k=25)
     st.caption(f"At threshold {threshold:.2f}: {errors['n_false_positives']} false positives and "
                f"{errors['n_false_negatives']} false negatives among {errors['n_spans']} spans. "
                "Select a row to open the answer.")
@@ -135,7 +134,7 @@ with tab_errors:
     if picked is not None:
         g = es.keys.index(picked["key"])
         row_id = es.row_ids[g]
-        token = inspect_data.first_token_of(es, g, picked["start"])
+        token = eval_sets.first_token_of(es, g, picked["start"])
         st.markdown(f"**Answer #{row_id}** — the span at characters {picked['start']}–{picked['end']} is "
                     f"highlighted (score {picked['score']:.3f}); underlines are the labels.")
         token_heatmap(TokenView.from_trace(es.traces[g]), threshold=threshold, gold_spans=es.gold_spans[g],
@@ -151,7 +150,7 @@ with tab_suspects:
     suspects_key = ("suspects", *key)
     if st.button("Find label suspects", key="insp-suspects-go"):
         bar = st.progress(0.0, text="training fold probes…")
-        st.session_state[suspects_key] = inspect_data.suspects(
+        st.session_state[suspects_key] = eval_sets.suspects(
             es, progress=lambda stage, done, total, message="": bar.progress(min(1.0, done / total) if total else 0.0,
                                                                             text=f"{stage} {done}/{total}"))
         bar.empty()
@@ -172,11 +171,11 @@ with tab_suspects:
 with tab_layers:
     st.caption("A quick probe per layer, trained on the train split and measured on the chosen splits; "
                "runs the model once over every layer (cached afterwards).")
-    scan_key = ("layers", tuple(datasets), tuple(splits or ()), inspect_data.labels_revision(db))
+    scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(db))
     if st.button("Run layer sweep", key="insp-layers-go"):
         bar = st.progress(0.0, text="extracting hidden states…")
         try:
-            st.session_state[scan_key] = inspect_data.layer_scan(
+            st.session_state[scan_key] = eval_sets.layer_scan(
                 db, language_model(), datasets or None, [s for s in (splits or ["validation"]) if s != "train"]
                 or ["validation"],
                 progress=lambda stage, done, total, message="": bar.progress(
@@ -191,7 +190,7 @@ with tab_layers:
                    "mean the difference is within the noise of this many answers.")
         which = st.selectbox("Answer for the layer × token scan", es.row_ids, key="insp-scan-answer",
                              format_func=lambda r: f"#{r}: {es.texts[es.row_ids.index(r)][:80]}")
-        st.plotly_chart(charts.token_scan_figure(inspect_data.token_scan(language_model(), es,
+        st.plotly_chart(charts.token_scan_figure(eval_sets.token_scan(language_model(), es,
                                                                          es.row_ids.index(which), scan)),
                         key="insp-scan-fig")
 
@@ -205,8 +204,8 @@ with tab_compare:
         compare_key = ("compare", other, *key)
         if compare_key not in st.session_state:
             with st.spinner(f"Scoring the same answers with v{other}…"):
-                es_b = inspect_data.rescored(es, db, language_model(), int(other))
-                st.session_state[compare_key] = (es_b, inspection.compare_probes(es.items, es_b.items, n_boot=500))
+                es_b = eval_sets.rescored(es, db, language_model(), int(other))
+                st.session_state[compare_key] = (es_b, comparison.compare_probes(es.items, es_b.items, n_boot=500))
         es_b, delta = st.session_state[compare_key]
         rows = []
         for lv in ("token", "span_max"):

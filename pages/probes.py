@@ -4,13 +4,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.errors import UserError
+from core.base.errors import UserError
 from pages.common import database, db_user, language_model, model_label, require_page
 
 user = require_page("probes")
 st.title("Probes")
 
-from core import retrain as retraining  # noqa: E402
+from core.orchestration import retrain as retraining  # noqa: E402
 from db import train_runs  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 
@@ -152,7 +152,7 @@ else:
             st.rerun()
         except UserError as exc:
             st.error(str(exc))
-    from core.probe_archive import pack_probe
+    from core.probes.archive import pack_probe
 
     try:
         download_col.download_button(f"Download v{version}", pack_probe(path),

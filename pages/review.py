@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from core.components.heatmap import TokenView, token_heatmap
-from core.editing import diff_sets, merge_groups
-from core.errors import UserError
-from core.types import Span
+from core.text.editing import diff_sets, merge_groups
+from core.base.errors import UserError
+from core.base.types import Span
 from pages.common import active_probe, database, db_user, require_page
 
 user = require_page("review")
@@ -46,7 +46,7 @@ dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
 tab_review, tab_agreement, tab_assign = st.tabs(["Settle gold", "Agreement", "Assign work"])
 
 with tab_agreement:
-    from core.agreement import agreement_report
+    from core.analysis.agreement import agreement_report
 
     with db.sessions() as session:
         items, annotators, generation_ids = agreement_items(session, dataset)
@@ -115,7 +115,7 @@ with tab_review:
         bundle = reviewing.review_bundle(session, current, probe_version)
     trace = bundle.trace
     if trace is None:
-        from core.retrain import tokenise_answer
+        from core.orchestration.retrain import tokenise_answer
         from pages.common import language_model
 
         with st.spinner("This answer was imported without tokens: tokenising it once…"):

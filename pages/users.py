@@ -6,7 +6,7 @@ from datetime import datetime, time, timezone
 import pandas as pd
 import streamlit as st
 
-from core.errors import UserError
+from core.base.errors import UserError
 from pages.common import database, db_user, require_page
 
 user = require_page("users")

@@ -68,7 +68,7 @@ def tiny_model_dir(tiny_tokenizer, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir):
-    from core.model import load_model
+    from core.engine.model import load_model
 
     return load_model(str(tiny_model_dir))
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.agreement import (
+from core.analysis.agreement import (
     BINARY_CATEGORIES,
     CATEGORIES,
     agreement_report,
@@ -22,7 +22,7 @@ from core.agreement import (
     token_categories,
     token_matrix,
 )
-from core.types import Span
+from core.base.types import Span
 
 NAN = math.nan
 
@@ -260,7 +260,7 @@ def test_token_categories_na_missing_and_severity():
 
 
 def test_token_matrix_with_a_real_tokenizer_on_emoji_and_cjk(tiny_tokenizer):
-    from core.tokens import completion_offsets
+    from core.text.tokens import completion_offsets
 
     text = "東京は日本の首都です。Emoji: 😀 🎉 done!"
     _, offsets = completion_offsets(tiny_tokenizer, text)

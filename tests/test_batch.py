@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from core.batch import BadPromptsError, BatchParams, parse_prompts, run_batch, start_batch
-from core.errors import UserError
+from core.orchestration.batch import BadPromptsError, BatchParams, parse_prompts, run_batch, start_batch
+from core.base.errors import UserError
 
 PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
            "Tell me about Marie Curie."]
@@ -57,7 +57,7 @@ def count(database, model) -> int:
 
 
 def test_run_batch_stores_answers_with_tokens_and_active_probe_scores(env, tiny_lm):
-    from core.retrain import promote
+    from core.orchestration.retrain import promote
     from db.generations import get_generation, trace_of
     from db.models import Generation, Prediction
     from test_retrain import run_retrain, seed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
+from core.orchestration.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = [

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from core.cli import main
+from core.orchestration.cli import main
 
 GOOD = [
     {"id": "a", "conversation": [{"role": "user", "content": "Where is Lviv?"},

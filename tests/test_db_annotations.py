@@ -6,8 +6,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
-from core.errors import UserError
-from core.types import Span
+from core.base.errors import UserError
+from core.base.types import Span
 from db.annotations import (
     ConflictError,
     get_set,

@@ -7,8 +7,8 @@ import pytest
 from argon2 import PasswordHasher
 
 import db.users as users
-from core.errors import UserError
-from core.types import Span
+from core.base.errors import UserError
+from core.base.types import Span
 from db import open_database
 from db.annotations import get_set, save_annotation_set, spans_of
 from db.backup import backup, restore

@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
-from core.types import Span
+from core.base.types import Span
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of, validate_spans
 from db.engine import transaction
 from db.models import Event, SpanRow, User

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from core.errors import UserError
-from core.types import Generation as CoreGeneration
-from core.types import Span, TokenTrace
+from core.base.errors import UserError
+from core.base.types import Generation as CoreGeneration
+from core.base.types import Span, TokenTrace
 from db.annotations import save_annotation_set
 from db.engine import transaction
 from db.events import list_events

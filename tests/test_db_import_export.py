@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 import db.importer as importer
-from core.errors import UserError
-from core.progress import CancelToken, Cancelled
-from core.tokens import nfc
-from core.types import Generation as CoreGeneration
-from core.types import Span, TokenTrace
+from core.base.errors import UserError
+from core.base.progress import CancelToken, Cancelled
+from core.text.tokens import nfc
+from core.base.types import Generation as CoreGeneration
+from core.base.types import Span, TokenTrace
 from db.annotations import get_set, save_annotation_set, spans_of
 from db.arrays import pack_floats
 from db.engine import transaction

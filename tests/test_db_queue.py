@@ -9,9 +9,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import event, func, select
 
 import db.users as users
-from core.errors import UserError
-from core.probe import ProbeConfig
-from core.types import Span
+from core.base.errors import UserError
+from core.probes.config import ProbeConfig
+from core.base.types import Span
 from db.annotations import save_annotation_set
 from db.engine import transaction
 from db.models import Assignment, Event, Generation

@@ -6,9 +6,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
-from core.errors import UserError
-from core.probe import ProbeConfig
-from core.types import Span
+from core.base.errors import UserError
+from core.probes.config import ProbeConfig
+from core.base.types import Span
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.arrays import pack_floats, pack_ints, pack_offsets
 from db.engine import transaction

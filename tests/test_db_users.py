@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 import db.users as users
-from core.errors import UserError
+from core.base.errors import UserError
 from db.engine import transaction
 from db.models import Event, User
 

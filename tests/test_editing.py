@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.editing import (
+from core.text.editing import (
     EditHistory,
     SpanGroup,
     Suggestion,
@@ -23,9 +23,9 @@ from core.editing import (
     suggest_spans,
     utf16_selection_to_span,
 )
-from core.errors import UserError
-from core.tokens import codepoint_to_utf16
-from core.types import Span
+from core.base.errors import UserError
+from core.text.tokens import codepoint_to_utf16
+from core.base.types import Span
 
 NS, SUP, II, NA = "Not Supported", "Supported", "Insufficient Information", "N/A"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cli import main
+from core.orchestration.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -12,23 +12,11 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from core.inspection import (
-    compare_probes,
-    conformal_from_items,
-    conformal_threshold,
-    curves,
-    downsample_curve,
-    empirical_fpr,
-    label_error_suspects,
-    layer_auc_ci,
-    layer_token_matrix,
-    reliability,
-    score_histograms,
-    span_max_scores,
-    threshold_table,
-    top_errors,
-)
-from core.metrics import (
+from core.analysis.comparison import compare_probes, layer_auc_ci, layer_token_matrix
+from core.analysis.curves import conformal_from_items, conformal_threshold, curves, downsample_curve, empirical_fpr, reliability, score_histograms, threshold_table
+from core.analysis.mistakes import label_error_suspects, top_errors
+from core.analysis.score_levels import span_max_scores
+from core.analysis.metrics import (
     ItemScores,
     auc_score,
     binary_metrics,
@@ -39,7 +27,7 @@ from core.metrics import (
     recall_at_fpr,
     reliability_bins,
 )
-from core.probe import LinearProbe, TrainConfig
+from core.probes.linear import LinearProbe, TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -472,14 +460,14 @@ def test_weighted_roc_matches_scikit_learn_on_resamples():
     from sklearn.metrics import auc as sk_auc
     from sklearn.metrics import roc_curve
 
-    from core.inspection import _WeightedRoc
+    from core.analysis.comparison import WeightedRoc
 
     rng = np.random.default_rng(5)
     sizes = rng.integers(1, 30, size=40)
     owner = np.repeat(np.arange(40), sizes)
     y = (rng.random(owner.size) < 0.3).astype(np.int8)
     s = np.round(rng.random(owner.size), 2)  # ties on purpose
-    roc = _WeightedRoc(y, s, owner)
+    roc = WeightedRoc(y, s, owner)
     for _ in range(20):
         idx = rng.integers(0, 40, size=40)
         pick = np.concatenate([np.nonzero(owner == i)[0] for i in idx])
@@ -487,4 +475,4 @@ def test_weighted_roc_matches_scikit_learn_on_resamples():
         auc, recall = roc.auc_and_recall(np.bincount(idx, minlength=40).astype(float))
         assert auc == pytest.approx(sk_auc(fpr, tpr), abs=1e-12)
         assert recall == pytest.approx(tpr[fpr <= 0.1].max(), abs=1e-12)
-    assert _WeightedRoc(np.zeros(5, np.int8), np.arange(5.0), np.zeros(5, int)).auc_and_recall(np.ones(1)) == (None, None)
+    assert WeightedRoc(np.zeros(5, np.int8), np.arange(5.0), np.zeros(5, int)).auc_and_recall(np.ones(1)) == (None, None)

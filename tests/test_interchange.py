@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import UserError
-from core.interchange import (
+from core.base.errors import UserError
+from core.text.interchange import (
     PromptItem,
     generation_to_record,
     parse_record,
@@ -21,8 +21,8 @@ from core.interchange import (
     trace_from_record,
     write_jsonl,
 )
-from core.tokens import nfc
-from core.types import Generation, Span, TokenTrace
+from core.text.tokens import nfc
+from core.base.types import Generation, Span, TokenTrace
 
 ANSWER = "Lviv was called Lemberg. Later Lemberg became Lwów."
 

@@ -5,17 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import UserError
-from core.model import (
-    IncrementalDecoder,
-    TokenStream,
-    load_model,
-    offsets_from_ids,
-    prompt_ids,
-    score_batch,
-    score_conversation,
-)
-from core.probe import LinearProbe
+from core.base.errors import UserError
+from core.engine.model import load_model
+from core.engine.scoring import score_batch, score_conversation
+from core.engine.stream import IncrementalDecoder, TokenStream, offsets_from_ids, prompt_ids
+from core.probes.linear import LinearProbe
 
 MESSAGES = [{"role": "user", "content": "Tell me about Lviv 🙂 and 東京."}]
 

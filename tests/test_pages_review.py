@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.types import Generation, Span, TokenTrace
+from core.base.types import Generation, Span, TokenTrace
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER = "Lviv was founded in 1256 by Daniel."

@@ -10,22 +10,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 
-from core.errors import ModelMismatchError, UserError
-from core.probe import (
-    LinearProbe,
-    ProbeConfig,
-    TrainConfig,
-    build_training_set,
-    default_layer,
-    fold_standardization,
-    load_probe,
-    probe_loss,
-    save_probe,
-    split_by_generation,
-    train_probe,
-    training_data_hash,
-)
-from core.progress import CancelToken, Cancelled
+from core.base.errors import ModelMismatchError, UserError
+from core.probes.config import ProbeConfig
+from core.probes.files import load_probe, save_probe
+from core.probes.linear import LinearProbe, TrainConfig, default_layer, fold_standardization, probe_loss, train_probe
+from core.probes.training_set import build_training_set, split_by_generation, training_data_hash
+from core.base.progress import CancelToken, Cancelled
 
 H = 64
 

@@ -120,8 +120,10 @@ def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
     """A probe zip for another model is refused with one message; our own registers as a new version."""
     import torch
 
-    from core.probe import LinearProbe, ProbeConfig, save_probe
-    from core.probe_archive import pack_probe
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import LinearProbe
+    from core.probes.archive import pack_probe
     from db.models import Probe
     from test_retrain import run_retrain
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core.errors import ModelMismatchError, UserError
-from core.types import Generation as CoreGeneration
-from core.types import Span
+from core.base.errors import ModelMismatchError, UserError
+from core.base.types import Generation as CoreGeneration
+from core.base.types import Span
 
 FACTS = [
     ("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "Rome", "Milan"),
@@ -69,7 +69,7 @@ def seed(database, *, gold: bool = True, annotators: int = 0) -> list[int]:
 
 
 def run_retrain(database, lm, **params):
-    from core.retrain import RetrainParams, retrain
+    from core.orchestration.retrain import RetrainParams, retrain
     from db.train_runs import create_run, get_run, mark_started
 
     p = RetrainParams(model=None, n_boot=200, **params)
@@ -112,7 +112,7 @@ def test_retrain_registers_a_version_with_metrics_on_the_stored_validation_split
 
 
 def test_second_version_is_compared_with_the_active_one(sqlite_db, tiny_lm, env):
-    from core.retrain import promote
+    from core.orchestration.retrain import promote
 
     seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
@@ -135,7 +135,7 @@ def test_second_version_is_compared_with_the_active_one(sqlite_db, tiny_lm, env)
 
 
 def test_without_gold_the_annotator_majority_trains(sqlite_db, tiny_lm, env):
-    from core.retrain import label_summary
+    from core.orchestration.retrain import label_summary
 
     seed(sqlite_db, gold=False, annotators=2)
     summary = label_summary(sqlite_db)
@@ -148,7 +148,7 @@ def test_without_gold_the_annotator_majority_trains(sqlite_db, tiny_lm, env):
 
 
 def test_bad_options_are_refused_before_anything_starts(sqlite_db, env):
-    from core.retrain import launch
+    from core.orchestration.retrain import launch
     from db.models import TrainRun
 
     for bad in ({"epochs": 0}, {"lr": -1}, {"sources": ["nobody"]}, {"val_fraction": 1.5}, {"layer": -2}):
@@ -202,7 +202,7 @@ def _wait_for(database, run_id: int, predicate, timeout: float = 120.0):
 
 
 def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_model_dir, env):
-    from core.retrain import launch
+    from core.orchestration.retrain import launch
     from db.train_runs import list_runs
 
     seed(sqlite_db)
@@ -229,7 +229,7 @@ def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_mod
 
 
 def test_cancel_stops_the_worker_and_registers_nothing(sqlite_db, tiny_model_dir, env):
-    from core.retrain import launch
+    from core.orchestration.retrain import launch
     from db.train_runs import request_cancel
 
     seed(sqlite_db)
@@ -248,8 +248,8 @@ def test_cancel_stops_the_worker_and_registers_nothing(sqlite_db, tiny_model_dir
 def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, tiny_lm, env):
     import numpy as np
 
-    from core.retrain import promote, rescore, rollback_target
-    from core.workflows import score_generations
+    from core.orchestration.retrain import promote, rescore, rollback_target
+    from core.probes.pipeline import score_generations
     from db.generations import get_generation, to_core, trace_of
     from db.predictions import scores_for
     from db.probes import active_probe
@@ -262,7 +262,7 @@ def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, 
     counts = rescore(sqlite_db, tiny_lm, second.version)
     assert counts == {"scored": len(ids), "tokens_added": len(ids), "total": len(ids)}
     assert rescore(sqlite_db, tiny_lm, second.version)["scored"] == 0  # nothing missing any more
-    from core.probe import load_probe
+    from core.probes.files import load_probe
 
     probe, config = load_probe(env / f"v{second.version}")
     with sqlite_db.sessions() as session:
@@ -279,9 +279,11 @@ def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, 
 
 
 def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm, env, tmp_path):
-    from core.probe import LinearProbe, ProbeConfig, save_probe
-    from core.probe_archive import pack_probe
-    from core.retrain import upload_probe
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import LinearProbe
+    from core.probes.archive import pack_probe
+    from core.orchestration.retrain import upload_probe
 
     seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
@@ -304,7 +306,7 @@ def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm,
 
 
 def test_cli_retrain_promote_and_runs(sqlite_db, tiny_model_dir, env, monkeypatch, capsys):
-    from core.cli import main
+    from core.orchestration.cli import main
 
     seed(sqlite_db)
     monkeypatch.setenv("DATABASE_URL", sqlite_db.engine.url.render_as_string(hide_password=False))
@@ -323,7 +325,7 @@ def test_cli_retrain_promote_and_runs(sqlite_db, tiny_model_dir, env, monkeypatc
 
 def test_a_warm_worker_knows_the_model_without_loading_it(tiny_model_dir, isolated_cache):
     """Facts are written by a full load; a later process gets them without the weights."""
-    import core.model as model
+    import core.engine.model as model
 
     model.load_model(str(tiny_model_dir))  # writes the facts
     saved = dict(model._MODELS)
@@ -344,7 +346,7 @@ def test_a_warm_worker_knows_the_model_without_loading_it(tiny_model_dir, isolat
 
 
 def test_an_answer_imported_without_tokens_is_tokenised_once(sqlite_db, tiny_lm, env):
-    from core.retrain import tokenise_answer
+    from core.orchestration.retrain import tokenise_answer
     from db.generations import get_generation, trace_of
 
     ids = seed(sqlite_db)
@@ -360,7 +362,7 @@ def test_an_answer_imported_without_tokens_is_tokenised_once(sqlite_db, tiny_lm,
 
 def test_a_warm_worker_takes_the_next_run_without_a_new_process(sqlite_db, tiny_model_dir, env, monkeypatch):
     """After its run a worker stays warm; the next press is claimed by it (same pid, no start-up)."""
-    from core.retrain import idle_workers, launch
+    from core.orchestration.retrain import idle_workers, launch
 
     monkeypatch.setenv("PROBELENS_WORKER_IDLE_SECONDS", "20")
     seed(sqlite_db)

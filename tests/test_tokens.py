@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import UserError
-from core.tokens import (
+from core.base.errors import UserError
+from core.text.tokens import (
     canonical_label,
     char_span_to_token_range,
     codepoint_to_utf16,
@@ -21,7 +21,7 @@ from core.tokens import (
     token_ranges_to_char_span,
     utf16_to_codepoint,
 )
-from core.types import IGNORE, Span
+from core.base.types import IGNORE, Span
 
 # --- labels ----------------------------------------------------------------------------
 

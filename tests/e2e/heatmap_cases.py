@@ -105,7 +105,7 @@ def edit_case() -> tuple[TokenView, list[dict]]:
 
 def edit_sized_case(n: int, threshold: float = 0.8) -> tuple[TokenView, list[dict]]:
     """`sized_case(n)` with the probe's own suggestions (runs of scores >= threshold)."""
-    from core.editing import suggest_spans
+    from core.text.editing import suggest_spans
 
     view = sized_case(n)
     text = "".join(view.texts)

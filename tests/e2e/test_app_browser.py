@@ -24,8 +24,8 @@ HEATMAP = ".plh-root[data-token-count]"
 @pytest.fixture(scope="module")
 def probelens(tmp_path_factory):
     """A fresh database with two users and a small demo (answers + an active probe), served."""
-    from core.model import get_model
-    from core.seed import seed_demo
+    from core.engine.model import get_model
+    from core.orchestration.seed import seed_demo
     from db import open_database
     from db.users import add_user
 
@@ -325,7 +325,7 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
 
     from sqlalchemy import select
 
-    from core.types import Span
+    from core.base.types import Span
     from db.annotations import get_set, save_annotation_set, spans_of
     from db.generations import get_generation, trace_of
     from db.models import Dataset, Event, Generation
@@ -428,7 +428,7 @@ def test_admin_retrains_sees_progress_advance_and_the_new_version(page, probelen
 
 def _add_capitals(database) -> dict[int, str]:
     """Labelled answers with both classes in train and validation; returns row id -> gold label."""
-    from core.types import Generation, Span
+    from core.base.types import Generation, Span
     from db.annotations import save_annotation_set
     from db.generations import add_generation, get_or_create_dataset
 

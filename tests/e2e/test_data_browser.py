@@ -27,8 +27,10 @@ PROGRESS = '[data-testid="stProgress"] [role="progressbar"]'
 def served(tmp_path_factory):
     """The app on a fresh database with one admin and an active (untrained) probe of the
     embedded model, so batch answers are scored; no demo seed."""
-    from core.model import get_model
-    from core.probe import LinearProbe, ProbeConfig, save_probe
+    from core.engine.model import get_model
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import LinearProbe
     from db import open_database
     from db.probes import register_probe
     from db.users import add_user

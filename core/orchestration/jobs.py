@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import UserError
-from core.progress import CancelToken, Cancelled
+from core.base.errors import UserError
+from core.base.progress import CancelToken, Cancelled
 
 JobFn = Callable[[Callable[..., None], CancelToken], Any]
 

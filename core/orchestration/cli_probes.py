@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import UserError
+from core.base.errors import UserError
 
 
 def _db():
@@ -40,7 +40,7 @@ def _progress_line(stage: str, done: int, total: int, message: str = "") -> None
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from core.retrain import RetrainParams, execute_run, launch
+    from core.orchestration.retrain import RetrainParams, execute_run, launch
     from db.train_runs import create_run
 
     database = _db()
@@ -65,8 +65,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     status = execute_run(database, run_id, claimed=True)
     info = _print_run(database, run_id)
     if status == "succeeded" and params.activate:
-        from core.model import get_model
-        from core.retrain import rescore
+        from core.engine.model import get_model
+        from core.orchestration.retrain import rescore
 
         version = _version_of_probe(database, info["probe_id"])
         rescore(database, get_model(params.model), version, progress=_progress_line)
@@ -81,7 +81,7 @@ def _version_of_probe(database, probe_id: int) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from core.retrain import worker_main
+    from core.orchestration.retrain import worker_main
 
     status = worker_main(_db(), args.run)
     return 0 if status in ("succeeded", "idle") else 1
@@ -103,7 +103,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_probes(args: argparse.Namespace) -> int:
-    from core.retrain import launch, promote, rollback_target, upload_probe
+    from core.orchestration.retrain import launch, promote, rollback_target, upload_probe
     from db.probes import get_probe, list_probes
 
     database = _db()
@@ -125,8 +125,8 @@ def cmd_probes(args: argparse.Namespace) -> int:
             run_id = launch(database, "rescore", {"version": version, "model": args.model}, None)
             print(json.dumps({"active": version, "rescore_run": run_id}))
     elif action == "rescore":
-        from core.model import get_model
-        from core.retrain import rescore
+        from core.engine.model import get_model
+        from core.orchestration.retrain import rescore
 
         with database.sessions() as session:
             get_probe(session, args.version)
@@ -134,14 +134,14 @@ def cmd_probes(args: argparse.Namespace) -> int:
                          progress=_progress_line)
         print(json.dumps(counts))
     elif action == "export":
-        from core.probe_archive import pack_probe
+        from core.probes.archive import pack_probe
 
         with database.sessions() as session:
             path = get_probe(session, args.version).artifact_path
         Path(args.out).write_bytes(pack_probe(path))
         print(f"wrote {args.out}", file=sys.stderr)
     elif action == "import":
-        from core.model import get_model
+        from core.engine.model import get_model
 
         data = Path(args.file).read_bytes()
         version = upload_probe(database, get_model(args.model), data, _actor_id(database, args.actor))

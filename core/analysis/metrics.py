@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.metrics import auc as _sk_auc
 from sklearn.metrics import precision_recall_fscore_support, roc_curve
 
-from core.progress import CancelToken, ProgressFn, check, report
+from core.base.progress import CancelToken, ProgressFn, check, report
 
 LEVELS: tuple[str, ...] = ("token", "span", "span_max")
 HEADLINE_LEVEL = "span_max"
@@ -59,7 +59,7 @@ def _as_binary(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int8, copy=False), s
 
 
-def _both_classes(y: np.ndarray) -> bool:
+def both_classes(y: np.ndarray) -> bool:
     if y.size == 0:
         return False
     n_pos = int(np.count_nonzero(y))
@@ -76,7 +76,7 @@ def _rankable(s: np.ndarray) -> np.ndarray:
 
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(fpr, tpr) of every distinct threshold, or None when the curve is undefined."""
-    if not _both_classes(y):
+    if not both_classes(y):
         return None
     fpr, tpr, _ = roc_curve(y, _rankable(s), pos_label=1, drop_intermediate=False)
     return fpr, tpr

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
-from core.progress import Cancelled
+from core.base.errors import UserError
+from core.base.progress import Cancelled
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -50,7 +50,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _load_generations(path: str, need_labels: bool) -> list:
-    from core.interchange import read_generations
+    from core.text.interchange import read_generations
 
     report = read_generations(path)
     for line_no, span in report.unmatched:
@@ -61,15 +61,15 @@ def _load_generations(path: str, need_labels: bool) -> list:
 
 
 def _model(name: str | None):
-    from core.model import get_model
+    from core.engine.model import get_model
 
     return get_model(name)
 
 
 @command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
-    from core.interchange import generation_to_record, read_prompts, write_jsonl
-    from core.workflows import GenerationSettings, generate_answers
+    from core.text.interchange import generation_to_record, read_prompts, write_jsonl
+    from core.probes.pipeline import GenerationSettings, generate_answers
 
     prompts = read_prompts(args.prompts)
     lm = _model(args.model)
@@ -93,7 +93,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _probe_for(lm, probe_dir: str):
-    from core.probe import load_probe
+    from core.probes.files import load_probe
 
     probe, config = load_probe(
         probe_dir, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
@@ -104,8 +104,9 @@ def _probe_for(lm, probe_dir: str):
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.probe import TrainConfig, save_probe
-    from core.workflows import train_from_generations
+    from core.probes.files import save_probe
+    from core.probes.linear import TrainConfig
+    from core.probes.pipeline import train_from_generations
 
     generations = _load_generations(args.data, need_labels=True)
     config = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
@@ -123,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _probe_model(probe_dir: str, model: str | None):
     """The model a probe was trained on, unless the user names another (then checked)."""
-    from core.probe import load_probe
+    from core.probes.files import load_probe
 
     _, config = load_probe(probe_dir)
     lm = _model(model if model is not None else config.model_id)
@@ -133,7 +134,7 @@ def _probe_model(probe_dir: str, model: str | None):
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.workflows import evaluate_probe
+    from core.probes.pipeline import evaluate_probe
 
     generations = _load_generations(args.data, need_labels=True)
     lm, probe, config = _probe_model(args.probe, args.model)
@@ -145,8 +146,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @command("score")
 def cmd_score(args: argparse.Namespace) -> int:
-    from core.interchange import generation_to_record, write_jsonl
-    from core.workflows import score_generations
+    from core.text.interchange import generation_to_record, write_jsonl
+    from core.probes.pipeline import score_generations
 
     generations = _load_generations(args.data, need_labels=False)
     lm, probe, config = _probe_model(args.probe, args.model)
@@ -158,8 +159,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 @command("layers")
 def cmd_layers(args: argparse.Namespace) -> int:
-    from core.probe import TrainConfig
-    from core.workflows import layer_sweep
+    from core.probes.linear import TrainConfig
+    from core.probes.pipeline import layer_sweep
 
     generations = _load_generations(args.data, need_labels=True)
     lm = _model(args.model)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
-from core.types import IGNORE, LABEL_VALUES, Span
+from core.base.errors import UserError
+from core.base.types import IGNORE, LABEL_VALUES, Span
 
 # --- labels -------------------------------------------------------------------------
 

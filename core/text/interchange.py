@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from core.errors import UserError
-from core.tokens import UnmatchedSpan, canonical_label, nfc, resolve_annotations_detail
-from core.types import Generation, Span, TokenTrace
+from core.base.errors import UserError
+from core.text.tokens import UnmatchedSpan, canonical_label, nfc, resolve_annotations_detail
+from core.base.types import Generation, Span, TokenTrace
 
 # Keys this module interprets; every other top-level key is kept in Generation.extra.
 _KNOWN_KEYS = ("id", "model", "conversation", "annotations", "spans")

@@ -1,6 +1,6 @@
 """Annotation editing rules shared by the browser span editor, the pages and the CLI.
 
-Pure Python on `core.types.Span` lists, so every rule is tested without a browser.
+Pure Python on `core.base.types.Span` lists, so every rule is tested without a browser.
 Positions are Unicode code points of the (NFC) completion; UTF-16 offsets from a
 browser selection are converted once, here, by `utf16_selection_to_span`.
 
@@ -15,9 +15,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
-from core.errors import UserError
-from core.tokens import canonical_label, codepoint_to_utf16, token_ranges_to_char_span, utf16_to_codepoint
-from core.types import Span
+from core.base.errors import UserError
+from core.text.tokens import canonical_label, codepoint_to_utf16, token_ranges_to_char_span, utf16_to_codepoint
+from core.base.types import Span
 
 Offsets = Sequence[tuple[int, int]]
 NO_SPAN = "none"  # a pick in `merge_groups` meaning "no gold span here"

@@ -1,7 +1,7 @@
 """The end-to-end operations behind the CLI, the pages and the background jobs.
 
 Each takes a loaded model, generations and settings, and returns plain data; progress and
-cancellation go through `core.progress`, so the same function serves a terminal, a page
+cancellation go through `core.base.progress`, so the same function serves a terminal, a page
 and a job runner.
 """
 from __future__ import annotations
@@ -13,22 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from core.activations import GenerationActivations, extract_activations, generation_key
-from core.errors import UserError
-from core.metrics import ItemScores, evaluate_items
-from core.model import LoadedModel, TokenStream
-from core.probe import (
-    LinearProbe,
-    ProbeConfig,
-    TrainConfig,
-    build_training_set,
-    split_by_generation,
-    train_probe,
-    training_data_hash,
-)
-from core.progress import CancelToken, ProgressFn, check, report
-from core.tokens import TokenLabels, token_labels
-from core.types import Generation, TokenTrace
+from core.engine.activations import GenerationActivations, extract_activations, generation_key
+from core.base.errors import UserError
+from core.analysis.metrics import ItemScores, evaluate_items
+from core.engine.model import LoadedModel
+from core.engine.stream import TokenStream
+from core.probes.config import ProbeConfig
+from core.probes.linear import LinearProbe, TrainConfig, train_probe
+from core.probes.training_set import build_training_set, split_by_generation, training_data_hash
+from core.base.progress import CancelToken, ProgressFn, check, report
+from core.text.tokens import TokenLabels, token_labels
+from core.base.types import Generation, TokenTrace
 
 
 @dataclass

@@ -11,8 +11,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.errors import UserError
-from core.probe import CONFIG_FILE, PROBE_FILE, LinearProbe, ProbeConfig, load_probe
+from core.base.errors import UserError
+from core.probes.config import CONFIG_FILE, PROBE_FILE, ProbeConfig
+from core.probes.files import load_probe
+from core.probes.linear import LinearProbe
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a probe is hidden_size floats; 64 MB is far beyond any model here
 MEMBERS = (CONFIG_FILE, PROBE_FILE)

@@ -1,4 +1,4 @@
-"""Plotly figures of core.inspection's results (no Streamlit): built here so they are tested here."""
+"""Plotly figures of core.analysis's results (no Streamlit): built here so they are tested here."""
 from __future__ import annotations
 
 import html

@@ -28,11 +28,11 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from core.tokens import canonical_label
-from core.types import Span
+from core.text.tokens import canonical_label
+from core.base.types import Span
 
 # Code = index. Ordered by severity: a token under several spans of one annotator takes
-# the most severe, matching core.tokens.token_labels where 1 beats 0.
+# the most severe, matching core.text.tokens.token_labels where 1 beats 0.
 CATEGORIES: tuple[str, ...] = ("none", "supported", "unverifiable", "hallucinated")
 BINARY_CATEGORIES: tuple[str, ...] = ("negative", "positive")  # 1 = hallucinated or unverifiable
 LABEL_CATEGORY: dict[str, str | None] = {

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
-from core.progress import CancelToken, Cancelled, ProgressFn, check, report
+from core.base.errors import UserError
+from core.base.progress import CancelToken, Cancelled, ProgressFn, check, report
 
 HEARTBEAT_SECONDS = 1.0
 RESCORE_CHUNK = 64  # generations per stored batch: a cancel keeps what is done
@@ -81,7 +81,7 @@ def _choose_splits(labelled: list, val_fraction: float) -> tuple[list, list, str
     stable hash of each answer's id decides instead (also fixed across runs). Test-split
     answers are never used here: they stay held out.
     """
-    from core.probe import split_by_generation
+    from core.probes.training_set import split_by_generation
 
     train = [x for x in labelled if x.split == "train"]
     val = [x for x in labelled if x.split == "validation"]
@@ -126,17 +126,17 @@ class RetrainOutcome:
 
 
 def probes_dir() -> Path:
-    from core.seed import probes_dir as configured
+    from core.orchestration.seed import probes_dir as configured
 
     return configured()
 
 
 def _comparison(database, lm, val_labelled, val_items, probe, layer, params, progress, cancel) -> dict | None:
     """The active probe against the new one on the same validation answers (paired bootstrap)."""
-    from core.errors import ModelMismatchError
-    from core.inspection import compare_probes
-    from core.probe import load_probe
-    from core.workflows import item_scores, prepare
+    from core.base.errors import ModelMismatchError
+    from core.analysis.comparison import compare_probes
+    from core.probes.files import load_probe
+    from core.probes.pipeline import item_scores, prepare
     from db.probes import active_probe
 
     with database.sessions() as session:
@@ -173,9 +173,12 @@ def retrain(
     cancel: CancelToken | None = None,
 ) -> RetrainOutcome:
     """Labels -> activations (cached) -> probe -> metrics + comparison -> registered version."""
-    from core.metrics import evaluate_items
-    from core.probe import ProbeConfig, TrainConfig, build_training_set, save_probe, train_probe
-    from core.workflows import _training_examples, data_hash, item_scores, prepare
+    from core.analysis.metrics import evaluate_items
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import TrainConfig, train_probe
+    from core.probes.training_set import build_training_set
+    from core.probes.pipeline import _training_examples, data_hash, item_scores, prepare
     from db.labels import labelled_generations
 
     params.validate()
@@ -228,7 +231,8 @@ def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, 
               started) -> RetrainOutcome:
     """Directory and row in one step: renamed into place inside the transaction that commits
     the row (and marks the run succeeded), removed again if that transaction fails."""
-    from core.probe import ProbeConfig, save_probe
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
     from db.models import User
     from db.probes import active_probe, next_version, register_probe
     from db.train_runs import finish
@@ -290,9 +294,9 @@ def rescore(database, lm, version: int, *, only_missing: bool = True, progress: 
     """
     from sqlalchemy import select
 
-    from core.activations import extract_activations
-    from core.probe import load_probe
-    from core.types import TokenTrace
+    from core.engine.activations import extract_activations
+    from core.probes.files import load_probe
+    from core.base.types import TokenTrace
     from db.generations import set_trace, to_core, trace_of
     from db.models import Generation, Prediction
     from db.predictions import store_scores
@@ -342,7 +346,7 @@ def rescore(database, lm, version: int, *, only_missing: bool = True, progress: 
 
 def promote(database, version: int, actor_id: int | None) -> None:
     """Make `version` the active probe (immediately); its scores are filled by a rescore run."""
-    from core.probe import load_probe
+    from core.probes.files import load_probe
     from db.models import User
     from db.probes import get_probe, set_active
 
@@ -376,7 +380,7 @@ def rollback_target(database) -> int | None:
 
 def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
     """Register an uploaded probe zip as a new (inactive) version; checked against `lm` first."""
-    from core.probe_archive import unpack_probe
+    from core.probes.archive import unpack_probe
     from db.models import User
     from db.probes import next_version, register_probe
 
@@ -447,7 +451,7 @@ class _Beat:
 
 def execute_run(database, run_id: int, *, claimed: bool = False) -> str:
     """One run from start to its final status (`claimed`: this process already holds it)."""
-    from core.model import lazy_model
+    from core.engine.model import lazy_model
     from db.train_runs import finish, get_run, mark_started
 
     with database.sessions() as session, session.begin():
@@ -477,7 +481,7 @@ def execute_run(database, run_id: int, *, claimed: bool = False) -> str:
                                + (f"; stored tokens of {counts['tokens_added']}" if counts["tokens_added"] else ""))
             return status
         if kind == "generate":
-            from core.batch import BatchParams, run_batch
+            from core.orchestration.batch import BatchParams, run_batch
 
             result = run_batch(database, lm, BatchParams.from_dict(params_json), created_by=created_by,
                                progress=beat, cancel=cancel)
@@ -585,7 +589,7 @@ def worker_main(database, run_id: int | None) -> str:
 
 
 def log_dir() -> Path:
-    from core.model import cache_root
+    from core.engine.model import cache_root
 
     return cache_root() / "runs"
 
@@ -685,8 +689,8 @@ def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def tokenise_answer(database, lm, generation_id: int):
     """Store the tokens (and log-probs, entropies) of an answer imported without them, so it
     can be labelled token by token; returns the trace. One teacher-forced pass, no probe."""
-    from core.activations import extract_activations
-    from core.types import TokenTrace
+    from core.engine.activations import extract_activations
+    from core.base.types import TokenTrace
     from db.generations import get_generation, set_trace, to_core, trace_of
 
     with database.sessions() as session:

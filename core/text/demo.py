@@ -20,7 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from core.types import Span
+from core.base.types import Span
 
 QUESTION_KINDS = ("capital", "region", "calling_code")
 _TEMPLATES = {

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
-from core.metrics import ItemScores
-from core.progress import CancelToken, ProgressFn, check, report
-from core.types import TokenTrace
+from core.base.errors import UserError
+from core.analysis.metrics import ItemScores
+from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.types import TokenTrace
 
 
 @dataclass
@@ -26,13 +26,13 @@ class EvalSet:
     layer: int
     row_ids: list[int]
     splits: list[str]
-    keys: list[str]  # str(row id): what core.inspection calls a generation's key
+    keys: list[str]  # str(row id): what core.analysis calls a generation's key
     texts: list[str]  # completions
     spans_char: list[list[tuple[int, int]]]  # per scored span, token-snapped char range
     gold_spans: list[list[dict[str, Any]]]  # the truth spans, for drawing
     items: list[ItemScores]
     traces: list[TokenTrace]  # tokens with this probe's scores, for heatmaps
-    prepared: list[Any]  # core.workflows.PreparedItem (hidden states at `layer`)
+    prepared: list[Any]  # core.probes.pipeline.PreparedItem (hidden states at `layer`)
 
     def index_of(self, row_id: int) -> int:
         return self.row_ids.index(row_id)
@@ -52,7 +52,7 @@ def labels_revision(database) -> str:
 
 
 def _probe_of(database, lm, version: int):
-    from core.probe import load_probe
+    from core.probes.files import load_probe
     from db.probes import get_probe
 
     with database.sessions() as session:
@@ -87,7 +87,7 @@ def evaluation_set(
     cancel: CancelToken | None = None,
 ) -> EvalSet:
     """Score every labelled answer of the chosen data with probe `version` (cached hidden states)."""
-    from core.workflows import item_scores, prepare
+    from core.probes.pipeline import item_scores, prepare
 
     probe, config = _probe_of(database, lm, version)
     layer = lm.check_layer(config.layer)
@@ -109,7 +109,7 @@ def evaluation_set(
 
 def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
     """The same answers scored by another version (paired comparisons need the same items)."""
-    from core.workflows import item_scores, prepare
+    from core.probes.pipeline import item_scores, prepare
 
     probe, config = _probe_of(database, lm, version)
     layer = lm.check_layer(config.layer)
@@ -134,7 +134,7 @@ def first_token_of(eval_set: EvalSet, index: int, start: int) -> int:
 def suspects(eval_set: EvalSet, *, top: int = 30, progress: ProgressFn | None = None,
              cancel: CancelToken | None = None) -> list[dict[str, Any]]:
     """Cross-validated label-error suspects among these answers, with row ids and text."""
-    from core.inspection import label_error_suspects
+    from core.analysis.mistakes import label_error_suspects
 
     examples = [(p.acts.hidden[eval_set.layer], p.labels.labels, p.labels.span_ids, p.labels.span_labels, key)
                 for p, key in zip(eval_set.prepared, eval_set.keys)]
@@ -167,9 +167,10 @@ def layer_scan(
     cancel: CancelToken | None = None,
 ) -> LayerScan:
     """A quick probe per layer trained on the train split, AUC with CIs on the chosen splits."""
-    from core.inspection import QUICK_TRAIN, layer_auc_ci
-    from core.probe import build_training_set, train_probe
-    from core.workflows import _training_examples, item_scores, prepare
+    from core.analysis.comparison import QUICK_TRAIN, layer_auc_ci
+    from core.probes.linear import train_probe
+    from core.probes.training_set import build_training_set
+    from core.probes.pipeline import _training_examples, item_scores, prepare
 
     chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
     train_l = _labelled(database, datasets, ["train"])
@@ -197,8 +198,8 @@ def layer_scan(
 
 def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, Any]:
     """Every swept layer's probe on every token of one answer (layer x token heatmap data)."""
-    from core.inspection import layer_token_matrix
-    from core.workflows import prepare
+    from core.analysis.comparison import layer_token_matrix
+    from core.probes.pipeline import prepare
 
     layers = sorted(scan.probes)
     item = prepare(lm, [eval_set.prepared[index].generation], layers)[0]

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.demo import DemoQuestion, demo_questions, label_answer
-from core.progress import CancelToken, check
-from core.types import Generation
+from core.text.demo import DemoQuestion, demo_questions, label_answer
+from core.base.progress import CancelToken, check
+from core.base.types import Generation
 
 DEMO_DATASET = "demo"
 DEFAULT_DEMO_SIZE = 200
@@ -35,7 +35,7 @@ def needs_seed(database) -> bool:
 
 
 def _answer(lm, question: DemoQuestion, index: int, cancel: CancelToken | None):
-    from core.workflows import GenerationSettings, generate_answer
+    from core.probes.pipeline import GenerationSettings, generate_answer
 
     # Sampling (not greedy) gives varied answers, and with them more hallucinations.
     settings = GenerationSettings(max_new_tokens=48, temperature=0.7, top_p=0.95, seed=index)
@@ -52,8 +52,8 @@ def seed_demo(
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """Generate, label and store the demo answers, then train and activate a demo probe."""
-    from core.probe import save_probe
-    from core.workflows import train_from_generations
+    from core.probes.files import save_probe
+    from core.probes.pipeline import train_from_generations
     from db.annotations import save_annotation_set
     from db.generations import add_generation, get_or_create_dataset
     from db.probes import next_version, register_probe
@@ -93,7 +93,7 @@ def seed_demo(
 
 
 def _is_validation(generation: Generation) -> bool:
-    from core.probe import split_by_generation
-    from core.workflows import split_key
+    from core.probes.training_set import split_by_generation
+    from core.probes.pipeline import split_key
 
     return split_by_generation([split_key(generation)], 0.2)[0]

