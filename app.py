@@ -1,10 +1,9 @@
 """ProbeLens entry point: first-run set-up, login gate, role-aware navigation."""
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
+from core.base import settings
 from core.base.errors import UserError
 from pages.common import (
     ROLE_PAGES,
@@ -128,7 +127,7 @@ for name, value in st.session_state.pop("wanted-query", {}).items():
 if not allowed(page_key, user):
     st.error(f"Your role ({user.role}) does not have access to the {page.title} page.")
     st.stop()
-if os.environ.get("PROBELENS_SEED_DEMO", "1") != "0":
+if settings.seed_demo_enabled():
     from pages.common import seed_status
 
     seed_status(user)

@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-    from core.orchestration.batch import BatchParams, run_batch
     from core.engine.model import get_model
+    from core.orchestration.batch import BatchParams, run_batch
     from core.probes.config import ProbeConfig
     from core.probes.files import save_probe
     from core.probes.linear import LinearProbe

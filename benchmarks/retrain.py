@@ -74,7 +74,7 @@ def correct(database, ids: list[int]) -> None:
 
 
 def timed_retrain(database) -> tuple[float, dict, int]:
-    from core.orchestration.retrain import launch
+    from core.orchestration.launcher import launch
     from db.train_runs import get_run
 
     started = time.perf_counter()
@@ -101,7 +101,7 @@ def main() -> None:
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
     os.environ.pop("PROBELENS_MODEL", None)
     from core.engine.model import get_model
-    from core.orchestration.retrain import promote
+    from core.orchestration.registry import promote
 
     get_model(None)  # de-quantise once if this machine never did, outside every timing
     from db import open_database

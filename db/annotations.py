@@ -17,10 +17,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
-from core.text.tokens import canonical_label, nfc
 from core.base.types import Span
+from core.text.tokens import canonical_label, nfc
 from db.events import log_event
-from db.models import GOLD_OWNER, AnnotationSet, Event, Generation, SpanRow, User, utcnow
+from db.models import (
+    GOLD_OWNER,
+    AnnotationSet,
+    Event,
+    Generation,
+    SpanRow,
+    User,
+    utcnow,
+)
 
 ENTITY = "annotation_set"
 

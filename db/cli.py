@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from pathlib import Path
 
+from core.base import settings
 from core.base.errors import UserError
 
 
@@ -57,7 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _password(args: argparse.Namespace) -> str:
     if getattr(args, "password", None):
         return args.password
-    env = os.environ.get("PROBELENS_NEW_PASSWORD")
+    env = settings.new_password()
     if env:
         return env
     if not sys.stdin.isatty():
@@ -156,7 +156,3 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     db_sub.add_parser("backup").add_argument("out")
     db_sub.add_parser("restore").add_argument("file")
     register("db", cmd_db)
-
-    from core.orchestration.cli_probes import add_commands as add_probe_commands
-
-    add_probe_commands(sub, register)

@@ -1,7 +1,6 @@
 """Engine and sessions: SQLite by default (WAL, busy timeout, foreign keys), any URL via DATABASE_URL."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,11 +8,13 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.base import settings
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def default_url() -> str:
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{Path.cwd() / 'data' / 'probelens.db'}"
+    return settings.database_url()
 
 
 def normalise_url(url: str) -> str:

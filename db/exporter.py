@@ -41,9 +41,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.base.errors import UserError
-from core.text.interchange import generation_to_record, write_jsonl
 from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
+from core.text.interchange import generation_to_record, write_jsonl
 from db.annotations import owner_key, spans_of
 from db.generations import get_dataset, to_core, trace_of
 from db.models import GOLD_OWNER, AnnotationSet, Generation, User

@@ -28,6 +28,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from core.base import settings
 from core.base.errors import UserError
 
 FORMATS = ("jsonl", "csv", "parquet", "datasets")
@@ -81,7 +82,7 @@ class Source:
 
 def max_import_mb() -> float:
     """The size limit in megabytes: PROBELENS_MAX_IMPORT_MB, default 200."""
-    raw = os.environ.get(MAX_IMPORT_ENV, "").strip()
+    raw = settings.max_import_mb_raw()
     if not raw:
         return float(DEFAULT_MAX_IMPORT_MB)
     try:

@@ -19,12 +19,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
-from core.text.tokens import nfc
 from core.base.types import LABEL_VALUES, TokenTrace
 from core.base.types import Generation as CoreGeneration
-from db.arrays import pack_floats, pack_ints, pack_offsets, unpack_floats, unpack_ints, unpack_offsets
+from core.text.tokens import nfc
+from db.arrays import (
+    pack_floats,
+    pack_ints,
+    pack_offsets,
+    unpack_floats,
+    unpack_ints,
+    unpack_offsets,
+)
 from db.events import log_event
-from db.models import GOLD_OWNER, AnnotationSet, Dataset, Event, Generation, ModelRecord, SpanRow, User
+from db.models import (
+    GOLD_OWNER,
+    AnnotationSet,
+    Dataset,
+    Event,
+    Generation,
+    ModelRecord,
+    SpanRow,
+    User,
+)
+from db.predictions import store_scores
 
 MAX_DATASET_NAME = 200
 MAX_MODEL_NAME = 500
@@ -455,9 +472,6 @@ def save_generated(
 
     The same answer twice in one dataset is stored once; the existing row is returned.
     """
-    from db.events import log_event
-    from db.predictions import store_scores
-
     dataset = get_or_create_dataset(session, dataset_name)
     row = add_generation(session, dataset, gen, split=split, source="generated", trace=trace, created_by=user)
     if row is None:

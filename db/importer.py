@@ -21,11 +21,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
-from core.text.interchange import parse_record, trace_from_record
 from core.base.progress import CancelToken, ProgressFn, check, report
-from core.text.tokens import UnmatchedSpan
 from core.base.types import Generation as CoreGeneration
 from core.base.types import TokenTrace
+from core.text.interchange import parse_record, trace_from_record
+from core.text.tokens import UnmatchedSpan
 from db.annotations import save_annotation_set, validate_spans
 from db.events import log_event
 from db.formats import RawItem, Source, open_source

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.text.editing import majority_gold
 from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
+from core.text.editing import majority_gold
 from db.annotations import GOLD_OWNER
 from db.generations import to_core, trace_of
 from db.models import AnnotationSet, Dataset, Generation

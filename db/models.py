@@ -5,7 +5,8 @@ numpy bytes: compact, identical on SQLite and PostgreSQL, decoded by `db.arrays`
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +23,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    relationship,
+    validates,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -32,12 +39,53 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("annotator", "reviewer", "admin")
+
+
+class Role(StrEnum):
+    ANNOTATOR = "annotator"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class RunKind(StrEnum):
+    RETRAIN = "retrain"
+    RESCORE = "rescore"
+    GENERATE = "generate"
+    SEED = "seed"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class AssignmentStatus(StrEnum):
+    ASSIGNED = "assigned"
+    DONE = "done"
+    EXPIRED = "expired"
+
+
+class GenerationSource(StrEnum):
+    GENERATED = "generated"
+    IMPORTED = "imported"
+
+
+ROLES = tuple(r.value for r in Role)
 GOLD_OWNER = "gold"
 
 
+def _one_of(enum: type[StrEnum], column: str, value: str) -> str:
+    """Status columns are plain strings in SQL; the allowed values live in the enums above."""
+    if value not in enum.__members__.values():
+        raise ValueError(f"{column} must be one of {', '.join(enum)}, not {value!r}")
+    return str(value)  # the plain string: drivers bind str, not enum members
+
+
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -51,11 +99,15 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    role: Mapped[str] = mapped_column(String(20), default=Role.ANNOTATOR.value)  # Role
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @validates("role")
+    def _check_role(self, _key: str, value: str) -> str:
+        return _one_of(Role, "users.role", value)
 
 
 class ModelRecord(Base):
@@ -93,7 +145,7 @@ class Generation(Base):
     conversation: Mapped[list[Any]] = mapped_column(JSON)
     completion: Mapped[str] = mapped_column(Text)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
-    source: Mapped[str] = mapped_column(String(20), default="imported")  # generated / imported
+    source: Mapped[str] = mapped_column(String(20), default=GenerationSource.IMPORTED.value)  # GenerationSource
     content_hash: Mapped[str] = mapped_column(String(64))
     token_ids: Mapped[bytes | None] = mapped_column(LargeBinary)
     token_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -106,6 +158,10 @@ class Generation(Base):
 
     dataset: Mapped[Dataset] = relationship(back_populates="generations")
     model: Mapped[ModelRecord | None] = relationship()
+
+    @validates("source")
+    def _check_source(self, _key: str, value: str) -> str:
+        return _one_of(GenerationSource, "generations.source", value)
 
 
 class AnnotationSet(Base):
@@ -181,8 +237,8 @@ class TrainRun(Base):
     __tablename__ = "train_runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(40), default="retrain")
-    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued/running/succeeded/failed/cancelled
+    kind: Mapped[str] = mapped_column(String(40), default=RunKind.RETRAIN.value)  # RunKind
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value)  # RunStatus
     stage: Mapped[str | None] = mapped_column(String(40))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str | None] = mapped_column(Text)
@@ -197,6 +253,14 @@ class TrainRun(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @validates("kind")
+    def _check_kind(self, _key: str, value: str) -> str:
+        return _one_of(RunKind, "train_runs.kind", value)
+
+    @validates("status")
+    def _check_status(self, _key: str, value: str) -> str:
+        return _one_of(RunStatus, "train_runs.status", value)
 
 
 class Prediction(Base):
@@ -221,6 +285,10 @@ class Assignment(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="assigned")  # assigned / done / expired
+    status: Mapped[str] = mapped_column(String(20), default=AssignmentStatus.ASSIGNED.value)  # AssignmentStatus
     leased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @validates("status")
+    def _check_status(self, _key: str, value: str) -> str:
+        return _one_of(AssignmentStatus, "assignments.status", value)

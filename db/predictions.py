@@ -6,18 +6,26 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.base.errors import UserError
 from db.arrays import pack_floats, unpack_floats
-from db.models import Prediction
-from db.probes import get_probe
+from db.models import Prediction, Probe
+
+
+def _probe_id(session: Session, version: int) -> int:
+    """The row id of probe `version` (looked up here: db.probes sits above this module)."""
+    probe_id = session.scalar(select(Probe.id).where(Probe.version == version))
+    if probe_id is None:
+        raise UserError(f"unknown probe version {version}")
+    return probe_id
 
 
 def store_scores(session: Session, probe_version: int, generation_id: int, scores: Sequence[float]) -> Prediction:
-    probe = get_probe(session, probe_version)
+    probe_id = _probe_id(session, probe_version)
     row = session.scalar(
-        select(Prediction).where(Prediction.probe_id == probe.id, Prediction.generation_id == generation_id)
+        select(Prediction).where(Prediction.probe_id == probe_id, Prediction.generation_id == generation_id)
     )
     if row is None:
-        row = Prediction(probe_id=probe.id, generation_id=generation_id, scores=pack_floats(scores))
+        row = Prediction(probe_id=probe_id, generation_id=generation_id, scores=pack_floats(scores))
         session.add(row)
     else:
         row.scores = pack_floats(scores)
@@ -26,8 +34,8 @@ def store_scores(session: Session, probe_version: int, generation_id: int, score
 
 
 def scores_for(session: Session, probe_version: int, generation_id: int) -> list[float] | None:
-    probe = get_probe(session, probe_version)
+    probe_id = _probe_id(session, probe_version)
     row = session.scalar(
-        select(Prediction).where(Prediction.probe_id == probe.id, Prediction.generation_id == generation_id)
+        select(Prediction).where(Prediction.probe_id == probe_id, Prediction.generation_id == generation_id)
     )
     return unpack_floats(row.scores) if row is not None else None

@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any
 
@@ -31,7 +31,17 @@ from core.base.types import Span
 from db.annotations import owner_key
 from db.events import log_event
 from db.generations import get_dataset
-from db.models import GOLD_OWNER, AnnotationSet, Assignment, Dataset, Generation, Prediction, SpanRow, User, utcnow
+from db.models import (
+    GOLD_OWNER,
+    AnnotationSet,
+    Assignment,
+    Dataset,
+    Generation,
+    Prediction,
+    SpanRow,
+    User,
+    utcnow,
+)
 from db.probes import active_probe, get_probe
 
 ASSIGNED, DONE, EXPIRED = "assigned", "done", "expired"
@@ -51,8 +61,8 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _clock(now: datetime | None) -> datetime:

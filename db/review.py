@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
-from core.text.tokens import label_value, nfc, token_ranges_to_char_span
 from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
+from core.text.tokens import label_value, nfc, token_ranges_to_char_span
 from db.annotations import get_set, save_annotation_set, sets_for_generation, spans_of
 from db.generations import get_generation, to_core, trace_of
 from db.models import GOLD_OWNER, AnnotationSet, User

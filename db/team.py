@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.analysis.agreement import agreement_report
+from db.agreement_items import agreement_items
 from db.models import AnnotationSet, Event, SpanRow, User
 
 MAX_GAP_SECONDS = 30 * 60  # a longer pause between two saves is a break, not time spent on an item
@@ -20,9 +22,6 @@ def _median_seconds_per_item(times: list) -> float | None:
 
 
 def team_progress(session: Session, dataset: str | None = None) -> list[dict[str, Any]]:
-    from core.analysis.agreement import agreement_report
-    from db.agreement_items import agreement_items
-
     users = list(session.scalars(select(User).order_by(User.name)))
     sets = dict(session.execute(
         select(AnnotationSet.annotator_id, func.count(AnnotationSet.id)).where(AnnotationSet.annotator_id.is_not(None))

@@ -10,30 +10,29 @@ never blocks the next start.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from core.base import settings
 from core.base.errors import UserError
 from db.events import log_event
-from db.models import TrainRun, User, utcnow
+from db.models import RunKind, TrainRun, User, utcnow
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
-STALE_AFTER = timedelta(seconds=int(os.environ.get("PROBELENS_WORKER_STALE_SECONDS", "60")))
 QUEUED_GRACE = timedelta(seconds=120)  # a worker that never started (import error, no resources)
-RUN_KINDS = ("retrain", "rescore", "generate")
+RUN_KINDS = tuple(k.value for k in RunKind)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if moment is None:
         return None
-    from datetime import timezone
 
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def process_alive(pid: int | None) -> bool:
@@ -67,7 +66,7 @@ def _death_reason(run: TrainRun, now: datetime) -> str | None:
         return (f"the worker process (pid {run.pid}) ended without finishing, at stage "
                 f"'{run.stage or 'start'}' — killed or crashed; nothing was registered")
     beat = _aware(run.heartbeat_at) or _aware(run.started_at)
-    if run.status == "running" and beat is not None and now - beat > STALE_AFTER:
+    if run.status == "running" and beat is not None and now - beat > timedelta(seconds=settings.worker_stale_seconds()):
         return f"no heartbeat for {int((now - beat).total_seconds())} s at stage '{run.stage or 'start'}'; presumed dead"
     if run.status == "queued" and not run.pid and now - _aware(run.created_at) > QUEUED_GRACE:
         return "the worker never started"

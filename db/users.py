@@ -6,8 +6,7 @@ counted, so use `login(db, ...)`, which commits the bookkeeping even when it rai
 """
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
@@ -16,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.base import settings
 from core.base.errors import UserError
 from db.events import log_event
 from db.models import ROLES, User, utcnow
@@ -60,8 +60,8 @@ def _check_role(role: str) -> None:
 def _as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _public(user: User) -> dict[str, Any]:
@@ -266,7 +266,7 @@ def ensure_admin(session: Session, password: str | None = None) -> User | None:
     admins = session.scalar(select(func.count(User.id)).where(User.role == ADMIN_ROLE, User.active.is_(True)))
     if admins:
         return None
-    password = password or os.environ.get(ADMIN_PASSWORD_ENV)
+    password = password or settings.admin_password()
     if not password:
         return None
     if _find(session, ADMIN_NAME) is not None:

@@ -4,10 +4,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.editing import suggest_spans
-from core.base.errors import UserError
-from pages.common import active_probe, database, db_user, require_page
+from pages.common import (
+    active_probe,
+    database,
+    db_user,
+    require_page,
+    trace_or_tokenise,
+)
 
 user = require_page("annotate")
 st.title("Annotate")
@@ -19,7 +25,7 @@ from db.predictions import scores_for  # noqa: E402
 
 db = database()
 probe_info = active_probe()
-probe_version = probe_info[2] if probe_info else None
+probe_version = probe_info.version if probe_info else None
 
 with db.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]
@@ -87,12 +93,7 @@ with db.sessions() as session:
 with right:
     st.markdown(f"**Answer #{current}** · {where}")
     st.chat_message("user").write(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "")
-    if trace is None:
-        from core.orchestration.retrain import tokenise_answer
-        from pages.common import language_model
-
-        with st.spinner("This answer was imported without tokens: tokenising it once…"):
-            trace = tokenise_answer(db, language_model(), current)
+    trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace, scores=scores)
     threshold = st.session_state.get("ann-threshold", 0.5)
     suggestions = []

@@ -4,12 +4,18 @@ Pages stay thin: they read state here, call core/ and db/, and render.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import streamlit as st
 
 from core.base.errors import UserError
+from core.base.types import TokenTrace
+from core.orchestration.registry import LoadedProbe, load_version_or_none
+from core.orchestration.rescore import tokenise_answer
+from core.orchestration.seed import needs_seed, start_seed
+from db.models import RunKind, RunStatus
+from db.train_runs import describe, get_run, latest_run, request_cancel
+
 
 # This app navigates with st.navigation. Streamlit still has a legacy mode in which a folder
 # named pages/ beside the entry point makes a first visit to /<page> run pages/<page>.py
@@ -64,14 +70,6 @@ def language_model(model_id: str | None = None):
     from core.engine.model import get_model
 
     return get_model(model_id)
-
-
-@st.cache_resource(show_spinner=False)
-def load_probe_dir(path: str, model_id: str, tokenizer_hash: str, hidden_size: int):
-    from core.probes.files import load_probe
-
-    return load_probe(path, expect_model_id=model_id, expect_tokenizer_hash=tokenizer_hash,
-                      expect_hidden_size=hidden_size)
 
 
 def current_user() -> SignedIn | None:
@@ -129,28 +127,23 @@ def probe_versions() -> list[int]:
         return [p.version for p in list_probes(session)]
 
 
-def active_probe(version: int | None = None):
-    """(probe, config, version) of the active probe (or of `version`) for the loaded model, or None."""
-    from db.probes import active_probe as find_active
-    from db.probes import get_probe
+def active_probe(version: int | None = None) -> LoadedProbe | None:
+    """The active probe (or `version`) for the loaded model; None if none fits it."""
+    return load_version_or_none(database(), language_model(), version)
 
-    with database().sessions() as session:
-        record = get_probe(session, version) if version is not None else find_active(session)
-        if record is None:
-            return None
-        path, version = record.artifact_path, record.version
-    lm = language_model()
-    try:
-        probe, config = load_probe_dir(path, lm.model_id, lm.tokenizer_hash, lm.hidden_size)
-    except UserError:
-        return None
-    return probe, config, version
+
+def trace_or_tokenise(generation_id: int, trace: TokenTrace | None) -> TokenTrace:
+    """An answer imported without tokens is tokenised (and stored) once, when first opened."""
+    if trace is not None:
+        return trace
+    with st.spinner("This answer was imported without tokens: tokenising it once…"):
+        return tokenise_answer(database(), language_model(), generation_id)
 
 
 def model_label() -> str:
     from core.engine.model import resolve_model_id
 
-    return resolve_model_id(os.environ.get("PROBELENS_MODEL"))
+    return resolve_model_id(None)
 
 
 def active_probe_summary() -> str:
@@ -165,37 +158,55 @@ def active_probe_summary() -> str:
         return f"Active probe: v{record.version} (layer {record.layer}{auc_text})"
 
 
-def _start_seed_if_needed():
-    """The first run seeds the demo once per server process, in the background."""
-    from core.orchestration.jobs import RUNNER
-    from core.orchestration.seed import needs_seed, seed_demo
+def _seed_run() -> int | None:
+    """The demo seed's run: started by the first page view that finds no demo data, then only read.
 
-    job = RUNNER.latest("seed")
-    if job is not None or not needs_seed(database()):
-        return job
-    db, lm = database(), language_model()
-    return RUNNER.start("seed", lambda progress, cancel: seed_demo(db, lm, progress=progress, cancel=cancel),
-                        label="demo data")
+    A failed or cancelled seed is not retried on its own; an admin can start it again."""
+    db = database()
+    with db.sessions() as session:
+        latest = latest_run(session, RunKind.SEED)
+    if latest is not None:
+        return latest.id
+    if not needs_seed(db):
+        return None
+    try:
+        return start_seed(db)
+    except UserError:  # another session started it a moment ago
+        with db.sessions() as session:
+            latest = latest_run(session, RunKind.SEED)
+        return latest.id if latest else None
 
 
 def seed_status(user: SignedIn) -> None:
-    """A small live progress box in the sidebar while the demo seed runs."""
-    job = _start_seed_if_needed()
-    if job is None:
+    """A small live progress box in the sidebar while the demo seed runs (read from its run row)."""
+    run_id = _seed_run()
+    if run_id is None:
         return
+    with database().sessions() as session:
+        running = get_run(session, run_id).status in (RunStatus.QUEUED, RunStatus.RUNNING)
 
-    @st.fragment(run_every=1.0 if job.running else None)
+    @st.fragment(run_every=1.0 if running else None)
     def box() -> None:
+        db = database()
+        with db.sessions() as session:
+            run = describe(get_run(session, run_id))
         with st.sidebar:
-            if job.running:
-                st.caption(f"Preparing demo data: {job.stage} {job.done}/{job.total}")
-                st.progress(job.fraction)
+            if run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
+                st.caption(f"Preparing demo data: {run['message'] or run['status']}")
+                st.progress(min(1.0, float(run["progress"] or 0.0)))
                 if user.role == "admin" and st.button("Cancel demo seeding", key="cancel-seed"):
-                    job.cancel()
-            elif job.status == "failed":
-                st.warning(f"Demo seeding failed: {job.error}")
-            elif job.status == "succeeded" and not st.session_state.get("seed-announced"):
-                st.session_state["seed-announced"] = True
+                    with db.sessions() as session, session.begin():
+                        request_cancel(session, run_id, db_user(session, user))
+            elif run["status"] in (RunStatus.FAILED, RunStatus.CANCELLED) and needs_seed(db):
+                st.warning(f"Demo seeding {run['status']}" + (f": {run['error']}" if run["error"] else "."))
+                if user.role == "admin" and st.button("Start demo seeding again", key="retry-seed"):
+                    try:
+                        start_seed(db, user.id)
+                    except UserError as exc:
+                        st.error(str(exc))
+                    st.rerun()
+            elif run["status"] == RunStatus.SUCCEEDED and running and not st.session_state.get("seed-announced"):
+                st.session_state["seed-announced"] = True  # this session saw it run: say once that it is done
                 st.success("Demo data and a demo probe are ready.")
 
     box()

@@ -5,11 +5,18 @@ import math
 
 import streamlit as st
 
-from core.components.heatmap import TokenView, token_heatmap
 from core.base.errors import UserError
+from core.components.heatmap import TokenView, token_heatmap
 from core.engine.live import EarlyStopRule, LiveGeneration
 from core.probes.pipeline import spans_from_scores
-from pages.common import active_probe, database, db_user, language_model, probe_versions, require_page
+from pages.common import (
+    active_probe,
+    database,
+    db_user,
+    language_model,
+    probe_versions,
+    require_page,
+)
 
 user = require_page("generate")
 st.title("Generate")
@@ -26,9 +33,9 @@ with st.expander("Settings", expanded=False):
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
     c5, c6, c7 = st.columns(3)
     options = [None, *versions]
-    chosen = c5.selectbox("Probe", options, index=options.index(active[2]) if active else 0, key="gen-probe",
+    chosen = c5.selectbox("Probe", options, index=options.index(active.version) if active else 0, key="gen-probe",
                           format_func=lambda v: "none (no scores)" if v is None else
-                          f"v{v}" + (" (active)" if active and v == active[2] else ""))
+                          f"v{v}" + (" (active)" if active and v == active.version else ""))
     early_kind = c6.selectbox("Early stop", ["off", "token", "span"], key="gen-early",
                               format_func={"off": "Off", "token": "When a token's risk is too high",
                                            "span": "When an entity span's risk is too high"}.get)
@@ -43,7 +50,7 @@ threshold = st.slider("Risk threshold", 0.0, 1.0, 0.5, 0.01, key="gen-threshold"
 if not versions:
     st.info("No probe yet: tokens are shown without risk colours until a probe is trained.")
 elif probe_info is not None:
-    st.caption(f"Scoring with probe v{probe_info[2]} · layer {probe_info[1].layer}")
+    st.caption(f"Scoring with probe v{probe_info.version} · layer {probe_info.layer}")
 else:
     st.caption("Not scoring: choose a probe in Settings to colour tokens by risk.")
 
@@ -66,8 +73,7 @@ def _save(snapshot, messages, probe_version):
 def start_generation(question: str) -> None:
     probe, probe_layer, version = None, None, None
     if probe_info is not None:
-        probe, config, version = probe_info
-        probe_layer = config.layer
+        probe, probe_layer, version = probe_info.probe, probe_info.layer, probe_info.version
     messages = [{"role": "user", "content": question}]
     rule = EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe else None
     live = LiveGeneration(
@@ -124,11 +130,11 @@ else:
             from core.engine.scoring import score_conversation
             from core.text.tokens import nfc
 
-            probe, config, _version = probe_info
+            probe, layer = probe_info.probe, probe_info.layer
             conversation = [{"role": "user", "content": nfc(prompt_text)},
                             {"role": "assistant", "content": nfc(answer_text)}]
-            result = score_conversation(lm, conversation, [config.layer])
-            scores = [float(x) for x in probe.predict(result.hidden[config.layer])]
+            result = score_conversation(lm, conversation, [layer])
+            scores = [float(x) for x in probe.predict(result.hidden[layer])]
             st.session_state["pasted"] = (result, scores)
     pasted = st.session_state.get("pasted")
     if pasted:

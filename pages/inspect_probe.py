@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.components.heatmap import TokenView, token_heatmap
 from core.base.errors import UserError
+from core.components.heatmap import TokenView, token_heatmap
 from pages.common import database, language_model, require_page
 
 require_page("inspect")

@@ -10,7 +10,7 @@ from pages.common import database, db_user, language_model, model_label, require
 user = require_page("probes")
 st.title("Probes")
 
-from core.orchestration import retrain as retraining  # noqa: E402
+from core.orchestration import registry, retrain  # noqa: E402
 from db import train_runs  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 
@@ -38,7 +38,7 @@ chosen = st.multiselect("Datasets", dataset_names, placeholder="all datasets", k
 sources = st.multiselect("Labels to learn from", ["gold", "majority"], default=["gold", "majority"],
                          key="rt-sources", help="gold: the reviewed set; majority: where no gold exists, the spans "
                          "a strict majority of the answer's annotators agree on")
-summary = retraining.label_summary(db, chosen or None, tuple(sources) or ("gold", "majority"))
+summary = retrain.label_summary(db, chosen or None, tuple(sources) or ("gold", "majority"))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Labelled answers", summary["answers"])
 c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summary['by_split'].get('validation', 0)}")
@@ -55,11 +55,11 @@ with st.form("retrain"):
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
     pressed = st.form_submit_button("Retrain", type="primary")
 if pressed:
-    params = retraining.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
+    params = retrain.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
                                       sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
                                       lr=float(lr), seed=int(seed))
     try:
-        run_id = retraining.launch(db, "retrain", params.to_dict(), actor_id())
+        run_id = retrain.start_retrain(db, params, actor_id())
         st.session_state["probes-watching"] = run_id
         st.toast(f"Retrain run {run_id} started.")
     except UserError as exc:
@@ -101,7 +101,7 @@ run_status()
 # --- versions -----------------------------------------------------------------------------------
 
 st.subheader("Versions")
-table = retraining.versions_table(db)
+table = registry.versions_table(db)
 if not table:
     st.info("No probe yet. Label some answers and press Retrain, or upload a probe below.")
 else:
@@ -120,7 +120,7 @@ else:
     with db.sessions() as session:
         record = get_probe(session, version)
         metrics, path = dict(record.metrics or {}), record.artifact_path
-    rows = retraining.comparison_rows(metrics)
+    rows = registry.comparison_rows(metrics)
     if rows:
         st.markdown(f"**v{version} against v{metrics['comparison'].get('against')}** (active when it was trained), "
                     f"paired bootstrap over the same {metrics['comparison'].get('n_generations')} validation "
@@ -137,17 +137,15 @@ else:
     if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
                                                 key=f"promote-{version}"):
         try:
-            run_id = retraining.launch(db, "rescore", {"version": version, "model": None}, actor_id())
-            retraining.promote(db, version, actor_id())
+            run_id = registry.promote_and_rescore(db, version, actor_id())
             st.toast(f"v{version} is active; re-scoring stored answers (run {run_id}).")
             st.rerun()
         except UserError as exc:
             st.error(str(exc))
-    target = retraining.rollback_target(db)
+    target = registry.rollback_target(db)
     if target is not None and rollback_col.button(f"Roll back to v{target}", key=f"rollback-{target}"):
         try:
-            run_id = retraining.launch(db, "rescore", {"version": target, "model": None}, actor_id())
-            retraining.promote(db, target, actor_id())
+            run_id = registry.promote_and_rescore(db, target, actor_id())
             st.toast(f"Rolled back to v{target}; filling any missing scores (run {run_id}).")
             st.rerun()
         except UserError as exc:
@@ -169,7 +167,7 @@ st.caption(f"A zip holding config.json and probe.safetensors (as downloaded abov
 uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
 if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
     try:
-        new_version = retraining.upload_probe(db, language_model(), uploaded.getvalue(), actor_id())
+        new_version = registry.upload_probe(db, language_model(), uploaded.getvalue(), actor_id())
         st.success(f"Registered as v{new_version}.")
     except UserError as exc:
         st.error(str(exc))

@@ -5,11 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.components.heatmap import TokenView, token_heatmap
-from core.text.editing import diff_sets, merge_groups
 from core.base.errors import UserError
 from core.base.types import Span
-from pages.common import active_probe, database, db_user, require_page
+from core.components.heatmap import TokenView, token_heatmap
+from core.text.editing import diff_sets, merge_groups
+from pages.common import (
+    active_probe,
+    database,
+    db_user,
+    require_page,
+    trace_or_tokenise,
+)
 
 user = require_page("review")
 st.title("Review")
@@ -22,7 +28,7 @@ from db.users import list_users  # noqa: E402
 
 db = database()
 probe_info = active_probe()
-probe_version = probe_info[2] if probe_info else None
+probe_version = probe_info.version if probe_info else None
 with db.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]
 if not datasets:
@@ -114,12 +120,7 @@ with tab_review:
     with db.sessions() as session:
         bundle = reviewing.review_bundle(session, current, probe_version)
     trace = bundle.trace
-    if trace is None:
-        from core.orchestration.retrain import tokenise_answer
-        from pages.common import language_model
-
-        with st.spinner("This answer was imported without tokens: tokenising it once…"):
-            trace = tokenise_answer(db, language_model(), current)
+    trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace)
     sources: dict[str, list[Span]] = {name: spans for name, (_v, spans) in bundle.annotators.items()}
     if bundle.probe_spans:

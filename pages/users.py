@@ -1,7 +1,7 @@
 """Users (admin): accounts, the event log, and team progress."""
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import pandas as pd
 import streamlit as st
@@ -79,7 +79,7 @@ with tab_events:
     with db.sessions() as session:
         events = list_events(
             session, user_id=people.get(who) if who else None, action=action, dataset=dataset,
-            since=datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None, limit=500,
+            since=datetime.combine(since, time.min, tzinfo=UTC) if since else None, limit=500,
         )
         names = {v: k for k, v in people.items()}
         table = pd.DataFrame([{

@@ -14,7 +14,6 @@ def app_env(tmp_path, monkeypatch):
     import streamlit as st
 
     from db import open_database
-    from db.users import add_user
 
     url = f"sqlite:///{tmp_path / 'app.db'}"
     monkeypatch.setenv("DATABASE_URL", url)

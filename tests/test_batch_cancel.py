@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from core.orchestration.batch import BatchParams, check_model, run_batch, start_batch
 from core.base.errors import UserError
-from core.base.progress import CancelToken, Cancelled
+from core.base.progress import Cancelled, CancelToken
+from core.orchestration.batch import BatchParams, check_model, run_batch, start_batch
 
 PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "What is the capital of France?", "Tell me about Go.",
            "Describe the Andes."]

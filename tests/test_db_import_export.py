@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 
 import db.importer as importer
 from core.base.errors import UserError
-from core.base.progress import CancelToken, Cancelled
-from core.text.tokens import nfc
+from core.base.progress import Cancelled, CancelToken
 from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
+from core.text.tokens import nfc
 from db.annotations import get_set, save_annotation_set, spans_of
 from db.arrays import pack_floats
 from db.engine import transaction

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -10,8 +10,8 @@ from sqlalchemy import event, func, select
 
 import db.users as users
 from core.base.errors import UserError
-from core.probes.config import ProbeConfig
 from core.base.types import Span
+from core.probes.config import ProbeConfig
 from db.annotations import save_annotation_set
 from db.engine import transaction
 from db.models import Assignment, Event, Generation
@@ -29,7 +29,7 @@ from db.queue import (
     span_f1,
 )
 
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 TEXT = "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911."
 
 
@@ -82,7 +82,7 @@ def test_assign_spreads_k2_over_three_users_evenly(world):
         assert events[0].after["per_user"] == {"alice": 6, "bob": 6, "carol": 6}
         assert events[0].dataset == "test-set"
         lease = rows and session.scalar(select(Assignment.lease_expires_at))
-        assert lease.replace(tzinfo=timezone.utc) == (T0 + timedelta(hours=24))
+        assert lease.replace(tzinfo=UTC) == (T0 + timedelta(hours=24))
     with transaction(db.sessions) as session:  # a second run has nothing left to do
         assert assign(session, "test-set", 2, ["alice", "bob", "carol"], actor=None, now=T0) == 0
 

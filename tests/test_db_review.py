@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 
 import db.users as users
 from core.base.errors import UserError
-from core.probes.config import ProbeConfig
 from core.base.types import Span
+from core.probes.config import ProbeConfig
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.arrays import pack_floats, pack_ints, pack_offsets
 from db.engine import transaction

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.base.errors import UserError
+from core.base.types import Span
 from core.text.editing import (
     EditHistory,
     SpanGroup,
@@ -23,9 +25,7 @@ from core.text.editing import (
     suggest_spans,
     utf16_selection_to_span,
 )
-from core.base.errors import UserError
 from core.text.tokens import codepoint_to_utf16
-from core.base.types import Span
 
 NS, SUP, II, NA = "Not Supported", "Supported", "Insufficient Information", "N/A"
 

@@ -18,9 +18,9 @@ def trained(sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch):
 
 
 def test_evaluation_set_is_the_validation_answers_with_the_registered_metrics(trained):
-    from core.orchestration.eval_sets import evaluation_set
     from core.analysis.curves import threshold_table
-    from core.analysis.metrics import evaluate_items
+    from core.orchestration.eval_sets import evaluation_set
+    from core.probes.metrics import evaluate_items
 
     database, lm, ids, outcome = trained
     es = evaluation_set(database, lm, outcome.version, splits=["validation"])
@@ -41,8 +41,8 @@ def test_evaluation_set_is_the_validation_answers_with_the_registered_metrics(tr
 
 
 def test_errors_and_suspects_point_at_real_rows_and_spans(trained):
-    from core.orchestration.eval_sets import evaluation_set, first_token_of, suspects
     from core.analysis.mistakes import top_errors
+    from core.orchestration.eval_sets import evaluation_set, first_token_of, suspects
 
     database, lm, ids, outcome = trained
     es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
@@ -63,8 +63,8 @@ def test_errors_and_suspects_point_at_real_rows_and_spans(trained):
 
 
 def test_layer_scan_version_comparison_and_token_scan(trained):
-    from core.orchestration.eval_sets import evaluation_set, layer_scan, rescored, token_scan
     from core.analysis.comparison import compare_probes
+    from core.orchestration.eval_sets import evaluation_set, layer_scan, rescored, token_scan
 
     database, lm, ids, outcome = trained
     second, _ = run_retrain(database, lm, epochs=2, layer=1)
@@ -104,9 +104,9 @@ def register_constant(database, lm, directory, p: float, layer: int = 3) -> int:
 
 
 def test_a_constant_probe_gives_the_known_metrics_errors_and_conformal_threshold(trained, tmp_path):
-    from core.orchestration.eval_sets import evaluation_set
     from core.analysis.curves import conformal_from_items, curves, threshold_table
     from core.analysis.mistakes import top_errors
+    from core.orchestration.eval_sets import evaluation_set
 
     database, lm, ids, _outcome = trained
     version = register_constant(database, lm, tmp_path / "constant", 0.7)
@@ -156,8 +156,8 @@ def test_trained_probe_metrics_match_a_recount_from_the_heatmap_traces(trained):
 
     from sklearn.metrics import roc_auc_score
 
-    from core.orchestration.eval_sets import evaluation_set
     from core.analysis.curves import conformal_from_items, threshold_table
+    from core.orchestration.eval_sets import evaluation_set
 
     database, lm, ids, outcome = trained
     es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
@@ -187,8 +187,8 @@ def test_trained_probe_metrics_match_a_recount_from_the_heatmap_traces(trained):
 
 
 def test_scoring_reports_progress_and_can_be_cancelled(sqlite_db, tiny_lm, tmp_path, monkeypatch):
-    from core.orchestration.eval_sets import evaluation_set
     from core.base.progress import Cancelled, CancelToken
+    from core.orchestration.eval_sets import evaluation_set
 
     monkeypatch.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cold-cache"))  # nothing cached yet
     seed(sqlite_db)

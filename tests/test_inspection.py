@@ -13,10 +13,20 @@ from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.analysis.comparison import compare_probes, layer_auc_ci, layer_token_matrix
-from core.analysis.curves import conformal_from_items, conformal_threshold, curves, downsample_curve, empirical_fpr, reliability, score_histograms, threshold_table
+from core.analysis.curves import (
+    conformal_from_items,
+    conformal_threshold,
+    curves,
+    downsample_curve,
+    empirical_fpr,
+    reliability,
+    score_histograms,
+    threshold_table,
+)
 from core.analysis.mistakes import label_error_suspects, top_errors
 from core.analysis.score_levels import span_max_scores
-from core.analysis.metrics import (
+from core.probes.linear import LinearProbe, TrainConfig
+from core.probes.metrics import (
     ItemScores,
     auc_score,
     binary_metrics,
@@ -27,7 +37,6 @@ from core.analysis.metrics import (
     recall_at_fpr,
     reliability_bins,
 )
-from core.probes.linear import LinearProbe, TrainConfig
 
 
 @pytest.fixture(autouse=True)

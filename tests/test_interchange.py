@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.base.errors import UserError
+from core.base.types import Generation, Span, TokenTrace
 from core.text.interchange import (
     PromptItem,
     generation_to_record,
@@ -22,7 +23,6 @@ from core.text.interchange import (
     write_jsonl,
 )
 from core.text.tokens import nfc
-from core.base.types import Generation, Span, TokenTrace
 
 ANSWER = "Lviv was called Lemberg. Later Lemberg became Lwów."
 

@@ -10,7 +10,7 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
-from core.analysis.metrics import (
+from core.probes.metrics import (
     ItemScores,
     auc_score,
     binary_metrics,

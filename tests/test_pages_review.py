@@ -30,7 +30,7 @@ def env(tmp_path, monkeypatch):
     words = [(0, 4), (4, 8), (8, 16), (16, 19), (19, 24), (24, 27), (27, 34), (34, 35)]
     trace = TokenTrace(list(range(len(words))), [ANSWER[a:b] for a, b in words], words, [-1.0] * 8, [1.0] * 8)
     with database.sessions() as session, session.begin():
-        boss = add_user(session, "boss", "boss-password", role="admin")
+        add_user(session, "boss", "boss-password", role="admin")
         alice = add_user(session, "alice", "alice-password")
         bob = add_user(session, "bob", "bob-password-1")
         dataset = get_or_create_dataset(session, "set1")

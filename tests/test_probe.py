@@ -9,13 +9,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-
 from core.base.errors import ModelMismatchError, UserError
+from core.base.progress import Cancelled, CancelToken
 from core.probes.config import ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe, TrainConfig, default_layer, fold_standardization, probe_loss, train_probe
 from core.probes.training_set import build_training_set, split_by_generation, training_data_hash
-from core.base.progress import CancelToken, Cancelled
 
 H = 64
 

@@ -119,13 +119,13 @@ def test_a_second_press_while_one_runs_says_so_and_starts_nothing(env):
 def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
     """A probe zip for another model is refused with one message; our own registers as a new version."""
     import torch
+    from test_retrain import run_retrain
 
+    from core.probes.archive import pack_probe
     from core.probes.config import ProbeConfig
     from core.probes.files import save_probe
     from core.probes.linear import LinearProbe
-    from core.probes.archive import pack_probe
     from db.models import Probe
-    from test_retrain import run_retrain
 
     outcome, _ = run_retrain(env, tiny_lm)
     other = tmp_path / "other"

@@ -112,7 +112,7 @@ def test_retrain_registers_a_version_with_metrics_on_the_stored_validation_split
 
 
 def test_second_version_is_compared_with_the_active_one(sqlite_db, tiny_lm, env):
-    from core.orchestration.retrain import promote
+    from core.orchestration.registry import promote
 
     seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
@@ -148,12 +148,12 @@ def test_without_gold_the_annotator_majority_trains(sqlite_db, tiny_lm, env):
 
 
 def test_bad_options_are_refused_before_anything_starts(sqlite_db, env):
-    from core.orchestration.retrain import launch
+    from core.orchestration.retrain import RetrainParams, start_retrain
     from db.models import TrainRun
 
     for bad in ({"epochs": 0}, {"lr": -1}, {"sources": ["nobody"]}, {"val_fraction": 1.5}, {"layer": -2}):
         with pytest.raises(UserError):
-            launch(sqlite_db, "retrain", bad, None)
+            start_retrain(sqlite_db, RetrainParams(**bad), None)
     with sqlite_db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(TrainRun)) == 0
 
@@ -202,7 +202,7 @@ def _wait_for(database, run_id: int, predicate, timeout: float = 120.0):
 
 
 def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_model_dir, env):
-    from core.orchestration.retrain import launch
+    from core.orchestration.launcher import launch
     from db.train_runs import list_runs
 
     seed(sqlite_db)
@@ -229,7 +229,7 @@ def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_mod
 
 
 def test_cancel_stops_the_worker_and_registers_nothing(sqlite_db, tiny_model_dir, env):
-    from core.orchestration.retrain import launch
+    from core.orchestration.launcher import launch
     from db.train_runs import request_cancel
 
     seed(sqlite_db)
@@ -248,7 +248,8 @@ def test_cancel_stops_the_worker_and_registers_nothing(sqlite_db, tiny_model_dir
 def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, tiny_lm, env):
     import numpy as np
 
-    from core.orchestration.retrain import promote, rescore, rollback_target
+    from core.orchestration.registry import promote, rollback_target
+    from core.orchestration.rescore import rescore
     from core.probes.pipeline import score_generations
     from db.generations import get_generation, to_core, trace_of
     from db.predictions import scores_for
@@ -279,11 +280,11 @@ def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, 
 
 
 def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm, env, tmp_path):
+    from core.orchestration.registry import upload_probe
+    from core.probes.archive import pack_probe
     from core.probes.config import ProbeConfig
     from core.probes.files import save_probe
     from core.probes.linear import LinearProbe
-    from core.probes.archive import pack_probe
-    from core.orchestration.retrain import upload_probe
 
     seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
@@ -346,7 +347,7 @@ def test_a_warm_worker_knows_the_model_without_loading_it(tiny_model_dir, isolat
 
 
 def test_an_answer_imported_without_tokens_is_tokenised_once(sqlite_db, tiny_lm, env):
-    from core.orchestration.retrain import tokenise_answer
+    from core.orchestration.rescore import tokenise_answer
     from db.generations import get_generation, trace_of
 
     ids = seed(sqlite_db)
@@ -362,7 +363,7 @@ def test_an_answer_imported_without_tokens_is_tokenised_once(sqlite_db, tiny_lm,
 
 def test_a_warm_worker_takes_the_next_run_without_a_new_process(sqlite_db, tiny_model_dir, env, monkeypatch):
     """After its run a worker stays warm; the next press is claimed by it (same pid, no start-up)."""
-    from core.orchestration.retrain import idle_workers, launch
+    from core.orchestration.launcher import idle_workers, launch
 
     monkeypatch.setenv("PROBELENS_WORKER_IDLE_SECONDS", "20")
     seed(sqlite_db)

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.base.errors import UserError
+from core.base.types import IGNORE, Span
 from core.text.tokens import (
     canonical_label,
     char_span_to_token_range,
@@ -21,7 +22,6 @@ from core.text.tokens import (
     token_ranges_to_char_span,
     utf16_to_codepoint,
 )
-from core.base.types import IGNORE, Span
 
 # --- labels ----------------------------------------------------------------------------
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
-from core.text.tokens import canonical_label
 from core.base.types import Span
+from core.text.tokens import canonical_label
 
 # Code = index. Ordered by severity: a token under several spans of one annotator takes
 # the most severe, matching core.text.tokens.token_labels where 1 beats 0.

@@ -4,19 +4,22 @@ layer AUCs with CIs, and a layer x token matrix of one answer.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from core.analysis.metrics import ItemScores, auc_score, bootstrap_ci, level_arrays, level_metric
 from core.analysis.score_levels import json_floats, level_scores, require_probe
 from core.base.progress import CancelToken, ProgressFn, check, report
-from core.probes.linear import LinearProbe, TrainConfig
-
-#: The quick training used for the layer sweep and cross-validated label checks.
-QUICK_TRAIN = TrainConfig(min_steps=100, max_auto_epochs=20)
-
+from core.probes.linear import LinearProbe
+from core.probes.metrics import (
+    ItemScores,
+    auc_score,
+    bootstrap_ci,
+    level_arrays,
+    level_metric,
+)
 
 # --------------------------------------------------------------------------- two probes
 

@@ -10,20 +10,34 @@ thresholds), so they survive ``json.dumps`` and ``JSON.parse`` alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Sequence
 from fractions import Fraction
-from typing import Any, Collection, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
-from core.analysis.metrics import (
-    BASELINES, ItemScores, ScoreKind, auc_score, both_classes, expected_calibration_error, recall_at_fpr, reliability_bins,
-)
 from core.analysis.score_levels import (
-    Level, check_level, json_floats, level_scores, map_thresholds, require_probe, sklearn_safe,
+    Level,
+    check_level,
+    json_floats,
+    level_scores,
+    map_thresholds,
+    require_probe,
+    sklearn_safe,
 )
 from core.base.numbers import finite_or_none
+from core.probes.metrics import (
+    BASELINES,
+    ItemScores,
+    ScoreKind,
+    auc_score,
+    both_classes,
+    expected_calibration_error,
+    recall_at_fpr,
+    reliability_bins,
+)
 
 #: Curves longer than this are thinned for drawing (a browser chokes on 10^6 points).
 MAX_CURVE_POINTS = 500
@@ -170,7 +184,7 @@ def reliability(items: Sequence[ItemScores], level: Level = "span_max", n_bins: 
 
     A well-ranked probe can still be badly calibrated (e.g. trained with the 10x span
     weight it over-predicts); the page needs to show that before anyone reads a score as a
-    probability. Same bins and ECE as :mod:`core.analysis.metrics` so the numbers agree with the
+    probability. Same bins and ECE as :mod:`core.probes.metrics` so the numbers agree with the
     metrics JSON. Returns ``{"level", "n", "bins": [{bin_lo, bin_hi, count, mean_prob,
     frac_pos}], "ece"}``.
     """

@@ -6,18 +6,18 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from core.analysis.comparison import QUICK_TRAIN
-from core.analysis.metrics import ItemScores
 from core.analysis.score_levels import require_probe, span_max_scores
 from core.base.errors import UserError
 from core.base.numbers import finite_or_none
 from core.base.progress import CancelToken, ProgressFn, check, report
-from core.probes.linear import TrainConfig, train_probe
+from core.probes.linear import QUICK_TRAIN, TrainConfig, train_probe
+from core.probes.metrics import ItemScores
 from core.probes.training_set import build_training_set
 
 #: Characters of context either side of a span in the error browser.

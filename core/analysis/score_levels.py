@@ -1,17 +1,18 @@
 """Shared plumbing of the diagnostics: one level's (labels, scores) and JSON-safe numbers.
 
 Levels are ``token``, ``span`` and ``span_max`` (the headline, one score per entity span),
-read through the same code path as the metrics JSON (:func:`core.analysis.metrics.level_arrays`).
+read through the same code path as the metrics JSON (:func:`core.probes.metrics.level_arrays`).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-from core.analysis.metrics import LEVELS, ItemScores, ScoreKind, level_arrays
 from core.base.numbers import finite_or_none
+from core.probes.metrics import LEVELS, ItemScores, ScoreKind, level_arrays
 
 Level = Literal["token", "span", "span_max"]
 

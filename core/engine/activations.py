@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.engine.model import LoadedModel, cache_root
-from core.engine.scoring import score_batch
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation
+from core.engine.model import LoadedModel, cache_root
+from core.engine.scoring import score_batch
 
 DEFAULT_TOKEN_BUDGET = 4096  # padded tokens per forward pass; bounds memory on 2-core laptops
 

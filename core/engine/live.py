@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.base.types import TokenTrace
 from core.engine.model import LoadedModel
 from core.engine.stream import TokenStream
-from core.base.types import TokenTrace
 
 
 @dataclass(frozen=True)

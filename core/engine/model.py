@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from core.base import settings
 from core.base.errors import UserError
 
 EMBEDDED_MODEL_ID = "embedded:SmolLM2-135M-Instruct"
@@ -35,12 +36,12 @@ _CACHE_MARKER = "probelens-cache.json"
 
 def cache_root() -> Path:
     """Where de-quantised models and activations live (PROBELENS_CACHE_DIR overrides)."""
-    return Path(os.environ.get("PROBELENS_CACHE_DIR", Path.cwd() / "data" / "cache"))
+    return settings.cache_dir()
 
 
 def resolve_model_id(model_id: str | None) -> str:
     """The model to use: argument, else PROBELENS_MODEL, else the embedded default."""
-    chosen = model_id if model_id is not None else os.environ.get("PROBELENS_MODEL", "")
+    chosen = model_id if model_id is not None else settings.model_id()
     return EMBEDDED_MODEL_ID if chosen.strip() in EMBEDDED_ALIASES else chosen.strip()
 
 
@@ -148,8 +149,7 @@ def _embedded_gguf_path() -> Path:
 
 def embedded_cache_dir() -> Path:
     """De-quantised embedded weights (PROBELENS_MODEL_CACHE_DIR overrides; tests share one)."""
-    base = os.environ.get("PROBELENS_MODEL_CACHE_DIR")
-    return (Path(base) if base else cache_root() / "models") / "smollm2-135m-instruct-q4_1"
+    return (settings.model_cache_dir() or cache_root() / "models") / "smollm2-135m-instruct-q4_1"
 
 
 def _dequantise_embedded(target: Path) -> None:
@@ -177,14 +177,9 @@ def _dequantise_embedded(target: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _allow_downloads() -> bool:
-    return os.environ.get("PROBELENS_ALLOW_DOWNLOADS", "") == "1"
-
-
 def load_model(model_id: str | None = None) -> LoadedModel:
     """Load the embedded default, a local folder, or a Hugging Face id already in the local cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     # Our own progress reporting speaks for us; HF's bars and notices would break the
@@ -205,7 +200,7 @@ def load_model(model_id: str | None = None) -> LoadedModel:
         local = source.exists()
         if not local:
             source = resolved  # type: ignore[assignment]
-        kwargs = {} if local or _allow_downloads() else {"local_files_only": True}
+        kwargs = {} if local or settings.allow_downloads() else {"local_files_only": True}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from core.base.errors import UserError
-
 from core.engine.model import LoadedModel
 from core.engine.stream import distribution_stats, offsets_from_ids, prompt_ids
-
 
 # ----------------------------------------------------------------------------- teacher forcing
 
@@ -46,7 +44,7 @@ def _fix_texts(text: str, offsets: Sequence[tuple[int, int]]) -> list[str]:
     """Pieces that concatenate to the text even where byte tokens share a character."""
     texts: list[str] = []
     covered = 0
-    for i, (start, end) in enumerate(offsets):
+    for i, (_start, end) in enumerate(offsets):
         last_of_group = i + 1 == len(offsets) or offsets[i + 1][0] >= end
         if last_of_group and end > covered:
             texts.append(text[covered:end])

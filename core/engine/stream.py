@@ -5,19 +5,16 @@ logits of the next one, so streaming costs no second pass (`benchmarks/stream_ov
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import threading
 
 import torch
 
 from core.base.errors import UserError
 from core.base.progress import CancelToken
-
 from core.engine.model import LoadedModel
-
 
 # ----------------------------------------------------------------------------- prompts
 

@@ -1,21 +1,28 @@
 """Batch generation: a prompts file -> stored answers with per-token data and probe scores.
 
-Runs as a `generate` run in the same worker process as the retrain (core/retrain.py,
-db/train_runs.py): progress, ETA, cancel, and it survives the page being closed. Each
-answer is stored as soon as it is done, so a cancel keeps every finished answer.
-Orchestrates core and db, so db is imported lazily.
+Runs as a `generate` run in the same worker as the retrain (`core.orchestration.runs`):
+progress, ETA, cancel, and it survives the page being closed. Each answer is stored as
+soon as it is done, so a cancel keeps every finished answer.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from core.base import settings
 from core.base.errors import UserError
+from core.base.progress import Cancelled, CancelToken, ProgressFn, check, report
+from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
+from core.orchestration.launcher import launch
+from core.orchestration.registry import load_version_or_none
+from core.probes.pipeline import GenerationSettings, generate_answer
 from core.text.interchange import PromptItem, parse_prompt
-from core.base.progress import CancelToken, Cancelled, ProgressFn, check, report
+from db.generations import check_split, clean_dataset_name, content_hash, save_generated
+from db.models import Dataset, Generation, RunKind, User
 
 MAX_PROMPTS = 10_000
 MAX_PROMPT_CHARS = 20_000
@@ -87,8 +94,6 @@ class BatchParams:
     score: bool = True  # with the active probe, when one fits the model
 
     def validate(self) -> None:
-        from db.generations import check_split, clean_dataset_name
-
         if not self.prompts:
             raise UserError("no prompts")
         self.dataset = clean_dataset_name(self.dataset)
@@ -115,10 +120,8 @@ def check_model(model: str | None) -> str:
 
     Checked before a run row is written, so a typo in the model field changes nothing
     instead of starting a worker that fails after its start-up."""
-    from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
-
     resolved = resolve_model_id(model)
-    if resolved == EMBEDDED_MODEL_ID or os.environ.get("PROBELENS_ALLOW_DOWNLOADS", "") == "1":
+    if resolved == EMBEDDED_MODEL_ID or settings.allow_downloads():
         return resolved
     folder = Path(resolved).expanduser()
     if folder.exists():
@@ -139,38 +142,13 @@ def check_model(model: str | None) -> str:
 
 def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
     """Validate, then start the worker (refused while another batch runs); returns the run id."""
-    from core.orchestration.retrain import launch
-
     params.validate()
     check_model(params.model)
-    return launch(database, "generate", params.to_dict(), actor_id)
-
-
-def _active_probe(database, lm):
-    """(probe, layer, version) of the active probe if it fits `lm`, else None (answers unscored)."""
-    from core.probes.files import load_probe
-    from db.probes import active_probe
-
-    with database.sessions() as session:
-        record = active_probe(session)
-        if record is None:
-            return None
-        path, version = record.artifact_path, record.version
-    try:
-        probe, config = load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
-                                   expect_hidden_size=lm.hidden_size)
-    except UserError:
-        return None
-    return probe, lm.check_layer(config.layer), version
+    return launch(database, RunKind.GENERATE, params.to_dict(), actor_id)
 
 
 def _already_there(session, dataset: str, conversation: list[dict[str, str]]) -> bool:
     """Whether this exact answer is already in the dataset (then it is not stored again)."""
-    from sqlalchemy import select
-
-    from db.generations import content_hash
-    from db.models import Dataset, Generation
-
     return session.scalar(select(Generation.id).join(Dataset).where(
         Dataset.name == dataset, Generation.content_hash == content_hash(conversation)).limit(1)) is not None
 
@@ -178,12 +156,8 @@ def _already_there(session, dataset: str, conversation: list[dict[str, str]]) ->
 def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
     """Answer every prompt, storing each answer (tokens, log-probs, entropies, probe scores) at once."""
-    from core.probes.pipeline import GenerationSettings, generate_answer
-    from db.generations import save_generated
-    from db.models import User
-
     params.validate()
-    scoring = _active_probe(database, lm) if params.score else None
+    scoring = load_version_or_none(database, lm) if params.score else None
     settings = GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
                                   top_p=float(params.top_p), seed=int(params.seed))
     total, tokens, stored = len(params.prompts), 0, []
@@ -195,8 +169,8 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
         if settings.seed is not None:
             settings.seed = int(params.seed) + n  # different samples per prompt, reproducible per batch
         gen, trace, reason = generate_answer(
-            lm, messages, settings, probe=scoring[0] if scoring else None,
-            probe_layer=scoring[1] if scoring else None, cancel=cancel)
+            lm, messages, settings, probe=scoring.probe if scoring else None,
+            probe_layer=scoring.layer if scoring else None, cancel=cancel)
         if reason == "cancelled":
             # Cancelled inside this answer: it is unfinished, so it is not stored as if it were.
             raise Cancelled(f"cancelled after {len(stored)} stored answers")
@@ -205,7 +179,7 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
                 user = session.get(User, created_by) if created_by else None
                 known = _already_there(session, params.dataset, gen.conversation)
                 row = save_generated(session, params.dataset, gen, trace, user=user,
-                                     probe_version=scoring[2] if scoring else None, split=params.split)
+                                     probe_version=scoring.version if scoring else None, split=params.split)
                 stored.append(row.id)
                 repeated += known
             tokens += len(trace.token_ids)
@@ -217,4 +191,4 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
             (f" · {len(skipped)} skipped" if skipped else "")
         report(progress, "generate", n + 1, total, f"{n + 1}/{total} answers · {tokens} tokens{note}")
     return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
-            "probe_version": scoring[2] if scoring else None, "skipped": skipped, "repeated": repeated}
+            "probe_version": scoring.version if scoring else None, "skipped": skipped, "repeated": repeated}

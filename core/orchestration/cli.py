@@ -10,11 +10,12 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from core.base.errors import UserError
 from core.base.progress import Cancelled
+from core.orchestration import cli_runs
+from db import cli as db_cli
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -68,8 +69,8 @@ def _model(name: str | None):
 
 @command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
-    from core.text.interchange import generation_to_record, read_prompts, write_jsonl
     from core.probes.pipeline import GenerationSettings, generate_answers
+    from core.text.interchange import generation_to_record, read_prompts, write_jsonl
 
     prompts = read_prompts(args.prompts)
     lm = _model(args.model)
@@ -146,8 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @command("score")
 def cmd_score(args: argparse.Namespace) -> int:
-    from core.text.interchange import generation_to_record, write_jsonl
     from core.probes.pipeline import score_generations
+    from core.text.interchange import generation_to_record, write_jsonl
 
     generations = _load_generations(args.data, need_labels=False)
     lm, probe, config = _probe_model(args.probe, args.model)
@@ -248,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The database side lives in db/ (import, export, users, db); registered here so
     # there is one `python -m core` for everything.
-    from db.cli import add_commands
-
-    add_commands(sub, lambda name, fn: _COMMANDS.__setitem__(name, fn))
+    register = lambda name, fn: _COMMANDS.__setitem__(name, fn)  # noqa: E731
+    db_cli.add_commands(sub, register)
+    cli_runs.add_commands(sub, register)
     return parser
 
 

@@ -1,8 +1,6 @@
 """What the Inspect page looks at, computed without Streamlit: a probe version scored on the
 labelled answers of chosen datasets and splits, and the extra passes (layers, suspects,
 another version) the page asks for.
-
-Orchestrates core and db (labels, probe records), so like core/retrain.py it imports db lazily.
 """
 from __future__ import annotations
 
@@ -10,12 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from sqlalchemy import func, select
 
+from core.analysis.comparison import layer_auc_ci, layer_token_matrix
+from core.analysis.mistakes import label_error_suspects
 from core.base.errors import UserError
-from core.analysis.metrics import ItemScores
-from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.progress import CancelToken, ProgressFn
 from core.base.types import TokenTrace
+from core.orchestration.registry import load_version
+from core.probes.metrics import ItemScores
+from core.probes.pipeline import best_layer, item_scores, prepare, train_per_layer
+from db.labels import labelled_generations
+from db.models import AnnotationSet, Generation
 
 
 @dataclass
@@ -34,15 +38,9 @@ class EvalSet:
     traces: list[TokenTrace]  # tokens with this probe's scores, for heatmaps
     prepared: list[Any]  # core.probes.pipeline.PreparedItem (hidden states at `layer`)
 
-    def index_of(self, row_id: int) -> int:
-        return self.row_ids.index(row_id)
-
 
 def labels_revision(database) -> str:
     """Changes whenever any label set changes: part of every cache key of the page."""
-    from sqlalchemy import func, select
-
-    from db.models import AnnotationSet, Generation
 
     with database.sessions() as session:
         sets = session.execute(select(func.count(AnnotationSet.id), func.max(AnnotationSet.id),
@@ -51,18 +49,7 @@ def labels_revision(database) -> str:
     return f"{sets[0]}:{sets[1]}:{sets[2]}:{gens[0]}:{gens[1]}"
 
 
-def _probe_of(database, lm, version: int):
-    from core.probes.files import load_probe
-    from db.probes import get_probe
-
-    with database.sessions() as session:
-        path = get_probe(session, version).artifact_path
-    return load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
-                      expect_hidden_size=lm.hidden_size)
-
-
 def _labelled(database, datasets: Sequence[str] | None, splits: Sequence[str] | None):
-    from db.labels import labelled_generations
 
     with database.sessions() as session:
         found = labelled_generations(session, datasets=list(datasets) if datasets else None,
@@ -87,10 +74,9 @@ def evaluation_set(
     cancel: CancelToken | None = None,
 ) -> EvalSet:
     """Score every labelled answer of the chosen data with probe `version` (cached hidden states)."""
-    from core.probes.pipeline import item_scores, prepare
 
-    probe, config = _probe_of(database, lm, version)
-    layer = lm.check_layer(config.layer)
+    loaded = load_version(database, lm, version)
+    probe, layer = loaded.probe, loaded.layer
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
     items = item_scores(prepared, probe, layer)
@@ -109,10 +95,9 @@ def evaluation_set(
 
 def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
     """The same answers scored by another version (paired comparisons need the same items)."""
-    from core.probes.pipeline import item_scores, prepare
 
-    probe, config = _probe_of(database, lm, version)
-    layer = lm.check_layer(config.layer)
+    loaded = load_version(database, lm, version)
+    probe, layer = loaded.probe, loaded.layer
     prepared = eval_set.prepared if layer == eval_set.layer else prepare(
         lm, [p.generation for p in eval_set.prepared], [layer])
     items = item_scores(prepared, probe, layer)
@@ -134,7 +119,6 @@ def first_token_of(eval_set: EvalSet, index: int, start: int) -> int:
 def suspects(eval_set: EvalSet, *, top: int = 30, progress: ProgressFn | None = None,
              cancel: CancelToken | None = None) -> list[dict[str, Any]]:
     """Cross-validated label-error suspects among these answers, with row ids and text."""
-    from core.analysis.mistakes import label_error_suspects
 
     examples = [(p.acts.hidden[eval_set.layer], p.labels.labels, p.labels.span_ids, p.labels.span_labels, key)
                 for p, key in zip(eval_set.prepared, eval_set.keys)]
@@ -167,10 +151,6 @@ def layer_scan(
     cancel: CancelToken | None = None,
 ) -> LayerScan:
     """A quick probe per layer trained on the train split, AUC with CIs on the chosen splits."""
-    from core.analysis.comparison import QUICK_TRAIN, layer_auc_ci
-    from core.probes.linear import train_probe
-    from core.probes.training_set import build_training_set
-    from core.probes.pipeline import _training_examples, item_scores, prepare
 
     chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
     train_l = _labelled(database, datasets, ["train"])
@@ -180,26 +160,15 @@ def layer_scan(
     if not eval_l:
         raise UserError("the layer sweep needs answers outside the train split to measure on")
     everything = prepare(lm, [x.generation for x in train_l + eval_l], chosen, progress=progress, cancel=cancel)
-    train_items, eval_items = everything[:len(train_l)], everything[len(train_l):]
-    probes, per_layer = {}, {}
-    for n, layer in enumerate(chosen):
-        check(cancel)
-        report(progress, "layers", n, len(chosen), f"layer {layer}")
-        data = build_training_set(_training_examples(train_items, layer), span_weight=QUICK_TRAIN.span_weight)
-        probe, _history = train_probe(data, QUICK_TRAIN, cancel=cancel)
-        probes[layer] = probe
-        per_layer[layer] = item_scores(eval_items, probe, layer)
+    probes, per_layer = train_per_layer(everything[:len(train_l)], everything[len(train_l):], chosen,
+                                        progress=progress, cancel=cancel)
     rows = layer_auc_ci(per_layer, n_boot=n_boot, progress=progress, cancel=cancel)
-    scored = [r for r in rows if r.get("span_max_auc") is not None] or [r for r in rows if r.get("token_auc")]
-    key = "span_max_auc" if any(r.get("span_max_auc") is not None for r in rows) else "token_auc"
-    best = max(scored, key=lambda r: r[key])["layer"] if scored else None
+    best = best_layer(rows)
     return LayerScan(rows, probes, best)
 
 
 def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, Any]:
     """Every swept layer's probe on every token of one answer (layer x token heatmap data)."""
-    from core.analysis.comparison import layer_token_matrix
-    from core.probes.pipeline import prepare
 
     layers = sorted(scan.probes)
     item = prepare(lm, [eval_set.prepared[index].generation], layers)[0]
@@ -207,6 +176,3 @@ def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, 
     result["tokens"] = list(item.acts.texts)
     return result
 
-
-def answer_scores(eval_set: EvalSet, index: int) -> np.ndarray:
-    return np.asarray(eval_set.items[index].probe, dtype=np.float64)

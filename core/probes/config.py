@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class ProbeConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ProbeConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ProbeConfig:
         if not isinstance(d, dict):
             raise UserError("probe config must be a JSON object")
         fmt = d.get("format_version", FORMAT_VERSION)

@@ -15,7 +15,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.base.errors import ModelMismatchError, UserError
-from core.probes.config import CONFIG_FILE, FORMAT_VERSION, PROBE_FILE, ProbeConfig, is_probe_dir
+from core.probes.config import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    PROBE_FILE,
+    ProbeConfig,
+    is_probe_dir,
+)
 from core.probes.linear import LinearProbe
 
 

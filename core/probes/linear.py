@@ -22,11 +22,10 @@ Files: :mod:`core.probes.files`; config: :mod:`core.probes.config`; data:
 :mod:`core.probes.training_set`.
 """
 from __future__ import annotations
-from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +62,7 @@ class LinearProbe(torch.nn.Module):
         return self.linear.in_features
 
     @classmethod
-    def from_weights(cls, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray | float) -> "LinearProbe":
+    def from_weights(cls, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray | float) -> LinearProbe:
         w = torch.as_tensor(np.asarray(weight) if not isinstance(weight, torch.Tensor) else weight)
         w = w.detach().to(torch.float32).reshape(-1)
         b = torch.as_tensor(bias if isinstance(bias, torch.Tensor) else np.asarray(bias, dtype=np.float32))
@@ -181,9 +180,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+#: The quick training of the layer sweep and the cross-validated label checks.
+QUICK_TRAIN = TrainConfig(min_steps=100, max_auto_epochs=20)
 
 
 def fold_standardization(

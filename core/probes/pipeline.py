@@ -1,8 +1,8 @@
-"""The end-to-end operations behind the CLI, the pages and the background jobs.
+"""Generations -> hidden states and token labels -> trained, evaluated or swept probes.
 
-Each takes a loaded model, generations and settings, and returns plain data; progress and
-cancellation go through `core.base.progress`, so the same function serves a terminal, a page
-and a job runner.
+The pure pipeline behind the CLI and the runs: each function takes a loaded model,
+generations and settings and returns plain data; progress and cancellation go through
+`core.base.progress`, so the same function serves a terminal, a page and a worker.
 """
 from __future__ import annotations
 
@@ -13,17 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from core.engine.activations import GenerationActivations, extract_activations, generation_key
 from core.base.errors import UserError
-from core.analysis.metrics import ItemScores, evaluate_items
+from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.types import Generation, TokenTrace
+from core.engine.activations import (
+    GenerationActivations,
+    extract_activations,
+    generation_key,
+)
 from core.engine.model import LoadedModel
 from core.engine.stream import TokenStream
 from core.probes.config import ProbeConfig
-from core.probes.linear import LinearProbe, TrainConfig, train_probe
-from core.probes.training_set import build_training_set, split_by_generation, training_data_hash
-from core.base.progress import CancelToken, ProgressFn, check, report
+from core.probes.linear import QUICK_TRAIN, LinearProbe, TrainConfig, train_probe
+from core.probes.metrics import ItemScores, evaluate_items
+from core.probes.training_set import (
+    build_training_set,
+    split_by_generation,
+    training_data_hash,
+)
 from core.text.tokens import TokenLabels, token_labels
-from core.base.types import Generation, TokenTrace
 
 
 @dataclass
@@ -78,7 +86,7 @@ def item_scores(items: Sequence[PreparedItem], probe: LinearProbe | None, layer:
     return out
 
 
-def _training_examples(items: Sequence[PreparedItem], layer: int):
+def training_examples(items: Sequence[PreparedItem], layer: int):
     for item in items:
         yield (item.acts.hidden[layer], item.labels.labels, item.labels.span_ids, item.labels.span_labels, item.key)
 
@@ -121,7 +129,7 @@ def train_on_items(
     """Split by generation, train on one side, report metrics on the held-out side."""
     train_items, val_items = _split(items, val_fraction)
     config = train_config or TrainConfig()
-    data = build_training_set(_training_examples(train_items, layer), span_weight=config.span_weight)
+    data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
     probe, history = train_probe(data, config, progress=progress, cancel=cancel)
     train_metrics = evaluate_items(item_scores(train_items, probe, layer), threshold)
     if val_items:
@@ -202,6 +210,36 @@ def score_generations(
     return traces
 
 
+def train_per_layer(
+    train_items: Sequence[PreparedItem],
+    eval_items: Sequence[PreparedItem],
+    layers: Sequence[int],
+    config: TrainConfig = QUICK_TRAIN,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[dict[int, LinearProbe], dict[int, list[ItemScores]]]:
+    """A quick probe per layer on the train items, and its scores on the evaluation items:
+    the layer sweep of the CLI and of the Inspect page."""
+    probes: dict[int, LinearProbe] = {}
+    scores: dict[int, list[ItemScores]] = {}
+    for n, layer in enumerate(layers):
+        check(cancel)
+        report(progress, "layers", n, len(layers), f"layer {layer}")
+        data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
+        probes[layer], _history = train_probe(data, config, cancel=cancel)
+        scores[layer] = item_scores(eval_items, probes[layer], layer)
+    report(progress, "layers", len(layers), len(layers), "done")
+    return probes, scores
+
+
+def best_layer(rows: Sequence[dict[str, Any]]) -> int | None:
+    """The layer with the best span_max AUC (token AUC where no span is scored)."""
+    key = "span_max_auc" if any(r.get("span_max_auc") is not None for r in rows) else "token_auc"
+    ranked = [r for r in rows if r.get(key) is not None]
+    return max(ranked, key=lambda r: r[key])["layer"] if ranked else None
+
+
 def layer_sweep(
     lm: LoadedModel,
     generations: Sequence[Generation],
@@ -215,26 +253,16 @@ def layer_sweep(
     """Train a quick probe per layer on one extraction pass; AUC per layer on held-out data."""
     chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
     items = prepare(lm, generations, chosen, progress=progress, cancel=cancel)
-    config = train_config or TrainConfig(min_steps=100, max_auto_epochs=20)
+    train, val = _split(items, val_fraction)
+    split = "validation" if val else "train (no validation generations)"
+    _probes, per_layer = train_per_layer(train, val or train, chosen, train_config or QUICK_TRAIN,
+                                         progress=progress, cancel=cancel)
     rows = []
-    for n, layer in enumerate(chosen):
-        check(cancel)
-        report(progress, "layers", n, len(chosen), f"layer {layer}")
-        result = train_on_items(lm, items, layer, val_fraction=val_fraction, train_config=config, cancel=cancel)
-        rows.append(
-            {
-                "layer": layer,
-                "token_auc": result.metrics["token"]["auc"],
-                "span_max_auc": result.metrics["span_max"]["auc"],
-                "span_max_recall_at_fpr_0.1": result.metrics["span_max"]["recall_at_fpr_0.1"],
-                "split": result.metrics["split"],
-            }
-        )
-    report(progress, "layers", len(chosen), len(chosen), "done")
-    ranked = [r for r in rows if r["span_max_auc"] is not None] or [r for r in rows if r["token_auc"] is not None]
-    key = "span_max_auc" if any(r["span_max_auc"] is not None for r in rows) else "token_auc"
-    best = max(ranked, key=lambda r: r[key])["layer"] if ranked else None
-    return {"model": lm.model_id, "default_layer": lm.default_layer, "best_layer": best, "layers": rows}
+    for layer in chosen:
+        metrics = evaluate_items(per_layer[layer])
+        rows.append({"layer": layer, "token_auc": metrics["token"]["auc"], "span_max_auc": metrics["span_max"]["auc"],
+                     "span_max_recall_at_fpr_0.1": metrics["span_max"]["recall_at_fpr_0.1"], "split": split})
+    return {"model": lm.model_id, "default_layer": lm.default_layer, "best_layer": best_layer(rows), "layers": rows}
 
 
 @dataclass

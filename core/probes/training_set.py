@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class TrainingSet:
     def generation(self, g: int) -> slice:
         return slice(int(self.gen_offsets[g]), int(self.gen_offsets[g + 1]))
 
-    def select(self, keep: Sequence[bool]) -> "TrainingSet":
+    def select(self, keep: Sequence[bool]) -> TrainingSet:
         """The generations where ``keep`` is True (e.g. ``not is_val``), span ids renumbered."""
         keep = list(keep)
         if len(keep) != self.n_generations:

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 from core.base.errors import UserError
-from core.text.tokens import canonical_label, codepoint_to_utf16, token_ranges_to_char_span, utf16_to_codepoint
 from core.base.types import Span
+from core.text.tokens import (
+    canonical_label,
+    codepoint_to_utf16,
+    token_ranges_to_char_span,
+    utf16_to_codepoint,
+)
 
 Offsets = Sequence[tuple[int, int]]
 NO_SPAN = "none"  # a pick in `merge_groups` meaning "no gold span here"

@@ -11,13 +11,19 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from core.base.errors import UserError
-from core.text.tokens import UnmatchedSpan, canonical_label, nfc, resolve_annotations_detail
 from core.base.types import Generation, Span, TokenTrace
+from core.text.tokens import (
+    UnmatchedSpan,
+    canonical_label,
+    nfc,
+    resolve_annotations_detail,
+)
 
 # Keys this module interprets; every other top-level key is kept in Generation.extra.
 _KNOWN_KEYS = ("id", "model", "conversation", "annotations", "spans")

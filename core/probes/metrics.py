@@ -19,8 +19,9 @@ only the ranking metrics (AUC, recall at a fixed false-positive rate) are report
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import auc as _sk_auc

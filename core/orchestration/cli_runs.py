@@ -1,34 +1,44 @@
-"""`python -m core retrain | runs | probes | worker`: the Probes page from the command line."""
+"""`python -m core retrain | runs | probes | worker`: the Probes page from the command line.
+
+The orchestration modules import torch; they are imported inside each command so that
+`python -m core users list` and the other database commands start in a fraction of a second.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from core.base.errors import UserError
+from db import open_database
+from db.models import Probe, User
+from db.probes import get_probe, list_probes
+from db.train_runs import (
+    claim,
+    create_run,
+    describe,
+    get_run,
+    list_runs,
+    request_cancel,
+)
+from db.users import get_user
 
 
 def _db():
-    from db import open_database
-
     return open_database()
 
 
 def _actor_id(database, name: str | None) -> int | None:
     if not name:
         return None
-    from db.users import get_user
 
     with database.sessions() as session:
         return get_user(session, name).id
 
 
 def _print_run(database, run_id: int) -> dict:
-    from db.train_runs import describe, get_run
-
     with database.sessions() as session:
         info = describe(get_run(session, run_id))
     print(json.dumps(info, indent=2, default=str))
@@ -40,8 +50,9 @@ def _progress_line(stage: str, done: int, total: int, message: str = "") -> None
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from core.orchestration.retrain import RetrainParams, execute_run, launch
-    from db.train_runs import create_run
+
+    from core.orchestration.retrain import RetrainParams, start_retrain
+    from core.orchestration.runs import execute_run
 
     database = _db()
     params = RetrainParams(model=args.model, layer=args.layer, datasets=args.dataset or None,
@@ -51,12 +62,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     params.validate()
     actor_id = _actor_id(database, args.actor)
     if args.background:
-        run_id = launch(database, "retrain", params.to_dict(), actor_id)
+        run_id = start_retrain(database, params, actor_id)
         print(json.dumps({"run": run_id, "status": "started"}))
         return 0
-    from db.models import User
-
-    from db.train_runs import claim
 
     with database.sessions() as session, session.begin():
         run_id = create_run(session, "retrain", params.to_dict(),
@@ -66,7 +74,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     info = _print_run(database, run_id)
     if status == "succeeded" and params.activate:
         from core.engine.model import get_model
-        from core.orchestration.retrain import rescore
+        from core.orchestration.rescore import rescore
 
         version = _version_of_probe(database, info["probe_id"])
         rescore(database, get_model(params.model), version, progress=_progress_line)
@@ -74,22 +82,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _version_of_probe(database, probe_id: int) -> int:
-    from db.models import Probe
-
     with database.sessions() as session:
         return session.get(Probe, probe_id).version
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from core.orchestration.retrain import worker_main
+    from core.orchestration.runs import worker_main
 
     status = worker_main(_db(), args.run)
     return 0 if status in ("succeeded", "idle") else 1
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from db.train_runs import describe, list_runs, request_cancel
-
     database = _db()
     if args.cancel is not None:
         with database.sessions() as session, session.begin():
@@ -103,8 +107,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_probes(args: argparse.Namespace) -> int:
-    from core.orchestration.retrain import launch, promote, rollback_target, upload_probe
-    from db.probes import get_probe, list_probes
+    from core.orchestration.registry import (
+        promote,
+        promote_and_rescore,
+        rollback_target,
+        upload_probe,
+    )
 
     database = _db()
     action = args.probes_command
@@ -119,14 +127,16 @@ def cmd_probes(args: argparse.Namespace) -> int:
         version = args.version if action == "promote" else rollback_target(database)
         if version is None:
             raise UserError("nothing to roll back to: no earlier active version is known")
-        promote(database, version, _actor_id(database, args.actor))
-        print(f"v{version} is active", file=sys.stderr)
-        if not args.no_rescore:
-            run_id = launch(database, "rescore", {"version": version, "model": args.model}, None)
+        actor = _actor_id(database, args.actor)
+        if args.no_rescore:
+            promote(database, version, actor)
+        else:
+            run_id = promote_and_rescore(database, version, actor, args.model)
             print(json.dumps({"active": version, "rescore_run": run_id}))
+        print(f"v{version} is active", file=sys.stderr)
     elif action == "rescore":
         from core.engine.model import get_model
-        from core.orchestration.retrain import rescore
+        from core.orchestration.rescore import rescore
 
         with database.sessions() as session:
             get_probe(session, args.version)

@@ -1,0 +1,90 @@
+"""Every setting ProbeLens reads from the environment, in one place.
+
+Functions, not constants: tests and the worker change the environment at run time, and a
+value read at import would go stale. `ENV_VARS` is the list the README documents (a test
+checks that the README names each one).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VARS: dict[str, str] = {
+    "DATABASE_URL": "SQLAlchemy URL of the database (default: SQLite at data/probelens.db)",
+    "PROBELENS_MODEL": "model id or local path (default: the embedded SmolLM2-135M-Instruct)",
+    "PROBELENS_ALLOW_DOWNLOADS": "1 lets transformers download a model from a hub (default: off)",
+    "PROBELENS_CACHE_DIR": "activation cache, worker logs, model facts (default: data/cache)",
+    "PROBELENS_MODEL_CACHE_DIR": "where the de-quantised embedded model is kept (default: inside the cache dir)",
+    "PROBELENS_PROBES_DIR": "probe version folders (default: data/probes)",
+    "PROBELENS_DEMO_SIZE": "answers in the first-run demo (default: 200)",
+    "PROBELENS_SEED_DEMO": "0 turns the first-run demo seed off (default: 1)",
+    "PROBELENS_MAX_IMPORT_MB": "largest import file accepted (default: 200)",
+    "PROBELENS_ADMIN_PASSWORD": "creates the admin account on first start without the form",
+    "PROBELENS_NEW_PASSWORD": "password for `users add` / `users reset-password` without a prompt",
+    "PROBELENS_WORKER_IDLE_SECONDS": "how long a worker stays warm for the next run (default: 300)",
+    "PROBELENS_WORKER_STALE_SECONDS": "a run without a heartbeat for this long is marked failed (default: 60)",
+}
+
+
+def _get(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def _float(name: str, default: float) -> float:
+    try:
+        return float(_get(name, str(default)))
+    except ValueError:
+        return default
+
+
+def database_url() -> str:
+    return _get("DATABASE_URL") or f"sqlite:///{Path.cwd() / 'data' / 'probelens.db'}"
+
+
+def model_id() -> str:
+    return _get("PROBELENS_MODEL")
+
+
+def allow_downloads() -> bool:
+    return _get("PROBELENS_ALLOW_DOWNLOADS") == "1"
+
+
+def cache_dir() -> Path:
+    return Path(_get("PROBELENS_CACHE_DIR") or Path.cwd() / "data" / "cache")
+
+
+def model_cache_dir() -> Path | None:
+    value = _get("PROBELENS_MODEL_CACHE_DIR")
+    return Path(value) if value else None
+
+
+def probes_dir() -> Path:
+    return Path(_get("PROBELENS_PROBES_DIR") or Path.cwd() / "data" / "probes")
+
+
+def demo_size() -> int:
+    return int(_float("PROBELENS_DEMO_SIZE", 200))
+
+
+def seed_demo_enabled() -> bool:
+    return _get("PROBELENS_SEED_DEMO", "1") != "0"
+
+
+def max_import_mb_raw() -> str:
+    return _get("PROBELENS_MAX_IMPORT_MB").strip()
+
+
+def admin_password() -> str | None:
+    return _get("PROBELENS_ADMIN_PASSWORD") or None
+
+
+def new_password() -> str | None:
+    return _get("PROBELENS_NEW_PASSWORD") or None
+
+
+def worker_idle_seconds() -> float:
+    return max(0.0, _float("PROBELENS_WORKER_IDLE_SECONDS", 300.0))
+
+
+def worker_stale_seconds() -> float:
+    return max(1.0, _float("PROBELENS_WORKER_STALE_SECONDS", 60.0))

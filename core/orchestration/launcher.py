@@ -1,0 +1,90 @@
+"""Start a run: create its `train_runs` row, then hand it to a warm worker or a new process.
+
+Kept apart from the worker (`runs.py`) so that modules which start runs (batch, registry)
+need not import the modules a worker executes: the import graph stays one-way.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.engine.model import cache_root
+from db.models import RunKind, User
+from db.train_runs import create_run, get_run, process_alive
+
+IDLE_POLL_SECONDS = 0.2
+IDLE_FRESH_SECONDS = 3.0
+
+
+def log_dir() -> Path:
+
+    return cache_root() / "runs"
+
+
+
+def idle_dir(database) -> Path:
+    """Warm workers of one database leave a fresh marker file here while they wait."""
+    url = database.engine.url.render_as_string(hide_password=False)
+    return log_dir() / "idle" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def idle_workers(database) -> list[int]:
+    """Pids of warm workers of this database that are waiting right now."""
+
+    folder = idle_dir(database)
+    if not folder.is_dir():
+        return []
+    alive = []
+    for marker in folder.iterdir():
+        try:
+            fresh = time.time() - marker.stat().st_mtime < IDLE_FRESH_SECONDS
+            pid = int(marker.name)
+        except (OSError, ValueError):
+            continue
+        if fresh and process_alive(pid):
+            alive.append(pid)
+        elif not fresh:
+            marker.unlink(missing_ok=True)
+    return alive
+
+
+
+def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None) -> int:
+    """Create the run row (refused if one is running) and start its worker process."""
+
+    with database.sessions() as session, session.begin():
+        actor = session.get(User, actor_id) if actor_id else None
+        run_id = create_run(session, kind, params, actor).id
+    if idle_workers(database):
+        # a warm worker polls for unassigned runs; give it a moment before starting a new one
+        deadline = time.monotonic() + 2 * IDLE_FRESH_SECONDS
+        while time.monotonic() < deadline:
+            with database.sessions() as session:
+                if get_run(session, run_id).status != "queued":
+                    return run_id
+            time.sleep(0.05)
+    logs = log_dir()
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DATABASE_URL": database.engine.url.render_as_string(hide_password=False)}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    with open(logs / f"run-{run_id}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "core", "worker", "--run", str(run_id)], cwd=root, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    _CHILDREN[run_id] = proc
+    with database.sessions() as session, session.begin():
+        run = get_run(session, run_id)
+        if run.pid is None:
+            run.pid = proc.pid
+    return run_id
+
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by db.train_runs.process_alive / poll
+

@@ -1,0 +1,224 @@
+"""Probe versions: register (one atomic path for every source), load, promote, roll back, upload.
+
+Registration writes the probe's files under a staging name, renames them into `v<N>` and
+commits the row in one transaction; if that transaction fails the folder is removed again,
+so a killed process never leaves a half-registered version.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.base import settings
+from core.base.errors import UserError
+from core.base.numbers import finite_or_none
+from core.orchestration.launcher import launch
+from core.probes.archive import unpack_probe
+from core.probes.config import ProbeConfig
+from core.probes.files import load_probe
+from core.probes.linear import LinearProbe
+from db.models import Event, Probe, RunKind, User
+from db.probes import (
+    active_probe,
+    get_probe,
+    list_probes,
+    next_version,
+    register_probe,
+    set_active,
+)
+
+
+@dataclass
+class LoadedProbe:
+    """A stored probe version, loaded and checked against the model it will read."""
+
+    version: int
+    probe: LinearProbe
+    config: ProbeConfig
+    layer: int
+
+
+@dataclass
+class Registered:
+    version: int
+    probe_id: int
+
+
+def probes_dir() -> Path:
+    return settings.probes_dir()
+
+
+def load_version(database, lm, version: int | None = None) -> LoadedProbe | None:
+    """The active probe (or `version`) for `lm`; None when no probe is active.
+
+    Raises UserError (ModelMismatchError among them) when the files are gone, damaged or
+    were trained on another model: each caller decides whether that is an error or "unscored".
+    """
+    with database.sessions() as session:
+        record = get_probe(session, version) if version is not None else active_probe(session)
+        if record is None:
+            return None
+        path, version = record.artifact_path, record.version
+    probe, config = load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
+                               expect_hidden_size=lm.hidden_size)
+    return LoadedProbe(version, probe, config, lm.check_layer(config.layer))
+
+
+def load_version_or_none(database, lm, version: int | None = None) -> LoadedProbe | None:
+    """`load_version`, with a probe that does not fit `lm` read as "no probe" (answers stay unscored)."""
+    try:
+        return load_version(database, lm, version)
+    except UserError:
+        return None
+
+
+WriteFiles = Callable[[Path, int], ProbeConfig]
+InTransaction = Callable[[Session, Probe], None]
+
+
+def register_version(database, write: WriteFiles, *, created_by: int | None = None, activate: bool = False,
+                     parent_version: int | None = None, in_transaction: InTransaction | None = None,
+                     tag: str = "probe") -> Registered:
+    """Write a probe's files with `write(staging_dir, version)` and register them as version N.
+
+    `in_transaction(session, row)` runs inside the registering transaction (finish the run
+    row, store the demo's answers): if it raises, nothing is registered and no folder stays.
+    """
+    root = probes_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".staging-{tag}-{os.getpid()}-{time.time_ns()}"
+    target: Path | None = None
+    try:
+        with database.sessions() as session, session.begin():
+            version = next_version(session)
+            config = write(staging, version)
+            target = root / f"v{version}"
+            if target.exists():
+                shutil.rmtree(target)  # left by a process killed between rename and commit: no row points at it
+            os.replace(staging, target)
+            actor = session.get(User, created_by) if created_by else None
+            row = register_probe(session, artifact_dir=str(target), config=config, version=version,
+                                 parent_version=parent_version, created_by=actor, activate=activate)
+            if in_transaction is not None:
+                in_transaction(session, row)
+            registered = Registered(version, row.id)
+    except BaseException:
+        if target is not None and target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return registered
+
+
+def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
+    """Register an uploaded probe zip as a new (inactive) version; checked against `lm` first."""
+
+    def write(staging: Path, _version: int) -> ProbeConfig:
+        _probe, config = unpack_probe(data, staging, expect_model_id=lm.model_id,
+                                      expect_tokenizer_hash=lm.tokenizer_hash, expect_hidden_size=lm.hidden_size)
+        lm.check_layer(config.layer)
+        config.metrics = {**(config.metrics or {}), "uploaded_as_version_of": config.version}
+        return config
+
+    return register_version(database, write, created_by=actor_id, tag="upload").version
+
+
+def promote(database, version: int, actor_id: int | None) -> None:
+    """Make `version` the active probe now (its files are checked first)."""
+    with database.sessions() as session, session.begin():
+        row = get_probe(session, version)
+        load_probe(row.artifact_path)  # refuse a version whose files are gone or damaged
+        set_active(session, version, session.get(User, actor_id) if actor_id else None)
+
+
+def promote_and_rescore(database, version: int, actor_id: int | None, model: str | None = None) -> int:
+    """Promote and start the re-score that fills the heatmaps; returns the re-score run.
+
+    The run is started first: if it is refused (a re-score is already running) nothing
+    changed, and the person gets that one message.
+    """
+    with database.sessions() as session:
+        load_probe(get_probe(session, version).artifact_path)
+    run_id = launch(database, RunKind.RESCORE, {"version": version, "model": model}, actor_id)
+    promote(database, version, actor_id)
+    return run_id
+
+
+def rollback_target(database) -> int | None:
+    """The version that was active before the current one (the event log knows)."""
+    with database.sessions() as session:
+        current = active_probe(session)
+        if current is None:
+            return None
+        events = session.scalars(select(Event).where(Event.action == "probe.activate").order_by(Event.id.desc()))
+        for event in events:
+            before = (event.before or {}).get("version")
+            after = (event.after or {}).get("version")
+            if after == current.version and before and before != current.version:
+                existing = {p.version for p in list_probes(session)}
+                if before in existing:
+                    return int(before)
+        return current.parent_version
+
+
+# --- views for the Probes page and the CLI ----------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def versions_table(database) -> list[dict[str, Any]]:
+    """One row per probe version, newest first: what a person compares before promoting."""
+    rows = []
+    with database.sessions() as session:
+        for p in list_probes(session):
+            m = _dict(p.metrics)
+            comparison = _dict(m.get("comparison"))
+            delta = _dict(_dict(comparison.get("span_max")).get("auc"))
+            ci = delta.get("ci") if isinstance(delta.get("ci"), list) else []
+            rows.append({
+                "version": p.version,
+                "active": p.active,
+                "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
+                "layer": p.layer,
+                "train answers": m.get("n_train") if isinstance(m.get("n_train"), int) else None,
+                "validation answers": m.get("n_validation") if isinstance(m.get("n_validation"), int) else None,
+                "token AUC": finite_or_none(_dict(m.get("token")).get("auc")),
+                "span_max AUC": finite_or_none(_dict(m.get("span_max")).get("auc")),
+                "recall@10%FPR": finite_or_none(_dict(m.get("span_max")).get("recall_at_fpr_0.1")),
+                "vs": comparison.get("against") if isinstance(comparison.get("against"), int) else None,
+                "Δ span_max AUC": finite_or_none(delta.get("delta")),
+                "Δ CI low": finite_or_none(ci[0]) if len(ci) > 0 else None,
+                "Δ CI high": finite_or_none(ci[1]) if len(ci) > 1 else None,
+                "data hash": (p.training_data_hash or "")[:12],
+                "parent": p.parent_version,
+            })
+    return rows
+
+
+def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paired comparison stored with a version, flat: level x metric with delta and CI."""
+    comparison = _dict(_dict(metrics).get("comparison"))
+    rows = []
+    for level in ("token", "span_max"):
+        for metric in ("auc", "recall_at_fpr_0.1"):
+            row = _dict(_dict(comparison.get(level)).get(metric))
+            if not row:
+                continue
+            ci = row.get("ci") if isinstance(row.get("ci"), list) and len(row.get("ci")) == 2 else [None, None]
+            rows.append({"level": level, "metric": metric, "active": finite_or_none(row.get("a")),
+                         "new": finite_or_none(row.get("b")), "delta": finite_or_none(row.get("delta")),
+                         "CI low": finite_or_none(ci[0]), "CI high": finite_or_none(ci[1]),
+                         "P(new better)": finite_or_none(row.get("prob_b_better"))})
+    return rows
