@@ -22,6 +22,16 @@ def actor_id() -> int:
         return db_user(session, user).id
 
 
+def activate(version: int, done: str) -> None:
+    """Promote (or roll back to) `version` and start the re-score that fills its heatmaps."""
+    try:
+        run_id = registry.promote_and_rescore(db, version, actor_id())
+        st.toast(done.format(v=version, run=run_id))
+        st.rerun()
+    except UserError as exc:
+        st.error(str(exc))
+
+
 def latest_runs() -> dict[str, dict]:
     with db.sessions() as session, session.begin():
         train_runs.reap_dead(session)
@@ -136,20 +146,10 @@ else:
     promote_col, rollback_col, download_col = st.columns(3)
     if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
                                                 key=f"promote-{version}"):
-        try:
-            run_id = registry.promote_and_rescore(db, version, actor_id())
-            st.toast(f"v{version} is active; re-scoring stored answers (run {run_id}).")
-            st.rerun()
-        except UserError as exc:
-            st.error(str(exc))
+        activate(version, "v{v} is active; re-scoring stored answers (run {run}).")
     target = registry.rollback_target(db)
     if target is not None and rollback_col.button(f"Roll back to v{target}", key=f"rollback-{target}"):
-        try:
-            run_id = registry.promote_and_rescore(db, target, actor_id())
-            st.toast(f"Rolled back to v{target}; filling any missing scores (run {run_id}).")
-            st.rerun()
-        except UserError as exc:
-            st.error(str(exc))
+        activate(target, "Rolled back to v{v}; filling any missing scores (run {run}).")
     from core.probes.archive import pack_probe
 
     try:

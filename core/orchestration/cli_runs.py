@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from core.base.errors import UserError
@@ -84,6 +85,30 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def _version_of_probe(database, probe_id: int) -> int:
     with database.sessions() as session:
         return session.get(Probe, probe_id).version
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """The first-run demo as a worker run: waits for it (printing progress) unless --background."""
+    from core.orchestration.seed import start_seed
+
+    database = _db()
+    run_id = start_seed(database, _actor_id(database, args.actor), size=args.size, model=args.model)
+    if args.background:
+        print(json.dumps({"run": run_id, "status": "started"}))
+        return 0
+    last = None
+    while True:
+        with database.sessions() as session:
+            run = get_run(session, run_id)
+            status, message = run.status, run.message
+        if message and message != last:
+            print(message, file=sys.stderr)
+            last = message
+        if status not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    info = _print_run(database, run_id)
+    return 0 if info["status"] == "succeeded" else (130 if info["status"] == "cancelled" else 1)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -174,6 +199,13 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--background", action="store_true", help="start a worker process and return at once")
     p.add_argument("--actor", default=None)
     register("retrain", cmd_retrain)
+
+    p = sub.add_parser("seed", help="the first-run demo data and demo probe, as a worker run")
+    p.add_argument("--size", type=int, default=None, help="answers (default: PROBELENS_DEMO_SIZE or 200)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--background", action="store_true", help="start the worker and return at once")
+    p.add_argument("--actor", default=None)
+    register("seed", cmd_seed)
 
     p = sub.add_parser("worker", help="run one queued run (started by the app; not for people)")
     p.add_argument("--run", type=int, required=True)
