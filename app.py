@@ -48,7 +48,7 @@ def first_run_setup() -> None:
     """Ask once for the admin password."""
     from db.users import ensure_admin
 
-    db = database()
+    storage = database()
     st.title("Welcome to ProbeLens")
     st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
     with st.form("first-admin"):
@@ -60,7 +60,7 @@ def first_run_setup() -> None:
             st.error("The two passwords differ.")
         else:
             try:
-                with db.sessions() as session, session.begin():
+                with storage.sessions() as session, session.begin():
                     ensure_admin(session, first)
                 st.success("Admin account created: sign in as **admin**.")
                 st.rerun()

@@ -23,11 +23,11 @@ from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.generations import get_generation, list_datasets, to_core, trace_of  # noqa: E402
 from db.predictions import scores_for  # noqa: E402
 
-db = database()
+storage = database()
 probe_info = active_probe()
 probe_version = probe_info.version if probe_info else None
 
-with db.sessions() as session:
+with storage.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]
 
 c1, c2, c3, c4 = st.columns(4)
@@ -44,7 +44,7 @@ sort = c4.selectbox("Order", ["assigned", "uncertainty", "risk", "disagreement",
                                  "risk": "highest risk", "disagreement": "most disagreement",
                                  "newest": "newest"}.get)
 
-with db.sessions() as session:
+with storage.sessions() as session:
     me = db_user(session, user)
     items = work_queue.queue(session, me, dataset=dataset, split=split, label_state=label_state, sort=sort,
                              probe_version=probe_version, limit=300)
@@ -80,7 +80,7 @@ with left:
         current = items[rows[0]].generation_id
 st.session_state["ann-current"] = current
 
-with db.sessions() as session:
+with storage.sessions() as session:
     me = db_user(session, user)
     row = get_generation(session, current)
     generation, trace = to_core(row), trace_of(row)
@@ -112,7 +112,7 @@ with right:
         spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in saved.get("spans", [])]
         base = int(saved.get("base_version", loaded_version))
         try:
-            with db.sessions() as session, session.begin():
+            with storage.sessions() as session, session.begin():
                 me = db_user(session, user)
                 stored = save_annotation_set(session, generation_id, spans, owner=me, expected_version=base,
                                              actor=me)

@@ -162,17 +162,17 @@ def _seed_run() -> int | None:
     """The demo seed's run: started by the first page view that finds no demo data, then only read.
 
     A failed or cancelled seed is not retried on its own; an admin can start it again."""
-    db = database()
-    with db.sessions() as session:
+    storage = database()
+    with storage.sessions() as session:
         latest = latest_run(session, RunKind.SEED)
     if latest is not None:
         return latest.id
-    if not needs_seed(db):
+    if not needs_seed(storage):
         return None
     try:
-        return start_seed(db)
+        return start_seed(storage)
     except UserError:  # another session started it a moment ago
-        with db.sessions() as session:
+        with storage.sessions() as session:
             latest = latest_run(session, RunKind.SEED)
         return latest.id if latest else None
 
@@ -187,21 +187,21 @@ def seed_status(user: SignedIn) -> None:
 
     @st.fragment(run_every=1.0 if running else None)
     def box() -> None:
-        db = database()
-        with db.sessions() as session:
+        storage = database()
+        with storage.sessions() as session:
             run = describe(get_run(session, run_id))
         with st.sidebar:
             if run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
                 st.caption(f"Preparing demo data: {run['message'] or run['status']}")
                 st.progress(min(1.0, float(run["progress"] or 0.0)))
                 if user.role == "admin" and st.button("Cancel demo seeding", key="cancel-seed"):
-                    with db.sessions() as session, session.begin():
+                    with storage.sessions() as session, session.begin():
                         request_cancel(session, run_id, db_user(session, user))
-            elif run["status"] in (RunStatus.FAILED, RunStatus.CANCELLED) and needs_seed(db):
+            elif run["status"] in (RunStatus.FAILED, RunStatus.CANCELLED) and needs_seed(storage):
                 st.warning(f"Demo seeding {run['status']}" + (f": {run['error']}" if run["error"] else "."))
                 if user.role == "admin" and st.button("Start demo seeding again", key="retry-seed"):
                     try:
-                        start_seed(db, user.id)
+                        start_seed(storage, user.id)
                     except UserError as exc:
                         st.error(str(exc))
                     st.rerun()

@@ -20,12 +20,12 @@ from db.generations import delete_dataset, list_datasets  # noqa: E402
 from db.importer import BadImportError, import_file, preview_import  # noqa: E402
 from db.users import list_users  # noqa: E402
 
-db = database()
+storage = database()
 SPLITS = ["train", "validation", "test"]
 
 
 def actor_id() -> int:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         return db_user(session, user).id
 
 
@@ -33,7 +33,7 @@ def problems_table(problems: list[tuple[int, str]], unit: str = "line") -> None:
     st.dataframe(pd.DataFrame([{unit: n, "reason": reason} for n, reason in problems]), hide_index=True)
 
 
-with db.sessions() as session:
+with storage.sessions() as session:
     datasets = list_datasets(session)
     annotators = [u.name for u in list_users(session)]
 names = [d["name"] for d in datasets]
@@ -87,7 +87,7 @@ with tab_import:
                     bar.progress(min(1.0, done / total) if total else 0.0, text=f"{stage}: {message}")
 
                 try:
-                    with db.sessions() as session, session.begin():
+                    with storage.sessions() as session, session.begin():
                         me = db_user(session, user)
                         result = import_file(session, source, dataset=target, split=split, as_user=as_user,
                                              actor=me, source_name=filename, progress=shown)
@@ -120,7 +120,7 @@ with tab_export:
         wanted = (chosen, which, who, fmt)
         if st.button("Prepare the file", key="exp-go"):
             try:
-                with db.sessions() as session:
+                with storage.sessions() as session:
                     st.session_state["exp-ready"] = (wanted, *export_bytes(session, chosen, format=fmt, which=which,
                                                                            annotator=who))
             except UserError as exc:
@@ -165,13 +165,13 @@ with tab_batch:
                                    max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
                                    seed=int(seed))
         try:
-            run_id = batch.start_batch(db, params, actor_id())
+            run_id = batch.start_batch(storage, params, actor_id())
             st.toast(f"Batch run {run_id} started.")
         except UserError as exc:
             st.error(str(exc))
 
     def latest_batch() -> dict | None:
-        with db.sessions() as session, session.begin():
+        with storage.sessions() as session, session.begin():
             train_runs.reap_dead(session)
             run = train_runs.latest_run(session, "generate")
             return train_runs.describe(run) if run else None
@@ -192,7 +192,7 @@ with tab_batch:
             if run["cancel_requested"]:
                 st.caption("Cancel requested; stopping after the current token…")
             elif st.button(f"Cancel batch run {run['id']}", key=f"batch-cancel-{run['id']}"):
-                with db.sessions() as session, session.begin():
+                with storage.sessions() as session, session.begin():
                     train_runs.request_cancel(session, run["id"], db_user(session, user))
                 st.rerun(scope="fragment")
         elif run["status"] == "succeeded":
@@ -224,7 +224,7 @@ with tab_sets:
         typed = st.text_input(f"Type the dataset's name ({doomed}) to confirm", key=f"del-confirm-{doomed}")
         if st.button("Delete permanently", key="del-go", disabled=typed.strip() != doomed):
             try:
-                with db.sessions() as session, session.begin():
+                with storage.sessions() as session, session.begin():
                     delete_dataset(session, doomed, db_user(session, user))
                 st.session_state.pop(f"del-confirm-{doomed}", None)
                 st.toast(f"Deleted dataset '{doomed}'.")

@@ -16,8 +16,8 @@ from core.orchestration import eval_sets  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 from db.probes import list_probes  # noqa: E402
 
-db = database()
-with db.sessions() as session:
+storage = database()
+with storage.sessions() as session:
     records = [(p.version, p.active, p.layer) for p in list_probes(session)]
     dataset_names = [d["name"] for d in list_datasets(session)]
 if not records:
@@ -46,7 +46,7 @@ def table_of(version: int, datasets: tuple[str, ...], splits: tuple[str, ...], r
     return curves.threshold_table(scored(version, datasets, splits, revision).items, level)
 
 
-key = (int(version), tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(db))
+key = (int(version), tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
 try:
     with st.spinner("Scoring the labelled answers with this probe…"):
         es = scored(*key)
@@ -171,12 +171,12 @@ with tab_suspects:
 with tab_layers:
     st.caption("A quick probe per layer, trained on the train split and measured on the chosen splits; "
                "runs the model once over every layer (cached afterwards).")
-    scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(db))
+    scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):
         bar = st.progress(0.0, text="extracting hidden states…")
         try:
             st.session_state[scan_key] = eval_sets.layer_scan(
-                db, language_model(), datasets or None, [s for s in (splits or ["validation"]) if s != "train"]
+                storage, language_model(), datasets or None, [s for s in (splits or ["validation"]) if s != "train"]
                 or ["validation"],
                 progress=lambda stage, done, total, message="": bar.progress(
                     min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total} {message}"))
@@ -204,7 +204,7 @@ with tab_compare:
         compare_key = ("compare", other, *key)
         if compare_key not in st.session_state:
             with st.spinner(f"Scoring the same answers with v{other}…"):
-                es_b = eval_sets.rescored(es, db, language_model(), int(other))
+                es_b = eval_sets.rescored(es, storage, language_model(), int(other))
                 st.session_state[compare_key] = (es_b, comparison.compare_probes(es.items, es_b.items, n_boot=500))
         es_b, delta = st.session_state[compare_key]
         rows = []

@@ -14,18 +14,18 @@ from core.orchestration import registry, retrain  # noqa: E402
 from db import train_runs  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 
-db = database()
+storage = database()
 
 
 def actor_id() -> int:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         return db_user(session, user).id
 
 
 def activate(version: int, done: str) -> None:
     """Promote (or roll back to) `version` and start the re-score that fills its heatmaps."""
     try:
-        run_id = registry.promote_and_rescore(db, version, actor_id())
+        run_id = registry.promote_and_rescore(storage, version, actor_id())
         st.toast(done.format(v=version, run=run_id))
         st.rerun()
     except UserError as exc:
@@ -33,7 +33,7 @@ def activate(version: int, done: str) -> None:
 
 
 def latest_runs() -> dict[str, dict]:
-    with db.sessions() as session, session.begin():
+    with storage.sessions() as session, session.begin():
         train_runs.reap_dead(session)
         found = {kind: train_runs.latest_run(session, kind) for kind in ("retrain", "rescore")}
         return {kind: train_runs.describe(run) for kind, run in found.items() if run is not None}
@@ -42,13 +42,13 @@ def latest_runs() -> dict[str, dict]:
 # --- retrain ------------------------------------------------------------------------------------
 
 st.subheader("Retrain")
-with db.sessions() as session:
+with storage.sessions() as session:
     dataset_names = [d["name"] for d in list_datasets(session)]
 chosen = st.multiselect("Datasets", dataset_names, placeholder="all datasets", key="rt-datasets")
 sources = st.multiselect("Labels to learn from", ["gold", "majority"], default=["gold", "majority"],
                          key="rt-sources", help="gold: the reviewed set; majority: where no gold exists, the spans "
                          "a strict majority of the answer's annotators agree on")
-summary = retrain.label_summary(db, chosen or None, tuple(sources) or ("gold", "majority"))
+summary = retrain.label_summary(storage, chosen or None, tuple(sources) or ("gold", "majority"))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Labelled answers", summary["answers"])
 c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summary['by_split'].get('validation', 0)}")
@@ -69,7 +69,7 @@ if pressed:
                                       sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
                                       lr=float(lr), seed=int(seed))
     try:
-        run_id = retrain.start_retrain(db, params, actor_id())
+        run_id = retrain.start_retrain(storage, params, actor_id())
         st.session_state["probes-watching"] = run_id
         st.toast(f"Retrain run {run_id} started.")
     except UserError as exc:
@@ -91,7 +91,7 @@ def run_status() -> None:
             if run["cancel_requested"]:
                 st.caption("Cancel requested; stopping at the next checkpoint…")
             elif st.button(f"Cancel {title.lower()} run {run['id']}", key=f"cancel-{run['id']}"):
-                with db.sessions() as session, session.begin():
+                with storage.sessions() as session, session.begin():
                     train_runs.request_cancel(session, run["id"], None)
                 st.rerun(scope="fragment")
         elif run["status"] == "succeeded":
@@ -111,7 +111,7 @@ run_status()
 # --- versions -----------------------------------------------------------------------------------
 
 st.subheader("Versions")
-table = registry.versions_table(db)
+table = registry.versions_table(storage)
 if not table:
     st.info("No probe yet. Label some answers and press Retrain, or upload a probe below.")
 else:
@@ -127,7 +127,7 @@ else:
                            key=f"probe-version-{versions[0]}")  # a new version resets the pick to it
     from db.probes import get_probe
 
-    with db.sessions() as session:
+    with storage.sessions() as session:
         record = get_probe(session, version)
         metrics, path = dict(record.metrics or {}), record.artifact_path
     rows = registry.comparison_rows(metrics)
@@ -147,7 +147,7 @@ else:
     if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
                                                 key=f"promote-{version}"):
         activate(version, "v{v} is active; re-scoring stored answers (run {run}).")
-    target = registry.rollback_target(db)
+    target = registry.rollback_target(storage)
     if target is not None and rollback_col.button(f"Roll back to v{target}", key=f"rollback-{target}"):
         activate(target, "Rolled back to v{v}; filling any missing scores (run {run}).")
     from core.probes.archive import pack_probe
@@ -167,7 +167,7 @@ st.caption(f"A zip holding config.json and probe.safetensors (as downloaded abov
 uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
 if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
     try:
-        new_version = registry.upload_probe(db, language_model(), uploaded.getvalue(), actor_id())
+        new_version = registry.upload_probe(storage, language_model(), uploaded.getvalue(), actor_id())
         st.success(f"Registered as v{new_version}.")
     except UserError as exc:
         st.error(str(exc))

@@ -26,10 +26,10 @@ from db.agreement_items import agreement_items  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 from db.users import list_users  # noqa: E402
 
-db = database()
+storage = database()
 probe_info = active_probe()
 probe_version = probe_info.version if probe_info else None
-with db.sessions() as session:
+with storage.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]
 if not datasets:
     st.info("No datasets yet.")
@@ -42,7 +42,7 @@ if wanted and wanted.isdigit() and st.session_state.get("rev-wanted-seen") != wa
     from db.generations import get_generation
 
     try:
-        with db.sessions() as session:
+        with storage.sessions() as session:
             st.session_state["rev-dataset"] = get_generation(session, int(wanted)).dataset.name
         st.session_state["rev-generation"] = int(wanted)
         st.session_state["rev-force"] = True
@@ -54,7 +54,7 @@ tab_review, tab_agreement, tab_assign = st.tabs(["Settle gold", "Agreement", "As
 with tab_agreement:
     from core.analysis.agreement import agreement_report
 
-    with db.sessions() as session:
+    with storage.sessions() as session:
         items, annotators, generation_ids = agreement_items(session, dataset)
     if len(annotators) < 2:
         st.info("Agreement needs at least two annotators with labels in this dataset.")
@@ -82,7 +82,7 @@ with tab_agreement:
                     st.session_state["rev-generation"] = generation_ids[index]
 
 with tab_assign:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         names = [u.name for u in list_users(session) if u.active]
     with st.form("assign"):
         who = st.multiselect("Annotators", names)
@@ -90,7 +90,7 @@ with tab_assign:
         hours = st.number_input("Lease (hours)", 1.0, 24.0 * 30, 24.0)
         if st.form_submit_button("Assign"):
             try:
-                with db.sessions() as session, session.begin():
+                with storage.sessions() as session, session.begin():
                     made = work_queue.assign(session, dataset, int(k), who, lease_hours=float(hours),
                                              actor=db_user(session, user))
                 st.success(f"Created {made} assignments.")
@@ -98,7 +98,7 @@ with tab_assign:
                 st.error(str(exc))
 
 with tab_review:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         me = db_user(session, user)
         queue_items = work_queue.queue(session, me, dataset=dataset, sort="disagreement", label_state="any",
                                        probe_version=probe_version, limit=300)
@@ -117,7 +117,7 @@ with tab_review:
         st.session_state.pop("rev-pick", None)
     current = st.selectbox("Answer", candidates, key="rev-pick", format_func=lambda g: f"#{g}",
                            **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}))
-    with db.sessions() as session:
+    with storage.sessions() as session:
         bundle = reviewing.review_bundle(session, current, probe_version)
     trace = bundle.trace
     trace = trace_or_tokenise(current, trace)
@@ -146,7 +146,7 @@ with tab_review:
     a, b = st.columns(2)
     if a.button("Save merged gold", key=f"save-gold-{current}", type="primary"):
         try:
-            with db.sessions() as session, session.begin():
+            with storage.sessions() as session, session.begin():
                 reviewing.save_gold(session, current, merged, expected_version=gold_version,
                                     reviewer=db_user(session, user), decision="merged span by span")
             st.success("Gold saved.")
@@ -156,7 +156,7 @@ with tab_review:
     pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
     if pick and b.button(f"Use {pick}'s spans as gold", key=f"use-{current}"):
         try:
-            with db.sessions() as session, session.begin():
+            with storage.sessions() as session, session.begin():
                 reviewing.pick_annotator(session, current, pick, expected_version=gold_version,
                                          reviewer=db_user(session, user))
             st.success(f"Gold is now {pick}'s set.")

@@ -17,14 +17,14 @@ from db.events import list_events  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 from db.team import team_progress  # noqa: E402
 
-db = database()
+storage = database()
 tab_accounts, tab_events, tab_team = st.tabs(["Accounts", "Event log", "Team progress"])
 
 
 def run_change(action, *args, success: str) -> None:
     """Apply one account change in its own transaction; show one clear message either way."""
     try:
-        with db.sessions() as session, session.begin():
+        with storage.sessions() as session, session.begin():
             action(session, *args, actor=db_user(session, user))
         st.success(success)
     except UserError as exc:
@@ -32,7 +32,7 @@ def run_change(action, *args, success: str) -> None:
 
 
 with tab_accounts:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         people = accounts.list_users(session)
         rows = [{"name": u.name, "role": u.role, "active": u.active, "created": u.created_at} for u in people]
         names = [u.name for u in people]
@@ -46,7 +46,7 @@ with tab_accounts:
         password = c3.text_input("Password (8+ characters)", type="password")
         if st.form_submit_button("Add"):
             try:
-                with db.sessions() as session, session.begin():
+                with storage.sessions() as session, session.begin():
                     accounts.add_user(session, name, password, role=role, actor=db_user(session, user))
                 st.success(f"Added {name} ({role}).")
                 st.rerun()
@@ -68,7 +68,7 @@ with tab_accounts:
         run_change(accounts.reset_password, target, new_password, success=f"Password of {target} reset.")
 
 with tab_events:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         people = {u.name: u.id for u in accounts.list_users(session)}
         datasets = [d["name"] for d in list_datasets(session)]
     c1, c2, c3, c4 = st.columns(4)
@@ -76,7 +76,7 @@ with tab_events:
     action = c2.text_input("Action (e.g. annotation.save)", key="ev-action") or None
     dataset = c3.selectbox("Dataset", [None, *datasets], format_func=lambda d: d or "any", key="ev-dataset")
     since = c4.date_input("Since", value=None, key="ev-since")
-    with db.sessions() as session:
+    with storage.sessions() as session:
         events = list_events(
             session, user_id=people.get(who) if who else None, action=action, dataset=dataset,
             since=datetime.combine(since, time.min, tzinfo=UTC) if since else None, limit=500,
@@ -90,11 +90,11 @@ with tab_events:
     st.dataframe(table, hide_index=True, width="stretch", height=480)
 
 with tab_team:
-    with db.sessions() as session:
+    with storage.sessions() as session:
         datasets = [d["name"] for d in list_datasets(session)]
     dataset = st.selectbox("Agreement with gold on dataset", [None, *datasets], format_func=lambda d: d or "—",
                            key="team-dataset")
-    with db.sessions() as session:
+    with storage.sessions() as session:
         st.dataframe(pd.DataFrame(team_progress(session, dataset)), hide_index=True, width="stretch")
     st.caption("Median time per item: the median gap between a person's consecutive saves, ignoring pauses "
                "over 30 minutes. κ vs gold: token-level Cohen's kappa against the gold set.")
