@@ -18,6 +18,7 @@ from pages.common import (
 user = require_page("annotate")
 st.title("Annotate")
 
+from db import assignments  # noqa: E402
 from db import queue as work_queue  # noqa: E402
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of  # noqa: E402
 from db.generations import get_generation, list_datasets, to_core, trace_of  # noqa: E402
@@ -116,7 +117,7 @@ with right:
                 me = db_user(session, user)
                 stored = save_annotation_set(session, generation_id, spans, owner=me, expected_version=base,
                                              actor=me)
-                work_queue.mark_done(session, generation_id, me)
+                assignments.mark_done(session, generation_id, me)
         except ConflictError as exc:
             st.session_state[key] = {
                 "theirs": [{"start": s.start, "end": s.end, "label": s.label, "note": s.note}

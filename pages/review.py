@@ -20,6 +20,7 @@ from pages.common import (
 user = require_page("review")
 st.title("Review")
 
+from db import assignments  # noqa: E402
 from db import queue as work_queue  # noqa: E402
 from db import review as reviewing  # noqa: E402
 from db.agreement_items import agreement_items  # noqa: E402
@@ -91,7 +92,7 @@ with tab_assign:
         if st.form_submit_button("Assign"):
             try:
                 with storage.sessions() as session, session.begin():
-                    made = work_queue.assign(session, dataset, int(k), who, lease_hours=float(hours),
+                    made = assignments.assign(session, dataset, int(k), who, lease_hours=float(hours),
                                              actor=db_user(session, user))
                 st.success(f"Created {made} assignments.")
             except UserError as exc:

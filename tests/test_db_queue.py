@@ -17,17 +17,8 @@ from db.engine import transaction
 from db.models import Assignment, Event, Generation
 from db.predictions import store_scores
 from db.probes import register_probe
-from db.queue import (
-    DONE,
-    EXPIRED,
-    assign,
-    disagreement,
-    expire_leases,
-    mark_done,
-    progress,
-    queue,
-    span_f1,
-)
+from db.assignments import DONE, EXPIRED, assign, expire_leases, mark_done
+from db.queue import disagreement, progress, queue, span_f1
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 TEXT = "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911."
