@@ -1,6 +1,9 @@
 """ProbeLens entry point: first-run set-up, login gate, role-aware navigation."""
 from __future__ import annotations
 
+import logging
+import uuid
+
 import streamlit as st
 
 from core.base import settings
@@ -14,7 +17,10 @@ from pages.common import (
     model_label,
     sign_in,
     sign_out,
+    sync_cookie,
 )
+
+log = logging.getLogger("probelens")
 
 st.set_page_config(page_title="ProbeLens", page_icon=":material/search:", layout="wide")
 leave_legacy_pages_mode()
@@ -71,6 +77,9 @@ def first_run_setup() -> None:
 def login_form() -> None:
     st.title("ProbeLens")
     st.caption("Token-level hallucination probes: watch risk per token, correct spans, retrain.")
+    reason = st.session_state.pop("signed-out-reason", None)
+    if reason:
+        st.info(reason)
     with st.form("login"):
         name = st.text_input("User name")
         password = st.text_input("Password", type="password")
@@ -94,9 +103,15 @@ def sidebar(user) -> None:
         st.markdown(f"**{user.name}** · {user.role}")
         st.caption(f"Model: `{model_label()}`")
         st.caption(active_probe_summary())
-        if st.button("Sign out", key="sign-out"):
+        out, everywhere = st.columns(2)
+        if out.button("Sign out", key="sign-out"):
             sign_out()
             st.rerun()
+        if everywhere.button("Sign out everywhere", key="sign-out-everywhere",
+                             help="End this account's sign-ins in every browser and tab"):
+            sign_out(everywhere=True)
+            st.rerun()
+        sync_cookie()
 
 
 # Before sign-in only the set-up or sign-in form runs (pages/common.py turns off Streamlit's
@@ -111,6 +126,8 @@ if user is None:
 
     st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
     st.session_state.setdefault("wanted-query", {k: st.query_params[k] for k in st.query_params})
+    with st.sidebar:
+        sync_cookie()  # clears the cookie of a session that has ended
     login_form()
     st.stop()
 page = st.navigation(list(PAGES.values()), position="hidden")
@@ -131,4 +148,9 @@ if settings.seed_demo_enabled():
     from pages.common import seed_status
 
     seed_status(user)
-page.run()
+try:
+    page.run()
+except Exception:  # noqa: BLE001 - no traceback reaches the browser; the server log has it
+    incident = uuid.uuid4().hex[:8]
+    log.exception("page %s failed (incident %s)", page_key, incident)
+    st.error(f"Something went wrong on this page. It was logged on the server as incident {incident}.")

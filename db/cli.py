@@ -71,6 +71,20 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def _one_field(text: str) -> str:
+    """A name as one tab-separated field: a tab, newline or other invisible character in an old
+    name is shown escaped (\\t, \\u202e), so it cannot forge a column or a line."""
+    out = []
+    for c in text:
+        if c == "\\":
+            out.append("\\\\")
+        elif c.isprintable() and c not in "\t":
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 def cmd_users(args: argparse.Namespace) -> int:
     from db import users
 
@@ -82,7 +96,7 @@ def cmd_users(args: argparse.Namespace) -> int:
             print(f"added {user.name} ({user.role})", file=sys.stderr)
         elif args.users_command == "list":
             for user in users.list_users(session):
-                print(f"{user.name}\t{user.role}\t{'active' if user.active else 'inactive'}")
+                print(f"{_one_field(user.name)}\t{user.role}\t{'active' if user.active else 'inactive'}")
         elif args.users_command == "set-role":
             users.set_role(session, args.name, args.role, actor=actor)
         elif args.users_command == "deactivate":

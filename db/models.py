@@ -98,6 +98,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # NFKC + casefold of the name: "Ann" and "ann" (or a full-width "ａnn") are one account
+    name_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), default=Role.ANNOTATOR.value)  # Role
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -108,6 +110,25 @@ class User(Base):
     @validates("role")
     def _check_role(self, _key: str, value: str) -> str:
         return _one_of(Role, "users.role", value)
+
+
+class UserSession(Base):
+    """A browser sign-in: the cookie holds a random token, this row only its sha256.
+
+    Revoked when the person signs out (or out everywhere) and when an admin changes their
+    role, deactivates them or resets their password; idle ones expire.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(100))
+
+    user: Mapped[User] = relationship()
 
 
 class ModelRecord(Base):

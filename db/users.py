@@ -1,4 +1,4 @@
-"""Accounts: argon2 password hashes, roles, lockout after repeated failures, audited changes.
+"""Accounts: argon2 password hashes, roles, a progressive delay after failures, audited changes.
 
 Functions take a Session and never commit: the caller owns the transaction. The one
 exception to "an error means roll back" is `authenticate`: a failed login must still be
@@ -6,12 +6,15 @@ counted, so use `login(db, ...)`, which commits the bookkeeping even when it rai
 """
 from __future__ import annotations
 
+import time
+import unicodedata
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,14 +22,18 @@ from core.base import settings
 from core.base.errors import UserError
 from db.events import log_event
 from db.models import ROLES, User, utcnow
+from db.sessions import revoke_all
 
 if TYPE_CHECKING:
     from db import Database
 
 MIN_PASSWORD_LENGTH = 8
 MAX_NAME_LENGTH = 100
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=5)
+MAX_FAILED_LOGINS = 5  # failures in a row before each further try of that name is slowed down
+MAX_DELAY_SECONDS = 10.0  # the slow-down grows 1, 2, 4, 8, 10, 10, ... seconds per try
+FORBIDDEN_IN_NAMES = "/\\"
+# control, format (zero-width, bidi overrides), surrogate, private, unassigned, line/paragraph separators
+FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 ADMIN_ROLE = "admin"
 ADMIN_NAME = "admin"
 ADMIN_PASSWORD_ENV = "PROBELENS_ADMIN_PASSWORD"
@@ -35,16 +42,32 @@ BAD_LOGIN = "wrong user name or password"
 # Module-level so tests can swap in cheap parameters; argon2 defaults cost ~0.1 s per hash.
 hasher = PasswordHasher()
 _dummy_hash: str | None = None
+sleep = time.sleep  # tests replace it to observe the delay without waiting
+# Failures of names that have no account, so they are slowed down exactly like real ones
+# (otherwise the delay would tell which names exist). Bounded; per server process.
+_unknown_failures: OrderedDict[str, tuple[int, datetime]] = OrderedDict()
+_UNKNOWN_MAX = 10_000
 
 
 # --- validation ---------------------------------------------------------------------
 
 
+def name_key(name: str) -> str:
+    """What makes two names the same account: NFKC, then case-folded ("Ann" = "ann" = "ａｎｎ")."""
+    return unicodedata.normalize("NFKC", name.strip()).casefold()[:MAX_NAME_LENGTH]
+
+
 def _clean_name(name: str) -> str:
-    cleaned = name.strip() if isinstance(name, str) else ""
-    if not 1 <= len(cleaned) <= MAX_NAME_LENGTH:
+    """A new name as typed, refused (one message) if it could be mistaken for another or forge a line."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise UserError(f"user name must be 1 to {MAX_NAME_LENGTH} characters")
-    return cleaned
+    if name != name.strip():
+        raise UserError("user name must not start or end with a space")
+    bad = [c for c in name if c in FORBIDDEN_IN_NAMES or unicodedata.category(c) in FORBIDDEN_CATEGORIES]
+    if bad:
+        raise UserError("user name must not contain slashes, control, zero-width or text-direction characters "
+                        f"(found U+{ord(bad[0]):04X})")
+    return name
 
 
 def _check_password(password: str) -> None:
@@ -73,9 +96,12 @@ def _public(user: User) -> dict[str, Any]:
 
 
 def _find(session: Session, name: str) -> User | None:
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not name.strip() or len(name) > 4 * MAX_NAME_LENGTH:
         return None
-    return session.scalar(select(User).where(User.name == name.strip()))
+    return session.scalar(select(User).where(or_(
+        User.name_key == name_key(name),
+        and_(User.name_key.is_(None), User.name == name.strip()),  # rows written without the key
+    )).limit(1))
 
 
 def get_user(session: Session, name: str) -> User:
@@ -92,13 +118,21 @@ def list_users(session: Session) -> list[User]:
 # --- changes ------------------------------------------------------------------------
 
 
+def _require_admin(actor: User | None) -> None:
+    """People act through an admin account that is active *now* (None: the operator's CLI)."""
+    if actor is not None and (not actor.active or actor.role != ADMIN_ROLE):
+        raise UserError("only an active admin can change accounts")
+
+
 def add_user(session: Session, name: str, password: str, role: str = "annotator", actor: User | None = None) -> User:
+    _require_admin(actor)
     name = _clean_name(name)
     _check_password(password)
     _check_role(role)
     if _find(session, name) is not None:
         raise UserError(f"user '{name}' already exists")
-    user = User(name=name, password_hash=hasher.hash(password), role=role, active=True, failed_logins=0)
+    user = User(name=name, name_key=name_key(name), password_hash=hasher.hash(password), role=role, active=True,
+                failed_logins=0)
     try:
         # A concurrent add of the same name loses at the unique constraint, not silently.
         with session.begin_nested():
@@ -133,6 +167,7 @@ def _record(session: Session, action: str, user: User, before: dict[str, Any], a
 
 
 def set_role(session: Session, name: str, role: str, actor: User | None) -> User:
+    _require_admin(actor)
     _check_role(role)
     user = get_user(session, name)
     if user.role == role:
@@ -141,11 +176,13 @@ def set_role(session: Session, name: str, role: str, actor: User | None) -> User
         _ensure_other_admin(session, user)
     before = _public(user)
     user.role = role
+    revoke_all(session, user.id, "role changed")
     _record(session, "user.set_role", user, before, actor)
     return user
 
 
 def deactivate(session: Session, name: str, actor: User | None) -> User:
+    _require_admin(actor)
     user = get_user(session, name)
     if not user.active:
         return user
@@ -153,11 +190,13 @@ def deactivate(session: Session, name: str, actor: User | None) -> User:
         _ensure_other_admin(session, user)
     before = _public(user)
     user.active = False
+    revoke_all(session, user.id, "deactivated")
     _record(session, "user.deactivate", user, before, actor)
     return user
 
 
 def reactivate(session: Session, name: str, actor: User | None) -> User:
+    _require_admin(actor)
     user = get_user(session, name)
     if user.active:
         return user
@@ -170,13 +209,15 @@ def reactivate(session: Session, name: str, actor: User | None) -> User:
 
 
 def reset_password(session: Session, name: str, new_password: str, actor: User | None) -> User:
-    """Set a new password and lift any lockout (an admin vouched for the person)."""
+    """Set a new password, lift any slow-down and end the person's open sessions."""
+    _require_admin(actor)
     _check_password(new_password)
     user = get_user(session, name)
     before = _public(user)
     user.password_hash = hasher.hash(new_password)
     user.failed_logins = 0
     user.locked_until = None
+    revoke_all(session, user.id, "password reset")
     _record(session, "user.reset_password", user, before, actor, detail="password changed")
     return user
 
@@ -199,17 +240,35 @@ def _burn_time(password: str) -> None:
     _verify(_dummy_hash, password)
 
 
-def _raise_if_locked(user: User, now: datetime) -> None:
-    if user.locked_until is not None and now < _as_utc(user.locked_until):
-        raise UserError(f"account locked until {_as_utc(user.locked_until):%H:%M} UTC")
+def delay_after(failures: int) -> float:
+    """Seconds the next try of a name waits after `failures` failures in a row."""
+    if failures < MAX_FAILED_LOGINS:
+        return 0.0
+    return min(MAX_DELAY_SECONDS, 2.0 ** (failures - MAX_FAILED_LOGINS))
+
+
+def _wait_until(moment: datetime | None, now: datetime) -> datetime:
+    """Wait out a slow-down (at most MAX_DELAY_SECONDS); returns the time after the wait."""
+    if moment is None or now >= _as_utc(moment):
+        return now
+    seconds = min(MAX_DELAY_SECONDS, (_as_utc(moment) - now).total_seconds())
+    sleep(seconds)
+    return now + timedelta(seconds=seconds)
 
 
 def _count_failure(session: Session, user: User, now: datetime) -> None:
     user.failed_logins = (user.failed_logins or 0) + 1
-    if user.failed_logins >= MAX_FAILED_LOGINS:
-        user.locked_until = now + LOCKOUT
-        user.failed_logins = 0
+    delay = delay_after(user.failed_logins)
+    user.locked_until = now + timedelta(seconds=delay) if delay else None
     session.flush()
+
+
+def _unknown_name_failure(name: str, now: datetime) -> None:
+    key = name_key(name) if isinstance(name, str) else ""
+    failures = _unknown_failures.pop(key, (0, now))[0] + 1
+    _unknown_failures[key] = (failures, now + timedelta(seconds=delay_after(failures)))
+    while len(_unknown_failures) > _UNKNOWN_MAX:
+        _unknown_failures.popitem(last=False)
 
 
 def _count_success(user: User, password: str) -> None:
@@ -220,20 +279,26 @@ def _count_success(user: User, password: str) -> None:
 
 
 def authenticate(session: Session, name: str, password: str, now: datetime | None = None) -> User:
-    """Check a login; five failures in a row lock the account for five minutes.
+    """Check a login. After five failures in a row every further try of that name waits
+    (1, 2, 4, 8, then 10 s) before the password is checked — and a right password still
+    gets in after the wait, so nobody can lock an admin out by guessing wrong on purpose.
 
-    Unknown names and wrong passwords get the same message, and whether an account is
-    deactivated is only revealed to someone who knows its password. Failure bookkeeping is
-    flushed, not committed: commit before letting the error roll the transaction back, or
-    use `login`.
+    Unknown names, wrong passwords and slowed-down names get the same message and the same
+    timing (unknown names are slowed down alike). Whether an account is deactivated is only
+    revealed to someone who knows its password. Failure bookkeeping is flushed, not
+    committed: commit before letting the error roll the transaction back, or use `login`.
     """
     now = _as_utc(now or utcnow())
+    password = password if isinstance(password, str) else ""
     user = _find(session, name)
     if user is None:
-        _burn_time(password if isinstance(password, str) else "")
+        key = name_key(name) if isinstance(name, str) else ""
+        now = _wait_until(_unknown_failures.get(key, (0, None))[1], now)
+        _burn_time(password)
+        _unknown_name_failure(name, now)
         raise UserError(BAD_LOGIN)
-    _raise_if_locked(user, now)
-    if not isinstance(password, str) or not _verify(user.password_hash, password):
+    now = _wait_until(user.locked_until, now)
+    if not _verify(user.password_hash, password):
         _count_failure(session, user, now)
         raise UserError(BAD_LOGIN)
     if not user.active:

@@ -5,16 +5,23 @@ Pages stay thin: they read state here, call core/ and db/, and render.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import streamlit as st
 
+from core.base import settings
 from core.base.errors import UserError
 from core.base.types import TokenTrace
+from core.components.session_cookie import COOKIE_NAME, set_session_cookie
 from core.orchestration.registry import LoadedProbe, load_version_or_none
 from core.orchestration.rescore import tokenise_answer
 from core.orchestration.seed import needs_seed, start_seed
-from db.models import RunKind, RunStatus
+from db.models import RunKind, RunStatus, User
+from db.sessions import create_session, revoke_all
+from db.sessions import resolve as resolve_session
+from db.sessions import revoke as revoke_session
 from db.train_runs import describe, get_run, latest_run, request_cancel
+from db.users import login
 
 
 # This app navigates with st.navigation. Streamlit still has a legacy mode in which a folder
@@ -72,22 +79,79 @@ def language_model(model_id: str | None = None):
     return get_model(model_id)
 
 
+def _idle() -> timedelta:
+    return timedelta(hours=settings.session_idle_hours())
+
+
+def _cookie_token() -> str | None:
+    try:
+        return st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no browser behind this run (AppTest, bare mode)
+        return None
+
+
+def _forget_session(reason: str | None) -> None:
+    had_user = "user" in st.session_state
+    for key in ("user", "session-token"):
+        st.session_state.pop(key, None)
+    st.session_state["cookie-clear"] = True
+    if had_user and reason:
+        st.session_state["signed-out-reason"] = reason
+
+
 def current_user() -> SignedIn | None:
-    return st.session_state.get("user")
-
-
-def sign_in(name: str, password: str) -> SignedIn:
-    from db.users import login
-
-    user = login(database(), name, password)
-    signed = SignedIn(user.id, user.name, user.role)
+    """The signed-in person as the database says *now*: every run re-reads the session row and
+    the account (one indexed query), so a role change, deactivation or revocation takes effect
+    at the next click. The token comes from this browser session or, after a reload or in a
+    new tab, from the cookie."""
+    token = st.session_state.get("session-token") or _cookie_token()
+    if not token:
+        st.session_state.pop("user", None)
+        return None
+    with database().sessions() as session, session.begin():
+        user = resolve_session(session, token, _idle())
+        signed = SignedIn(user.id, user.name, user.role) if user is not None else None
+    if signed is None:
+        _forget_session("Your session has ended (signed out, expired, or your account was changed). "
+                        "Sign in again.")
+        return None
+    st.session_state["session-token"] = token
     st.session_state["user"] = signed
     return signed
 
 
-def sign_out() -> None:
+def sign_in(name: str, password: str) -> SignedIn:
+    user = login(database(), name, password)
+    with database().sessions() as session, session.begin():
+        token = create_session(session, session.get(User, user.id))
+    signed = SignedIn(user.id, user.name, user.role)
+    st.session_state["session-token"] = token
+    st.session_state["user"] = signed
+    st.session_state.pop("cookie-clear", None)
+    return signed
+
+
+def sign_out(everywhere: bool = False) -> None:
+    """End this sign-in (or every sign-in of this person) on the server, then forget it here."""
+    token = st.session_state.get("session-token")
+    signed = st.session_state.get("user")
+    with database().sessions() as session, session.begin():
+        if everywhere and signed is not None:
+            revoke_all(session, signed.id, "signed out everywhere")
+        else:
+            revoke_session(session, token)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    st.session_state["cookie-clear"] = True
+
+
+def sync_cookie() -> None:
+    """Keep the browser's cookie in step with this session (set after sign-in, cleared after sign-out)."""
+    token = st.session_state.get("session-token")
+    if token and "user" in st.session_state:
+        set_session_cookie(token, int(_idle().total_seconds()))
+    elif st.session_state.pop("cookie-clear", False):
+        set_session_cookie(None, 0)
 
 
 def allowed(page: str, user: SignedIn | None = None) -> bool:
@@ -107,15 +171,20 @@ def require_page(page: str) -> SignedIn:
     if user is None or not allowed(page, user):
         st.error("You do not have access to this page.")
         st.stop()
+    st.session_state["current-page"] = page
     return user
 
 
 def db_user(session, signed: SignedIn):
-    from db.models import User
-
+    """The acting account, re-read inside the action's own transaction: it must still be active
+    and its role must still allow the page the action comes from (callbacks run before the
+    page's own check, so this is checked again here)."""
     user = session.get(User, signed.id)
     if user is None or not user.active:
         raise UserError("your account is no longer active")
+    page = st.session_state.get("current-page")
+    if page is not None and page not in ROLE_PAGES.get(user.role, ()):
+        raise UserError(f"your role ({user.role}) no longer allows this")
     return user
 
 

@@ -45,7 +45,7 @@ def _user(db, name) -> User:
 
 
 def test_add_get_list(any_db):
-    _add(any_db, "  bob  ", role="reviewer")
+    _add(any_db, "bob", role="reviewer")
     _add(any_db, "alice")
     with any_db.sessions() as session:
         assert [u.name for u in users.list_users(session)] == ["alice", "bob"]
@@ -60,7 +60,14 @@ def test_add_get_list(any_db):
     ("name", "password", "role", "message"),
     [
         ("", "long enough", "annotator", "1 to 100 characters"),
-        ("   ", "long enough", "annotator", "1 to 100 characters"),
+        ("   ", "long enough", "annotator", "must not start or end with a space"),
+        ("  bob", "long enough", "annotator", "must not start or end with a space"),
+        ("a/b", "long enough", "annotator", "must not contain slashes"),
+        ("a\\b", "long enough", "annotator", "must not contain slashes"),
+        ("tab\there", "long enough", "annotator", "U\\+0009"),
+        ("new\nline", "long enough", "annotator", "U\\+000A"),
+        ("zero\u200bwidth", "long enough", "annotator", "U\\+200B"),
+        ("bidi\u202eevil", "long enough", "annotator", "U\\+202E"),
         ("x" * 101, "long enough", "annotator", "1 to 100 characters"),
         ("dave", "short", "annotator", "at least 8 characters"),
         ("dave", "long enough", "boss", "unknown role 'boss' \\(allowed: annotator, reviewer, admin\\)"),
@@ -75,8 +82,12 @@ def test_add_rejects_bad_input(sqlite_db, name, password, role, message):
 
 def test_duplicate_name_is_refused(any_db):
     _add(any_db, "alice")
-    with pytest.raises(UserError, match="user 'alice' already exists"):
-        _add(any_db, " alice ")
+    for same in ("alice", "Alice", "ALICE", "\uff41lice"):  # the last one starts with a full-width a
+        with pytest.raises(UserError, match="already exists"):
+            _add(any_db, same)
+    with any_db.sessions() as session:
+        assert [u.name for u in users.list_users(session)] == ["alice"]
+        assert users.get_user(session, "ALICE").name == "alice"
 
 
 # --- logging in -----------------------------------------------------------------------------
@@ -98,19 +109,22 @@ def test_unknown_user_and_wrong_password_look_the_same(sqlite_db):
     assert unknown == wrong == "wrong user name or password"
 
 
-def test_lockout_after_five_failures_and_unlock_after_window(any_db):
+def test_after_five_failures_each_try_waits_longer_but_the_right_password_gets_in(any_db, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(users, "sleep", waits.append)
     _add(any_db)
-    for minute in range(4):
-        assert _try_login(any_db, "alice", "guess", T0 + timedelta(minutes=minute)) == users.BAD_LOGIN
-    assert _user(any_db, "alice").locked_until is None
-    assert _try_login(any_db, "alice", "guess", T0 + timedelta(minutes=4)) == users.BAD_LOGIN  # fifth
-    # Locked from 09:04 for five minutes: even the right password is refused meanwhile.
-    assert _try_login(any_db, "alice", "correct horse", T0 + timedelta(minutes=5)) == "account locked until 09:09 UTC"
-    assert _try_login(any_db, "alice", "guess", T0 + timedelta(minutes=8, seconds=59)) == (
-        "account locked until 09:09 UTC"
-    )
-    user = _try_login(any_db, "alice", "correct horse", T0 + timedelta(minutes=9))
-    assert isinstance(user, User)
+    for second in range(5):
+        assert _try_login(any_db, "alice", "guess", T0 + timedelta(seconds=second)) == users.BAD_LOGIN
+    assert waits == [], "the first five tries are not slowed down"
+    for second in range(5, 9):
+        assert _try_login(any_db, "alice", "guess", T0 + timedelta(seconds=second)) == users.BAD_LOGIN
+    # failure 5 (t=4s) asks for 1 s: the try at t=5 is on time; failure 6 asks for 2 s from t=5,
+    # the try at t=6 waits 1 s; failure 7 (at t=7) asks for 4 s, failure 8 for 8 s (capped at 10)
+    assert [round(w, 3) for w in waits] == [1.0, 4.0, 10.0], "each try waits out the delay"
+    waits.clear()
+    # the right password still gets in, after the wait: a stranger cannot lock the account out
+    user = _try_login(any_db, "alice", "correct horse", T0 + timedelta(seconds=9))
+    assert isinstance(user, User) and waits and waits[0] <= users.MAX_DELAY_SECONDS
     stored = _user(any_db, "alice")
     assert (stored.failed_logins, stored.locked_until) == (0, None)
 

@@ -23,6 +23,7 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_NEW_PASSWORD": "password for `users add` / `users reset-password` without a prompt",
     "PROBELENS_WORKER_IDLE_SECONDS": "how long a worker stays warm for the next run (default: 300)",
     "PROBELENS_WORKER_STALE_SECONDS": "a run without a heartbeat for this long is marked failed (default: 60)",
+    "PROBELENS_SESSION_IDLE_HOURS": "a sign-in unused for this long ends (default: 12)",
 }
 
 
@@ -88,3 +89,7 @@ def worker_idle_seconds() -> float:
 
 def worker_stale_seconds() -> float:
     return max(1.0, _float("PROBELENS_WORKER_STALE_SECONDS", 60.0))
+
+
+def session_idle_hours() -> float:
+    return max(0.01, _float("PROBELENS_SESSION_IDLE_HOURS", 12.0))
