@@ -11,6 +11,7 @@ from pages.common import (
     active_probe,
     database,
     db_user,
+    generation_exists,
     require_page,
     trace_or_tokenise,
 )
@@ -57,13 +58,16 @@ st.progress(min(1.0, done / assigned) if assigned else 0.0,
 
 ids = [item.generation_id for item in items]
 wanted = st.query_params.get("generation")
-if wanted and wanted.isdigit() and int(wanted) not in ids:
+if wanted and not (wanted.isdecimal() and len(wanted) <= 12 and generation_exists(int(wanted))):
+    st.warning("That link names no stored answer; showing your queue instead.")
+    wanted = None
+if wanted and int(wanted) not in ids:
     ids.insert(0, int(wanted))  # opened from a link (e.g. the Generate page), even if filtered out
 if not ids:
     st.info("Nothing in this queue. Generate answers, import a dataset, or change the filters.")
     st.stop()
 current = st.session_state.get("ann-current")
-if wanted and wanted.isdigit() and st.session_state.get("ann-wanted-seen") != wanted:
+if wanted and st.session_state.get("ann-wanted-seen") != wanted:
     st.session_state["ann-wanted-seen"] = wanted
     current = int(wanted)
 if current not in ids:

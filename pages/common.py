@@ -16,7 +16,7 @@ from core.components.session_cookie import COOKIE_NAME, set_session_cookie
 from core.orchestration.registry import LoadedProbe, load_version_or_none
 from core.orchestration.rescore import tokenise_answer
 from core.orchestration.seed import needs_seed, start_seed
-from db.models import RunKind, RunStatus, User
+from db.models import Generation, RunKind, RunStatus, User
 from db.sessions import create_session, revoke_all
 from db.sessions import resolve as resolve_session
 from db.sessions import revoke as revoke_session
@@ -199,6 +199,12 @@ def probe_versions() -> list[int]:
 def active_probe(version: int | None = None) -> LoadedProbe | None:
     """The active probe (or `version`) for the loaded model; None if none fits it."""
     return load_version_or_none(database(), language_model(), version)
+
+
+def generation_exists(generation_id: int) -> bool:
+    """Whether a `?generation=N` link points at a stored answer (links are typed by anyone)."""
+    with database().sessions() as session:
+        return session.get(Generation, generation_id) is not None
 
 
 def trace_or_tokenise(generation_id: int, trace: TokenTrace | None) -> TokenTrace:

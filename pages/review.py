@@ -13,6 +13,7 @@ from pages.common import (
     active_probe,
     database,
     db_user,
+    generation_exists,
     require_page,
     trace_or_tokenise,
 )
@@ -37,7 +38,10 @@ if not datasets:
     st.stop()
 
 wanted = st.query_params.get("generation")
-if wanted and wanted.isdigit() and st.session_state.get("rev-wanted-seen") != wanted:
+if wanted and not (wanted.isdecimal() and len(wanted) <= 12 and generation_exists(int(wanted))):
+    st.warning("That link names no stored answer.")
+    wanted = None
+if wanted and st.session_state.get("rev-wanted-seen") != wanted:
     # opened from a link (Inspect's errors and label suspects): that answer, in its dataset
     st.session_state["rev-wanted-seen"] = wanted
     from db.generations import get_generation
