@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.base import settings
 from core.base.errors import UserError
+from core.text.markdown import md_escape
 from pages.common import (
     ROLE_PAGES,
     allowed,
@@ -71,7 +72,7 @@ def first_run_setup() -> None:
                 st.success("Admin account created: sign in as **admin**.")
                 st.rerun()
             except UserError as exc:
-                st.error(str(exc))
+                st.error(md_escape(str(exc)))
 
 
 def login_form() -> None:
@@ -89,7 +90,7 @@ def login_form() -> None:
             sign_in(name, password)
             st.rerun()
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
 
 
 def sidebar(user) -> None:
@@ -100,8 +101,8 @@ def sidebar(user) -> None:
         for key in ROLE_PAGES[user.role]:
             st.page_link(PAGES[key])
         st.divider()
-        st.markdown(f"**{user.name}** · {user.role}")
-        st.caption(f"Model: `{model_label()}`")
+        st.markdown(f"**{md_escape(user.name)}** · {user.role}")
+        st.caption(f"Model: {md_escape(model_label())}")
         st.caption(active_probe_summary())
         out, everywhere = st.columns(2)
         if out.button("Sign out", key="sign-out"):

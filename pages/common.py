@@ -16,6 +16,7 @@ from core.components.session_cookie import COOKIE_NAME, set_session_cookie
 from core.orchestration.registry import LoadedProbe, load_version_or_none
 from core.orchestration.rescore import tokenise_answer
 from core.orchestration.seed import needs_seed, start_seed
+from core.text.markdown import md_escape
 from db.models import Generation, RunKind, RunStatus, User
 from db.sessions import create_session, revoke_all
 from db.sessions import resolve as resolve_session
@@ -267,18 +268,18 @@ def seed_status(user: SignedIn) -> None:
             run = describe(get_run(session, run_id))
         with st.sidebar:
             if run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
-                st.caption(f"Preparing demo data: {run['message'] or run['status']}")
+                st.caption(f"Preparing demo data: {md_escape(run['message'] or run['status'])}")
                 st.progress(min(1.0, float(run["progress"] or 0.0)))
                 if user.role == "admin" and st.button("Cancel demo seeding", key="cancel-seed"):
                     with storage.sessions() as session, session.begin():
                         request_cancel(session, run_id, db_user(session, user))
             elif run["status"] in (RunStatus.FAILED, RunStatus.CANCELLED) and needs_seed(storage):
-                st.warning(f"Demo seeding {run['status']}" + (f": {run['error']}" if run["error"] else "."))
+                st.warning(f"Demo seeding {run['status']}" + (f": {md_escape(run['error'])}" if run["error"] else "."))
                 if user.role == "admin" and st.button("Start demo seeding again", key="retry-seed"):
                     try:
                         start_seed(storage, user.id)
                     except UserError as exc:
-                        st.error(str(exc))
+                        st.error(md_escape(str(exc)))
                     st.rerun()
             elif run["status"] == RunStatus.SUCCEEDED and running and not st.session_state.get("seed-announced"):
                 st.session_state["seed-announced"] = True  # this session saw it run: say once that it is done
