@@ -1,9 +1,16 @@
-"""Shared fixtures. Nothing here downloads: tokenizers are trained locally in milliseconds."""
+"""Shared fixtures. Nothing here downloads: tokenizers are trained locally in milliseconds.
+
+Plain helpers shared by test modules are in tests/support/ (import `tests.support.<module>`);
+test modules never import from each other.
+"""
 from __future__ import annotations
 
 import os
 
 import pytest
+
+# Plain `assert`s in the shared helpers report their values like those in test modules.
+pytest.register_assert_rewrite("tests.support")
 
 # Workers started by tests exit after their run instead of staying warm for 5 minutes
 # (tests/test_retrain.py turns warm workers on where it tests them).
@@ -82,6 +89,16 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PROBELENS_MODEL_CACHE_DIR", str(repo / "data" / "cache" / "models"))
     return tmp_path / "cache"
+
+
+@pytest.fixture()
+def app_database(tmp_path, monkeypatch):
+    """The app for Streamlit's AppTest on a fresh, migrated SQLite file (yielded): no demo seed,
+    no admin password from the environment, run from the repository, resource cache cleared.
+    Sign in with tests.support.apptest.sign_in."""
+    from tests.support.apptest import app_environment
+
+    yield from app_environment(tmp_path, monkeypatch)
 
 
 # --- databases for db/ tests: a real SQLite file, a real PostgreSQL schema per test -------

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from core.base.errors import UserError
 from core.orchestration.batch import BadPromptsError, BatchParams, parse_prompts, run_batch, start_batch
+from tests.support.capitals import run_retrain, seed
 
 PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
            "Tell me about Marie Curie."]
@@ -57,8 +58,6 @@ def count(database, model) -> int:
 
 
 def test_run_batch_stores_answers_with_tokens_and_active_probe_scores(env, tiny_lm):
-    from test_retrain import run_retrain, seed
-
     from core.orchestration.registry import promote
     from db.generations import get_generation, trace_of
     from db.models import Generation, Prediction

@@ -3,13 +3,12 @@ changes nothing, export round trip, confirmed delete with an event, batch refusa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.apptest import add_users, sign_in
 
 
 def lines(n: int = 3) -> bytes:
@@ -25,35 +24,13 @@ def lines(n: int = 3) -> bytes:
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch):
-    import streamlit as st
-
-    from db import open_database
-    from db.users import add_user
-
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
-    monkeypatch.chdir(REPO)
-    st.cache_resource.clear()
-    database = open_database(url)
-    with database.sessions() as session, session.begin():
-        add_user(session, "boss", "boss-password", role="admin")
-    yield database
-    database.dispose()
-    st.cache_resource.clear()
+def env(app_database):
+    add_users(app_database, ("boss", "boss-password", "admin"))
+    return app_database
 
 
 def data_page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["User name"].input("boss")
-    fields["Password"].input("boss-password")
-    at.button[0].click()
-    at.run()
-    at.switch_page("pages/data.py")
-    at.run()
+    at = sign_in("boss", "boss-password", "pages/data.py")
     assert not at.exception, at.exception
     return at
 

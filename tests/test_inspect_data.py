@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_retrain import FACTS, _answers, run_retrain, seed
 
 from core.base.errors import UserError
+from tests.support.capitals import FACTS, answers, run_retrain, seed
 
 
 @pytest.fixture()
@@ -24,7 +24,7 @@ def test_evaluation_set_is_the_validation_answers_with_the_registered_metrics(tr
 
     database, lm, ids, outcome = trained
     es = evaluation_set(database, lm, outcome.version, splits=["validation"])
-    validation = [i for i, a in zip(ids, _answers()) if a[3] == "validation"]
+    validation = [i for i, a in zip(ids, answers()) if a[3] == "validation"]
     assert es.row_ids == validation and es.keys == [str(i) for i in validation]
     again = evaluate_items(es.items)
     for level in ("token", "span_max"):
@@ -111,7 +111,7 @@ def test_a_constant_probe_gives_the_known_metrics_errors_and_conformal_threshold
     database, lm, ids, _outcome = trained
     version = register_constant(database, lm, tmp_path / "constant", 0.7)
     es = evaluation_set(database, lm, version, splits=["validation"])
-    gold = {i: a[2][0].label for i, a in zip(ids, _answers()) if a[3] == "validation"}
+    gold = {i: a[2][0].label for i, a in zip(ids, answers()) if a[3] == "validation"}
     supported = sorted(i for i, label in gold.items() if label == "Supported")
     hallucinated = sorted(i for i, label in gold.items() if label != "Supported")
     assert len(supported) == len(hallucinated) == 4

@@ -1,52 +1,26 @@
 """Inspect page logic with AppTest on a tiny model and a real SQLite file."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_retrain import run_retrain, seed
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.apptest import add_users, sign_in
+from tests.support.capitals import run_retrain, seed
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch, tiny_model_dir, tiny_lm, isolated_cache):
-    import streamlit as st
-
-    from db import open_database
-    from db.users import add_user
-
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
+def env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_cache):
     monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    monkeypatch.chdir(REPO)
-    st.cache_resource.clear()
-    database = open_database(url)
-    with database.sessions() as session, session.begin():
-        add_user(session, "boss", "boss-password", role="admin")
-        add_user(session, "rita", "reviewer-password", role="reviewer")
-        add_user(session, "ann", "annotator-password", role="annotator")
-    ids = seed(database)
-    run_retrain(database, tiny_lm)
-    yield database, ids
-    database.dispose()
-    st.cache_resource.clear()
+    add_users(app_database, ("boss", "boss-password", "admin"), ("rita", "reviewer-password", "reviewer"),
+              ("ann", "annotator-password", "annotator"))
+    ids = seed(app_database)
+    run_retrain(app_database, tiny_lm)
+    return app_database, ids
 
 
 def open_inspect(name: str, password: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["User name"].input(name)
-    fields["Password"].input(password)
-    at.button[0].click()
-    at.run()
-    at.switch_page("pages/inspect_probe.py")
-    at.run()
-    return at
+    return sign_in(name, password, "pages/inspect_probe.py")
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -79,13 +53,7 @@ def test_an_annotator_is_refused(env):
 
 def test_a_review_link_opens_that_answer_in_its_dataset(env):
     database, ids = env
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["User name"].input("rita")
-    fields["Password"].input("reviewer-password")
-    at.button[0].click()
-    at.run()
+    at = sign_in("rita", "reviewer-password")
     at.query_params["generation"] = str(ids[5])
     at.switch_page("pages/review.py")
     at.run()

@@ -1,35 +1,23 @@
 """Review and Annotate page logic with AppTest on a real SQLite file."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core.base.types import Generation, Span, TokenTrace
+from tests.support.apptest import sign_in
 
-REPO = Path(__file__).resolve().parents[1]
 ANSWER = "Lviv was founded in 1256 by Daniel."
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch):
-    import streamlit as st
-
-    from db import open_database
+def env(app_database):
     from db.annotations import save_annotation_set
     from db.generations import add_generation, get_or_create_dataset
     from db.users import add_user
 
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
-    monkeypatch.chdir(REPO)
-    st.cache_resource.clear()
-    database = open_database(url)
     words = [(0, 4), (4, 8), (8, 16), (16, 19), (19, 24), (24, 27), (27, 34), (34, 35)]
     trace = TokenTrace(list(range(len(words))), [ANSWER[a:b] for a, b in words], words, [-1.0] * 8, [1.0] * 8)
-    with database.sessions() as session, session.begin():
+    with app_database.sessions() as session, session.begin():
         add_user(session, "boss", "boss-password", role="admin")
         alice = add_user(session, "alice", "alice-password")
         bob = add_user(session, "bob", "bob-password-1")
@@ -41,25 +29,12 @@ def env(tmp_path, monkeypatch):
         save_annotation_set(session, row.id, [Span(0, 4, "Supported"), Span(20, 24, "Supported")],
                             owner=bob, expected_version=0, actor=bob)
         generation_id = row.id
-    yield database, generation_id
-    database.dispose()
-    st.cache_resource.clear()
-
-
-def signed_in(name: str, password: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["User name"].input(name)
-    fields["Password"].input(password)
-    at.button[0].click()
-    at.run()
-    return at
+    return app_database, generation_id
 
 
 def test_review_shows_disagreement_and_saves_merged_gold(env):
     database, generation_id = env
-    at = signed_in("boss", "boss-password")
+    at = sign_in("boss", "boss-password")
     at.switch_page("pages/review.py")
     at.run()
     assert not at.exception, at.exception
@@ -81,7 +56,7 @@ def test_review_shows_disagreement_and_saves_merged_gold(env):
 
 
 def test_agreement_tab_reports_pairs(env):
-    at = signed_in("boss", "boss-password")
+    at = sign_in("boss", "boss-password")
     at.switch_page("pages/review.py")
     at.run()
     assert not at.exception, at.exception
@@ -92,7 +67,7 @@ def test_agreement_tab_reports_pairs(env):
 
 def test_assignment_form(env):
     database, _ = env
-    at = signed_in("boss", "boss-password")
+    at = sign_in("boss", "boss-password")
     at.switch_page("pages/review.py")
     at.run()
     at.multiselect[0].set_value(["alice", "bob"])
@@ -103,7 +78,7 @@ def test_assignment_form(env):
 
 
 def test_annotator_cannot_review(env):
-    at = signed_in("alice", "alice-password")
+    at = sign_in("alice", "alice-password")
     at.switch_page("pages/review.py")
     at.run()
     errors = [e.value for e in at.error]

@@ -9,44 +9,22 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_retrain import _answers, seed
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.apptest import add_users, sign_in
+from tests.support.capitals import answers, run_retrain, seed
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch, tiny_model_dir, isolated_cache):
-    import streamlit as st
-
-    from db import open_database
-    from db.users import add_user
-
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
+def env(app_database, monkeypatch, tmp_path, tiny_model_dir, isolated_cache):
     monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    monkeypatch.chdir(REPO)
-    st.cache_resource.clear()
-    database = open_database(url)
-    with database.sessions() as session, session.begin():
-        add_user(session, "boss", "boss-password", role="admin")
-    seed(database)
-    yield database
-    database.dispose()
-    st.cache_resource.clear()
+    add_users(app_database, ("boss", "boss-password", "admin"))
+    seed(app_database)
+    return app_database
 
 
 def probes_page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["User name"].input("boss")
-    fields["Password"].input("boss-password")
-    at.button[0].click()
-    at.run()
-    at.switch_page("pages/probes.py")
-    at.run()
+    at = sign_in("boss", "boss-password", "pages/probes.py")
     assert not at.exception, at.exception
     return at
 
@@ -76,8 +54,8 @@ def test_retrain_from_the_page_registers_a_version_and_promotion_rescores(env):
 
     at = probes_page()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Labelled answers"] == str(len(_answers()))
-    assert metrics["Gold / majority"] == f"{len(_answers())} / 0"
+    assert metrics["Labelled answers"] == str(len(answers()))
+    assert metrics["Gold / majority"] == f"{len(answers())} / 0"
     assert any("No probe yet" in i.value for i in at.info)
 
     press_retrain(at)
@@ -96,7 +74,7 @@ def test_retrain_from_the_page_registers_a_version_and_promotion_rescores(env):
     rescored = wait_run(env, "rescore")
     assert rescored.status == "succeeded", rescored.error
     with env.sessions() as session:
-        assert session.query(Prediction).count() == len(_answers())
+        assert session.query(Prediction).count() == len(answers())
 
 
 def test_a_second_press_while_one_runs_says_so_and_starts_nothing(env):
@@ -119,7 +97,6 @@ def test_a_second_press_while_one_runs_says_so_and_starts_nothing(env):
 def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
     """A probe zip for another model is refused with one message; our own registers as a new version."""
     import torch
-    from test_retrain import run_retrain
 
     from core.probes.archive import pack_probe
     from core.probes.config import ProbeConfig

@@ -17,69 +17,13 @@ import pytest
 from sqlalchemy import func, select
 
 from core.base.errors import ModelMismatchError, UserError
-from core.base.types import Generation as CoreGeneration
-from core.base.types import Span
-
-FACTS = [
-    ("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "Rome", "Milan"),
-    ("Spain", "Madrid", "Seville"), ("Peru", "Lima", "Cusco"), ("Kenya", "Nairobi", "Mombasa"),
-    ("Egypt", "Cairo", "Giza"), ("Chile", "Santiago", "Arica"),
-]
-
-
-def _answers() -> list[tuple[str, str, list[Span], str]]:
-    """(prompt, completion, gold spans, split): the city is right or wrong, and labelled so."""
-    out = []
-    for n, (country, right, wrong) in enumerate(FACTS * 4):
-        city = wrong if n % 2 else right
-        completion = f"The capital of {country} is {city}. It is a big city."
-        start = completion.index(city)
-        label = "Not Supported" if n % 2 else "Supported"
-        split = "validation" if n % 8 in (0, 3) else "train"
-        out.append((f"What is the capital of {country}? ({n})", completion, [Span(start, start + len(city), label)],
-                    split))
-    return out
+from tests.support.capitals import answers, run_retrain, seed
 
 
 @pytest.fixture()
 def env(isolated_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
     return tmp_path / "probes"
-
-
-def seed(database, *, gold: bool = True, annotators: int = 0) -> list[int]:
-    from db.annotations import save_annotation_set
-    from db.generations import add_generation, get_or_create_dataset
-    from db.users import add_user
-
-    ids = []
-    with database.sessions() as session, session.begin():
-        people = [add_user(session, f"ann{i}", "annotator-password", "annotator") for i in range(annotators)]
-        dataset = get_or_create_dataset(session, "capitals")
-        for prompt, completion, spans, split in _answers():
-            gen = CoreGeneration(conversation=[{"role": "user", "content": prompt},
-                                               {"role": "assistant", "content": completion}])
-            row = add_generation(session, dataset, gen, split=split)
-            ids.append(row.id)
-            if gold:
-                save_annotation_set(session, row.id, spans, owner=None, expected_version=0, actor=None)
-            for person in people:
-                save_annotation_set(session, row.id, spans, owner=person, expected_version=0, actor=person)
-    return ids
-
-
-def run_retrain(database, lm, **params):
-    from core.orchestration.retrain import RetrainParams, retrain
-    from db.train_runs import create_run, get_run, mark_started
-
-    p = RetrainParams(model=None, n_boot=200, **params)
-    with database.sessions() as session, session.begin():
-        run_id = create_run(session, "retrain", p.to_dict(), None).id
-        mark_started(session, run_id, os.getpid())
-    outcome = retrain(database, lm, p, run_id=run_id)
-    with database.sessions() as session:
-        assert get_run(session, run_id).status == "succeeded"
-    return outcome, run_id
 
 
 def probe_count(database) -> int:
@@ -96,7 +40,7 @@ def test_retrain_registers_a_version_with_metrics_on_the_stored_validation_split
     outcome, run_id = run_retrain(sqlite_db, tiny_lm)
     assert outcome.version == 1 and outcome.comparison is None  # nothing active to compare with
     m = outcome.metrics
-    validation = [i for i, a in zip(ids, _answers()) if a[3] == "validation"]
+    validation = [i for i, a in zip(ids, answers()) if a[3] == "validation"]
     assert m["validation_ids"] == validation and m["n_validation"] == len(validation)
     assert m["n_train"] == len(ids) - len(validation)
     for level in ("token", "span_max"):
@@ -139,10 +83,10 @@ def test_without_gold_the_annotator_majority_trains(sqlite_db, tiny_lm, env):
 
     seed(sqlite_db, gold=False, annotators=2)
     summary = label_summary(sqlite_db)
-    assert summary["by_source"] == {"majority": len(_answers())}
-    assert summary["hallucinated_spans"] == len(_answers()) // 2
+    assert summary["by_source"] == {"majority": len(answers())}
+    assert summary["hallucinated_spans"] == len(answers()) // 2
     outcome, _ = run_retrain(sqlite_db, tiny_lm)
-    assert outcome.metrics["label_sources"] == {"gold": 0, "majority": len(_answers())}
+    assert outcome.metrics["label_sources"] == {"gold": 0, "majority": len(answers())}
     with pytest.raises(UserError, match="no labelled answers"):
         run_retrain(sqlite_db, tiny_lm, sources=["gold"])
 
@@ -316,7 +260,7 @@ def test_cli_retrain_promote_and_runs(sqlite_db, tiny_model_dir, env, monkeypatc
     assert out["status"] == "succeeded" and out["probe_id"]
     assert main(["probes", "--model", str(tiny_model_dir), "promote", "1", "--no-rescore"]) == 0
     assert main(["probes", "--model", str(tiny_model_dir), "rescore", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["scored"] == len(_answers())
+    assert json.loads(capsys.readouterr().out)["scored"] == len(answers())
     assert main(["runs"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert [r["status"] for r in runs] == ["succeeded"]

@@ -1,6 +1,7 @@
 """The whole app in a real Chromium: log in, generate with the embedded model and watch
 coloured tokens arrive, hover, stop, find the answer in the database, role refusal, and
-untrusted text in the pasted-conversation mode."""
+untrusted text in the pasted-conversation mode. (Import, export, batches and a user created on
+the Users page are driven in the browser by test_data_browser.py.)"""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, ROOT, StreamlitApp
+
+from tests.support.browser import ARTIFACTS, CHROMIUM, ROOT, StreamlitApp, sign_in
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,14 +51,6 @@ def probelens(tmp_path_factory):
         finally:
             app.stop()
             database.dispose()
-
-
-def sign_in(page, app, name: str, password: str) -> None:
-    page.goto(app.url())
-    page.get_by_label("User name").fill(name)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"{name} ·").wait_for(timeout=60_000)
 
 
 def open_settings(page) -> None:
@@ -301,8 +295,6 @@ def test_second_save_from_another_place_gets_the_conflict_view(chromium, probele
         version, stored = my_set(database, generation_id, ANN)
         assert version == 2 and [label for _s, _e, label in stored] == ["Not Supported"]
     except BaseException:
-        from conftest import ARTIFACTS
-
         ARTIFACTS.mkdir(exist_ok=True)
         for name, pg in (("first", first), ("second", second)):
             pg.screenshot(path=str(ARTIFACTS / f"conflict-{name}.png"), full_page=True)
@@ -503,132 +495,3 @@ def test_inspect_threshold_moves_numbers_and_an_error_opens_its_heatmap(page, pr
     while time.monotonic() < deadline and f"#{row_id}" not in shown():
         page.wait_for_timeout(200)
     assert f"#{row_id}" in shown(), shown()  # the Review page opened that very answer
-
-
-def _fill(page, key: str, value: str) -> None:
-    box = page.locator(f".st-key-{key} input").first
-    box.fill(value)
-    box.press("Enter")
-    page.wait_for_timeout(400)
-
-
-def _runs_of(database, kind: str):
-    from sqlalchemy import select
-
-    from db.models import TrainRun
-
-    with database.sessions() as session:
-        return list(session.scalars(select(TrainRun).where(TrainRun.kind == kind).order_by(TrainRun.id)))
-
-
-def _count_in(database, dataset: str) -> int:
-    from sqlalchemy import func, select
-
-    from db.models import Dataset, Generation
-
-    with database.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Generation).join(Dataset)
-                              .where(Dataset.name == dataset))
-
-
-def test_admin_imports_exports_and_runs_batches_in_the_browser(page, probelens, tmp_path):
-    import json
-
-    app, database = probelens
-    sign_in(page, app, ADMIN, ADMIN_PW)
-    page.get_by_role("link", name="Data").click()
-
-    # import: upload, preview, import
-    source = tmp_path / "upload.jsonl"
-    rows = []
-    for i in range(3):
-        answer = f"Kyiv was founded in {480 + i} by Kyi."
-        rows.append({"conversation": [{"role": "user", "content": f"When was Kyiv founded? ({i})"},
-                                      {"role": "assistant", "content": answer}],
-                     "annotations": [{"span": str(480 + i), "index": answer.index(str(480 + i)),
-                                      "label": "Not Supported"}]})
-    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    page.locator('.st-key-imp-file input[type="file"]').set_input_files(str(source))
-    page.get_by_text("detected format").wait_for(timeout=30_000)
-    _fill(page, "imp-dataset", "kyiv-e2e")
-    page.get_by_role("button", name="Import into 'kyiv-e2e'").click()
-    page.get_by_text("Imported 3 answers into 'kyiv-e2e'").wait_for(timeout=30_000)
-    assert _count_in(database, "kyiv-e2e") == 3
-
-    # export: prepare, download, read it back
-    page.get_by_role("tab", name="Export").click()
-    page.locator(".st-key-exp-dataset input").first.click()
-    page.get_by_role("option", name="kyiv-e2e", exact=True).click()
-    page.get_by_role("button", name="Prepare the file").click()
-    with page.expect_download(timeout=30_000) as download:
-        page.get_by_role("button", name=re.compile(r"Download kyiv-e2e-gold\.jsonl \(3 answers\)")).click()
-    exported = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
-    assert [r["conversation"] for r in exported] == [r["conversation"] for r in rows]
-    assert [[(a["span"], a["label"]) for a in r["annotations"]] for r in exported] == \
-        [[(str(480 + i), "Not Supported")] for i in range(3)]
-
-    # batch of 5 with the embedded model: progress to the end
-    page.get_by_role("tab", name="Batch generation").click()
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(f"Name a famous landmark in country number {i}." for i in range(5)) + "\n")
-    page.locator('.st-key-batch-file input[type="file"]').set_input_files(str(prompts))
-    page.get_by_text("5 prompts, e.g.").wait_for(timeout=30_000)
-    _fill(page, "batch-dataset", "batch-e2e")
-    _fill(page, "batch-max-new", "16")
-    page.get_by_role("button", name="Start batch").click()
-    seen = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not page.get_by_text(re.compile(r"Batch run \d+ finished")).count():
-        bar = page.locator('.stProgress [role="progressbar"], [data-testid="stProgress"] [role="progressbar"]')
-        if bar.count():
-            try:
-                seen.append(float(bar.first.get_attribute("aria-valuenow", timeout=500) or 0))
-            except Exception:  # noqa: BLE001 - gone when the run ends
-                pass
-        page.wait_for_timeout(250)
-    page.get_by_text(re.compile(r"Batch run \d+ finished: generated 5 answers")).wait_for(timeout=10_000)
-    assert seen and seen == sorted(seen), seen
-    assert _count_in(database, "batch-e2e") == 5 and _runs_of(database, "generate")[-1].progress == 1.0
-
-    # another batch, cancelled midway: what finished stays
-    many = tmp_path / "many.txt"
-    many.write_text("\n".join(f"Write two sentences about river number {i}." for i in range(40)) + "\n")
-    page.locator('.st-key-batch-file input[type="file"]').set_input_files(str(many))
-    page.get_by_text("40 prompts, e.g.").wait_for(timeout=30_000)
-    _fill(page, "batch-dataset", "batch-cancel-e2e")
-    _fill(page, "batch-max-new", "48")
-    page.get_by_role("button", name="Start batch").click()
-    page.get_by_text(re.compile(r"2/40 answers")).wait_for(timeout=180_000)
-    page.get_by_role("button", name=re.compile(r"Cancel batch run \d+")).click()
-    page.get_by_text(re.compile(r"Batch run \d+ was cancelled")).wait_for(timeout=60_000)
-    run = _runs_of(database, "generate")[-1]
-    kept = _count_in(database, "batch-cancel-e2e")
-    assert run.status == "cancelled" and 2 <= kept < 40
-
-
-def test_admin_creates_an_annotator_who_signs_in_elsewhere(page, probelens, chromium):
-    app, database = probelens
-    sign_in(page, app, ADMIN, ADMIN_PW)
-    page.get_by_role("link", name="Users").click()
-    page.get_by_text("Add a user").wait_for(timeout=30_000)
-    page.wait_for_timeout(1_000)  # let the page settle: a rerun would drop what is typed
-    form = page.locator('[data-testid="stForm"]').first
-    for label, value in (("Name", "newbie"), ("Password (8+ characters)", "newbie-password")):
-        box = form.get_by_label(label)
-        box.fill(value)
-        box.press("Tab")
-        page.wait_for_timeout(300)
-    form.get_by_role("button", name="Add").click()
-    page.get_by_text("newbie").first.wait_for(state="attached", timeout=30_000)  # in the users table
-    from db.users import get_user
-
-    with database.sessions() as session:
-        assert get_user(session, "newbie").role == "annotator"
-    other = chromium.new_context()
-    try:
-        second = other.new_page()
-        sign_in(second, app, "newbie", "newbie-password")
-        second.get_by_role("link", name="Annotate").wait_for(timeout=30_000)
-        assert second.get_by_role("link", name="Users").count() == 0  # an annotator's menu
-    finally:
-        other.close()

@@ -1,0 +1,64 @@
+"""Streamlit AppTest helpers: the app on a fresh SQLite file, users, and signing in.
+
+The `app_database` fixture (tests/conftest.py) wraps `app_environment`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "app.py"
+
+
+def app_environment(tmp_path: Path, monkeypatch) -> Iterator:
+    """Yield a migrated SQLite database that the app run by AppTest uses: DATABASE_URL points
+    at it, no demo seed, no admin password from the environment, the working folder is the
+    repository and Streamlit's resource cache is cleared before and after."""
+    import streamlit as st
+
+    from db import open_database
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
+    monkeypatch.delenv("PROBELENS_ADMIN_PASSWORD", raising=False)
+    monkeypatch.chdir(REPO)
+    st.cache_resource.clear()
+    database = open_database(url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+        st.cache_resource.clear()
+
+
+def add_users(database, *users: tuple[str, str, str]) -> None:
+    """Add (name, password, role) users in one transaction."""
+    from db.users import add_user
+
+    with database.sessions() as session, session.begin():
+        for name, password, role in users:
+            add_user(session, name, password, role=role)
+
+
+def new_app(timeout: float = 120) -> AppTest:
+    """app.py in AppTest, not run yet."""
+    return AppTest.from_file(str(APP), default_timeout=timeout)
+
+
+def sign_in(name: str, password: str, page: str | None = None, *, timeout: float = 120) -> AppTest:
+    """Run app.py, sign in with the form, and (if given) switch to `page` (e.g. "pages/data.py")."""
+    at = new_app(timeout)
+    at.run()
+    fields = {t.label: t for t in at.text_input}
+    fields["User name"].input(name)
+    fields["Password"].input(password)
+    at.button[0].click()
+    at.run()
+    if page is not None:
+        at.switch_page(page)
+        at.run()
+    return at
