@@ -4,7 +4,6 @@ Chromium in test_sessions_browser.py: AppTest runs a page's own script, not the 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -14,41 +13,18 @@ from core.base.errors import UserError
 from core.orchestration.cli import main
 from db.models import User, UserSession, utcnow
 from db.sessions import create_session, resolve
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.apptest import add_users, sign_in
 
 
 @pytest.fixture()
-def team(tmp_path, monkeypatch):
-    import streamlit as st
-
-    from db import open_database
-    from db.users import add_user
-
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PROBELENS_SEED_DEMO", "0")
-    monkeypatch.delenv("PROBELENS_ADMIN_PASSWORD", raising=False)
-    monkeypatch.chdir(REPO)
-    st.cache_resource.clear()
-    database = open_database(url)
-    with database.sessions() as session, session.begin():
-        add_user(session, "boss", "boss-password", role="admin")
-        add_user(session, "root", "root-password", role="admin")
-        add_user(session, "ann", "ann-password", role="annotator")
-    yield database
-    database.dispose()
-    st.cache_resource.clear()
+def team(app_database):
+    add_users(app_database, ("boss", "boss-password", "admin"), ("root", "root-password", "admin"),
+              ("ann", "ann-password", "annotator"))
+    return app_database
 
 
 def _login(name: str, password: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    fields = {t.label: t for t in at.text_input}
-    fields["User name"].input(name)
-    fields["Password"].input(password)
-    at.button[0].click()
-    at.run()
+    at = sign_in(name, password)
     assert at.session_state["user"].name == name
     return at
 
