@@ -13,11 +13,11 @@ from core.base.errors import UserError
 from core.base.types import Span
 from core.probes.config import ProbeConfig
 from db.annotations import save_annotation_set
+from db.assignments import DONE, EXPIRED, assign, expire_leases, mark_done
 from db.engine import transaction
 from db.models import Assignment, Event, Generation
 from db.predictions import store_scores
 from db.probes import register_probe
-from db.assignments import DONE, EXPIRED, assign, expire_leases, mark_done
 from db.queue import disagreement, progress, queue, span_f1
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
