@@ -12,6 +12,16 @@ import pytest
 # Plain `assert`s in the shared helpers report their values like those in test modules.
 pytest.register_assert_rewrite("tests.support")
 
+
+# Each test's report on its item, so fixtures can tell a failure (screenshots).
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+
 # Workers started by tests exit after their run instead of staying warm for 5 minutes
 # (tests/test_retrain.py turns warm workers on where it tests them).
 os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "0")

@@ -7,7 +7,6 @@ sign_in, CHROMIUM, ...) are in tests/support/browser.py.
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -44,41 +43,5 @@ def heatmap_app():
         app.stop()
 
 
-@pytest.fixture(scope="session")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(NO_CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
-
-
-@pytest.fixture()
-def page(chromium, request):
-    """A fresh page; page errors are collected in `page.errors`; screenshot on failure."""
-    context = chromium.new_context(viewport={"width": 1100, "height": 900})
-    pg = context.new_page()
-    pg.errors = []  # type: ignore[attr-defined]
-    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))  # type: ignore[attr-defined]
-    yield pg
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid.split("::")[-1])
-        try:
-            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        except Exception as exc:  # noqa: BLE001 - a failed screenshot must not hide the failure
-            print(f"screenshot failed: {exc}")
-    context.close()
+# The browser and page fixtures are shared with tests/security/.
+from tests.support.browser_fixtures import chromium, page  # noqa: E402,F401

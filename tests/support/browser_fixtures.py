@@ -1,0 +1,44 @@
+"""Pytest fixtures for browser tests (tests/e2e and tests/security import them in their conftest):
+one Chromium per session, a fresh page per test with its page errors collected and a
+screenshot saved on failure."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(NO_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture()
+def page(chromium, request):
+    """A fresh page; page errors are collected in `page.errors`; screenshot on failure."""
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    pg = context.new_page()
+    pg.errors = []  # type: ignore[attr-defined]
+    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))  # type: ignore[attr-defined]
+    yield pg
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid.split("::")[-1])
+        try:
+            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        except Exception as exc:  # noqa: BLE001 - a failed screenshot must not hide the failure
+            print(f"screenshot failed: {exc}")
+    context.close()
