@@ -22,6 +22,16 @@ def pytest_runtest_makereport(item, call):
 
 
 
+@pytest.fixture()
+def warnings_are_errors():
+    """Undefined metrics must be handled, not warned about (UndefinedMetricWarning etc.)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
 # Workers started by tests exit after their run instead of staying warm for 5 minutes
 # (tests/test_retrain.py turns warm workers on where it tests them).
 os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "0")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from sqlalchemy import func, select
@@ -12,6 +11,7 @@ from sqlalchemy import func, select
 from core.base.errors import UserError
 from core.orchestration.batch import BadPromptsError, BatchParams, parse_prompts, run_batch, start_batch
 from tests.support.capitals import run_retrain, seed
+from tests.support.runs import wait_for_run
 
 PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
            "Tell me about Marie Curie."]
@@ -86,24 +86,11 @@ def test_bad_batch_settings_are_refused(env):
         start_batch(env, BatchParams(prompts=[[{"role": "user", "content": "x"}]], dataset="  "), None)
 
 
-def _wait(database, run_id, predicate, timeout=120):
-    from db.train_runs import get_run
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with database.sessions() as session:
-            run = get_run(session, run_id)
-            if predicate(run):
-                return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id}: {run.status} {run.stage} {run.message} {run.error}")
-
-
 def test_worker_batch_reaches_the_end_and_a_second_is_cancelled_midway(env):
     from db.models import Generation
 
     run_id = start_batch(env, _params(5), None)
-    done = _wait(env, run_id, lambda r: r.status not in ("queued", "running"))
+    done = wait_for_run(env, run_id, lambda r: r.status not in ("queued", "running"))
     assert done.status == "succeeded", done.error
     assert done.progress == 1.0 and "generated 5 answers" in done.message
     assert count(env, Generation) == 5
@@ -111,12 +98,12 @@ def test_worker_batch_reaches_the_end_and_a_second_is_cancelled_midway(env):
     many = _params(300, max_new_tokens=200, temperature=1.0)
     many.dataset = "batch-slow"  # its own dataset: answers equal to the first batch's are not deduplicated away
     slow = start_batch(env, many, None)
-    _wait(env, slow, lambda r: r.message and re.search(r"\b([3-9]|\d\d)/300 answers", r.message))
+    wait_for_run(env, slow, lambda r: r.message and re.search(r"\b([3-9]|\d\d)/300 answers", r.message))
     from db.train_runs import request_cancel
 
     with env.sessions() as session, session.begin():
         request_cancel(session, slow, None)
-    run = _wait(env, slow, lambda r: r.status != "running", timeout=30)
+    run = wait_for_run(env, slow, lambda r: r.status != "running", timeout=30)
     stored = count(env, Generation) - 5
     # exactly the answers reported done before the cancel, minus any the model made unstorable
     # (the random tiny model sometimes writes a NUL at temperature 1); the answer cut short by

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -38,13 +37,7 @@ from core.probes.metrics import (
     reliability_bins,
 )
 
-
-@pytest.fixture(autouse=True)
-def _warnings_are_errors():
-    """Undefined metrics must be handled, not warned about."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
+pytestmark = pytest.mark.usefixtures("warnings_are_errors")
 
 
 def strict_json(obj):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -26,12 +25,7 @@ from core.probes.metrics import (
 # --------------------------------------------------------------------------- fixtures / helpers
 
 
-@pytest.fixture(autouse=True)
-def _warnings_are_errors():
-    """Undefined metrics must be handled, not warned about (UndefinedMetricWarning etc.)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
+pytestmark = pytest.mark.usefixtures("warnings_are_errors")
 
 
 def item(labels, span_ids, span_labels, probe=None, logprobs=None, entropies=None) -> ItemScores:

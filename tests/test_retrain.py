@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from core.base.errors import ModelMismatchError, UserError
 from tests.support.capitals import answers, run_retrain, seed
+from tests.support.runs import wait_for_run
 
 
 @pytest.fixture()
@@ -132,19 +133,6 @@ def test_a_dead_worker_is_marked_failed_and_the_next_start_works(any_db, env):
         assert get_run(session, second).status == "queued"
 
 
-def _wait_for(database, run_id: int, predicate, timeout: float = 120.0):
-    from db.train_runs import get_run
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with database.sessions() as session:
-            run = get_run(session, run_id)
-            if predicate(run):
-                return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} never reached the state (last: {run.status} {run.stage} {run.message})")
-
-
 def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_model_dir, env):
     from core.orchestration.launcher import launch
     from db.train_runs import list_runs
@@ -152,7 +140,7 @@ def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_mod
     seed(sqlite_db)
     slow = {"model": str(tiny_model_dir), "epochs": 5000, "n_boot": 100}
     run_id = launch(sqlite_db, "retrain", slow, None)
-    run = _wait_for(sqlite_db, run_id, lambda r: r.stage == "train" and r.progress > 0.5)
+    run = wait_for_run(sqlite_db, run_id, lambda r: r.stage == "train" and r.progress > 0.5)
     os.kill(run.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -166,7 +154,7 @@ def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_mod
     assert not [p for p in env.iterdir() if p.name.startswith("v")] if env.exists() else True
 
     again = launch(sqlite_db, "retrain", {"model": str(tiny_model_dir), "epochs": 2, "n_boot": 50}, None)
-    finished = _wait_for(sqlite_db, again, lambda r: r.status in ("succeeded", "failed", "cancelled"))
+    finished = wait_for_run(sqlite_db, again, lambda r: r.status in ("succeeded", "failed", "cancelled"))
     assert finished.status == "succeeded", finished.error
     assert probe_count(sqlite_db) == 1 and (env / "v1" / "probe.safetensors").exists()
     assert finished.timings["total_s"] > 0 and finished.progress == 1.0
@@ -178,10 +166,10 @@ def test_cancel_stops_the_worker_and_registers_nothing(sqlite_db, tiny_model_dir
 
     seed(sqlite_db)
     run_id = launch(sqlite_db, "retrain", {"model": str(tiny_model_dir), "epochs": 5000}, None)
-    _wait_for(sqlite_db, run_id, lambda r: r.stage == "train")
+    wait_for_run(sqlite_db, run_id, lambda r: r.stage == "train")
     with sqlite_db.sessions() as session, session.begin():
         request_cancel(session, run_id, None)
-    run = _wait_for(sqlite_db, run_id, lambda r: r.status != "running", timeout=30)
+    run = wait_for_run(sqlite_db, run_id, lambda r: r.status != "running", timeout=30)
     assert run.status == "cancelled" and run.error is None
     assert probe_count(sqlite_db) == 0
     with sqlite_db.sessions() as session, session.begin():
@@ -312,13 +300,13 @@ def test_a_warm_worker_takes_the_next_run_without_a_new_process(sqlite_db, tiny_
     monkeypatch.setenv("PROBELENS_WORKER_IDLE_SECONDS", "20")
     seed(sqlite_db)
     params = {"model": str(tiny_model_dir), "epochs": 2, "n_boot": 20}
-    first = _wait_for(sqlite_db, launch(sqlite_db, "retrain", params, None), lambda r: r.status == "succeeded")
+    first = wait_for_run(sqlite_db, launch(sqlite_db, "retrain", params, None), lambda r: r.status == "succeeded")
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and first.pid not in idle_workers(sqlite_db):
             time.sleep(0.1)
         assert idle_workers(sqlite_db) == [first.pid]
-        second = _wait_for(sqlite_db, launch(sqlite_db, "retrain", params, None), lambda r: r.status == "succeeded")
+        second = wait_for_run(sqlite_db, launch(sqlite_db, "retrain", params, None), lambda r: r.status == "succeeded")
         assert second.pid == first.pid and probe_count(sqlite_db) == 2
     finally:
         try:

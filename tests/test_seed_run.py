@@ -1,25 +1,13 @@
 """The demo seed is a worker run like retrain and batch: progress on its row, cancel, nothing half-made."""
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import func, select
 
 from core.orchestration.seed import DEMO_DATASET, needs_seed, start_seed
-from db.models import Dataset, Generation, Probe, RunKind, TrainRun
+from db.models import Dataset, Generation, Probe, RunKind
 from db.train_runs import get_run, request_cancel
-
-
-def _wait(database, run_id: int, predicate, timeout: float = 240.0) -> TrainRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with database.sessions() as session:
-            run = get_run(session, run_id)
-            if predicate(run):
-                return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} never got there (last: {run.status} {run.stage} {run.message})")
+from tests.support.runs import wait_for_run
 
 
 @pytest.fixture()
@@ -33,11 +21,11 @@ def test_a_cancelled_seed_leaves_no_answers_no_probe_and_no_folder(sqlite_db, ti
     with sqlite_db.sessions() as session:
         assert get_run(session, run_id).kind == RunKind.SEED
     # progress is on the row while it generates
-    running = _wait(sqlite_db, run_id, lambda r: r.stage == "generate" and (r.progress or 0) > 0.05)
+    running = wait_for_run(sqlite_db, run_id, lambda r: r.stage == "generate" and (r.progress or 0) > 0.05)
     assert "generate" in (running.message or "")
     with sqlite_db.sessions() as session, session.begin():
         request_cancel(session, run_id, None)
-    done = _wait(sqlite_db, run_id, lambda r: r.status not in ("queued", "running"))
+    done = wait_for_run(sqlite_db, run_id, lambda r: r.status not in ("queued", "running"))
     assert done.status == "cancelled"
     with sqlite_db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Dataset).where(Dataset.name == DEMO_DATASET)) == 0
@@ -54,13 +42,13 @@ def test_a_second_seed_is_refused_while_one_runs(sqlite_db, tiny_model_dir, prob
         start_seed(sqlite_db, size=5, model=str(tiny_model_dir))
     with sqlite_db.sessions() as session, session.begin():
         request_cancel(session, first, None)
-    assert _wait(sqlite_db, first, lambda r: r.status not in ("queued", "running")).status == "cancelled"
+    assert wait_for_run(sqlite_db, first, lambda r: r.status not in ("queued", "running")).status == "cancelled"
 
 
 @pytest.mark.integration
 def test_the_seed_run_stores_labelled_answers_and_activates_a_probe(sqlite_db, probes_dir):
     run_id = start_seed(sqlite_db, size=9)  # the embedded model, as the app does
-    done = _wait(sqlite_db, run_id, lambda r: r.status not in ("queued", "running"), timeout=600)
+    done = wait_for_run(sqlite_db, run_id, lambda r: r.status not in ("queued", "running"), timeout=600)
     assert done.status == "succeeded", done.error
     assert done.message == "demo: 9 answers, probe v1"
     with sqlite_db.sessions() as session:
@@ -72,7 +60,7 @@ def test_the_seed_run_stores_labelled_answers_and_activates_a_probe(sqlite_db, p
     assert (probes_dir / "v1" / "config.json").is_file()
     assert not needs_seed(sqlite_db)
     # a second seed finds the demo there and does nothing
-    again = _wait(sqlite_db, start_seed(sqlite_db, size=9), lambda r: r.status not in ("queued", "running"))
+    again = wait_for_run(sqlite_db, start_seed(sqlite_db, size=9), lambda r: r.status not in ("queued", "running"))
     assert again.status == "succeeded" and again.message == "the demo data already exists"
 
 
@@ -85,7 +73,7 @@ def test_the_cli_starts_a_seed_in_the_background_and_runs_cancels_it(sqlite_db, 
     monkeypatch.setenv("DATABASE_URL", sqlite_db.engine.url.render_as_string(hide_password=False))
     assert main(["seed", "--size", "200", "--model", str(tiny_model_dir), "--background"]) == 0
     run_id = json.loads(capsys.readouterr().out)["run"]
-    _wait(sqlite_db, run_id, lambda r: r.status == "running")
+    wait_for_run(sqlite_db, run_id, lambda r: r.status == "running")
     assert main(["runs", "--cancel", str(run_id)]) == 0
-    assert _wait(sqlite_db, run_id, lambda r: r.status not in ("queued", "running")).status == "cancelled"
+    assert wait_for_run(sqlite_db, run_id, lambda r: r.status not in ("queued", "running")).status == "cancelled"
     assert needs_seed(sqlite_db)
