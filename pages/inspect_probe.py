@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
+from core.text.markdown import md_escape
 from pages.common import database, language_model, require_page
 
 require_page("inspect")
@@ -203,27 +204,32 @@ with tab_compare:
         other = st.selectbox("Compare with", others, key="insp-other", format_func=lambda v: f"v{v}")
         compare_key = ("compare", other, *key)
         if compare_key not in st.session_state:
-            with st.spinner(f"Scoring the same answers with v{other}…"):
-                es_b = eval_sets.rescored(es, storage, language_model(), int(other))
-                st.session_state[compare_key] = (es_b, comparison.compare_probes(es.items, es_b.items, n_boot=500))
-        es_b, delta = st.session_state[compare_key]
-        rows = []
-        for lv in ("token", "span_max"):
-            for metric in ("auc", "recall_at_fpr_0.1"):
-                r = delta[lv][metric]
-                rows.append({"level": lv, "metric": metric, f"v{version}": r["a"], f"v{other}": r["b"],
-                             "delta": r["delta"], "CI low": r["ci"][0], "CI high": r["ci"][1],
-                             f"P(v{other} better)": r["prob_b_better"]})
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="insp-compare-table")
-        which = st.selectbox("Answer", es.row_ids, key="insp-compare-answer",
-                             format_func=lambda r: f"#{r}: {es.texts[es.row_ids.index(r)][:80]}")
-        g = es.row_ids.index(which)
-        left, right = st.columns(2)
-        left.markdown(f"**v{version}**")
-        with left:
-            token_heatmap(TokenView.from_trace(es.traces[g]), gold_spans=es.gold_spans[g],
-                          key=f"insp-a-{which}", height=260)
-        right.markdown(f"**v{other}**")
-        with right:
-            token_heatmap(TokenView.from_trace(es_b.traces[g]), gold_spans=es_b.gold_spans[g],
-                          key=f"insp-b-{which}", height=260)
+            try:  # the other version's files may be gone, damaged or for another model: one message
+                with st.spinner(f"Scoring the same answers with v{other}…"):
+                    es_b = eval_sets.rescored(es, storage, language_model(), int(other))
+                    st.session_state[compare_key] = (es_b, comparison.compare_probes(es.items, es_b.items,
+                                                                                     n_boot=500))
+            except UserError as exc:
+                st.info(md_escape(f"v{other} cannot be compared: {exc}"))
+        if compare_key in st.session_state:
+            es_b, delta = st.session_state[compare_key]
+            rows = []
+            for lv in ("token", "span_max"):
+                for metric in ("auc", "recall_at_fpr_0.1"):
+                    r = delta[lv][metric]
+                    rows.append({"level": lv, "metric": metric, f"v{version}": r["a"], f"v{other}": r["b"],
+                                 "delta": r["delta"], "CI low": r["ci"][0], "CI high": r["ci"][1],
+                                 f"P(v{other} better)": r["prob_b_better"]})
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key="insp-compare-table")
+            which = st.selectbox("Answer", es.row_ids, key="insp-compare-answer",
+                                 format_func=lambda r: f"#{r}: {es.texts[es.row_ids.index(r)][:80]}")
+            g = es.row_ids.index(which)
+            left, right = st.columns(2)
+            left.markdown(f"**v{version}**")
+            with left:
+                token_heatmap(TokenView.from_trace(es.traces[g]), gold_spans=es.gold_spans[g],
+                              key=f"insp-a-{which}", height=260)
+            right.markdown(f"**v{other}**")
+            with right:
+                token_heatmap(TokenView.from_trace(es_b.traces[g]), gold_spans=es_b.gold_spans[g],
+                              key=f"insp-b-{which}", height=260)

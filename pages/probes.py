@@ -5,6 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from core.base.errors import UserError
+from core.probes.stored_metrics import section, whole
+from core.text.markdown import md_escape
 from pages.common import database, db_user, language_model, model_label, require_page
 
 user = require_page("probes")
@@ -129,17 +131,19 @@ else:
 
     with storage.sessions() as session:
         record = get_probe(session, version)
-        metrics, path = dict(record.metrics or {}), record.artifact_path
+        metrics, path = section(record.metrics), record.artifact_path  # stored metrics may be odd: read tolerantly
     rows = registry.comparison_rows(metrics)
+    comparison = section(metrics, "comparison")
     if rows:
-        st.markdown(f"**v{version} against v{metrics['comparison'].get('against')}** (active when it was trained), "
-                    f"paired bootstrap over the same {metrics['comparison'].get('n_generations')} validation "
-                    "answers; the CI is of the difference")
+        against, n_answers = whole(comparison.get("against")), whole(comparison.get("n_generations"))
+        st.markdown(f"**v{version} against v{against if against is not None else '?'}** (active when it was "
+                    f"trained), paired bootstrap over the same {n_answers if n_answers is not None else '?'} "
+                    "validation answers; the CI is of the difference")
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="probe-comparison",
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("active", "new", "delta", "CI low", "CI high", "P(new better)")})
-    elif metrics.get("comparison", {}).get("skipped"):
-        st.caption(f"No comparison: {metrics['comparison']['skipped']}")
+    elif comparison.get("skipped"):
+        st.caption(f"No comparison: {md_escape(comparison['skipped'])}")
     with st.expander("All metrics (JSON)"):
         st.json({k: v for k, v in metrics.items() if k != "validation_ids"}, expanded=False)
 

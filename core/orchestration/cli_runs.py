@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from core.base.errors import UserError
+from core.probes.stored_metrics import headline_auc
 from db import open_database
 from db.models import Probe, User
 from db.probes import get_probe, list_probes
@@ -146,7 +147,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
             rows = [{"version": p.version, "active": p.active, "layer": p.layer, "path": p.artifact_path,
                      "training_data_hash": p.training_data_hash, "parent_version": p.parent_version,
                      "created_at": p.created_at.isoformat(),
-                     "span_max_auc": (p.metrics or {}).get("span_max", {}).get("auc")} for p in list_probes(session)]
+                     "span_max_auc": headline_auc(p.metrics)} for p in list_probes(session)]
         print(json.dumps(rows, indent=2))
     elif action in ("promote", "rollback"):
         version = args.version if action == "promote" else rollback_target(database)
@@ -178,10 +179,23 @@ def cmd_probes(args: argparse.Namespace) -> int:
     elif action == "import":
         from core.engine.model import get_model
 
-        data = Path(args.file).read_bytes()
+        data = _read_upload(args.file)
         version = upload_probe(database, get_model(args.model), data, _actor_id(database, args.actor))
         print(json.dumps({"version": version}))
     return 0
+
+
+def _read_upload(name: str) -> bytes:
+    """An uploaded probe file's bytes; a missing or oversized file is one clear message."""
+    from core.probes.archive import MAX_UPLOAD_BYTES
+
+    path = Path(name)
+    try:
+        if path.stat().st_size > MAX_UPLOAD_BYTES:
+            raise UserError(f"{name} is larger than the {MAX_UPLOAD_BYTES // 1_000_000} MB limit for a probe file")
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {name}: {e.strerror or e}") from None
 
 
 def add_commands(sub: argparse._SubParsersAction, register) -> None:

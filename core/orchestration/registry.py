@@ -25,6 +25,7 @@ from core.probes.archive import unpack_probe
 from core.probes.config import ProbeConfig
 from core.probes.files import load_probe
 from core.probes.linear import LinearProbe
+from core.probes.stored_metrics import headline_auc, number, section, whole
 from db.models import Event, Probe, RunKind, User
 from db.probes import (
     active_probe,
@@ -121,13 +122,16 @@ def register_version(database, write: WriteFiles, *, created_by: int | None = No
 
 
 def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
-    """Register an uploaded probe zip as a new (inactive) version; checked against `lm` first."""
+    """Register an uploaded probe zip as a new (inactive) version; checked against `lm` first.
+
+    The zip, its config and its weights are untrusted (`unpack_probe`); of its metrics only
+    the sections that validate are kept, plus the version number it had where it came from."""
 
     def write(staging: Path, _version: int) -> ProbeConfig:
         _probe, config = unpack_probe(data, staging, expect_model_id=lm.model_id,
                                       expect_tokenizer_hash=lm.tokenizer_hash, expect_hidden_size=lm.hidden_size)
         lm.check_layer(config.layer)
-        config.metrics = {**(config.metrics or {}), "uploaded_as_version_of": config.version}
+        config.metrics = {**config.metrics, "uploaded_as_version_of": config.version}
         return config
 
     return register_version(database, write, created_by=actor_id, tag="upload").version
@@ -174,30 +178,28 @@ def rollback_target(database) -> int | None:
 # --- views for the Probes page and the CLI ----------------------------------------------------
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def versions_table(database) -> list[dict[str, Any]]:
-    """One row per probe version, newest first: what a person compares before promoting."""
+    """One row per probe version, newest first: what a person compares before promoting.
+
+    Stored metrics are read tolerantly: a missing or odd value is a blank cell."""
     rows = []
     with database.sessions() as session:
         for p in list_probes(session):
-            m = _dict(p.metrics)
-            comparison = _dict(m.get("comparison"))
-            delta = _dict(_dict(comparison.get("span_max")).get("auc"))
+            m = p.metrics
+            comparison = section(m, "comparison")
+            delta = section(comparison, "span_max", "auc")
             ci = delta.get("ci") if isinstance(delta.get("ci"), list) else []
             rows.append({
                 "version": p.version,
                 "active": p.active,
                 "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
                 "layer": p.layer,
-                "train answers": m.get("n_train") if isinstance(m.get("n_train"), int) else None,
-                "validation answers": m.get("n_validation") if isinstance(m.get("n_validation"), int) else None,
-                "token AUC": finite_or_none(_dict(m.get("token")).get("auc")),
-                "span_max AUC": finite_or_none(_dict(m.get("span_max")).get("auc")),
-                "recall@10%FPR": finite_or_none(_dict(m.get("span_max")).get("recall_at_fpr_0.1")),
-                "vs": comparison.get("against") if isinstance(comparison.get("against"), int) else None,
+                "train answers": whole(section(m).get("n_train")),
+                "validation answers": whole(section(m).get("n_validation")),
+                "token AUC": number(m, "token", "auc"),
+                "span_max AUC": headline_auc(m),
+                "recall@10%FPR": number(m, "span_max", "recall_at_fpr_0.1"),
+                "vs": whole(comparison.get("against")),
                 "Δ span_max AUC": finite_or_none(delta.get("delta")),
                 "Δ CI low": finite_or_none(ci[0]) if len(ci) > 0 else None,
                 "Δ CI high": finite_or_none(ci[1]) if len(ci) > 1 else None,
@@ -207,13 +209,13 @@ def versions_table(database) -> list[dict[str, Any]]:
     return rows
 
 
-def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def comparison_rows(metrics: Any) -> list[dict[str, Any]]:
     """The paired comparison stored with a version, flat: level x metric with delta and CI."""
-    comparison = _dict(_dict(metrics).get("comparison"))
+    comparison = section(metrics, "comparison")
     rows = []
     for level in ("token", "span_max"):
         for metric in ("auc", "recall_at_fpr_0.1"):
-            row = _dict(_dict(comparison.get(level)).get(metric))
+            row = section(comparison, level, metric)
             if not row:
                 continue
             ci = row.get("ci") if isinstance(row.get("ci"), list) and len(row.get("ci")) == 2 else [None, None]

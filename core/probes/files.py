@@ -18,9 +18,11 @@ from core.base.errors import ModelMismatchError, UserError
 from core.probes.config import (
     CONFIG_FILE,
     FORMAT_VERSION,
+    MAX_CONFIG_BYTES,
     PROBE_FILE,
     ProbeConfig,
     is_probe_dir,
+    parse_config_json,
 )
 from core.probes.linear import LinearProbe
 
@@ -94,23 +96,48 @@ def load_probe(
         if not (d / name).is_file():
             raise UserError(f"not a probe directory: {d / name} is missing")
     try:
-        with open(d / CONFIG_FILE, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if (d / CONFIG_FILE).stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{d / CONFIG_FILE} is larger than {MAX_CONFIG_BYTES // 1024} KB")
+        raw = parse_config_json((d / CONFIG_FILE).read_bytes(), str(d / CONFIG_FILE))
+    except OSError as e:
         raise UserError(f"cannot read {d / CONFIG_FILE}: {e}") from None
     config = ProbeConfig.from_dict(raw)
     try:
         tensors = load_file(str(d / PROBE_FILE))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise UserError(f"cannot read {d / PROBE_FILE}: {e}") from None
+    probe = checked_probe(tensors, config, f"probe directory {d}", expect_model_id=expect_model_id,
+                          expect_tokenizer_hash=expect_tokenizer_hash, expect_hidden_size=expect_hidden_size)
+    return probe, config
+
+
+def checked_probe(
+    tensors: dict[str, torch.Tensor],
+    config: ProbeConfig,
+    where: str,
+    *,
+    expect_model_id: str | None = None,
+    expect_tokenizer_hash: str | None = None,
+    expect_hidden_size: int | None = None,
+    untrusted: bool = False,
+) -> LinearProbe:
+    """The probe in `tensors`, checked against its config and the model it will read.
+
+    `untrusted` (an upload): the weights must be finite floats, and a config without a
+    tokenizer hash is refused (once the model itself matched), so the tokenizer check
+    cannot be skipped."""
     weight, bias = tensors.get("weight"), tensors.get("bias")
     if weight is None or bias is None or weight.ndim != 1 or bias.numel() != 1:
-        raise UserError(f"{d / PROBE_FILE} must hold tensors 'weight' [H] and 'bias' [1]")
+        raise UserError(f"{where}: {PROBE_FILE} must hold tensors 'weight' [H] and 'bias' [1]")
     if weight.shape[0] != config.hidden_size:
         raise UserError(
-            f"probe directory {d} is inconsistent: config says hidden size {config.hidden_size} "
+            f"{where} is inconsistent: config says hidden size {config.hidden_size} "
             f"but the weights have {weight.shape[0]}"
         )
+    probe = LinearProbe.from_weights(weight, bias) if weight.dtype.is_floating_point else None
+    if untrusted and (probe is None or not bias.dtype.is_floating_point or not all(
+            bool(torch.isfinite(t).all()) for t in (probe.linear.weight, probe.linear.bias))):
+        raise UserError(f"{where}: the weights must be finite floating-point numbers")
 
     model_differs = expect_model_id is not None and expect_model_id != config.model_id
     size_differs = expect_hidden_size is not None and int(expect_hidden_size) != config.hidden_size
@@ -119,6 +146,9 @@ def load_probe(
             f"probe was trained {_side(config.model_id, config.hidden_size, True)} "
             f"but the loaded model {_side(expect_model_id, expect_hidden_size, False)}"
         )
+    if untrusted and config.tokenizer_hash is None:
+        raise UserError(f"{where}: config.json lacks tokenizer_hash, so it cannot be checked against "
+                        "the loaded model's tokenizer")
     if (
         expect_tokenizer_hash is not None
         and config.tokenizer_hash is not None
@@ -128,4 +158,4 @@ def load_probe(
             f"probe was trained on model '{config.model_id}' with tokenizer {config.tokenizer_hash[:12]} "
             f"but the loaded model's tokenizer is {expect_tokenizer_hash[:12]}"
         )
-    return LinearProbe.from_weights(weight, bias), config
+    return probe if probe is not None else LinearProbe.from_weights(weight, bias)
