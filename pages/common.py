@@ -16,6 +16,7 @@ from core.components.session_cookie import COOKIE_NAME, set_session_cookie
 from core.orchestration.registry import LoadedProbe, load_version_or_none
 from core.orchestration.rescore import tokenise_answer
 from core.orchestration.seed import needs_seed, start_seed
+from core.probes.stored_metrics import headline_auc
 from core.text.markdown import md_escape
 from db.models import Generation, RunKind, RunStatus, User
 from db.sessions import create_session, revoke_all
@@ -229,7 +230,7 @@ def active_probe_summary() -> str:
         record = find_active(session)
         if record is None:
             return "Active probe: none yet"
-        auc = (record.metrics or {}).get("span_max", {}).get("auc")
+        auc = headline_auc(record.metrics)
         auc_text = f", span AUC {auc:.2f}" if isinstance(auc, (int, float)) else ""
         return f"Active probe: v{record.version} (layer {record.layer}{auc_text})"
 
