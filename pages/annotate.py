@@ -7,6 +7,8 @@ import streamlit as st
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.editing import suggest_spans
+from core.text.markdown import md_escape
+from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
     database,
@@ -77,7 +79,7 @@ left, right = st.columns([1, 3])
 with left:
     table = pd.DataFrame([{"#": i.generation_id, "answer": i.preview, "mine": "✓" if i.my_version else "",
                            "assigned": "●" if i.assigned else "", "risk": i.max_score} for i in items])
-    picked = st.dataframe(table, hide_index=True, height=520, on_select="rerun", selection_mode="single-row",
+    picked = st.dataframe(spreadsheet_safe(table), hide_index=True, height=520, on_select="rerun", selection_mode="single-row",
                           key="ann-table", column_config={"risk": st.column_config.NumberColumn(format="%.2f")})
     rows = picked.selection.rows if picked and picked.selection else []
     if rows and st.session_state.get("ann-last-row") != rows[0]:
@@ -96,8 +98,9 @@ with storage.sessions() as session:
     scores = scores_for(session, probe_version, current) if probe_version else None
 
 with right:
-    st.markdown(f"**Answer #{current}** · {where}")
-    st.chat_message("user").write(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "")
+    st.markdown(f"**Answer #{current}** · {md_escape(where)}")
+    st.chat_message("user").markdown(
+        md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False))
     trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace, scores=scores)
     threshold = st.session_state.get("ann-threshold", 0.5)
@@ -156,18 +159,18 @@ with right:
     if flash and flash[0] == "saved":
         st.toast(flash[1])
     elif flash:
-        st.error(flash[1])
+        st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
 
     if conflict:
-        st.warning(f"{conflict.get('saved_by') or 'Someone'} saved version {conflict['their_version']} of this "
+        st.warning(f"{md_escape(conflict.get('saved_by') or 'Someone')} saved version {conflict['their_version']} of this "
                    "answer after you opened it. Nothing of yours was overwritten: your edits are still in the "
                    "editor. Compare below, then keep yours or take theirs.")
         mine_col, theirs_col = st.columns(2)
         mine_col.markdown("**Yours**")
-        mine_col.dataframe(pd.DataFrame(conflict["mine"]), hide_index=True)
+        mine_col.dataframe(spreadsheet_safe(pd.DataFrame(conflict["mine"])), hide_index=True)
         theirs_col.markdown(f"**Theirs (version {conflict['their_version']})**")
-        theirs_col.dataframe(pd.DataFrame(conflict["theirs"]), hide_index=True)
+        theirs_col.dataframe(spreadsheet_safe(pd.DataFrame(conflict["theirs"])), hide_index=True)
         keep, take = st.columns(2)
         if keep.button("Keep mine (save over theirs)", key=f"keep-{current}"):
             store({"spans": conflict["mine"], "base_version": int(conflict["their_version"])})

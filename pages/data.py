@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core.base.errors import UserError
+from core.text.markdown import md_escape
+from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, db_user, model_label, require_page
 
 user = require_page("data")
@@ -16,6 +18,7 @@ st.title("Data")
 from core.orchestration import batch  # noqa: E402
 from db import train_runs  # noqa: E402
 from db.downloads import export_bytes  # noqa: E402
+from db.formats import ServerPath, import_root  # noqa: E402
 from db.generations import delete_dataset, list_datasets  # noqa: E402
 from db.importer import BadImportError, import_file, preview_import  # noqa: E402
 from db.users import list_users  # noqa: E402
@@ -30,7 +33,8 @@ def actor_id() -> int:
 
 
 def problems_table(problems: list[tuple[int, str]], unit: str = "line") -> None:
-    st.dataframe(pd.DataFrame([{unit: n, "reason": reason} for n, reason in problems]), hide_index=True)
+    st.dataframe(spreadsheet_safe(pd.DataFrame([{unit: n, "reason": reason} for n, reason in problems])),
+                 hide_index=True)
 
 
 with storage.sessions() as session:
@@ -48,8 +52,11 @@ with tab_import:
     if "imp-flash" in st.session_state:
         st.success(st.session_state.pop("imp-flash"))
     uploaded = st.file_uploader("File", type=["jsonl", "json", "csv", "parquet"], key="imp-file")
-    folder = st.text_input("…or a `datasets` folder on the server", key="imp-folder", placeholder="/path/to/folder")
-    source: bytes | str | None = uploaded.getvalue() if uploaded is not None else (folder.strip() or None)
+    folder = st.text_input("…or a file or `datasets` folder in the server's import folder", key="imp-folder",
+                           placeholder="my-dataset", help=f"Relative to `{import_root()}` (PROBELENS_IMPORT_ROOT); "
+                           "nothing outside it can be read.")
+    source: bytes | ServerPath | None = (uploaded.getvalue() if uploaded is not None
+                                         else ServerPath(folder.strip()) if folder.strip() else None)
     filename = uploaded.name if uploaded is not None else (Path(folder.strip()).name if folder.strip() else None)
     if source is not None:
         c1, c2, c3 = st.columns(3)
@@ -60,10 +67,10 @@ with tab_import:
         try:
             preview = preview_import(source, filename, split=split)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
             preview = None
         if preview is not None:
-            st.markdown(f"**{preview.filename}** · detected format **{preview.format}** · {preview.records} "
+            st.markdown(f"**{md_escape(preview.filename)}** · detected format **{preview.format}** · {preview.records} "
                         f"records ({preview.duplicates} repeated in the file) · {preview.spans} spans")
             m1, m2, m3 = st.columns(3)
             m1.metric("Spans found by index", preview.by_index)
@@ -71,16 +78,17 @@ with tab_import:
             m3.metric("Spans not found", len(preview.unmatched))
             if preview.unmatched:
                 with st.expander(f"{len(preview.unmatched)} spans not found (they will be reported, never guessed)"):
-                    st.dataframe(pd.DataFrame(preview.unmatched, columns=[preview.unit, "span", "reason"]),
+                    st.dataframe(spreadsheet_safe(pd.DataFrame(preview.unmatched,
+                                                               columns=[preview.unit, "span", "reason"])),
                                  hide_index=True)
             if preview.rows:
                 st.markdown("First records")
-                st.dataframe(pd.DataFrame(preview.rows), hide_index=True, key="imp-rows")
+                st.dataframe(spreadsheet_safe(pd.DataFrame(preview.rows)), hide_index=True, key="imp-rows")
             if preview.problems:
                 st.error(f"{len(preview.problems)} bad {preview.unit}s: nothing can be imported until they are "
                          "fixed.")
                 problems_table(preview.problems, preview.unit)
-            elif st.button(f"Import into '{target}'", type="primary", key="imp-go"):
+            elif st.button(f"Import into '{md_escape(target)}'", type="primary", key="imp-go"):
                 bar = st.progress(0.0, text="checking…")
 
                 def shown(stage: str, done: int, total: int, message: str = "") -> None:
@@ -97,11 +105,11 @@ with tab_import:
                     st.rerun()  # every tab's dataset list now includes it
                 except BadImportError as exc:
                     bar.empty()
-                    st.error(str(exc))
+                    st.error(md_escape(str(exc)))
                     problems_table(exc.problems, exc.unit)
                 except UserError as exc:
                     bar.empty()
-                    st.error(str(exc))
+                    st.error(md_escape(str(exc)))
 
 # --- export -----------------------------------------------------------------------------------------
 with tab_export:
@@ -124,11 +132,11 @@ with tab_export:
                     st.session_state["exp-ready"] = (wanted, *export_bytes(session, chosen, format=fmt, which=which,
                                                                            annotator=who))
             except UserError as exc:
-                st.error(str(exc))
+                st.error(md_escape(str(exc)))
         ready = st.session_state.get("exp-ready")
         if ready and ready[0] == wanted:
             _w, content, file_name, mime, count = ready
-            st.download_button(f"Download {file_name} ({count} answers)", content, file_name=file_name, mime=mime,
+            st.download_button(f"Download {md_escape(file_name)} ({count} answers)", content, file_name=file_name, mime=mime,
                                key="exp-download", type="primary")
 
 # --- batch generation -------------------------------------------------------------------------------
@@ -141,12 +149,12 @@ with tab_batch:
     if prompts_file is not None:
         try:
             prompts = batch.parse_prompts(prompts_file.getvalue(), prompts_file.name)
-            st.caption(f"{len(prompts)} prompts, e.g. “{prompts[0].messages[-1]['content'][:120]}”")
+            st.caption(f"{len(prompts)} prompts, e.g. “{md_escape(prompts[0].messages[-1]['content'][:120])}”")
         except batch.BadPromptsError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
             problems_table(exc.problems)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
     with st.form("batch"):
         c1, c2 = st.columns(2)
         model = c1.text_input("Model", value=model_label(), key="batch-model", help="the embedded model, a local folder, or a "
@@ -168,7 +176,7 @@ with tab_batch:
             run_id = batch.start_batch(storage, params, actor_id())
             st.toast(f"Batch run {run_id} started.")
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
 
     def latest_batch() -> dict | None:
         with storage.sessions() as session, session.begin():
@@ -196,12 +204,12 @@ with tab_batch:
                     train_runs.request_cancel(session, run["id"], db_user(session, user))
                 st.rerun(scope="fragment")
         elif run["status"] == "succeeded":
-            st.success(f"Batch run {run['id']} finished: {run['message']}.")
+            st.success(f"Batch run {run['id']} finished: {md_escape(run['message'])}.")
         elif run["status"] == "cancelled":
-            st.warning(f"Batch run {run['id']} was cancelled ({run['message'] or ''}); the answers finished "
+            st.warning(f"Batch run {run['id']} was cancelled ({md_escape(run['message'] or '')}); the answers finished "
                        f"before it stopped are stored (of {total} prompts).")
         else:
-            st.error(f"Batch run {run['id']} failed: {run['error']}")
+            st.error(f"Batch run {run['id']} failed: {md_escape(run['error'])}")
         if first and first["status"] in train_runs.ACTIVE and run["status"] not in train_runs.ACTIVE:
             st.rerun()  # the datasets table and the run-every timer follow
 
@@ -215,19 +223,19 @@ with tab_sets:
         frame = pd.DataFrame([{"dataset": d["name"], "answers": d["answers"], "labelled by anyone":
                                d["labelled_by_anyone"], "gold": d["gold"], "hallucinated spans (gold)":
                                d["hallucinated_spans"], "created": d["created_at"]} for d in datasets])
-        st.dataframe(frame, hide_index=True, key="sets-table")
+        st.dataframe(spreadsheet_safe(frame), hide_index=True, key="sets-table")
         st.markdown("**Delete a dataset**")
         doomed = st.selectbox("Dataset to delete", names, key="del-dataset")
         info = next(d for d in datasets if d["name"] == doomed)
         st.caption(f"Deletes {info['answers']} answers with every annotation set, span and probe score of them. "
                    "It is recorded in the event log; it cannot be undone.")
-        typed = st.text_input(f"Type the dataset's name ({doomed}) to confirm", key=f"del-confirm-{doomed}")
+        typed = st.text_input(f"Type the dataset's name ({md_escape(doomed)}) to confirm", key=f"del-confirm-{doomed}")
         if st.button("Delete permanently", key="del-go", disabled=typed.strip() != doomed):
             try:
                 with storage.sessions() as session, session.begin():
                     delete_dataset(session, doomed, db_user(session, user))
                 st.session_state.pop(f"del-confirm-{doomed}", None)
-                st.toast(f"Deleted dataset '{doomed}'.")
+                st.toast(f"Deleted dataset '{md_escape(doomed)}'.")
                 st.rerun()
             except UserError as exc:
-                st.error(str(exc))
+                st.error(md_escape(str(exc)))

@@ -9,6 +9,7 @@ from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.engine.live import EarlyStopRule, LiveGeneration
 from core.probes.pipeline import spans_from_scores
+from core.text.markdown import md_escape
 from pages.common import (
     active_probe,
     database,
@@ -101,7 +102,7 @@ def summary(trace, text: str) -> None:
         cols = st.columns(min(4, len(ranked)))
         for n, (start, end, risk) in enumerate(ranked):
             token_index = next(i for i, (s, e) in enumerate(trace.offsets) if e > start)
-            label = f"{text[start:end].strip()[:40]!r} · {risk:.2f}"
+            label = f"{md_escape(repr(text[start:end].strip()[:40]))} · {risk:.2f}"
             if cols[n % len(cols)].button(label, key=f"risk-span-{n}"):
                 st.session_state["gen-focus"] = token_index
 
@@ -115,7 +116,7 @@ if mode == "Ask a question":
             start_generation(question)
             live = st.session_state["live"]
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
 else:
     with st.form("score-form"):
         prompt_text = st.text_area("User message", height=80)
@@ -152,7 +153,7 @@ if live is None:
                "through orange to deep red (high risk).")
     st.stop()
 
-st.chat_message("user").write(live.messages[-1]["content"])
+st.chat_message("user").markdown(md_escape(live.messages[-1]["content"], inline=False))
 polling = live.running
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.markdown import md_escape
+from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, language_model, require_page
 
 require_page("inspect")
@@ -52,7 +53,7 @@ try:
     with st.spinner("Scoring the labelled answers with this probe…"):
         es = scored(*key)
 except UserError as exc:
-    st.info(str(exc))
+    st.info(md_escape(str(exc)))
     st.stop()
 st.caption(f"v{es.version} (layer {es.layer}) on {len(es.row_ids)} labelled answers "
            f"({', '.join(sorted(set(es.splits)))}); labels: gold, else the annotators' majority.")
@@ -112,7 +113,7 @@ with tab_threshold:
         else:
             st.caption("Pick two splits above to see the guarantee checked on answers it was not calibrated on.")
     except (UserError, ValueError) as exc:
-        st.info(str(exc))
+        st.info(md_escape(str(exc)))
 
 # --- errors ----------------------------------------------------------------------------------------
 with tab_errors:
@@ -128,8 +129,8 @@ with tab_errors:
         frame = pd.DataFrame([{"answer": int(e["key"]), "score": e["score"], "before": e["before"],
                                "span": e["span_text"], "after": e["after"]} for e in rows],
                              columns=["answer", "score", "before", "span", "after"])
-        chosen = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key=f"insp-{kind}", column_config={"score": st.column_config.NumberColumn(format="%.3f")})
+        chosen = st.dataframe(spreadsheet_safe(frame), hide_index=True, on_select="rerun",
+                              selection_mode="single-row", key=f"insp-{kind}", column_config={"score": st.column_config.NumberColumn(format="%.3f")})
         if chosen and chosen.selection and chosen.selection.rows:
             picked = rows[chosen.selection.rows[0]]
     if picked is not None:
@@ -161,11 +162,11 @@ with tab_suspects:
             st.success("No span is confidently contradicted.")
         frame = pd.DataFrame([{"answer": s["row_id"], "span": s["span_text"], "gold": s["label"],
                                "probe": s["score"], "confidence": s["confidence"], "kind": s["kind"]} for s in found])
-        chosen = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key="insp-suspects")
+        chosen = st.dataframe(spreadsheet_safe(frame), hide_index=True, on_select="rerun",
+                              selection_mode="single-row", key="insp-suspects")
         if chosen and chosen.selection and chosen.selection.rows:
             s = found[chosen.selection.rows[0]]
-            st.page_link("pages/review.py", label=f"Review answer #{s['row_id']} ({s['span_text']!r})",
+            st.page_link("pages/review.py", label=f"Review answer #{s['row_id']} ({md_escape(repr(s['span_text']))})",
                          query_params={"generation": s["row_id"]})
 
 # --- layers ----------------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ with tab_layers:
                 progress=lambda stage, done, total, message="": bar.progress(
                     min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total} {message}"))
         except UserError as exc:
-            st.info(str(exc))
+            st.info(md_escape(str(exc)))
         bar.empty()
     scan = st.session_state.get(scan_key)
     if scan is not None:

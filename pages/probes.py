@@ -31,7 +31,7 @@ def activate(version: int, done: str) -> None:
         st.toast(done.format(v=version, run=run_id))
         st.rerun()
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))
 
 
 def latest_runs() -> dict[str, dict]:
@@ -75,7 +75,7 @@ if pressed:
         st.session_state["probes-watching"] = run_id
         st.toast(f"Retrain run {run_id} started.")
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))
 
 runs = latest_runs()
 watching = any(r["status"] in train_runs.ACTIVE for r in runs.values())
@@ -97,12 +97,12 @@ def run_status() -> None:
                     train_runs.request_cancel(session, run["id"], None)
                 st.rerun(scope="fragment")
         elif run["status"] == "succeeded":
-            st.success(f"{title} run {run['id']} finished: {run['message'] or 'done'} "
+            st.success(f"{title} run {run['id']} finished: {md_escape(run['message'] or 'done')} "
                        f"({(run['timings'] or {}).get('total_s', 0):.1f} s).")
         elif run["status"] == "cancelled":
             st.warning(f"{title} run {run['id']} was cancelled; nothing was registered.")
         else:
-            st.error(f"{title} run {run['id']} failed: {run['error']}")
+            st.error(f"{title} run {run['id']} failed: {md_escape(run['error'])}")
     was_active = {k for k, r in runs.items() if r["status"] in train_runs.ACTIVE}
     if was_active and not any(now[k]["status"] in train_runs.ACTIVE for k in was_active if k in now):
         st.rerun()
@@ -161,7 +161,7 @@ else:
                                      file_name=f"probelens-probe-v{version}.zip", mime="application/zip",
                                      key=f"download-{version}")
     except UserError as exc:
-        download_col.error(str(exc))
+        download_col.error(md_escape(str(exc)))
 
 # --- upload -------------------------------------------------------------------------------------
 
@@ -174,4 +174,4 @@ if uploaded is not None and st.button("Register uploaded probe", key="probe-uplo
         new_version = registry.upload_probe(storage, language_model(), uploaded.getvalue(), actor_id())
         st.success(f"Registered as v{new_version}.")
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))

@@ -9,6 +9,8 @@ from core.base.errors import UserError
 from core.base.types import Span
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.editing import diff_sets, merge_groups
+from core.text.markdown import md_escape
+from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
     database,
@@ -52,7 +54,7 @@ if wanted and st.session_state.get("rev-wanted-seen") != wanted:
         st.session_state["rev-generation"] = int(wanted)
         st.session_state["rev-force"] = True
     except UserError as exc:
-        st.warning(str(exc))
+        st.warning(md_escape(str(exc)))
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
 tab_review, tab_agreement, tab_assign = st.tabs(["Settle gold", "Agreement", "Assign work"])
 
@@ -73,7 +75,7 @@ with tab_agreement:
             col.metric(name, "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else value))
         pairs = pd.DataFrame(report["pairs"])
         st.markdown("**Annotator pairs** — select a row to list the answers they disagree on")
-        chosen = st.dataframe(pairs, hide_index=True, on_select="rerun", selection_mode="single-row", key="rev-pairs")
+        chosen = st.dataframe(spreadsheet_safe(pairs), hide_index=True, on_select="rerun", selection_mode="single-row", key="rev-pairs")
         st.markdown("**Per label** (one label against the rest)")
         st.dataframe(pd.DataFrame(report["per_label"]).T, key="rev-labels")
         rows = chosen.selection.rows if chosen and chosen.selection else []
@@ -81,7 +83,7 @@ with tab_agreement:
             pair = pairs.iloc[rows[0]]
             key = f"{pair['a']}|{pair['b']}"
             indices = report["disagreements"].get(key, [])
-            st.write(f"{len(indices)} answers where {pair['a']} and {pair['b']} differ:")
+            st.write(f"{len(indices)} answers where {md_escape(pair['a'])} and {md_escape(pair['b'])} differ:")
             for index in indices[:50]:
                 if st.button(f"Open answer #{generation_ids[index]}", key=f"dis-{index}"):
                     st.session_state["rev-generation"] = generation_ids[index]
@@ -100,7 +102,7 @@ with tab_assign:
                                              actor=db_user(session, user))
                 st.success(f"Created {made} assignments.")
             except UserError as exc:
-                st.error(str(exc))
+                st.error(md_escape(str(exc)))
 
 with tab_review:
     with storage.sessions() as session:
@@ -133,7 +135,7 @@ with tab_review:
     if bundle.disagreements:
         st.caption("Disagreements at characters " + ", ".join(f"{a}–{b}" for a, b in bundle.disagreements[:12]))
     for name, spans in sources.items():
-        st.markdown(f"**{name}**")
+        st.markdown(f"**{md_escape(name)}**")
         token_heatmap(view, key=f"rev-{current}-{name}", gold_spans=[s.__dict__ for s in spans], height=220)
 
     st.subheader("Gold set")
@@ -144,8 +146,8 @@ with tab_review:
     for index, group in enumerate(groups):
         options = [name for name, spans in group.spans.items() if spans] + ["none"]
         text = bundle.generation.completion[group.start:group.end]
-        label = f"{text!r} ({group.start}–{group.end})" + ("" if not group.agree else " · all agree")
-        picks[index] = st.radio(label, options, horizontal=True, key=f"pick-{current}-{index}")
+        label = f"{md_escape(repr(text))} ({group.start}–{group.end})" + ("" if not group.agree else " · all agree")
+        picks[index] = st.radio(label, options, horizontal=True, key=f"pick-{current}-{index}", format_func=md_escape)
     merged = merge_groups(groups, picks) if groups else []
     st.caption(f"{len(merged)} spans in the merged gold set; current gold version {gold_version}.")
     a, b = st.columns(2)
@@ -157,14 +159,14 @@ with tab_review:
             st.success("Gold saved.")
             st.rerun()
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
     pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
-    if pick and b.button(f"Use {pick}'s spans as gold", key=f"use-{current}"):
+    if pick and b.button(f"Use {md_escape(pick)}'s spans as gold", key=f"use-{current}"):
         try:
             with storage.sessions() as session, session.begin():
                 reviewing.pick_annotator(session, current, pick, expected_version=gold_version,
                                          reviewer=db_user(session, user))
-            st.success(f"Gold is now {pick}'s set.")
+            st.success(f"Gold is now {md_escape(pick)}'s set.")
             st.rerun()
         except UserError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))

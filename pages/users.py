@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core.base.errors import UserError
+from core.text.markdown import md_escape
+from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, db_user, require_page
 
 user = require_page("users")
@@ -28,7 +30,7 @@ def run_change(action, *args, success: str) -> None:
             action(session, *args, actor=db_user(session, user))
         st.success(success)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))
 
 
 with tab_accounts:
@@ -36,7 +38,7 @@ with tab_accounts:
         people = accounts.list_users(session)
         rows = [{"name": u.name, "role": u.role, "active": u.active, "created": u.created_at} for u in people]
         names = [u.name for u in people]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(spreadsheet_safe(pd.DataFrame(rows)), hide_index=True, width="stretch")
 
     with st.form("add-user", clear_on_submit=True):
         st.subheader("Add a user")
@@ -48,10 +50,10 @@ with tab_accounts:
             try:
                 with storage.sessions() as session, session.begin():
                     accounts.add_user(session, name, password, role=role, actor=db_user(session, user))
-                st.success(f"Added {name} ({role}).")
+                st.success(f"Added {md_escape(name)} ({role}).")
                 st.rerun()
             except UserError as exc:
-                st.error(str(exc))
+                st.error(md_escape(str(exc)))
 
     st.subheader("Change a user")
     target = st.selectbox("User", names, key="users-target")
@@ -87,7 +89,7 @@ with tab_events:
             "id": e.entity_id, "dataset": e.dataset, "detail": e.detail,
             "before": str(e.before) if e.before is not None else "", "after": str(e.after) if e.after is not None else "",
         } for e in events])
-    st.dataframe(table, hide_index=True, width="stretch", height=480)
+    st.dataframe(spreadsheet_safe(table), hide_index=True, width="stretch", height=480)
 
 with tab_team:
     with storage.sessions() as session:
@@ -95,6 +97,7 @@ with tab_team:
     dataset = st.selectbox("Agreement with gold on dataset", [None, *datasets], format_func=lambda d: d or "—",
                            key="team-dataset")
     with storage.sessions() as session:
-        st.dataframe(pd.DataFrame(team_progress(session, dataset)), hide_index=True, width="stretch")
+        st.dataframe(spreadsheet_safe(pd.DataFrame(team_progress(session, dataset))), hide_index=True,
+                     width="stretch")
     st.caption("Median time per item: the median gap between a person's consecutive saves, ignoring pauses "
                "over 30 minutes. κ vs gold: token-level Cohen's kappa against the gold set.")

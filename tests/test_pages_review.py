@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from core.base.types import Generation, Span, TokenTrace
-from tests.support.apptest import sign_in
+from tests.support.apptest import plain, sign_in
 
 ANSWER = "Lviv was founded in 1256 by Daniel."
 
@@ -40,7 +40,7 @@ def test_review_shows_disagreement_and_saves_merged_gold(env):
     assert not at.exception, at.exception
     captions = [c.value for c in at.caption]
     assert any("Disagreements at characters 19–24" in c for c in captions), captions
-    radios = [r for r in at.radio if r.label.startswith("'1256'")]
+    radios = [r for r in at.radio if plain(r.label).startswith("'1256'")]
     assert radios and set(radios[0].options) == {"alice", "bob", "none"}
     radios[0].set_value("alice")
     next(b for b in at.button if b.label == "Save merged gold").click()

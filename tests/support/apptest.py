@@ -62,3 +62,11 @@ def sign_in(name: str, password: str, page: str | None = None, *, timeout: float
         at.switch_page(page)
         at.run()
     return at
+
+
+def plain(markdown: str | None) -> str:
+    """What a person reads from a markdown string the app escaped (md_escape): AppTest reports
+    the markdown source, with every punctuation character behind a backslash."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown or "")
