@@ -29,8 +29,13 @@ def test_every_markdown_character_is_escaped(text):
 
 
 def test_the_text_reads_the_same_once_unescaped():
-    text = "Bosnia & Herzegovina: 51,197 km² (≈ 19,767 mi²) — ok?"
-    assert re.sub(r"\\(.)", r"\1", md_escape(text)) == text
+    text = "Bosnia & Herzegovina: 51,197 km² (≈ 19,767 mi²) — ok? see http://x.org or a@b.org"
+    assert re.sub(r"\\(.)", r"\1", md_escape(text)).replace("\u200b", "") == text
+
+
+def test_url_schemes_www_and_at_are_broken_for_the_autolinker():
+    out = re.sub(r"\\(.)", r"\1", md_escape("http://a.b www.c.d e@f.g HTTPS://h"))
+    assert "http://" not in out and "www." not in out and "e@f" not in out and "HTTPS://" not in out
 
 
 def test_block_text_keeps_its_lines_as_hard_breaks():
