@@ -14,6 +14,13 @@ Tabular files (CSV, Parquet, `datasets`) hold one generation per row, in either 
 - `prompt` + `answer` (or `completion`) + the same optional columns.
 An `extra` column holding a JSON object is spread into the record (our own exports write
 one); any other column is kept as an extra field. Empty cells count as missing.
+
+Paths: a path given as a plain `str`/`Path` is trusted (the CLI, run by an operator with a
+shell, and our own code). A path a person typed into the app arrives as a `ServerPath` and
+is confined to the import root (`PROBELENS_IMPORT_ROOT`, default `data/imports`): symlinks
+and `..` are resolved first, and anything outside gets one message, `OUTSIDE_IMPORT_ROOT`,
+whether or not it exists, before anything is read. Such a source is `redacted`: its
+messages quote no file content (no header names, no parser details, no cell values).
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -45,6 +53,8 @@ _TEXT_COLUMNS = ("prompt", "answer", "completion")
 # A DataFrame index saved by accident (to_csv / to_parquet): not data, so not an extra field.
 _INDEX_ARTEFACT = re.compile(r"^(Unnamed: \d+|__index_level_\d+__)$")
 _BOM = b"\xef\xbb\xbf"
+OUTSIDE_IMPORT_ROOT = ("only files and folders inside the server's import folder can be imported by path "
+                       "(set PROBELENS_IMPORT_ROOT to choose that folder)")
 
 
 @dataclass
@@ -64,6 +74,7 @@ class Source:
     format: str
     size: int
     data: Path | bytes
+    redacted: bool = False  # a path typed into the app: messages quote no file content
 
     @property
     def unit(self) -> str:
@@ -75,6 +86,85 @@ class Source:
             "jsonl": _jsonl_items, "csv": _csv_items, "parquet": _parquet_items, "datasets": _datasets_items,
         }
         return readers[self.format](self)
+
+
+@dataclass(frozen=True)
+class ServerPath:
+    """A path on the server that a person typed into the app: read only inside the import root."""
+
+    typed: str
+
+
+# --- the import root --------------------------------------------------------------------------
+
+
+def import_root() -> Path:
+    """The one server folder paths typed into the app may point into (symlinks resolved)."""
+    return settings.import_root().resolve()
+
+
+def _outside() -> UserError:
+    return UserError(OUTSIDE_IMPORT_ROOT)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def confine_to_import_root(typed: str | os.PathLike) -> Path:
+    """The real path a typed server path names, inside the import root; else one UserError.
+
+    A relative path is taken from the root, an absolute one must lie inside it. Symlinks and
+    `..` are resolved before the check, so neither can lead out; for a folder, every link
+    inside it is checked too. Whether an outside path exists is never told. Inside the root,
+    only regular files and folders are read (never a FIFO or a device).
+    """
+    text = os.fspath(typed).strip() if isinstance(typed, (str, os.PathLike)) else ""
+    if not text or "\x00" in text:
+        raise _outside()
+    root = import_root()
+    try:
+        resolved = (root / text).resolve()  # an absolute `text` replaces the root in the join
+    except (OSError, RuntimeError, ValueError):
+        raise _outside() from None
+    if not resolved.is_relative_to(root):
+        raise _outside()
+    shown = _display_name(text)
+    try:
+        mode = resolved.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"no such file or folder in the import folder: {shown}") from None
+    except OSError:
+        raise UserError(f"cannot read {shown} in the import folder") from None
+    if stat.S_ISDIR(mode):
+        _check_tree(resolved, root)
+    elif not stat.S_ISREG(mode):
+        raise UserError(f"{shown} is neither a file nor a folder")
+    return resolved
+
+
+def _check_tree(folder: Path, root: Path) -> None:
+    """Every entry of a folder (following links, each real folder once) stays inside the root."""
+    seen: set[Path] = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            raise UserError("cannot read a folder inside the chosen folder") from None
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_symlink() and not _inside(path, root):
+                raise _outside()
+            if entry.is_dir():
+                pending.append(path.resolve())
 
 
 # --- size limit and detection ---------------------------------------------------------
@@ -109,8 +199,15 @@ def _display_name(name: str) -> str:
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def open_source(path_or_bytes: str | os.PathLike | bytes, filename: str | None = None) -> Source:
-    """Detect the format and check the size limit, before anything is read."""
+def open_source(path_or_bytes: str | os.PathLike | bytes | ServerPath, filename: str | None = None) -> Source:
+    """Detect the format and check the size limit, before anything is read.
+
+    A `ServerPath` is confined to the import root first (see `confine_to_import_root`)."""
+    redacted = isinstance(path_or_bytes, ServerPath)
+    if isinstance(path_or_bytes, ServerPath):
+        typed = path_or_bytes.typed
+        path_or_bytes = confine_to_import_root(typed)
+        filename = filename or Path(typed.strip()).name or path_or_bytes.name
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data: Path | bytes = bytes(path_or_bytes)
         if not filename:
@@ -131,7 +228,7 @@ def open_source(path_or_bytes: str | os.PathLike | bytes, filename: str | None =
         raise UserError(
             f"{name} is {_human(size)}, over the import limit of {limit_mb:g} MB (set {MAX_IMPORT_ENV} to raise it)"
         )
-    return Source(name, _detect(name, is_dir), size, data)
+    return Source(name, _detect(name, is_dir), size, data, redacted)
 
 
 def _detect(name: str, is_dir: bool) -> str:
@@ -210,15 +307,41 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def check_columns(columns: list[str], name: str) -> None:
-    """A table must say what the conversation is, one way or the other."""
+def check_columns(columns: list[str], name: str, *, redacted: bool = False) -> None:
+    """A table must say what the conversation is, one way or the other (a redacted message
+    counts the columns instead of naming them)."""
     has = set(columns)
     if "conversation" in has or ("prompt" in has and has & {"answer", "completion"}):
         return
-    found = ", ".join(columns) or "none"
+    found = f"{len(columns)} other columns" if redacted else ", ".join(columns) or "none"
     raise UserError(
         f"{name}: expected a 'conversation' column, or 'prompt' and 'answer' (or 'completion') columns; found: {found}"
     )
+
+
+def _detail(source: Source, exc: BaseException) -> str:
+    """An exception's text for a message, unless the source is redacted (it may quote content)."""
+    return "" if source.redacted else f" ({' '.join(str(exc).split())})"
+
+
+def redact_values(message: str, record: Any) -> str:
+    """`message` with every quoted copy of a text found in `record` (its keys and values, at any
+    depth) replaced by '…': row problems of a redacted source keep their reason, not the data."""
+    texts: set[str] = set()
+    pending = [record]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            texts.add(value)
+        elif isinstance(value, dict):
+            texts.update(str(k) for k in value)
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+    for text in sorted(texts, key=len, reverse=True):
+        for quoted in (repr(text), f'"{text}"', f"'{text}'"):
+            message = message.replace(quoted, "'…'")
+    return message
 
 
 def _missing(column: str, value: Any) -> bool:
@@ -288,13 +411,13 @@ def _csv_items(source: Source) -> Iterator[RawItem]:
                 first = True
                 for chunk in reader:
                     if first:
-                        check_columns([str(c) for c in chunk.columns], source.name)
+                        check_columns([str(c) for c in chunk.columns], source.name, redacted=source.redacted)
                         first = False
                     yield from chunk.to_dict(orient="records")
             except pd.errors.EmptyDataError:
                 return
             except pd.errors.ParserError as exc:
-                raise UserError(f"{source.name}: not a valid CSV file ({' '.join(str(exc).split())})") from None
+                raise UserError(f"{source.name}: not a valid CSV file{_detail(source, exc)}") from None
             except UnicodeDecodeError as exc:
                 raise UserError(f"{source.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
@@ -313,13 +436,13 @@ def _parquet_items(source: Source) -> Iterator[RawItem]:
             try:
                 parquet = pq.ParquetFile(stream)
             except (pa.ArrowException, OSError, ValueError) as exc:
-                raise UserError(f"{source.name}: not a readable Parquet file ({exc})") from None
-            check_columns(list(parquet.schema_arrow.names), source.name)
+                raise UserError(f"{source.name}: not a readable Parquet file{_detail(source, exc)}") from None
+            check_columns(list(parquet.schema_arrow.names), source.name, redacted=source.redacted)
             try:
                 for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
                     yield from batch.to_pylist()
             except (pa.ArrowException, OSError, ValueError) as exc:
-                raise UserError(f"{source.name}: damaged Parquet file ({exc})") from None
+                raise UserError(f"{source.name}: damaged Parquet file{_detail(source, exc)}") from None
 
     return _rows_to_items(rows())
 
@@ -336,7 +459,7 @@ def _load_dataset_folder(source: Source):
     try:
         return datasets.load_from_disk(str(source.data))
     except (ValueError, OSError, KeyError, TypeError, pa.ArrowException) as exc:
-        raise UserError(f"{source.name}: not a folder saved with datasets' save_to_disk ({exc})") from None
+        raise UserError(f"{source.name}: not a folder saved with datasets' save_to_disk{_detail(source, exc)}") from None
 
 
 def _datasets_items(source: Source) -> Iterator[RawItem]:
@@ -348,7 +471,7 @@ def _datasets_items(source: Source) -> Iterator[RawItem]:
 
     def rows() -> Iterator[dict[str, Any]]:
         for split_name, part in parts:
-            check_columns(list(part.column_names), source.name)
+            check_columns(list(part.column_names), source.name, redacted=source.redacted)
             for batch in part.iter(batch_size=CHUNK_ROWS):
                 columns = list(batch)
                 for values in zip(*(batch[c] for c in columns)):

@@ -8,6 +8,9 @@ time for writing instead of being held in memory as Python objects.
 Writing happens inside a savepoint of the caller's transaction, so an error part-way
 (another import racing us, a cancel) leaves nothing behind even if the caller carries on.
 `import_file` never commits: the caller owns the transaction.
+
+A path typed into the app is passed as `db.formats.ServerPath`: it is confined to the import
+root and its messages quote no file content (see db/formats.py). A plain path is trusted.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from core.text.interchange import parse_record, trace_from_record
 from core.text.tokens import UnmatchedSpan
 from db.annotations import save_annotation_set, validate_spans
 from db.events import log_event
-from db.formats import RawItem, Source, open_source
+from db.formats import RawItem, ServerPath, Source, open_source, redact_values
 from db.generations import (
     RESERVED_EXTRA_KEYS,
     build_generation,
@@ -124,8 +127,9 @@ def _reason(message: str) -> str:
     return _LINE_PREFIX.sub("", message, count=1)
 
 
-def parse_item(raw: RawItem, default_split: str) -> ParsedItem:
-    """Validate one record as the database will need it; UserError (no position) if bad."""
+def parse_item(raw: RawItem, default_split: str, *, detail: bool = True) -> ParsedItem:
+    """Validate one record as the database will need it; UserError (no position) if bad.
+    `detail=False` leaves an unexpected exception's text (which may quote data) out."""
     if raw.problem is not None:
         raise UserError(raw.problem)
     obj = raw.record
@@ -139,7 +143,8 @@ def parse_item(raw: RawItem, default_split: str) -> ParsedItem:
     except UserError as exc:
         raise UserError(_reason(str(exc))) from None
     except _RECORD_ERRORS as exc:
-        raise UserError(f"could not read this record ({type(exc).__name__}: {exc})") from None
+        shown = f"{type(exc).__name__}: {exc}" if detail else type(exc).__name__
+        raise UserError(f"could not read this record ({shown})") from None
     annotated = obj.get("annotations") is not None or obj.get("spans") is not None
     return ParsedItem(
         raw.number, gen, trace, split, annotated, unmatched, by_index, by_search, content_hash(gen.conversation)
@@ -147,12 +152,13 @@ def parse_item(raw: RawItem, default_split: str) -> ParsedItem:
 
 
 def _parsed(source: Source, default_split: str) -> Iterator[ParsedItem | tuple[int, str]]:
-    """Each record parsed, or (number, reason) for a bad one."""
+    """Each record parsed, or (number, reason) for a bad one; a redacted source's reasons quote
+    none of the record's texts."""
     for raw in source.items():
         try:
-            yield parse_item(raw, default_split)
+            yield parse_item(raw, default_split, detail=not source.redacted)
         except UserError as exc:
-            yield raw.number, str(exc)
+            yield raw.number, redact_values(str(exc), raw.record) if source.redacted else str(exc)
 
 
 def _unmatched(item: ParsedItem) -> list[tuple[int, str, str]]:
@@ -179,7 +185,7 @@ def _summary(item: ParsedItem) -> dict[str, Any]:
 
 
 def preview_import(
-    path_or_bytes: str | os.PathLike | bytes, filename: str | None = None, *, limit: int = 20, split: str = "train"
+    path_or_bytes: str | os.PathLike | bytes | ServerPath, filename: str | None = None, *, limit: int = 20, split: str = "train"
 ) -> ImportPreview:
     """Read the whole file (streaming) and report what an import would find; writes nothing."""
     source = open_source(path_or_bytes, filename)
@@ -322,7 +328,7 @@ class _Writer:
 
 def import_file(
     session: Session,
-    path: str | os.PathLike | bytes,
+    path: str | os.PathLike | bytes | ServerPath,
     *,
     dataset: str,
     split: str = "train",
@@ -337,7 +343,8 @@ def import_file(
     `split` applies to records without their own. Spans become the gold set (action
     "import"), or `as_user`'s set. Raises BadImportError (nothing written) if any line is
     bad, UserError for an unreadable/empty/oversized file. One "dataset.import" event.
-    `path` may be uploaded bytes, with `source_name` giving the file name. Does not commit.
+    `path` may be uploaded bytes, with `source_name` giving the file name, or a `ServerPath`
+    a person typed (confined to the import root). Does not commit.
     """
     dataset_name = clean_dataset_name(dataset)
     default_split = check_split(split)

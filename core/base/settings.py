@@ -19,6 +19,7 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_DEMO_SIZE": "answers in the first-run demo (default: 200)",
     "PROBELENS_SEED_DEMO": "0 turns the first-run demo seed off (default: 1)",
     "PROBELENS_MAX_IMPORT_MB": "largest import file accepted (default: 200)",
+    "PROBELENS_IMPORT_ROOT": "the only server folder the Data page imports from by path (default: data/imports)",
     "PROBELENS_ADMIN_PASSWORD": "creates the admin account on first start without the form",
     "PROBELENS_NEW_PASSWORD": "password for `users add` / `users reset-password` without a prompt",
     "PROBELENS_WORKER_IDLE_SECONDS": "how long a worker stays warm for the next run (default: 300)",
@@ -73,6 +74,10 @@ def seed_demo_enabled() -> bool:
 
 def max_import_mb_raw() -> str:
     return _get("PROBELENS_MAX_IMPORT_MB").strip()
+
+
+def import_root() -> Path:
+    return Path(_get("PROBELENS_IMPORT_ROOT") or Path.cwd() / "data" / "imports")
 
 
 def admin_password() -> str | None:
