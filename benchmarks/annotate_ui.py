@@ -19,6 +19,9 @@ the new version.
 
     .venv/bin/python benchmarks/annotate_ui.py [--tokens 2000] [--presses 30] [--saves 10]
 
+Timing is opt-in in the component (core/components/js/perf.js): the page turns it on with
+`window.__probelensPerf = true` before the app loads.
+
 Last line: `keypress_to_draw_ms=<label-key median> save_roundtrip_ms=<median>`.
 Goals: < 50 ms and < 300 ms.
 """
@@ -90,6 +93,7 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.add_init_script("window.__probelensPerf = true")  # the component's timing is opt-in
             page.goto(app.url(case="edit", n=args.tokens, height=520, draft_key=f"bench-{uuid.uuid4().hex[:8]}"))
             root = page.locator(f".plh-root[data-spans][data-token-count='{args.tokens}']")
             root.wait_for(timeout=60_000)

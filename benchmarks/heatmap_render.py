@@ -16,6 +16,9 @@ performance.timeOrigin + t_painted of the first paint that shows it, minus that 
     .venv/bin/python benchmarks/heatmap_render.py [--reps 7] [--stream-tokens 200] [--poll 0.1]
                                                   [--no-gc-run] [--stream-only]
 
+Timing is opt-in in the component (core/components/js/perf.js): every browser context
+here turns it on with `window.__probelensPerf = true` before the app loads.
+
 Last line: `paint_ms_5000=<cold median> visible_delay_ms=<per-token median>`.
 """
 from __future__ import annotations
@@ -33,6 +36,14 @@ sys.path.insert(0, str(E2E))
 from conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitApp  # noqa: E402
 
 SIZES = (500, 2000, 5000)
+PERF_ON = "window.__probelensPerf = true"
+
+
+def new_context(browser):
+    """A browser context with the component's timing turned on."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.add_init_script(PERF_ON)
+    return context
 
 
 def median(xs: list[float]) -> float:
@@ -53,7 +64,7 @@ def last_paint(page) -> dict:
 def measure_cold(browser, app: StreamlitApp, n: int, reps: int) -> tuple[list[float], list[float]]:
     painted, dom = [], []
     for _ in range(reps):
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        context = new_context(browser)
         page = context.new_page()
         page.goto(app.url(case=f"n{n}"))
         page.locator(f".plh-root[data-token-count='{n}']").wait_for(timeout=60_000)
@@ -66,7 +77,7 @@ def measure_cold(browser, app: StreamlitApp, n: int, reps: int) -> tuple[list[fl
 
 
 def measure_warm(browser, app: StreamlitApp, n: int, reps: int) -> list[float]:
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context = new_context(browser)
     page = context.new_page()
     page.goto(app.url(case=f"n{n}"))
     page.locator(f".plh-root[data-token-count='{n}']").wait_for(timeout=60_000)
@@ -85,7 +96,7 @@ def measure_warm(browser, app: StreamlitApp, n: int, reps: int) -> list[float]:
 
 
 def measure_stream(browser, app: StreamlitApp, total: int, poll: float = 0.1) -> dict:
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context = new_context(browser)
     page = context.new_page()
     page.goto(app.url(case="stream", total=total, interval=50, poll=poll))
     page.locator(".plh-root[data-token-count]").wait_for(timeout=60_000)

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from core.base.errors import UserError
+from core.base.types import IGNORE, LABEL_VALUES, Span, TokenTrace
 from core.components import heatmap as hm
+from core.components import heatmap_data
 from core.components.heatmap import (
     GOLD_COLORS,
     SCALE_STOPS,
@@ -30,12 +36,24 @@ from core.components.heatmap import (
     token_selection_to_span,
     visible_suggestions,
 )
-from core.errors import UserError
-from core.tokens import completion_offsets, token_labels
-from core.types import IGNORE, LABEL_VALUES, Span, TokenTrace
+from core.text.editing import (
+    Suggestion,
+    accept_suggestions,
+    add_span,
+    delete_span,
+    normalize_spans,
+    relabel,
+    selection_to_span,
+    set_note,
+    utf16_selection_to_span,
+)
+from core.text.tokens import completion_offsets, token_labels
 
-JS = (Path(hm.__file__).parent / "heatmap.js").read_text(encoding="utf-8")
+JS_DIR = hm.JS_DIR
+JS = {name: (JS_DIR / name).read_text(encoding="utf-8") for name in hm.JS_FILES}
+ALL_JS = hm.component_js(strip=False)
 CSS = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
+NODE = shutil.which("node")
 
 
 def _luminance(hex_color: str) -> float:
@@ -190,24 +208,25 @@ def test_legend_describes_scale_gold_and_outcomes():
 
 
 def test_js_scale_and_colours_mirror_python():
-    body = re.search(r"const STOPS = \[(.*?)\];", JS, re.S).group(1)
+    colour = JS["colour.js"]
+    body = re.search(r"const STOPS = \[(.*?)\];", colour, re.S).group(1)
     stops = [(float(p), (int(r), int(g), int(b))) for p, r, g, b in
              re.findall(r"\[([\d.]+),\s*\[(\d+),\s*(\d+),\s*(\d+)\]\]", body)]
     assert stops == [(p, c) for p, c in SCALE_STOPS]
-    assert f'const UNKNOWN_COLOR = "{UNKNOWN_COLOR}"' in JS
-    assert f"const LIGHT_TEXT_FROM = {hm.LIGHT_TEXT_FROM}" in JS
-    assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in JS  # same rounding as Python
+    assert f'const UNKNOWN_COLOR = "{UNKNOWN_COLOR}"' in colour
+    assert f"const LIGHT_TEXT_FROM = {hm.LIGHT_TEXT_FROM}" in colour
+    assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in colour  # same rounding as Python
     for label, color in GOLD_COLORS.items():
-        assert re.search(rf'"?{re.escape(label)}"?: \{{ cls: "[\w-]+", color: "{color}"', JS), label
+        assert re.search(rf'"?{re.escape(label)}"?: \{{ cls: "[\w-]+", color: "{color}"', colour), label
         assert color in CSS
 
 
 def test_js_never_parses_model_text_as_html():
-    code = re.sub(r"//[^\n]*", "", JS)  # comments may mention what is forbidden
+    code = re.sub(r"//[^\n]*", "", ALL_JS)  # comments may mention what is forbidden
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment",
                  "DOMParser", "eval(", "new Function"):
         assert sink not in code, sink
-    assert "textContent = d.texts[i]" in code
+    assert "textContent = d.texts[i]" in JS["view.js"]
 
 
 # --- payload -----------------------------------------------------------------------------------
@@ -335,8 +354,6 @@ def test_edit_payload_sends_code_point_offsets_spans_and_suggestions():
 
 
 def hm_suggestion(start, end, score):
-    from core.editing import Suggestion
-
     return Suggestion(start, end, score)
 
 
@@ -357,7 +374,7 @@ def test_edit_payload_normalises_overlaps_and_reads_a_conflict():
         conflict={"theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}], "their_version": 4,
                   "saved_by": "bob", "mine": "ignored"},
     )
-    # later spans win (core.editing.normalize_spans): the first is cut back and trimmed
+    # later spans win (core.text.editing.normalize_spans): the first is cut back and trimmed
     assert p["edit"]["spans"] == [{"start": 0, "end": 3, "label": "Supported", "note": None},
                                   {"start": 4, "end": 14, "label": "Not Supported", "note": None}]
     assert text[0:3] == "Ich"
@@ -438,15 +455,15 @@ def test_edit_payload_for_2000_tokens_is_small_and_fast():
 
 
 def test_js_editor_mirrors_python_constants():
-    labels = re.search(r"const LABELS = \[(.*?)\];", JS).group(1)
-    assert re.findall(r'"([^"]+)"', labels) == list(hm._LABEL_PRIORITY)
-    keys = re.search(r"const LABEL_KEYS = \{(.*?)\};", JS).group(1)
+    labels = re.search(r"const LABELS = \[(.*?)\];", JS["spans.js"]).group(1)
+    assert re.findall(r'"([^"]+)"', labels) == list(heatmap_data._LABEL_PRIORITY)
+    keys = re.search(r"const LABEL_KEYS = \{(.*?)\};", JS["actions.js"]).group(1)
     assert re.findall(r'"(\d)": LABELS\[(\d)\]', keys) == [("1", "0"), ("2", "1"), ("3", "2"), ("0", "3")]
-    from core.editing import EditHistory
+    from core.text.editing import EditHistory
 
-    assert "const HISTORY_LIMIT = 200;" in JS
+    assert "const HISTORY_LIMIT = 200;" in JS["spans.js"]
     assert EditHistory.__init__.__defaults__ == ((), 200)
-    code = re.sub(r"//[^\n]*", "", JS)
+    code = re.sub(r"//[^\n]*", "", JS["toolbar.js"])
     assert "noteInput.value = s.note" in code and "textContent = `Note on" in code  # notes are text, never HTML
 
 
@@ -479,16 +496,23 @@ def test_component_mounts_in_apptest_and_duplicate_keys_fail():
         "token_heatmap(TokenView.from_lists(['c']), key='k2')\n"
     ).run()
     assert not ok.exception
-    dup = AppTest.from_string(
-        "import streamlit as st\n"
-        "from core.components.heatmap import TokenView, token_heatmap\n"
-        "v = TokenView.from_lists(['a'])\n"
-        "token_heatmap(v, key='k')\n"
-        "@st.fragment\n"
-        "def live():\n"
-        "    token_heatmap(v, key='k')\n"
-        "live()\n"
-    ).run()
+    from streamlit import config
+
+    shown = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", "full")  # the app's config redacts error messages
+    try:
+        dup = AppTest.from_string(
+            "import streamlit as st\n"
+            "from core.components.heatmap import TokenView, token_heatmap\n"
+            "v = TokenView.from_lists(['a'])\n"
+            "token_heatmap(v, key='k')\n"
+            "@st.fragment\n"
+            "def live():\n"
+            "    token_heatmap(v, key='k')\n"
+            "live()\n"
+        ).run()
+    finally:
+        config.set_option("client.showErrorDetails", shown)
     assert dup.exception and "key='k'" in dup.exception[0].value
 
 
@@ -501,3 +525,183 @@ def test_importing_core_components_does_not_import_streamlit():
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert out.stdout.strip() == "False"
     assert math.isfinite(hm.LIGHT_TEXT_FROM)
+
+
+# --- the browser code's files --------------------------------------------------------------------
+
+NAMESPACES = {name: name[:-3].capitalize() for name in hm.JS_FILES if name != "index.js"}
+
+
+def _code(text: str) -> str:
+    """JS without its comments (good enough for the files here: no '//' inside strings)."""
+    return re.sub(r"/\*.*?\*/", "", re.sub(r"(?m)^\s*//.*$|\s//\s.*$", "", text), flags=re.S)
+
+
+def test_js_files_define_one_namespace_each_and_use_only_those_above():
+    assert set(p.name for p in JS_DIR.glob("*.js")) == set(hm.JS_FILES), "JS_FILES lists every file in js/"
+    assert hm.JS_FILES[-1] == "index.js"
+    for k, name in enumerate(hm.JS_FILES):
+        outside = re.sub(r"\(\(\) => \{\n.*?\n\}\)\(\);", "(IIFE);", JS[name], flags=re.S)  # a file's own scope
+        top = re.findall(r"(?m)^(?:export default )?(?:const|let|var|function|class)\s+(\w+)", outside)
+        if name == "index.js":
+            assert "export default function heatmap(" in JS[name]
+            continue
+        assert top == [NAMESPACES[name]], (name, top)  # one name: files cannot collide
+        assert "export " not in _code(JS[name]), name  # only the entry has module syntax
+        later = [NAMESPACES[n] for n in hm.JS_FILES[k + 1:] if n != "index.js"]
+        used = [ns for ns in later if re.search(rf"\b{ns}\b", _code(JS[name]))]
+        assert not used, f"{name} uses {used}, defined below it in JS_FILES"
+    assert all(text.count("\n") <= 600 for text in JS.values())
+
+
+def _node(script: str, arg=None) -> object:
+    out = subprocess.run([NODE, "-e", script], input=json.dumps(arg), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_component_js_is_one_es_module_with_a_default_export(tmp_path):
+    for strip in (True, False):
+        bundle = tmp_path / f"heatmap-{strip}.mjs"
+        bundle.write_text(hm.component_js(strip=strip), encoding="utf-8")
+        got = _node(f"import({json.dumps(bundle.as_uri())}).then(m => {{"
+                    "process.stdout.write(JSON.stringify(typeof m.default)); process.exit(0); })")
+        assert got == "function"
+    assert len(hm.component_js()) < 0.8 * len(hm.component_js(strip=False))  # comments are not sent
+
+
+@pytest.fixture(scope="module")
+def js_eval():
+    """Run a JS function `(P, arg) => result` with P = the namespace of ONE js/ file loaded on
+    its own: in node when there is one, else in Chromium."""
+    if NODE:
+        def run(name: str, fn: str, arg):
+            script = (f"const P = require({json.dumps(str(JS_DIR / name))});\nconst f = {fn};\n"
+                      "let s = ''; process.stdin.on('data', (c) => (s += c)).on('end', () => "
+                      "process.stdout.write(JSON.stringify(f(P, JSON.parse(s)))));")
+            return _node(script, arg)
+
+        yield run
+        return
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("neither node nor /usr/bin/chromium is installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+
+        def run(name: str, fn: str, arg):
+            page.set_content("<html><body></body></html>")
+            page.add_script_tag(content=JS[name])  # a classic script: defines the namespace alone
+            return page.evaluate(f"arg => ({fn})({NAMESPACES[name]}, arg)", arg)
+
+        yield run
+        browser.close()
+
+
+def test_js_colours_are_python_colours(js_eval):
+    grid = [None, -1, 1.5] + [round(i / 1000, 4) for i in range(1001)] + [0.625, 0.12345]
+    got = js_eval("colour.js", "(P, xs) => xs.map(x => [P.scoreColor(x), P.textColor(x)])", grid)
+    assert got == [[score_color(x), text_color(x)] for x in grid]
+
+
+# --- the JS span rules are the Python ones (spans.js alone vs core.text.editing) ------------------
+
+
+def _d(spans) -> list[dict]:
+    return [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in spans]
+
+
+def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
+    rng = random.Random(11)
+    labels = ["Not Supported", "Insufficient Information", "Supported", "N/A"]
+    cases = []
+    for _ in range(300):
+        text = "".join(rng.choice(["a", "b", " ", "\n", "東", "🎉", "\u3000"]) for _ in range(rng.randint(5, 40)))
+        n = len(text)
+
+        def rand_span(note_ok=True, n=n):
+            a = rng.randrange(0, n - 1)
+            b = rng.randrange(a + 1, n + 1)
+            return Span(a, b, rng.choice(labels), rng.choice([None, None, "n1", "n2"]) if note_ok else None)
+
+        spans = normalize_spans([rand_span() for _ in range(rng.randint(0, 5))], text)
+        new = rand_span()
+        idx = rng.randrange(len(spans)) if spans else None
+        sugs = [Suggestion(s.start, s.end, round(rng.random(), 2)) for s in
+                sorted(normalize_spans([rand_span(False) for _ in range(rng.randint(0, 4))]),
+                       key=lambda s: s.start)]
+        cases.append({
+            "text": text, "spans": _d(spans), "new": _d([new])[0], "idx": idx,
+            "label": rng.choice(labels), "note": rng.choice(["  keep me ", "", "  ", "x"]),
+            "sugs": [{"start": s.start, "end": s.end, "score": s.score} for s in sugs],
+            "min": rng.choice([0.0, 0.3, 0.5, 0.9]),
+            "expect": {"add": _d(add_span(spans, new, text=text)), "relabel": None},
+        })
+    for c in cases:
+        spans = [Span(**s) for s in c["spans"]]
+        if c["idx"] is not None:
+            c["expect"]["relabel"] = _d(relabel(spans, c["idx"], c["label"]))
+            c["expect"]["delete"] = _d(delete_span(spans, c["idx"]))
+            c["expect"]["note"] = _d(set_note(spans, c["idx"], c["note"]))
+        c["expect"]["accept"] = _d(accept_suggestions(spans, [Suggestion(**s) for s in c["sugs"]], c["min"]))
+    got = js_eval("spans.js", """(P, cases) => cases.map(c => {
+            const chars = Array.from(c.text);
+            const plain = l => l.map(s => ({start: s.start, end: s.end, label: s.label, note: s.note}));
+            const spans = c.spans.map(s => Object.freeze({...s}));
+            const out = {add: plain(P.addSpan(spans, c.new, chars)), relabel: null};
+            if (c.idx !== null) {
+                out.relabel = plain(P.relabelSpan(spans, c.idx, c.label));
+                out.delete = plain(P.deleteSpan(spans, c.idx));
+                out.note = plain(P.setNote(spans, c.idx, c.note));
+            }
+            out.accept = plain(P.acceptSuggestions(spans, c.sugs, c.min, 'Not Supported'));
+            return out;
+        })""", cases)
+    for c, g in zip(cases, got):
+        assert g == c["expect"], (c["text"], c["spans"], c["new"], c["idx"])
+
+
+def test_js_selections_match_python_on_random_cases(js_eval):
+    rng = random.Random(5)
+    pieces = ["a", " b", "東京", " 🎉", "👍🏽", "", " ", "\n", "𠮷", "x\u3000", "\u0301e"]
+    cases = []
+    for _ in range(200):
+        texts = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]
+        text = "".join(texts)
+        offsets, pos = [], 0
+        for t in texts:
+            offsets.append((pos, pos + len(t)))
+            pos += len(t)
+        a, b = rng.randrange(len(texts)), rng.randrange(len(texts))
+        try:
+            tok_want = list(selection_to_span(offsets, a, b, text=text))
+        except Exception as exc:  # noqa: BLE001 - the error kind is compared
+            tok_want = str(exc)
+        total16 = len(text.encode("utf-16-le")) // 2
+        ua, ub = rng.randint(0, total16), rng.randint(0, total16)
+        try:
+            char_want = list(utf16_selection_to_span(text, ua, ub))
+        except Exception as exc:  # noqa: BLE001
+            char_want = str(exc)
+        cases.append({"texts": texts, "starts": [s for s, _ in offsets], "ends": [e for _, e in offsets],
+                      "a": a, "b": b, "ua": ua, "ub": ub, "tok": tok_want, "char": char_want})
+    got = js_eval("spans.js", """(P, cases) => cases.map(c => {
+            const chars = Array.from(c.texts.join(''));
+            const {u16Before, cpBefore} = P.prefixSums(c.texts);
+            const t = P.tokenSelectionSpan(c.starts, c.ends, chars, c.a, c.b);
+            const ch = P.charSelectionSpan(c.texts, u16Before, cpBefore, c.ua, c.ub);
+            return {tok: t.error ? t.error : [t.start, t.end], char: ch.error ? ch.error : [ch.start, ch.end]};
+        })""", cases)
+    for c, g in zip(cases, got):
+        assert g["tok"] == c["tok"], (c["texts"], c["a"], c["b"])
+        assert g["char"] == c["char"], (c["texts"], c["ua"], c["ub"])
+
+
+def test_js_whitespace_is_python_isspace(js_eval):
+    bmp = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    js = js_eval("spans.js", "(P, chars) => chars.map(c => P.isSpace(c))", bmp)
+    diff = [hex(ord(c)) for c, j in zip(bmp, js) if c.isspace() != j]
+    assert diff == []

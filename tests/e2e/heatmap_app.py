@@ -4,7 +4,7 @@
 The stream case simulates generation: a background thread appends one token every
 `interval` ms (default 50, `total` tokens, default 120) to a plain object in
 session_state; a fragment polls it every 0.1 s and re-mounts the heatmap with the same
-key and the grown data (the pattern documented in core/components/heatmap.py).
+key and the grown data (the pattern in core/components/STREAMLIT_NOTES.md).
 `&key=none` mounts without a key (to observe what that does); `&poll=0.05` changes the
 fragment's poll interval (seconds).
 
@@ -36,8 +36,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from core.components.heatmap import TokenView, saved_spans, token_heatmap  # noqa: E402
 from heatmap_cases import XSS_TOKENS, basic_case, edit_case, edit_sized_case, sized_case, their_spans  # noqa: E402
+
+from core.components.heatmap import TokenView, saved_spans, token_heatmap  # noqa: E402
 
 st.set_page_config(page_title="heatmap test", layout="centered")
 params = st.query_params

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from heatmap_cases import XSS_TOKENS, basic_case
 
 from core.components.heatmap import UNKNOWN_COLOR, heatmap_payload, score_color, text_color, token_outcomes
-from heatmap_cases import XSS_TOKENS, basic_case
 
 pytestmark = [
     pytest.mark.e2e,
@@ -134,6 +134,25 @@ def test_hover_shows_tooltip_with_id_score_and_visible_whitespace(page, heatmap_
     tip.wait_for(state="hidden")
 
 
+def window_paint_kinds(page) -> list[str]:
+    return page.evaluate("() => window.__probelensPaint.map(e => e.kind)")
+
+
+def test_timing_is_recorded_only_when_turned_on(page, heatmap_app):
+    view, _ = basic_payload()
+    root = open_case(page, heatmap_app, count=len(view), case="basic")
+    page.wait_for_timeout(300)  # a paint record would be there by now
+    assert page.evaluate("() => window.__probelensPaint === undefined")
+    assert root.get_attribute("data-render-ms") is None and root.get_attribute("data-paint-ms") is None
+    assert root.get_attribute("data-renders") == "1"  # state attributes are always there
+    page.add_init_script("window.__probelensPerf = true")  # what the benchmarks do
+    root = open_case(page, heatmap_app, count=len(view), case="basic")
+    page.wait_for_function("() => (window.__probelensPaint || []).length > 0")
+    assert window_paint_kinds(page) == ["full"]
+    assert float(root.get_attribute("data-paint-ms")) > 0
+    assert page.errors == []
+
+
 def test_focus_scrolls_to_and_flashes_the_token(page, heatmap_app):
     view, _ = basic_payload()
     root = open_case(page, heatmap_app, count=len(view), case="basic", focus=27)
@@ -178,6 +197,7 @@ def _sample_stream(page, timeout: float = 30.0) -> list[dict]:
 
 def test_stream_grows_in_place_with_the_same_key(page, heatmap_app):
     total = 60
+    page.add_init_script("window.__probelensPerf = true")  # timing is opt-in (js/perf.js)
     page.goto(heatmap_app.url(case="stream", total=total, interval=50))
     page.locator(ROOT_SEL).first.wait_for(timeout=30_000)  # unkeyed remounts overlap briefly
     samples = _sample_stream(page)
@@ -209,6 +229,7 @@ def test_stream_without_key_remounts_every_update(page, heatmap_app):
 
 
 def test_5000_tokens_render(page, heatmap_app):
+    page.add_init_script("window.__probelensPerf = true")
     root = open_case(page, heatmap_app, count=5000, case="n5000")
     page.wait_for_function("() => (window.__probelensPaint || []).length > 0")
     seen = root.evaluate(

@@ -5,23 +5,21 @@ before the spans made here, so code points and UTF-16 units differ; the page pri
 last save as `SAVED {json}` and plays the database (version + 1 per save, conflicts).
 The editor exposes its state on the root element (`data-spans` in code points,
 `data-focus`, `data-selection`, ...), which the tests read next to the drawn classes.
+The JS span rules are compared with core.text.editing in tests/test_components.py.
 """
 from __future__ import annotations
 
 import json
-import random
 import re
 import statistics
 from pathlib import Path
 
 import pytest
-
-from core.components import heatmap as hm
-from core.components.heatmap import dom_selection_to_span, token_selection_to_span
-from core.editing import Suggestion, accept_suggestions, add_span, relabel, selection_to_span, set_note
-from core.editing import delete_span, normalize_spans, utf16_selection_to_span
-from core.types import Span
 from heatmap_cases import EDIT_TEXTS, edit_case, their_spans
+
+from core.base.types import Span
+from core.components.heatmap import dom_selection_to_span, token_selection_to_span
+from core.text.editing import Suggestion, accept_suggestions, add_span
 
 pytestmark = [
     pytest.mark.e2e,
@@ -132,6 +130,11 @@ def dom_selection(page) -> dict:
 def test_drag_label_undo_redo_and_save_in_code_points(page, heatmap_app):
     view, _ = edit_case()
     root = open_editor(page, heatmap_app)
+    # the key legend is on the toolbar buttons (one per key) and nowhere else
+    for key in ("1", "Ctrl+Z", "Enter", "Tab"):
+        assert root.locator(".ple-bar kbd, .ple-keys kbd", has_text=re.compile(rf"^{re.escape(key)}$")).count() == 1, key
+    assert root.locator("button", has_text="Save & next").locator("kbd").inner_text() == "Enter"
+    assert root.locator(".ple-bar button[data-action^='label-'] kbd").all_inner_texts() == ["1", "2", "3", "0"]
     first, last = EDIT_TEXTS.index(" Dr"), EDIT_TEXTS.index(" Sato")
     want = span_at("Dr. Sato", "Not Supported")
     # UTF-16 would put the span 3 units later (🗻, 𠮷 and the two astral halves of 👩‍🔬)
@@ -352,8 +355,10 @@ def test_keys_only_while_the_editor_has_focus(page, heatmap_app):
     page.keyboard.press("r")  # Streamlit's "rerun" shortcut must not see the editor's keys
     page.wait_for_timeout(600)
     assert runs(page) == before
+    height = root.bounding_box()["height"]
     box = page.get_by_label("Another input")
     box.click()
+    assert root.bounding_box()["height"] == height  # losing the keys moves nothing below the editor
     box.type("1023 J K")
     page.keyboard.press("Backspace")
     assert box.input_value() == "1023 J "
@@ -460,6 +465,7 @@ def _timed_press(page, key: str, pause_ms: int = 100) -> float:
 
 
 def test_2000_tokens_key_press_draws_under_50_ms(page, heatmap_app):
+    page.add_init_script("window.__probelensPerf = true")  # timing is opt-in (js/perf.js)
     root = open_editor(page, heatmap_app, n=2000, height=420)
     assert root.get_attribute("data-token-count") == "2000"
     page.wait_for_timeout(500)  # the first render settles
@@ -488,117 +494,3 @@ def test_2000_tokens_key_press_draws_under_50_ms(page, heatmap_app):
     box, tb = root.locator(".plh-text").bounding_box(), last.bounding_box()
     assert box["y"] <= tb["y"] and tb["y"] + tb["height"] <= box["y"] + box["height"] + 1
     assert page.errors == []
-
-
-# --- the JS span rules are the Python ones ----------------------------------------------------------
-
-
-def _load_module(page) -> None:
-    js = (Path(hm.__file__).parent / "heatmap.js").read_text(encoding="utf-8")
-    page.set_content("<html><body></body></html>")
-    page.add_script_tag(content=js + "\nwindow.__ple = {addSpan, relabelSpan, deleteSpan, setNote, acceptSuggestions,"
-                        " normalizeSpans, tokenSelectionSpan, charSelectionSpan, prefixSums, isSpace};",
-                        type="module")
-    page.wait_for_function("() => !!window.__ple")
-
-
-def _d(spans) -> list[dict]:
-    return [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in spans]
-
-
-def test_js_span_rules_match_core_editing_on_random_cases(page):
-    _load_module(page)
-    rng = random.Random(11)
-    labels = ["Not Supported", "Insufficient Information", "Supported", "N/A"]
-    cases = []
-    for _ in range(300):
-        text = "".join(rng.choice(["a", "b", " ", "\n", "東", "🎉", "\u3000"]) for _ in range(rng.randint(5, 40)))
-        n = len(text)
-
-        def rand_span(note_ok=True):
-            a = rng.randrange(0, n - 1)
-            b = rng.randrange(a + 1, n + 1)
-            return Span(a, b, rng.choice(labels), rng.choice([None, None, "n1", "n2"]) if note_ok else None)
-
-        spans = normalize_spans([rand_span() for _ in range(rng.randint(0, 5))], text)
-        new = rand_span()
-        idx = rng.randrange(len(spans)) if spans else None
-        sugs = [Suggestion(s.start, s.end, round(rng.random(), 2)) for s in
-                sorted(normalize_spans([rand_span(False) for _ in range(rng.randint(0, 4))]),
-                       key=lambda s: s.start)]
-        cases.append({
-            "text": text, "spans": _d(spans), "new": _d([new])[0], "idx": idx,
-            "label": rng.choice(labels), "note": rng.choice(["  keep me ", "", "  ", "x"]),
-            "sugs": [{"start": s.start, "end": s.end, "score": s.score} for s in sugs],
-            "min": rng.choice([0.0, 0.3, 0.5, 0.9]),
-            "expect": {"add": _d(add_span(spans, new, text=text)), "relabel": None},
-        })
-    for c in cases:
-        spans = [Span(**s) for s in c["spans"]]
-        if c["idx"] is not None:
-            c["expect"]["relabel"] = _d(relabel(spans, c["idx"], c["label"]))
-            c["expect"]["delete"] = _d(delete_span(spans, c["idx"]))
-            c["expect"]["note"] = _d(set_note(spans, c["idx"], c["note"]))
-        c["expect"]["accept"] = _d(accept_suggestions(spans, [Suggestion(**s) for s in c["sugs"]], c["min"]))
-    got = page.evaluate(
-        """cases => cases.map(c => {
-            const P = window.__ple, chars = Array.from(c.text);
-            const plain = l => l.map(s => ({start: s.start, end: s.end, label: s.label, note: s.note}));
-            const spans = c.spans.map(s => Object.freeze({...s}));
-            const out = {add: plain(P.addSpan(spans, c.new, chars)), relabel: null};
-            if (c.idx !== null) {
-                out.relabel = plain(P.relabelSpan(spans, c.idx, c.label));
-                out.delete = plain(P.deleteSpan(spans, c.idx));
-                out.note = plain(P.setNote(spans, c.idx, c.note));
-            }
-            out.accept = plain(P.acceptSuggestions(spans, c.sugs, c.min, 'Not Supported'));
-            return out;
-        })""", cases)
-    for c, g in zip(cases, got):
-        assert g == c["expect"], (c["text"], c["spans"], c["new"], c["idx"])
-
-
-def test_js_selections_match_python_on_random_cases(page):
-    _load_module(page)
-    rng = random.Random(5)
-    pieces = ["a", " b", "東京", " 🎉", "👍🏽", "", " ", "\n", "𠮷", "x\u3000", "\u0301e"]
-    cases = []
-    for _ in range(200):
-        texts = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]
-        text = "".join(texts)
-        offsets, pos = [], 0
-        for t in texts:
-            offsets.append((pos, pos + len(t)))
-            pos += len(t)
-        a, b = rng.randrange(len(texts)), rng.randrange(len(texts))
-        try:
-            tok_want = list(selection_to_span(offsets, a, b, text=text))
-        except Exception as exc:  # noqa: BLE001 - the error kind is compared
-            tok_want = str(exc)
-        total16 = len(text.encode("utf-16-le")) // 2
-        ua, ub = rng.randint(0, total16), rng.randint(0, total16)
-        try:
-            char_want = list(utf16_selection_to_span(text, ua, ub))
-        except Exception as exc:  # noqa: BLE001
-            char_want = str(exc)
-        cases.append({"texts": texts, "starts": [s for s, _ in offsets], "ends": [e for _, e in offsets],
-                      "a": a, "b": b, "ua": ua, "ub": ub, "tok": tok_want, "char": char_want})
-    got = page.evaluate(
-        """cases => cases.map(c => {
-            const P = window.__ple, chars = Array.from(c.texts.join(''));
-            const {u16Before, cpBefore} = P.prefixSums(c.texts);
-            const t = P.tokenSelectionSpan(c.starts, c.ends, chars, c.a, c.b);
-            const ch = P.charSelectionSpan(c.texts, u16Before, cpBefore, c.ua, c.ub);
-            return {tok: t.error ? t.error : [t.start, t.end], char: ch.error ? ch.error : [ch.start, ch.end]};
-        })""", cases)
-    for c, g in zip(cases, got):
-        assert g["tok"] == c["tok"], (c["texts"], c["a"], c["b"])
-        assert g["char"] == c["char"], (c["texts"], c["ua"], c["ub"])
-
-
-def test_js_whitespace_is_python_isspace(page):
-    _load_module(page)
-    bmp = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
-    js = page.evaluate("chars => chars.map(c => window.__ple.isSpace(c))", bmp)
-    diff = [hex(ord(c)) for c, j in zip(bmp, js) if c.isspace() != j]
-    assert diff == []

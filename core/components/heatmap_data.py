@@ -1,0 +1,524 @@
+"""What the token heatmap sends to the browser and reads back from it (pure; no Streamlit).
+
+`TokenView` (the tokens), the colour scale (mirrored exactly by js/colour.js),
+`heatmap_payload` (the exact dict the browser gets: parallel arrays, code points), the
+edit-mode payload, and the helpers that validate or mirror what the browser does
+(`saved_spans`, `token_selection_to_span`, `dom_selection_to_span`, `token_outcomes`).
+`core.components.heatmap` re-exports all public names.
+
+Units: spans are `{start, end, label}` in Unicode code points of the NFC answer. In view
+mode they become per-token labels here, so the browser never sees a character offset;
+edit mode sends per-token code-point offsets, and the JS converts a DOM selection (UTF-16
+units) to code points before anything else sees it.
+
+Colour scale (`SCALE_STOPS`): piecewise-linear in sRGB between 0 -> #ffffff, 0.25 ->
+#ffeda0, 0.5 -> #feb24c, 0.75 -> #f03b28, 1 -> #a50026; every channel is non-increasing so
+lightness falls monotonically with the score. Scores are clamped to [0, 1]; an unknown
+score (None, NaN) is light grey #e0e0e0. Text turns white from score 0.8 up.
+
+Outcome styling (only when gold spans are given): the prediction is "token overlaps a
+predicted span" when `predicted_spans` is given, else "score >= threshold". Against the
+gold value (Not Supported / Insufficient Information = 1, Supported or outside every span
+= 0, N/A = ignored): TP = solid dark outline, FP = dashed blue, FN = dotted red; TN none.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.base.errors import UserError
+from core.base.types import LABEL_VALUES, Span, TokenTrace
+from core.text.editing import normalize_spans, selection_to_span, utf16_selection_to_span
+from core.text.tokens import canonical_label
+
+PAYLOAD_VERSION = 1
+MODES = ("view", "edit")
+
+# (position, (r, g, b)); every channel non-increasing => lightness monotonic in score.
+SCALE_STOPS: tuple[tuple[float, tuple[int, int, int]], ...] = (
+    (0.0, (255, 255, 255)),
+    (0.25, (255, 237, 160)),
+    (0.5, (254, 178, 76)),
+    (0.75, (240, 59, 40)),
+    (1.0, (165, 0, 38)),
+)
+UNKNOWN_COLOR = "#e0e0e0"
+DARK_TEXT = "#000000"
+LIGHT_TEXT = "#ffffff"
+LIGHT_TEXT_FROM = 0.8  # score at and above which text is white
+
+# Gold underline colour per label (the UI words in brackets).
+GOLD_COLORS: dict[str, str] = {
+    "Not Supported": "#c2185b",  # hallucinated
+    "Insufficient Information": "#7b1fa2",  # unverifiable
+    "Supported": "#2e7d32",  # supported
+    "N/A": "#8a8a8a",  # ignore
+}
+# Which label a token shows when it overlaps several spans (most severe first).
+_LABEL_PRIORITY = ("Not Supported", "Insufficient Information", "Supported", "N/A")
+
+# --- data ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """What the heatmap shows: parallel per-token lists (positions in code points)."""
+
+    texts: list[str]
+    starts: list[int]
+    ends: list[int]
+    ids: list[int]
+    scores: list[float | None]
+    logprobs: list[float | None]
+    entropies: list[float | None]
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        for name in ("starts", "ends", "ids", "scores", "logprobs", "entropies"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"TokenView.{name} has {len(getattr(self, name))} items, texts has {n}")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @classmethod
+    def from_trace(cls, trace: TokenTrace, scores: Sequence[float | None] | None = None) -> TokenView:
+        """From a `TokenTrace`; `scores` overrides `trace.scores` (None = not scored yet)."""
+        n = len(trace.token_ids)
+        chosen = scores if scores is not None else trace.scores
+        return cls(
+            texts=list(trace.texts),
+            starts=[int(s) for s, _ in trace.offsets],
+            ends=[int(e) for _, e in trace.offsets],
+            ids=[int(i) for i in trace.token_ids],
+            scores=list(chosen) if chosen is not None else [None] * n,
+            logprobs=list(trace.logprobs),
+            entropies=list(trace.entropies),
+        )
+
+    @classmethod
+    def from_lists(
+        cls,
+        texts: Sequence[str],
+        *,
+        starts: Sequence[int] | None = None,
+        ends: Sequence[int] | None = None,
+        ids: Sequence[int] | None = None,
+        scores: Sequence[float | None] | None = None,
+        logprobs: Sequence[float | None] | None = None,
+        entropies: Sequence[float | None] | None = None,
+    ) -> TokenView:
+        """From plain lists; missing offsets are the running code-point lengths of `texts`
+        (so "" tokens -- pieces of a split multi-byte character -- are zero-width)."""
+        n = len(texts)
+        if starts is None or ends is None:
+            pos, s_list, e_list = 0, [], []
+            for t in texts:
+                s_list.append(pos)
+                pos += len(t)
+                e_list.append(pos)
+            starts = s_list if starts is None else starts
+            ends = e_list if ends is None else ends
+        nothing: list[None] = [None] * n
+        return cls(
+            texts=[str(t) for t in texts],
+            starts=[int(s) for s in starts],
+            ends=[int(e) for e in ends],
+            ids=[int(i) for i in ids] if ids is not None else list(range(n)),
+            scores=list(scores) if scores is not None else list(nothing),
+            logprobs=list(logprobs) if logprobs is not None else list(nothing),
+            entropies=list(entropies) if entropies is not None else list(nothing),
+        )
+
+
+# --- colour scale ----------------------------------------------------------------------
+
+
+def _finite(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))  # JS: Math.floor(x + 0.5) -- not Python's banker's round
+
+
+def score_rgb(score: float | None) -> tuple[int, int, int] | None:
+    """The scale's (r, g, b) for a score (clamped to [0, 1]); None for an unknown score."""
+    s = _finite(score)
+    if s is None:
+        return None
+    s = min(1.0, max(0.0, s))
+    for (p0, c0), (p1, c1) in zip(SCALE_STOPS, SCALE_STOPS[1:]):
+        if s <= p1:
+            t = (s - p0) / (p1 - p0)
+            return tuple(_round_half_up(a + (b - a) * t) for a, b in zip(c0, c1))  # type: ignore[return-value]
+    return SCALE_STOPS[-1][1]
+
+
+def score_color(score: float | None) -> str:
+    """Background colour of a token with this probe score, as '#rrggbb' (mirrors the JS)."""
+    rgb = score_rgb(score)
+    if rgb is None:
+        return UNKNOWN_COLOR
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def text_color(score: float | None) -> str:
+    """Text colour that stays readable on `score_color(score)`."""
+    s = _finite(score)
+    return LIGHT_TEXT if s is not None and s >= LIGHT_TEXT_FROM else DARK_TEXT
+
+
+def legend(threshold: float = 0.5) -> dict[str, Any]:
+    """What the legend shows (the JS draws the same from the same constants)."""
+    return {
+        "scale": [{"at": p, "color": "#{:02x}{:02x}{:02x}".format(*c)} for p, c in SCALE_STOPS],
+        "unknown": UNKNOWN_COLOR,
+        "threshold": float(threshold),
+        "gold": dict(GOLD_COLORS),
+        "outcomes": {
+            "TP": "solid dark outline: flagged and gold hallucinated",
+            "FP": "dashed blue outline: flagged but gold supported / outside gold spans",
+            "FN": "dotted red outline: not flagged but gold hallucinated",
+        },
+    }
+
+
+# --- spans -> per-token labels ----------------------------------------------------------
+
+
+def _span_fields(span: Span | Mapping[str, Any], where: str) -> tuple[int, int, str]:
+    if isinstance(span, Span):
+        start, end, label = span.start, span.end, span.label
+    elif isinstance(span, Mapping):
+        start, end, label = span.get("start"), span.get("end"), span.get("label", "N/A")
+    else:
+        raise UserError(f"{where} must be a {{start, end, label}} object")
+    for name, v in (("start", start), ("end", end)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UserError(f"{where}: {name} must be an integer (code points)")
+    if not 0 <= start <= end:
+        raise UserError(f"{where}: needs 0 <= start <= end, got [{start}, {end})")
+    return start, end, canonical_label("N/A" if label is None else label)
+
+
+def token_gold_labels(
+    starts: Sequence[int], ends: Sequence[int], spans: Iterable[Span | Mapping[str, Any]]
+) -> list[str | None]:
+    """Per token, the label of a span it overlaps (code points), else None.
+
+    Overlap is `start < span.end and span.start < end` for tokens of non-zero width (the
+    rule of `core.text.tokens.token_labels`); zero-width tokens never get a label. A token
+    overlapping several spans shows the most severe label (Not Supported first).
+    """
+    parsed = [_span_fields(sp, f"span {k + 1}") for k, sp in enumerate(spans)]
+    n = len(starts)
+    if not parsed or n == 0:
+        return [None] * n
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    wide = s < e
+    rank = np.full(n, len(_LABEL_PRIORITY), dtype=np.int8)  # lower = more severe
+    for a, b, label in parsed:
+        r = _LABEL_PRIORITY.index(label)
+        hit = wide & (s < b) & (a < e)
+        rank[hit & (rank > r)] = r
+    return [_LABEL_PRIORITY[r] if r < len(_LABEL_PRIORITY) else None for r in rank.tolist()]
+
+
+def token_predictions(
+    starts: Sequence[int], ends: Sequence[int], spans: Iterable[Span | Mapping[str, Any]]
+) -> list[int]:
+    """Per token 1 if it overlaps a predicted span whose label is not 'Supported'/'N/A'."""
+    labels = token_gold_labels(starts, ends, spans)
+    return [1 if lab is not None and LABEL_VALUES[lab] == 1 else 0 for lab in labels]
+
+
+# --- payload -------------------------------------------------------------------------------
+
+
+def _rounded(values: Sequence[Any], digits: int) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values:
+        f = _finite(v)
+        out.append(None if f is None else round(f, digits))
+    return out
+
+
+def heatmap_payload(
+    tokens: TokenView,
+    *,
+    threshold: float = 0.5,
+    gold_spans: Sequence[Span | Mapping[str, Any]] | None = None,
+    predicted_spans: Sequence[Span | Mapping[str, Any]] | None = None,
+    mode: str = "view",
+    focus: int | None = None,
+    height: int | None = None,
+    doc_id: str | None = None,
+    produced_at: float | Sequence[float] | None = None,
+    spans: Sequence[Span | Mapping[str, Any]] | None = None,
+    suggestions: Sequence[Any] | None = None,
+    base_version: int = 0,
+    draft_key: str | None = None,
+    conflict: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Exactly the JSON-able dict the browser receives: compact parallel arrays.
+
+    Scores are rounded to 4 decimals, log-probabilities and entropies to 3; non-finite
+    values become null (JSON has no NaN/inf). `gold` is a per-token label or null and is
+    itself null when no gold spans were given (then no TP/FP/FN styling); `pred` is a
+    per-token 0/1 from `predicted_spans`, or null (then the threshold decides).
+    `produced_at` (epoch ms of the newest token, or one per token) is only for latency
+    measurement and is recorded by the browser on paint.
+
+    Edit mode (`mode="edit"`) adds `edit`: per-token code-point `starts`/`ends`, the
+    annotator's `spans` (validated, labels canonical, made consistent by
+    `core.text.editing.normalize_spans`), probe `suggestions` ({start, end, score}, sorted),
+    `base_version`, `draft_key` and `conflict` (see `edit_payload`). The edit-only
+    arguments are rejected in view mode.
+    """
+    if mode not in MODES:
+        raise UserError(f"unknown heatmap mode {mode!r} (expected one of: {', '.join(MODES)})")
+    thr = _finite(threshold)
+    if thr is None or not 0.0 <= thr <= 1.0:
+        raise UserError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    n = len(tokens)
+    # A focus past the end is kept: while streaming, the browser applies it once that
+    # token has arrived.
+    if focus is not None and (isinstance(focus, bool) or not isinstance(focus, int) or focus < 0):
+        raise UserError(f"focus must be a token index >= 0, got {focus!r}")
+    if height is not None and (isinstance(height, bool) or not isinstance(height, int) or height < 40):
+        raise UserError(f"height must be an integer number of pixels >= 40, got {height!r}")
+    gold = None if gold_spans is None else token_gold_labels(tokens.starts, tokens.ends, gold_spans)
+    pred = None if predicted_spans is None else token_predictions(tokens.starts, tokens.ends, predicted_spans)
+    if produced_at is None or isinstance(produced_at, (int, float)):
+        produced = produced_at
+    else:
+        produced = [float(x) for x in produced_at]
+        if len(produced) != n:
+            raise ValueError(f"produced_at has {len(produced)} items for {n} tokens")
+    if mode == "view":
+        given = [name for name, v in (("spans", spans), ("suggestions", suggestions), ("draft_key", draft_key),
+                                      ("conflict", conflict)) if v is not None]
+        if given or base_version != 0:
+            raise UserError(f"{', '.join(given) or 'base_version'} only apply in edit mode (mode='edit')")
+        edit = None
+    else:
+        edit = edit_payload(tokens, spans=spans or [], suggestions=suggestions or [], base_version=base_version,
+                            draft_key=draft_key if draft_key is not None else ("" if doc_id is None else str(doc_id)),
+                            conflict=conflict)
+    return {
+        "v": PAYLOAD_VERSION,
+        "doc_id": "" if doc_id is None else str(doc_id),
+        "mode": mode,
+        "threshold": thr,
+        "n": n,
+        "texts": list(tokens.texts),
+        "ids": [int(i) for i in tokens.ids],
+        "scores": _rounded(tokens.scores, 4),
+        "logprobs": _rounded(tokens.logprobs, 3),
+        "entropies": _rounded(tokens.entropies, 3),
+        "gold": gold,
+        "pred": pred,
+        "focus": focus,
+        "height": height,
+        "produced_at": produced,
+        "edit": edit,
+    }
+
+
+def token_outcomes(payload: Mapping[str, Any]) -> list[str | None]:
+    """Per token 'TP' / 'FP' / 'FN' / None, exactly as the JS styles them (for tests)."""
+    gold, pred, scores, texts = payload["gold"], payload["pred"], payload["scores"], payload["texts"]
+    if gold is None:
+        return [None] * len(texts)
+    out: list[str | None] = []
+    for i, text in enumerate(texts):
+        g = 0 if gold[i] is None else LABEL_VALUES[gold[i]]
+        if pred is not None:
+            p: int | None = pred[i]
+        else:
+            p = None if scores[i] is None else int(scores[i] >= payload["threshold"])
+        if text == "" or g is None or p is None:
+            out.append(None)
+        elif p and g:
+            out.append("TP")
+        elif p:
+            out.append("FP")
+        elif g:
+            out.append("FN")
+        else:
+            out.append(None)
+    return out
+
+
+# --- edit mode ------------------------------------------------------------------------------
+
+
+def answer_text(tokens: TokenView) -> str:
+    """The answer the editor works on: the token texts joined (they cover it exactly)."""
+    return "".join(tokens.texts)
+
+
+def _int_field(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{what} must be an integer")
+    return value
+
+
+def _edit_span(span: Span | Mapping[str, Any], where: str, length: int) -> Span:
+    start, end, label = _span_fields(span, where)
+    note = span.note if isinstance(span, Span) else span.get("note")
+    if note is not None and not isinstance(note, str):
+        raise UserError(f"{where}: note must be text")
+    if start == end:
+        raise UserError(f"{where} is empty ([{start}, {end}))")
+    if end > length:
+        raise UserError(f"{where} ends at {end}, past the end of the answer ({length} code points)")
+    return Span(start, end, label, (note or "").strip() or None)
+
+
+def _span_dict(span: Span) -> dict[str, Any]:
+    return {"start": span.start, "end": span.end, "label": span.label, "note": span.note}
+
+
+def _edit_spans(spans: Sequence[Span | Mapping[str, Any]], what: str, text: str) -> list[dict[str, Any]]:
+    if isinstance(spans, (str, bytes, Mapping)) or not isinstance(spans, Sequence):
+        raise UserError(f"{what} must be a list of {{start, end, label}} objects")
+    parsed = [_edit_span(sp, f"{what} {k + 1}", len(text)) for k, sp in enumerate(spans)]
+    return [_span_dict(sp) for sp in normalize_spans(parsed, text)]
+
+
+def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
+    if isinstance(sug, Mapping):
+        start, end, score = sug.get("start"), sug.get("end"), sug.get("score")
+    elif all(hasattr(sug, name) for name in ("start", "end", "score")):  # core.text.editing.Suggestion
+        start, end, score = sug.start, sug.end, sug.score
+    else:
+        raise UserError(f"{where} must be a {{start, end, score}} object")
+    for name, v in (("start", start), ("end", end)):
+        _int_field(v, f"{where}: {name}")
+    if not 0 <= start < end <= length:
+        raise UserError(f"{where}: needs 0 <= start < end <= {length}, got [{start}, {end})")
+    sc = _finite(score)
+    if sc is None:
+        raise UserError(f"{where}: score must be a number")
+    return {"start": start, "end": end, "score": round(sc, 4)}
+
+
+def edit_payload(
+    tokens: TokenView,
+    *,
+    spans: Sequence[Span | Mapping[str, Any]] = (),
+    suggestions: Sequence[Any] = (),
+    base_version: int = 0,
+    draft_key: str = "",
+    conflict: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `edit` part of the payload (all positions code points of the NFC answer).
+
+    `starts`/`ends` are the tokens' offsets (a token-snapped selection becomes
+    [min start, max end) of its tokens of non-zero width, then trimmed of whitespace);
+    `spans` are validated and normalised; `suggestions` are sorted by position;
+    `conflict` is `{"theirs": [spans], "their_version": int, "saved_by": str}` or None
+    (other keys are ignored).
+    """
+    text = answer_text(tokens)
+    _int_field(base_version, "base_version")
+    if not isinstance(draft_key, str):
+        raise UserError("draft_key must be text")
+    if isinstance(suggestions, (str, bytes, Mapping)) or not isinstance(suggestions, Sequence):
+        raise UserError("suggestions must be a list of {start, end, score} objects")
+    sugs = [_suggestion_fields(sg, f"suggestion {k + 1}", len(text)) for k, sg in enumerate(suggestions)]
+    sugs.sort(key=lambda d: (d["start"], d["end"], -d["score"]))
+    conf = None
+    if conflict is not None:
+        if not isinstance(conflict, Mapping):
+            raise UserError("conflict must be a {theirs, their_version, saved_by} object")
+        saved_by = conflict.get("saved_by")
+        conf = {
+            "theirs": _edit_spans(conflict.get("theirs") or [], "their span", text),
+            "their_version": _int_field(conflict.get("their_version"), "conflict.their_version"),
+            "saved_by": "" if saved_by is None else str(saved_by),
+        }
+    return {
+        "starts": [int(x) for x in tokens.starts],
+        "ends": [int(x) for x in tokens.ends],
+        "spans": _edit_spans(spans, "span", text),
+        "suggestions": sugs,
+        "base_version": base_version,
+        "draft_key": draft_key,
+        "conflict": conf,
+    }
+
+
+def edit_token_labels(payload: Mapping[str, Any], spans: Sequence[Mapping[str, Any]] | None = None) -> list[str | None]:
+    """Per token, the label the editor draws for `spans` (default: the payload's spans).
+
+    The rule of `token_gold_labels` (and of the training labels): a token of non-zero
+    width overlapping a span shows its label, the most severe when several.
+    """
+    edit = payload["edit"]
+    return token_gold_labels(edit["starts"], edit["ends"], edit["spans"] if spans is None else spans)
+
+
+def visible_suggestions(payload: Mapping[str, Any], spans: Sequence[Mapping[str, Any]] | None = None) -> list[dict]:
+    """The suggestions the editor shows: those overlapping no span (rejections aside)."""
+    edit = payload["edit"]
+    current = edit["spans"] if spans is None else spans
+    return [sg for sg in edit["suggestions"]
+            if not any(sg["start"] < sp["end"] and sp["start"] < sg["end"] for sp in current)]
+
+
+def token_selection_to_span(tokens: TokenView, first: int, last: int) -> tuple[int, int]:
+    """What the JS makes of a token-snapped selection (drag or shift+click) from token
+    `first` to token `last` (inclusive, either order): `core.text.editing.selection_to_span`."""
+    offsets = list(zip(tokens.starts, tokens.ends))
+    return selection_to_span(offsets, first, last, text=answer_text(tokens))
+
+
+def dom_selection_to_span(texts: Sequence[str], start_token: int, start_u16: int,
+                          end_token: int, end_u16: int) -> tuple[int, int]:
+    """What the JS makes of an Alt (character-precision) selection.
+
+    A DOM Selection reports positions as (text node of token i, offset in UTF-16 units).
+    Positions are made global in UTF-16 units and converted with
+    `core.text.editing.utf16_selection_to_span` (astral characters count 1; a boundary inside a
+    surrogate pair widens the span to the whole character). Either order.
+    """
+    n = len(texts)
+    before = [0]
+    for t in texts:
+        before.append(before[-1] + len(t.encode("utf-16-le", "surrogatepass")) // 2)
+    globals_ = []
+    for tok, off in ((start_token, start_u16), (end_token, end_u16)):
+        if not 0 <= tok < n:
+            raise UserError(f"token {tok} is outside the {n} tokens")
+        if not 0 <= off <= before[tok + 1] - before[tok]:
+            raise UserError(f"offset {off} is outside token {tok}")
+        globals_.append(before[tok] + off)
+    return utf16_selection_to_span("".join(texts), *globals_)
+
+
+def saved_spans(value: Any, tokens: TokenView) -> list[Span]:
+    """The spans of a `save` (or `draft`) value from the editor, validated: a list of
+    `Span` in code points of the answer, normalised. Bad input is one `UserError`."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("spans"), list):
+        raise UserError("the editor sent no span list")
+    text = answer_text(tokens)
+    parsed = []
+    for k, sp in enumerate(value["spans"]):
+        if not isinstance(sp, Mapping):  # a browser sends plain objects, never Span
+            raise UserError(f"saved span {k + 1} must be a {{start, end, label}} object")
+        parsed.append(_edit_span(sp, f"saved span {k + 1}", len(text)))
+    return normalize_spans(parsed, text)
