@@ -30,7 +30,7 @@ PAGES = {
     "generate": st.Page("pages/generate.py", title="Generate", icon=":material/edit_note:", url_path="generate", default=True),
     "annotate": st.Page("pages/annotate.py", title="Annotate", icon=":material/label:", url_path="annotate"),
     "review": st.Page("pages/review.py", title="Review", icon=":material/balance:", url_path="review"),
-    "inspect": st.Page("pages/inspect_probe.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
+    "inspect": st.Page("pages/inspect.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
     "probes": st.Page("pages/probes.py", title="Probes", icon=":material/science:", url_path="probes"),
     "data": st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
     "users": st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),

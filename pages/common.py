@@ -171,7 +171,8 @@ def require_page(page: str) -> SignedIn:
         st.session_state["rerouted-through-app"] = True
         st.rerun()
     if user is None or not allowed(page, user):
-        st.error("You do not have access to this page.")
+        st.error("Sign in to open this page." if user is None else
+                 f"Your role ({user.role}) does not have access to this page.")
         st.stop()
     st.session_state["current-page"] = page
     return user

@@ -58,8 +58,8 @@ def test_wrong_passwords_slow_the_name_down_but_never_lock_the_owner_out(app_dat
     ("name", "password", "page", "allowed"),
     [
         ("ann", "ann-password", "pages/users.py", False),
-        ("ann", "ann-password", "pages/inspect_probe.py", False),
-        ("rev", "rev-password", "pages/inspect_probe.py", True),
+        ("ann", "ann-password", "pages/inspect.py", False),
+        ("rev", "rev-password", "pages/inspect.py", True),
         ("rev", "rev-password", "pages/data.py", False),
         ("boss", "boss-password", "pages/users.py", True),
     ],

@@ -20,7 +20,7 @@ def env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_c
 
 
 def open_inspect(name: str, password: str) -> AppTest:
-    return sign_in(name, password, "pages/inspect_probe.py")
+    return sign_in(name, password, "pages/inspect.py")
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -26,7 +26,7 @@ HOSTILE = '=HYPERLINK("http://127.0.0.1:9/x")'
 NUMERIC_TABLES = {
     ("pages/probes.py", "probe-versions"),
     ("pages/probes.py", "probe-comparison"),
-    ("pages/inspect_probe.py", "insp-compare-table"),
+    ("pages/inspect.py", "insp-compare-table"),
     ("pages/review.py", "rev-labels"),
 }
 

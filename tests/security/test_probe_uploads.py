@@ -471,7 +471,7 @@ def test_the_probes_page_shows_blanks_for_odd_metrics(app_env):
 
 
 def test_the_inspect_page_works_with_odd_metrics(app_env):
-    at = open_page("pages/inspect_probe.py")
+    at = open_page("pages/inspect.py")
     assert any("v3 (layer 1)" in c.value for c in at.caption)
     at.selectbox(key="insp-version").select(2).run()
     assert not at.exception, at.exception
