@@ -38,7 +38,7 @@ E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(E2E))
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitApp  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitApp  # noqa: E402
 
 PAUSE_MS = 120  # between actions, like a (fast) person; lets the previous frame finish
 

@@ -33,7 +33,7 @@ E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(E2E))
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitApp  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitApp  # noqa: E402
 
 SIZES = (500, 2000, 5000)
 PERF_ON = "window.__probelensPerf = true"

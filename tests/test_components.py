@@ -20,7 +20,7 @@ from core.base.types import IGNORE, LABEL_VALUES, Span, TokenTrace
 from core.components import heatmap as hm
 from core.components import heatmap_data
 from core.components.heatmap import (
-    GOLD_COLORS,
+    GOLD_COLOURS,
     SCALE_STOPS,
     UNKNOWN_COLOR,
     TokenView,
@@ -41,7 +41,7 @@ from core.text.editing import (
     accept_suggestions,
     add_span,
     delete_span,
-    normalize_spans,
+    normalise_spans,
     relabel,
     selection_to_span,
     set_note,
@@ -216,7 +216,7 @@ def test_js_scale_and_colours_mirror_python():
     assert f'const UNKNOWN_COLOR = "{UNKNOWN_COLOR}"' in colour
     assert f"const LIGHT_TEXT_FROM = {hm.LIGHT_TEXT_FROM}" in colour
     assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in colour  # same rounding as Python
-    for label, color in GOLD_COLORS.items():
+    for label, color in GOLD_COLOURS.items():
         assert re.search(rf'"?{re.escape(label)}"?: \{{ cls: "[\w-]+", color: "{color}"', colour), label
         assert color in CSS
 
@@ -374,7 +374,7 @@ def test_edit_payload_normalises_overlaps_and_reads_a_conflict():
         conflict={"theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}], "their_version": 4,
                   "saved_by": "bob", "mine": "ignored"},
     )
-    # later spans win (core.text.editing.normalize_spans): the first is cut back and trimmed
+    # later spans win (core.text.editing.normalise_spans): the first is cut back and trimmed
     assert p["edit"]["spans"] == [{"start": 0, "end": 3, "label": "Supported", "note": None},
                                   {"start": 4, "end": 14, "label": "Not Supported", "note": None}]
     assert text[0:3] == "Ich"
@@ -627,11 +627,11 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
             b = rng.randrange(a + 1, n + 1)
             return Span(a, b, rng.choice(labels), rng.choice([None, None, "n1", "n2"]) if note_ok else None)
 
-        spans = normalize_spans([rand_span() for _ in range(rng.randint(0, 5))], text)
+        spans = normalise_spans([rand_span() for _ in range(rng.randint(0, 5))], text)
         new = rand_span()
         idx = rng.randrange(len(spans)) if spans else None
         sugs = [Suggestion(s.start, s.end, round(rng.random(), 2)) for s in
-                sorted(normalize_spans([rand_span(False) for _ in range(rng.randint(0, 4))]),
+                sorted(normalise_spans([rand_span(False) for _ in range(rng.randint(0, 4))]),
                        key=lambda s: s.start)]
         cases.append({
             "text": text, "spans": _d(spans), "new": _d([new])[0], "idx": idx,

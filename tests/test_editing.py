@@ -18,7 +18,7 @@ from core.text.editing import (
     diff_sets,
     majority_gold,
     merge_groups,
-    normalize_spans,
+    normalise_spans,
     relabel,
     selection_to_span,
     set_note,
@@ -178,9 +178,9 @@ def test_add_span_merges_through_and_swallows():
     assert add_span(spans, Span(10, 25, NS)) == [Span(0, 5, NS), Span(6, 25, NS), Span(25, 30, SUP)]
 
 
-def test_normalize_spans_lets_later_spans_win():
+def test_normalise_spans_lets_later_spans_win():
     spans = [Span(0, 5, NS), Span(7, 8, SUP), Span(6, 12, NS), Span(2, 3, "supported")]
-    assert normalize_spans(spans) == [Span(0, 2, NS), Span(2, 3, SUP), Span(3, 5, NS), Span(6, 12, NS)]
+    assert normalise_spans(spans) == [Span(0, 2, NS), Span(2, 3, SUP), Span(3, 5, NS), Span(6, 12, NS)]
 
 
 def test_add_span_rejects_empty_spans_and_unknown_labels():
@@ -214,7 +214,7 @@ def test_add_span_always_returns_a_valid_set_containing_the_new_span(spans, new)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_spans, max_size=8))
 def test_normalized_characters_keep_the_last_label_written(spans):
-    result = normalize_spans(spans)
+    result = normalise_spans(spans)
     assert _valid(result)
     for pos in range(45):
         writers = [s.label for s in spans if s.start <= pos < s.end]

@@ -5,7 +5,7 @@ where browser code (JS/CSS) lives. Importing the package does not import streaml
 component is registered the first time it is mounted.
 """
 from core.components.heatmap import (
-    GOLD_COLORS,
+    GOLD_COLOURS,
     SCALE_STOPS,
     UNKNOWN_COLOR,
     TokenView,
@@ -25,7 +25,7 @@ from core.components.heatmap import (
 )
 
 __all__ = [
-    "GOLD_COLORS",
+    "GOLD_COLOURS",
     "SCALE_STOPS",
     "UNKNOWN_COLOR",
     "TokenView",

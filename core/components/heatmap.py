@@ -11,15 +11,14 @@ Model text is untrusted: the JS sets token text with `textContent` only.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.base.errors import UserError
-from core.base.types import Span
 from core.components.heatmap_data import (
-    GOLD_COLORS,
+    GOLD_COLOURS,
     LIGHT_TEXT_FROM,
     MODES,
     PAYLOAD_VERSION,
@@ -47,7 +46,7 @@ if TYPE_CHECKING:  # streamlit is imported lazily, only when the component is mo
     from streamlit.components.v2.bidi_component import ComponentResult
 
 __all__ = [
-    "GOLD_COLORS",
+    "GOLD_COLOURS",
     "LIGHT_TEXT_FROM",
     "MODES",
     "PAYLOAD_VERSION",
@@ -145,57 +144,36 @@ def _component():
 def token_heatmap(
     tokens: TokenView,
     *,
-    threshold: float = 0.5,
-    gold_spans: list[dict] | None = None,
-    predicted_spans: list[dict] | None = None,
-    mode: str = "view",
-    focus: int | None = None,
     key: str | None = None,
-    height: int | None = None,
-    doc_id: str | None = None,
-    produced_at: float | Sequence[float] | None = None,
-    spans: Sequence[Span | Mapping[str, Any]] | None = None,
-    suggestions: Sequence[Any] | None = None,
-    base_version: int = 0,
-    draft_key: str | None = None,
-    conflict: Mapping[str, Any] | None = None,
     on_save: Callable[[dict], None] | None = None,
     on_draft: Callable[[dict], None] | None = None,
+    **options: Any,
 ) -> ComponentResult:
     """Render `tokens` as a heatmap. Pass a stable `key` (required for streaming updates).
 
-    `height` caps the text area in pixels (it scrolls; while streaming it sticks to the
-    bottom when the reader is at the bottom). `focus` scrolls a token into view and
-    flashes it whenever its value changes (a focus past the end waits for that token).
-    `doc_id` names the document: a new doc_id always re-renders instead of appending.
+    `options` are those of `heatmap_data.heatmap_payload` (threshold, gold/predicted spans,
+    mode, focus, height, doc_id, produced_at, and in edit mode spans, suggestions,
+    base_version, draft_key, conflict): one list, documented there. `doc_id` defaults to the
+    key (a new doc_id always re-renders instead of appending), and in edit mode the draft's
+    localStorage key defaults to the doc_id.
 
-    `mode="edit"` is the span editor (see STREAMLIT_NOTES.md): `spans` (code points,
-    `{start, end, label, note}` or `Span`), `suggestions` (`{start, end, score}` or
-    `core.text.editing.Suggestion`), `base_version`, `draft_key` (localStorage key of the
-    draft; default the doc_id, else the key), `conflict`. A `key` is required. The result
-    has `save` (the payload of a save, only in the run it triggered, else None) and
-    `draft` (the last draft sent, persistent); `on_save(payload)` / `on_draft(payload)`
-    are called as Streamlit callbacks, before the script body of that rerun.
+    `mode="edit"` is the span editor (see STREAMLIT_NOTES.md) and needs a `key`. The result
+    has `save` (the payload of a save, only in the run it triggered, else None) and `draft`
+    (the last draft sent, persistent); `on_save(payload)` / `on_draft(payload)` are called as
+    Streamlit callbacks, before the script body of that rerun.
     """
+    mode = options.get("mode", "view")
     if mode == "edit" and key is None:
         raise UserError("the span editor (mode='edit') needs a key")
-    payload = heatmap_payload(
-        tokens,
-        threshold=threshold,
-        gold_spans=gold_spans,
-        predicted_spans=predicted_spans,
-        mode=mode,
-        focus=focus,
-        height=height,
-        doc_id=doc_id if doc_id is not None else key,
-        produced_at=produced_at,
-        spans=spans if mode == "edit" else None,
-        suggestions=suggestions if mode == "edit" else None,
-        base_version=base_version,
-        draft_key=(draft_key if draft_key is not None else (doc_id if doc_id is not None else key))
-        if mode == "edit" else draft_key,
-        conflict=conflict,
-    )
+    if options.get("doc_id") is None:
+        options["doc_id"] = key
+    if mode == "edit":
+        if options.get("draft_key") is None:
+            options["draft_key"] = options["doc_id"]
+    else:
+        options.pop("spans", None)
+        options.pop("suggestions", None)
+    payload = heatmap_payload(tokens, **options)
     if mode != "edit":
         return _component()(key=key, data=payload, width="stretch", height="content")
     return _component()(

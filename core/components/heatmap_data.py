@@ -32,7 +32,7 @@ import numpy as np
 
 from core.base.errors import UserError
 from core.base.types import LABEL_VALUES, Span, TokenTrace
-from core.text.editing import normalize_spans, selection_to_span, utf16_selection_to_span
+from core.text.editing import normalise_spans, selection_to_span, utf16_selection_to_span
 from core.text.tokens import canonical_label
 
 PAYLOAD_VERSION = 1
@@ -52,7 +52,7 @@ LIGHT_TEXT = "#ffffff"
 LIGHT_TEXT_FROM = 0.8  # score at and above which text is white
 
 # Gold underline colour per label (the UI words in brackets).
-GOLD_COLORS: dict[str, str] = {
+GOLD_COLOURS: dict[str, str] = {
     "Not Supported": "#c2185b",  # hallucinated
     "Insufficient Information": "#7b1fa2",  # unverifiable
     "Supported": "#2e7d32",  # supported
@@ -185,7 +185,7 @@ def legend(threshold: float = 0.5) -> dict[str, Any]:
         "scale": [{"at": p, "color": "#{:02x}{:02x}{:02x}".format(*c)} for p, c in SCALE_STOPS],
         "unknown": UNKNOWN_COLOR,
         "threshold": float(threshold),
-        "gold": dict(GOLD_COLORS),
+        "gold": dict(GOLD_COLOURS),
         "outcomes": {
             "TP": "solid dark outline: flagged and gold hallucinated",
             "FP": "dashed blue outline: flagged but gold supported / outside gold spans",
@@ -283,7 +283,7 @@ def heatmap_payload(
 
     Edit mode (`mode="edit"`) adds `edit`: per-token code-point `starts`/`ends`, the
     annotator's `spans` (validated, labels canonical, made consistent by
-    `core.text.editing.normalize_spans`), probe `suggestions` ({start, end, score}, sorted),
+    `core.text.editing.normalise_spans`), probe `suggestions` ({start, end, score}, sorted),
     `base_version`, `draft_key` and `conflict` (see `edit_payload`). The edit-only
     arguments are rejected in view mode.
     """
@@ -396,7 +396,7 @@ def _edit_spans(spans: Sequence[Span | Mapping[str, Any]], what: str, text: str)
     if isinstance(spans, (str, bytes, Mapping)) or not isinstance(spans, Sequence):
         raise UserError(f"{what} must be a list of {{start, end, label}} objects")
     parsed = [_edit_span(sp, f"{what} {k + 1}", len(text)) for k, sp in enumerate(spans)]
-    return [_span_dict(sp) for sp in normalize_spans(parsed, text)]
+    return [_span_dict(sp) for sp in normalise_spans(parsed, text)]
 
 
 def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
@@ -521,4 +521,4 @@ def saved_spans(value: Any, tokens: TokenView) -> list[Span]:
         if not isinstance(sp, Mapping):  # a browser sends plain objects, never Span
             raise UserError(f"saved span {k + 1} must be a {{start, end, label}} object")
         parsed.append(_edit_span(sp, f"saved span {k + 1}", len(text)))
-    return normalize_spans(parsed, text)
+    return normalise_spans(parsed, text)

@@ -201,7 +201,7 @@ def _insert(spans: list[Span], span: Span, text: str | None) -> list[Span]:
     return out
 
 
-def normalize_spans(spans: Sequence[Span], text: str | None = None) -> list[Span]:
+def normalise_spans(spans: Sequence[Span], text: str | None = None) -> list[Span]:
     """Make any span list valid by adding its spans one by one (later spans win)."""
     out: list[Span] = []
     for span in spans:
@@ -218,7 +218,7 @@ def add_span(spans: Sequence[Span], span: Span, *, text: str | None = None) -> l
       an old span entirely covered disappears.
     With `text`, leftover pieces are trimmed of whitespace and dropped if nothing is left.
     """
-    return _sorted(_insert(normalize_spans(spans, text), _checked(span), text))
+    return _sorted(_insert(normalise_spans(spans, text), _checked(span), text))
 
 
 def _at(spans: Sequence[Span], index: int) -> Span:
@@ -300,7 +300,7 @@ def accept_suggestions(
     A suggestion overlapping an existing span is skipped unless `overwrite`: a
     person's decision is not replaced by the probe's without asking.
     """
-    out = normalize_spans(spans)
+    out = normalise_spans(spans)
     for sug in suggestions:
         if sug.score < min_score:
             continue
@@ -417,7 +417,7 @@ def merge_groups(groups: Sequence[SpanGroup], picks: Mapping[int, str] | None = 
         if pick not in group.spans:
             raise UserError(f"group {i}: '{pick}' is not one of the annotators ({', '.join(group.spans)})")
         gold.extend(group.spans[pick])
-    return normalize_spans(gold)
+    return normalise_spans(gold)
 
 
 def majority_gold(sets: Mapping[str, Sequence[Span] | None]) -> list[Span]:
@@ -432,4 +432,4 @@ def majority_gold(sets: Mapping[str, Sequence[Span] | None]) -> list[Span]:
         holder = _majority_version(group)
         if holder is not None:
             gold.extend(group.spans[holder])
-    return normalize_spans(gold)
+    return normalise_spans(gold)

@@ -12,18 +12,7 @@ from pathlib import Path
 
 import pytest
 
-# The helpers live in tests/support/browser.py; these names stay importable from here for
-# scripts that still do `from conftest import CHROMIUM, CHROMIUM_ARGS, StreamlitApp`
-# (benchmarks/heatmap_render.py, benchmarks/annotate_ui.py). Tests import tests.support.browser.
-from tests.support.browser import (  # noqa: F401 - re-exported
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    NO_CHROMIUM,
-    ROOT,
-    StreamlitApp,
-    free_port,
-)
+from tests.support.browser import CHROMIUM, NO_CHROMIUM, StreamlitApp
 
 HERE = Path(__file__).resolve().parent
 

@@ -7,7 +7,7 @@
 const Drafts = (() => {
 "use strict";
 
-const { spansKey, plainSpans, validSpanList, normalizeSpans } = Spans;
+const { spansKey, plainSpans, validSpanList, normaliseSpans } = Spans;
 
 const DEBOUNCE_MS = 1000;
 
@@ -58,7 +58,7 @@ function readLocal(ed) {
   }
   let spans = dr && validSpanList(dr.spans, ed.chars.length);
   try {
-    if (spans) spans = normalizeSpans(spans, ed.chars); // whatever was stored, make it valid
+    if (spans) spans = normaliseSpans(spans, ed.chars); // whatever was stored, make it valid
   } catch (err) {
     spans = null;
   }

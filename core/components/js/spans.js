@@ -124,15 +124,15 @@ function insertSpan(spans, span, chars) {
   return out;
 }
 
-/** normalize_spans: add the spans one by one (later spans win). @returns {Span[]} */
-function normalizeSpans(spans, chars) {
+/** normalise_spans: add the spans one by one (later spans win). @returns {Span[]} */
+function normaliseSpans(spans, chars) {
   let out = [];
   for (const s of spans) out = insertSpan(out, checked(s), chars);
   return sortSpans(out);
 }
 
 /** add_span. `spans` must already be normalised (every list the editor holds is), so the
- * normalize_spans(spans, text) step of the Python is the identity here and is skipped. */
+ * normalise_spans(spans, text) step of the Python is the identity here and is skipped. */
 function addSpan(spans, span, chars) {
   return sortSpans(insertSpan(spans, checked(span), chars || null));
 }
@@ -280,7 +280,7 @@ function prefixSums(texts) {
 
 return {
   LABELS, HISTORY_LIMIT,
-  isSpace, trimRange, mkSpan, overlap, sortSpans, normalizeSpans, addSpan, deleteSpan, relabelSpan, setNote,
+  isSpace, trimRange, mkSpan, overlap, sortSpans, normaliseSpans, addSpan, deleteSpan, relabelSpan, setNote,
   acceptSuggestions, spansKey, spanId, plainSpans, validSpanList,
   tokenSelectionSpan, charSelectionSpan, prefixSums,
 };

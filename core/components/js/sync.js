@@ -7,7 +7,7 @@
 const Sync = (() => {
 "use strict";
 
-const { spansKey, normalizeSpans, validSpanList } = Spans;
+const { spansKey, normaliseSpans, validSpanList } = Spans;
 const { commit, say } = Commands;
 
 // --- new data for the same document --------------------------------------------------------
@@ -68,7 +68,7 @@ function applyConflict(ed, conflict) {
   let theirs = [];
   if (conflict) {
     try {
-      theirs = normalizeSpans(validSpanList(conflict.theirs, ed.chars.length) || [], ed.chars);
+      theirs = normaliseSpans(validSpanList(conflict.theirs, ed.chars.length) || [], ed.chars);
     } catch (err) {
       theirs = [];
     }
