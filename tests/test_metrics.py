@@ -21,6 +21,7 @@ from core.probes.metrics import (
     recall_at_fpr,
     reliability_bins,
 )
+from tests.support.scores import synthetic_items
 
 # --------------------------------------------------------------------------- fixtures / helpers
 
@@ -55,26 +56,6 @@ def assert_plain_json(obj, path="root"):
             assert np.isfinite(obj), f"{path}: {obj}"
 
 
-def synthetic_items(n_items: int, n_tokens: int, seed: int = 0, signal: float = 1.5) -> list[ItemScores]:
-    """Generations with spans of 3 tokens; hallucinated tokens get higher probe scores."""
-    rng = np.random.default_rng(seed)
-    items = []
-    for _ in range(n_items):
-        n_spans = max(1, n_tokens // 10)
-        span_labels = rng.integers(0, 2, n_spans)
-        span_ids = np.full(n_tokens, -1)
-        labels = np.zeros(n_tokens, dtype=int)
-        for k in range(n_spans):
-            start = k * 10 + 2
-            span_ids[start : start + 3] = k
-            labels[start : start + 3] = span_labels[k]
-        labels[0] = -1  # an ignored token per generation
-        logits = rng.normal(size=n_tokens) + signal * (labels == 1) - 1.0
-        probe = 1.0 / (1.0 + np.exp(-logits))
-        logprobs = -rng.exponential(1.0, n_tokens) - 0.5 * (labels == 1)
-        entropies = rng.exponential(1.0, n_tokens) + 0.3 * (labels == 1)
-        items.append(ItemScores(labels, span_ids, span_labels, probe, logprobs, entropies))
-    return items
 
 
 # --------------------------------------------------------------------------- AUC / recall@FPR

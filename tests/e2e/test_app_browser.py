@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, ROOT, StreamlitApp, sign_in
+from tests.support.apptest import add_users
+from tests.support.browser import ARTIFACTS, CHROMIUM, ROOT, served_app, sign_in
 
 pytestmark = [
     pytest.mark.e2e,
@@ -28,29 +29,13 @@ def probelens(tmp_path_factory):
     """A fresh database with two users and a small demo (answers + an active probe), served."""
     from core.engine.model import get_model
     from core.orchestration.seed import seed_demo
-    from db import open_database
-    from db.users import add_user
 
-    tmp = tmp_path_factory.mktemp("app")
-    url = f"sqlite:///{tmp / 'probelens.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATABASE_URL", url)
-        mp.setenv("PROBELENS_PROBES_DIR", str(tmp / "probes"))
-        mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
-        mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-        mp.setenv("PROBELENS_SEED_DEMO", "0")
-        database = open_database(url)
-        with database.sessions() as session, session.begin():
-            add_user(session, ADMIN, ADMIN_PW, role="admin")
-            add_user(session, ANN, ANN_PW, role="annotator")
+    def prepare(database) -> None:
+        add_users(database, (ADMIN, ADMIN_PW, "admin"), (ANN, ANN_PW, "annotator"))
         seed_demo(database, get_model(None), size=9)
-        app = StreamlitApp(ROOT / "app.py")
-        try:
-            app.wait_ready(timeout=90)
-            yield app, database
-        finally:
-            app.stop()
-            database.dispose()
+
+    with served_app(tmp_path_factory.mktemp("probelens"), prepare) as (app, database, url):
+        yield app, database
 
 
 def open_settings(page) -> None:

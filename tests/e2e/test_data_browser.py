@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import CHROMIUM, ROOT, StreamlitApp, sign_in
+from tests.support.apptest import add_users
+from tests.support.browser import CHROMIUM, served_app, sign_in
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,34 +33,20 @@ def served(tmp_path_factory):
     from core.probes.config import ProbeConfig
     from core.probes.files import save_probe
     from core.probes.linear import LinearProbe
-    from db import open_database
     from db.probes import register_probe
-    from db.users import add_user
 
-    tmp = tmp_path_factory.mktemp("data-app")
-    url = f"sqlite:///{tmp / 'probelens.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATABASE_URL", url)
-        mp.setenv("PROBELENS_PROBES_DIR", str(tmp / "probes"))
-        mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
-        mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-        mp.setenv("PROBELENS_SEED_DEMO", "0")
-        mp.delenv("PROBELENS_MODEL", raising=False)  # the embedded model
-        database = open_database(url)
+    def prepare(database) -> None:
         lm = get_model(None)
         config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=lm.default_layer,
                              hidden_size=lm.hidden_size)
-        save_probe(tmp / "probe", LinearProbe(lm.hidden_size), config)
+        folder = Path(database.engine.url.database).parent / "probe"
+        save_probe(folder, LinearProbe(lm.hidden_size), config)
+        add_users(database, (ADMIN, ADMIN_PW, "admin"))
         with database.sessions() as session, session.begin():
-            add_user(session, ADMIN, ADMIN_PW, role="admin")
-            register_probe(session, artifact_dir=str(tmp / "probe"), config=config, activate=True)
-        app = StreamlitApp(ROOT / "app.py")
-        try:
-            app.wait_ready(timeout=90)
-            yield app, database
-        finally:
-            app.stop()
-            database.dispose()
+            register_probe(session, artifact_dir=str(folder), config=config, activate=True)
+
+    with served_app(tmp_path_factory.mktemp("served"), prepare) as (app, database, url):
+        yield app, database
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from tests.support.browser import ROOT, StreamlitApp, sign_in
+from tests.support.apptest import add_users
+from tests.support.browser import served_app, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -29,20 +30,11 @@ HOSTILE = "eve ![x](http:" + TARGET + ") [click](http:" + TARGET + ")"
 def served(tmp_path_factory):
     from argon2 import PasswordHasher
 
-    from db import open_database
     from db.importer import import_file
     from db.models import User
     from db.users import name_key
-    from tests.support.apptest import add_users
 
-    tmp = tmp_path_factory.mktemp("markdown")
-    url = f"sqlite:///{tmp / 'probelens.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATABASE_URL", url)
-        mp.setenv("PROBELENS_SEED_DEMO", "0")
-        mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
-        mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-        database = open_database(url)
+    def prepare(database) -> None:
         add_users(database, ("boss", "boss-password", "admin"))
         answer = f"Lviv was founded in 1256. {PAYLOAD}"
         record = {"conversation": [{"role": "user", "content": f"Tell me about Lviv {PAYLOAD}"},
@@ -54,13 +46,9 @@ def served(tmp_path_factory):
             session.flush()
             import_file(session, (json.dumps(record) + "\n").encode(), dataset=DATASET, as_user=HOSTILE,
                         actor=None, source_name="hostile.jsonl")
-        app = StreamlitApp(ROOT / "app.py")
-        try:
-            app.wait_ready(timeout=90)
-            yield app, database
-        finally:
-            app.stop()
-            database.dispose()
+
+    with served_app(tmp_path_factory.mktemp("markdown"), prepare) as (app, database, _url):
+        yield app, database
 
 
 def _watch(page) -> list[str]:

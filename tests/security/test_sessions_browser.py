@@ -6,7 +6,8 @@ import pytest
 
 from core.components.session_cookie import COOKIE_NAME
 from core.orchestration.cli import main
-from tests.support.browser import ROOT, StreamlitApp, sign_in
+from tests.support.apptest import add_users
+from tests.support.browser import served_app, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -15,26 +16,13 @@ LOGIN = "User name"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from db import open_database
-    from tests.support.apptest import add_users
-
-    tmp = tmp_path_factory.mktemp("sessions")
-    url = f"sqlite:///{tmp / 'probelens.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATABASE_URL", url)
-        mp.setenv("PROBELENS_SEED_DEMO", "0")
-        mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
-        mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-        database = open_database(url)
+    """Two admins and two annotators, served; yields (app, database, url) for the CLI."""
+    def prepare(database) -> None:
         add_users(database, ("boss", "boss-password", "admin"), ("root", "root-password", "admin"),
                   ("ann", "ann-password", "annotator"), ("bea", "bea-password", "annotator"))
-        app = StreamlitApp(ROOT / "app.py")
-        try:
-            app.wait_ready(timeout=90)
-            yield app, database, url
-        finally:
-            app.stop()
-            database.dispose()
+
+    with served_app(tmp_path_factory.mktemp("served"), prepare) as served_parts:
+        yield served_parts
 
 
 def _cli(url: str, monkeypatch, *args: str) -> None:

@@ -12,7 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E = ROOT / "tests" / "e2e"
@@ -88,3 +93,32 @@ def sign_in(page, app: StreamlitApp, name: str, password: str) -> None:
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"{name} ·").wait_for(timeout=60_000)
+
+
+@contextmanager
+def served_app(tmp: Path, prepare: Callable[[Any], None] | None = None) -> Iterator[tuple[StreamlitApp, Any, str]]:
+    """ProbeLens served on a fresh SQLite file under `tmp`: its own probes and cache folders,
+    the shared de-quantised model, no demo seed. `prepare(database)` fills it before the
+    server starts. Yields (app, database, url); everything is stopped afterwards."""
+    from db import open_database
+
+    url = f"sqlite:///{tmp / 'probelens.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATABASE_URL", url)
+        mp.setenv("PROBELENS_PROBES_DIR", str(tmp / "probes"))
+        mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
+        mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
+        mp.setenv("PROBELENS_SEED_DEMO", "0")
+        mp.delenv("PROBELENS_MODEL", raising=False)  # the embedded model
+        database = open_database(url)
+        try:
+            if prepare is not None:
+                prepare(database)
+            app = StreamlitApp(ROOT / "app.py")
+            try:
+                app.wait_ready(timeout=90)
+                yield app, database, url
+            finally:
+                app.stop()
+        finally:
+            database.dispose()
