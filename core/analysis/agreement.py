@@ -21,7 +21,6 @@ dashboard can show "n/a" and the report stays JSON-serialisable.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -29,8 +28,9 @@ from typing import Literal
 
 import numpy as np
 
+from core.base.numbers import finite_or_none
 from core.base.types import Span
-from core.text.tokens import canonical_label
+from core.text.tokens import canonical_label, offset_arrays
 
 # Code = index. Ordered by severity: a token under several spans of one annotator takes
 # the most severe, matching core.text.tokens.token_labels where 1 beats 0.
@@ -62,7 +62,7 @@ def token_categories(offsets: Offsets, spans: Sequence[Span] | None, binary: boo
     n = len(offsets)
     if spans is None:
         return np.full(n, np.nan)
-    starts, ends = _offset_arrays(offsets)
+    starts, ends = offset_arrays(offsets)
     wide = starts < ends
     severity = np.zeros(n, dtype=np.int64)  # 0 = none, else CATEGORIES index
     only_na = np.zeros(n, dtype=bool)
@@ -78,11 +78,6 @@ def token_categories(offsets: Offsets, spans: Sequence[Span] | None, binary: boo
         codes = (severity >= CATEGORIES.index("unverifiable")).astype(float)
     codes[(only_na & (severity == 0)) | ~wide] = np.nan
     return codes
-
-
-def _offset_arrays(offsets: Offsets) -> tuple[np.ndarray, np.ndarray]:
-    arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    return arr[:, 0], arr[:, 1]
 
 
 def item_matrix(item: Item, annotators: Sequence[str], binary: bool = False) -> np.ndarray:
@@ -109,14 +104,6 @@ def token_matrix(
 
 
 # --- helpers shared by the statistics -------------------------------------------------
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    """Libraries signal "undefined" with NaN/inf; the report wants None."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _pairable(matrix: np.ndarray) -> np.ndarray:
@@ -153,7 +140,7 @@ def cohen_kappa(a: Sequence[float], b: Sequence[float]) -> float | None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _finite_or_none(cohen_kappa_score(x, y))
+        return finite_or_none(cohen_kappa_score(x, y))
 
 
 def fleiss_kappa(matrix: np.ndarray) -> float | None:
@@ -174,7 +161,7 @@ def fleiss_kappa(matrix: np.ndarray) -> float | None:
     table, _ = aggregate_raters(complete.astype(np.int64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _finite_or_none(sm_fleiss_kappa(table, method="fleiss"))
+        return finite_or_none(sm_fleiss_kappa(table, method="fleiss"))
 
 
 def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
@@ -194,7 +181,7 @@ def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal") -> float | No
             value = krippendorff.alpha(reliability_data=pairable.T, level_of_measurement=level)
     except (ValueError, ZeroDivisionError):
         return None
-    return _finite_or_none(value)
+    return finite_or_none(value)
 
 
 def gwet_ac1(matrix: np.ndarray, n_categories: int | None = None) -> float | None:
@@ -225,7 +212,7 @@ def gwet_ac1(matrix: np.ndarray, n_categories: int | None = None) -> float | Non
     p_e = float(np.sum(pi * (1 - pi)) / (q - 1))
     if p_e >= 1:
         return None
-    return _finite_or_none((p_a - p_e) / (1 - p_e))
+    return finite_or_none((p_a - p_e) / (1 - p_e))
 
 
 # --- span-level agreement -------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from core.base.errors import UserError
+from core.base.numbers import finite_or_none
 from core.base.types import LABEL_VALUES, Span, TokenTrace
 from core.text.editing import normalise_spans, selection_to_span, utf16_selection_to_span
 from core.text.tokens import canonical_label
@@ -138,23 +139,13 @@ class TokenView:
 # --- colour scale ----------------------------------------------------------------------
 
 
-def _finite(x: Any) -> float | None:
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))  # JS: Math.floor(x + 0.5) -- not Python's banker's round
 
 
 def score_rgb(score: float | None) -> tuple[int, int, int] | None:
     """The scale's (r, g, b) for a score (clamped to [0, 1]); None for an unknown score."""
-    s = _finite(score)
+    s = finite_or_none(score)
     if s is None:
         return None
     s = min(1.0, max(0.0, s))
@@ -175,7 +166,7 @@ def score_color(score: float | None) -> str:
 
 def text_color(score: float | None) -> str:
     """Text colour that stays readable on `score_color(score)`."""
-    s = _finite(score)
+    s = finite_or_none(score)
     return LIGHT_TEXT if s is not None and s >= LIGHT_TEXT_FROM else DARK_TEXT
 
 
@@ -250,7 +241,7 @@ def token_predictions(
 def _rounded(values: Sequence[Any], digits: int) -> list[float | None]:
     out: list[float | None] = []
     for v in values:
-        f = _finite(v)
+        f = finite_or_none(v)
         out.append(None if f is None else round(f, digits))
     return out
 
@@ -289,7 +280,7 @@ def heatmap_payload(
     """
     if mode not in MODES:
         raise UserError(f"unknown heatmap mode {mode!r} (expected one of: {', '.join(MODES)})")
-    thr = _finite(threshold)
+    thr = finite_or_none(threshold)
     if thr is None or not 0.0 <= thr <= 1.0:
         raise UserError(f"threshold must be a number in [0, 1], got {threshold!r}")
     n = len(tokens)
@@ -410,7 +401,7 @@ def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
         _int_field(v, f"{where}: {name}")
     if not 0 <= start < end <= length:
         raise UserError(f"{where}: needs 0 <= start < end <= {length}, got [{start}, {end})")
-    sc = _finite(score)
+    sc = finite_or_none(score)
     if sc is None:
         raise UserError(f"{where}: score must be a number")
     return {"start": start, "end": end, "score": round(sc, 4)}

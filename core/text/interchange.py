@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.base.errors import UserError
+from core.base.numbers import finite_or_none
 from core.base.types import Generation, Span, TokenTrace
 from core.text.tokens import (
     UnmatchedSpan,
@@ -304,18 +305,12 @@ def trace_to_record(trace: TokenTrace) -> dict[str, Any]:
         "ids": [int(i) for i in trace.token_ids],
         "texts": list(trace.texts),
         "offsets": [[int(s), int(e)] for s, e in trace.offsets],
-        "logprobs": [_num(x) for x in trace.logprobs],
-        "entropies": [_num(x) for x in trace.entropies],
+        "logprobs": [finite_or_none(x) for x in trace.logprobs],
+        "entropies": [finite_or_none(x) for x in trace.entropies],
     }
     if trace.scores is not None:
-        out["scores"] = [_num(x) for x in trace.scores]
+        out["scores"] = [finite_or_none(x) for x in trace.scores]
     return out
-
-
-def _num(x: Any) -> float | None:
-    """Plain float for JSON; NaN/inf become null so browsers can parse the file."""
-    value = float(x)
-    return value if math.isfinite(value) else None
 
 
 def trace_from_record(obj: Any, line_no: int | None = None) -> TokenTrace | None:

@@ -192,7 +192,7 @@ def token_labels(offsets: list[tuple[int, int]], spans: list[Span]) -> TokenLabe
     tokens are IGNORE; everything else is background 0.
     """
     n = len(offsets)
-    starts, ends = _offset_arrays(offsets)
+    starts, ends = offset_arrays(offsets)
     labels = np.zeros(n, dtype=np.int8)
     labels[starts >= ends] = IGNORE
     span_ids = np.full(n, -1, dtype=np.int32)
@@ -221,7 +221,7 @@ def token_labels(offsets: list[tuple[int, int]], spans: list[Span]) -> TokenLabe
     return TokenLabels(labels, span_ids, np.asarray(span_labels, dtype=np.int8), ranges, in_span)
 
 
-def _offset_arrays(offsets: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+def offset_arrays(offsets: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]
 
@@ -230,7 +230,7 @@ def token_ranges_to_char_span(offsets: list[tuple[int, int]], first: int, last_e
     """The smallest char span covering tokens [first, last_exclusive) (snapping a selection)."""
     if not 0 <= first < last_exclusive <= len(offsets):
         raise ValueError(f"token range [{first}, {last_exclusive}) outside 0..{len(offsets)}")
-    starts, ends = _offset_arrays(offsets[first:last_exclusive])
+    starts, ends = offset_arrays(offsets[first:last_exclusive])
     wide = starts < ends
     if wide.any():
         starts, ends = starts[wide], ends[wide]
@@ -241,7 +241,7 @@ def char_span_to_token_range(offsets: list[tuple[int, int]], start: int, end: in
     """Tokens overlapping [start, end) as (first, last exclusive); None if no token does."""
     if not offsets:
         return None
-    starts, ends = _offset_arrays(offsets)
+    starts, ends = offset_arrays(offsets)
     hit = np.flatnonzero(_overlap_mask(starts, ends, start, end))
     if hit.size == 0:
         return None
