@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.base.errors import UserError
+from core.text.filenames import widget_key
 from core.text.markdown import md_escape
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, db_user, model_label, require_page
@@ -229,12 +230,12 @@ with tab_sets:
         info = next(d for d in datasets if d["name"] == doomed)
         st.caption(f"Deletes {info['answers']} answers with every annotation set, span and probe score of them. "
                    "It is recorded in the event log; it cannot be undone.")
-        typed = st.text_input(f"Type the dataset's name ({md_escape(doomed)}) to confirm", key=f"del-confirm-{doomed}")
+        typed = st.text_input(f"Type the dataset's name ({md_escape(doomed)}) to confirm", key=widget_key("del-confirm", doomed))
         if st.button("Delete permanently", key="del-go", disabled=typed.strip() != doomed):
             try:
                 with storage.sessions() as session, session.begin():
                     delete_dataset(session, doomed, db_user(session, user))
-                st.session_state.pop(f"del-confirm-{doomed}", None)
+                st.session_state.pop(widget_key("del-confirm", doomed), None)
                 st.toast(f"Deleted dataset '{md_escape(doomed)}'.")
                 st.rerun()
             except UserError as exc:

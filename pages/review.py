@@ -134,9 +134,10 @@ with tab_review:
         sources["probe"] = list(bundle.probe_spans)
     if bundle.disagreements:
         st.caption("Disagreements at characters " + ", ".join(f"{a}–{b}" for a, b in bundle.disagreements[:12]))
-    for name, spans in sources.items():
+    for n, (name, spans) in enumerate(sources.items()):
         st.markdown(f"**{md_escape(name)}**")
-        token_heatmap(view, key=f"rev-{current}-{name}", gold_spans=[s.__dict__ for s in spans], height=220)
+        # widget keys never hold user text (a name with "__" broke the component's id)
+        token_heatmap(view, key=f"rev-{current}-{n}", gold_spans=[s.__dict__ for s in spans], height=220)
 
     st.subheader("Gold set")
     people = {name: spans for name, spans in sources.items() if name != "probe"}

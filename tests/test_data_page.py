@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from core.text.filenames import widget_key
 from tests.support.apptest import add_users, plain, sign_in
 
 
@@ -101,9 +102,9 @@ def test_delete_needs_the_typed_name_and_is_logged(env):
     at = data_page()
     go = button(at, "Delete permanently")
     assert go.disabled
-    at.text_input(key="del-confirm-lviv").set_value("lvi").run()
+    at.text_input(key=widget_key("del-confirm", "lviv")).set_value("lvi").run()
     assert button(at, "Delete permanently").disabled and generations(env) == 3
-    at.text_input(key="del-confirm-lviv").set_value("lviv").run()
+    at.text_input(key=widget_key("del-confirm", "lviv")).set_value("lviv").run()
     button(at, "Delete permanently").click().run()
     assert generations(env) == 0
     with env.sessions() as session:

@@ -39,3 +39,11 @@ def _slug(text: object, limit: int) -> str:
     if value and value.split(".")[0].upper() in _WINDOWS_DEVICES:
         value = ("_" + value)[:limit].rstrip("._-")
     return value
+
+
+def widget_key(prefix: str, text: str) -> str:
+    """A Streamlit widget key for something a user named: a digest, never the text itself
+    (a name with "__" broke a component's id; keys also appear in the page's CSS classes)."""
+    import hashlib
+
+    return f"{prefix}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"

@@ -32,5 +32,3 @@ def heatmap_app():
         app.stop()
 
 
-# The browser and page fixtures are shared with tests/security/.
-from tests.support.browser_fixtures import chromium, page  # noqa: E402,F401

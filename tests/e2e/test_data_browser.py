@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.text.filenames import widget_key
 from tests.support.apptest import add_users
 from tests.support.browser import CHROMIUM, served_app, sign_in
 
@@ -244,9 +245,9 @@ def test_a_dataset_is_deleted_only_after_its_name_is_typed_and_the_delete_is_log
     page.get_by_role("option", name="doomed", exact=True).click()
     go = page.get_by_role("button", name="Delete permanently")
     assert go.is_disabled()
-    fill(page, "del-confirm-doomed", "doome")
+    fill(page, widget_key("del-confirm", "doomed"), "doome")
     assert go.is_disabled() and count_in(database, "doomed") == 2
-    fill(page, "del-confirm-doomed", "doomed")
+    fill(page, widget_key("del-confirm", "doomed"), "doomed")
     go.click()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and count_in(database, "doomed"):

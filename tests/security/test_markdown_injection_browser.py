@@ -20,10 +20,10 @@ IMAGE = f"![x](http://{TARGET}/t.png)"
 LINK = f"[click](http://{TARGET}/)"
 HTML = f"<img src=http://{TARGET}/h.png onerror=\"window.__pwned=1\">"
 PAYLOAD = f"{IMAGE} {LINK} {HTML}"
-DATASET = f"set {IMAGE} {LINK}"
+DATASET = f"set {IMAGE} {LINK} {HTML}"
 # Names with "/" are refused now (finding 7), so the hostile account predates that rule:
 # it is written straight into the table, as an old database would hold it.
-HOSTILE = "eve ![x](http:" + TARGET + ") [click](http:" + TARGET + ")"
+HOSTILE = "eve ![x](http:" + TARGET + ") [click](http:" + TARGET + ") <img src=x onerror=\"window.__pwned=1\">"
 
 
 @pytest.fixture(scope="module")

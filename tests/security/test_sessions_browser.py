@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.components.session_cookie import COOKIE_NAME
 from core.orchestration.cli import main
 from tests.support.apptest import add_users
-from tests.support.browser import served_app, sign_in
+from tests.support.browser import served_app, sign_in, wait_for_session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -30,15 +29,6 @@ def _cli(url: str, monkeypatch, *args: str) -> None:
     assert main(list(args)) == 0
 
 
-def _session_cookie(page) -> dict:
-    for _ in range(100):  # the page sets it right after the signed-in sidebar is drawn
-        found = [c for c in page.context.cookies() if c["name"] == COOKIE_NAME]
-        if found:
-            return found[0]
-        page.wait_for_timeout(100)
-    raise AssertionError("no session cookie was set")
-
-
 def _shows_login(page, timeout: float = 30_000) -> None:
     page.get_by_label(LOGIN).wait_for(timeout=timeout)
 
@@ -46,7 +36,7 @@ def _shows_login(page, timeout: float = 30_000) -> None:
 def test_a_sign_in_survives_a_reload_and_a_new_tab_and_the_cookie_holds_only_a_token(page, served, chromium):
     app, _database, _url = served
     sign_in(page, app, "bea", "bea-password")
-    cookie = _session_cookie(page)
+    cookie = wait_for_session_cookie(page)
     assert cookie["sameSite"] == "Strict" and cookie["path"] == "/"
     assert len(cookie["value"]) >= 40 and "bea" not in cookie["value"] and "annotator" not in cookie["value"]
     page.reload()

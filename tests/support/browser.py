@@ -93,6 +93,21 @@ def sign_in(page, app: StreamlitApp, name: str, password: str) -> None:
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"{name} ·").wait_for(timeout=60_000)
+    wait_for_session_cookie(page)
+
+
+def wait_for_session_cookie(page, timeout_s: float = 15.0) -> dict:
+    """The sign-in cookie, once the page has set it (just after the signed-in sidebar is drawn):
+    a navigation before that would find no sign-in."""
+    from core.components.session_cookie import COOKIE_NAME
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [c for c in page.context.cookies() if c["name"] == COOKIE_NAME]
+        if found:
+            return found[0]
+        page.wait_for_timeout(100)
+    raise AssertionError("the page set no session cookie")
 
 
 @contextmanager
