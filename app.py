@@ -104,11 +104,10 @@ def sidebar(user) -> None:
         st.markdown(f"**{md_escape(user.name)}** · {user.role}")
         st.caption(f"Model: {md_escape(model_label())}")
         st.caption(active_probe_summary())
-        out, everywhere = st.columns(2)
-        if out.button("Sign out", key="sign-out"):
+        if st.button("Sign out", key="sign-out"):
             sign_out()
             st.rerun()
-        if everywhere.button("Sign out everywhere", key="sign-out-everywhere",
+        if st.button("Sign out everywhere", key="sign-out-everywhere",
                              help="End this account's sign-ins in every browser and tab"):
             sign_out(everywhere=True)
             st.rerun()
