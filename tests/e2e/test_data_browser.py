@@ -14,7 +14,7 @@ import pytest
 
 from core.text.filenames import widget_key
 from tests.support.apptest import add_users
-from tests.support.browser import CHROMIUM, served_app, sign_in
+from tests.support.browser import CHROMIUM, served_app, sign_in, submit_add_user
 
 pytestmark = [
     pytest.mark.e2e,
@@ -269,13 +269,7 @@ def test_admin_creates_an_annotator_who_signs_in_in_another_context(page, served
     page.get_by_role("link", name="Users").click()
     page.get_by_text("Add a user").wait_for(timeout=30_000)
     page.wait_for_timeout(1_000)  # let the page settle: a rerun would drop what is typed
-    form = page.locator('[data-testid="stForm"]').first
-    for label, value in (("Name", "rookie"), ("Password (8+ characters)", "rookie-password")):
-        box = form.get_by_label(label)
-        box.fill(value)
-        box.press("Tab")
-        page.wait_for_timeout(300)
-    form.get_by_role("button", name="Add").click()
+    submit_add_user(page, "rookie", "rookie-password")
     page.get_by_text("rookie").first.wait_for(state="attached", timeout=30_000)
     with database.sessions() as session:
         assert get_user(session, "rookie").role == "annotator"

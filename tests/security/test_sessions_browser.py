@@ -6,7 +6,7 @@ import pytest
 
 from core.orchestration.cli import main
 from tests.support.apptest import add_users
-from tests.support.browser import served_app, sign_in, wait_for_session_cookie
+from tests.support.browser import served_app, sign_in, submit_add_user, wait_for_session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -63,13 +63,7 @@ def test_a_demoted_admin_cannot_add_a_user_at_the_next_click(page, served, monke
     page.get_by_text("Add a user").wait_for(timeout=30_000)
     page.wait_for_timeout(1_000)
     _cli(url, monkeypatch, "users", "set-role", "boss", "annotator")  # by another admin, from the CLI
-    form = page.locator('[data-testid="stForm"]').first
-    for label, value in (("Name", "mallory"), ("Password (8+ characters)", "mallory-password")):
-        box = form.get_by_label(label)
-        box.fill(value)
-        box.press("Tab")
-        page.wait_for_timeout(300)
-    form.get_by_role("button", name="Add").click()
+    submit_add_user(page, "mallory", "mallory-password")
     _shows_login(page)
     assert page.get_by_text("Event log").count() == 0, "no admin data after the demotion"
     with database.sessions() as session:

@@ -137,3 +137,15 @@ def served_app(tmp: Path, prepare: Callable[[Any], None] | None = None) -> Itera
                 app.stop()
         finally:
             database.dispose()
+
+
+def submit_add_user(page, name: str, password: str) -> None:
+    """On the open Users page, fill the "Add a user" form and press Add (one field at a time,
+    each confirmed with Tab, so a rerun cannot drop what was typed)."""
+    form = page.locator('[data-testid="stForm"]').first
+    for label, value in (("Name", name), ("Password (8+ characters)", password)):
+        box = form.get_by_label(label)
+        box.fill(value)
+        box.press("Tab")
+        page.wait_for_timeout(300)
+    form.get_by_role("button", name="Add").click()
