@@ -161,18 +161,20 @@ with tab_batch:
         model = c1.text_input("Model", value=model_label(), key="batch-model", help="the embedded model, a local folder, or a "
                               "Hugging Face id already in the local cache")
         target = c2.text_input("Dataset", value=f"batch-{dt.date.today().isoformat()}", key="batch-dataset")
-        c3, c4, c5, c6, c7 = st.columns(5)
+        c3, c4, c5, c6, c7, c8 = st.columns(6)
         max_new = c3.number_input("Max new tokens", 1, 4096, 128, key="batch-max-new")
         temperature = c4.number_input("Temperature", 0.0, 5.0, 0.0, 0.1, key="batch-temperature")
         top_p = c5.number_input("Top-p", 0.01, 1.0, 1.0, 0.05, key="batch-top-p")
         seed = c6.number_input("Seed", 0, 2**31 - 1, 0, key="batch-seed")
         split = c7.selectbox("Split", SPLITS, key="batch-split")
+        batch_size = c8.number_input("Batch size", 0, batch.MAX_BATCH, 0, key="batch-size",
+                                     help="answers generated at once; 0 = as many as the KV-cache budget holds")
         go = st.form_submit_button("Start batch", type="primary", disabled=prompts is None)
     if go and prompts is not None:
         params = batch.BatchParams(prompts=[p.messages for p in prompts], dataset=target, split=split,
                                    model=None if model.strip() == model_label() else model.strip(),
                                    max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
-                                   seed=int(seed))
+                                   seed=int(seed), batch_size=int(batch_size) or None)
         try:
             run_id = batch.start_batch(storage, params, actor_id())
             st.toast(f"Batch run {run_id} started.")

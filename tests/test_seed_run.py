@@ -77,3 +77,31 @@ def test_the_cli_starts_a_seed_in_the_background_and_runs_cancels_it(sqlite_db, 
     assert main(["runs", "--cancel", str(run_id)]) == 0
     assert wait_for_run(sqlite_db, run_id, lambda r: r.status not in ("queued", "running")).status == "cancelled"
     assert needs_seed(sqlite_db)
+
+
+def test_the_seed_fills_the_activation_cache_for_the_first_retrain(sqlite_db, tiny_lm, probes_dir):
+    from core.orchestration.retrain import RetrainParams, retrain
+    from core.orchestration.seed import seed_demo
+
+    result = seed_demo(sqlite_db, tiny_lm, size=12, batch_size=5)
+    assert result["answers"] == 12 and result["activated"]
+    seen: list[tuple[str, int, int, str]] = []
+    retrain(sqlite_db, tiny_lm, RetrainParams(model=None, n_boot=50),
+            progress=lambda stage, done, total, msg="": seen.append((stage, done, total, msg)))
+    extract = [s for s in seen if s[0] == "extract"]
+    # the first look at the cache finds every answer: the model never runs over them again
+    assert extract[0][1:3] == (12, 12) and extract[0][3] == "12 cached"
+
+
+def test_the_seed_never_replaces_a_probe_promoted_meanwhile(sqlite_db, tiny_lm, probes_dir):
+    from core.orchestration.seed import seed_demo
+    from db.generations import delete_dataset
+    from db.probes import active_probe
+
+    assert seed_demo(sqlite_db, tiny_lm, size=6)["activated"]  # nothing was active: v1 is
+    with sqlite_db.sessions() as session, session.begin():
+        delete_dataset(session, DEMO_DATASET, None)  # the demo is gone, an active probe (v1) stays
+    again = seed_demo(sqlite_db, tiny_lm, size=6)
+    assert again["probe_version"] == 2 and not again["activated"]
+    with sqlite_db.sessions() as session:
+        assert active_probe(session).version == 1

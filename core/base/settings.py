@@ -25,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_WORKER_IDLE_SECONDS": "how long a worker stays warm for the next run (default: 300)",
     "PROBELENS_WORKER_STALE_SECONDS": "a run without a heartbeat for this long is marked failed (default: 60)",
     "PROBELENS_SESSION_IDLE_HOURS": "a sign-in unused for this long ends (default: 12)",
+    "PROBELENS_KV_CACHE_MB": "KV-cache memory that sets the automatic generation batch size (default: 512)",
 }
 
 
@@ -98,3 +99,7 @@ def worker_stale_seconds() -> float:
 
 def session_idle_hours() -> float:
     return max(0.01, _float("PROBELENS_SESSION_IDLE_HOURS", 12.0))
+
+
+def kv_cache_mb() -> int:
+    return max(1, int(_float("PROBELENS_KV_CACHE_MB", 512)))

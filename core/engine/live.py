@@ -1,7 +1,7 @@
-"""A generation running on a worker thread, readable at any moment by the page that shows it.
+"""A live answer on the shared engine, readable at any moment by the page that shows it.
 
 The page polls `snapshot()` (a consistent copy taken under a lock) and renders it; the
-worker never touches Streamlit. Stop is immediate (checked before every token), and an
+engine never touches Streamlit. Stop is immediate (checked before every token), and an
 optional early-stop rule halts the answer when risk gets too high, saying where and why.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.base.types import TokenTrace
+from core.engine.batched import FinishedAnswer, GenerationRequest, shared_engine
 from core.engine.model import LoadedModel
-from core.engine.stream import TokenStream
+from core.engine.stream import StreamedToken, prompt_ids
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class LiveSnapshot:
 
 @dataclass
 class LiveGeneration:
+    """One session's answer, generated on the process's shared engine (`shared_engine`).
+
+    Concurrent sessions share batched forward passes; each sees only its own tokens. The
+    engine thread only appends tokens here; saving (`on_finish`) runs on this answer's own
+    thread, so a slow database never holds up the other sessions' tokens."""
+
     lm: LoadedModel
     messages: list[dict[str, str]]
     max_new_tokens: int = 256
@@ -83,61 +90,76 @@ class LiveGeneration:
     _trace: TokenTrace = field(default_factory=lambda: TokenTrace([], [], [], [], [], []), repr=False)
     _produced_at: list[float] = field(default_factory=list, repr=False)
     _text: str = ""
-    _stream: TokenStream | None = field(default=None, repr=False)
+    _request: GenerationRequest | None = field(default=None, repr=False)
+    _answer: FinishedAnswer | None = field(default=None, repr=False)
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> LiveGeneration:
-        # Built here, not on the thread, so bad settings fail in the caller with a clear message.
-        self._stream = TokenStream(
-            self.lm, self.messages, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-            top_p=self.top_p, seed=self.seed, probe=self.probe, probe_layer=self.probe_layer,
-        )
+        # Checked here, not on the engine thread, so bad settings fail in the caller with a clear message.
+        request = GenerationRequest(
+            self.messages, max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+            seed=self.seed, probe=self.probe, probe_layer=self.probe_layer, on_token=self._on_token)
+        request.validate()
+        prompt_ids(self.lm, self.messages)
+        if self.probe_layer is not None:
+            self.lm.check_layer(self.probe_layer)
+        self._request = request
         self.running = True
         self._thread = threading.Thread(target=self._run, name=f"generate-{self.id}", daemon=True)
         self._thread.start()
+        shared_engine(self.lm).submit(request, self._ended_with)
         return self
 
     def stop(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
+        if self._request is not None:
+            self._request.stop()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _on_token(self, token: StreamedToken) -> bool:
+        """On the engine thread: record the token; True stops this answer (early stop)."""
+        with self._lock:
+            t = self._trace
+            t.token_ids.append(token.token_id)
+            t.texts.append(token.text)
+            t.offsets.append((token.start, token.end))
+            t.logprobs.append(token.logprob)
+            t.entropies.append(token.entropy)
+            if t.scores is not None:
+                t.scores.append(token.score if token.score is not None else float("nan"))
+            self._produced_at.append(time.time())
+            self._text += token.text
+        if self.early_stop is not None and token.score is not None and self.stop_note is None:
+            note = self.early_stop.check(self._trace.scores or [], self._trace.texts)
+            if note:
+                self.stop_note = note
+                return True
+        return False
+
+    def _ended_with(self, answer: FinishedAnswer) -> None:
+        self._answer = answer
+        self._ended.set()
+
     def _run(self) -> None:
-        assert self._stream is not None
-        try:
-            for token in self._stream:
-                with self._lock:
-                    t = self._trace
-                    t.token_ids.append(token.token_id)
-                    t.texts.append(token.text)
-                    t.offsets.append((token.start, token.end))
-                    t.logprobs.append(token.logprob)
-                    t.entropies.append(token.entropy)
-                    if t.scores is not None:
-                        t.scores.append(token.score if token.score is not None else float("nan"))
-                    self._produced_at.append(time.time())
-                    self._text = self._stream.text
-                if self.early_stop is not None and token.score is not None:
-                    note = self.early_stop.check(self._trace.scores or [], self._trace.texts)
-                    if note:
-                        self.stop_note = note
-                        self._stream.stop()
-            self.finish_reason = "early_stop" if self.stop_note else self._stream.finish_reason
-        except Exception as exc:  # noqa: BLE001 - shown on the page, never lost silently
-            self.error = f"{type(exc).__name__}: {exc}"
+        self._ended.wait()
+        answer = self._answer
+        assert answer is not None
+        if answer.finish_reason.startswith("error"):
+            self.error = answer.finish_reason.removeprefix("error: ")
             self.finish_reason = "error"
-        finally:
-            with self._lock:
-                self._text = self._stream.text
-            if self.on_finish is not None and self.error is None:
-                try:
-                    self.result = self.on_finish(self.snapshot(running=False))
-                except Exception as exc:  # noqa: BLE001
-                    self.error = f"could not save the answer: {exc}"
-            self.running = False
+        else:
+            self.finish_reason = "early_stop" if self.stop_note else answer.finish_reason
+        with self._lock:
+            self._text = answer.text
+        if self.on_finish is not None and self.error is None:
+            try:
+                self.result = self.on_finish(self.snapshot(running=False))
+            except Exception as exc:  # noqa: BLE001 - shown on the page, never lost silently
+                self.error = f"could not save the answer: {exc}"
+        self.running = False
 
     def snapshot(self, running: bool | None = None) -> LiveSnapshot:
         with self._lock:

@@ -1,8 +1,9 @@
 """Batch generation: a prompts file -> stored answers with per-token data and probe scores.
 
 Runs as a `generate` run in the same worker as the retrain (`core.orchestration.runs`):
-progress, ETA, cancel, and it survives the page being closed. Each answer is stored as
-soon as it is done, so a cancel keeps every finished answer.
+progress, ETA, cancel, and it survives the page being closed. Answers are generated in
+batches by the batched engine (`core.engine.bulk`); each is stored as soon as it ends, so a
+cancel keeps every finished answer.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from sqlalchemy import select
 
 from core.base import settings
 from core.base.errors import UserError
-from core.base.progress import Cancelled, CancelToken, ProgressFn, check, report
+from core.base.progress import Cancelled, CancelToken, ProgressFn, report
+from core.engine.batched import MAX_BATCH
+from core.engine.bulk import GenerationSettings, generate_answers
 from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version_or_none
-from core.probes.pipeline import GenerationSettings, generate_answer
 from core.text.interchange import PromptItem, parse_prompt
 from db.generations import check_split, clean_dataset_name, content_hash, save_generated
 from db.models import Dataset, Generation, RunKind, User
@@ -92,6 +94,7 @@ class BatchParams:
     top_p: float = 1.0
     seed: int = 0
     score: bool = True  # with the active probe, when one fits the model
+    batch_size: int | None = None  # None: as many as the KV-cache budget holds
 
     def validate(self) -> None:
         if not self.prompts:
@@ -104,6 +107,8 @@ class BatchParams:
             raise UserError("temperature must be between 0 and 5")
         if not 0.0 < float(self.top_p) <= 1.0:
             raise UserError("top-p must be in (0, 1]")
+        if self.batch_size is not None and not 1 <= int(self.batch_size) <= MAX_BATCH:
+            raise UserError(f"batch size must be between 1 and {MAX_BATCH}")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -155,40 +160,41 @@ def _already_there(session, dataset: str, conversation: list[dict[str, str]]) ->
 
 def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
-    """Answer every prompt, storing each answer (tokens, log-probs, entropies, probe scores) at once."""
+    """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
+    scores) as soon as it ends; answers cut short by a cancel are not stored."""
     params.validate()
     scoring = load_version_or_none(database, lm) if params.score else None
     settings = GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
                                   top_p=float(params.top_p), seed=int(params.seed))
-    total, tokens, stored = len(params.prompts), 0, []
+    tokens, stored = 0, []
     skipped: list[tuple[int, str]] = []
     repeated = 0  # equal answers are stored once per dataset (greedy decoding repeats itself)
-    report(progress, "generate", 0, total, "starting")
-    for n, messages in enumerate(params.prompts):
-        check(cancel)
-        if settings.seed is not None:
-            settings.seed = int(params.seed) + n  # different samples per prompt, reproducible per batch
-        gen, trace, reason = generate_answer(
-            lm, messages, settings, probe=scoring.probe if scoring else None,
-            probe_layer=scoring.layer if scoring else None, cancel=cancel)
-        if reason == "cancelled":
-            # Cancelled inside this answer: it is unfinished, so it is not stored as if it were.
-            raise Cancelled(f"cancelled after {len(stored)} stored answers")
+
+    def with_notes(stage: str, done: int, total: int, message: str = "") -> None:
+        note = (f" · {repeated} already in the dataset" if repeated else "") + \
+            (f" · {len(skipped)} skipped" if skipped else "")
+        report(progress, stage, done, total, message + note)
+
+    answers = generate_answers(
+        lm, params.prompts, settings, probe=scoring.probe if scoring else None,
+        probe_layer=scoring.layer if scoring else None, batch_size=params.batch_size,
+        progress=with_notes, cancel=cancel)
+    for answer in answers:
         try:
             with database.sessions() as session, session.begin():
                 user = session.get(User, created_by) if created_by else None
-                known = _already_there(session, params.dataset, gen.conversation)
-                row = save_generated(session, params.dataset, gen, trace, user=user,
+                known = _already_there(session, params.dataset, answer.generation.conversation)
+                row = save_generated(session, params.dataset, answer.generation, answer.trace, user=user,
                                      probe_version=scoring.version if scoring else None, split=params.split)
                 stored.append(row.id)
                 repeated += known
-            tokens += len(trace.token_ids)
+            tokens += len(answer.trace.token_ids)
         except UserError as exc:
             # Model output is untrusted: one unstorable answer (e.g. a NUL character) is
             # skipped and reported; it does not cost the rest of the batch.
-            skipped.append((n + 1, str(exc)))
-        note = (f" · {repeated} already in the dataset" if repeated else "") + \
-            (f" · {len(skipped)} skipped" if skipped else "")
-        report(progress, "generate", n + 1, total, f"{n + 1}/{total} answers · {tokens} tokens{note}")
+            skipped.append((answer.index + 1, str(exc)))
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled(f"cancelled after {len(stored)} stored answers")
     return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
-            "probe_version": scoring.version if scoring else None, "skipped": skipped, "repeated": repeated}
+            "probe_version": scoring.version if scoring else None, "skipped": sorted(skipped),
+            "repeated": repeated}

@@ -69,25 +69,27 @@ def _model(name: str | None):
 
 @command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
-    from core.probes.pipeline import GenerationSettings, generate_answers
+    from core.engine.batched import MAX_BATCH
+    from core.engine.bulk import GenerationSettings, generate_answers
     from core.text.interchange import generation_to_record, read_prompts, write_jsonl
 
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
+        raise UserError(f"--batch-size must be between 1 and {MAX_BATCH}")
     prompts = read_prompts(args.prompts)
     lm = _model(args.model)
     probe = layer = None
     if args.probe:
         probe, layer = _probe_for(lm, args.probe)
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
-    records = []
     progress = StderrProgress(args.quiet)
-    answers = generate_answers(
-        lm, [p.messages for p in prompts], settings, probe=probe, probe_layer=layer, progress=progress
-    )
-    for prompt, (gen, trace, reason) in zip(prompts, answers):
-        gen.id = prompt.id
-        record = generation_to_record(gen, trace)
-        record["finish_reason"] = reason
-        records.append(record)
+    answers = generate_answers(lm, [p.messages for p in prompts], settings, probe=probe, probe_layer=layer,
+                               batch_size=args.batch_size, progress=progress)
+    records: list[dict] = [{} for _ in prompts]
+    for answer in answers:  # they end in any order; the file keeps the prompts' order
+        answer.generation.id = prompts[answer.index].id
+        record = generation_to_record(answer.generation, answer.trace)
+        record["finish_reason"] = answer.finish_reason
+        records[answer.index] = record
     write_jsonl(args.out, records)
     print(f"wrote {len(records)} generations to {args.out}", file=sys.stderr)
     return 0
@@ -217,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe", default=None, help="probe directory: also write per-token scores")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="answers generated at once (default: as many as the KV-cache budget holds)")
 
     p = sub.add_parser("train", help="train a probe on labelled generations; print metrics JSON")
     p.add_argument("--data", required=True)

@@ -106,7 +106,8 @@ def _seed(ctx: RunContext) -> str:
                        cancel=ctx.cancel)
     if result.get("skipped"):
         return "the demo data already exists"
-    return f"demo: {result['answers']} answers, probe v{result['probe_version']}"
+    note = "" if result.get("activated", True) else " (not made active: another probe was promoted meanwhile)"
+    return f"demo: {result['answers']} answers, probe v{result['probe_version']}{note}"
 
 
 def _model(ctx: RunContext):

@@ -10,24 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from core.base import settings
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation
+from core.engine.activations import ActivationCache, GenerationActivations, generation_key
 from core.orchestration.launcher import launch
 from core.orchestration.registry import register_version
 from core.probes.config import ProbeConfig
 from core.probes.files import save_probe
-from core.probes.pipeline import (
-    GenerationSettings,
-    generate_answer,
-    split_key,
-    train_from_generations,
-)
+from core.probes.pipeline import GenerationSettings, generate_answers, split_key, train_from_generations
 from core.probes.training_set import split_by_generation
-from core.text.demo import DemoQuestion, demo_questions, label_answer
+from core.text.demo import demo_questions, label_answer
 from db.annotations import save_annotation_set
 from db.generations import add_generation, find_dataset, get_or_create_dataset
 from db.models import RunKind
+from db.probes import active_probe, set_active
 
 DEMO_DATASET = "demo"
 
@@ -37,11 +36,8 @@ def needs_seed(database) -> bool:
         return find_dataset(session, DEMO_DATASET) is None
 
 
-def _answer(lm, question: DemoQuestion, index: int, cancel: CancelToken | None):
-    # Sampling (not greedy) gives varied answers, and with them more hallucinations.
-    settings_ = GenerationSettings(max_new_tokens=48, temperature=0.7, top_p=0.95, seed=index)
-    messages = [{"role": "user", "content": question.prompt}]
-    return generate_answer(lm, messages, settings_, cancel=cancel)
+# Sampling (not greedy) gives varied answers, and with them more hallucinations.
+DEMO_SETTINGS = GenerationSettings(max_new_tokens=48, temperature=0.7, top_p=0.95, seed=0)
 
 
 def seed_demo(
@@ -49,35 +45,51 @@ def seed_demo(
     lm,
     *,
     size: int | None = None,
+    batch_size: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """Generate, label and store the demo answers, then train and activate a demo probe."""
+    """Generate (batched), label and store the demo answers, then train a demo probe.
+
+    The hidden states read while generating go straight into the activation cache under
+    the keys the stored answers will have, so neither this training nor the first retrain
+    runs the model over them again. The probe becomes active only if no probe is active
+    when it is registered: an admin's promotion in the meantime is never replaced."""
     if not needs_seed(database):
         return {"skipped": True}
     questions = demo_questions(size or settings.demo_size())
-    labelled: list[Generation] = []
-    rows: list[tuple[Generation, Any]] = []
-    for index, question in enumerate(questions):
-        check(cancel)
-        report(progress, "generate", index, len(questions), question.prompt)
-        generation, trace, _reason = _answer(lm, question, index, cancel)
+    cache = ActivationCache(lm)
+    layer = lm.default_layer
+    labelled: list[Generation | None] = [None] * len(questions)
+    traces: list[Any] = [None] * len(questions)
+    answers = generate_answers(lm, [[{"role": "user", "content": q.prompt}] for q in questions], DEMO_SETTINGS,
+                               layers=(layer,), batch_size=batch_size, progress=progress, cancel=cancel)
+    for answer in answers:
+        question = questions[answer.index]
+        generation = answer.generation
         generation.id = question.id
         generation.spans = label_answer(question, generation.completion)
-        rows.append((generation, trace))
-        labelled.append(generation)
+        generation.extra["tokens"] = {"ids": list(answer.trace.token_ids)}  # as the stored answer will have
+        trace = answer.trace
+        hidden = {layer: answer.hidden[layer].to(torch.float16).float()} if trace.token_ids else {}
+        if trace.token_ids:
+            cache.put(GenerationActivations(generation_key(generation), trace.token_ids, trace.texts,
+                                            list(trace.offsets), trace.logprobs, trace.entropies, hidden))
+        labelled[answer.index], traces[answer.index] = generation, trace
+    check(cancel)
     report(progress, "generate", len(questions), len(questions), "answers ready")
-    check(cancel)
+    rows = [(g, t) for g, t in zip(labelled, traces) if g is not None]
     # Train before writing, so a cancelled or failed seed leaves nothing half-made.
-    result = train_from_generations(lm, labelled, val_fraction=0.2, progress=progress, cancel=cancel)
+    result = train_from_generations(lm, [g for g, _ in rows], val_fraction=0.2, progress=progress, cancel=cancel)
     check(cancel)
+    activated = {"done": False}
 
     def write(staging: Path, version: int) -> ProbeConfig:
         result.config.version = version
         save_probe(staging, result.probe, result.config)
         return result.config
 
-    def store_answers(session, _row) -> None:
+    def store_answers(session, row) -> None:
         dataset = get_or_create_dataset(session, DEMO_DATASET)
         for generation, trace in rows:
             split = "validation" if _is_validation(generation) else "train"
@@ -85,9 +97,13 @@ def seed_demo(
             if stored is not None:
                 save_annotation_set(session, stored.id, generation.spans, owner=None, expected_version=0, actor=None,
                                     action="annotation.seed", detail="demo labelling rule (countryinfo facts)")
+        if active_probe(session) is None:
+            set_active(session, row.version, None)
+            activated["done"] = True
 
-    done = register_version(database, write, activate=True, in_transaction=store_answers, tag="seed")
-    return {"answers": len(rows), "probe_version": done.version, "metrics": result.metrics}
+    done = register_version(database, write, activate=False, in_transaction=store_answers, tag="seed")
+    return {"answers": len(rows), "probe_version": done.version, "activated": activated["done"],
+            "metrics": result.metrics}
 
 
 def _is_validation(generation: Generation) -> bool:

@@ -7,7 +7,7 @@ generations and settings and returns plain data; progress and cancellation go th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,8 @@ from core.engine.activations import (
     extract_activations,
     generation_key,
 )
+from core.engine.bulk import GeneratedAnswer, GenerationSettings, generate_answers
 from core.engine.model import LoadedModel
-from core.engine.stream import TokenStream
 from core.probes.config import ProbeConfig
 from core.probes.linear import QUICK_TRAIN, LinearProbe, TrainConfig, train_probe
 from core.probes.metrics import ItemScores, evaluate_items
@@ -265,59 +265,6 @@ def layer_sweep(
     return {"model": lm.model_id, "default_layer": lm.default_layer, "best_layer": best_layer(rows), "layers": rows}
 
 
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
-
-
-def generate_answer(
-    lm: LoadedModel,
-    messages: Sequence[dict[str, str]],
-    settings: GenerationSettings,
-    *,
-    probe: LinearProbe | None = None,
-    probe_layer: int | None = None,
-    cancel: CancelToken | None = None,
-) -> tuple[Generation, TokenTrace, str]:
-    """Generate one answer to completion; returns it with its per-token trace and finish reason."""
-    stream = TokenStream(
-        lm, messages, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-        top_p=settings.top_p, seed=settings.seed, probe=probe, probe_layer=probe_layer, cancel=cancel,
-    )
-    tokens = list(stream)
-    trace = TokenTrace(
-        token_ids=[t.token_id for t in tokens],
-        texts=[t.text for t in tokens],
-        offsets=[(t.start, t.end) for t in tokens],
-        logprobs=[t.logprob for t in tokens],
-        entropies=[t.entropy for t in tokens],
-        scores=[t.score for t in tokens] if probe is not None else None,
-    )
-    conversation = [*messages, {"role": "assistant", "content": stream.text}]
-    return Generation(conversation=conversation, model=lm.model_id), trace, stream.finish_reason or "length"
-
-
-def generate_answers(
-    lm: LoadedModel,
-    prompts: Sequence[Sequence[dict[str, str]]],
-    settings: GenerationSettings,
-    *,
-    probe: LinearProbe | None = None,
-    probe_layer: int | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-) -> Iterator[tuple[Generation, TokenTrace, str]]:
-    """Answer prompts one by one, so a caller can save each as soon as it is done."""
-    for n, messages in enumerate(prompts):
-        check(cancel)
-        report(progress, "generate", n, len(prompts), f"prompt {n + 1}/{len(prompts)}")
-        yield generate_answer(lm, messages, settings, probe=probe, probe_layer=probe_layer, cancel=cancel)
-    report(progress, "generate", len(prompts), len(prompts), "done")
-
-
 def spans_from_scores(
     offsets: Sequence[tuple[int, int]], scores: Sequence[float], threshold: float
 ) -> list[tuple[int, int, float]]:
@@ -336,11 +283,11 @@ def spans_from_scores(
 
 
 __all__ = [
+    "GeneratedAnswer",
     "GenerationSettings",
     "PreparedItem",
     "TrainResult",
     "evaluate_probe",
-    "generate_answer",
     "generate_answers",
     "layer_sweep",
     "prepare",

@@ -1,0 +1,384 @@
+"""Batched generation: many answers at once on one KV cache, each as exact as a lone stream.
+
+Why by hand: transformers' `generate` batches with left padding but cannot refill a
+finished row, reads no hidden state per token without keeping every layer of every step,
+and has no per-row seed; its continuous-batching manager targets paged attention on GPUs.
+So the loop is ours, and transformers does what it does well: the forward pass, the
+`DynamicCache`, causal masks from a 2-D padding mask.
+
+The layout is a left-padded cache whose rows are aligned on the right: every row's next
+token goes into the same new column. A row's position ids count only its own tokens, so
+padding changes nothing but the arithmetic order (results equal a lone stream to ~1e-6).
+A finished row leaves at once and a waiting request is prefilled and merged into the free
+slot (continuous batching); columns that no row uses any more are trimmed from the left.
+
+Sampling uses one `torch.Generator` per request, seeded from the request alone, so a seed
+gives the same answer whatever the batch size or the neighbours, as long as the logits
+agree (they do to ~1e-6; a draw that falls within that of a boundary could differ).
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.base import settings
+from core.base.errors import UserError
+from core.base.progress import CancelToken
+from core.engine.model import LoadedModel
+from core.engine.stream import IncrementalDecoder, StreamedToken, _sample, distribution_stats, prompt_ids
+
+MAX_BATCH = 64
+
+
+@dataclass
+class GenerationRequest:
+    """One answer to generate; `on_token` may return True to stop it after that token."""
+
+    messages: Sequence[dict[str, str]]
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    probe: Any | None = None
+    probe_layer: int | None = None
+    layers: Sequence[int] = ()
+    on_token: Callable[[StreamedToken], bool | None] | None = None
+    tag: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UserError("max new tokens must be at least 1")
+        if self.temperature < 0:
+            raise UserError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise UserError("top-p must be in (0, 1]")
+
+    def stop(self) -> None:
+        """End this answer after the current step, whatever its neighbours do (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+
+@dataclass
+class FinishedAnswer:
+    """A request's complete result; `finish_reason` is eos, length, stopped or cancelled."""
+
+    request: GenerationRequest
+    tokens: list[StreamedToken]
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+
+
+class _Row:
+    """A request in flight: its decoder, sampler and the logits of its next token."""
+
+    def __init__(self, lm: LoadedModel, request: GenerationRequest, prompt: list[int], probe_layer: int,
+                 layers: list[int]) -> None:
+        self.request = request
+        self.prompt = prompt
+        self.length = len(prompt)  # tokens of this row in the cache
+        self.probe_layer = probe_layer
+        self.layers = layers
+        self.decoder = IncrementalDecoder(lm.tokenizer)
+        self.generator = (torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
+                          if request.temperature > 0 else None)
+        self.pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
+        self.tokens: list[StreamedToken] = []
+        self.fed = 0
+        self.next_logits: torch.Tensor | None = None
+        self.finish_reason: str | None = None
+
+    def emit(self, pieces: list[tuple[str, int, int]]) -> None:
+        for (token_id, logprob, entropy, hidden), (text, start, end) in zip(self.pending[: len(pieces)], pieces):
+            probe = self.request.probe
+            score = float(probe.predict(hidden[self.probe_layer])) if probe is not None else None
+            token = StreamedToken(len(self.tokens), token_id, text, start, end, logprob, entropy, hidden, score)
+            self.tokens.append(token)
+            if self.request.on_token is not None and self.request.on_token(token):
+                self.request.stop()
+        del self.pending[: len(pieces)]
+
+    def finish(self, reason: str) -> FinishedAnswer:
+        self.finish_reason = reason
+        self.emit(self.decoder.flush())
+        return FinishedAnswer(self.request, self.tokens, self.decoder.text, reason, len(self.prompt))
+
+
+def kv_bytes_per_token(lm: LoadedModel) -> int:
+    """Key and value bytes one token costs in the cache, over all layers."""
+    config = lm.model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = int(getattr(config, "num_attention_heads", 1))
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    itemsize = torch.empty(0, dtype=lm.model.dtype).element_size()
+    return 2 * lm.num_layers * kv_heads * head_dim * itemsize
+
+
+def auto_batch_size(lm: LoadedModel, tokens_per_answer: int, kv_cache_mb: int | None = None) -> int:
+    """The most answers whose KV cache fits the budget (PROBELENS_KV_CACHE_MB), at most MAX_BATCH."""
+    budget_tokens = (kv_cache_mb or settings.kv_cache_mb()) * 1024 * 1024 // max(1, kv_bytes_per_token(lm))
+    return max(1, min(MAX_BATCH, budget_tokens // max(1, tokens_per_answer)))
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+class BatchEngine:
+    """Holds the rows in flight on one model; `step()` advances every row by one token.
+
+    Not thread-safe by itself: one thread drives it (`generate_batched` in a worker,
+    `SharedEngine` for live sessions); other threads only `submit` or `stop` requests.
+    """
+
+    def __init__(self, lm: LoadedModel, batch_size: int) -> None:
+        if batch_size < 1:
+            raise UserError("batch size must be at least 1")
+        self.lm = lm
+        self.batch_size = batch_size
+        self.rows: list[_Row] = []
+        self.waiting: deque[GenerationRequest] = deque()
+        self._lock = threading.Lock()
+        self._cache: Any = None
+        self._mask: torch.Tensor | None = None
+        self._eos = lm.eos_ids
+        self.forward_passes = 0
+        self.last_step_rows = 0
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> None:
+        request.validate()
+        with self._lock:
+            self.waiting.append(request)
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not self.rows and not self.waiting
+
+    def _admit(self) -> None:
+        with self._lock:
+            free = self.batch_size - len(self.rows)
+            new = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        if new:
+            self._prefill(new)
+
+    def _row_for(self, request: GenerationRequest) -> _Row:
+        lm = self.lm
+        probe_layer = lm.check_layer(request.probe_layer if request.probe_layer is not None else lm.default_layer)
+        layers = sorted({lm.check_layer(x) for x in request.layers} |
+                        ({probe_layer} if request.probe is not None or not request.layers else set()))
+        return _Row(lm, request, prompt_ids(lm, request.messages), probe_layer, layers)
+
+    def _prefill(self, requests: list[GenerationRequest]) -> None:
+        from transformers import DynamicCache
+
+        rows = [self._row_for(r) for r in requests]
+        width = max(len(r.prompt) for r in rows)
+        pad = self.lm.tokenizer.pad_token_id if self.lm.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row.prompt):] = torch.tensor(row.prompt)
+            mask[i, width - len(row.prompt):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        with torch.inference_mode():
+            out = self.lm.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                past_key_values=cache, use_cache=True, logits_to_keep=1)
+        self.forward_passes += 1
+        for i, row in enumerate(rows):
+            row.next_logits = out.logits[i, -1]
+        self._merge(cache, mask, rows)
+
+    def _merge(self, cache: Any, mask: torch.Tensor, rows: list[_Row]) -> None:
+        if self._cache is None or not self.rows:
+            self._cache, self._mask, self.rows = cache, mask, rows
+            return
+        assert self._mask is not None
+        width = max(self._mask.shape[1], mask.shape[1])
+        for old, new in zip(self._cache.layers, cache.layers):
+            old.keys = torch.cat([_left_pad(old.keys, width, 2), _left_pad(new.keys, width, 2)])
+            old.values = torch.cat([_left_pad(old.values, width, 2), _left_pad(new.values, width, 2)])
+        self._mask = torch.cat([_left_pad(self._mask, width, 1), _left_pad(mask, width, 1)])
+        self.rows = self.rows + rows
+
+    def _drop(self, keep: list[int]) -> None:
+        """Keep only rows `keep` in the cache, then trim the columns no row uses any more."""
+        assert self._mask is not None
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, dtype=torch.long)
+            for layer in self._cache.layers:
+                layer.keys = layer.keys.index_select(0, index)
+                layer.values = layer.values.index_select(0, index)
+            self._mask = self._mask.index_select(0, index)
+            self.rows = [self.rows[i] for i in keep]
+        if not self.rows:
+            self._cache, self._mask = None, None
+            return
+        used = self._mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first > 0:
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[:, :, first:]
+                layer.values = layer.values[:, :, first:]
+            self._mask = self._mask[:, first:]
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def step(self, cancel: CancelToken | None = None) -> list[FinishedAnswer]:
+        """Admit waiting requests, sample one token per row, feed them; returns answers that ended."""
+        self._admit()
+        self.last_step_rows = len(self.rows)
+        if not self.rows:
+            return []
+        finished: list[FinishedAnswer] = []
+        feed: list[tuple[int, int]] = []  # (row index, token id)
+        stats = distribution_stats(torch.stack([row.next_logits for row in self.rows]))  # type: ignore[misc]
+        logps, entropies = stats
+        for i, row in enumerate(self.rows):
+            request = row.request
+            if request.stop_requested:
+                finished.append(row.finish("stopped"))
+                continue
+            if cancel is not None and cancel.cancelled:
+                finished.append(row.finish("cancelled"))
+                continue
+            assert row.next_logits is not None
+            token_id = _sample(row.next_logits, request.temperature, request.top_p, row.generator)
+            if token_id in self._eos:
+                finished.append(row.finish("eos"))
+                continue
+            row.pending.append((token_id, float(logps[i, token_id]), float(entropies[i]), {}))
+            feed.append((i, token_id))
+        if feed:
+            self._forward(feed)
+        for row in self.rows:
+            if row.finish_reason is None and row.fed >= row.request.max_new_tokens:
+                finished.append(row.finish("length"))
+        self._drop([i for i, row in enumerate(self.rows) if row.finish_reason is None])
+        return finished
+
+    def _forward(self, feed: list[tuple[int, int]]) -> None:
+        """Feed one token to each row in `feed` (the others were finished this step)."""
+        keep = [i for i, _ in feed]
+        if len(keep) < len(self.rows):
+            self._drop(keep)
+        assert self._mask is not None
+        ones = self._mask.new_ones((len(self.rows), 1))
+        self._mask = torch.cat([self._mask, ones], dim=1)
+        input_ids = torch.tensor([[token] for _, token in feed], dtype=torch.long)
+        positions = torch.tensor([[row.length] for row in self.rows], dtype=torch.long)
+        layers = sorted({layer for row in self.rows for layer in row.layers})
+        with torch.inference_mode(), self.lm.tap.capture(layers) as captured:
+            out = self.lm.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
+                                past_key_values=self._cache, use_cache=True, logits_to_keep=1)
+        self.forward_passes += 1
+        for r, row in enumerate(self.rows):
+            row.length += 1
+            row.fed += 1
+            row.next_logits = out.logits[r, -1]
+            token_id, logprob, entropy, _ = row.pending[-1]
+            hidden = {layer: captured[layer][r, -1].detach().clone() for layer in row.layers}
+            row.pending[-1] = (token_id, logprob, entropy, hidden)
+            row.emit(row.decoder.push(token_id))
+
+
+def generate_batched(
+    lm: LoadedModel,
+    requests: Iterable[GenerationRequest],
+    *,
+    batch_size: int,
+    cancel: CancelToken | None = None,
+) -> Iterator[FinishedAnswer]:
+    """Answer every request, refilling slots as answers end; yields each answer when it ends.
+
+    After a cancel, rows in flight end as "cancelled" (yielded, so a caller can tell them
+    apart from finished answers) and no waiting request starts."""
+    engine = BatchEngine(lm, batch_size)
+    source = iter(requests)
+    exhausted = False
+    while True:
+        while not exhausted and len(engine.waiting) + len(engine.rows) < batch_size:
+            if cancel is not None and cancel.cancelled:
+                exhausted = True
+                break
+            try:
+                engine.submit(next(source))
+            except StopIteration:
+                exhausted = True
+        if engine.idle:
+            return
+        yield from engine.step(cancel)
+
+
+class SharedEngine:
+    """One engine thread per model: live sessions submit requests and share its forward passes."""
+
+    def __init__(self, lm: LoadedModel, batch_size: int) -> None:
+        self.engine = BatchEngine(lm, batch_size)
+        self._wake = threading.Condition()
+        self._callbacks: dict[int, Callable[[FinishedAnswer], None]] = {}
+        self._thread = threading.Thread(target=self._loop, name="probelens-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest, on_finish: Callable[[FinishedAnswer], None]) -> None:
+        """Queue a request; `on_finish` runs on the engine thread when it ends (keep it short)."""
+        with self._wake:
+            self._callbacks[id(request)] = on_finish
+            self.engine.submit(request)
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self.engine.idle:
+                    self._wake.wait()
+            try:
+                done = self.engine.step()
+            except Exception as exc:  # noqa: BLE001 - every waiting session must hear of it
+                done = self._fail_all(exc)
+            for answer in done:
+                with self._wake:
+                    callback = self._callbacks.pop(id(answer.request), None)
+                if callback is not None:
+                    callback(answer)
+
+    def _fail_all(self, exc: Exception) -> list[FinishedAnswer]:
+        """A failed step ends every row with reason "error"; the engine starts clean."""
+        engine = self.engine
+        failed = [FinishedAnswer(row.request, row.tokens, row.decoder.text, f"error: {type(exc).__name__}: {exc}",
+                                 len(row.prompt)) for row in engine.rows]
+        engine.rows, engine._cache, engine._mask = [], None, None
+        return failed
+
+
+_SHARED: dict[int, SharedEngine] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(lm: LoadedModel, batch_size: int | None = None) -> SharedEngine:
+    """The process's engine for this model (made on first use)."""
+    with _SHARED_LOCK:
+        engine = _SHARED.get(id(lm))
+        if engine is None:
+            engine = SharedEngine(lm, batch_size or min(16, auto_batch_size(lm, 1024)))
+            _SHARED[id(lm)] = engine
+        return engine

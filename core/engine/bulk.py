@@ -1,0 +1,123 @@
+"""Bulk generation through the batched engine: prompts in, finished answers out as they end.
+
+Used by batch generation, the demo seed and `python -m core generate`. Progress counts
+answers and tokens; its fraction is the token budget spent (a finished answer counts its
+whole budget), so the bar moves from the first step and the ETA is honest from the start
+instead of waiting for the first answers, which in a batch all end late.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.base.progress import CancelToken, ProgressFn, report
+from core.base.types import Generation, TokenTrace
+from core.engine.batched import FinishedAnswer, GenerationRequest, auto_batch_size, generate_batched
+from core.engine.model import LoadedModel
+from core.engine.stream import prompt_ids
+
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+
+
+@dataclass
+class GeneratedAnswer:
+    """One finished answer: `index` is its prompt's position; `hidden` is layer -> [T, H]."""
+
+    index: int
+    generation: Generation
+    trace: TokenTrace
+    finish_reason: str
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> GeneratedAnswer:
+    tokens = finished.tokens
+    trace = TokenTrace(
+        token_ids=[t.token_id for t in tokens],
+        texts=[t.text for t in tokens],
+        offsets=[(t.start, t.end) for t in tokens],
+        logprobs=[t.logprob for t in tokens],
+        entropies=[t.entropy for t in tokens],
+        scores=[t.score for t in tokens] if with_scores else None,
+    )
+    layers = sorted(tokens[0].hidden) if tokens else list(finished.request.layers)
+    hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0)
+              for layer in layers}
+    conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]
+    generation = Generation(conversation=conversation, model=model_id)
+    return GeneratedAnswer(int(finished.request.tag), generation, trace, finished.finish_reason, hidden)
+
+
+def choose_batch_size(lm: LoadedModel, prompts: Sequence[Sequence[dict[str, str]]], max_new_tokens: int,
+                      override: int | None = None, kv_cache_mb: int | None = None) -> int:
+    """`override` when given, else as many answers as the KV-cache budget holds."""
+    if override is not None:
+        return max(1, int(override))
+    longest = max((len(prompt_ids(lm, p)) for p in prompts[:256]), default=0)
+    kwargs: dict[str, Any] = {"kv_cache_mb": kv_cache_mb} if kv_cache_mb else {}
+    return min(len(prompts) or 1, auto_batch_size(lm, longest + max_new_tokens, **kwargs))
+
+
+def generate_answers(
+    lm: LoadedModel,
+    prompts: Sequence[Sequence[dict[str, str]]],
+    settings: GenerationSettings,
+    *,
+    probe: Any | None = None,
+    probe_layer: int | None = None,
+    layers: Sequence[int] = (),
+    batch_size: int | None = None,
+    kv_cache_mb: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[GeneratedAnswer]:
+    """Answer every prompt, batched; yields each answer as it ends (not in prompt order).
+
+    Prompt n samples with seed `settings.seed + n`: different samples per prompt, the same
+    ones whatever the batch size. Answers cut short by a cancel are not yielded."""
+    total = len(prompts)
+    budget = max(1, settings.max_new_tokens)
+    size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
+    state = {"answers": 0, "tokens": 0, "spent": 0, "flying": 0, "last": 0.0}
+
+    def count_token(_token: Any) -> None:
+        state["tokens"] += 1
+        state["flying"] += 1
+        now = time.monotonic()
+        if now - state["last"] >= PROGRESS_EVERY_SECONDS:
+            state["last"] = now
+            _report()
+
+    def _report() -> None:
+        report(progress, "generate", state["spent"] + state["flying"], total * budget,
+               f"{state['answers']}/{total} answers · {state['tokens']} tokens · batches of {size}")
+
+    def requests() -> Iterator[GenerationRequest]:
+        for n, messages in enumerate(prompts):
+            seed = settings.seed + n if settings.seed is not None else None
+            yield GenerationRequest(list(messages), max_new_tokens=budget, temperature=settings.temperature,
+                                    top_p=settings.top_p, seed=seed, probe=probe, probe_layer=probe_layer,
+                                    layers=tuple(layers), on_token=count_token, tag=n)
+
+    _report()
+    for finished in generate_batched(lm, requests(), batch_size=size, cancel=cancel):
+        state["flying"] -= len(finished.tokens)
+        if finished.finish_reason == "cancelled":
+            continue
+        yield answer_from(finished, lm.model_id, probe is not None)
+        # Counted once the caller has it (stored, say), so the message never runs ahead.
+        state["answers"] += 1
+        state["spent"] += budget
+        _report()
