@@ -154,3 +154,16 @@ def test_model_is_shared_safely_between_threads(tiny_lm):
     for t in threads:
         t.join()
     assert results == expected
+
+
+def test_small_batch_linear_path_equals_torch_linear(tiny_lm):
+    from core.engine.model import SMALL_BATCH_ROWS
+
+    linear = tiny_lm.model.model.layers[0].mlp.up_proj
+    assert linear.forward.__func__.__name__ == "_small_batch_linear"  # the CPU path is installed
+    torch.manual_seed(0)
+    for rows in (1, 2, 3, 7, SMALL_BATCH_ROWS, SMALL_BATCH_ROWS + 1):
+        x = torch.randn(rows, 1, linear.in_features)
+        expected = torch.nn.functional.linear(x, linear.weight, linear.bias)
+        assert linear(x).shape == expected.shape
+        assert torch.allclose(linear(x), expected, atol=1e-5)
