@@ -67,16 +67,26 @@ def _by_prompt(answers) -> dict[str, object]:
     return {a.request.messages[0]["content"]: a for a in answers}
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 8])
-def test_greedy_batches_equal_the_lone_stream_and_teacher_forcing(tiny_lm, batch_size):
-    probe = _probe(tiny_lm)
+@pytest.fixture(scope="module")
+def embedded_lm():
+    import os
+    from pathlib import Path
+
+    from core.engine.model import get_model
+
+    repo = Path(__file__).resolve().parents[1]
+    os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(repo / "data" / "cache" / "models"))
+    return get_model(None)
+
+
+def _check_equal_to_lone_stream(lm, batch_size: int, prompts: list[str], budget) -> None:
+    probe = _probe(lm)
     answers = _by_prompt(generate_batched(
-        tiny_lm, [_request(p, probe, max_new_tokens=12 + 3 * n) for n, p in enumerate(PROMPTS)],
-        batch_size=batch_size))
-    assert set(answers) == set(PROMPTS)
-    for n, prompt in enumerate(PROMPTS):
+        lm, [_request(p, probe, max_new_tokens=budget(n)) for n, p in enumerate(prompts)], batch_size=batch_size))
+    assert set(answers) == set(prompts)
+    for n, prompt in enumerate(prompts):
         answer = answers[prompt]
-        tokens, reason, text = _alone(tiny_lm, prompt, probe, max_new_tokens=12 + 3 * n)
+        tokens, reason, text = _alone(lm, prompt, probe, max_new_tokens=budget(n))
         assert answer.finish_reason == reason
         assert answer.text == text
         assert [t.token_id for t in answer.tokens] == [t.token_id for t in tokens]
@@ -86,12 +96,25 @@ def test_greedy_batches_equal_the_lone_stream_and_teacher_forcing(tiny_lm, batch
             assert ours.entropy == pytest.approx(alone.entropy, abs=1e-4)
             assert ours.score == pytest.approx(alone.score, abs=1e-4)
         if answer.tokens:
-            forced = score_conversation(tiny_lm, [{"role": "user", "content": prompt},
-                                                  {"role": "assistant", "content": text}],
-                                        [tiny_lm.default_layer], [t.token_id for t in answer.tokens])
-            scores = probe.predict(forced.hidden[tiny_lm.default_layer]).tolist()
+            forced = score_conversation(lm, [{"role": "user", "content": prompt},
+                                             {"role": "assistant", "content": text}],
+                                        [lm.default_layer], [t.token_id for t in answer.tokens])
+            scores = probe.predict(forced.hidden[lm.default_layer]).tolist()
             assert [t.score for t in answer.tokens] == pytest.approx(scores, abs=1e-4)
             assert [t.logprob for t in answer.tokens] == pytest.approx(forced.logprobs, abs=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_greedy_batches_equal_the_lone_stream_and_teacher_forcing(tiny_lm, batch_size):
+    _check_equal_to_lone_stream(tiny_lm, batch_size, PROMPTS, lambda n: 12 + 3 * n)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_the_embedded_model_batched_equals_its_lone_stream(embedded_lm, batch_size):
+    # five prompts from 1 to ~60 tokens; a few tokens each keeps the lone streams cheap
+    prompts = [PROMPTS[i] for i in (0, 1, 2, 4, 7)]
+    _check_equal_to_lone_stream(embedded_lm, batch_size, prompts, lambda n: 6 + 2 * n)
 
 
 def test_a_seed_gives_the_same_sample_whatever_the_batch_and_neighbours(tiny_lm):

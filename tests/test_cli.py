@@ -62,6 +62,30 @@ def labelled(tmp_path, generated, isolated_cache):
     return path
 
 
+def test_generate_batch_size_changes_nothing_but_speed(tmp_path, generated, tiny_model_dir, capsys, isolated_cache):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(PROMPTS)))
+    outs = []
+    for size in ("1", "3"):
+        out = tmp_path / f"gen-{size}.jsonl"
+        code, _, _ = run(capsys, "generate", "--prompts", str(prompts), "--out", str(out), "--model",
+                         str(tiny_model_dir), "--max-new-tokens", "24", "--temperature", "1.0", "--seed", "1",
+                         "--batch-size", size)
+        assert code == 0
+        outs.append(out.read_text())
+    # same samples whatever the batch size (per-prompt seeds), in the prompts' order; floats to rounding
+    for text in outs:
+        for ours, reference in zip(text.splitlines(), generated.read_text().splitlines(), strict=True):
+            ours, reference = json.loads(ours), json.loads(reference)
+            assert (ours["id"], ours["conversation"]) == (reference["id"], reference["conversation"])
+            for field in ("ids", "texts", "offsets"):
+                assert ours["tokens"][field] == reference["tokens"][field]
+            assert ours["tokens"]["logprobs"] == pytest.approx(reference["tokens"]["logprobs"], abs=1e-4)
+    code, _, err = run(capsys, "generate", "--prompts", str(prompts), "--out", str(tmp_path / "x.jsonl"),
+                       "--model", str(tiny_model_dir), "--batch-size", "0")
+    assert code == 2 and "--batch-size must be between 1 and 64" in err and not (tmp_path / "x.jsonl").exists()
+
+
 def test_generate_writes_interchange_with_token_data(generated):
     rows = [json.loads(line) for line in generated.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"p{i}" for i in range(len(PROMPTS))]
