@@ -7,6 +7,7 @@ import streamlit as st
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.editing import suggest_spans
+from core.text.endings import ending
 from core.text.markdown import md_escape
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
@@ -99,6 +100,9 @@ with storage.sessions() as session:
 
 with right:
     st.markdown(f"**Answer #{current}** · {md_escape(where)}")
+    ended = ending(generation.extra.get("finish_reason"), generation.extra.get("stop_note"))
+    if ended and isinstance(generation.extra.get("finish_reason"), str):
+        st.caption(f"When it was generated: {md_escape(ended)}")
     st.chat_message("user").markdown(
         md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False))
     trace = trace_or_tokenise(current, trace)

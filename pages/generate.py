@@ -9,6 +9,7 @@ from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.engine.live import EarlyStopRule, LiveGeneration
 from core.probes.pipeline import spans_from_scores
+from core.text.endings import ending
 from core.text.markdown import md_escape
 from pages.common import (
     active_probe,
@@ -65,8 +66,13 @@ def _save(snapshot, messages, probe_version):
     from db.generations import save_generated
 
     conversation = [*messages, {"role": "assistant", "content": snapshot.text}]
+    # How it ended stays with the answer (Annotate shows it; exports carry it as finish_reason).
+    extra = {"finish_reason": snapshot.finish_reason}
+    if snapshot.stop_note:
+        extra["stop_note"] = snapshot.stop_note
     with database().sessions() as session, session.begin():
-        row = save_generated(session, dataset_name, Generation(conversation, model=lm.model_id), snapshot.trace,
+        row = save_generated(session, dataset_name, Generation(conversation, model=lm.model_id, extra=extra),
+                             snapshot.trace,
                              user=db_user(session, user), probe_version=probe_version)
         return row.id
 
@@ -157,11 +163,22 @@ st.chat_message("user").markdown(md_escape(live.messages[-1]["content"], inline=
 polling = live.running
 
 
+def outcome(snap) -> None:
+    """Why the answer ended, above its heatmap: never below, where the pinned chat input can hide it."""
+    if snap.error:
+        st.error(md_escape(snap.error))
+    sentence = ending(snap.finish_reason, snap.stop_note)
+    if sentence:
+        (st.warning if snap.finish_reason == "early_stop" else st.info)(md_escape(sentence), icon=":material/flag:")
+
+
 @st.fragment(run_every=0.05 if polling else None)
 def live_view() -> None:
     snap = live.snapshot()
     if snap.running and st.button("Stop", icon=":material/stop:", key="stop-generation", type="primary"):
         live.stop()
+    if not snap.running:
+        outcome(snap)
     token_heatmap(TokenView.from_trace(snap.trace), threshold=threshold, key="gen-heatmap", doc_id=live.id,
                   focus=st.session_state.get("gen-focus"), height=480,
                   produced_at=snap.produced_at[-1] * 1000 if snap.produced_at else None)
@@ -175,12 +192,6 @@ live_view()
 
 if not live.running:
     snap = live.snapshot()
-    if snap.error:
-        st.error(snap.error)
-    reasons = {"eos": "The answer is complete.", "length": "Stopped at the token limit.",
-               "stopped": "Stopped by you.", "early_stop": snap.stop_note or "Stopped early."}
-    if snap.finish_reason in reasons:
-        (st.warning if snap.finish_reason == "early_stop" else st.caption)(reasons[snap.finish_reason])
     summary(snap.trace, snap.text)
     if isinstance(snap.result, int):
         st.page_link("pages/annotate.py", label=f"Open answer #{snap.result} in Annotate", icon=":material/label:",

@@ -56,7 +56,18 @@ if wanted and st.session_state.get("rev-wanted-seen") != wanted:
     except UserError as exc:
         st.warning(md_escape(str(exc)))
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
-tab_review, tab_agreement, tab_assign = st.tabs(["Settle gold", "Agreement", "Assign work"])
+SETTLE_TAB = "Settle gold"
+
+
+def open_answer(generation_id: int) -> None:
+    """Agreement's "Open answer #N": that answer, on the Settle gold tab (runs before the rerun)."""
+    st.session_state["rev-generation"] = generation_id
+    st.session_state["rev-force"] = True
+    st.session_state["rev-tab"] = SETTLE_TAB
+
+
+tab_review, tab_agreement, tab_assign = st.tabs([SETTLE_TAB, "Agreement", "Assign work"], key="rev-tab",
+                                                on_change="rerun")
 
 with tab_agreement:
     from core.analysis.agreement import agreement_report
@@ -85,8 +96,8 @@ with tab_agreement:
             indices = report["disagreements"].get(key, [])
             st.write(f"{len(indices)} answers where {md_escape(pair['a'])} and {md_escape(pair['b'])} differ:")
             for index in indices[:50]:
-                if st.button(f"Open answer #{generation_ids[index]}", key=f"dis-{index}"):
-                    st.session_state["rev-generation"] = generation_ids[index]
+                st.button(f"Open answer #{generation_ids[index]}", key=f"dis-{index}", on_click=open_answer,
+                          args=(generation_ids[index],))
 
 with tab_assign:
     with storage.sessions() as session:

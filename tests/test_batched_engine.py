@@ -228,3 +228,17 @@ def test_concurrent_sessions_share_the_engine_and_see_their_own_tokens(tiny_lm):
     assert engine.engine.forward_passes - passes < total
     time.sleep(0.05)
     assert engine.engine.idle
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t "])
+def test_an_empty_or_blank_question_is_refused_and_nothing_runs(tiny_lm, question):
+    from core.base.errors import UserError
+    from core.engine.live import LiveGeneration
+
+    engine = shared_engine(tiny_lm)
+    passes = engine.engine.forward_passes
+    with pytest.raises(UserError, match="the question is empty"):
+        LiveGeneration(tiny_lm, [{"role": "user", "content": question}]).start()
+    with pytest.raises(UserError, match="the question is empty"):
+        list(generate_batched(tiny_lm, [_request(question, None)], batch_size=2))
+    assert engine.engine.forward_passes == passes and engine.engine.idle

@@ -226,6 +226,8 @@ def test_read_prompts_jsonl(tmp_path):
         ('{"prompt": ""}', 'line 2: "prompt" must be a non-empty string'),
         ('{"prompt": 5}', 'line 2: "prompt" must be a non-empty string'),
         ('{"conversation": [{"role": "system", "content": "x"}]}', "line 2: \"conversation\" has no user message"),
+        ('{"prompt": "  \\n "}', 'line 2: "prompt" must be a non-empty string'),
+        ('{"conversation": [{"role": "user", "content": " "}]}', 'line 2: the last user message of "conversation" is empty'),
         ('{"text": "x"}', 'line 2: expected a "prompt" string or a "conversation" list'),
         ('{"prompt": "x"', "line 2: invalid JSON"),
     ],

@@ -35,6 +35,15 @@ from core.engine.stream import IncrementalDecoder, StreamedToken, _sample, distr
 MAX_BATCH = 64
 
 
+def check_question(messages: Sequence[dict[str, str]]) -> None:
+    """One clear refusal for a conversation with nothing to answer (empty or blank question)."""
+    if not messages:
+        raise UserError("the conversation has no prompt messages")
+    last = messages[-1]
+    if last.get("role") != "user" or not str(last.get("content", "")).strip():
+        raise UserError("the question is empty: type a question to ask")
+
+
 @dataclass
 class GenerationRequest:
     """One answer to generate; `on_token` may return True to stop it after that token."""
@@ -52,6 +61,7 @@ class GenerationRequest:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def validate(self) -> None:
+        check_question(self.messages)
         if self.max_new_tokens < 1:
             raise UserError("max new tokens must be at least 1")
         if self.temperature < 0:

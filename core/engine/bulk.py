@@ -56,7 +56,7 @@ def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> G
     hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0)
               for layer in layers}
     conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]
-    generation = Generation(conversation=conversation, model=model_id)
+    generation = Generation(conversation=conversation, model=model_id, extra={"finish_reason": finished.finish_reason})
     return GeneratedAnswer(int(finished.request.tag), generation, trace, finished.finish_reason, hidden)
 
 

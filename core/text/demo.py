@@ -31,17 +31,26 @@ _TEMPLATES = {
 _OPENERS = {"The", "A", "An", "It", "Its", "This", "That", "Yes", "No", "In", "On", "As", "However", "I", "My", "Capital",
             "City", "Country", "Region", "Calling", "Code", "International", "Answer", "Sure", "Of", "And", "For"}
 _CAPITALISED = re.compile(r"[A-Z][\w'’\-]*(?:\s+(?:de|da|do|of|the|al|el|la)?\s*[A-Z][\w'’\-]*)*")
-_NUMBER = re.compile(r"\+?\d{1,4}\b")
+_NUMBER = re.compile(r"\+?\d{1,4}(?:-\d{3,4})?\b")  # "+44", and "+1-876" (Jamaica) as one code
 
 
 @dataclass(frozen=True)
 class CountryFacts:
     name: str
-    capital: str
+    capital: str  # several capitals are joined with " / "
     region: str
     subregion: str
     calling_codes: tuple[str, ...]
     alt_names: tuple[str, ...] = ()
+
+    @property
+    def capitals(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.capital.split("/") if c.strip())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The country's own names; short all-capital codes ("BIH", "AND") are left out."""
+        return (self.name, *(a for a in self.alt_names if not _is_code(a)))
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,12 @@ def load_countries(limit: int | None = None) -> list[CountryFacts]:
             alt = tuple(info.alt_spellings() or ())
         except Exception:  # noqa: BLE001 - a few records lack fields; skip them
             continue
-        if name and capital and region and codes:
-            facts.append(CountryFacts(str(name).title() if name.islower() else str(name), str(capital), str(region),
-                                      str(subregion), tuple(str(c) for c in codes), alt))
+        capitals = [str(c) for c in capital] if isinstance(capital, (list, tuple)) else [str(capital)]
+        codes = tuple(str(c).strip() for c in (codes or ()) if str(c).strip())
+        if name and any(capitals) and region and codes:
+            facts.append(CountryFacts(str(name).title() if name.islower() else str(name),
+                                      " / ".join(c for c in capitals if c), str(region), str(subregion), codes,
+                                      tuple(str(a) for a in alt)))
     facts.sort(key=lambda f: f.name)
     return facts[:limit] if limit is not None else facts
 
@@ -113,32 +125,89 @@ def label_answer(question: DemoQuestion, answer: str) -> list[Span]:
     return _label_calling_code(facts, answer)
 
 
+def _is_code(text: str) -> bool:
+    return len(text) <= 3 and text.isupper()
+
+
+def _fold_with_index(text: str) -> tuple[str, list[int]]:
+    """`_fold` of the text, plus for each folded character the index of its original one."""
+    folded: list[str] = []
+    index: list[int] = []
+    for i, char in enumerate(text):
+        piece = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)).lower()
+        folded.append(piece)
+        index.extend([i] * len(piece))
+    return "".join(folded), index
+
+
+def _occurrences(answer: str, phrases: tuple[str, ...] | list[str]) -> list[tuple[int, int]]:
+    """Where any phrase occurs as whole words (case and accents ignored), longest first, no overlaps."""
+    folded, index = _fold_with_index(answer)
+    found: list[tuple[int, int]] = []
+    for phrase in sorted({_fold(p) for p in phrases if p.strip()}, key=len, reverse=True):
+        for m in re.finditer(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", folded):
+            start, end = index[m.start()], index[m.end() - 1] + 1
+            if not any(start < e and s < end for s, e in found):
+                found.append((start, end))
+    return sorted(found)
+
+
+def _capital_variants(capital: str) -> list[str]:
+    """"Saint John's" is also written "St. John's" and "St John's", and back."""
+    variants = [capital]
+    for long, short in (("Saint ", "St. "), ("Saint ", "St ")):
+        if capital.startswith(long):
+            variants.append(short + capital[len(long):])
+        if capital.startswith(short):
+            variants.append(long + capital[len(short):])
+    return variants
+
+
+def _words(text: str) -> list[str]:
+    return [w.removesuffix("'s").removesuffix("’s") for w in re.findall(r"[\w'’]+", _fold(text))]
+
+
+_CONNECTORS = {"de", "da", "do", "of", "the", "al", "el", "la", "and"}
+
+
+def _names_the_country(answer: str, start: int, end: int, names: list[tuple[int, int]]) -> bool:
+    """A capital found inside a longer mention of the country ("Bissau" in "Guinea-Bissau"), or
+    equal to one right after "of" ("the capital of Singapore"), is the country, not a claim."""
+    for s, e in names:
+        if s <= start and end <= e and (e - s > end - start or re.search(r"\bof\s+$", answer[:start])):
+            return True
+    return False
+
+
 def _label_capital(facts: CountryFacts, answer: str) -> list[Span]:
-    own = {_fold(facts.name), *(_fold(a) for a in facts.alt_names)}
-    capital = _fold(facts.capital)
-    spans = []
+    names = _occurrences(answer, facts.names)
+    name_words = {w for n in facts.names for w in _words(n)}
+    capitals = [(s, e) for s, e in _occurrences(answer, [v for c in facts.capitals for v in _capital_variants(c)])
+                if not _names_the_country(answer, s, e, names)]
+    spans = [Span(s, e, "Supported") for s, e in capitals]
     for m in _CAPITALISED.finditer(answer):
         phrase = m.group(0)
-        if phrase in _OPENERS or _fold(phrase) in own:
+        if phrase in _OPENERS or _is_code(phrase) and phrase in facts.alt_names:
             continue
-        label = "Supported" if capital in _fold(phrase) or _fold(phrase) in capital.split(", ") else "Not Supported"
-        spans.append(Span(m.start(), m.end(), label))
-    return spans
+        if any(m.start() < e and s < m.end() for s, e in names + capitals):
+            continue  # the country's own name (every part of it), or the capital found above
+        if all(w in name_words or w in _CONNECTORS for w in _words(phrase)):
+            continue  # "Herzegovina", "Republic": pieces of the country's name written another way
+        spans.append(Span(m.start(), m.end(), "Not Supported"))
+    return sorted(spans, key=lambda s: s.start)
 
 
 def _label_region(facts: CountryFacts, answer: str) -> list[Span]:
     truth = {_fold(facts.region), _fold(facts.subregion)} - {""}
+    names = _occurrences(answer, facts.names)
     spans: list[Span] = []
-    taken: list[tuple[int, int]] = []
-    for region in sorted(_all_regions(), key=len, reverse=True):  # longest first: "Western Europe" before "Europe"
-        for m in re.finditer(re.escape(region), answer):
-            if any(m.start() < e and s < m.end() for s, e in taken):
-                continue
-            folded = _fold(region)
-            ok = folded in truth or any(t in folded for t in truth)
-            spans.append(Span(m.start(), m.end(), "Supported" if ok else "Not Supported"))
-            taken.append((m.start(), m.end()))
-    return sorted(spans, key=lambda s: s.start)
+    for start, end in _occurrences(answer, sorted(_all_regions())):  # longest first: "Western Europe", not "Europe"
+        if any(s <= start and end <= e for s, e in names):
+            continue  # "Africa" in "South Africa" is the country's name, not a claim
+        folded = _fold(answer[start:end])
+        ok = folded in truth or any(t in folded for t in truth)
+        spans.append(Span(start, end, "Supported" if ok else "Not Supported"))
+    return spans
 
 
 def _label_calling_code(facts: CountryFacts, answer: str) -> list[Span]:

@@ -231,6 +231,8 @@ def parse_prompt(obj: Any, line_no: int) -> PromptItem:
         users = [i for i, m in enumerate(messages) if m["role"] == "user"]
         if not users:
             raise UserError(f'{where}: "conversation" has no user message to answer')
+        if not messages[users[-1]]["content"].strip():
+            raise UserError(f'{where}: the last user message of "conversation" is empty')
         return PromptItem(item_id, messages[: users[-1] + 1])
     raise UserError(f'{where}: expected a "prompt" string or a "conversation" list')
 
