@@ -231,3 +231,17 @@ def describe(run: TrainRun) -> dict[str, Any]:
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
+
+
+OUTCOME_NEWS_SECONDS = 120
+
+
+def outcome_is_news(run: dict[str, Any], now: datetime | None = None) -> bool:
+    """Whether a finished run (as `describe` gives it) ended recently enough for its outcome box
+    to still be shown; older outcomes clutter a page whose tables already tell them."""
+    finished = run.get("finished_at")
+    if not finished:
+        return True
+    ended = datetime.fromisoformat(finished)
+    ended = ended if ended.tzinfo else ended.replace(tzinfo=UTC)
+    return ((now or utcnow()) - ended).total_seconds() < OUTCOME_NEWS_SECONDS

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.base.errors import UserError
+from core.probes.guard import small_validation_warning, version_validation_warning
 from core.probes.stored_metrics import section, whole
 from core.text.markdown import md_escape
 from pages.common import database, db_user, language_model, model_label, require_page
@@ -56,6 +57,11 @@ c1.metric("Labelled answers", summary["answers"])
 c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summary['by_split'].get('validation', 0)}")
 c3.metric("Gold / majority", f"{summary['by_source'].get('gold', 0)} / {summary['by_source'].get('majority', 0)}")
 c4.metric("Hallucinated spans", summary["hallucinated_spans"])
+validation = summary.get("validation", {})
+small = small_validation_warning(validation.get("answers", 0), validation.get("hallucinated", 0),
+                                 validation.get("supported", 0))
+if summary["answers"] and small:
+    st.warning(small, icon=":material/warning:")
 
 with st.form("retrain"):
     lm = language_model()
@@ -66,16 +72,36 @@ with st.form("retrain"):
     lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
     pressed = st.form_submit_button("Retrain", type="primary")
-if pressed:
-    params = retrain.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
-                                      sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
-                                      lr=float(lr), seed=int(seed))
+def start(params: retrain.RetrainParams) -> None:
     try:
         run_id = retrain.start_retrain(storage, params, actor_id())
         st.session_state["probes-watching"] = run_id
         st.toast(f"Retrain run {run_id} started.")
     except UserError as exc:
         st.error(md_escape(str(exc)))
+
+
+if pressed:
+    params = retrain.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
+                                      sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
+                                      lr=float(lr), seed=int(seed))
+    same_as = retrain.unchanged_since(storage, params, summary)
+    if same_as is None:
+        start(params)
+    else:
+        st.session_state["rt-pending"] = (params, same_as)
+pending = st.session_state.get("rt-pending")
+if pending is not None:
+    params, same_as = pending
+    st.warning(f"Nothing has changed since v{same_as}: the same labels and the same settings. A retrain would "
+               "give the same probe again.", icon=":material/info:")
+    go_col, skip_col = st.columns(2)
+    if go_col.button("Retrain anyway", key="rt-anyway"):
+        st.session_state.pop("rt-pending", None)
+        start(params)
+    if skip_col.button("Skip", key="rt-skip"):
+        st.session_state.pop("rt-pending", None)
+        st.rerun()
 
 runs = latest_runs()
 watching = any(r["status"] in train_runs.ACTIVE for r in runs.values())
@@ -96,6 +122,8 @@ def run_status() -> None:
                 with storage.sessions() as session, session.begin():
                     train_runs.request_cancel(session, run["id"], None)
                 st.rerun(scope="fragment")
+        elif not train_runs.outcome_is_news(run):
+            continue  # an old outcome: the versions table below tells the rest
         elif run["status"] == "succeeded":
             st.success(f"{title} run {run['id']} finished: {md_escape(run['message'] or 'done')} "
                        f"({(run['timings'] or {}).get('total_s', 0):.1f} s).")
@@ -125,6 +153,13 @@ else:
                                  "Δ CI high")})
     versions = [row["version"] for row in table]
     active = next((row["version"] for row in table if row["active"]), None)
+    target = registry.rollback_target(storage)
+    if target is not None and active is not None:
+        # about the active version, whatever is picked below: so it sits here, not beside the pick
+        note, button = st.columns([3, 1])
+        note.caption(f"Active: v{active}. Rolling back makes v{target}, the version active before it, active again.")
+        if button.button(f"Roll back to v{target}", key=f"rollback-{target}"):
+            activate(target, "Rolled back to v{v}; filling any missing scores (run {run}).")
     version = st.selectbox("Version", versions, format_func=lambda v: f"v{v}" + (" (active)" if v == active else ""),
                            key=f"probe-version-{versions[0]}")  # a new version resets the pick to it
     from db.probes import get_probe
@@ -132,6 +167,9 @@ else:
     with storage.sessions() as session:
         record = get_probe(session, version)
         metrics, path = section(record.metrics), record.artifact_path  # stored metrics may be odd: read tolerantly
+    small = version_validation_warning(metrics)
+    if small:
+        st.warning(f"v{version}: {small}", icon=":material/warning:")
     rows = registry.comparison_rows(metrics)
     comparison = section(metrics, "comparison")
     if rows:
@@ -147,13 +185,10 @@ else:
     with st.expander("All metrics (JSON)"):
         st.json({k: v for k, v in metrics.items() if k != "validation_ids"}, expanded=False)
 
-    promote_col, rollback_col, download_col = st.columns(3)
+    promote_col, download_col = st.columns(2)
     if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
                                                 key=f"promote-{version}"):
         activate(version, "v{v} is active; re-scoring stored answers (run {run}).")
-    target = registry.rollback_target(storage)
-    if target is not None and rollback_col.button(f"Roll back to v{target}", key=f"rollback-{target}"):
-        activate(target, "Rolled back to v{v}; filling any missing scores (run {run}).")
     from core.probes.archive import pack_probe
 
     try:

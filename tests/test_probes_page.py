@@ -120,3 +120,34 @@ def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
     assert any("Registered as v2" in s.value for s in at.success)
     with env.sessions() as session:
         assert session.query(Probe).count() == 2
+
+
+def test_guard_rails_warn_of_a_small_validation_set_and_of_a_retrain_that_changes_nothing(env):
+    from db.models import TrainRun
+
+    at = probes_page()
+    n_val = sum(1 for *_rest, split in answers() if split == "validation")
+    small = [w.value for w in at.warning if "The validation set holds" in w.value]
+    assert small and f"holds {n_val} answers and {n_val} spans" in small[0]
+
+    press_retrain(at)
+    assert wait_run(env, "retrain").status == "succeeded"
+    at.run()
+    # after: the new version's own metrics carry the same warning, with its numbers
+    assert any(w.value.startswith(f"v1: The validation set holds {n_val} answers") for w in at.warning)
+
+    # nothing changed since v1: the page says so and starts nothing until asked
+    press_retrain(at)
+    assert any("Nothing has changed since v1" in w.value for w in at.warning)
+    with env.sessions() as session:
+        assert session.query(TrainRun).count() == 1
+    next(b for b in at.button if b.label == "Skip").click()
+    at.run()
+    assert not any("Nothing has changed" in w.value for w in at.warning)
+    press_retrain(at)
+    next(b for b in at.button if b.label == "Retrain anyway").click()
+    at.run()
+    assert not at.exception, at.exception
+    with env.sessions() as session:
+        assert session.query(TrainRun).count() == 2
+    assert wait_run(env, "retrain").status == "succeeded"

@@ -17,11 +17,12 @@ from core.base.progress import CancelToken, ProgressFn, check, report
 from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version, register_version
 from core.probes.config import ProbeConfig
-from core.probes.files import save_probe
+from core.probes.files import load_probe, save_probe
 from core.probes.linear import TrainConfig, train_probe
 from core.probes.metrics import evaluate_items
-from core.probes.pipeline import data_hash, item_scores, prepare, training_examples
-from core.probes.training_set import build_training_set, split_by_generation
+from core.probes.pipeline import data_hash, item_scores, prepare, split_key, training_examples
+from core.probes.stored_metrics import section
+from core.probes.training_set import build_training_set, split_by_generation, training_data_hash
 from db.labels import labelled_generations
 from db.models import RunKind, RunStatus
 from db.probes import active_probe
@@ -96,7 +97,8 @@ def _choose_splits(labelled: list, val_fraction: float) -> tuple[list, list, str
 
 def label_summary(database, datasets: list[str] | None = None,
                   sources: tuple[str, ...] = ("gold", "majority")) -> dict[str, Any]:
-    """How many answers the label rule would train and validate on (shown before a retrain)."""
+    """How many answers the label rule would train and validate on (shown before a retrain),
+    what the validation set holds, and hashes of the train and validation labels."""
 
     with database.sessions() as session:
         labelled = labelled_generations(session, datasets=datasets, sources=sources)
@@ -105,10 +107,54 @@ def label_summary(database, datasets: list[str] | None = None,
         out["by_split"][x.split] = out["by_split"].get(x.split, 0) + 1
         out["by_source"][x.source] = out["by_source"].get(x.source, 0) + 1
     out["hallucinated_spans"] = sum(
-        1 for x in labelled for s in x.generation.spans if s.label in ("Not Supported", "Insufficient Information")
+        1 for x in labelled for s in x.generation.spans if s.label in HALLUCINATED
     )
+    train, val, _how = _choose_splits(labelled, RetrainParams().val_fraction) if labelled else ([], [], "")
+    out["validation"] = {
+        "answers": len(val),
+        "hallucinated": sum(1 for x in val for s in x.generation.spans if s.label in HALLUCINATED),
+        "supported": sum(1 for x in val for s in x.generation.spans if s.label == "Supported"),
+    }
+    out["train_hash"] = labels_hash([x.generation for x in train]) if train else None
+    out["validation_hash"] = labels_hash([x.generation for x in val]) if val else None
     return out
 
+
+HALLUCINATED = ("Not Supported", "Insufficient Information")
+
+
+def labels_hash(generations: list) -> str:
+    """The data snapshot hash a retrain stores (`data_hash` of its prepared items), from labels alone."""
+    return training_data_hash((split_key(g), [(s.start, s.end, s.label) for s in g.spans]) for g in generations)
+
+
+def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) -> int | None:
+    """The newest version trained on exactly these labels with these settings, if the newest is one."""
+    from db.probes import list_probes
+
+    with database.sessions() as session:
+        probes = list_probes(session)
+        newest = max(probes, key=lambda p: p.version) if probes else None
+        if newest is None or not newest.training_data_hash:
+            return None
+        version, train_hash = newest.version, newest.training_data_hash
+        metrics = section(newest.metrics)
+        artifact = newest.artifact_path
+    try:
+        config = load_probe(artifact)[1]
+    except UserError:
+        return None
+    trained = config.train_config or {}
+    same_settings = (
+        trained.get("lr") == params.lr and trained.get("seed") == params.seed
+        and trained.get("epochs") == params.epochs
+        and (trained.get("datasets") or None) == (params.datasets or None)
+        and sorted(trained.get("sources") or []) == sorted(params.sources)
+        and params.layer in (None, config.layer)
+    )
+    same_labels = train_hash == summary.get("train_hash") and metrics.get("validation_data_hash") in (
+        None, summary.get("validation_hash"))
+    return version if same_settings and same_labels else None
 
 
 # --- the retrain itself --------------------------------------------------------------------
@@ -193,6 +239,7 @@ def retrain(
         "n_train": len(train_items), "n_validation": len(val_items),
         "label_sources": {s: sum(1 for x in labelled if x.source == s) for s in ("gold", "majority")},
         "validation_ids": [x.row_id for x in val_l],
+        "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
         "final_loss": history[-1]["loss"] if history else None,
     })
     comparison = _comparison(database, lm, val_l, val_items, probe, layer, params, progress, cancel)
