@@ -53,13 +53,13 @@ def needs_first_admin() -> bool:
 
 def first_run_setup() -> None:
     """Ask once for the admin password."""
-    from db.users import ensure_admin
+    from db.users import ADMIN_NAME, MIN_PASSWORD_LENGTH, ensure_admin
 
     storage = database()
     st.title("Welcome to ProbeLens")
     st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
     with st.form("first-admin"):
-        first = st.text_input("Admin password", type="password")
+        first = st.text_input(f"Admin password (at least {MIN_PASSWORD_LENGTH} characters)", type="password")
         second = st.text_input("Repeat it", type="password")
         submitted = st.form_submit_button("Create the admin account")
     if submitted:
@@ -69,7 +69,7 @@ def first_run_setup() -> None:
             try:
                 with storage.sessions() as session, session.begin():
                     ensure_admin(session, first)
-                st.success("Admin account created: sign in as **admin**.")
+                sign_in(ADMIN_NAME, first)  # the person who chose it is the admin: no second form
                 st.rerun()
             except UserError as exc:
                 st.error(md_escape(str(exc)))

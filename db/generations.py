@@ -467,13 +467,15 @@ def save_generated(
     user: User | None,
     probe_version: int | None = None,
     split: str = "train",
+    source: str = "generated",
 ) -> Generation:
-    """Store an answer made in the app (with its per-token data and, if scored, its probe scores).
+    """Store an answer made in the app (with its per-token data and, if scored, its probe scores);
+    `source` is "imported" for a pasted conversation that the model did not write.
 
     The same answer twice in one dataset is stored once; the existing row is returned.
     """
     dataset = get_or_create_dataset(session, dataset_name)
-    row = add_generation(session, dataset, gen, split=split, source="generated", trace=trace, created_by=user)
+    row = add_generation(session, dataset, gen, split=split, source=source, trace=trace, created_by=user)
     if row is None:
         digest = content_hash(gen.conversation)
         row = session.scalar(select(Generation).where(Generation.dataset_id == dataset.id,

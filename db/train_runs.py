@@ -212,11 +212,16 @@ def finish(session: Session, run_id: int, status: str, *, error: str | None = No
     return run
 
 
+STARTING_STAGES = ("start", "load")
+
+
 def eta_seconds(run: TrainRun, now: datetime | None = None) -> float | None:
     """Time left if the run keeps its pace since it started (None until there is a pace)."""
     started = _aware(run.started_at)
     if run.status != "running" or started is None or not 0.0 < (run.progress or 0.0) < 1.0:
         return None
+    if run.stage in STARTING_STAGES:
+        return None  # loading the model is not the pace of the work: an ETA here would only grow
     elapsed = ((now or utcnow()) - started).total_seconds()
     return max(0.0, elapsed * (1.0 - run.progress) / run.progress)
 

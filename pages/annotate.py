@@ -9,6 +9,7 @@ from core.components.heatmap import TokenView, token_heatmap
 from core.text.editing import suggest_spans
 from core.text.endings import ending
 from core.text.markdown import md_escape
+from core.text.readable import plural
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
@@ -57,7 +58,7 @@ with storage.sessions() as session:
 
 done, assigned = progress.get("done", 0), progress.get("assigned", 0)
 st.progress(min(1.0, done / assigned) if assigned else 0.0,
-            text=f"{done} done of {assigned} assigned to you" if assigned else f"{done} answers labelled by you")
+            text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you")
 
 ids = [item.generation_id for item in items]
 wanted = st.query_params.get("generation")

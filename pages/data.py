@@ -10,6 +10,7 @@ import streamlit as st
 from core.base.errors import UserError
 from core.text.filenames import widget_key
 from core.text.markdown import md_escape
+from core.text.readable import plural
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, db_user, model_label, require_page
 
@@ -101,7 +102,7 @@ with tab_import:
                         result = import_file(session, source, dataset=target, split=split, as_user=as_user,
                                              actor=me, source_name=filename, progress=shown)
                     st.session_state["imp-flash"] = (
-                        f"Imported {result.imported} answers into '{result.dataset}' ({result.duplicates} already "
+                        f"Imported {plural(result.imported, 'answer')} into '{result.dataset}' ({result.duplicates} already "
                         f"there were skipped; {result.spans} spans).")
                     st.rerun()  # every tab's dataset list now includes it
                 except BadImportError as exc:
@@ -137,19 +138,24 @@ with tab_export:
         ready = st.session_state.get("exp-ready")
         if ready and ready[0] == wanted:
             _w, content, file_name, mime, count = ready
-            st.download_button(f"Download {md_escape(file_name)} ({count} answers)", content, file_name=file_name, mime=mime,
+            st.download_button(f"Download {md_escape(file_name)} ({plural(count, 'answer')})", content, file_name=file_name, mime=mime,
                                key="exp-download", type="primary")
 
 # --- batch generation -------------------------------------------------------------------------------
 with tab_batch:
     st.caption("One prompt per line (.txt), or JSONL with `{\"prompt\": ...}` or `{\"conversation\": [...]}` per "
-               "line. A worker process answers them one by one, storing each answer with its tokens and the "
-               "active probe's scores; close the page whenever you like. Results appear in the Annotate queue.")
+               "line, uploaded or pasted. A worker process answers them in batches, storing each answer with its "
+               "tokens and the active probe's scores; close the page whenever you like. Results appear in the "
+               "Annotate queue.")
     prompts_file = st.file_uploader("Prompts", type=["txt", "jsonl", "json"], key="batch-file")
+    pasted = st.text_area("…or paste prompts", key="batch-pasted", height=110,
+                          placeholder="One prompt per line, or one JSON object per line")
     prompts = None
-    if prompts_file is not None:
+    source = (prompts_file.getvalue(), prompts_file.name) if prompts_file is not None else \
+        (pasted, batch.pasted_name(pasted)) if pasted.strip() else None
+    if source is not None:
         try:
-            prompts = batch.parse_prompts(prompts_file.getvalue(), prompts_file.name)
+            prompts = batch.parse_prompts(*source)
             st.caption(f"{len(prompts)} prompts, e.g. “{md_escape(prompts[0].messages[-1]['content'][:120])}”")
         except batch.BadPromptsError as exc:
             st.error(md_escape(str(exc)))
@@ -230,7 +236,7 @@ with tab_sets:
         st.markdown("**Delete a dataset**")
         doomed = st.selectbox("Dataset to delete", names, key="del-dataset")
         info = next(d for d in datasets if d["name"] == doomed)
-        st.caption(f"Deletes {info['answers']} answers with every annotation set, span and probe score of them. "
+        st.caption(f"Deletes {plural(info['answers'], 'answer')} with every annotation set, span and probe score of them. "
                    "It is recorded in the event log; it cannot be undone.")
         typed = st.text_input(f"Type the dataset's name ({md_escape(doomed)}) to confirm", key=widget_key("del-confirm", doomed))
         if st.button("Delete permanently", key="del-go", disabled=typed.strip() != doomed):

@@ -77,6 +77,17 @@ def _save(snapshot, messages, probe_version):
         return row.id
 
 
+def save_pasted(conversation: list[dict[str, str]], trace, probe_version: int | None) -> int:
+    """Store a scored pasted conversation (with its tokens and scores) so the team can label it."""
+    from core.base.types import Generation
+    from db.generations import save_generated
+
+    with database().sessions() as session, session.begin():
+        row = save_generated(session, dataset_name, Generation(conversation, model=lm.model_id), trace,
+                             user=db_user(session, user), probe_version=probe_version, source="imported")
+        return row.id
+
+
 def start_generation(question: str) -> None:
     probe, probe_layer, version = None, None, None
     if probe_info is not None:
@@ -142,16 +153,27 @@ else:
                             {"role": "assistant", "content": nfc(answer_text)}]
             result = score_conversation(lm, conversation, [layer])
             scores = [float(x) for x in probe.predict(result.hidden[layer])]
-            st.session_state["pasted"] = (result, scores)
+            st.session_state["pasted"] = (result, scores, conversation)
+            st.session_state.pop("pasted-saved", None)
     pasted = st.session_state.get("pasted")
     if pasted:
         from core.base.types import TokenTrace
 
-        result, scores = pasted
+        result, scores, conversation = pasted
         trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
         token_heatmap(TokenView.from_trace(trace), threshold=threshold, key="pasted-heatmap",
                       focus=st.session_state.get("gen-focus"), height=420)
         summary(trace, result.text)
+        if st.button(f"Save to dataset '{md_escape(dataset_name)}' for annotation", key="pasted-save"):
+            try:
+                st.session_state["pasted-saved"] = save_pasted(conversation, trace,
+                                                               probe_info.version if probe_info else None)
+            except UserError as exc:
+                st.error(md_escape(str(exc)))
+        saved = st.session_state.get("pasted-saved")
+        if saved is not None:
+            st.page_link("pages/annotate.py", label=f"Open answer #{saved} in Annotate", icon=":material/label:",
+                         query_params={"generation": str(saved)})
     st.stop()
 
 if live is None:

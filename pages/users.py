@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.base.errors import UserError
 from core.text.markdown import md_escape
+from core.text.readable import readable
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, db_user, require_page
 
@@ -87,7 +88,8 @@ with tab_events:
         table = pd.DataFrame([{
             "when": e.at, "user": names.get(e.user_id, "system"), "action": e.action, "entity": e.entity,
             "id": e.entity_id, "dataset": e.dataset, "detail": e.detail,
-            "before": str(e.before) if e.before is not None else "", "after": str(e.after) if e.after is not None else "",
+            "before": readable(e.before) if e.before is not None else "",
+            "after": readable(e.after) if e.after is not None else "",
         } for e in events])
     st.dataframe(spreadsheet_safe(table), hide_index=True, width="stretch", height=480)
 

@@ -16,13 +16,14 @@ def test_first_run_asks_for_the_admin_password(app_database):
     at.run()
     assert at.title[0].value == "Welcome to ProbeLens"
     fields = {t.label: t for t in at.text_input}
-    fields["Admin password"].input("first-admin-pw")
+    assert "Admin password (at least 8 characters)" in fields  # the rule is stated before a refusal
+    fields["Admin password (at least 8 characters)"].input("first-admin-pw")
     fields["Repeat it"].input("different-pw")
     at.button[0].click()
     at.run()
     assert any("differ" in e.value for e in at.error)
     fields = {t.label: t for t in at.text_input}
-    fields["Admin password"].input("first-admin-pw")
+    fields["Admin password (at least 8 characters)"].input("first-admin-pw")
     fields["Repeat it"].input("first-admin-pw")
     at.button[0].click()
     at.run()
@@ -30,6 +31,9 @@ def test_first_run_asks_for_the_admin_password(app_database):
 
     with app_database.sessions() as session:
         assert authenticate(session, "admin", "first-admin-pw").role == "admin"
+    # and the admin is signed in at once: no sign-in form, the sidebar names them
+    assert "User name" not in [t.label for t in at.text_input]
+    assert any("admin" in m.value for m in at.sidebar.markdown)
 
 
 def test_admin_from_environment(app_database, monkeypatch):
@@ -123,3 +127,17 @@ def test_users_page_roles_last_admin_events_and_team(app_database):
     assert "user.set_role" in set(log["action"])
     team = next(df.value for df in at.dataframe if "items_done" in df.value.columns)
     assert set(team["name"]) == {"ann", "boss", "rev"}
+
+
+def test_the_event_log_reads_as_text_not_python(app_database):
+    from db.users import get_user, set_role
+
+    make_users(app_database)
+    with app_database.sessions() as session, session.begin():
+        set_role(session, "ann", "reviewer", actor=get_user(session, "boss"))
+    at = sign_in("boss", "boss-password", "pages/users.py")
+    assert not at.exception, at.exception
+    events = next(d.value for d in at.dataframe if "before" in d.value.columns)
+    shown = " ".join(str(v) for v in list(events["before"]) + list(events["after"]))
+    assert "role: annotator" in shown and "role: reviewer" in shown
+    assert "{" not in shown and "None" not in shown and "'" not in shown

@@ -205,3 +205,20 @@ def test_cancel_on_a_reopened_page_stops_the_batch_and_keeps_finished_answers(ti
         assert event.user_id == get_user(session, "boss").id and event.entity_id == run.id
     last = data_page()
     assert any(f"Batch run {run.id} was cancelled" in w.value for w in last.warning)
+
+
+def test_prompts_can_be_pasted_as_text_or_jsonl(tiny_env):
+    at = data_page()
+    at.text_area(key="batch-pasted").set_value('{"prompt": "Who founded Lviv?"}\n{"prompt": "Name a river."}\n').run()
+    assert any(c.value.startswith("2 prompts, e.g.") for c in at.caption)
+    at.text_area(key="batch-pasted").set_value("Who founded Lviv?\n\nName a river.\nWhat is Go?\n").run()
+    assert any(c.value.startswith("3 prompts, e.g.") for c in at.caption)
+    at.text_input(key="batch-dataset").set_value("pasted")
+    at.number_input(key="batch-max-new").set_value(4)
+    next(b for b in at.button if b.label == "Start batch").click().run()
+    assert not at.exception, at.exception
+    run = wait_run(tiny_env, lambda r: r.status not in ("queued", "running"))
+    assert run.status == "succeeded", run.error
+    assert [p[-1]["content"] for p in run.params["prompts"]] == ["Who founded Lviv?", "Name a river.", "What is Go?"]
+    at.text_area(key="batch-pasted").set_value('{"prompt": "ok"}\n{"prompt": ""}\n').run()
+    assert any("1 bad line" in e.value for e in at.error)

@@ -34,3 +34,36 @@ def test_old_run_outcomes_stop_being_news():
     old = {"finished_at": (now - timedelta(seconds=OUTCOME_NEWS_SECONDS + 5)).replace(tzinfo=None).isoformat()}
     assert outcome_is_news(recent, now) and not outcome_is_news(old, now)
     assert outcome_is_news({"finished_at": None}, now)
+
+
+def test_no_eta_while_a_run_is_starting_then_one_from_its_pace():
+    from types import SimpleNamespace
+
+    from db.train_runs import eta_seconds
+
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    run = SimpleNamespace(status="running", started_at=now - timedelta(seconds=30), progress=0.04, stage="load")
+    assert eta_seconds(run, now) is None  # loading the model says nothing about the work's pace
+    run.stage, run.progress = "generate", 0.5
+    assert eta_seconds(run, now) == pytest.approx(30.0)
+
+
+def test_counted_words_and_stored_values_read_as_text():
+    from core.text.readable import plural, readable
+
+    assert [plural(n, "answer") for n in (0, 1, 2)] == ["0 answers", "1 answer", "2 answers"]
+    assert readable({"version": None, "tokens": 12, "active": True}) == "version: —, tokens: 12, active: yes"
+    assert readable({"probe_id": 3, "error": None}) == "probe id: 3, error: —"
+    assert readable([]) == "—" and readable(32.7879) == "32.8"
+
+
+def test_the_theme_accent_is_not_an_error_red():
+    import colorsys
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    colour = config["theme"]["primaryColor"].lstrip("#")
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    hue = colorsys.rgb_to_hsv(r, g, b)[0] * 360
+    assert 180 <= hue <= 260  # a blue: focused inputs never look like errors or risk

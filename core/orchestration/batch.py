@@ -23,6 +23,7 @@ from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version_or_none
 from core.text.interchange import PromptItem, parse_prompt
+from core.text.readable import plural
 from db.generations import check_split, clean_dataset_name, content_hash, save_generated
 from db.models import Dataset, Generation, RunKind, User
 
@@ -38,6 +39,12 @@ class BadPromptsError(UserError):
         line, reason = problems[0]
         super().__init__(f"{len(problems)} bad line{'s' if len(problems) > 1 else ''}; nothing was started "
                          f"(first: line {line}: {reason})")
+
+
+def pasted_name(text: str) -> str:
+    """A file name for pasted prompts: JSONL when every non-blank line looks like a JSON object."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "pasted.jsonl" if lines and all(line.startswith("{") for line in lines) else "pasted.txt"
 
 
 def parse_prompts(data: bytes | str, filename: str = "prompts.jsonl") -> list[PromptItem]:
@@ -194,7 +201,7 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
             # skipped and reported; it does not cost the rest of the batch.
             skipped.append((answer.index + 1, str(exc)))
     if cancel is not None and cancel.cancelled:
-        raise Cancelled(f"cancelled after {len(stored)} stored answers")
+        raise Cancelled(f"cancelled after {plural(len(stored), 'stored answer')}")
     return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
             "probe_version": scoring.version if scoring else None, "skipped": sorted(skipped),
             "repeated": repeated}

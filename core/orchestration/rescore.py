@@ -9,6 +9,7 @@ from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import TokenTrace
 from core.engine.activations import extract_activations
 from core.orchestration.registry import load_version
+from core.text.readable import plural
 from db.generations import get_generation, set_trace, to_core, trace_of
 from db.models import Generation, Prediction
 from db.predictions import store_scores
@@ -37,7 +38,7 @@ def rescore(database, lm, version: int, *, only_missing: bool = True, progress: 
             done_ids = set(session.scalars(select(Prediction.generation_id).where(Prediction.probe_id == probe_id)))
             ids = [i for i in ids if i not in done_ids]
     counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
-    report(progress, "rescore", 0, len(ids), f"{len(ids)} answers to score with v{version}")
+    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
     for start in range(0, len(ids), RESCORE_CHUNK):
         check(cancel)
         chunk = ids[start:start + RESCORE_CHUNK]

@@ -24,6 +24,7 @@ from core.orchestration.launcher import IDLE_POLL_SECONDS, idle_dir
 from core.orchestration.rescore import rescore
 from core.orchestration.retrain import RetrainParams, retrain
 from core.orchestration.seed import seed_demo
+from core.text.readable import plural
 from db.models import RunKind, RunStatus
 from db.train_runs import beat as write_beat
 from db.train_runs import claim, finish, get_run, mark_started, next_unassigned
@@ -87,7 +88,7 @@ def _retrain(ctx: RunContext) -> str | None:
 def _rescore(ctx: RunContext) -> str:
     version = int(ctx.params["version"])
     counts = rescore(ctx.database, _model(ctx), version, progress=ctx.progress, cancel=ctx.cancel)
-    return (f"scored {counts['scored']} answers with v{version}"
+    return (f"scored {plural(counts['scored'], 'answer')} with v{version}"
             + (f"; stored tokens of {counts['tokens_added']}" if counts["tokens_added"] else ""))
 
 
@@ -95,7 +96,7 @@ def _generate(ctx: RunContext) -> str:
     result = run_batch(ctx.database, _model(ctx), BatchParams.from_dict(ctx.params), created_by=ctx.created_by,
                        progress=ctx.progress, cancel=ctx.cancel)
     skipped = result["skipped"]
-    return (f"generated {result['answers']} answers ({result['tokens']} tokens)"
+    return (f"generated {plural(result['answers'], 'answer')} ({result['tokens']} tokens)"
             + (f", scored with v{result['probe_version']}" if result["probe_version"] else "")
             + (f"; skipped {len(skipped)} that could not be stored (first: prompt "
                f"{skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
@@ -107,7 +108,7 @@ def _seed(ctx: RunContext) -> str:
     if result.get("skipped"):
         return "the demo data already exists"
     note = "" if result.get("activated", True) else " (not made active: another probe was promoted meanwhile)"
-    return f"demo: {result['answers']} answers, probe v{result['probe_version']}{note}"
+    return f"demo: {plural(result['answers'], 'answer')}, probe v{result['probe_version']}{note}"
 
 
 def _model(ctx: RunContext):

@@ -1,0 +1,29 @@
+"""Words for people: counted nouns and stored values (event before/after) as plain text."""
+from __future__ import annotations
+
+from typing import Any
+
+_IRREGULAR = {"entry": "entries", "reply": "replies", "was": "were", "is": "are"}
+
+
+def plural(n: int, word: str) -> str:
+    """"1 answer", "2 answers", "0 answers"."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {_IRREGULAR.get(word, word + 's')}"
+
+
+def readable(value: Any) -> str:
+    """A stored JSON value as a short line a person reads: no braces, quotes or "None"."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        parts = [f"{key.replace('_', ' ')}: {readable(item)}" for key, item in value.items()]
+        return ", ".join(parts) if parts else "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(readable(item) for item in value) if value else "—"
+    return str(value)

@@ -1,0 +1,72 @@
+"""Generate page logic with AppTest (tiny model): a blank question is refused and stores nothing;
+a scored pasted conversation can be saved to a dataset for annotation."""
+from __future__ import annotations
+
+import pytest
+import torch
+from sqlalchemy import func, select
+
+from tests.support.apptest import add_users, plain, sign_in
+
+
+@pytest.fixture()
+def env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_cache):
+    """The tiny model as the server's model, with an active probe for it."""
+    from core.orchestration.registry import register_version
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import LinearProbe
+
+    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    add_users(app_database, ("boss", "boss-password", "admin"))
+    torch.manual_seed(0)
+    probe = LinearProbe(tiny_lm.hidden_size)
+
+    def write(staging, version):
+        config = ProbeConfig(model_id=tiny_lm.model_id, tokenizer_hash=tiny_lm.tokenizer_hash,
+                             layer=tiny_lm.default_layer, hidden_size=tiny_lm.hidden_size, version=version)
+        save_probe(staging, probe, config)
+        return config
+
+    register_version(app_database, write, activate=True)
+    return app_database
+
+
+def _answers(database) -> int:
+    from db.models import Generation
+
+    with database.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Generation))
+
+
+def test_a_blank_question_gets_one_message_and_generates_nothing(env):
+    at = sign_in("boss", "boss-password", "pages/generate.py")
+    at.chat_input[0].set_value("  \n\t ").run()
+    assert not at.exception, at.exception
+    assert [plain(e.value) for e in at.error] == ["the question is empty: type a question to ask"]
+    assert not at.chat_message  # no empty user bubble
+    assert _answers(env) == 0
+
+
+def test_a_scored_pasted_conversation_is_saved_for_annotation(env):
+    from db.generations import get_generation, trace_of
+    from db.predictions import scores_for
+
+    at = sign_in("boss", "boss-password", "pages/generate.py")
+    at.radio(key="gen-mode").set_value("Score a pasted conversation").run()
+    at.text_area[0].input("What is the capital of Australia?")
+    at.text_area[1].input("The capital of Australia is Sydney.")
+    next(b for b in at.get("form_submit_button") if b.label == "Score").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert _answers(env) == 0  # scoring alone stores nothing
+    next(b for b in at.button if b.label.startswith("Save to dataset")).click()
+    at.run()
+    assert not at.exception, at.exception
+    with env.sessions() as session:
+        row = get_generation(session, 1)
+        assert row.completion == "The capital of Australia is Sydney." and row.source == "imported"
+        assert row.dataset.name == "playground"
+        assert len(scores_for(session, 1, row.id)) == len(trace_of(row).token_ids) > 0
+    assert any(link.label == "Open answer #1 in Annotate" for link in at.get("page_link"))
