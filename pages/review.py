@@ -10,6 +10,7 @@ from core.base.types import Span
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.editing import diff_sets, merge_groups
 from core.text.markdown import md_escape
+from core.text.readable import plural
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
@@ -70,7 +71,7 @@ tab_review, tab_agreement, tab_assign = st.tabs([SETTLE_TAB, "Agreement", "Assig
                                                 on_change="rerun")
 
 with tab_agreement:
-    from core.analysis.agreement import agreement_report
+    from core.analysis.agreement import LABEL_COLUMNS, PAIR_COLUMNS, agreement_report, readable_table
 
     with storage.sessions() as session:
         items, annotators, generation_ids = agreement_items(session, dataset)
@@ -84,17 +85,18 @@ with tab_agreement:
                                             ("Gwet's AC1", "gwet_ac1"), ("tokens", "n_tokens")]):
             value = overall.get(key)
             col.metric(name, "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else value))
-        pairs = pd.DataFrame(report["pairs"])
+        pairs = pd.DataFrame(readable_table(report["pairs"], PAIR_COLUMNS))
         st.markdown("**Annotator pairs** — select a row to list the answers they disagree on")
         chosen = st.dataframe(spreadsheet_safe(pairs), hide_index=True, on_select="rerun", selection_mode="single-row", key="rev-pairs")
         st.markdown("**Per label** (one label against the rest)")
-        st.dataframe(pd.DataFrame(report["per_label"]).T, key="rev-labels")
+        st.dataframe(pd.DataFrame(readable_table(list(report["per_label"].values()), LABEL_COLUMNS),
+                                  index=list(report["per_label"])), key="rev-labels")
         rows = chosen.selection.rows if chosen and chosen.selection else []
         if rows:
-            pair = pairs.iloc[rows[0]]
+            pair = report["pairs"][rows[0]]
             key = f"{pair['a']}|{pair['b']}"
             indices = report["disagreements"].get(key, [])
-            st.write(f"{len(indices)} answers where {md_escape(pair['a'])} and {md_escape(pair['b'])} differ:")
+            st.write(f"{plural(len(indices), 'answer')} where {md_escape(pair['a'])} and {md_escape(pair['b'])} differ:")
             for index in indices[:50]:
                 st.button(f"Open answer #{generation_ids[index]}", key=f"dis-{index}", on_click=open_answer,
                           args=(generation_ids[index],))

@@ -61,8 +61,12 @@ def test_agreement_tab_reports_pairs(env):
     at.run()
     assert not at.exception, at.exception
     frames = [df.value for df in at.dataframe]
-    pairs = next(f for f in frames if "cohen_kappa" in f.columns)
-    assert list(pairs[["a", "b"]].iloc[0]) == ["alice", "bob"]
+    pairs = next(f for f in frames if "Cohen's κ (4 labels)" in f.columns)
+    assert list(pairs[["annotator A", "annotator B"]].iloc[0]) == ["alice", "bob"]
+    # headings people read, numbers rounded for reading
+    assert not any("_" in str(column) for frame in frames for column in frame.columns)
+    numbers = [v for frame in frames for v in frame.select_dtypes("float").to_numpy().ravel() if v == v]
+    assert numbers and all(round(v, 3) == v for v in numbers)
 
 
 def test_assignment_form(env):

@@ -367,3 +367,20 @@ def agreement_report(items: Sequence[Item], annotators: Sequence[str]) -> dict:
         "n_items": multi,
     }
     return {"pairs": pairs, "overall": overall, "per_label": _per_label(matrix), "disagreements": disagreements}
+
+
+# Column headings people read (the report's keys stay stable for code and exports).
+PAIR_COLUMNS = {
+    "a": "annotator A", "b": "annotator B", "cohen_kappa": "Cohen's κ (4 labels)",
+    "cohen_kappa_binary": "Cohen's κ (hallucinated or not)", "span_f1_exact": "span F1 (exact)",
+    "span_f1_overlap": "span F1 (overlap)", "n_tokens": "tokens", "n_items": "answers",
+}
+LABEL_COLUMNS = {"krippendorff_alpha": "Krippendorff's α", "gwet_ac1": "Gwet's AC1", "n_positive": "tokens with it"}
+
+
+def readable_table(rows: Sequence[dict], columns: dict[str, str], digits: int = 3) -> list[dict]:
+    """Rows with human headings and floats rounded for reading (None stays None: shown blank)."""
+    def shown(value):
+        return round(value, digits) if isinstance(value, float) else value
+
+    return [{columns.get(key, key.replace("_", " ")): shown(value) for key, value in row.items()} for row in rows]
