@@ -59,7 +59,9 @@ def main() -> None:
     for at, name in stages:
         print(f"  {at:6.1f} s  stage {name}")
     span = (metrics.get("span_max") or {}).get("auc")
-    print(f"active probe: v{version}, validation span_max AUC {span}")
+    baseline = ((metrics.get("baselines") or {}).get("logprob") or {}).get("span_max", {}).get("auc")
+    print(f"active probe: v{version}, validation span_max AUC {span} (log-prob baseline {baseline}), "
+          f"validation counts {metrics.get('counts')}")
     print(f"seconds_to_active_demo_probe={total:.1f} (goal < 120)")
 
 

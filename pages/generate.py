@@ -33,7 +33,7 @@ with st.expander("Settings", expanded=False):
     temperature = c2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.7, 0.1, key="gen-temp")
     top_p = c3.number_input("Top-p", 0.05, 1.0, 0.95, 0.05, key="gen-top-p")
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
-    c5, c6, c7 = st.columns(3)
+    c5, c6, c7 = st.columns([1, 2, 1.4])  # the early-stop choices are long: give them room, never cut them off
     options = [None, *versions]
     chosen = c5.selectbox("Probe", options, index=options.index(active.version) if active else 0, key="gen-probe",
                           format_func=lambda v: "none (no scores)" if v is None else
