@@ -51,3 +51,8 @@ def team_progress(session: Session, dataset: str | None = None) -> list[dict[str
             "kappa_vs_gold": gold_kappa.get(user.name),
         })
     return rows
+
+
+# Headings people read on the Users page (the keys stay stable for code and exports).
+TEAM_COLUMNS = {"items_done": "answers labelled", "spans_labelled": "spans labelled",
+                "median_seconds_per_item": "median seconds per answer", "kappa_vs_gold": "κ against gold"}

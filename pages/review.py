@@ -71,7 +71,8 @@ tab_review, tab_agreement, tab_assign = st.tabs([SETTLE_TAB, "Agreement", "Assig
                                                 on_change="rerun")
 
 with tab_agreement:
-    from core.analysis.agreement import LABEL_COLUMNS, PAIR_COLUMNS, agreement_report, readable_table
+    from core.analysis.agreement import LABEL_COLUMNS, PAIR_COLUMNS, agreement_report
+    from core.text.readable import readable_table
 
     with storage.sessions() as session:
         items, annotators, generation_ids = agreement_items(session, dataset)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.base.errors import UserError
 from core.text.markdown import md_escape
-from core.text.readable import readable
+from core.text.readable import readable, readable_table
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, db_user, require_page
 
@@ -18,7 +18,7 @@ st.title("Users")
 from db import users as accounts  # noqa: E402
 from db.events import list_events  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
-from db.team import team_progress  # noqa: E402
+from db.team import TEAM_COLUMNS, team_progress  # noqa: E402
 
 storage = database()
 tab_accounts, tab_events, tab_team = st.tabs(["Accounts", "Event log", "Team progress"])
@@ -99,7 +99,8 @@ with tab_team:
     dataset = st.selectbox("Agreement with gold on dataset", [None, *datasets], format_func=lambda d: d or "—",
                            key="team-dataset")
     with storage.sessions() as session:
-        st.dataframe(spreadsheet_safe(pd.DataFrame(team_progress(session, dataset))), hide_index=True,
+        st.dataframe(spreadsheet_safe(pd.DataFrame(readable_table(team_progress(session, dataset), TEAM_COLUMNS, 2))),
+                     hide_index=True,
                      width="stretch")
     st.caption("Median time per item: the median gap between a person's consecutive saves, ignoring pauses "
                "over 30 minutes. κ vs gold: token-level Cohen's kappa against the gold set.")

@@ -125,7 +125,7 @@ def test_users_page_roles_last_admin_events_and_team(app_database):
         assert get_user(session, "boss").active
     log = next(df.value for df in at.dataframe if "action" in df.value.columns)
     assert "user.set_role" in set(log["action"])
-    team = next(df.value for df in at.dataframe if "items_done" in df.value.columns)
+    team = next(df.value for df in at.dataframe if "answers labelled" in df.value.columns)
     assert set(team["name"]) == {"ann", "boss", "rev"}
 
 
@@ -141,3 +141,12 @@ def test_the_event_log_reads_as_text_not_python(app_database):
     shown = " ".join(str(v) for v in list(events["before"]) + list(events["after"]))
     assert "role: annotator" in shown and "role: reviewer" in shown
     assert "{" not in shown and "None" not in shown and "'" not in shown
+
+
+def test_team_progress_has_human_headings_and_rounded_numbers(app_database):
+    make_users(app_database)
+    at = sign_in("boss", "boss-password", "pages/users.py")
+    assert not at.exception, at.exception
+    team = next(d.value for d in at.dataframe if "answers labelled" in d.value.columns)
+    assert "median seconds per answer" in team.columns and "κ against gold" in team.columns
+    assert not any("_" in str(column) for column in team.columns)

@@ -46,21 +46,25 @@ def test_a_second_seed_is_refused_while_one_runs(sqlite_db, tiny_model_dir, prob
 
 
 @pytest.mark.integration
-def test_the_seed_run_stores_labelled_answers_and_activates_a_probe(sqlite_db, probes_dir):
-    run_id = start_seed(sqlite_db, size=9)  # the embedded model, as the app does
-    done = wait_for_run(sqlite_db, run_id, lambda r: r.status not in ("queued", "running"), timeout=600)
+def test_the_seed_run_stores_labelled_answers_and_activates_a_probe_that_beats_log_prob(sqlite_db, probes_dir):
+    run_id = start_seed(sqlite_db)  # the embedded model and the default 200 answers, as the app does
+    done = wait_for_run(sqlite_db, run_id, lambda r: r.status not in ("queued", "running"), timeout=900)
     assert done.status == "succeeded", done.error
-    assert done.message == "demo: 9 answers, probe v1"
+    assert done.message == "demo: 200 answers, probe v1"
     with sqlite_db.sessions() as session:
         answers = session.scalar(select(func.count()).select_from(Generation).join(Dataset)
                                  .where(Dataset.name == DEMO_DATASET))
         probe = session.scalar(select(Probe))
-        assert answers == 9
+        assert answers == 200
         assert probe.version == 1 and probe.active
+        # on its validation answers the demo probe beats the log-prob baseline at the headline level
+        metrics = probe.metrics
+        assert metrics["counts"]["spans"] >= 20
+        assert metrics["span_max"]["auc"] > metrics["baselines"]["logprob"]["span_max"]["auc"]
     assert (probes_dir / "v1" / "config.json").is_file()
     assert not needs_seed(sqlite_db)
     # a second seed finds the demo there and does nothing
-    again = wait_for_run(sqlite_db, start_seed(sqlite_db, size=9), lambda r: r.status not in ("queued", "running"))
+    again = wait_for_run(sqlite_db, start_seed(sqlite_db), lambda r: r.status not in ("queued", "running"))
     assert again.status == "succeeded" and again.message == "the demo data already exists"
 
 

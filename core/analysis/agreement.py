@@ -377,10 +377,3 @@ PAIR_COLUMNS = {
 }
 LABEL_COLUMNS = {"krippendorff_alpha": "Krippendorff's α", "gwet_ac1": "Gwet's AC1", "n_positive": "tokens with it"}
 
-
-def readable_table(rows: Sequence[dict], columns: dict[str, str], digits: int = 3) -> list[dict]:
-    """Rows with human headings and floats rounded for reading (None stays None: shown blank)."""
-    def shown(value):
-        return round(value, digits) if isinstance(value, float) else value
-
-    return [{columns.get(key, key.replace("_", " ")): shown(value) for key, value in row.items()} for row in rows]

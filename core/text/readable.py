@@ -1,6 +1,7 @@
 """Words for people: counted nouns and stored values (event before/after) as plain text."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 _IRREGULAR = {"entry": "entries", "reply": "replies", "was": "were", "is": "are"}
@@ -27,3 +28,11 @@ def readable(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(readable(item) for item in value) if value else "—"
     return str(value)
+
+
+def readable_table(rows: Sequence[dict], columns: dict[str, str], digits: int = 3) -> list[dict]:
+    """Rows with human headings and floats rounded for reading (None stays None: shown blank)."""
+    def shown(value: Any) -> Any:
+        return round(value, digits) if isinstance(value, float) else value
+
+    return [{columns.get(key, key.replace("_", " ")): shown(value) for key, value in row.items()} for row in rows]
