@@ -201,12 +201,13 @@ else:
 # --- upload -------------------------------------------------------------------------------------
 
 st.subheader("Upload a probe")
-st.caption(f"A zip holding config.json and probe.safetensors (as downloaded above), trained on {model_label()}; "
-           "it is checked against the loaded model and registered as a new, inactive version.")
+st.caption("A zip holding config.json and probe.safetensors (as downloaded above), or a zip of a probe folder "
+           f"written by the paper's code (probe_head.bin and probe_config.json), trained on {model_label()}; it is "
+           "checked against the loaded model and registered as a new, inactive version.")
 uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
 if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
     try:
-        new_version = registry.upload_probe(storage, language_model(), uploaded.getvalue(), actor_id())
+        new_version = registry.upload_any(storage, language_model(), uploaded.getvalue(), actor_id())
         st.success(f"Registered as v{new_version}.")
     except UserError as exc:
         st.error(md_escape(str(exc)))

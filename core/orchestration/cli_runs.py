@@ -182,6 +182,14 @@ def cmd_probes(args: argparse.Namespace) -> int:
         data = _read_upload(args.file)
         version = upload_probe(database, get_model(args.model), data, _actor_id(database, args.actor))
         print(json.dumps({"version": version}))
+    elif action == "import-paper":
+        from core.engine.model import get_model
+        from core.orchestration.registry import import_paper_probe
+
+        path = Path(args.source)
+        source: Path | bytes = _read_upload(args.source) if path.is_file() else path
+        version = import_paper_probe(database, get_model(args.model), source, _actor_id(database, args.actor))
+        print(json.dumps({"version": version, "source": "paper"}))
     return 0
 
 
@@ -230,7 +238,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--limit", type=int, default=20)
     register("runs", cmd_runs)
 
-    p = sub.add_parser("probes", help="probe versions: list, promote, rollback, rescore, export, import")
+    p = sub.add_parser("probes", help="probe versions: list, promote, rollback, rescore, export, import, import-paper")
     p.add_argument("--actor", default=None)
     p.add_argument("--model", default=None)
     ps = p.add_subparsers(dest="probes_command", required=True)
@@ -248,4 +256,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     q.add_argument("--out", required=True)
     q = ps.add_parser("import")
     q.add_argument("file")
+    q = ps.add_parser("import-paper", help="a probe written by the paper's code: a folder (or zip) with "
+                      "probe_head.bin and probe_config.json")
+    q.add_argument("source")
     register("probes", cmd_probes)

@@ -18,13 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.base import settings
-from core.base.errors import UserError
+from core.base.errors import ModelMismatchError, UserError
 from core.base.numbers import finite_or_none
 from core.orchestration.launcher import launch
 from core.probes.archive import unpack_probe
 from core.probes.config import ProbeConfig
-from core.probes.files import load_probe
+from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe
+from core.probes.paper import is_paper_zip, read_paper_probe
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from db.models import Event, Probe, RunKind, User
 from db.probes import (
@@ -135,6 +136,37 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
         return config
 
     return register_version(database, write, created_by=actor_id, tag="upload").version
+
+
+def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int | None) -> int:
+    """Register a probe written by the paper's code (a folder or a zip) as a new inactive version.
+
+    Its files name no model, only a hidden size and a layer: both are checked against the
+    loaded model, and the version is recorded as `source: paper` for this model."""
+    paper, _files = read_paper_probe(source)
+    if paper.has_adapter:
+        raise UserError("paper probe: it holds LoRA adapter files (adapter_config.json); this version of "
+                        "ProbeLens imports the paper's linear probes only")
+    if paper.hidden_size != lm.hidden_size:
+        raise ModelMismatchError(f"paper probe: it reads vectors of size {paper.hidden_size} but model "
+                                 f"'{lm.model_id}' has hidden size {lm.hidden_size}")
+    layer = lm.check_layer(paper.layer)
+
+    def write(staging: Path, version: int) -> ProbeConfig:
+        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
+                             hidden_size=lm.hidden_size, version=version, source="paper",
+                             train_config={"source": "paper", "target_layer_name": paper.target_layer_name})
+        save_probe(staging, paper.probe, config)
+        return config
+
+    return register_version(database, write, created_by=actor_id, tag="paper").version
+
+
+def upload_any(database, lm, data: bytes, actor_id: int | None) -> int:
+    """An uploaded zip: the paper's format when it holds probe_head.bin, else ours."""
+    if is_paper_zip(data):
+        return import_paper_probe(database, lm, data, actor_id)
+    return upload_probe(database, lm, data, actor_id)
 
 
 def promote(database, version: int, actor_id: int | None) -> None:

@@ -41,6 +41,7 @@ class ProbeConfig:
     version: int | str = 1
     format_version: int = FORMAT_VERSION
     train_config: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None  # where the weights came from when not trained here: "paper"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,6 +198,8 @@ def _validated(d: Any, untrusted: bool) -> ProbeConfig:
             kwargs["version"] = _integer(d, "version", 0, 10**9)
     if "train_config" in d:
         kwargs["train_config"] = _train_config(d["train_config"])
+    if d.get("source") is not None:
+        kwargs["source"] = _string(d, "source", 32)
     metrics = d.get("metrics")
     if untrusted:
         kwargs["metrics"] = trusted_metrics(metrics)

@@ -1,0 +1,123 @@
+"""Probes written by the paper's public code: `probe_head.bin` + `probe_config.json` (+ PEFT adapter).
+
+The reference code saves its value head with `torch.save(nn.Linear(H, 1).state_dict())`
+(`weight` [1, H], `bias` [1]) and a JSON config with `layer_idx` and `hidden_size`; a LoRA
+probe adds PEFT's `adapter_config.json` and adapter weights. Everything here is untrusted:
+the state dict is read with `torch.load(weights_only=True)` (tensors and plain containers
+only, never arbitrary objects), every size is checked, and the files are read from a folder
+or from the members of a zip (never extracted to paths the archive names).
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.base.errors import UserError
+from core.probes.config import MAX_HIDDEN_SIZE, MAX_LAYER, parse_config_json
+from core.probes.linear import LinearProbe
+
+HEAD_FILE = "probe_head.bin"
+CONFIG_FILE = "probe_config.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+MAX_HEAD_BYTES = 64 * 1024 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+@dataclass
+class PaperProbe:
+    """A paper-format probe, checked: the head as our LinearProbe, and where it reads."""
+
+    probe: LinearProbe
+    layer: int
+    hidden_size: int
+    target_layer_name: str | None
+    has_adapter: bool
+
+
+def is_paper_zip(data: bytes) -> bool:
+    """Whether a zip holds the paper's head file (so an upload is read as a paper probe)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return any(info.filename.rsplit("/", 1)[-1] == HEAD_FILE for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError):
+        return False
+
+
+def _files_from_zip(data: bytes) -> dict[str, bytes]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError):
+        raise UserError("not a paper probe: expected a folder or a zip holding probe_head.bin and "
+                        "probe_config.json") from None
+    wanted = {HEAD_FILE, CONFIG_FILE, *ADAPTER_FILES}
+    found: dict[str, bytes] = {}
+    with archive:
+        for info in archive.infolist():
+            name = info.filename.rsplit("/", 1)[-1]  # the zip of a folder keeps the folder's name in front
+            if name in wanted and not info.is_dir():
+                if name in found:
+                    raise UserError(f"not a paper probe: the zip holds {name} twice")
+                limit = MAX_CONFIG_BYTES if name.endswith(".json") else MAX_HEAD_BYTES
+                if info.file_size > limit:
+                    raise UserError(f"paper probe: {name} is larger than {limit // (1024 * 1024)} MB")
+                found[name] = archive.read(info)[: limit + 1]
+    return found
+
+
+def _files_from_folder(folder: Path) -> dict[str, bytes]:
+    if not folder.is_dir():
+        raise UserError(f"paper probe folder not found: {folder}")
+    found: dict[str, bytes] = {}
+    for name in (HEAD_FILE, CONFIG_FILE, *ADAPTER_FILES):
+        path = folder / name
+        if path.is_file():
+            limit = MAX_CONFIG_BYTES if name.endswith(".json") else MAX_HEAD_BYTES
+            if path.stat().st_size > limit:
+                raise UserError(f"paper probe: {name} is larger than {limit // (1024 * 1024)} MB")
+            found[name] = path.read_bytes()
+    return found
+
+
+def read_paper_probe(source: str | Path | bytes) -> tuple[PaperProbe, dict[str, bytes]]:
+    """Parse and check a paper-format probe (a folder path or zip bytes); returns it and its raw files."""
+    files = _files_from_zip(source) if isinstance(source, bytes) else _files_from_folder(Path(source))
+    missing = [name for name in (HEAD_FILE, CONFIG_FILE) if name not in files]
+    if missing:
+        raise UserError(f"not a paper probe: {' and '.join(missing)} missing")
+    config = parse_config_json(files[CONFIG_FILE], f"paper probe: {CONFIG_FILE}")
+    if not isinstance(config, dict):
+        raise UserError(f"paper probe: {CONFIG_FILE} must be a JSON object")
+    layer, hidden = config.get("layer_idx"), config.get("hidden_size")
+    if not (isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer < MAX_LAYER):
+        raise UserError(f"paper probe: {CONFIG_FILE} needs an integer layer_idx, got {layer!r}"[:200])
+    if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 < hidden <= MAX_HIDDEN_SIZE):
+        raise UserError(f"paper probe: {CONFIG_FILE} needs a positive integer hidden_size, got {hidden!r}"[:200])
+    name = config.get("target_layer_name")
+    state = _load_state_dict(files[HEAD_FILE])
+    weight, bias = state.get("weight"), state.get("bias")
+    if not (isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)
+            and tuple(weight.shape) == (1, hidden) and bias.numel() == 1):
+        raise UserError(f"paper probe: {HEAD_FILE} must hold 'weight' [1, {hidden}] and 'bias' [1] "
+                        "(the state dict of nn.Linear(hidden_size, 1))")
+    if not (weight.dtype.is_floating_point and bias.dtype.is_floating_point
+            and bool(torch.isfinite(weight).all()) and bool(torch.isfinite(bias).all())):
+        raise UserError(f"paper probe: the weights in {HEAD_FILE} must be finite floating-point numbers")
+    probe = LinearProbe.from_weights(weight.reshape(-1).float(), bias.reshape(1).float())
+    has_adapter = "adapter_config.json" in files
+    return PaperProbe(probe, layer, hidden, name if isinstance(name, str) else None, has_adapter), files
+
+
+def _load_state_dict(data: bytes) -> dict[str, Any]:
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - pickle, zip and unpickler errors of many kinds: all one answer
+        raise UserError(f"paper probe: {HEAD_FILE} is not a readable PyTorch state dict (only tensors are "
+                        "accepted)") from None
+    if not isinstance(state, dict):
+        raise UserError(f"paper probe: {HEAD_FILE} must hold a state dict")
+    return state
