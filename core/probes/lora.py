@@ -1,0 +1,210 @@
+"""The paper's stronger probe: LoRA adapters on decoder blocks first..L trained with the head.
+
+The head is the linear probe (`LinearProbe`) on block L's output, as for the linear kind.
+Adapters (PEFT, r=16, alpha=32, dropout 0.05 by default) sit on the attention and MLP
+projections of the chosen blocks. The loss is the linear probe's (token BCE with weight 10
+on span tokens plus the annealed span-max term) plus `kl_weight` × KL(frozen ‖ adapted) of
+the next-token distributions on the answer's tokens, so the adapted model keeps generating
+what the base model would. Training runs the model forward and backward on batches of whole
+answers (the activation cache cannot serve it), with progress, cancel and a fixed seed.
+
+The adapters go on a deep copy of the loaded model: the shared model other sessions use is
+never changed. The copy's decoder blocks keep the loaded model's layer taps, so
+`lm.tap.capture` reads block L of the adapted model too.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.base.errors import UserError
+from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.types import Generation
+from core.engine.activations import stored_token_ids
+from core.engine.model import LoadedModel
+from core.engine.scoring import completion_tokens
+from core.engine.stream import prompt_ids
+from core.probes.linear import LinearProbe, probe_loss
+from core.text.tokens import token_labels
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoraSettings:
+    """What a LoRA probe is trained with; stored in its config."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    first_layer: int = 0
+    last_layer: int | None = None  # None: the probe's layer
+    kl_weight: float = 1.0
+    lr: float = 2e-4
+    head_lr: float = 1e-3
+    epochs: int = 1
+    batch_answers: int = 4
+    span_weight: float = 10.0
+    seed: int = 0
+
+    def validate(self, num_layers: int, layer: int) -> None:
+        if not 1 <= self.rank <= 256:
+            raise UserError(f"LoRA rank must be between 1 and 256, got {self.rank}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        last = layer if self.last_layer is None else self.last_layer
+        if not 0 <= self.first_layer <= last < num_layers:
+            raise UserError(f"LoRA layers {self.first_layer}-{last} must lie within 0-{num_layers - 1}")
+        if last > layer:
+            raise UserError(f"LoRA layers must end at or below the probe's layer {layer} (got {last})")
+        if not 0 <= self.kl_weight <= 1000:
+            raise UserError(f"KL weight must be between 0 and 1000, got {self.kl_weight}")
+        if not 1 <= self.epochs <= 100 or not 1 <= self.batch_answers <= 256:
+            raise UserError("epochs must be 1-100 and answers per batch 1-256")
+
+    def layers(self, layer: int) -> list[int]:
+        return list(range(self.first_layer, (layer if self.last_layer is None else self.last_layer) + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def adapted_copy(lm: LoadedModel, settings: LoraSettings, layer: int) -> Any:
+    """A deep copy of the loaded model with fresh LoRA adapters on blocks first..last."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=list(TARGET_MODULES), layers_to_transform=settings.layers(layer),
+                        bias="none")
+    return get_peft_model(copy.deepcopy(lm.model), config)
+
+
+@dataclass
+class _Batch:
+    input_ids: torch.Tensor  # [B, T], right-padded
+    mask: torch.Tensor
+    rows: list[tuple[int, int]]  # (prompt length, completion length) per answer
+    labels: torch.Tensor  # per completion token, flattened over the batch
+    weights: torch.Tensor
+    span_ids: torch.Tensor
+    span_labels: torch.Tensor
+
+
+def _batch(lm: LoadedModel, generations: Sequence[Generation], span_weight: float) -> _Batch:
+    rows, seqs = [], []
+    labels, weights, span_ids, span_labels = [], [], [], []
+    for gen in generations:
+        prompt = prompt_ids(lm, gen.conversation[:-1])
+        ids, _texts, offsets = completion_tokens(lm, gen.completion, stored_token_ids(gen))
+        tl = token_labels(offsets, gen.spans)
+        base = sum(len(s) for s in span_labels)
+        labels.append(torch.from_numpy(tl.labels.astype(np.int64)))
+        weights.append(torch.where(torch.from_numpy(tl.in_span), span_weight, 1.0).float())
+        span_ids.append(torch.from_numpy(np.where(tl.span_ids >= 0, tl.span_ids + base, -1).astype(np.int64)))
+        span_labels.append(torch.from_numpy(tl.span_labels.astype(np.float32)))
+        rows.append((len(prompt), len(ids)))
+        seqs.append(prompt + ids)
+    width = max(len(s) for s in seqs)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        input_ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+    return _Batch(input_ids, mask, rows, torch.cat(labels), torch.cat(weights), torch.cat(span_ids),
+                  torch.cat(span_labels) if span_labels else torch.zeros(0))
+
+
+def _completion(tensor: torch.Tensor, rows: list[tuple[int, int]], shift: int = 0) -> torch.Tensor:
+    """Positions of each answer's completion tokens (shift -1: the logits that predict them)."""
+    return torch.cat([tensor[r, p + shift: p + t + shift] for r, (p, t) in enumerate(rows)])
+
+
+def kl_to_frozen(model: Any, batch: _Batch, adapted_logits: torch.Tensor) -> torch.Tensor:
+    """Mean KL(frozen ‖ adapted) of the next-token distributions that predict the answer's tokens."""
+    with torch.no_grad(), model.disable_adapter():
+        frozen = model(input_ids=batch.input_ids, attention_mask=batch.mask, use_cache=False).logits
+    p_log = F.log_softmax(_completion(frozen, batch.rows, -1).float(), dim=-1)
+    q_log = F.log_softmax(_completion(adapted_logits, batch.rows, -1).float(), dim=-1)
+    return (p_log.exp() * (p_log - q_log)).sum(-1).mean()
+
+
+@dataclass
+class LoraResult:
+    model: Any  # the PEFT model (adapters trained), in eval mode
+    head: LinearProbe
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_lora_probe(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    layer: int,
+    settings: LoraSettings,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> LoraResult:
+    """Train adapters and head together on labelled answers (see the module docstring)."""
+    layer = lm.check_layer(layer)
+    settings.validate(lm.num_layers, layer)
+    usable = [g for g in generations if g.completion]
+    if not usable:
+        raise UserError("no labelled answers to train a LoRA probe on")
+    torch.manual_seed(settings.seed)
+    order_rng = random.Random(settings.seed)
+    model = adapted_copy(lm, settings, layer)
+    model.train()
+    head = LinearProbe(lm.hidden_size)
+    adapters = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW([{"params": adapters, "lr": settings.lr},
+                                   {"params": head.parameters(), "lr": settings.head_lr}], weight_decay=0.0)
+    per_epoch = math.ceil(len(usable) / settings.batch_answers)
+    total = per_epoch * settings.epochs
+    history: list[dict[str, float]] = []
+    step = 0
+    for _epoch in range(settings.epochs):
+        order = list(range(len(usable)))
+        order_rng.shuffle(order)
+        for start in range(0, len(order), settings.batch_answers):
+            check(cancel)
+            batch = _batch(lm, [usable[i] for i in order[start:start + settings.batch_answers]],
+                           settings.span_weight)
+            with lm.tap.capture([layer]) as captured:
+                out = model(input_ids=batch.input_ids, attention_mask=batch.mask, use_cache=False)
+            hidden = _completion(captured[layer], batch.rows)
+            w = step / max(1, total - 1)
+            loss, token_loss, span_loss = probe_loss(head(hidden), batch.labels, batch.weights, batch.span_ids,
+                                                     batch.span_labels, w)
+            kl = kl_to_frozen(model, batch, out.logits) if settings.kl_weight > 0 else loss * 0.0
+            total_loss = loss + settings.kl_weight * kl
+            optimiser.zero_grad()
+            total_loss.backward()
+            optimiser.step()
+            step += 1
+            history.append({"step": step, "loss": float(total_loss), "probe_loss": float(loss),
+                            "token_loss": float(token_loss), "span_loss": float(span_loss), "kl": float(kl)})
+            report(progress, "train", step, total, f"loss {float(total_loss):.4f} (KL {float(kl):.4f})")
+    model.eval()
+    head.eval()
+    return LoraResult(model, head, history)
+
+
+def lora_hidden(lm: LoadedModel, model: Any, conversation: Sequence[dict[str, str]], layer: int,
+                token_ids: Sequence[int] | None = None) -> torch.Tensor:
+    """Block `layer`'s output of the adapted model at each answer token (teacher forced) [T, H]."""
+    gen = Generation(conversation=list(conversation))
+    if token_ids is not None:
+        gen.extra["tokens"] = {"ids": list(token_ids)}
+    batch = _batch(lm, [gen], 1.0)
+    with torch.inference_mode(), lm.tap.capture([layer]) as captured:
+        model(input_ids=batch.input_ids, attention_mask=batch.mask, use_cache=False)
+        return _completion(captured[layer], batch.rows).clone()
