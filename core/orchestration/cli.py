@@ -111,6 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.probes.linear import TrainConfig
     from core.probes.pipeline import train_from_generations
 
+    if args.kind == "lora":
+        return _train_lora(args)
     generations = _load_generations(args.data, need_labels=True)
     config = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
     lm = _model(args.model)
@@ -122,6 +124,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"saved probe to {args.out} ({result.n_train} train / {result.n_validation} validation generations)",
           file=sys.stderr)
     _print_json(result.metrics)
+    return 0
+
+
+def _lora_settings(args: argparse.Namespace):
+    from core.probes.lora import LoraSettings
+
+    first, last = 0, None
+    if args.lora_layers:
+        try:
+            low, high = args.lora_layers.split("-", 1)
+            first, last = int(low), int(high)
+        except ValueError:
+            raise UserError(f"--lora-layers must look like 0-20, got {args.lora_layers!r}") from None
+    return LoraSettings(rank=args.lora_rank, first_layer=first, last_layer=last, kl_weight=args.kl_weight,
+                        epochs=args.epochs or 1, seed=args.seed)
+
+
+def _train_lora(args: argparse.Namespace) -> int:
+    from core.probes.lora_pipeline import save_lora_probe, train_lora_from_generations
+
+    settings = _lora_settings(args)  # bad options: one message before the model loads
+    generations = _load_generations(args.data, need_labels=True)
+    lm = _model(args.model)
+    trained = train_lora_from_generations(lm, generations, layer=args.layer, val_fraction=args.val_fraction,
+                                          settings=settings, progress=StderrProgress(args.quiet))
+    save_lora_probe(args.out, trained.result, trained.config)
+    print(f"saved LoRA probe to {args.out} ({trained.n_train} train / {trained.n_validation} validation "
+          "generations)", file=sys.stderr)
+    _print_json(trained.metrics)
     return 0
 
 
@@ -141,8 +172,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     generations = _load_generations(args.data, need_labels=True)
     lm, probe, config = _probe_model(args.probe, args.model)
-    metrics = evaluate_probe(lm, generations, probe, config, threshold=args.threshold,
-                             progress=StderrProgress(args.quiet))
+    if config.kind == "lora":
+        from core.probes.lora_pipeline import evaluate_lora, load_lora_probe
+
+        adapted, head, config = load_lora_probe(lm, args.probe)
+        metrics = evaluate_lora(lm, adapted, head, config, generations, args.threshold, StderrProgress(args.quiet))
+    else:
+        metrics = evaluate_probe(lm, generations, probe, config, threshold=args.threshold,
+                                 progress=StderrProgress(args.quiet))
     _print_json(metrics)
     return 0
 
@@ -154,7 +191,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     generations = _load_generations(args.data, need_labels=False)
     lm, probe, config = _probe_model(args.probe, args.model)
-    traces = score_generations(lm, generations, probe, config, progress=StderrProgress(args.quiet))
+    if config.kind == "lora":
+        from core.probes.lora_pipeline import load_lora_probe, score_with_lora
+
+        adapted, head, config = load_lora_probe(lm, args.probe)
+        traces = score_with_lora(lm, adapted, head, config, generations, progress=StderrProgress(args.quiet))
+    else:
+        traces = score_generations(lm, generations, probe, config, progress=StderrProgress(args.quiet))
     write_jsonl(args.out, [generation_to_record(g, t) for g, t in zip(generations, traces)])
     print(f"wrote scores of {len(traces)} generations to {args.out}", file=sys.stderr)
     return 0
@@ -231,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=None, help="default: enough for ~300 optimiser steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kind", choices=["linear", "lora"], default="linear",
+                   help="lora: the paper's LoRA probe (adapters on blocks A-B trained with the head)")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--lora-layers", default=None, metavar="A-B", help="blocks that get adapters (default 0-LAYER)")
+    p.add_argument("--kl-weight", type=float, default=1.0, help="weight of KL(frozen || adapted) (LoRA)")
 
     p = sub.add_parser("evaluate", help="metrics JSON of a probe on labelled generations")
     p.add_argument("--data", required=True)

@@ -20,6 +20,8 @@ from core.probes.stored_metrics import trusted_metrics
 PROBE_FILE = "probe.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
+PROBE_KINDS = ("linear", "lora")
+ADAPTER_DIR = "adapter"  # PEFT's own files (adapter_config.json, adapter_model.safetensors)
 
 
 def _utc_now() -> str:
@@ -42,6 +44,8 @@ class ProbeConfig:
     format_version: int = FORMAT_VERSION
     train_config: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # where the weights came from when not trained here: "paper"
+    kind: str = "linear"  # "lora": PEFT adapter files in adapter/ beside the head
+    lora: dict[str, Any] = field(default_factory=dict)  # the LoRA settings of a "lora" probe
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,6 +204,13 @@ def _validated(d: Any, untrusted: bool) -> ProbeConfig:
         kwargs["train_config"] = _train_config(d["train_config"])
     if d.get("source") is not None:
         kwargs["source"] = _string(d, "source", 32)
+    if "kind" in d:
+        kind = d["kind"]
+        if kind not in PROBE_KINDS:
+            raise _bad("kind", f"one of {', '.join(PROBE_KINDS)}", kind)
+        kwargs["kind"] = kind
+    if "lora" in d:
+        kwargs["lora"] = _train_config(d["lora"])
     metrics = d.get("metrics")
     if untrusted:
         kwargs["metrics"] = trusted_metrics(metrics)

@@ -105,7 +105,7 @@ class TrainResult:
     n_validation: int = 0
 
 
-def _split(items: Sequence[PreparedItem], val_fraction: float) -> tuple[list[PreparedItem], list[PreparedItem]]:
+def split_items(items: Sequence[PreparedItem], val_fraction: float) -> tuple[list[PreparedItem], list[PreparedItem]]:
     is_val = split_by_generation([i.key for i in items], val_fraction)
     train = [i for i, v in zip(items, is_val) if not v]
     val = [i for i, v in zip(items, is_val) if v]
@@ -127,7 +127,7 @@ def train_on_items(
     version: int | str = 1,
 ) -> TrainResult:
     """Split by generation, train on one side, report metrics on the held-out side."""
-    train_items, val_items = _split(items, val_fraction)
+    train_items, val_items = split_items(items, val_fraction)
     config = train_config or TrainConfig()
     data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
     probe, history = train_probe(data, config, progress=progress, cancel=cancel)
@@ -253,7 +253,7 @@ def layer_sweep(
     """Train a quick probe per layer on one extraction pass; AUC per layer on held-out data."""
     chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
     items = prepare(lm, generations, chosen, progress=progress, cancel=cancel)
-    train, val = _split(items, val_fraction)
+    train, val = split_items(items, val_fraction)
     split = "validation" if val else "train (no validation generations)"
     _probes, per_layer = train_per_layer(train, val or train, chosen, train_config or QUICK_TRAIN,
                                          progress=progress, cancel=cancel)

@@ -1,0 +1,146 @@
+"""LoRA probes end to end below the pages: train with a validation split, evaluate, save, load, score.
+
+A LoRA probe directory is a linear probe directory (`probe.safetensors` = the head,
+`config.json` with `kind: "lora"` and the LoRA settings) plus `adapter/` in PEFT's own
+format. Baselines (log-prob, entropy) come from the base model, as for linear probes, so
+both kinds are measured against the same baselines on the same answers.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.base.errors import UserError
+from core.base.progress import CancelToken, ProgressFn, report
+from core.base.types import Generation, TokenTrace
+from core.engine.model import LoadedModel
+from core.probes.config import ADAPTER_DIR, ProbeConfig
+from core.probes.files import load_probe, save_probe
+from core.probes.linear import LinearProbe
+from core.probes.lora import LoraResult, LoraSettings, lora_hidden, train_lora_probe
+from core.probes.metrics import ItemScores, evaluate_items
+from core.probes.pipeline import PreparedItem, data_hash, prepare, split_items
+
+
+@dataclass
+class LoraTrainResult:
+    result: LoraResult
+    config: ProbeConfig
+    metrics: dict[str, Any]
+    n_train: int
+    n_validation: int
+
+
+def _with_ids(item: PreparedItem) -> Generation:
+    """The item's answer with the token ids its labels were computed on."""
+    gen = copy.copy(item.generation)
+    gen.extra = {**item.generation.extra, "tokens": {"ids": list(item.acts.token_ids)}}
+    return gen
+
+
+def lora_item_scores(lm: LoadedModel, model: Any, head: LinearProbe, items: Sequence[PreparedItem],
+                     layer: int) -> list[ItemScores]:
+    """The adapted model's scores of each item's tokens, with the base model's baselines."""
+    out = []
+    for item in items:
+        hidden = lora_hidden(lm, model, item.generation.conversation, layer, item.acts.token_ids)
+        out.append(ItemScores(
+            labels=item.labels.labels, span_ids=item.labels.span_ids, span_labels=item.labels.span_labels,
+            probe=np.asarray(head.predict(hidden), dtype=np.float64).reshape(-1),
+            logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
+            entropies=np.asarray(item.acts.entropies, dtype=np.float64)))
+    return out
+
+
+def train_lora_from_generations(
+    lm: LoadedModel,
+    generations: Sequence[Generation],
+    *,
+    layer: int | None = None,
+    val_fraction: float = 0.2,
+    settings: LoraSettings | None = None,
+    threshold: float = 0.5,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> LoraTrainResult:
+    """Split by generation (as the linear kind does), train adapters + head, measure on the held-out side."""
+    layer = lm.check_layer(layer if layer is not None else lm.default_layer)
+    settings = settings or LoraSettings()
+    settings.validate(lm.num_layers, layer)
+    items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
+    train_items, val_items = split_items(items, val_fraction)
+    result = train_lora_probe(lm, [_with_ids(i) for i in train_items], layer, settings, progress=progress,
+                              cancel=cancel)
+    report(progress, "evaluate", 0, 1, "metrics on the validation answers")
+    train_metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, train_items, layer), threshold)
+    if val_items:
+        metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, val_items, layer), threshold)
+        metrics["split"] = "validation"
+    else:
+        metrics = dict(train_metrics)
+        metrics["split"] = "train (no validation generations)"
+    metrics.update({"train": train_metrics, "layer": layer, "model": lm.model_id, "kind": "lora",
+                    "final_loss": result.history[-1]["loss"] if result.history else None})
+    config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
+                         hidden_size=lm.hidden_size, training_data_hash=data_hash(train_items), metrics=metrics,
+                         kind="lora", lora=settings.to_dict(),
+                         train_config={"val_fraction": val_fraction, "seed": settings.seed})
+    report(progress, "evaluate", 1, 1, "done")
+    return LoraTrainResult(result, config, metrics, len(train_items), len(val_items))
+
+
+def save_lora_probe(directory: str | Path, result: LoraResult, config: ProbeConfig) -> Path:
+    """The head as a linear probe directory, then the adapters in PEFT's format under adapter/."""
+    if config.kind != "lora":
+        raise UserError("save_lora_probe needs a config of kind 'lora'")
+    target = save_probe(directory, result.head, config)
+    result.model.save_pretrained(str(target / ADAPTER_DIR))
+    return target
+
+
+def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, LinearProbe, ProbeConfig]:
+    """(adapted model, head, config), checked against `lm` like any probe; the shared model is not changed."""
+    from peft import PeftModel
+
+    head, config = load_probe(directory, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
+                              expect_hidden_size=lm.hidden_size)
+    if config.kind != "lora":
+        raise UserError(f"{directory} holds a {config.kind} probe, not a LoRA probe")
+    adapter = Path(directory) / ADAPTER_DIR
+    if not (adapter / "adapter_config.json").is_file():
+        raise UserError(f"LoRA probe {directory}: its adapter files are missing ({ADAPTER_DIR}/)")
+    try:
+        model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter), is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(f"LoRA probe {directory}: its adapters do not fit model '{lm.model_id}' "
+                        f"({str(exc).splitlines()[0][:160]})") from None
+    model.eval()
+    return model, head, config
+
+
+def score_with_lora(lm: LoadedModel, model: Any, head: LinearProbe, config: ProbeConfig,
+                    generations: Sequence[Generation], progress: ProgressFn | None = None) -> list[TokenTrace]:
+    """Per-token traces of stored answers scored by a LoRA probe (teacher forced, adapters on)."""
+    items = prepare(lm, generations, [config.layer], progress=progress)
+    traces = []
+    for item in items:
+        hidden = lora_hidden(lm, model, item.generation.conversation, config.layer, item.acts.token_ids)
+        acts = item.acts
+        traces.append(TokenTrace(acts.token_ids, acts.texts, list(acts.offsets), acts.logprobs, acts.entropies,
+                                 [float(x) for x in head.predict(hidden)]))
+    return traces
+
+
+def evaluate_lora(lm: LoadedModel, model: Any, head: LinearProbe, config: ProbeConfig,
+                  generations: Sequence[Generation], threshold: float = 0.5,
+                  progress: ProgressFn | None = None) -> dict[str, Any]:
+    """The metrics JSON of a LoRA probe on labelled answers (as `evaluate` gives for linear ones)."""
+    items = prepare(lm, generations, [config.layer], progress=progress)
+    metrics = evaluate_items(lora_item_scores(lm, model, head, items, config.layer), threshold)
+    metrics.update({"layer": config.layer, "model": lm.model_id, "kind": "lora"})
+    return metrics
