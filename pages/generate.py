@@ -98,6 +98,7 @@ def start_generation(question: str) -> None:
         lm, messages, max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
         seed=int(seed), probe=probe, probe_layer=probe_layer, early_stop=rule,
         on_finish=lambda snap: _save(snap, messages, version),
+        model=probe_info.model if probe_info is not None else None,  # a LoRA probe's model generates
     )
     st.session_state["live"] = live.start()
     st.session_state["gen-focus"] = None
@@ -152,7 +153,9 @@ else:
             conversation = [{"role": "user", "content": nfc(prompt_text)},
                             {"role": "assistant", "content": nfc(answer_text)}]
             result = score_conversation(lm, conversation, [layer])
-            scores = [float(x) for x in probe.predict(result.hidden[layer])]
+            hidden = result.hidden[layer] if probe_info.model is None else probe_info.hidden(lm, conversation,
+                                                                                            result.token_ids)
+            scores = [float(x) for x in probe.predict(hidden)]
             st.session_state["pasted"] = (result, scores, conversation)
             st.session_state.pop("pasted-saved", None)
     pasted = st.session_state.get("pasted")

@@ -157,10 +157,13 @@ class BatchEngine:
     `SharedEngine` for live sessions); other threads only `submit` or `stop` requests.
     """
 
-    def __init__(self, lm: LoadedModel, batch_size: int) -> None:
+    def __init__(self, lm: LoadedModel, batch_size: int, model: Any | None = None) -> None:
         if batch_size < 1:
             raise UserError("batch size must be at least 1")
         self.lm = lm
+        # A LoRA probe's adapted copy generates and scores in one pass (its KL term keeps it
+        # generating what the base model would); its blocks share `lm`'s layer taps.
+        self.model = model if model is not None else lm.model
         self.batch_size = batch_size
         self.rows: list[_Row] = []
         self.waiting: deque[GenerationRequest] = deque()
@@ -211,7 +214,7 @@ class BatchEngine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with torch.inference_mode():
-            out = self.lm.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
         self.forward_passes += 1
         for i, row in enumerate(rows):
@@ -298,7 +301,7 @@ class BatchEngine:
         positions = torch.tensor([[row.length] for row in self.rows], dtype=torch.long)
         layers = sorted({layer for row in self.rows for layer in row.layers})
         with torch.inference_mode(), self.lm.tap.capture(layers) as captured:
-            out = self.lm.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
+            out = self.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
                                 past_key_values=self._cache, use_cache=True, logits_to_keep=1)
         self.forward_passes += 1
         for r, row in enumerate(self.rows):
@@ -317,12 +320,13 @@ def generate_batched(
     *,
     batch_size: int,
     cancel: CancelToken | None = None,
+    model: Any | None = None,
 ) -> Iterator[FinishedAnswer]:
     """Answer every request, refilling slots as answers end; yields each answer when it ends.
 
     After a cancel, rows in flight end as "cancelled" (yielded, so a caller can tell them
     apart from finished answers) and no waiting request starts."""
-    engine = BatchEngine(lm, batch_size)
+    engine = BatchEngine(lm, batch_size, model)
     source = iter(requests)
     exhausted = False
     while True:
@@ -342,8 +346,8 @@ def generate_batched(
 class SharedEngine:
     """One engine thread per model: live sessions submit requests and share its forward passes."""
 
-    def __init__(self, lm: LoadedModel, batch_size: int) -> None:
-        self.engine = BatchEngine(lm, batch_size)
+    def __init__(self, lm: LoadedModel, batch_size: int, model: Any | None = None) -> None:
+        self.engine = BatchEngine(lm, batch_size, model)
         self._wake = threading.Condition()
         self._callbacks: dict[int, Callable[[FinishedAnswer], None]] = {}
         self._thread = threading.Thread(target=self._loop, name="probelens-engine", daemon=True)
@@ -384,11 +388,12 @@ _SHARED: dict[int, SharedEngine] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_engine(lm: LoadedModel, batch_size: int | None = None) -> SharedEngine:
-    """The process's engine for this model (made on first use)."""
+def shared_engine(lm: LoadedModel, batch_size: int | None = None, model: Any | None = None) -> SharedEngine:
+    """The process's engine for this model, or for a LoRA probe's adapted copy of it (made on first use)."""
+    key = id(model if model is not None else lm)
     with _SHARED_LOCK:
-        engine = _SHARED.get(id(lm))
+        engine = _SHARED.get(key)
         if engine is None:
-            engine = SharedEngine(lm, batch_size or min(16, auto_batch_size(lm, 1024)))
-            _SHARED[id(lm)] = engine
+            engine = SharedEngine(lm, batch_size or min(16, auto_batch_size(lm, 1024)), model)
+            _SHARED[key] = engine
         return engine

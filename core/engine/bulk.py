@@ -82,6 +82,7 @@ def generate_answers(
     kv_cache_mb: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    model: Any | None = None,
 ) -> Iterator[GeneratedAnswer]:
     """Answer every prompt, batched; yields each answer as it ends (not in prompt order).
 
@@ -112,7 +113,7 @@ def generate_answers(
                                     layers=tuple(layers), on_token=count_token, tag=n)
 
     _report()
-    for finished in generate_batched(lm, requests(), batch_size=size, cancel=cancel):
+    for finished in generate_batched(lm, requests(), batch_size=size, cancel=cancel, model=model):
         state["flying"] -= len(finished.tokens)
         if finished.finish_reason == "cancelled":
             continue

@@ -79,6 +79,7 @@ class LiveGeneration:
     probe_layer: int | None = None
     early_stop: EarlyStopRule | None = None
     on_finish: Callable[[LiveSnapshot], Any] | None = None
+    model: Any | None = None  # a LoRA probe's adapted model: it generates and scores
 
     id: str = field(default_factory=lambda: f"live-{time.time_ns()}")
     running: bool = False
@@ -108,7 +109,7 @@ class LiveGeneration:
         self.running = True
         self._thread = threading.Thread(target=self._run, name=f"generate-{self.id}", daemon=True)
         self._thread.start()
-        shared_engine(self.lm).submit(request, self._ended_with)
+        shared_engine(self.lm, model=self.model).submit(request, self._ended_with)
         return self
 
     def stop(self) -> None:

@@ -185,7 +185,7 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
     answers = generate_answers(
         lm, params.prompts, settings, probe=scoring.probe if scoring else None,
         probe_layer=scoring.layer if scoring else None, batch_size=params.batch_size,
-        progress=with_notes, cancel=cancel)
+        progress=with_notes, cancel=cancel, model=scoring.model if scoring else None)
     for answer in answers:
         try:
             with database.sessions() as session, session.begin():

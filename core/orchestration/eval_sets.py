@@ -15,9 +15,9 @@ from core.analysis.mistakes import label_error_suspects
 from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn
 from core.base.types import TokenTrace
-from core.orchestration.registry import load_version
+from core.orchestration.registry import load_version, scored_items
 from core.probes.metrics import ItemScores
-from core.probes.pipeline import best_layer, item_scores, prepare, train_per_layer
+from core.probes.pipeline import best_layer, prepare, train_per_layer
 from db.labels import labelled_generations
 from db.models import AnnotationSet, Generation
 
@@ -76,10 +76,10 @@ def evaluation_set(
     """Score every labelled answer of the chosen data with probe `version` (cached hidden states)."""
 
     loaded = load_version(database, lm, version)
-    probe, layer = loaded.probe, loaded.layer
+    layer = loaded.layer
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
-    items = item_scores(prepared, probe, layer)
+    items = scored_items(lm, loaded, prepared)
     traces = [TokenTrace(p.acts.token_ids, p.acts.texts, p.acts.offsets, p.acts.logprobs, p.acts.entropies,
                          it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
@@ -97,10 +97,10 @@ def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
     """The same answers scored by another version (paired comparisons need the same items)."""
 
     loaded = load_version(database, lm, version)
-    probe, layer = loaded.probe, loaded.layer
+    layer = loaded.layer
     prepared = eval_set.prepared if layer == eval_set.layer else prepare(
         lm, [p.generation for p in eval_set.prepared], [layer])
-    items = item_scores(prepared, probe, layer)
+    items = scored_items(lm, loaded, prepared)
     traces = [TokenTrace(p.acts.token_ids, p.acts.texts, p.acts.offsets, p.acts.logprobs, p.acts.entropies,
                          it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(version=version, layer=layer, row_ids=eval_set.row_ids, splits=eval_set.splits,

@@ -25,7 +25,10 @@ from core.probes.archive import unpack_probe
 from core.probes.config import ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe
+from core.probes.lora import lora_hidden
+from core.probes.lora_pipeline import load_lora_probe, lora_item_scores
 from core.probes.paper import is_paper_zip, read_paper_probe
+from core.probes.pipeline import item_scores
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from db.models import Event, Probe, RunKind, User
 from db.probes import (
@@ -43,9 +46,22 @@ class LoadedProbe:
     """A stored probe version, loaded and checked against the model it will read."""
 
     version: int
-    probe: LinearProbe
+    probe: LinearProbe  # the head (a LoRA probe's too)
     config: ProbeConfig
     layer: int
+    model: Any | None = None  # a LoRA probe's adapted copy of the model; None for a linear probe
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    def hidden(self, lm, conversation, token_ids=None):
+        """Block `layer`'s states of an answer as this probe reads them (adapters on for LoRA) [T, H]."""
+        if self.model is not None:
+            return lora_hidden(lm, self.model, conversation, self.layer, token_ids)
+        from core.engine.scoring import score_conversation
+
+        return score_conversation(lm, conversation, [self.layer], token_ids).hidden[self.layer]
 
 
 @dataclass
@@ -71,7 +87,32 @@ def load_version(database, lm, version: int | None = None) -> LoadedProbe | None
         path, version = record.artifact_path, record.version
     probe, config = load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
                                expect_hidden_size=lm.hidden_size)
+    if config.kind == "lora":
+        model, probe, config = _adapted(lm, path)
+        return LoadedProbe(version, probe, config, lm.check_layer(config.layer), model)
     return LoadedProbe(version, probe, config, lm.check_layer(config.layer))
+
+
+def scored_items(lm, loaded: LoadedProbe, prepared: list) -> list:
+    """ItemScores of prepared answers under this version: the adapted model's states for a LoRA
+    probe, the cached base states for a linear one (baselines always from the base model)."""
+    if loaded.model is not None:
+        return lora_item_scores(lm, loaded.model, loaded.probe, prepared, loaded.layer)
+    return item_scores(prepared, loaded.probe, loaded.layer)
+
+
+_ADAPTED: dict[tuple[int, str], tuple] = {}  # (model, probe folder) -> (adapted model, head, config)
+_ADAPTED_KEPT = 2  # each is a copy of the model: keep few
+
+
+def _adapted(lm, path: str) -> tuple:
+    """A LoRA version's adapted model, loaded once per process (a deep copy costs memory and ~1 s)."""
+    key = (id(lm), str(path))
+    if key not in _ADAPTED:
+        while len(_ADAPTED) >= _ADAPTED_KEPT:
+            _ADAPTED.pop(next(iter(_ADAPTED)))
+        _ADAPTED[key] = load_lora_probe(lm, path)
+    return _ADAPTED[key]
 
 
 def load_version_or_none(database, lm, version: int | None = None) -> LoadedProbe | None:

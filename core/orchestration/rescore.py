@@ -59,7 +59,8 @@ def rescore(database, lm, version: int, *, only_missing: bool = True, progress: 
                 r = session.get(Generation, row_id)
                 if r is None:
                     continue  # deleted meanwhile
-                scores = np.asarray(probe.predict(a.hidden[layer]), dtype=np.float64).reshape(-1).tolist()
+                hidden = a.hidden[layer] if loaded.model is None else loaded.hidden(lm, _g.conversation, a.token_ids)
+                scores = np.asarray(probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
                 if not has:
                     set_trace(r, TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies))
                     counts["tokens_added"] += 1

@@ -15,7 +15,7 @@ from core.analysis.comparison import compare_probes
 from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.orchestration.launcher import launch
-from core.orchestration.registry import load_version, register_version
+from core.orchestration.registry import load_version, register_version, scored_items
 from core.probes.config import ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import TrainConfig, train_probe
@@ -185,11 +185,11 @@ def _comparison(database, lm, val_labelled, val_items, probe, layer, params, pro
         old = load_version(database, lm, active_version)
     except UserError as exc:
         return {"against": active_version, "skipped": f"active probe v{active_version} not comparable: {exc}"}
-    old_probe, old_layer = old.probe, old.layer
+    old_layer = old.layer
     old_items = val_items if old_layer == layer else prepare(
         lm, [x.generation for x in val_labelled], [old_layer], progress=progress, cancel=cancel)
     report(progress, "compare", 0, 1, f"v{active_version} vs new, {params.n_boot} bootstrap resamples")
-    result = compare_probes(item_scores(old_items, old_probe, old_layer), item_scores(val_items, probe, layer),
+    result = compare_probes(scored_items(lm, old, old_items), item_scores(val_items, probe, layer),
                             n_boot=int(params.n_boot), seed=params.seed, progress=progress, cancel=cancel)
     result["against"] = active_version
     return result

@@ -1,0 +1,89 @@
+"""A LoRA probe as a registered version (tiny model): batch generation, live streaming, re-scoring
+and Inspect all apply its adapters, and streamed scores equal teacher-forced ones."""
+from __future__ import annotations
+
+import pytest
+
+from core.base.types import Generation
+from core.orchestration.registry import load_version, promote, register_version
+from core.probes.config import ProbeConfig
+from core.probes.lora import LoraSettings, train_lora_probe
+from core.probes.lora_pipeline import save_lora_probe
+from tests.support.capitals import answers, seed
+
+
+@pytest.fixture()
+def lora_version(sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    gens = [Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
+            for p, c, s, _ in answers()]
+    settings = LoraSettings(rank=4, epochs=2, batch_answers=8, lr=5e-3, kl_weight=0.1)
+    result = train_lora_probe(tiny_lm, gens, 3, settings)
+
+    def write(staging, version):
+        config = ProbeConfig(model_id=tiny_lm.model_id, tokenizer_hash=tiny_lm.tokenizer_hash, layer=3,
+                             hidden_size=tiny_lm.hidden_size, version=version, kind="lora", lora=settings.to_dict())
+        save_lora_probe(staging, result, config)
+        return config
+
+    version = register_version(sqlite_db, write).version
+    promote(sqlite_db, version, None)
+    return version
+
+
+def _forced(lm, loaded, conversation, ids):
+    return loaded.probe.predict(loaded.hidden(lm, conversation, ids)).tolist()
+
+
+def test_batch_and_rescore_use_the_adapters_and_agree_with_teacher_forcing(sqlite_db, tiny_lm, lora_version):
+    from core.orchestration.batch import BatchParams, run_batch
+    from core.orchestration.rescore import rescore
+    from db.generations import get_generation, trace_of
+    from db.predictions import scores_for
+
+    loaded = load_version(sqlite_db, tiny_lm)
+    assert loaded.kind == "lora" and loaded.model is not None
+    prompts = [[{"role": "user", "content": f"What is the capital of country {i}?"}] for i in range(4)]
+    result = run_batch(sqlite_db, tiny_lm, BatchParams(prompts=prompts, dataset="lora", max_new_tokens=10,
+                                                       batch_size=3))
+    assert result["probe_version"] == lora_version
+    with sqlite_db.sessions() as session:
+        stored = [(get_generation(session, gid).conversation, trace_of(get_generation(session, gid)).token_ids,
+                   scores_for(session, lora_version, gid)) for gid in result["generation_ids"]]
+    base = load_version(sqlite_db, tiny_lm)
+    base.model = None  # the same head on the base model's block 3
+    for conversation, ids, streamed in stored:
+        assert streamed == pytest.approx(_forced(tiny_lm, loaded, conversation, ids), abs=1e-4)
+        assert streamed != pytest.approx(_forced(tiny_lm, base, conversation, ids), abs=1e-4)
+    counts = rescore(sqlite_db, tiny_lm, lora_version, only_missing=False)
+    assert counts["scored"] == 4
+    with sqlite_db.sessions() as session:
+        for gid in result["generation_ids"]:
+            row = get_generation(session, gid)
+            assert scores_for(session, lora_version, gid) == pytest.approx(
+                _forced(tiny_lm, loaded, row.conversation, trace_of(row).token_ids), abs=1e-4)
+
+
+def test_live_streaming_with_a_lora_probe_equals_teacher_forcing(sqlite_db, tiny_lm, lora_version):
+    from core.engine.live import LiveGeneration
+
+    loaded = load_version(sqlite_db, tiny_lm)
+    messages = [{"role": "user", "content": "Tell me about Lima."}]
+    live = LiveGeneration(tiny_lm, messages, max_new_tokens=12, temperature=0.0, probe=loaded.probe,
+                          probe_layer=loaded.layer, model=loaded.model).start()
+    live.join(60)
+    snap = live.snapshot()
+    conversation = [*messages, {"role": "assistant", "content": snap.text}]
+    assert snap.trace.scores == pytest.approx(_forced(tiny_lm, loaded, conversation, snap.trace.token_ids), abs=1e-4)
+
+
+def test_inspect_scores_a_lora_version_with_its_adapters(sqlite_db, tiny_lm, lora_version):
+    from core.orchestration.eval_sets import evaluation_set
+
+    seed(sqlite_db)
+    loaded = load_version(sqlite_db, tiny_lm)
+    eval_set = evaluation_set(sqlite_db, tiny_lm, lora_version, splits=None)
+    assert eval_set.items
+    first = eval_set.prepared[0]
+    assert eval_set.items[0].probe.tolist() == pytest.approx(
+        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.token_ids), abs=1e-4)
