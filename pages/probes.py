@@ -71,6 +71,16 @@ with st.form("retrain"):
     epochs = b.number_input("Epochs (0 = auto)", 0, 10_000, 0)
     lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
+    kind = st.radio("Probe kind", ["linear", "lora"], horizontal=True, key="rt-kind",
+                    format_func={"linear": "Linear (the head alone, on cached hidden states)",
+                                 "lora": "LoRA (adapters on blocks 0..layer trained with the head)"}.get)
+    e, f, g = st.columns(3)
+    lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
+    lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")
+    kl_weight = g.number_input("KL weight", 0.0, 1000.0, 1.0, help="LoRA only: keeps generation as the base "
+                               "model's")
+    n_train = summary["by_split"].get("train", 0)
+    st.caption(retrain.time_estimate(n_train))
     pressed = st.form_submit_button("Retrain", type="primary")
 def start(params: retrain.RetrainParams) -> None:
     try:
@@ -84,7 +94,8 @@ def start(params: retrain.RetrainParams) -> None:
 if pressed:
     params = retrain.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
                                       sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
-                                      lr=float(lr), seed=int(seed))
+                                      lr=float(lr), seed=int(seed), kind=kind, lora_rank=int(lora_rank),
+                                      lora_first_layer=int(lora_first), kl_weight=float(kl_weight))
     same_as = retrain.unchanged_since(storage, params, summary)
     if same_as is None:
         start(params)

@@ -87,3 +87,24 @@ def test_inspect_scores_a_lora_version_with_its_adapters(sqlite_db, tiny_lm, lor
     first = eval_set.prepared[0]
     assert eval_set.items[0].probe.tolist() == pytest.approx(
         _forced(tiny_lm, loaded, first.generation.conversation, first.acts.token_ids), abs=1e-4)
+
+
+def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear_one(sqlite_db, tiny_lm,
+                                                                                     isolated_cache, tmp_path,
+                                                                                     monkeypatch):
+    from core.orchestration.registry import versions_table
+    from core.probes.files import load_probe
+    from tests.support.capitals import run_retrain
+
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    seed(sqlite_db)
+    linear, _ = run_retrain(sqlite_db, tiny_lm)
+    promote(sqlite_db, linear.version, None)
+    lora, _ = run_retrain(sqlite_db, tiny_lm, kind="lora", lora_rank=4, epochs=1, layer=3)
+    loaded = load_version(sqlite_db, tiny_lm, lora.version)
+    assert loaded.kind == "lora" and loaded.config.lora["rank"] == 4
+    assert (tmp_path / "probes" / f"v{lora.version}" / "adapter" / "adapter_config.json").is_file()
+    # the paired bootstrap ran between the kinds, on the same validation answers
+    assert lora.comparison["against"] == linear.version and "span_max" in lora.comparison
+    assert [row["kind"] for row in versions_table(sqlite_db)] == ["lora", "linear"]
+    assert load_probe(tmp_path / "probes" / f"v{linear.version}")[1].kind == "linear"

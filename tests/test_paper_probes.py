@@ -110,7 +110,7 @@ class Boom:
     ("a pickled object", "is not a readable PyTorch state dict"),
     ("no config", "probe_config.json missing"),
     ("bad config", "needs an integer layer_idx"),
-    ("lora adapter", "holds LoRA adapter files"),
+    ("lora adapter", "must be in adapter_model.safetensors"),
 ])
 def test_anything_off_is_refused_with_one_message_and_nothing_registered(sqlite_db, tiny_lm, probes_dir, tmp_path,
                                                                          case, message, capfd):
@@ -138,3 +138,30 @@ def test_anything_off_is_refused_with_one_message_and_nothing_registered(sqlite_
         import_paper_probe(sqlite_db, tiny_lm, folder, None)
     assert "code ran" not in capfd.readouterr().out
     assert _count(sqlite_db) == 0 and (not probes_dir.exists() or not any(probes_dir.iterdir()))
+
+
+def test_a_paper_lora_probe_imports_with_its_peft_adapter_and_scores_through_it(sqlite_db, tiny_lm, probes_dir,
+                                                                                tmp_path):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    folder, linear = paper_folder(tmp_path / "paper-lora", tiny_lm, layer=3)
+    torch.manual_seed(5)
+    adapted = get_peft_model(copy.deepcopy(tiny_lm.model), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], layers_to_transform=[0, 1, 2, 3]))
+    with torch.no_grad():
+        for name, weight in adapted.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)  # PEFT starts B at zero: give the adapter an effect
+    adapted.save_pretrained(str(folder))  # adapter_config.json + adapter_model.safetensors, as the paper's code
+    version = import_paper_probe(sqlite_db, tiny_lm, folder, None)
+    loaded = load_version(sqlite_db, tiny_lm, version)
+    assert loaded.kind == "lora" and loaded.config.source == "paper" and loaded.model is not None
+    assert loaded.config.lora == {"rank": 4, "alpha": 8, "dropout": 0.0, "first_layer": 0, "last_layer": 3}
+    from core.probes.lora import lora_hidden
+
+    conversation = [{"role": "user", "content": "Capital of Peru?"}, {"role": "assistant", "content": "Lima."}]
+    adapted.eval()
+    expected = loaded.probe.predict(lora_hidden(tiny_lm, adapted, conversation, 3))
+    assert torch.allclose(loaded.probe.predict(loaded.hidden(tiny_lm, conversation)), expected, atol=1e-6)

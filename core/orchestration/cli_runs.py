@@ -51,6 +51,17 @@ def _progress_line(stage: str, done: int, total: int, message: str = "") -> None
     print(f"[{stage}] {done}/{total} {message}", file=sys.stderr)
 
 
+def _lora_layers(text: str | None) -> dict:
+    """`--lora-layers A-B` as RetrainParams fields (absent: blocks 0 to the probe's layer)."""
+    if not text:
+        return {}
+    try:
+        low, high = text.split("-", 1)
+        return {"lora_first_layer": int(low), "lora_last_layer": int(high)}
+    except ValueError:
+        raise UserError(f"--lora-layers must look like 0-20, got {text!r}") from None
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
 
     from core.orchestration.retrain import RetrainParams, start_retrain
@@ -60,7 +71,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     params = RetrainParams(model=args.model, layer=args.layer, datasets=args.dataset or None,
                            sources=args.label_source or ["gold", "majority"], epochs=args.epochs, lr=args.lr,
                            seed=args.seed, val_fraction=args.val_fraction, n_boot=args.n_boot,
-                           activate=args.activate)
+                           activate=args.activate, kind=args.kind, lora_rank=args.lora_rank,
+                           kl_weight=args.kl_weight, **_lora_layers(args.lora_layers))
     params.validate()
     actor_id = _actor_id(database, args.actor)
     if args.background:
@@ -218,6 +230,10 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--activate", action="store_true", help="make it the active probe and re-score stored answers")
+    p.add_argument("--kind", choices=["linear", "lora"], default="linear")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--lora-layers", default=None, metavar="A-B")
+    p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--background", action="store_true", help="start a worker process and return at once")
     p.add_argument("--actor", default=None)
     register("retrain", cmd_retrain)

@@ -22,12 +22,12 @@ from core.base.errors import ModelMismatchError, UserError
 from core.base.numbers import finite_or_none
 from core.orchestration.launcher import launch
 from core.probes.archive import unpack_probe
-from core.probes.config import ProbeConfig
+from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe
 from core.probes.lora import lora_hidden
 from core.probes.lora_pipeline import load_lora_probe, lora_item_scores
-from core.probes.paper import is_paper_zip, read_paper_probe
+from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_probe
 from core.probes.pipeline import item_scores
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from db.models import Event, Probe, RunKind, User
@@ -184,10 +184,8 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
 
     Its files name no model, only a hidden size and a layer: both are checked against the
     loaded model, and the version is recorded as `source: paper` for this model."""
-    paper, _files = read_paper_probe(source)
-    if paper.has_adapter:
-        raise UserError("paper probe: it holds LoRA adapter files (adapter_config.json); this version of "
-                        "ProbeLens imports the paper's linear probes only")
+    paper, files = read_paper_probe(source)
+    lora = paper_lora_settings(files) if paper.has_adapter else None
     if paper.hidden_size != lm.hidden_size:
         raise ModelMismatchError(f"paper probe: it reads vectors of size {paper.hidden_size} but model "
                                  f"'{lm.model_id}' has hidden size {lm.hidden_size}")
@@ -196,8 +194,15 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
     def write(staging: Path, version: int) -> ProbeConfig:
         config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
                              hidden_size=lm.hidden_size, version=version, source="paper",
-                             train_config={"source": "paper", "target_layer_name": paper.target_layer_name})
+                             train_config={"source": "paper", "target_layer_name": paper.target_layer_name},
+                             kind="lora" if lora else "linear", lora=lora or {},
+                             metrics={"kind": "lora" if lora else "linear"})
         save_probe(staging, paper.probe, config)
+        if lora is not None:
+            (staging / ADAPTER_DIR).mkdir()
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                (staging / ADAPTER_DIR / name).write_bytes(files[name])
+            load_lora_probe(lm, staging)  # the adapters must load onto this model, or nothing is registered
         return config
 
     return register_version(database, write, created_by=actor_id, tag="paper").version
@@ -266,6 +271,7 @@ def versions_table(database) -> list[dict[str, Any]]:
                 "version": p.version,
                 "active": p.active,
                 "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
+                "kind": section(m).get("kind") if section(m).get("kind") in ("linear", "lora") else "linear",
                 "layer": p.layer,
                 "train answers": whole(section(m).get("n_train")),
                 "validation answers": whole(section(m).get("n_validation")),

@@ -19,6 +19,8 @@ from core.orchestration.registry import load_version, register_version, scored_i
 from core.probes.config import ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import TrainConfig, train_probe
+from core.probes.lora import LoraSettings, train_lora_probe
+from core.probes.lora_pipeline import lora_item_scores, save_lora_probe, with_token_ids
 from core.probes.metrics import evaluate_items
 from core.probes.pipeline import data_hash, item_scores, prepare, split_key, training_examples
 from core.probes.stored_metrics import section
@@ -43,6 +45,16 @@ class RetrainParams:
     val_fraction: float = 0.2  # only when no answer is stored in the validation split
     n_boot: int = 1000
     activate: bool = False
+    kind: str = "linear"  # "lora": the paper's LoRA probe
+    lora_rank: int = 16
+    lora_first_layer: int = 0
+    lora_last_layer: int | None = None  # None: the probe's layer
+    kl_weight: float = 1.0
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(rank=int(self.lora_rank), first_layer=int(self.lora_first_layer),
+                            last_layer=self.lora_last_layer, kl_weight=float(self.kl_weight),
+                            epochs=int(self.epochs or 1), seed=int(self.seed))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +79,8 @@ class RetrainParams:
             raise UserError("label sources must be 'gold' and/or 'majority'")
         if not 0 <= int(self.n_boot) <= 100_000:
             raise UserError("bootstrap resamples must be between 0 and 100000")
+        if self.kind not in ("linear", "lora"):
+            raise UserError(f"probe kind must be 'linear' or 'lora', got {self.kind!r}")
 
 
 # --- choosing data -------------------------------------------------------------------------
@@ -151,6 +165,8 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
         and (trained.get("datasets") or None) == (params.datasets or None)
         and sorted(trained.get("sources") or []) == sorted(params.sources)
         and params.layer in (None, config.layer)
+        and config.kind == params.kind
+        and (params.kind != "lora" or config.lora == params.lora_settings().to_dict())
     )
     same_labels = train_hash == summary.get("train_hash") and metrics.get("validation_data_hash") in (
         None, summary.get("validation_hash"))
@@ -171,7 +187,7 @@ class RetrainOutcome:
 
 
 
-def _comparison(database, lm, val_labelled, val_items, probe, layer, params, progress, cancel) -> dict | None:
+def _comparison(database, lm, val_labelled, val_items, new_scores, layer, params, progress, cancel) -> dict | None:
     """The active probe against the new one on the same validation answers (paired bootstrap)."""
 
     with database.sessions() as session:
@@ -189,7 +205,7 @@ def _comparison(database, lm, val_labelled, val_items, probe, layer, params, pro
     old_items = val_items if old_layer == layer else prepare(
         lm, [x.generation for x in val_labelled], [old_layer], progress=progress, cancel=cancel)
     report(progress, "compare", 0, 1, f"v{active_version} vs new, {params.n_boot} bootstrap resamples")
-    result = compare_probes(scored_items(lm, old, old_items), item_scores(val_items, probe, layer),
+    result = compare_probes(scored_items(lm, old, old_items), new_scores,
                             n_boot=int(params.n_boot), seed=params.seed, progress=progress, cancel=cancel)
     result["against"] = active_version
     return result
@@ -226,14 +242,31 @@ def retrain(
 
     t = time.perf_counter()
     config = TrainConfig(lr=float(params.lr), epochs=params.epochs, seed=int(params.seed))
-    data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
-    probe, history = train_probe(data, config, progress=progress, cancel=cancel)
+    lora = None
+    if params.kind == "lora":
+        # adapters + head on whole answers: the model runs forward and backward (no activation cache)
+        settings = params.lora_settings()
+        settings.validate(lm.num_layers, layer)
+        lora = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
+                                cancel=cancel)
+        probe, history = lora.head, lora.history
+
+        def scores_of(its):
+            return lora_item_scores(lm, lora.model, lora.head, its, layer)
+    else:
+        data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
+        probe, history = train_probe(data, config, progress=progress, cancel=cancel)
+
+        def scores_of(its):
+            return item_scores(its, probe, layer)
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")
-    metrics = evaluate_items(item_scores(val_items, probe, layer)) if val_items else {}
-    metrics["train"] = evaluate_items(item_scores(train_items, probe, layer))
+    val_scores = scores_of(val_items) if val_items else []
+    metrics = evaluate_items(val_scores) if val_items else {}
+    metrics["train"] = evaluate_items(scores_of(train_items))
+    metrics["kind"] = params.kind
     metrics.update({
         "split": "validation", "split_rule": split_how, "layer": layer, "model": lm.model_id,
         "n_train": len(train_items), "n_validation": len(val_items),
@@ -242,7 +275,7 @@ def retrain(
         "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
         "final_loss": history[-1]["loss"] if history else None,
     })
-    comparison = _comparison(database, lm, val_l, val_items, probe, layer, params, progress, cancel)
+    comparison = _comparison(database, lm, val_l, val_items, val_scores, layer, params, progress, cancel)
     if comparison is not None:
         metrics["comparison"] = comparison
     timings["evaluate_s"] = time.perf_counter() - t
@@ -250,14 +283,14 @@ def retrain(
 
     report(progress, "register", 0, 1, "saving the probe")
     outcome = _register(database, lm, probe, layer, metrics, data_hash(train_items), params, config,
-                        run_id=run_id, created_by=created_by, timings=timings, started=t0)
+                        run_id=run_id, created_by=created_by, timings=timings, started=t0, lora=lora)
     report(progress, "register", 1, 1, f"registered v{outcome.version}")
     return outcome
 
 
 
 def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, run_id, created_by, timings,
-              started) -> RetrainOutcome:
+              started, lora=None) -> RetrainOutcome:
     """Register the new version; the run row is marked succeeded in the same transaction."""
     with database.sessions() as session:
         active = active_probe(session)
@@ -270,7 +303,11 @@ def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, 
             train_config={**config.to_dict(), "val_fraction": params.val_fraction,
                           "datasets": params.datasets, "sources": params.sources},
         )
-        save_probe(staging, probe, probe_config)
+        if lora is not None:
+            probe_config.kind, probe_config.lora = "lora", params.lora_settings().to_dict()
+            save_lora_probe(staging, lora, probe_config)
+        else:
+            save_probe(staging, probe, probe_config)
         return probe_config
 
     def finish_run(session, row) -> None:
@@ -286,6 +323,18 @@ def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, 
     done = register_version(database, write, created_by=created_by, activate=params.activate,
                             parent_version=parent, in_transaction=finish_run, tag=f"run-{run_id}")
     return RetrainOutcome(done.version, done.probe_id, metrics, metrics.get("comparison"), timings)
+
+
+# Measured by benchmarks/lora_train.py on this project's 2-core machine with the embedded model.
+LORA_SECONDS_PER_ANSWER = 1.0
+LINEAR_SECONDS = 5
+
+
+def time_estimate(n_train: int) -> str:
+    """What each kind costs for this many training answers, said before the press."""
+    lora = max(1, round(n_train * LORA_SECONDS_PER_ANSWER / 60))
+    return (f"Linear: about {LINEAR_SECONDS} s once hidden states are cached. LoRA: about {lora} min for "
+            f"{n_train} training answers on 2 CPU cores (the model runs forward and backward over every answer).")
 
 
 def start_retrain(database, params: RetrainParams, actor_id: int | None) -> int:

@@ -36,7 +36,7 @@ class LoraTrainResult:
     n_validation: int
 
 
-def _with_ids(item: PreparedItem) -> Generation:
+def with_token_ids(item: PreparedItem) -> Generation:
     """The item's answer with the token ids its labels were computed on."""
     gen = copy.copy(item.generation)
     gen.extra = {**item.generation.extra, "tokens": {"ids": list(item.acts.token_ids)}}
@@ -74,7 +74,7 @@ def train_lora_from_generations(
     settings.validate(lm.num_layers, layer)
     items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
     train_items, val_items = split_items(items, val_fraction)
-    result = train_lora_probe(lm, [_with_ids(i) for i in train_items], layer, settings, progress=progress,
+    result = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
                               cancel=cancel)
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")
     train_metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, train_items, layer), threshold)

@@ -121,3 +121,22 @@ def _load_state_dict(data: bytes) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise UserError(f"paper probe: {HEAD_FILE} must hold a state dict")
     return state
+
+
+def paper_lora_settings(files: dict[str, bytes]) -> dict[str, Any]:
+    """Our LoRA settings from a paper probe's PEFT `adapter_config.json` (weights must be safetensors)."""
+    if "adapter_model.safetensors" not in files:
+        raise UserError("paper probe: its LoRA adapters must be in adapter_model.safetensors "
+                        "(adapter_model.bin is a pickle and is not read)")
+    config = parse_config_json(files["adapter_config.json"], "paper probe: adapter_config.json")
+    if not isinstance(config, dict) or config.get("peft_type") not in (None, "LORA"):
+        raise UserError("paper probe: adapter_config.json is not a PEFT LoRA config")
+    layers = config.get("layers_to_transform")
+    layers = [layers] if isinstance(layers, int) else layers
+    rank, alpha, dropout = config.get("r"), config.get("lora_alpha"), config.get("lora_dropout", 0.0)
+    if not (isinstance(rank, int) and isinstance(alpha, (int, float)) and isinstance(dropout, (int, float))):
+        raise UserError("paper probe: adapter_config.json needs integer r, and numbers lora_alpha and lora_dropout")
+    settings: dict[str, Any] = {"rank": rank, "alpha": alpha, "dropout": dropout}
+    if isinstance(layers, list) and layers and all(isinstance(x, int) for x in layers):
+        settings.update({"first_layer": min(layers), "last_layer": max(layers)})
+    return settings
