@@ -108,3 +108,33 @@ def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear
     assert lora.comparison["against"] == linear.version and "span_max" in lora.comparison
     assert [row["kind"] for row in versions_table(sqlite_db)] == ["lora", "linear"]
     assert load_probe(tmp_path / "probes" / f"v{linear.version}")[1].kind == "linear"
+
+
+def test_a_lora_version_downloads_and_uploads_as_one_zip(sqlite_db, tiny_lm, lora_version, tmp_path):
+    import io
+    import zipfile
+
+    from core.orchestration.registry import upload_probe
+    from core.probes.archive import pack_probe
+    from db.probes import get_probe
+
+    with sqlite_db.sessions() as session:
+        path = get_probe(session, lora_version).artifact_path
+    data = pack_probe(path)
+    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [
+        "adapter_config.json", "adapter_model.safetensors", "config.json", "probe.safetensors"]
+    again = upload_probe(sqlite_db, tiny_lm, data, None)
+    original, uploaded = load_version(sqlite_db, tiny_lm, lora_version), load_version(sqlite_db, tiny_lm, again)
+    assert uploaded.kind == "lora" and uploaded.model is not None
+    conversation = [{"role": "user", "content": "Capital of Chile?"}, {"role": "assistant", "content": "Santiago."}]
+    assert _forced(tiny_lm, uploaded, conversation, None) == pytest.approx(
+        _forced(tiny_lm, original, conversation, None), abs=1e-6)
+    # a LoRA config without its adapter files is refused, and nothing is registered
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in ("config.json", "probe.safetensors"):
+            target.writestr(name, source.read(name))
+    from core.base.errors import UserError
+
+    with pytest.raises(UserError, match="a LoRA probe needs adapter_config.json and adapter_model.safetensors"):
+        upload_probe(sqlite_db, tiny_lm, buffer.getvalue(), None)

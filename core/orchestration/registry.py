@@ -173,7 +173,10 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
         _probe, config = unpack_probe(data, staging, expect_model_id=lm.model_id,
                                       expect_tokenizer_hash=lm.tokenizer_hash, expect_hidden_size=lm.hidden_size)
         lm.check_layer(config.layer)
-        config.metrics = {**config.metrics, "uploaded_as_version_of": config.version}
+        if config.kind == "lora":
+            load_lora_probe(lm, staging)  # the adapters must load onto this model, or nothing is registered
+        config.metrics = {**config.metrics, "uploaded_as_version_of": config.version,
+                          **({"kind": "lora"} if config.kind == "lora" else {})}
         return config
 
     return register_version(database, write, created_by=actor_id, tag="upload").version

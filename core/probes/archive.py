@@ -20,13 +20,23 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 
 from core.base.errors import UserError
-from core.probes.config import CONFIG_FILE, MAX_CONFIG_BYTES, PROBE_FILE, ProbeConfig, parse_config_json
+from core.probes.config import (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    MAX_CONFIG_BYTES,
+    PROBE_FILE,
+    ProbeConfig,
+    parse_config_json,
+)
 from core.probes.files import checked_probe, load_probe
 from core.probes.linear import LinearProbe
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a probe is hidden_size floats; 64 MB is far beyond any model here
 MEMBERS = (CONFIG_FILE, PROBE_FILE)
-MEMBER_LIMITS = {CONFIG_FILE: MAX_CONFIG_BYTES, PROBE_FILE: MAX_UPLOAD_BYTES}
+# A LoRA probe's PEFT files travel flat beside them and are unpacked into adapter/.
+ADAPTER_MEMBERS = ("adapter_config.json", "adapter_model.safetensors")
+MEMBER_LIMITS = {CONFIG_FILE: MAX_CONFIG_BYTES, PROBE_FILE: MAX_UPLOAD_BYTES,
+                 "adapter_config.json": MAX_CONFIG_BYTES, "adapter_model.safetensors": MAX_UPLOAD_BYTES}
 MAX_ENTRIES = 16  # more than this is refused before any entry is looked at
 CHUNK = 1024 * 1024
 WHAT = "a .zip holding config.json and probe.safetensors at its top level"
@@ -39,6 +49,10 @@ def pack_probe(directory: str | Path) -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in MEMBERS:
             archive.write(Path(directory) / name, arcname=name)
+        adapter = Path(directory) / ADAPTER_DIR
+        for name in ADAPTER_MEMBERS:
+            if (adapter / name).is_file():
+                archive.write(adapter / name, arcname=name)
     return buffer.getvalue()
 
 
@@ -61,8 +75,9 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
             raise UserError(f"probe file holds folders; expected {WHAT}")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UserError("probe file holds a link; refused")
-        if name not in MEMBERS:
-            raise UserError(f"probe file holds files other than config.json and probe.safetensors; expected {WHAT}")
+        if name not in MEMBERS and name not in ADAPTER_MEMBERS:
+            raise UserError(f"probe file holds files other than config.json and probe.safetensors (and a LoRA "
+                            f"probe's adapter_config.json and adapter_model.safetensors); expected {WHAT}")
         if name in found:
             raise UserError(f"probe file holds {name} twice")
         if info.flag_bits & 0x1:
@@ -113,7 +128,7 @@ def unpack_probe(data: bytes, destination: str | Path, *, expect_model_id: str |
         raise UserError(f"not a probe file: expected {WHAT}") from None
     with archive:
         found = _members(archive)
-        raw = {name: _read(archive, found[name]) for name in MEMBERS}
+        raw = {name: _read(archive, info) for name, info in found.items()}
     where = "uploaded probe"
     config = ProbeConfig.from_dict(parse_config_json(raw[CONFIG_FILE], f"{where}: config.json"), untrusted=True)
     try:
@@ -123,10 +138,19 @@ def unpack_probe(data: bytes, destination: str | Path, *, expect_model_id: str |
     probe = checked_probe(tensors, config, where, expect_model_id=expect_model_id,
                           expect_tokenizer_hash=expect_tokenizer_hash, expect_hidden_size=expect_hidden_size,
                           untrusted=True)
+    adapter_files = [name for name in ADAPTER_MEMBERS if name in raw]
+    if config.kind == "lora" and len(adapter_files) != len(ADAPTER_MEMBERS):
+        raise UserError(f"{where}: a LoRA probe needs {' and '.join(ADAPTER_MEMBERS)} in the zip")
+    if config.kind != "lora" and adapter_files:
+        raise UserError(f"{where}: adapter files in a probe whose config is not of kind 'lora'")
     target = Path(destination)
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} already exists")
     target.mkdir(parents=True, exist_ok=True)
+    if adapter_files:
+        (target / ADAPTER_DIR).mkdir()
+        for name in adapter_files:
+            (target / ADAPTER_DIR / name).write_bytes(raw[name])
     (target / PROBE_FILE).write_bytes(raw[PROBE_FILE])
     (target / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n",
                                       encoding="utf-8")

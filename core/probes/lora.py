@@ -190,9 +190,11 @@ def train_lora_probe(
             total_loss.backward()
             optimiser.step()
             step += 1
-            history.append({"step": step, "loss": float(total_loss), "probe_loss": float(loss),
-                            "token_loss": float(token_loss), "span_loss": float(span_loss), "kl": float(kl)})
-            report(progress, "train", step, total, f"loss {float(total_loss):.4f} (KL {float(kl):.4f})")
+            values = {name: float(value.detach()) for name, value in (
+                ("loss", total_loss), ("probe_loss", loss), ("token_loss", token_loss), ("span_loss", span_loss),
+                ("kl", kl))}
+            history.append({"step": step, **values})
+            report(progress, "train", step, total, f"loss {values['loss']:.4f} (KL {values['kl']:.4f})")
     model.eval()
     head.eval()
     return LoraResult(model, head, history)
