@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--kl-weight", type=float, default=1.0)
     args = parser.parse_args()
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +65,7 @@ def main() -> None:
 
         began = time.perf_counter()
         outcome = retrain(database, lm, RetrainParams(kind="lora", lora_rank=args.rank, epochs=args.epochs,
-                                                      n_boot=1000), progress=count)
+                                                      kl_weight=args.kl_weight, n_boot=1000), progress=count)
         seconds = time.perf_counter() - began
         metrics = outcome.metrics
         n_tokens = metrics["train"]["counts"]["tokens"]
@@ -77,7 +78,8 @@ def main() -> None:
         same = sum(x == y for x, y in zip(base_tokens, lora_tokens))
         database.dispose()
     comparison = metrics.get("comparison", {}).get("span_max", {}).get("auc", {})
-    print(f"cpus={os.cpu_count()} demo answers={args.size} epochs={args.epochs} rank={args.rank}")
+    print(f"cpus={os.cpu_count()} demo answers={args.size} epochs={args.epochs} rank={args.rank} "
+          f"kl_weight={args.kl_weight}")
     print(f"lora_retrain_seconds={seconds:.1f} (goal < 300) for {metrics['n_train']} training answers, "
           f"{n_tokens} answer tokens: {n_tokens * args.epochs / outcome.timings['train_s']:.0f} tokens/s in training")
     print(f"span_max AUC on the same {metrics['n_validation']} validation answers: linear {linear_auc:.3f}, "

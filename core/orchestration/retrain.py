@@ -247,8 +247,10 @@ def retrain(
         # adapters + head on whole answers: the model runs forward and backward (no activation cache)
         settings = params.lora_settings()
         settings.validate(lm.num_layers, layer)
+        data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
+        start, _ = train_probe(data, config, progress=progress, cancel=cancel)  # seconds, on cached states
         lora = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
-                                cancel=cancel)
+                                cancel=cancel, init_head=start)
         probe, history = lora.head, lora.history
 
         def scores_of(its):

@@ -21,10 +21,11 @@ from core.base.types import Generation, TokenTrace
 from core.engine.model import LoadedModel
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
-from core.probes.linear import LinearProbe
+from core.probes.linear import LinearProbe, TrainConfig, train_probe
 from core.probes.lora import LoraResult, LoraSettings, lora_hidden, train_lora_probe
 from core.probes.metrics import ItemScores, evaluate_items
-from core.probes.pipeline import PreparedItem, data_hash, prepare, split_items
+from core.probes.pipeline import PreparedItem, data_hash, prepare, split_items, training_examples
+from core.probes.training_set import build_training_set
 
 
 @dataclass
@@ -74,8 +75,10 @@ def train_lora_from_generations(
     settings.validate(lm.num_layers, layer)
     items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
     train_items, val_items = split_items(items, val_fraction)
+    data = build_training_set(training_examples(train_items, layer))
+    start, _ = train_probe(data, TrainConfig(seed=settings.seed), progress=progress, cancel=cancel)
     result = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
-                              cancel=cancel)
+                              cancel=cancel, init_head=start)
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")
     train_metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, train_items, layer), threshold)
     if val_items:
