@@ -138,8 +138,11 @@ with tab_errors:
         row_id = es.row_ids[g]
         token = eval_sets.first_token_of(es, g, picked["start"])
         st.markdown(f"**Answer #{row_id}** — the span at characters {picked['start']}–{picked['end']} is "
-                    f"highlighted (score {picked['score']:.3f}); underlines are the labels.")
+                    f"highlighted (score {picked['score']:.3f}); underlines are the labels. Outlines mark "
+                    "labelled spans only, judged as the list judges them (by their highest token): dashed "
+                    "blue flagged but supported, dotted red missed, solid caught.")
         token_heatmap(TokenView.from_trace(es.traces[g]), threshold=threshold, gold_spans=es.gold_spans[g],
+                      predicted_spans=mistakes.flagged_spans(es.items[g], es.spans_char[g], threshold),
                       focus=token, key=f"insp-error-{row_id}", doc_id=f"inspect-{row_id}", height=320)
         l1, l2 = st.columns(2)
         l1.page_link("pages/annotate.py", label=f"Correct #{row_id} in Annotate", query_params={"generation": row_id})

@@ -186,6 +186,26 @@ def test_trained_probe_metrics_match_a_recount_from_the_heatmap_traces(trained):
     assert c["held_out"]["fpr"] == pytest.approx(sum(s > negatives[k - 1] for s in held) / len(held))
 
 
+def test_error_heatmaps_at_threshold_zero_outline_only_the_labelled_span(trained):
+    """Issue #14 item 13 on real answers: the Errors tab's heatmap, drawn as the page draws it,
+    outlines each answer's one labelled span at threshold 0, not (nearly) every token."""
+    from core.analysis.mistakes import flagged_spans
+    from core.components.heatmap_data import TokenView, heatmap_payload, token_outcomes
+    from core.orchestration.eval_sets import evaluation_set
+
+    database, lm, _ids, outcome = trained
+    es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
+    for g, trace in enumerate(es.traces):
+        view = TokenView.from_trace(trace)
+        outcomes = token_outcomes(heatmap_payload(view, threshold=0.0, gold_spans=es.gold_spans[g],
+                                                  predicted_spans=flagged_spans(es.items[g], es.spans_char[g], 0.0)))
+        outlined = [i for i, o in enumerate(outcomes) if o]
+        (start, end), = es.spans_char[g]
+        assert outlined and all(start < trace.offsets[i][1] and trace.offsets[i][0] < end for i in outlined)
+        assert outlined == list(range(outlined[0], outlined[-1] + 1))  # one outlined span
+        assert len(outlined) < len(trace.token_ids) / 2
+
+
 def test_scoring_reports_progress_and_can_be_cancelled(sqlite_db, tiny_lm, tmp_path, monkeypatch):
     from core.base.progress import Cancelled, CancelToken
     from core.orchestration.eval_sets import evaluation_set

@@ -105,6 +105,29 @@ def top_errors(
     }
 
 
+def flagged_spans(
+    item: ItemScores, spans_char: Sequence[tuple[int, int]], threshold: float
+) -> list[dict[str, Any]]:
+    """The labelled spans of one answer that the probe flags at `threshold` (``span_max >=
+    threshold``), as hallucinated "predicted spans" for its heatmap.
+
+    The error list judges whole labelled spans, so the heatmap beside it must too: judged
+    token by token, a low threshold flags every token and outlines the whole answer as false
+    positives. With these spans as the prediction, only labelled spans get an outline — a
+    flagged supported span is a false positive, an unflagged hallucinated one a miss, a
+    flagged hallucinated one a hit — and background text none, at any threshold.
+    ``spans_char[j]`` is span ``j``'s character range (as for :func:`top_errors`).
+    """
+    if len(spans_char) != item.span_labels.size:
+        raise ValueError(f"{item.span_labels.size} span labels but {len(spans_char)} char ranges")
+    thr = float(threshold)
+    return [
+        {"start": int(spans_char[j][0]), "end": int(spans_char[j][1]), "label": "Not Supported"}
+        for j, score in enumerate(span_max_scores(item).tolist())
+        if not math.isnan(score) and score >= thr
+    ]
+
+
 # --------------------------------------------------------------------------- label suspects
 
 
