@@ -9,8 +9,6 @@ import json
 import math
 import random
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,12 +46,12 @@ from core.text.editing import (
     utf16_selection_to_span,
 )
 from core.text.tokens import completion_offsets, token_labels
+from tests.support.js_eval import NODE, js_runner, node_json
 
 JS_DIR = hm.JS_DIR
 JS = {name: (JS_DIR / name).read_text(encoding="utf-8") for name in hm.JS_FILES}
 ALL_JS = hm.component_js(strip=False)
 CSS = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
-NODE = shutil.which("node")
 
 
 def _luminance(hex_color: str) -> float:
@@ -554,18 +552,12 @@ def test_js_files_define_one_namespace_each_and_use_only_those_above():
     assert all(text.count("\n") <= 600 for text in JS.values())
 
 
-def _node(script: str, arg=None) -> object:
-    out = subprocess.run([NODE, "-e", script], input=json.dumps(arg), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout)
-
-
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_component_js_is_one_es_module_with_a_default_export(tmp_path):
     for strip in (True, False):
         bundle = tmp_path / f"heatmap-{strip}.mjs"
         bundle.write_text(hm.component_js(strip=strip), encoding="utf-8")
-        got = _node(f"import({json.dumps(bundle.as_uri())}).then(m => {{"
+        got = node_json(f"import({json.dumps(bundle.as_uri())}).then(m => {{"
                     "process.stdout.write(JSON.stringify(typeof m.default)); process.exit(0); })")
         assert got == "function"
     assert len(hm.component_js()) < 0.8 * len(hm.component_js(strip=False))  # comments are not sent
@@ -574,31 +566,9 @@ def test_component_js_is_one_es_module_with_a_default_export(tmp_path):
 @pytest.fixture(scope="module")
 def js_eval():
     """Run a JS function `(P, arg) => result` with P = the namespace of ONE js/ file loaded on
-    its own: in node when there is one, else in Chromium."""
-    if NODE:
-        def run(name: str, fn: str, arg):
-            script = (f"const P = require({json.dumps(str(JS_DIR / name))});\nconst f = {fn};\n"
-                      "let s = ''; process.stdin.on('data', (c) => (s += c)).on('end', () => "
-                      "process.stdout.write(JSON.stringify(f(P, JSON.parse(s)))));")
-            return _node(script, arg)
-
+    its own: in node when there is one, else in Chromium (tests/support/js_eval.py)."""
+    with js_runner() as run:
         yield run
-        return
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("neither node nor /usr/bin/chromium is installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page()
-
-        def run(name: str, fn: str, arg):
-            page.set_content("<html><body></body></html>")
-            page.add_script_tag(content=JS[name])  # a classic script: defines the namespace alone
-            return page.evaluate(f"arg => ({fn})({NAMESPACES[name]}, arg)", arg)
-
-        yield run
-        browser.close()
 
 
 def test_js_colours_are_python_colours(js_eval):
@@ -666,7 +636,8 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
 
 def test_js_selections_match_python_on_random_cases(js_eval):
     rng = random.Random(5)
-    pieces = ["a", " b", "東京", " 🎉", "👍🏽", "", " ", "\n", "𠮷", "x\u3000", "\u0301e"]
+    pieces = ["a", " b", "東京", " 🎉", "👍🏽", "", " ", "\n", "𠮷", "x\u3000", "\u0301e",
+              ",", ".", " (", ")", "»", " «", "%", " -", "。", "!\u2019"]
     cases = []
     for _ in range(200):
         texts = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]

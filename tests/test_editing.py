@@ -49,6 +49,35 @@ def test_selection_trims_trailing_whitespace_tokens():
     assert selection_to_span(offsets, 0, 1, text=text) == (0, 5)
 
 
+def test_selection_trims_punctuation_at_its_ends_but_keeps_it_inside():
+    # a drag that ends a few pixels into the "." (or a comma) marks the words without it
+    assert selection_to_span(OFFSETS, 3, 4, text=TEXT) == (15, 20)  # "Paris", not "Paris."
+    text = 'He said («Black Sperzsherach», 1902) -40 °C at 72%, Dr. Sato.'
+    words = ["He", " said", " («", "Black", " Sper", "zsh", "erach", "»,", " ", "1902", ")", " -", "40",
+             " °C", " at", " 72", "%,", " Dr", ".", " Sato", "."]
+    assert "".join(words) == text
+    offsets, pos = [], 0
+    for w in words:
+        offsets.append((pos, pos + len(w)))
+        pos += len(w)
+
+    def sel(a: str, b: str) -> str:
+        last = len(words) - 1 - words[::-1].index(b)  # the last token with text b
+        start, end = selection_to_span(offsets, words.index(a), last, text=text)
+        return text[start:end]
+
+    assert sel(" («", "»,") == "Black Sperzsherach"  # brackets, quotes and the comma
+    assert sel(" («", " ") == "Black Sperzsherach"
+    assert sel("»,", ")") == "1902"
+    assert sel(" -", " °C") == "-40 °C"  # a minus sign stays; ° is a symbol, not punctuation
+    assert sel(" 72", "%,") == "72%"  # so does a per cent sign; the comma goes
+    assert sel(" Dr", ".") == "Dr. Sato"  # inside, punctuation stays
+    assert sel("»,", "»,") == "»,"  # punctuation alone stays selectable
+    # Alt (character precision) is not trimmed at all
+    assert selection_to_span(offsets, 0, 0, text=text, char_start=text.index("Sato"), char_end=len(text)) == (
+        text.index("Sato"), len(text))
+
+
 def test_whitespace_only_or_out_of_range_selection_is_refused():
     text = "a   b"
     with pytest.raises(UserError, match="whitespace"):

@@ -11,6 +11,7 @@ sorted by (start, end), so an index into a result refers to that order.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +40,30 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+# Punctuation that may belong to what is marked ("72%", "#1", "AT&T", "-40"): kept at the
+# ends of a selection. Every other Unicode punctuation character (category P*) is trimmed.
+_KEEP_PUNCTUATION = frozenset("%\u2030\u2031\u066a#@&-")
+
+
+def is_edge_punctuation(ch: str) -> bool:
+    """Punctuation a token-snapped selection drops at its ends: Unicode category P*, less
+    the few characters in `_KEEP_PUNCTUATION`."""
+    return unicodedata.category(ch)[0] == "P" and ch not in _KEEP_PUNCTUATION
+
+
+def _trim_selection(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink [start, end) past whitespace and punctuation, so a drag that ends a few pixels
+    into a following comma marks the words without it. A selection of punctuation alone
+    keeps it (trimmed of whitespace only)."""
+    start, end = _trim(text, start, end)
+    a, b = start, end
+    while a < b and (text[a].isspace() or is_edge_punctuation(text[a])):
+        a += 1
+    while b > a and (text[b - 1].isspace() or is_edge_punctuation(text[b - 1])):
+        b -= 1
+    return (a, b) if a < b else (start, end)
+
+
 def selection_to_span(
     offsets: Offsets,
     first_token: int,
@@ -52,8 +77,10 @@ def selection_to_span(
 
     Default (token-snapped): the union of tokens `first_token`..`last_token`
     (inclusive, either order: a drag may go backwards), trimmed of whitespace, because
-    most tokenizers glue the leading space to the word. With `char_start`/`char_end`
-    (the Alt modifier: character precision) those code points are used as given.
+    most tokenizers glue the leading space to the word, and of punctuation at its ends
+    (`_trim_selection`), because a drag easily ends inside a narrow comma. With
+    `char_start`/`char_end` (the Alt modifier: character precision) those code points
+    are used as given.
     """
     if char_start is not None or char_end is not None:
         return _char_selection(text, char_start, char_end)
@@ -61,7 +88,7 @@ def selection_to_span(
     if not 0 <= first <= last < len(offsets):
         raise UserError(f"selected tokens {first}..{last} are outside the {len(offsets)} tokens")
     start, end = token_ranges_to_char_span(list(offsets), first, last + 1)
-    start, end = _trim(text, max(start, 0), min(end, len(text)))
+    start, end = _trim_selection(text, max(start, 0), min(end, len(text)))
     if start >= end:
         raise UserError("the selection holds only whitespace; select a word")
     return start, end

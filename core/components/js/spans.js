@@ -40,11 +40,31 @@ function isSpace(ch) {
   return SPACE_RE.test(ch);
 }
 
+// core.text.editing.is_edge_punctuation: Unicode punctuation (P*) but "%‰‱٪#@&-", which
+// may belong to what is marked ("72%", "-40").
+const PUNCT_RE = /^\p{P}$/u;
+const KEEP_PUNCT = "%\u2030\u2031\u066a#@&-";
+
+function isEdgePunct(ch) {
+  return PUNCT_RE.test(ch) && !KEEP_PUNCT.includes(ch);
+}
+
 // core.text.editing._trim on an array of code points.
 function trimRange(chars, start, end) {
   while (start < end && isSpace(chars[start])) start += 1;
   while (end > start && isSpace(chars[end - 1])) end -= 1;
   return [start, end];
+}
+
+// core.text.editing._trim_selection: whitespace, then punctuation and whitespace at both
+// ends; punctuation alone stays selected (trimmed of whitespace only).
+function trimSelection(chars, start, end) {
+  [start, end] = trimRange(chars, start, end);
+  let a = start;
+  let b = end;
+  while (a < b && (isSpace(chars[a]) || isEdgePunct(chars[a]))) a += 1;
+  while (b > a && (isSpace(chars[b - 1]) || isEdgePunct(chars[b - 1]))) b -= 1;
+  return a < b ? [a, b] : [start, end];
 }
 
 // str.strip() (for notes)
@@ -198,7 +218,8 @@ function validSpanList(list, len) {
 // --- positions: token-snapped and character selections ----------------------------------
 
 /** core.text.editing.selection_to_span (token-snapped): tokens first..last (either order),
- * the smallest range over those of non-zero width (all of them if none is), trimmed.
+ * the smallest range over those of non-zero width (all of them if none is), trimmed of
+ * whitespace and of punctuation at its ends (trimSelection).
  * @returns {{start: number, end: number} | {error: string}} */
 function tokenSelectionSpan(starts, ends, chars, a, b) {
   const first = Math.min(a, b);
@@ -213,7 +234,7 @@ function tokenSelectionSpan(starts, ends, chars, a, b) {
     start = Math.min(start, starts[i]);
     end = Math.max(end, ends[i]);
   }
-  [start, end] = trimRange(chars, Math.max(start, 0), Math.min(end, chars.length));
+  [start, end] = trimSelection(chars, Math.max(start, 0), Math.min(end, chars.length));
   if (start >= end) return { error: "the selection holds only whitespace; select a word" };
   return { start, end };
 }
@@ -280,7 +301,7 @@ function prefixSums(texts) {
 
 return {
   LABELS, HISTORY_LIMIT,
-  isSpace, trimRange, mkSpan, overlap, sortSpans, normaliseSpans, addSpan, deleteSpan, relabelSpan, setNote,
+  isSpace, isEdgePunct, trimRange, trimSelection, mkSpan, overlap, sortSpans, normaliseSpans, addSpan, deleteSpan, relabelSpan, setNote,
   acceptSuggestions, spansKey, spanId, plainSpans, validSpanList,
   tokenSelectionSpan, charSelectionSpan, prefixSums,
 };
