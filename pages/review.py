@@ -8,9 +8,11 @@ import streamlit as st
 from core.base.errors import UserError
 from core.base.types import Span
 from core.components.heatmap import TokenView, token_heatmap
-from core.text.editing import diff_sets, merge_groups
+from core.orchestration.review_queue import next_unsettled, review_candidates
+from core.text.editing import SpanGroup, diff_sets, merge_groups
 from core.text.markdown import md_escape
 from core.text.readable import plural
+from core.text.review_groups import disagreeing_ranges, group_range, group_summary
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
@@ -67,6 +69,45 @@ def open_answer(generation_id: int) -> None:
     st.session_state["rev-tab"] = SETTLE_TAB
 
 
+def _gold_saved(generation_id: int, following: int | None, done: str) -> None:
+    """The end of a gold save: the message goes into the session, since one written in a callback
+    or before a rerun vanishes with it, and the picker moves to the next unsettled answer."""
+    if following is None:
+        st.session_state["rev-flash"] = ("success", f"{done} Every other answer in this dataset has gold.")
+        return
+    st.session_state["rev-flash"] = ("success", f"{done} Now showing #{following}, the next unsettled answer.")
+    st.session_state["rev-generation"] = following
+    st.session_state["rev-force"] = True
+
+
+def save_merged(generation_id: int, groups: list[SpanGroup], expected_version: int, following: int | None) -> None:
+    """"Save merged gold" (a callback: it runs before the page is drawn, so the picker can move).
+    The picks are read from the radios' state here, so a pick made just before the click counts."""
+    try:
+        picks = {i: st.session_state.get(f"pick-{generation_id}-{i}") for i in range(len(groups))}
+        spans = merge_groups(groups, {i: p for i, p in picks.items() if p})
+        with storage.sessions() as session, session.begin():
+            saved = reviewing.save_gold(session, generation_id, spans, expected_version=expected_version,
+                                        reviewer=db_user(session, user), decision="merged span by span")
+            version = saved.version
+    except UserError as exc:
+        st.session_state["rev-flash"] = ("error", str(exc))
+        return
+    _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id} has gold version {version}.")
+
+
+def take_whole(generation_id: int, name: str, expected_version: int, following: int | None) -> None:
+    """"Use <name>'s spans as gold" (a callback, like save_merged)."""
+    try:
+        with storage.sessions() as session, session.begin():
+            reviewing.pick_annotator(session, generation_id, name, expected_version=expected_version,
+                                     reviewer=db_user(session, user))
+    except UserError as exc:
+        st.session_state["rev-flash"] = ("error", str(exc))
+        return
+    _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id}'s gold is now {name}'s set.")
+
+
 tab_review, tab_agreement, tab_assign = st.tabs([SETTLE_TAB, "Agreement", "Assign work"], key="rev-tab",
                                                 on_change="rerun")
 
@@ -119,11 +160,15 @@ with tab_assign:
                 st.error(md_escape(str(exc)))
 
 with tab_review:
+    flash = st.session_state.pop("rev-flash", None)
+    if flash is not None:
+        (st.success if flash[0] == "success" else st.error)(md_escape(flash[1]))
     with storage.sessions() as session:
         me = db_user(session, user)
         queue_items = work_queue.queue(session, me, dataset=dataset, sort="disagreement", label_state="any",
                                        probe_version=probe_version, limit=300)
-    candidates = [i.generation_id for i in queue_items if i.n_annotators > 0] or [i.generation_id for i in queue_items]
+    candidates = review_candidates(queue_items)  # unsettled first: a settled answer leaves the top
+    settled = {i.generation_id for i in queue_items if i.has_gold}
     if not candidates:
         st.info("Nothing to review in this dataset yet.")
         st.stop()
@@ -133,55 +178,49 @@ with tab_review:
     if current not in candidates:
         current = candidates[0]
     if st.session_state.pop("rev-force", False):
-        st.session_state["rev-pick"] = current  # a link wins over the answer picked earlier
+        st.session_state["rev-pick"] = current  # a link (or a save) wins over the answer picked earlier
     if st.session_state.get("rev-pick") not in candidates:
         st.session_state.pop("rev-pick", None)
     current = st.selectbox("Answer", candidates, key="rev-pick", format_func=lambda g: f"#{g}",
                            **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}))
+    following = next_unsettled(candidates, settled, current)
     with storage.sessions() as session:
         bundle = reviewing.review_bundle(session, current, probe_version)
     trace = bundle.trace
     trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace)
+    completion = bundle.generation.completion
     sources: dict[str, list[Span]] = {name: spans for name, (_v, spans) in bundle.annotators.items()}
     if bundle.probe_spans:
         sources["probe"] = list(bundle.probe_spans)
-    if bundle.disagreements:
-        st.caption("Disagreements at characters " + ", ".join(f"{a}–{b}" for a, b in bundle.disagreements[:12]))
+    people = {name: spans for name, spans in sources.items() if name != "probe"}
+    groups = diff_sets(people) if people else []
+    ranges = disagreeing_ranges(groups)  # the rows' own ranges, so header and rows match
+    if ranges:
+        st.caption("Disagreements at characters " + ", ".join(f"{a}–{b}" for a, b in ranges[:12])
+                   + (f" and {len(ranges) - 12} more" if len(ranges) > 12 else ""))
     for n, (name, spans) in enumerate(sources.items()):
         st.markdown(f"**{md_escape(name)}**")
         # widget keys never hold user text (a name with "__" broke the component's id)
         token_heatmap(view, key=f"rev-{current}-{n}", gold_spans=[s.__dict__ for s in spans], height=220)
 
     st.subheader("Gold set")
-    people = {name: spans for name, spans in sources.items() if name != "probe"}
-    groups = diff_sets(people) if people else []
     gold_version = bundle.gold[0] if bundle.gold else 0
     picks: dict[int, str] = {}
     for index, group in enumerate(groups):
         options = [name for name, spans in group.spans.items() if spans] + ["none"]
-        text = bundle.generation.completion[group.start:group.end]
-        label = f"{md_escape(repr(text))} ({group.start}–{group.end})" + ("" if not group.agree else " · all agree")
+        text = completion[group.start:group.end]
+        label = (f"{md_escape(repr(text))} ({group_range(group)})" + ("" if not group.agree else " · all agree")
+                 + " — " + md_escape(group_summary(group, completion)))
         picks[index] = st.radio(label, options, horizontal=True, key=f"pick-{current}-{index}", format_func=md_escape)
     merged = merge_groups(groups, picks) if groups else []
+    st.markdown("**Merged gold (preview)** — what saving stores, underlined in each label's colour")
+    token_heatmap(view, key=f"rev-{current}-merged", gold_spans=[s.__dict__ for s in merged], height=220)
     st.caption(f"{len(merged)} spans in the merged gold set; current gold version {gold_version}.")
     a, b = st.columns(2)
-    if a.button("Save merged gold", key=f"save-gold-{current}", type="primary"):
-        try:
-            with storage.sessions() as session, session.begin():
-                reviewing.save_gold(session, current, merged, expected_version=gold_version,
-                                    reviewer=db_user(session, user), decision="merged span by span")
-            st.success("Gold saved.")
-            st.rerun()
-        except UserError as exc:
-            st.error(md_escape(str(exc)))
+    a.button("Save merged gold", key=f"save-gold-{current}", type="primary", on_click=save_merged,
+             args=(current, groups, gold_version, following))
     pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
-    if pick and b.button(f"Use {md_escape(pick)}'s spans as gold", key=f"use-{current}"):
-        try:
-            with storage.sessions() as session, session.begin():
-                reviewing.pick_annotator(session, current, pick, expected_version=gold_version,
-                                         reviewer=db_user(session, user))
-            st.success(f"Gold is now {md_escape(pick)}'s set.")
-            st.rerun()
-        except UserError as exc:
-            st.error(md_escape(str(exc)))
+    if pick:
+        b.button(f"Use {md_escape(pick)}'s spans as gold", key=f"use-{current}", on_click=take_whole,
+                 args=(current, pick, gold_version, following))

@@ -39,9 +39,12 @@ def test_review_shows_disagreement_and_saves_merged_gold(env):
     at.run()
     assert not at.exception, at.exception
     captions = [c.value for c in at.caption]
-    assert any("Disagreements at characters 19–24" in c for c in captions), captions
+    # the header's ranges are the rows' ranges (it said 19–24, the token " 1256", before)
+    assert any("Disagreements at characters 20–24" in c and "19" not in c for c in captions), captions
     radios = [r for r in at.radio if plain(r.label).startswith("'1256'")]
     assert radios and set(radios[0].options) == {"alice", "bob", "none"}
+    # what each person said, not only who
+    assert plain(radios[0].label) == "'1256' (20–24) — alice: hallucinated '1256' · bob: supported '1256'"
     radios[0].set_value("alice")
     next(b for b in at.button if b.label == "Save merged gold").click()
     at.run()
@@ -88,3 +91,80 @@ def test_annotator_cannot_review(env):
     errors = [e.value for e in at.error]
     assert any("not have access" in e for e in errors), errors
     assert len(at.tabs) == 0 and len(at.radio) == 0
+
+
+@pytest.fixture()
+def three(app_database):
+    """Three answers of one dataset: #a disputed in two places, #b in one, #c labelled by one person."""
+    from db.annotations import save_annotation_set
+    from db.generations import add_generation, get_or_create_dataset
+    from db.users import add_user
+
+    words = [(0, 4), (4, 8), (8, 16), (16, 19), (19, 24), (24, 27), (27, 34), (34, 35)]
+    trace = TokenTrace(list(range(len(words))), [ANSWER[a:b] for a, b in words], words, [-1.0] * 8, [1.0] * 8)
+    sets = [
+        ([Span(0, 4, "Supported"), Span(20, 24, "Not Supported")], [Span(0, 4, "Not Supported"), Span(28, 34, "Supported")]),
+        ([Span(0, 4, "Supported"), Span(20, 24, "Not Supported")], [Span(0, 4, "Supported"), Span(20, 24, "Supported")]),
+        ([Span(20, 24, "Not Supported")], None),
+    ]
+    ids = []
+    with app_database.sessions() as session, session.begin():
+        add_user(session, "boss", "boss-password", role="admin")
+        alice = add_user(session, "alice", "alice-password")
+        bob = add_user(session, "bob", "bob-password-1")
+        dataset = get_or_create_dataset(session, "set1")
+        for n, (mine, theirs) in enumerate(sets):
+            question = f"Who founded Lviv? ({n + 1})"  # one answer per question (the same one is stored once)
+            gen = Generation([{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER}])
+            row = add_generation(session, dataset, gen, trace=trace)
+            save_annotation_set(session, row.id, mine, owner=alice, expected_version=0, actor=alice)
+            if theirs is not None:
+                save_annotation_set(session, row.id, theirs, owner=bob, expected_version=0, actor=bob)
+            ids.append(row.id)
+    return app_database, ids
+
+
+def test_saving_gold_confirms_moves_to_the_next_unsettled_answer_and_drops_the_settled_one(three):
+    database, (most, some, single) = three
+    at = sign_in("boss", "boss-password", "pages/review.py")
+    assert not at.exception, at.exception
+    picker = at.selectbox(key="rev-pick")
+    assert picker.options == [f"#{most}", f"#{some}", f"#{single}"]  # most disagreement first
+    assert picker.value == most
+    # the merged gold is previewed as a heatmap before saving
+    assert "**Merged gold (preview)** — what saving stores, underlined in each label's colour" in [
+        plain(m.value) for m in at.markdown]
+    next(b for b in at.button if b.label == "Save merged gold").click().run()
+    assert not at.exception, at.exception
+    assert [plain(s.value) for s in at.success] == [
+        f"Gold saved. Answer #{most} has gold version 1. Now showing #{some}, the next unsettled answer."]
+    picker = at.selectbox(key="rev-pick")
+    assert picker.value == some
+    assert picker.options == [f"#{some}", f"#{single}", f"#{most}"]  # the settled one left the top
+    # the last unsettled one next, then nothing is left
+    next(b for b in at.button if b.label == "Save merged gold").click().run()
+    assert at.selectbox(key="rev-pick").value == single
+    next(b for b in at.button if b.label == "Save merged gold").click().run()
+    assert [plain(s.value) for s in at.success] == [
+        f"Gold saved. Answer #{single} has gold version 1. Every other answer in this dataset has gold."]
+    assert at.selectbox(key="rev-pick").value == single
+    from db.annotations import get_set
+
+    with database.sessions() as session:
+        assert all(get_set(session, g, None).version == 1 for g in (most, some, single))
+
+
+def test_taking_one_set_whole_also_moves_on(three):
+    database, (most, some, _single) = three
+    at = sign_in("boss", "boss-password", "pages/review.py")
+    at.selectbox(key=f"whole-{most}").set_value("bob").run()
+    next(b for b in at.button if b.key == f"use-{most}").click().run()
+    assert not at.exception, at.exception
+    assert [plain(s.value) for s in at.success] == [
+        f"Gold saved. Answer #{most}'s gold is now bob's set. Now showing #{some}, the next unsettled answer."]
+    assert at.selectbox(key="rev-pick").value == some
+    from db.annotations import get_set, spans_of
+
+    with database.sessions() as session:
+        assert [(s.start, s.end, s.label) for s in spans_of(get_set(session, most, None))] == [
+            (0, 4, "Not Supported"), (28, 34, "Supported")]
