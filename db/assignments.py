@@ -25,6 +25,7 @@ from db.models import (
     Assignment,
     AssignmentStatus,
     Generation,
+    Skip,
     User,
     utcnow,
 )
@@ -165,6 +166,19 @@ def _covering_users(session: Session, dataset_id: int) -> dict[int, set[int]]:
     return covered
 
 
+def _skipped_by(session: Session, dataset_id: int) -> dict[int, set[int]]:
+    """Per generation, who skipped it: never handed to them again (they do not count towards k)."""
+    found: dict[int, set[int]] = defaultdict(set)
+    query = (
+        select(Skip.generation_id, Skip.user_id)
+        .join(Generation, Generation.id == Skip.generation_id)
+        .where(Generation.dataset_id == dataset_id)
+    )
+    for generation_id, user_id in session.execute(query):
+        found[generation_id].add(user_id)
+    return found
+
+
 def _expired_rows(session: Session, dataset_id: int, user_ids: list[int]) -> dict[tuple[int, int], int]:
     """(generation, user) -> id of an expired assignment: renewing it keeps the unique key happy."""
     query = (
@@ -188,8 +202,9 @@ def _open_load(session: Session, user_ids: list[int]) -> dict[int, int]:
 
 
 def _plan(generation_ids: list[int], covered: dict[int, set[int]], user_ids: list[int], k: int,
-          load: dict[int, int]) -> list[tuple[int, int]]:
-    """Greedy: each generation short of k takes the least-loaded users it does not have yet.
+          load: dict[int, int], skipped: dict[int, set[int]] | None = None) -> list[tuple[int, int]]:
+    """Greedy: each generation short of k takes the least-loaded users it does not have yet
+    (and who did not skip it).
 
     Ties go to the order the annotators were given, so the result is deterministic; with
     equal starting loads every user ends within one item of the others.
@@ -201,7 +216,8 @@ def _plan(generation_ids: list[int], covered: dict[int, set[int]], user_ids: lis
         need = k - len(have)
         if need <= 0:
             continue
-        free = sorted((u for u in user_ids if u not in have), key=lambda u: (load[u], rank[u]))
+        passed = (skipped or {}).get(generation_id, set())
+        free = sorted((u for u in user_ids if u not in have and u not in passed), key=lambda u: (load[u], rank[u]))
         for user_id in free[:need]:
             plan.append((generation_id, user_id))
             load[user_id] += 1
@@ -242,8 +258,9 @@ def assign(
     A generation counts as covered by users holding a live lease, users whose assignment is
     done, and users who saved their own set for it; only the shortfall is assigned, so
     running this again is safe (it tops up items whose leases expired) and finished work is
-    not handed out to an extra annotator. Unknown or deactivated users, an unknown dataset,
-    k < 1 or k > len(annotators) are UserErrors and write nothing. New work goes to
+    not handed out to an extra annotator; nobody gets an answer they skipped. Unknown or
+    deactivated users, an unknown dataset, k < 1 or k > len(annotators) are UserErrors and
+    write nothing. New work goes to
     the given annotators with the fewest open assignments first, never twice to the same
     user for one generation. One "assignment.create" event summarises the run.
     """
@@ -257,7 +274,8 @@ def assign(
     generation_ids = list(session.scalars(
         select(Generation.id).where(Generation.dataset_id == found.id).order_by(Generation.id)
     ))
-    plan = _plan(generation_ids, _covering_users(session, found.id), user_ids, k, _open_load(session, user_ids))
+    plan = _plan(generation_ids, _covering_users(session, found.id), user_ids, k, _open_load(session, user_ids),
+                 _skipped_by(session, found.id))
     expires = moment + timedelta(hours=lease_hours)
     _write_plan(session, plan, _expired_rows(session, found.id, user_ids), moment, expires)
     per_user = dict.fromkeys(names, 0)

@@ -313,3 +313,44 @@ class Assignment(Base):
     @validates("status")
     def _check_status(self, _key: str, value: str) -> str:
         return _one_of(AssignmentStatus, "assignments.status", value)
+
+
+class Skip(Base):
+    """An annotator passed on an answer (Label Studio's / Prodigy's skip): it leaves their default
+    queue, and `assign` no longer hands it to them. One row per (answer, person); skipping again
+    only moves the time."""
+
+    __tablename__ = "skips"
+    __table_args__ = (UniqueConstraint("generation_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnswerComment(Base):
+    """A comment on an answer; `flagged` asks a reviewer to look until someone resolves it."""
+
+    __tablename__ = "answer_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Guideline(Base):
+    """One version of the annotation guidelines (markdown written by an admin); the newest is shown."""
+
+    __tablename__ = "guidelines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

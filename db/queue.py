@@ -10,7 +10,9 @@ Functions take a Session and never commit: the caller owns the transaction.
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Text, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
@@ -34,15 +36,17 @@ from db.models import (
     Dataset,
     Generation,
     Prediction,
+    Skip,
     SpanRow,
     User,
 )
 from db.probes import active_probe, get_probe
 
-LABEL_STATES = ("unlabelled", "mine", "gold", "any")
+LABEL_STATES = ("unlabelled", "second", "mine", "skipped", "gold", "any")
 SORTS = ("assigned", "uncertainty", "risk", "disagreement", "newest")
 SCORE_SORTS = ("uncertainty", "risk")
 PREVIEW_CHARS = 120
+MAX_SEARCH_CHARS = 200
 SCORE_DTYPE = "<f4"  # the layout db.arrays.pack_floats writes; read with numpy, not via lists
 
 
@@ -134,7 +138,8 @@ class QueueItem:
     - max_score: highest cached probe score over the tokens (None without cached scores);
     - uncertainty: mean over tokens of |score - threshold| — *smaller* means the probe is
       less sure, which is why the "uncertainty" sort puts the smallest first;
-    - disagreement: 1 - mean pairwise character F1 of the annotators' sets (None if < 2 sets).
+    - disagreement: 1 - mean pairwise character F1 of the annotators' sets (None if < 2 sets);
+    - skipped: the viewer skipped it (`db.skips`).
     """
 
     generation_id: int
@@ -149,6 +154,7 @@ class QueueItem:
     max_score: float | None
     uncertainty: float | None
     disagreement: float | None = None
+    skipped: bool = False
 
 
 def _check_queue_args(label_state: str | None, sort: str, threshold: Any, limit: Any) -> None:
@@ -170,7 +176,7 @@ def _probe_id(session: Session, probe_version: int | None) -> int | None:
     return probe.id if probe is not None else None
 
 
-def _set_summary(user: User):
+def set_summary(user: User):
     """One row per generation that has any set: annotator count, gold flag, my version."""
     owner = AnnotationSet.owner
     return (
@@ -185,14 +191,18 @@ def _set_summary(user: User):
     )
 
 
-def _pool_filter(label_state: str | None, summary, mine_assigned):
+def _pool_filter(label_state: str | None, summary, mine_assigned, skipped):
     """Which generations are candidates at all (see `queue`)."""
     if label_state is None:
-        return or_(mine_assigned, summary.c.generation_id.is_(None))
+        return and_(or_(mine_assigned, summary.c.generation_id.is_(None)), skipped.is_(None))
     if label_state == "unlabelled":
         return summary.c.generation_id.is_(None)
+    if label_state == "second":
+        return and_(summary.c.n_annotators == 1, summary.c.my_version.is_(None), skipped.is_(None))
     if label_state == "mine":
         return summary.c.my_version.is_not(None)
+    if label_state == "skipped":
+        return skipped.is_not(None)
     if label_state == "gold":
         return summary.c.has_gold == 1
     return None  # "any"
@@ -209,17 +219,56 @@ def _sql_order(sort: str, mine_assigned):
     return [first, Generation.id]
 
 
+def search_term(search: Any) -> str | None:
+    """The stripped search text (None when blank); UserError when it is not text or too long."""
+    if search is None:
+        return None
+    if not isinstance(search, str):
+        raise UserError("the search must be text")
+    term = search.strip()
+    if len(term) > MAX_SEARCH_CHARS:
+        raise UserError(f"the search can hold at most {MAX_SEARCH_CHARS} characters")
+    return term or None
+
+
+def _search_filter(term: str):
+    """A superset of the matches in SQL: the answer text, the conversation as stored JSON (with the
+    term JSON-escaped as the driver wrote it), or the answer number ("12" or "#12").
+    `_matches` then drops rows that matched only JSON keys or punctuation."""
+    escaped = json.dumps(term)[1:-1]
+    found = [Generation.completion.icontains(term, autoescape=True),
+             cast(Generation.conversation, Text).icontains(escaped, autoescape=True)]
+    number = re.fullmatch(r"#?(\d{1,12})", term)
+    if number:
+        found.append(Generation.id == int(number.group(1)))
+    return or_(*found)
+
+
+def _matches(row: Any, term: str) -> bool:
+    """The exact test: the term in the questions or the answer (case-insensitive), or the answer's number."""
+    number = re.fullmatch(r"#?(\d{1,12})", term)
+    if number and row.id == int(number.group(1)):
+        return True
+    turns = row.conversation if isinstance(row.conversation, list) else []
+    texts = [t.get("content", "") for t in turns if isinstance(t, dict) and isinstance(t.get("content"), str)]
+    needle = term.casefold()
+    return any(needle in text.casefold() for text in [row.completion or "", *texts])
+
+
 def _candidates(session: Session, user: User, *, dataset_id: int | None, split: str | None,
-                label_state: str | None, sort: str, probe_id: int | None, limit: int) -> list[Any]:
+                label_state: str | None, sort: str, probe_id: int | None, limit: int,
+                search: str | None = None) -> list[Any]:
     """One statement: the candidate rows with their set summary (and score blobs if sorting by them)."""
-    summary = _set_summary(user)
+    summary = set_summary(user)
     mine_assigned = Assignment.id.is_not(None)
     columns = [
         Generation.id, Dataset.name, Generation.split,
         func.substr(Generation.completion, 1, PREVIEW_CHARS).label("preview"),
         Assignment.id.label("assignment_id"), Assignment.lease_expires_at,
-        summary.c.n_annotators, summary.c.has_gold, summary.c.my_version,
+        summary.c.n_annotators, summary.c.has_gold, summary.c.my_version, Skip.skipped_at,
     ]
+    if search:
+        columns += [Generation.completion, Generation.conversation]
     with_scores = sort in SCORE_SORTS and probe_id is not None
     if with_scores:
         columns.append(Prediction.scores)
@@ -229,6 +278,7 @@ def _candidates(session: Session, user: User, *, dataset_id: int | None, split: 
         .outerjoin(Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id,
                                     Assignment.status == ASSIGNED))
         .outerjoin(summary, summary.c.generation_id == Generation.id)
+        .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))
     )
     if with_scores:
         query = query.outerjoin(Prediction, and_(Prediction.generation_id == Generation.id,
@@ -236,14 +286,18 @@ def _candidates(session: Session, user: User, *, dataset_id: int | None, split: 
     for condition in (
         Generation.dataset_id == dataset_id if dataset_id is not None else None,
         Generation.split == split if split is not None else None,
-        _pool_filter(label_state, summary, mine_assigned),
+        _pool_filter(label_state, summary, mine_assigned, Skip.id),
+        _search_filter(search) if search else None,
     ):
         if condition is not None:
             query = query.where(condition)
     query = query.order_by(*_sql_order(sort, mine_assigned))
-    if sort in ("assigned", "newest"):
+    if sort in ("assigned", "newest") and not search:
         query = query.limit(limit)
-    return list(session.execute(query))
+    rows = list(session.execute(query))
+    if search:
+        rows = [row for row in rows if _matches(row, search)]
+    return rows
 
 
 Stats = tuple[float | None, float | None]  # (max score, mean |score - threshold|)
@@ -304,6 +358,7 @@ def _item(row: Any, stats: Stats, disagreed: float | None) -> QueueItem:
         max_score=stats[0],
         uncertainty=stats[1],
         disagreement=disagreed,
+        skipped=row.skipped_at is not None,
     )
 
 
@@ -333,14 +388,20 @@ def queue(
     probe_version: int | None = None,
     threshold: float = 0.5,
     limit: int = 200,
+    search: str | None = None,
     now: datetime | None = None,
 ) -> list[QueueItem]:
     """The user's queue: their live assignments first, then the rest in the chosen order.
 
     Which generations appear (`label_state`):
-    - None: those assigned to the user (live lease) plus those nobody has labelled yet;
-    - "unlabelled": only those without any set (gold included); "mine": those the user
-      has a set for; "gold": those with a gold set; "any": every generation.
+    - None: those assigned to the user (live lease) plus those nobody has labelled yet,
+      less those the user skipped;
+    - "unlabelled": only those without any set (gold included); "second": those exactly one
+      other annotator labelled (overlap for agreement; not skipped by the user); "mine": those
+      the user has a set for; "skipped": those the user skipped; "gold": those with a gold
+      set; "any": every generation.
+    `search` keeps those whose question or answer contains the text (case-insensitive), or
+    whose number it is ("12", "#12").
     Orders (`sort`), always after "assigned to me first":
     - "assigned": the lease ending soonest first, then by id (import order);
     - "uncertainty": mean |score - threshold| smallest first; "risk": max score highest
@@ -351,13 +412,15 @@ def queue(
     Expired leases are swept first (`expire_leases`), which is this function's only write.
     """
     _check_queue_args(label_state, sort, threshold, limit)
+    term = search_term(search)
     moment = clock(now)
     dataset_id = get_dataset(session, dataset).id if dataset is not None else None
     probe_id = _probe_id(session, probe_version)
     expire_leases(session, moment)
     rows = _candidates(session, user, dataset_id=dataset_id, split=split.strip() if split else split,
-                       label_state=label_state, sort=sort, probe_id=probe_id, limit=limit)
-    if sort in ("assigned", "newest"):  # already ordered and cut to `limit` by the database
+                       label_state=label_state, sort=sort, probe_id=probe_id, limit=limit, search=term)
+    if sort in ("assigned", "newest"):  # already ordered by the database (and cut to `limit` unless searching)
+        rows = rows[:limit]
         blobs = _page_scores(session, probe_id, [row.id for row in rows])
         stats = score_stats([blobs.get(row.id) for row in rows], threshold)
         found = _disagreements(session, rows)

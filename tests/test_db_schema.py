@@ -56,3 +56,24 @@ def test_foreign_keys_are_enforced(any_db):
     with pytest.raises(IntegrityError):
         with any_db.engine.begin() as conn:
             conn.execute(text('INSERT INTO spans (set_id, start, "end", label) VALUES (424242, 0, 1, \'N/A\')'))
+
+
+def test_0003_adds_skips_comments_and_guidelines_and_goes_back(any_db):
+    """Migration 0003 (issue #14): three new tables on a database at 0002 with data; the data stays."""
+    downgrade(any_db.engine, "0002")
+    assert not {"skips", "answer_comments", "guidelines"} & _tables(any_db.engine)
+    with any_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO datasets (name, created_at) VALUES ('kept', CURRENT_TIMESTAMP)"))
+    upgrade(any_db.engine, "0003")
+    assert {"skips", "answer_comments", "guidelines"} <= _tables(any_db.engine)
+    assert _differences(any_db.engine) == []
+    with any_db.engine.begin() as conn:
+        assert conn.execute(text("SELECT name FROM datasets")).scalars().all() == ["kept"]
+        conn.execute(text("INSERT INTO guidelines (version, body, created_at) VALUES (1, 'rules', CURRENT_TIMESTAMP)"))
+    with pytest.raises(IntegrityError):  # one row per version
+        with any_db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO guidelines (version, body, created_at) VALUES (1, 'x', CURRENT_TIMESTAMP)"))
+    downgrade(any_db.engine, "0002")
+    assert not {"skips", "answer_comments", "guidelines"} & _tables(any_db.engine)
+    upgrade(any_db.engine)
+    assert current_revision(any_db.engine) == "0003"

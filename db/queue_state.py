@@ -1,0 +1,102 @@
+"""Why an answer is, or is not, in a person's queue — per row and as counts for the whole scope.
+
+"My queue" (the default) is: answers assigned to me, then answers nobody has labelled yet,
+less those I skipped. A second annotator used to find it empty with no explanation, because
+answers someone else labelled (or that have a gold set) are not in it. These counts and
+reasons say so, and point at the "needs a second annotator" mode (`db.queue`, label state
+"second"), which is how overlap for agreement is gathered without a reviewer assigning it.
+Read-only: leases are judged against `now` without sweeping them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from core.text.readable import plural
+from db.assignments import clock, live
+from db.generations import get_dataset
+from db.models import Assignment, Generation, Skip, User
+from db.queue import QueueItem, set_summary
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Answers in scope by where they stand for one person (each answer counted once, in the
+    first bucket that applies, in this order)."""
+
+    skipped: int = 0  # I skipped it
+    assigned: int = 0  # a live assignment of mine, not labelled by me yet
+    mine: int = 0  # I labelled it
+    unlabelled: int = 0  # nobody has labelled it and it has no gold
+    needs_second: int = 0  # exactly one other annotator labelled it
+    others: int = 0  # two or more others labelled it
+    gold_only: int = 0  # a gold set (reviewer, import, demo rule) and no annotator
+
+    @property
+    def in_my_queue(self) -> int:
+        return self.assigned + self.unlabelled
+
+
+def counts(session: Session, user: User, *, dataset: str | None = None, split: str | None = None,
+           now: datetime | None = None) -> QueueCounts:
+    """One aggregate statement over the answers in scope."""
+    summary = set_summary(user)
+    moment = clock(now)
+    n_sets = func.coalesce(summary.c.n_annotators, 0)
+    bucket = case(
+        (Skip.id.is_not(None), "skipped"),
+        (summary.c.my_version.is_not(None), "mine"),
+        (Assignment.id.is_not(None), "assigned"),
+        (summary.c.generation_id.is_(None), "unlabelled"),
+        (n_sets == 1, "needs_second"),
+        (n_sets >= 2, "others"),
+        else_="gold_only",
+    ).label("bucket")
+    query = (
+        select(bucket, func.count(Generation.id))
+        .select_from(Generation)
+        .outerjoin(summary, summary.c.generation_id == Generation.id)
+        .outerjoin(Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id,
+                                    live(moment)))
+        .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))
+        .group_by(bucket)
+    )
+    if dataset is not None:
+        query = query.where(Generation.dataset_id == get_dataset(session, dataset).id)
+    if split:
+        query = query.where(Generation.split == split.strip())
+    found = {name: int(n) for name, n in session.execute(query)}
+    return QueueCounts(**found)
+
+
+def summary_line(found: QueueCounts) -> str:
+    """What "my queue" holds and what it leaves out, in one paragraph (plain text: escape it to render)."""
+    inside = (f"Your queue: {plural(found.assigned, 'answer')} assigned to you and "
+              f"{plural(found.unlabelled, 'answer')} nobody has labelled yet.")
+    left = [part for n, part in (
+        (found.needs_second, f"{plural(found.needs_second, 'answer')} one other annotator labelled (they need "
+                             "a second annotator for agreement: show 'needs a second annotator')"),
+        (found.others, f"{plural(found.others, 'answer')} two or more others labelled"),
+        (found.gold_only, f"{plural(found.gold_only, 'answer')} with a gold set and no annotator"),
+        (found.mine, f"{plural(found.mine, 'answer')} you labelled"),
+        (found.skipped, f"{plural(found.skipped, 'answer')} you skipped"),
+    ) if n]
+    return inside + (" Not in it: " + "; ".join(left) + "." if left else "")
+
+
+def reason(item: QueueItem) -> str:
+    """Why this row is (or is not) in the viewer's default queue: one short phrase."""
+    if item.skipped:
+        return "you skipped it"
+    if item.my_version is not None:
+        return f"you labelled it (v{item.my_version})"
+    if item.assigned:
+        return "assigned to you"
+    if item.n_annotators == 0:
+        return "has gold, no annotator" if item.has_gold else "nobody labelled it yet"
+    if item.n_annotators == 1:
+        return "1 other labelled it: needs a second"
+    return f"{item.n_annotators} others labelled it"
