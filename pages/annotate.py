@@ -1,4 +1,8 @@
-"""Annotate: a queue of answers and a keyboard-first span editor; one save per answer."""
+"""Annotate: a queue of answers and a keyboard-first span editor; one save per answer.
+
+The answer open is kept in the URL (`?generation=N`), so a reload reopens it with its draft;
+a link still wins. Guidelines, skip and comments are in pages/annotate_parts.py.
+"""
 from __future__ import annotations
 
 import pandas as pd
@@ -11,6 +15,7 @@ from core.text.endings import ending
 from core.text.markdown import md_escape
 from core.text.readable import plural
 from core.text.spreadsheet import spreadsheet_safe
+from pages.annotate_parts import comments_panel, guidelines_panel, skip_controls
 from pages.common import (
     active_probe,
     database,
@@ -23,9 +28,11 @@ from pages.common import (
 user = require_page("annotate")
 st.title("Annotate")
 
-from db import assignments  # noqa: E402
+from db import assignments, queue_state  # noqa: E402
 from db import queue as work_queue  # noqa: E402
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of  # noqa: E402
+from db.colour_status import no_colour_reason  # noqa: E402
+from db.comments import flagged_ids  # noqa: E402
 from db.generations import get_generation, list_datasets, to_core, trace_of  # noqa: E402
 from db.predictions import scores_for  # noqa: E402
 
@@ -41,53 +48,94 @@ dataset = c1.selectbox("Dataset", [None, *datasets], format_func=lambda d: "all 
                        key="ann-dataset")
 split = c2.selectbox("Split", [None, "train", "validation", "test"], format_func=lambda s: s or "all splits",
                      key="ann-split")
-label_state = c3.selectbox("Show", [None, "unlabelled", "mine", "gold", "any"], key="ann-state",
-                           format_func={None: "my queue (assigned + unlabelled)", "any": "everything",
+label_state = c3.selectbox("Show", [None, "second", "unlabelled", "mine", "skipped", "gold", "any"], key="ann-state",
+                           format_func={None: "my queue (assigned + unlabelled)",
+                                        "second": "needs a second annotator", "any": "everything",
                                         "unlabelled": "unlabelled", "mine": "labelled by me",
-                                        "gold": "with gold"}.get)
+                                        "skipped": "skipped by me", "gold": "with gold"}.get)
 sort = c4.selectbox("Order", ["assigned", "uncertainty", "risk", "disagreement", "newest"], key="ann-sort",
                     format_func={"assigned": "assigned to me first", "uncertainty": "probe most uncertain",
                                  "risk": "highest risk", "disagreement": "most disagreement",
                                  "newest": "newest"}.get)
 
+search = st.text_input("Search", key="ann-search", max_chars=work_queue.MAX_SEARCH_CHARS,
+                       placeholder="Search the questions and answers (or #N)", label_visibility="collapsed")
+
 with storage.sessions() as session:
     me = db_user(session, user)
-    items = work_queue.queue(session, me, dataset=dataset, split=split, label_state=label_state, sort=sort,
-                             probe_version=probe_version, limit=300)
+    try:
+        items = work_queue.queue(session, me, dataset=dataset, split=split, label_state=label_state, sort=sort,
+                                 probe_version=probe_version, limit=300, search=search)
+    except UserError as exc:
+        st.error(md_escape(str(exc)))
+        items = []
     progress = work_queue.progress(session, me, dataset=dataset)
+    standing = queue_state.counts(session, me, dataset=dataset, split=split)
+    flagged = flagged_ids(session, [item.generation_id for item in items])
 
 done, assigned = progress.get("done", 0), progress.get("assigned", 0)
 st.progress(min(1.0, done / assigned) if assigned else 0.0,
             text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you")
+st.caption(queue_state.summary_line(standing))
+if label_state is None and standing.needs_second:
+    st.button(f"Show the {plural(standing.needs_second, 'answer')} that need a second annotator", key="ann-go-second",
+              on_click=lambda: st.session_state.update({"ann-state": "second"}))
 
 ids = [item.generation_id for item in items]
+# The URL names the answer open (a link, or this page after a reload): it wins over the answer
+# this session had open unless it is that answer already (every run writes the open one back).
+# An answer opened that way stays open even if the filters leave it out ("pinned"), until the
+# filters change or another answer is opened.
 wanted = st.query_params.get("generation")
 if wanted and not (wanted.isdecimal() and len(wanted) <= 12 and generation_exists(int(wanted))):
     st.warning("That link names no stored answer; showing your queue instead.")
     wanted = None
-if wanted and int(wanted) not in ids:
-    ids.insert(0, int(wanted))  # opened from a link (e.g. the Generate page), even if filtered out
-if not ids:
-    st.info("Nothing in this queue. Generate answers, import a dataset, or change the filters.")
-    st.stop()
+filters = (dataset, split, label_state, sort, search)
+if st.session_state.get("ann-filters") != filters:
+    st.session_state["ann-filters"] = filters
+    st.session_state.pop("ann-pinned", None)
 current = st.session_state.get("ann-current")
 if wanted and st.session_state.get("ann-wanted-seen") != wanted:
-    st.session_state["ann-wanted-seen"] = wanted
-    current = int(wanted)
+    current = st.session_state["ann-pinned"] = int(wanted)
+if current is not None and current == st.session_state.get("ann-pinned") and current not in ids:
+    ids.insert(0, current)
 if current not in ids:
-    current = ids[0]
+    current = ids[0] if ids else None
+if current is None:
+    st.info("Nothing in this queue. Generate answers, import a dataset, or change the filters.")
+    guidelines_panel(user)
+    st.stop()
 
-left, right = st.columns([1, 3])
+left, right = st.columns([2, 3])
 with left:
-    table = pd.DataFrame([{"#": i.generation_id, "answer": i.preview, "mine": "✓" if i.my_version else "",
-                           "assigned": "●" if i.assigned else "", "risk": i.max_score} for i in items])
-    picked = st.dataframe(spreadsheet_safe(table), hide_index=True, height=520, on_select="rerun", selection_mode="single-row",
-                          key="ann-table", column_config={"risk": st.column_config.NumberColumn(format="%.2f")})
+    table = pd.DataFrame([{"#": i.generation_id, "answer": i.preview, "why": queue_state.reason(i),
+                           "risk": i.max_score, "flag": "⚑" if i.generation_id in flagged else ""} for i in items])
+    picked = st.dataframe(spreadsheet_safe(table), hide_index=True, height=440, on_select="rerun",
+                          selection_mode="single-row", key="ann-table", width="stretch",
+                          column_config={"#": st.column_config.NumberColumn(width="small"),
+                                         "answer": st.column_config.TextColumn(width="large"),
+                                         "why": st.column_config.TextColumn(width="medium"),
+                                         "risk": st.column_config.NumberColumn(format="%.2f", width="small"),
+                                         "flag": st.column_config.TextColumn(width="small")})
     rows = picked.selection.rows if picked and picked.selection else []
-    if rows and st.session_state.get("ann-last-row") != rows[0]:
+    if rows and st.session_state.get("ann-last-row") != rows[0] and rows[0] < len(items):
         st.session_state["ann-last-row"] = rows[0]
         current = items[rows[0]].generation_id
+    guidelines_panel(user)
 st.session_state["ann-current"] = current
+st.session_state["ann-wanted-seen"] = str(current)
+if st.query_params.get("generation") != str(current):
+    st.query_params["generation"] = str(current)  # a reload reopens this answer (and its draft)
+
+
+def move_on(after: int = current, queue_ids: tuple[int, ...] = tuple(ids)) -> None:
+    """Open the answer after `after` in the queue this page showed (Save & next, Skip); with no
+    other answer, the first of the queue as it is now (nothing, if `after` has left it)."""
+    if after in queue_ids and len(queue_ids) > 1:
+        st.session_state["ann-current"] = queue_ids[(queue_ids.index(after) + 1) % len(queue_ids)]
+    else:
+        st.session_state["ann-current"] = None
+
 
 with storage.sessions() as session:
     me = db_user(session, user)
@@ -98,12 +146,15 @@ with storage.sessions() as session:
     my_spans = spans_of(my_set) if my_set else []
     version = my_set.version if my_set else 0
     scores = scores_for(session, probe_version, current) if probe_version else None
+    no_colours = no_colour_reason(session, scoring_version=probe_version, generation_id=current)
 
 with right:
     st.markdown(f"**Answer #{current}** · {md_escape(where)}")
     ended = ending(generation.extra.get("finish_reason"), generation.extra.get("stop_note"))
     if ended and isinstance(generation.extra.get("finish_reason"), str):
         st.caption(f"When it was generated: {md_escape(ended)}")
+    if no_colours:
+        st.info(no_colours)
     st.chat_message("user").markdown(
         md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False))
     trace = trace_or_tokenise(current, trace)
@@ -115,8 +166,7 @@ with right:
                        for s in suggest_spans(trace.offsets, scores, threshold, generation.completion)]
     conflict_key = f"conflict-{current}"
 
-    def store(saved: dict, generation_id: int = current, loaded_version: int = version,
-              queue_ids: tuple[int, ...] = tuple(ids)) -> None:
+    def store(saved: dict, generation_id: int = current, loaded_version: int = version) -> None:
         """The save, as a callback: it runs before the script body, so the body already
         renders the stored version (or the conflict) and never flashes a stale one."""
         from core.base.types import Span
@@ -143,8 +193,8 @@ with right:
             return
         st.session_state.pop(key, None)
         st.session_state["ann-flash"] = ("saved", f"Saved answer #{generation_id} (version {stored.version}).")
-        if saved.get("next") and generation_id in queue_ids:
-            st.session_state["ann-current"] = queue_ids[(queue_ids.index(generation_id) + 1) % len(queue_ids)]
+        if saved.get("next"):
+            move_on(generation_id)
 
     conflict = st.session_state.get(conflict_key)
     editor_spans = [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in my_spans]
@@ -166,6 +216,8 @@ with right:
     elif flash:
         st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
+    skip_controls(user, current, move_on)
+    comments_panel(user, current)
 
     if conflict:
         st.warning(f"{md_escape(conflict.get('saved_by') or 'Someone')} saved version {conflict['their_version']} of this "

@@ -49,8 +49,11 @@ if chosen is not None and probe_info is None:
     st.warning(f"Probe v{chosen} does not match the loaded model; answers will not be scored.")
 threshold = st.slider("Risk threshold", 0.0, 1.0, 0.5, 0.01, key="gen-threshold",
                       help="Tokens at or above it count as flagged; marked on the legend.")
-if not versions:
-    st.info("No probe yet: tokens are shown without risk colours until a probe is trained.")
+if not versions or (active is None and chosen is None):
+    from db.colour_status import no_colour_reason  # why: the seed/retrain run's stage, or what is missing
+
+    with database().sessions() as session:
+        st.info(no_colour_reason(session, scoring_version=None))
 elif probe_info is not None:
     st.caption(f"Scoring with probe v{probe_info.version} · layer {probe_info.layer}")
 else:

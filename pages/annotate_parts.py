@@ -1,0 +1,180 @@
+"""Annotate's panels beside the editor: guidelines, skip, comments and flags (issue #14, item 9).
+
+Kept out of pages/annotate.py so that page stays a thin flow. Every action re-reads the acting
+account inside its own transaction (`db_user`), and every user-written string is shown through
+`md_escape` — except the guidelines, which an admin writes as markdown and which render as
+markdown with raw HTML off (st.markdown never gets `unsafe_allow_html`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from core.base.errors import UserError
+from core.text.markdown import md_escape
+from pages.common import SignedIn, database, db_user
+
+FLASH = "ann-flash"
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "?"
+
+
+# --- guidelines -------------------------------------------------------------------------
+
+
+def guidelines_panel(user: SignedIn) -> None:
+    """The newest guidelines (markdown, no raw HTML) for everyone; a versioned editor for admins."""
+    from db import guidelines
+
+    with database().sessions() as session:
+        found = guidelines.current(session)
+    title = "Guidelines" + (f" (v{found.version})" if found else "")
+    with st.expander(title, expanded=False):
+        if found is None:
+            st.caption("No guidelines yet." + (" Write the first version below." if user.role == "admin" else
+                                                " An admin writes them."))
+        else:
+            st.caption(f"Version {found.version}, by {md_escape(found.author or 'a removed user')}, "
+                       f"{_when(found.created_at)}")
+            st.markdown(found.body)  # the admin's markdown; raw HTML never renders (no unsafe_allow_html)
+    if user.role != "admin":
+        return
+    shown = found.version if found else 0
+    with st.expander("Edit the guidelines (admin)", expanded=False):
+        with st.form("ann-guidelines-form"):
+            text = st.text_area("Guidelines (markdown; raw HTML is shown as text)", found.body if found else "",
+                                height=240, max_chars=guidelines.MAX_GUIDELINE_CHARS, key=f"ann-guidelines-{shown}")
+            if st.form_submit_button("Save as a new version"):
+                try:
+                    with database().sessions() as session, session.begin():
+                        saved = guidelines.save(session, text, actor=db_user(session, user), expected_version=shown)
+                    st.session_state[FLASH] = ("saved", f"Guidelines saved as version {saved.version}.")
+                    st.rerun()
+                except UserError as exc:
+                    st.error(md_escape(str(exc)))
+
+
+# --- skip -------------------------------------------------------------------------------
+
+
+def skip_answer(user: SignedIn, generation_id: int, move_on: Callable[[], None]) -> None:
+    """The Skip button's callback: store the skip, then open the next answer of the queue."""
+    from db import skips
+
+    try:
+        with database().sessions() as session, session.begin():
+            skips.skip(session, generation_id, db_user(session, user))
+    except UserError as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+        return
+    st.session_state[FLASH] = ("saved", f"Skipped answer #{generation_id}: it has left your queue.")
+    move_on()
+
+
+def unskip_answer(user: SignedIn, generation_id: int) -> None:
+    from db import skips
+
+    try:
+        with database().sessions() as session, session.begin():
+            skips.unskip(session, generation_id, db_user(session, user))
+    except UserError as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+        return
+    st.session_state[FLASH] = ("saved", f"Answer #{generation_id} is back in your queue.")
+
+
+def skip_controls(user: SignedIn, generation_id: int, move_on: Callable[[], None]) -> None:
+    """Skip (key S, as in Label Studio / Prodigy), or, on an answer I skipped, put it back."""
+    from db import skips
+
+    with database().sessions() as session:
+        me = db_user(session, user)
+        when = skips.skipped_at(session, generation_id, me)
+    if when is None:
+        st.button("Skip", key=f"ann-skip-{generation_id}", shortcut="S", on_click=skip_answer,
+                  args=(user, generation_id, move_on),
+                  help="Pass on this answer (key S): it leaves your queue and is not assigned to you again.")
+    else:
+        st.caption(f"You skipped this answer on {_when(when)}.")
+        st.button("Put it back in my queue", key=f"ann-unskip-{generation_id}", on_click=unskip_answer,
+                  args=(user, generation_id))
+
+
+# --- comments and flags ----------------------------------------------------------------------
+
+
+def _add_comment(user: SignedIn, generation_id: int) -> None:
+    from db import comments
+
+    body = st.session_state.get(f"ann-comment-text-{generation_id}", "")
+    flag = bool(st.session_state.get(f"ann-comment-flag-{generation_id}", False))
+    try:
+        with database().sessions() as session, session.begin():
+            comments.add_comment(session, generation_id, body, author=db_user(session, user), flag=flag)
+    except UserError as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+        return
+    st.session_state[f"ann-comment-text-{generation_id}"] = ""
+    st.session_state[f"ann-comment-flag-{generation_id}"] = False
+    st.session_state[FLASH] = ("saved", "Flagged for review." if flag else "Comment added.")
+
+
+def _resolve(user: SignedIn, generation_id: int) -> None:
+    from db import comments
+
+    try:
+        with database().sessions() as session, session.begin():
+            closed = comments.resolve_flags(session, generation_id, actor=db_user(session, user))
+    except UserError as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+        return
+    st.session_state[FLASH] = ("saved", f"Resolved {closed} flag{'s' if closed != 1 else ''}.")
+
+
+def comments_panel(user: SignedIn, generation_id: int) -> None:
+    """The answer's comments (escaped), a box to add one or flag the answer for a reviewer."""
+    from db import comments
+
+    with database().sessions() as session:
+        found = comments.comments_for(session, generation_id)
+    flags = [c for c in found if c.open_flag]
+    title = "Comments" + (f" ({len(found)})" if found else "") + (" · flagged for review" if flags else "")
+    with st.expander(title, expanded=bool(flags)):
+        for comment in found:
+            state = (" · ⚑ flagged" if comment.open_flag else
+                     f" · flag resolved by {md_escape(comment.resolved_by or '?')}" if comment.flagged else "")
+            st.markdown(f"**{md_escape(comment.author or 'a removed user')}** · {_when(comment.created_at)}{state}")
+            if comment.body:
+                st.markdown(md_escape(comment.body, inline=False))
+        st.text_area("Comment", key=f"ann-comment-text-{generation_id}", max_chars=comments.MAX_COMMENT_CHARS,
+                     height=80, placeholder="What is unclear or wrong here?")
+        st.checkbox("Flag for review (reviewers see it on the Review page)", key=f"ann-comment-flag-{generation_id}")
+        st.button("Add comment", key=f"ann-comment-add-{generation_id}", on_click=_add_comment,
+                  args=(user, generation_id))
+        may_resolve = user.role in comments.REVIEW_ROLES or all(c.author == user.name for c in flags)
+        if flags and may_resolve:
+            st.button("Resolve the flag", key=f"ann-comment-resolve-{generation_id}", on_click=_resolve,
+                      args=(user, generation_id))
+
+
+def flagged_for_review(dataset: str | None) -> None:
+    """Review page: the answers annotators flagged, with their comments (read-only; newest first)."""
+    import pandas as pd
+
+    from core.text.spreadsheet import spreadsheet_safe
+    from db import comments
+
+    with database().sessions() as session:
+        flags = comments.open_flags(session, dataset)
+    if not flags:
+        return
+    with st.expander(f"Flagged for review: {len(flags)} open flag{'s' if len(flags) != 1 else ''}", expanded=True):
+        table = pd.DataFrame([{"answer": f"#{c.generation_id}", "dataset": c.dataset, "flagged by": c.author or "",
+                               "when": _when(c.created_at), "comment": c.body,
+                               "open": f"annotate?generation={c.generation_id}"} for c in flags])
+        st.dataframe(spreadsheet_safe(table), hide_index=True, key="rev-flags",
+                     column_config={"comment": st.column_config.TextColumn(width="large"),
+                                    "open": st.column_config.LinkColumn("open", display_text="in Annotate")})
