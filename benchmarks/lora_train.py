@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--kl-weight", type=float, default=1.0)
+    parser.add_argument("--kl-weight", type=float, default=10.0)
     args = parser.parse_args()
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -77,7 +77,7 @@ with st.form("retrain"):
     e, f, g = st.columns(3)
     lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
     lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")
-    kl_weight = g.number_input("KL weight", 0.0, 1000.0, 1.0, help="LoRA only: keeps generation as the base "
+    kl_weight = g.number_input("KL weight", 0.0, 1000.0, 10.0, help="LoRA only: keeps generation as the base "
                                "model's")
     n_train = summary["by_split"].get("train", 0)
     st.caption(retrain.time_estimate(n_train))

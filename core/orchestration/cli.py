@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lora: the paper's LoRA probe (adapters on blocks A-B trained with the head)")
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-layers", default=None, metavar="A-B", help="blocks that get adapters (default 0-LAYER)")
-    p.add_argument("--kl-weight", type=float, default=1.0, help="weight of KL(frozen || adapted) (LoRA)")
+    p.add_argument("--kl-weight", type=float, default=10.0, help="weight of KL(frozen || adapted) (LoRA)")
 
     p = sub.add_parser("evaluate", help="metrics JSON of a probe on labelled generations")
     p.add_argument("--data", required=True)

@@ -233,7 +233,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--kind", choices=["linear", "lora"], default="linear")
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-layers", default=None, metavar="A-B")
-    p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--kl-weight", type=float, default=10.0)
     p.add_argument("--background", action="store_true", help="start a worker process and return at once")
     p.add_argument("--actor", default=None)
     register("retrain", cmd_retrain)

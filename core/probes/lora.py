@@ -47,7 +47,7 @@ class LoraSettings:
     dropout: float = 0.05
     first_layer: int = 0
     last_layer: int | None = None  # None: the probe's layer
-    kl_weight: float = 1.0
+    kl_weight: float = 10.0
     lr: float = 2e-4
     head_lr: float = 1e-3
     epochs: int = 1
