@@ -14,7 +14,7 @@ require_page("inspect")
 st.title("Inspect")
 
 from core.analysis import charts, comparison, curves, mistakes  # noqa: E402
-from core.orchestration import eval_sets  # noqa: E402
+from core.orchestration import eval_sets, registry  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 from db.probes import list_probes  # noqa: E402
 
@@ -173,9 +173,17 @@ with tab_suspects:
                          query_params={"generation": s["row_id"]})
 
 # --- layers ----------------------------------------------------------------------------------------
+def versions_kind(version: int) -> str:
+    """The kind of a registered version ("linear" or "lora"), from the versions table."""
+    return next((row["kind"] for row in registry.versions_table(database()) if row["version"] == version), "linear")
+
+
 with tab_layers:
     st.caption("A quick probe per layer, trained on the train split and measured on the chosen splits; "
                "runs the model once over every layer (cached afterwards).")
+    if versions_kind(es.version) == "lora":
+        st.info("The layer sweep is a linear-probe tool: it trains quick linear probes on the base model's "
+                f"hidden states. v{es.version} is a LoRA probe, so its own numbers are on the other tabs.")
     scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):
         bar = st.progress(0.0, text="extracting hidden states…")
