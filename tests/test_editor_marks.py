@@ -4,16 +4,37 @@
   `is_edge_punctuation` and spans.js's `isEdgePunct`, loaded on its own, agree on every
   character Python's Unicode database knows (random selections are compared in
   tests/test_components.py).
+- Label underlines and suggestion overlines: the palette of each band of scores keeps a
+  WCAG contrast of at least 3:1 with every background of its band, down to the darkest red;
+  js/colour.js mirrors the palettes and bands, and heatmap.css draws exactly those colours.
 """
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
+from pathlib import Path
 
 import pytest
 
+from core.components import heatmap as hm
+from core.components.heatmap import (
+    GOLD_COLOURS,
+    LINE_COLOURS,
+    LINE_TONE_FROM,
+    SUGGESTION_LINE,
+    UNKNOWN_COLOR,
+    line_colour,
+    line_tone,
+    score_color,
+)
 from core.text.editing import is_edge_punctuation
 from tests.support.js_eval import js_runner
+from tests.support.span_editor import contrast
+
+CSS = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
+GRID = [None, float("nan"), -1.0, 1.5] + [i / 10_000 for i in range(10_001)]
+CLS = {"Not Supported": "g-ns", "Insufficient Information": "g-ii", "Supported": "g-s", "N/A": "g-na"}
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +59,50 @@ def test_js_edge_punctuation_is_python_edge_punctuation(js_eval):
     assert sum(map(is_edge_punctuation, chars)) > 500
     assert not any(map(is_edge_punctuation, "%‰#@&-°$+a1 \n"))
     assert all(map(is_edge_punctuation, ".,;:!?…'\"«»“”‘’()[]{}—–。、「」"))
+
+
+# --- lines that keep their contrast ------------------------------------------------------------------
+
+
+def test_every_line_keeps_3_to_1_contrast_with_the_token_under_it():
+    assert set(LINE_COLOURS[0]) == {*GOLD_COLOURS, SUGGESTION_LINE} and all(set(p) == set(LINE_COLOURS[0])
+                                                                            for p in LINE_COLOURS)
+    assert LINE_COLOURS[0] == {**GOLD_COLOURS, SUGGESTION_LINE: LINE_COLOURS[0][SUGGESTION_LINE]}
+    worst = {}
+    for score in GRID:
+        bg = score_color(score)
+        for what in LINE_COLOURS[0]:
+            ratio = contrast(line_colour(what, score), bg)
+            worst[what] = min(worst.get(what, 99.0), ratio)
+            assert ratio >= 3, (what, score, bg, line_colour(what, score), round(ratio, 2))
+    # the darkest risk colour, orange, and an unknown score, spelled out
+    assert score_color(1.0) == "#a50026" and line_tone(1.0) == 2
+    assert all(contrast(c, "#a50026") >= 3 for c in LINE_COLOURS[2].values())
+    assert all(contrast(c, score_color(0.5)) >= 3 for c in LINE_COLOURS[1].values())
+    assert line_tone(None) == 0 and all(contrast(c, UNKNOWN_COLOR) >= 3 for c in LINE_COLOURS[0].values())
+    assert min(worst.values()) >= 3.1
+
+
+def test_js_line_tones_and_colours_are_python_ones(js_eval):
+    grid = [s for s in GRID if s is None or s == s]  # JSON has no NaN
+    got = js_eval("colour.js", "(P, xs) => ({tones: xs.map(x => P.lineTone(x)), from: P.LINE_TONE_FROM, "
+                               "colours: P.LINE_COLOURS, cls: P.LINE_CLS})", grid)
+    assert got["tones"] == [line_tone(s) for s in grid]
+    assert got["from"] == list(LINE_TONE_FROM)
+    assert got["colours"] == [dict(p) for p in LINE_COLOURS]
+    assert got["cls"] == ["", "ln1", "ln2"]
+
+
+def test_css_draws_the_palettes():
+    def rule(selector: str, prop: str) -> str:
+        m = re.search(rf"(?m)^{re.escape(selector)}\s*\{{[^}}]*?{prop}:\s*(?:3px dotted\s+)?(#[0-9a-f]{{6}})", CSS)
+        assert m, (selector, prop)
+        return m.group(1)
+
+    for label, cls in CLS.items():
+        assert rule(f".{cls}", "text-decoration-color") == LINE_COLOURS[0][label]
+        for tone in (1, 2):
+            assert rule(f".ln{tone}.{cls}", "text-decoration-color") == LINE_COLOURS[tone][label]
+    assert rule(".tok.sug", "border-top") == LINE_COLOURS[0][SUGGESTION_LINE]
+    for tone in (1, 2):
+        assert rule(f".tok.sug.ln{tone}", "border-top-color") == LINE_COLOURS[tone][SUGGESTION_LINE]

@@ -20,9 +20,12 @@ from core.base.errors import UserError
 from core.components.heatmap_data import (
     GOLD_COLOURS,
     LIGHT_TEXT_FROM,
+    LINE_COLOURS,
+    LINE_TONE_FROM,
     MODES,
     PAYLOAD_VERSION,
     SCALE_STOPS,
+    SUGGESTION_LINE,
     UNKNOWN_COLOR,
     TokenView,
     answer_text,
@@ -31,6 +34,8 @@ from core.components.heatmap_data import (
     edit_token_labels,
     heatmap_payload,
     legend,
+    line_colour,
+    line_tone,
     saved_spans,
     score_color,
     score_rgb,
@@ -48,9 +53,12 @@ if TYPE_CHECKING:  # streamlit is imported lazily, only when the component is mo
 __all__ = [
     "GOLD_COLOURS",
     "LIGHT_TEXT_FROM",
+    "LINE_COLOURS",
+    "LINE_TONE_FROM",
     "MODES",
     "PAYLOAD_VERSION",
     "SCALE_STOPS",
+    "SUGGESTION_LINE",
     "UNKNOWN_COLOR",
     "TokenView",
     "answer_text",
@@ -59,6 +67,8 @@ __all__ = [
     "edit_token_labels",
     "heatmap_payload",
     "legend",
+    "line_colour",
+    "line_tone",
     "saved_spans",
     "score_color",
     "score_rgb",
@@ -92,6 +102,7 @@ JS_FILES = (
     "payload.js",   # Payload:  JSDoc types of the data in and out; normalise()
     "view.js",      # View:     tokens, chunks, legend, focus, appends (view mode)
     "editor.js",    # Editor:   the editor's state, per-token drawing, focus, selection
+    "outline.js",   # Outline:  the focused span / suggestion as one outline (a box per line)
     "tooltip.js",   # Tooltip:  the token tooltip
     "drafts.js",    # Drafts:   localStorage drafts, the debounced draft to the app
     "toolbar.js",   # Toolbar:  buttons, banners, status, built from the actions table

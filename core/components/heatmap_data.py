@@ -14,7 +14,8 @@ units) to code points before anything else sees it.
 Colour scale (`SCALE_STOPS`): piecewise-linear in sRGB between 0 -> #ffffff, 0.25 ->
 #ffeda0, 0.5 -> #feb24c, 0.75 -> #f03b28, 1 -> #a50026; every channel is non-increasing so
 lightness falls monotonically with the score. Scores are clamped to [0, 1]; an unknown
-score (None, NaN) is light grey #e0e0e0. Text turns white from score 0.8 up.
+score (None, NaN) is light grey #e0e0e0. Text turns white from score 0.8 up. Underlines and
+overlines change colour with the score (`line_tone`) so they keep a 3:1 contrast.
 
 Outcome styling (only when gold spans are given): the prediction is "token overlaps a
 predicted span" when `predicted_spans` is given, else "score >= threshold". Against the
@@ -56,9 +57,22 @@ LIGHT_TEXT_FROM = 0.8  # score at and above which text is white
 GOLD_COLOURS: dict[str, str] = {
     "Not Supported": "#c2185b",  # hallucinated
     "Insufficient Information": "#7b1fa2",  # unverifiable
-    "Supported": "#2e7d32",  # supported
-    "N/A": "#8a8a8a",  # ignore
+    "Supported": "#2a7230",  # supported
+    "N/A": "#666666",  # ignore
 }
+# Label underlines and suggestion overlines keep a WCAG contrast of at least 3:1 with the
+# token under them. The scale's lightness falls with the score, so one palette per band of
+# scores (a "tone") does it: tone 0 below 0.5 (the label colours), tone 1 from 0.5 (dark
+# lines on orange), tone 2 from 0.75 (light lines on red). Unknown scores are tone 0.
+LINE_TONE_FROM = (0.5, 0.75)
+SUGGESTION_LINE = "suggestion"  # the key of the suggestion overline in LINE_COLOURS
+LINE_COLOURS: tuple[dict[str, str], ...] = (
+    {**GOLD_COLOURS, SUGGESTION_LINE: "#1565c0"},
+    {"Not Supported": "#6a0036", "Insufficient Information": "#3f0f80", "Supported": "#0b3d10", "N/A": "#333333",
+     SUGGESTION_LINE: "#0b2e6b"},
+    {"Not Supported": "#ffdeed", "Insufficient Information": "#efe3ff", "Supported": "#c8f5c8", "N/A": "#e8e8e8",
+     SUGGESTION_LINE: "#d6ebff"},
+)
 # Which label a token shows when it overlaps several spans (most severe first).
 _LABEL_PRIORITY = ("Not Supported", "Insufficient Information", "Supported", "N/A")
 
@@ -168,6 +182,19 @@ def text_color(score: float | None) -> str:
     """Text colour that stays readable on `score_color(score)`."""
     s = finite_or_none(score)
     return LIGHT_TEXT if s is not None and s >= LIGHT_TEXT_FROM else DARK_TEXT
+
+
+def line_tone(score: float | None) -> int:
+    """The palette (index into LINE_COLOURS) of the lines drawn on a token with this score."""
+    s = finite_or_none(score)
+    if s is None:
+        return 0
+    return sum(1 for start in LINE_TONE_FROM if s >= start)
+
+
+def line_colour(label: str, score: float | None) -> str:
+    """The underline colour of `label` (or SUGGESTION_LINE: the overline) on a token with this score."""
+    return LINE_COLOURS[line_tone(score)][label]
 
 
 def legend(threshold: float = 0.5) -> dict[str, Any]:

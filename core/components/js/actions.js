@@ -1,9 +1,10 @@
 // actions.js — every editor action, declared once: its keys, its button, its legend.
 //
 // This table drives the key handling (keys.js), the toolbar, banner and note buttons and
-// their enabled / shown / pressed states (toolbar.js), and the key legend: each button
-// shows its key (`kbd`) and explains itself in its tooltip (`title`); gestures without a
-// button are in GESTURES. To add an action, add a row here.
+// their enabled / shown / pressed states (toolbar.js), and the key legend, which is the
+// toolbar itself: each key is shown once, on its button (`kbd`), and each button explains
+// itself in its tooltip (`title`); the mouse gestures (GESTURES) are in the status line's
+// hint. There is no second legend. To add an action, add a row here.
 //
 // Key specs: "Mod+" = Ctrl or ⌘ held (without it neither may be, nor Alt, ever);
 // "Shift+" = Shift held, "NoShift+" = not held, neither = either way. A letter matches in
@@ -90,7 +91,7 @@ const ACTIONS = [
     title: "select exact characters instead of whole tokens (or hold Alt while dragging)",
     run: (ed) => { ed.precise = !ed.precise; }, pressed: (ed) => ed.precise },
 
-  { id: "save", bar: "save", keys: ["Mod+S"], text: "Save", title: "save (Ctrl+S)",
+  { id: "save", bar: "save", keys: ["Mod+S"], kbd: "Ctrl+S", text: "Save", title: "save (Ctrl+S)",
     run: (ed) => C.save(ed, false), noRepeat: true },
   { id: "save-next", bar: "save", keys: ["NoShift+Enter"], kbd: "Enter", text: "Save & next", primary: true,
     title: "save and go to the next answer (Enter)", run: (ed) => C.save(ed, true), noRepeat: true },
@@ -116,8 +117,8 @@ const ACTIONS = [
     run: (ed) => Sync.resolveDraft(ed, "discard") },
 ];
 
-// Mouse gestures (no button, no key): the rest of the legend.
-const GESTURES = [["drag", "select whole tokens"], ["⇧ click", "extend"], ["Alt+drag", "exact characters"]];
+// Mouse gestures (no button, no key): the status line's hint when nothing is selected.
+const GESTURES = [["drag over the text", "select whole tokens"], ["⇧ click", "extend"]];
 
 const BY_ID = new Map(ACTIONS.map((a) => [a.id, a]));
 

@@ -24,9 +24,19 @@ const LIGHT_TEXT_FROM = 0.8;
 const GOLD = {
   "Not Supported": { cls: "g-ns", color: "#c2185b", word: "hallucinated", value: 1 },
   "Insufficient Information": { cls: "g-ii", color: "#7b1fa2", word: "unverifiable", value: 1 },
-  Supported: { cls: "g-s", color: "#2e7d32", word: "supported", value: 0 },
-  "N/A": { cls: "g-na", color: "#8a8a8a", word: "ignore", value: null },
+  Supported: { cls: "g-s", color: "#2a7230", word: "supported", value: 0 },
+  "N/A": { cls: "g-na", color: "#666666", word: "ignore", value: null },
 };
+// Underlines and suggestion overlines keep a 3:1 contrast with the token under them: one
+// palette per band of scores (LINE_COLOURS in heatmap_data.py; heatmap.css has the rules).
+// Tone 0 (no class) below 0.5, tone 1 ("ln1", dark lines) from 0.5, tone 2 ("ln2", light) from 0.75.
+const LINE_TONE_FROM = [0.5, 0.75];
+const LINE_CLS = ["", "ln1", "ln2"];
+const LINE_COLOURS = [
+  { "Not Supported": "#c2185b", "Insufficient Information": "#7b1fa2", Supported: "#2a7230", "N/A": "#666666", suggestion: "#1565c0" },
+  { "Not Supported": "#6a0036", "Insufficient Information": "#3f0f80", Supported: "#0b3d10", "N/A": "#333333", suggestion: "#0b2e6b" },
+  { "Not Supported": "#ffdeed", "Insufficient Information": "#efe3ff", Supported: "#c8f5c8", "N/A": "#e8e8e8", suggestion: "#d6ebff" },
+];
 const OUTCOMES = {
   TP: "flagged, gold hallucinated",
   FP: "flagged, gold not hallucinated",
@@ -76,9 +86,17 @@ function textColor(score) {
   return finite(score) && score >= LIGHT_TEXT_FROM ? LIGHT_TEXT : DARK_TEXT;
 }
 
+/** The palette of the lines on a token with this score: 0, 1 or 2 (line_tone in Python). */
+function lineTone(score) {
+  if (!finite(score)) return 0;
+  let tone = 0;
+  for (const from of LINE_TONE_FROM) if (score >= from) tone += 1;
+  return tone;
+}
+
 return {
-  STOPS, UNKNOWN_COLOR, LIGHT_TEXT_FROM, GOLD, OUTCOMES, OUTCOME_WORDS,
-  finite, scoreColor, textColor,
+  STOPS, UNKNOWN_COLOR, LIGHT_TEXT_FROM, GOLD, OUTCOMES, OUTCOME_WORDS, LINE_TONE_FROM, LINE_CLS, LINE_COLOURS,
+  finite, scoreColor, textColor, lineTone,
 };
 })();
 if (typeof module !== "undefined" && module.exports) module.exports = Colour;

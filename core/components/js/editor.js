@@ -31,6 +31,8 @@
  * @property {Uint8Array} dirty          needs a repaint; the indexes are in dirtyList
  * @property {number[]} dirtyList
  * @property {number} scrollTo           token to scroll into view at the next redraw, or -1
+ * @property {HTMLElement[]} outlines    the focus outline's boxes (outline.js)
+ * @property {string} outlineKey         what they were drawn for
  *
  * Spans and history:
  * @property {Span[]} cur                the spans shown (sorted, normalised)
@@ -115,6 +117,7 @@ function create(st, d) {
     dirty: new Uint8Array(n),
     dirtyList: [],
     scrollTo: -1,
+    outlines: [], outlineKey: "",
     cur: spans, undo: [], redo: [],
     props: { base: e.base_version, spans, key },
     baseVersion: e.base_version,

@@ -22,17 +22,27 @@ function domBoundary(ed, node, offset) {
   const self = tokenOf(node);
   if (self >= 0) return { i: self, off: offset === 0 ? 0 : ed.texts[self].length };
   if (node !== box && node.parentNode !== box) return null;
-  // a chunk or the box: the boundary is before child `offset`
+  // a chunk or the box: the boundary is before child `offset`, i.e. after child `offset - 1`
+  // (a chunk may end with the focus outline's boxes, which hold no token)
+  const edgeToken = (el, last) => {
+    if (tokenOf(el) >= 0) return tokenOf(el);
+    const kids = el.children || [];
+    for (let k = 0; k < kids.length; k++) {
+      const i = tokenOf(kids[last ? kids.length - 1 - k : k]);
+      if (i >= 0) return i;
+    }
+    return -1;
+  };
   const kids = node.childNodes;
-  const firstToken = (el) => (tokenOf(el) >= 0 ? tokenOf(el) : el.firstChild ? tokenOf(el.firstChild) : -1);
-  const lastToken = (el) => (tokenOf(el) >= 0 ? tokenOf(el) : el.lastChild ? tokenOf(el.lastChild) : -1);
-  if (offset < kids.length) {
-    const i = firstToken(kids[offset]);
-    return i < 0 ? null : { i, off: 0 };
+  for (let k = offset; k < kids.length; k++) {
+    const i = edgeToken(kids[k], false);
+    if (i >= 0) return { i, off: 0 };
   }
-  if (!kids.length) return null;
-  const i = lastToken(kids[kids.length - 1]);
-  return i < 0 ? null : { i, off: ed.texts[i].length };
+  for (let k = Math.min(offset, kids.length) - 1; k >= 0; k--) {
+    const i = edgeToken(kids[k], true);
+    if (i >= 0) return { i, off: ed.texts[i].length };
+  }
+  return null;
 }
 
 // The character selection (code points) of the current DOM Selection, or null.
@@ -103,6 +113,7 @@ function onMove(st, e) {
   if (ed.focus) E.focusTo(ed, null);
   E.setSelection(ed, { kind: "tok", a: ed.drag.a, b: i });
   E.flush(ed);
+  Outline.draw(ed);
 }
 
 function onUp(st, e) {

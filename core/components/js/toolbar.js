@@ -1,6 +1,6 @@
 // toolbar.js — the editor's controls, built from the actions table (actions.js): two bars
-// of buttons (each shows its key), the gestures line, the conflict and draft banners, the
-// note row and the status line. update() brings them in line with the state after every
+// of buttons, each showing its key once (the key legend: there is no other), the conflict
+// and draft banners, the note row and the status line (whose hint names the gestures). update() brings them in line with the state after every
 // action; redraw() is the end of every action: repaint the dirty tokens, scroll, update.
 
 // eslint-disable-next-line no-unused-vars
@@ -44,7 +44,8 @@ function buttonsOf(actions, bar, ed, ui) {
   return out;
 }
 
-/** Build the controls of a new document from `actions` (Actions.ACTIONS). */
+/** Build the controls of a new document from `actions` (Actions.ACTIONS); `gestures`
+ * (Actions.GESTURES) make the status line's hint. */
 function build(ed, actions, gestures) {
   const el = ed.st.editEl;
   const ui = { actions, buttons: [], conflictShown: null, draftShown: null };
@@ -58,23 +59,17 @@ function build(ed, actions, gestures) {
   ui.bulkInput.title = "lowest score to accept";
   ui.bulkInput.setAttribute("aria-label", "bulk accept minimum score");
 
+  // Editing and saving on the first bar, the probe's suggestions on the second. The keys
+  // on the buttons light up while they work (CSS: the editor has the keyboard focus).
+  ui.state = h("span", "ple-state");
   const bar1 = h("div", "ple-bar");
-  bar1.append(...buttonsOf(actions, "edit", ed, ui));
+  bar1.append(...buttonsOf(actions, "edit", ed, ui), h("span", "ple-grow"), ui.state,
+    ...buttonsOf(actions, "save", ed, ui));
   const bar2 = h("div", "ple-bar");
   const sugLabel = h("span", "ple-group", "suggestions");
   sugLabel.prepend(h("span", "ple-sug-sample", "ab"));
-  ui.state = h("span", "ple-state");
-  bar2.append(sugLabel, ...buttonsOf(actions, "suggest", ed, ui), h("span", "ple-grow"), ui.state,
-    ...buttonsOf(actions, "save", ed, ui));
-
-  // The legend: keys are on the buttons; here whether they are active, and the gestures.
-  const keys = h("div", "ple-keys");
-  keys.append(h("span", "ple-keys-hint"));
-  for (const [k, what] of gestures) {
-    const item = h("span", "ple-key");
-    item.append(h("kbd", null, k), document.createTextNode(" " + what));
-    keys.append(item);
-  }
+  bar2.append(sugLabel, ...buttonsOf(actions, "suggest", ed, ui));
+  ui.hint = gestures.map(([how, what]) => `${how}: ${what}`).join(" · ");
 
   ui.conflict = h("div", "ple-banner ple-conflict");
   ui.conflict.hidden = true;
@@ -96,7 +91,7 @@ function build(ed, actions, gestures) {
   ui.msg.setAttribute("role", "status");
   ui.status.append(ui.statusText, ui.msg);
 
-  el.replaceChildren(bar1, bar2, keys, ui.conflict, ui.draft, ui.noteRow, ui.status);
+  el.replaceChildren(bar1, bar2, ui.conflict, ui.draft, ui.noteRow, ui.status);
   el.hidden = false;
 }
 
@@ -154,14 +149,13 @@ function fillDraftNote(ed) {
   }
 }
 
+// What is selected or focused; the keys for it are on the buttons, not repeated here.
 function statusText(ed) {
-  const kbdOf = (a) => `${a.kbd} ${a.text}`;
   if (ed.sel) {
     const r = E.selectionSpan(ed);
     if (r.error) return `Selection: ${r.error}`;
     const how = ed.sel.kind === "char" ? "exact characters" : "whole tokens";
-    const labels = ed.ui.actions.filter((a) => a.label).map(kbdOf).join(" · ");
-    return `Selected «${E.excerpt(ed, r.start, r.end)}» (${how}) — ${labels}`;
+    return `Selected «${E.excerpt(ed, r.start, r.end)}» (${how}) — label it`;
   }
   if (ed.focus && ed.focus.kind === "span") {
     const idx = E.focusIndex(ed);
@@ -174,11 +168,10 @@ function statusText(ed) {
   }
   if (E.sugFocused(ed)) {
     const sg = ed.sugs[ed.focus.k];
-    const keys = ed.ui.actions.filter((a) => a.label).map((a) => a.kbd).join(" ");
-    return `Suggestion «${E.excerpt(ed, sg.start, sg.end)}» score ${sg.score.toFixed(2)} — A accept · R reject · ${keys} label`;
+    return `Suggestion «${E.excerpt(ed, sg.start, sg.end)}» score ${sg.score.toFixed(2)} — accept, reject or label it`;
   }
   const shown = E.visibleSuggestionIndexes(ed).length;
-  return `${ed.cur.length} span${ed.cur.length === 1 ? "" : "s"}, ${shown} suggestion${shown === 1 ? "" : "s"} shown — drag over the text to select`;
+  return `${ed.cur.length} span${ed.cur.length === 1 ? "" : "s"}, ${shown} suggestion${shown === 1 ? "" : "s"} shown — ${ed.ui.hint}`;
 }
 
 /** Buttons, banners, status and the root's state attributes, from the state. */
@@ -225,6 +218,7 @@ function redraw(ed, what, tEvent) {
     ed.scrollTo = -1;
     if (el) el.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
+  Outline.draw(ed);
   update(ed);
   Perf.edit(ed.st.root, what, tEvent, ed.cur.length);
 }

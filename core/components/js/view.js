@@ -8,7 +8,7 @@
 const View = (() => {
 "use strict";
 
-const { STOPS, UNKNOWN_COLOR, LIGHT_TEXT_FROM, GOLD, OUTCOMES, OUTCOME_WORDS, finite, scoreColor } = Colour;
+const { STOPS, UNKNOWN_COLOR, LIGHT_TEXT_FROM, GOLD, OUTCOMES, OUTCOME_WORDS, LINE_CLS, finite, scoreColor, lineTone } = Colour;
 
 // Tokens go into block "chunks" that end right after a token whose text ends with a
 // newline (so the line layout is exactly that of one flow: a block ending in "\n" adds no
@@ -50,13 +50,15 @@ function outcome(d, i) {
   return null;
 }
 
-/** The classes every mode shares: empty piece, unknown score, light text. */
+/** The classes every mode shares: empty piece, unknown score, light text, line tone. */
 function baseClass(d, i) {
   let cls = "tok";
   if (d.texts[i] === "") cls += " empty";
   const score = d.scores[i];
   if (!finite(score)) cls += " unknown";
   else if (score >= LIGHT_TEXT_FROM) cls += " hi"; // light text: see Colour.textColor()
+  const tone = lineTone(score); // lines that keep their contrast: see Colour.LINE_COLOURS
+  if (tone) cls += " " + LINE_CLS[tone];
   return cls;
 }
 
@@ -71,6 +73,8 @@ function styleToken(el, d, i) {
   const score = d.scores[i];
   if (!finite(score)) cls += " unknown";
   else if (score >= LIGHT_TEXT_FROM) cls += " hi";
+  const tone = lineTone(score);
+  if (tone) cls += " " + LINE_CLS[tone];
   el.className = cls;
   el.style.backgroundColor = scoreColor(score);
 }
