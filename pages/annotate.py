@@ -43,7 +43,7 @@ probe_version = probe_info.version if probe_info else None
 with storage.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1.3, 1.3, 2])
 dataset = c1.selectbox("Dataset", [None, *datasets], format_func=lambda d: "all datasets" if d is None else d,
                        key="ann-dataset")
 split = c2.selectbox("Split", [None, "train", "validation", "test"], format_func=lambda s: s or "all splits",
@@ -58,8 +58,8 @@ sort = c4.selectbox("Order", ["assigned", "uncertainty", "risk", "disagreement",
                                  "risk": "highest risk", "disagreement": "most disagreement",
                                  "newest": "newest"}.get)
 
-search = st.text_input("Search", key="ann-search", max_chars=work_queue.MAX_SEARCH_CHARS,
-                       placeholder="Search the questions and answers (or #N)", label_visibility="collapsed")
+search = c5.text_input("Search", key="ann-search", max_chars=work_queue.MAX_SEARCH_CHARS,
+                       placeholder="words in the question or answer, or #N")
 
 with storage.sessions() as session:
     me = db_user(session, user)
@@ -78,7 +78,8 @@ st.progress(min(1.0, done / assigned) if assigned else 0.0,
             text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you")
 st.caption(queue_state.summary_line(standing))
 if label_state is None and standing.needs_second:
-    st.button(f"Show the {plural(standing.needs_second, 'answer')} that need a second annotator", key="ann-go-second",
+    st.button(f"Show the {plural(standing.needs_second, 'answer')} that {'needs' if standing.needs_second == 1 else 'need'} "
+              "a second annotator", key="ann-go-second",
               on_click=lambda: st.session_state.update({"ann-state": "second"}))
 
 ids = [item.generation_id for item in items]
@@ -106,11 +107,12 @@ if current is None:
     guidelines_panel(user)
     st.stop()
 
-left, right = st.columns([2, 3])
-with left:
+# The queue spans the page so its text can be read; its expander folds it away while editing
+# (a constant label keeps the fold across reruns). Guidelines, Skip and comments sit beside the editor.
+with st.expander("Queue", expanded=True):
     table = pd.DataFrame([{"#": i.generation_id, "answer": i.preview, "why": queue_state.reason(i),
                            "risk": i.max_score, "flag": "⚑" if i.generation_id in flagged else ""} for i in items])
-    picked = st.dataframe(spreadsheet_safe(table), hide_index=True, height=440, on_select="rerun",
+    picked = st.dataframe(spreadsheet_safe(table), hide_index=True, height=250, on_select="rerun",
                           selection_mode="single-row", key="ann-table", width="stretch",
                           column_config={"#": st.column_config.NumberColumn(width="small"),
                                          "answer": st.column_config.TextColumn(width="large"),
@@ -121,7 +123,6 @@ with left:
     if rows and st.session_state.get("ann-last-row") != rows[0] and rows[0] < len(items):
         st.session_state["ann-last-row"] = rows[0]
         current = items[rows[0]].generation_id
-    guidelines_panel(user)
 st.session_state["ann-current"] = current
 st.session_state["ann-wanted-seen"] = str(current)
 if st.query_params.get("generation") != str(current):
@@ -148,6 +149,11 @@ with storage.sessions() as session:
     scores = scores_for(session, probe_version, current) if probe_version else None
     no_colours = no_colour_reason(session, scoring_version=probe_version, generation_id=current)
 
+right, side = st.columns([5, 2])
+with side:
+    guidelines_panel(user)
+    skip_controls(user, current, move_on)
+    comments_panel(user, current)
 with right:
     st.markdown(f"**Answer #{current}** · {md_escape(where)}")
     ended = ending(generation.extra.get("finish_reason"), generation.extra.get("stop_note"))
@@ -216,8 +222,6 @@ with right:
     elif flash:
         st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
-    skip_controls(user, current, move_on)
-    comments_panel(user, current)
 
     if conflict:
         st.warning(f"{md_escape(conflict.get('saved_by') or 'Someone')} saved version {conflict['their_version']} of this "

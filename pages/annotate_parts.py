@@ -39,7 +39,8 @@ def guidelines_panel(user: SignedIn) -> None:
         else:
             st.caption(f"Version {found.version}, by {md_escape(found.author or 'a removed user')}, "
                        f"{_when(found.created_at)}")
-            st.markdown(found.body)  # the admin's markdown; raw HTML never renders (no unsafe_allow_html)
+            with st.container(height=420, border=False):  # long guidelines scroll beside the editor
+                st.markdown(found.body)  # the admin's markdown; raw HTML never renders (no unsafe_allow_html)
     if user.role != "admin":
         return
     shown = found.version if found else 0
@@ -174,7 +175,9 @@ def flagged_for_review(dataset: str | None) -> None:
     with st.expander(f"Flagged for review: {len(flags)} open flag{'s' if len(flags) != 1 else ''}", expanded=True):
         table = pd.DataFrame([{"answer": f"#{c.generation_id}", "dataset": c.dataset, "flagged by": c.author or "",
                                "when": _when(c.created_at), "comment": c.body,
-                               "open": f"annotate?generation={c.generation_id}"} for c in flags])
+                               "open": f"annotate?generation={c.generation_id}",
+                               "settle": f"review?generation={c.generation_id}"} for c in flags])
         st.dataframe(spreadsheet_safe(table), hide_index=True, key="rev-flags",
                      column_config={"comment": st.column_config.TextColumn(width="large"),
-                                    "open": st.column_config.LinkColumn("open", display_text="in Annotate")})
+                                    "open": st.column_config.LinkColumn("open", display_text="in Annotate"),
+                                    "settle": st.column_config.LinkColumn("settle", display_text="in Review")})

@@ -59,6 +59,9 @@ if wanted and st.session_state.get("rev-wanted-seen") != wanted:
     except UserError as exc:
         st.warning(md_escape(str(exc)))
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
+from pages.annotate_parts import flagged_for_review  # noqa: E402  (issue #14: annotators' flags, read-only)
+
+flagged_for_review(dataset)
 SETTLE_TAB = "Settle gold"
 
 

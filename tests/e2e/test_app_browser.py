@@ -198,6 +198,8 @@ def open_in_annotate(page, app, generation_id: int, name: str, password: str):
 
 
 def drag_tokens(page, root, first: int, last: int) -> None:
+    root.locator(f".plh-text span[data-i='{first}']").scroll_into_view_if_needed()  # below the queue
+    page.wait_for_timeout(200)
     a = root.locator(f".plh-text span[data-i='{first}']").bounding_box()
     b = root.locator(f".plh-text span[data-i='{last}']").bounding_box()
     page.mouse.move(a["x"] + 2, a["y"] + a["height"] / 2)

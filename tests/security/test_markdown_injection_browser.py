@@ -1,4 +1,4 @@
-"""Finding 5 in a real Chromium: text other users control (a question, an answer, a span note, a
+"""Finding 5 in a real Chromium: text other users control (a question, an answer, a span note, a comment, a
 dataset name, a user name) never makes a reader's browser fetch an image or show a link.
 
 Every page where the hostile text appears is opened while every request to the payload's
@@ -19,6 +19,8 @@ TARGET = "127.0.0.1:9"
 IMAGE = f"![x](http://{TARGET}/t.png)"
 LINK = f"[click](http://{TARGET}/)"
 HTML = f"<img src=http://{TARGET}/h.png onerror=\"window.__pwned=1\">"
+# Guidelines are an admin's markdown (links are theirs to write), but raw HTML never renders.
+GUIDE_HTML = "<img src=x onerror=\"window.__pwned=1\"> <script>window.__pwned=1</script> <b>bold</b>"
 PAYLOAD = f"{IMAGE} {LINK} {HTML}"
 DATASET = f"set {IMAGE} {LINK} {HTML}"
 # Names with "/" are refused now (finding 7), so the hostile account predates that rule:
@@ -46,6 +48,18 @@ def served(tmp_path_factory):
             session.flush()
             import_file(session, (json.dumps(record) + "\n").encode(), dataset=DATASET, as_user=HOSTILE,
                         actor=None, source_name="hostile.jsonl")
+            # issue #14: a flagged comment (Annotate, Review) and guidelines with raw HTML (an admin's
+            # markdown renders, raw HTML never does)
+            from sqlalchemy import select
+
+            from db.comments import add_comment
+            from db.guidelines import save as save_guidelines
+            from db.models import Generation
+            from db.users import get_user
+
+            eve = session.scalar(select(User).where(User.name == HOSTILE))
+            add_comment(session, session.scalar(select(Generation.id)), PAYLOAD, author=eve, flag=True)
+            save_guidelines(session, f"# Rules\n\n{GUIDE_HTML}", actor=get_user(session, "boss"), expected_version=0)
 
     with served_app(tmp_path_factory.mktemp("markdown"), prepare) as (app, database, _url):
         yield app, database
@@ -77,10 +91,15 @@ def test_hostile_text_loads_nothing_on_any_page_that_shows_it(page, served, chro
     page.goto(f"{app.base}/annotate?generation={generation_id}")
     page.get_by_text("Tell me about Lviv").first.wait_for(timeout=120_000)
     page.get_by_text(DATASET.split(" ")[0]).first.wait_for(timeout=30_000)
+    page.get_by_text("Guidelines (v1)").first.click()  # and the open comments: the flagged one
+    page.get_by_text("Rules").first.wait_for(timeout=30_000)
+    page.get_by_text("<b>bold</b>", exact=False).first.wait_for(timeout=30_000)  # shown as text
+    assert page.locator('img[src="x"]').count() == 0 and page.locator("b:text('bold')").count() == 0
     _nothing_live(page)
-    # Review: the annotator's name, the dataset, the answer text in the merge radio labels
+    # Review: the annotator's name, the dataset, the answer text in the merge radio labels, the flags
     page.goto(f"{app.base}/review?generation={generation_id}")
     page.get_by_text("Gold set").first.wait_for(timeout=120_000)
+    page.get_by_text("Flagged for review").first.wait_for(timeout=30_000)
     page.get_by_text("eve").first.wait_for(timeout=30_000)
     _nothing_live(page)
     # Data: the datasets table and the typed-name delete confirmation
