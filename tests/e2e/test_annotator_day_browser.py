@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.apptest import add_users
 from tests.support.browser import CHROMIUM, served_app
+from tests.support.span_editor import drag_tokens
 
 pytestmark = [
     pytest.mark.e2e,
@@ -76,17 +77,6 @@ def url_names(page, generation_id: int, timeout_s: float = 15.0) -> bool:
             return True
         page.wait_for_timeout(100)
     return False
-
-
-def drag_tokens(page, root, first: int, last: int) -> None:
-    root.locator(f".plh-text span[data-i='{first}']").scroll_into_view_if_needed()
-    page.wait_for_timeout(200)
-    a = root.locator(f".plh-text span[data-i='{first}']").bounding_box()
-    b = root.locator(f".plh-text span[data-i='{last}']").bounding_box()
-    page.mouse.move(a["x"] + 2, a["y"] + a["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(b["x"] + b["width"] - 2, b["y"] + b["height"] / 2, steps=6)
-    page.mouse.up()
 
 
 def stored_set(database, generation_id: int):

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.apptest import add_users
 from tests.support.browser import ARTIFACTS, CHROMIUM, ROOT, served_app, sign_in
+from tests.support.span_editor import drag_tokens
 
 pytestmark = [
     pytest.mark.e2e,
@@ -195,17 +196,6 @@ def open_in_annotate(page, app, generation_id: int, name: str, password: str):
     root = page.locator(EDITOR)
     root.wait_for(timeout=60_000)
     return root
-
-
-def drag_tokens(page, root, first: int, last: int) -> None:
-    root.locator(f".plh-text span[data-i='{first}']").scroll_into_view_if_needed()  # below the queue
-    page.wait_for_timeout(200)
-    a = root.locator(f".plh-text span[data-i='{first}']").bounding_box()
-    b = root.locator(f".plh-text span[data-i='{last}']").bounding_box()
-    page.mouse.move(a["x"] + 2, a["y"] + a["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(b["x"] + b["width"] - 2, b["y"] + b["height"] / 2, steps=6)
-    page.mouse.up()
 
 
 def my_set(database, generation_id: int, name: str):

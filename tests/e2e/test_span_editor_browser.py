@@ -20,6 +20,7 @@ from heatmap_cases import EDIT_TEXTS, edit_case, their_spans
 from core.base.types import Span
 from core.components.heatmap import dom_selection_to_span, token_selection_to_span
 from core.text.editing import Suggestion, accept_suggestions, add_span
+from tests.support.span_editor import classes, open_editor, spans_of, tok
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,24 +33,6 @@ LABEL_CLS = {"Not Supported": "g-ns", "Insufficient Information": "g-ii", "Suppo
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def open_editor(page, app, **params):
-    page.goto(app.url(case="edit", **params))
-    page.locator(".plh-root[data-spans]").wait_for(timeout=60_000)
-    return page.locator(".plh-root")
-
-
-def tok(root, i: int):
-    return root.locator(f".plh-text span[data-i='{i}']")
-
-
-def classes(root, i: int) -> set[str]:
-    return set((tok(root, i).get_attribute("class") or "").split())
-
-
-def spans_of(root) -> list[dict]:
-    return json.loads(root.get_attribute("data-spans"))
 
 
 def token_of(word_start: int) -> int:

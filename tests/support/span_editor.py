@@ -29,6 +29,19 @@ def classes(root, i: int) -> set[str]:
     return set((tok(root, i).get_attribute("class") or "").split())
 
 
+def drag_tokens(page, root, first: int, last: int) -> None:
+    """Drag the mouse from token `first` to token `last` (scrolled into view first: the editor
+    may sit below the Annotate queue)."""
+    root.locator(f".plh-text span[data-i='{first}']").scroll_into_view_if_needed()
+    page.wait_for_timeout(200)
+    a = root.locator(f".plh-text span[data-i='{first}']").bounding_box()
+    b = root.locator(f".plh-text span[data-i='{last}']").bounding_box()
+    page.mouse.move(a["x"] + 2, a["y"] + a["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(b["x"] + b["width"] - 2, b["y"] + b["height"] / 2, steps=6)
+    page.mouse.up()
+
+
 def spans_of(root) -> list[dict]:
     """The editor's spans (code points), from its `data-spans` attribute."""
     return json.loads(root.get_attribute("data-spans"))
