@@ -14,6 +14,7 @@ from typing import Any
 from core.analysis.comparison import compare_probes
 from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.types import LABEL_VALUES
 from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version, register_version, scored_items
 from core.probes.config import ProbeConfig
@@ -22,9 +23,9 @@ from core.probes.linear import TrainConfig, train_probe
 from core.probes.lora import LoraSettings, train_lora_probe
 from core.probes.lora_pipeline import lora_item_scores, save_lora_probe, with_token_ids
 from core.probes.metrics import evaluate_items
-from core.probes.pipeline import data_hash, item_scores, prepare, split_key, training_examples
+from core.probes.pipeline import data_hash, item_scores, labels_hash, prepare, training_examples
 from core.probes.stored_metrics import section
-from core.probes.training_set import build_training_set, split_by_generation, training_data_hash
+from core.probes.training_set import build_training_set, split_by_generation
 from db.labels import labelled_generations
 from db.models import RunKind, RunStatus
 from db.probes import active_probe
@@ -121,25 +122,17 @@ def label_summary(database, datasets: list[str] | None = None,
         out["by_split"][x.split] = out["by_split"].get(x.split, 0) + 1
         out["by_source"][x.source] = out["by_source"].get(x.source, 0) + 1
     out["hallucinated_spans"] = sum(
-        1 for x in labelled for s in x.generation.spans if s.label in HALLUCINATED
+        1 for x in labelled for s in x.generation.spans if LABEL_VALUES.get(s.label) == 1
     )
     train, val, _how = _choose_splits(labelled, RetrainParams().val_fraction) if labelled else ([], [], "")
     out["validation"] = {
         "answers": len(val),
-        "hallucinated": sum(1 for x in val for s in x.generation.spans if s.label in HALLUCINATED),
-        "supported": sum(1 for x in val for s in x.generation.spans if s.label == "Supported"),
+        "hallucinated": sum(1 for x in val for s in x.generation.spans if LABEL_VALUES.get(s.label) == 1),
+        "supported": sum(1 for x in val for s in x.generation.spans if LABEL_VALUES.get(s.label) == 0),
     }
     out["train_hash"] = labels_hash([x.generation for x in train]) if train else None
     out["validation_hash"] = labels_hash([x.generation for x in val]) if val else None
     return out
-
-
-HALLUCINATED = ("Not Supported", "Insufficient Information")
-
-
-def labels_hash(generations: list) -> str:
-    """The data snapshot hash a retrain stores (`data_hash` of its prepared items), from labels alone."""
-    return training_data_hash((split_key(g), [(s.start, s.end, s.label) for s in g.spans]) for g in generations)
 
 
 def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) -> int | None:

@@ -91,8 +91,13 @@ def training_examples(items: Sequence[PreparedItem], layer: int):
         yield (item.acts.hidden[layer], item.labels.labels, item.labels.span_ids, item.labels.span_labels, item.key)
 
 
+def labels_hash(generations: Sequence[Generation]) -> str:
+    """The data snapshot hash a version stores: answers (by split key) and their labels, in any order."""
+    return training_data_hash((split_key(g), [(s.start, s.end, s.label) for s in g.spans]) for g in generations)
+
+
 def data_hash(items: Sequence[PreparedItem]) -> str:
-    return training_data_hash((item.key, [(s.start, s.end, s.label) for s in item.generation.spans]) for item in items)
+    return labels_hash([item.generation for item in items])  # item.key is split_key(item.generation)
 
 
 @dataclass
