@@ -30,7 +30,14 @@ from core.base import settings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
 from core.engine.model import LoadedModel
-from core.engine.stream import IncrementalDecoder, StreamedToken, _sample, distribution_stats, prompt_ids
+from core.engine.stream import (
+    IncrementalDecoder,
+    StreamedToken,
+    check_decoding,
+    distribution_stats,
+    prompt_ids,
+    sample_token,
+)
 
 MAX_BATCH = 64
 
@@ -62,12 +69,7 @@ class GenerationRequest:
 
     def validate(self) -> None:
         check_question(self.messages)
-        if self.max_new_tokens < 1:
-            raise UserError("max new tokens must be at least 1")
-        if self.temperature < 0:
-            raise UserError("temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise UserError("top-p must be in (0, 1]")
+        check_decoding(self.max_new_tokens, self.temperature, self.top_p)
 
     def stop(self) -> None:
         """End this answer after the current step, whatever its neighbours do (thread-safe)."""
@@ -275,7 +277,7 @@ class BatchEngine:
                 finished.append(row.finish("cancelled"))
                 continue
             assert row.next_logits is not None
-            token_id = _sample(row.next_logits, request.temperature, request.top_p, row.generator)
+            token_id = sample_token(row.next_logits, request.temperature, request.top_p, row.generator)
             if token_id in self._eos:
                 finished.append(row.finish("eos"))
                 continue

@@ -121,7 +121,17 @@ def distribution_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return logp, entropy
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
+def check_decoding(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    """One clear refusal for decoding settings that make no sense (the stream and the engine)."""
+    if max_new_tokens < 1:
+        raise UserError("max new tokens must be at least 1")
+    if temperature < 0:
+        raise UserError("temperature must be >= 0")
+    if not 0 < top_p <= 1:
+        raise UserError("top-p must be in (0, 1]")
+
+
+def sample_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
     if temperature <= 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -157,12 +167,7 @@ class TokenStream:
         probe_layer: int | None = None,
         cancel: CancelToken | None = None,
     ) -> None:
-        if max_new_tokens < 1:
-            raise UserError("max new tokens must be at least 1")
-        if temperature < 0:
-            raise UserError("temperature must be >= 0")
-        if not 0 < top_p <= 1:
-            raise UserError("top-p must be in (0, 1]")
+        check_decoding(max_new_tokens, temperature, top_p)
         self.lm = lm
         self.messages = list(messages)
         self.probe = probe
@@ -212,7 +217,7 @@ class TokenStream:
                     self.finish_reason = "cancelled"
                     break
                 logp, entropy = distribution_stats(logits)
-                token_id = _sample(logits, self.temperature, self.top_p, generator)
+                token_id = sample_token(logits, self.temperature, self.top_p, generator)
                 if token_id in eos:
                     self.finish_reason = "eos"
                     break

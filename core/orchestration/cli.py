@@ -130,14 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _lora_settings(args: argparse.Namespace):
     from core.probes.lora import LoraSettings
 
-    first, last = 0, None
-    if args.lora_layers:
-        try:
-            low, high = args.lora_layers.split("-", 1)
-            first, last = int(low), int(high)
-        except ValueError:
-            raise UserError(f"--lora-layers must look like 0-20, got {args.lora_layers!r}") from None
-    return LoraSettings(rank=args.lora_rank, first_layer=first, last_layer=last, kl_weight=args.kl_weight,
+    layers = cli_runs.lora_layer_fields(args.lora_layers)
+    return LoraSettings(rank=args.lora_rank, first_layer=layers.get("lora_first_layer", 0),
+                        last_layer=layers.get("lora_last_layer"), kl_weight=args.kl_weight,
                         epochs=args.epochs or 1, seed=args.seed)
 
 

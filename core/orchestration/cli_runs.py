@@ -51,7 +51,7 @@ def _progress_line(stage: str, done: int, total: int, message: str = "") -> None
     print(f"[{stage}] {done}/{total} {message}", file=sys.stderr)
 
 
-def _lora_layers(text: str | None) -> dict:
+def lora_layer_fields(text: str | None) -> dict:
     """`--lora-layers A-B` as RetrainParams fields (absent: blocks 0 to the probe's layer)."""
     if not text:
         return {}
@@ -72,7 +72,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                            sources=args.label_source or ["gold", "majority"], epochs=args.epochs, lr=args.lr,
                            seed=args.seed, val_fraction=args.val_fraction, n_boot=args.n_boot,
                            activate=args.activate, kind=args.kind, lora_rank=args.lora_rank,
-                           kl_weight=args.kl_weight, **_lora_layers(args.lora_layers))
+                           kl_weight=args.kl_weight, **lora_layer_fields(args.lora_layers))
     params.validate()
     actor_id = _actor_id(database, args.actor)
     if args.background:
