@@ -26,6 +26,9 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_WORKER_STALE_SECONDS": "a run without a heartbeat for this long is marked failed (default: 60)",
     "PROBELENS_SESSION_IDLE_HOURS": "a sign-in unused for this long ends (default: 12)",
     "PROBELENS_KV_CACHE_MB": "KV-cache memory that sets the automatic generation batch size (default: 512)",
+    "PROBELENS_DEVICE": "where models run: auto (a GPU when there is one), cpu, cuda, cuda:N (default: auto)",
+    "PROBELENS_RAY_ADDRESS": "runs go to this Ray cluster (auto, ray://host:port, or local for an in-process Ray) "
+                             "instead of a local worker process (default: unset)",
 }
 
 
@@ -103,3 +106,11 @@ def session_idle_hours() -> float:
 
 def kv_cache_mb() -> int:
     return max(1, int(_float("PROBELENS_KV_CACHE_MB", 512)))
+
+
+def device() -> str:
+    return _get("PROBELENS_DEVICE", "auto").strip() or "auto"
+
+
+def ray_address() -> str | None:
+    return _get("PROBELENS_RAY_ADDRESS").strip() or None
