@@ -169,7 +169,7 @@ def next_unassigned(session: Session) -> int | None:
                           .order_by(TrainRun.id).limit(1))
 
 
-def mark_started(session: Session, run_id: int, pid: int) -> TrainRun:
+def mark_started(session: Session, run_id: int, pid: int | None) -> TrainRun:
     run = get_run(session, run_id)
     if run.status != "queued":
         raise UserError(f"run {run_id} is {run.status}, not queued")

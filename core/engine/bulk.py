@@ -83,11 +83,16 @@ def generate_answers(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     model: Any | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Iterator[GeneratedAnswer]:
     """Answer every prompt, batched; yields each answer as it ends (not in prompt order).
 
     Prompt n samples with seed `settings.seed + n`: different samples per prompt, the same
-    ones whatever the batch size. Answers cut short by a cancel are not yielded."""
+    ones whatever the batch size. `indices` gives each prompt's n when these prompts are a
+    shard of a larger list (a Ray shard), so a shard samples what the whole list would.
+    Answers cut short by a cancel are not yielded."""
+    if indices is not None and len(indices) != len(prompts):
+        raise ValueError("indices must give one index per prompt")
     total = len(prompts)
     budget = max(1, settings.max_new_tokens)
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
@@ -106,7 +111,8 @@ def generate_answers(
                f"{state['answers']}/{total} answers · {state['tokens']} tokens · batches of {size}")
 
     def requests() -> Iterator[GenerationRequest]:
-        for n, messages in enumerate(prompts):
+        for position, messages in enumerate(prompts):
+            n = int(indices[position]) if indices is not None else position
             seed = settings.seed + n if settings.seed is not None else None
             yield GenerationRequest(list(messages), max_new_tokens=budget, temperature=settings.temperature,
                                     top_p=settings.top_p, seed=seed, probe=probe, probe_layer=probe_layer,

@@ -18,7 +18,7 @@ from core.base import settings
 from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken, ProgressFn, report
 from core.engine.batched import MAX_BATCH
-from core.engine.bulk import GenerationSettings, generate_answers
+from core.engine.bulk import GeneratedAnswer, GenerationSettings, generate_answers
 from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version_or_none
@@ -165,43 +165,66 @@ def _already_there(session, dataset: str, conversation: list[dict[str, str]]) ->
         Dataset.name == dataset, Generation.content_hash == content_hash(conversation)).limit(1)) is not None
 
 
+class AnswerWriter:
+    """Stores one batch run's finished answers, each once: an answer already in the dataset (a
+    retried shard, greedy decoding repeating itself) is not stored again, only counted."""
+
+    def __init__(self, database, params: BatchParams, probe_version: int | None, created_by: int | None) -> None:
+        self.database, self.params, self.probe_version, self.created_by = database, params, probe_version, created_by
+        self.stored: list[int] = []
+        self.skipped: list[tuple[int, str]] = []
+        self.repeated = 0
+        self.tokens = 0
+
+    def store(self, answers: list[GeneratedAnswer]) -> None:
+        """Store answers in one transaction; one unstorable answer (model output is untrusted: a
+        NUL character, say) is skipped and reported, and does not cost the others."""
+        with self.database.sessions() as session, session.begin():
+            user = session.get(User, self.created_by) if self.created_by else None
+            for answer in answers:
+                try:
+                    with session.begin_nested():
+                        known = _already_there(session, self.params.dataset, answer.generation.conversation)
+                        row = save_generated(session, self.params.dataset, answer.generation, answer.trace,
+                                             user=user, probe_version=self.probe_version, split=self.params.split)
+                except UserError as exc:
+                    self.skipped.append((answer.index + 1, str(exc)))
+                    continue
+                self.stored.append(row.id)
+                self.repeated += known
+                self.tokens += len(answer.trace.token_ids)
+
+    def notes(self) -> str:
+        return ((f" · {self.repeated} already in the dataset" if self.repeated else "")
+                + (f" · {len(self.skipped)} skipped" if self.skipped else ""))
+
+    def result(self) -> dict[str, Any]:
+        return {"answers": len(self.stored), "tokens": self.tokens, "generation_ids": self.stored,
+                "probe_version": self.probe_version, "skipped": sorted(self.skipped), "repeated": self.repeated}
+
+
+def generation_settings(params: BatchParams) -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
+                              top_p=float(params.top_p), seed=int(params.seed))
+
+
 def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
     """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
     scores) as soon as it ends; answers cut short by a cancel are not stored."""
     params.validate()
     scoring = load_version_or_none(database, lm) if params.score else None
-    settings = GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
-                                  top_p=float(params.top_p), seed=int(params.seed))
-    tokens, stored = 0, []
-    skipped: list[tuple[int, str]] = []
-    repeated = 0  # equal answers are stored once per dataset (greedy decoding repeats itself)
+    writer = AnswerWriter(database, params, scoring.version if scoring else None, created_by)
 
     def with_notes(stage: str, done: int, total: int, message: str = "") -> None:
-        note = (f" · {repeated} already in the dataset" if repeated else "") + \
-            (f" · {len(skipped)} skipped" if skipped else "")
-        report(progress, stage, done, total, message + note)
+        report(progress, stage, done, total, message + writer.notes())
 
     answers = generate_answers(
-        lm, params.prompts, settings, probe=scoring.probe if scoring else None,
+        lm, params.prompts, generation_settings(params), probe=scoring.probe if scoring else None,
         probe_layer=scoring.layer if scoring else None, batch_size=params.batch_size,
         progress=with_notes, cancel=cancel, model=scoring.model if scoring else None)
     for answer in answers:
-        try:
-            with database.sessions() as session, session.begin():
-                user = session.get(User, created_by) if created_by else None
-                known = _already_there(session, params.dataset, answer.generation.conversation)
-                row = save_generated(session, params.dataset, answer.generation, answer.trace, user=user,
-                                     probe_version=scoring.version if scoring else None, split=params.split)
-                stored.append(row.id)
-                repeated += known
-            tokens += len(answer.trace.token_ids)
-        except UserError as exc:
-            # Model output is untrusted: one unstorable answer (e.g. a NUL character) is
-            # skipped and reported; it does not cost the rest of the batch.
-            skipped.append((answer.index + 1, str(exc)))
+        writer.store([answer])
     if cancel is not None and cancel.cancelled:
-        raise Cancelled(f"cancelled after {plural(len(stored), 'stored answer')}")
-    return {"answers": len(stored), "tokens": tokens, "generation_ids": stored,
-            "probe_version": scoring.version if scoring else None, "skipped": sorted(skipped),
-            "repeated": repeated}
+        raise Cancelled(f"cancelled after {plural(len(writer.stored), 'stored answer')}")
+    return writer.result()

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.base.errors import UserError
 from core.engine.model import cache_root
+from core.orchestration import ray_cluster
 from db.models import RunKind, User
-from db.train_runs import create_run, get_run, process_alive
+from db.train_runs import create_run, finish, get_run, process_alive
 
 IDLE_POLL_SECONDS = 0.2
 IDLE_FRESH_SECONDS = 3.0
@@ -60,6 +62,9 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
     with database.sessions() as session, session.begin():
         actor = session.get(User, actor_id) if actor_id else None
         run_id = create_run(session, kind, params, actor).id
+    if ray_cluster.enabled():
+        _submit_to_ray(database, run_id, str(kind))
+        return run_id
     if idle_workers(database):
         # a warm worker polls for unassigned runs; give it a moment before starting a new one
         deadline = time.monotonic() + 2 * IDLE_FRESH_SECONDS
@@ -84,6 +89,17 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
             run.pid = proc.pid
     return run_id
 
+
+
+def _submit_to_ray(database, run_id: int, kind: str) -> None:
+    """Hand the run to the Ray cluster; if that fails the row says why, and nothing waits on it."""
+    try:
+        ray_cluster.submit(database.engine.url.render_as_string(hide_password=False), run_id, kind)
+    except Exception as exc:  # noqa: BLE001 - the person gets one message; the row must not stay queued
+        message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        with database.sessions() as session, session.begin():
+            finish(session, run_id, "failed", error=f"could not submit to Ray: {message}")
+        raise UserError(f"could not submit the run to the Ray cluster: {message}") from None
 
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by db.train_runs.process_alive / poll

@@ -2,21 +2,86 @@
 and tokenise answers that were imported without tokens."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sqlalchemy import select
 
 from core.base.progress import CancelToken, ProgressFn, check, report
-from core.base.types import TokenTrace
+from core.base.types import Generation, TokenTrace
 from core.engine.activations import extract_activations
-from core.orchestration.registry import load_version
+from core.orchestration.registry import LoadedProbe, load_version
 from core.text.readable import plural
 from db.generations import get_generation, set_trace, to_core, trace_of
-from db.models import Generation, Prediction
+from db.models import Generation as GenerationRow
+from db.models import Prediction
 from db.predictions import store_scores
 from db.probes import get_probe
 
 RESCORE_CHUNK = 64  # generations per stored batch: a cancel keeps what is done
 
+
+
+@dataclass
+class ScoredAnswer:
+    """One stored answer's scores under a version, and its trace when it had none stored."""
+
+    generation_id: int
+    scores: list[float]
+    new_trace: TokenTrace | None = None
+
+
+def read_answers(database, ids: list[int]) -> list[tuple[int, Generation, bool]]:
+    """(id, answer with its stored token ids, whether it had a trace) of stored answers."""
+    out = []
+    with database.sessions() as session:
+        for row_id in ids:
+            row = session.get(GenerationRow, row_id)
+            if row is None:
+                continue
+            gen, trace = to_core(row), trace_of(row)
+            if trace is not None:
+                gen.extra["tokens"] = {"ids": list(trace.token_ids)}
+            out.append((row_id, gen, trace is not None))
+    return out
+
+
+def score_answers(lm, loaded: LoadedProbe, answers: list[tuple[int, Generation, bool]],
+                  cancel: CancelToken | None = None) -> list[ScoredAnswer]:
+    """Per-token scores of answers under `loaded` (teacher forced, batched): the work of a re-score,
+    done where the model is (this process, or a Ray replica)."""
+    acts = extract_activations(lm, [g for _i, g, _has in answers], [loaded.layer], use_cache=True, cancel=cancel)
+    out = []
+    for (row_id, gen, has), a in zip(answers, acts):
+        hidden = a.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, gen.conversation, a.token_ids)
+        scores = np.asarray(loaded.probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
+        trace = None if has else TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies)
+        out.append(ScoredAnswer(row_id, scores, trace))
+    return out
+
+
+def store_scored(database, version: int, scored: list[ScoredAnswer], counts: dict[str, int]) -> None:
+    """Write scores (and new traces) in one transaction; writing the same chunk twice changes nothing."""
+    with database.sessions() as session, session.begin():
+        for item in scored:
+            row = session.get(GenerationRow, item.generation_id)
+            if row is None:
+                continue  # deleted meanwhile
+            if item.new_trace is not None and trace_of(row) is None:
+                set_trace(row, item.new_trace)
+                counts["tokens_added"] += 1
+            store_scores(session, version, item.generation_id, item.scores)
+            counts["scored"] += 1
+
+
+def ids_to_score(database, version: int, only_missing: bool = True) -> list[int]:
+    with database.sessions() as session:
+        probe_id = get_probe(session, version).id
+        ids = list(session.scalars(select(GenerationRow.id).order_by(GenerationRow.id)))
+        if only_missing:
+            done_ids = set(session.scalars(select(Prediction.generation_id).where(Prediction.probe_id == probe_id)))
+            ids = [i for i in ids if i not in done_ids]
+    return ids
 
 
 def rescore(database, lm, version: int, *, only_missing: bool = True, progress: ProgressFn | None = None,
@@ -27,48 +92,16 @@ def rescore(database, lm, version: int, *, only_missing: bool = True, progress: 
     which makes them editable token by token. Work is stored in chunks: a cancel keeps
     what is done, and a second call only does what is missing.
     """
-
-
     loaded = load_version(database, lm, version)
-    probe, layer = loaded.probe, loaded.layer
-    with database.sessions() as session:
-        probe_id = get_probe(session, version).id
-        ids = list(session.scalars(select(Generation.id).order_by(Generation.id)))
-        if only_missing:
-            done_ids = set(session.scalars(select(Prediction.generation_id).where(Prediction.probe_id == probe_id)))
-            ids = [i for i in ids if i not in done_ids]
+    ids = ids_to_score(database, version, only_missing)
     counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
     report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
     for start in range(0, len(ids), RESCORE_CHUNK):
         check(cancel)
         chunk = ids[start:start + RESCORE_CHUNK]
-        with database.sessions() as session:
-            rows = [session.get(Generation, i) for i in chunk]
-            gens, had_trace = [], []
-            for r in rows:
-                if r is None:
-                    continue
-                g, trace = to_core(r), trace_of(r)
-                if trace is not None:
-                    g.extra["tokens"] = {"ids": list(trace.token_ids)}
-                gens.append((r.id, g))
-                had_trace.append(trace is not None)
-        acts = extract_activations(lm, [g for _i, g in gens], [layer], use_cache=True, cancel=cancel)
-        with database.sessions() as session, session.begin():
-            for (row_id, _g), a, has in zip(gens, acts, had_trace):
-                r = session.get(Generation, row_id)
-                if r is None:
-                    continue  # deleted meanwhile
-                hidden = a.hidden[layer] if loaded.model is None else loaded.hidden(lm, _g.conversation, a.token_ids)
-                scores = np.asarray(probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
-                if not has:
-                    set_trace(r, TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies))
-                    counts["tokens_added"] += 1
-                store_scores(session, version, row_id, scores)
-                counts["scored"] += 1
+        store_scored(database, version, score_answers(lm, loaded, read_answers(database, chunk), cancel), counts)
         report(progress, "rescore", min(start + len(chunk), len(ids)), len(ids), f"v{version}")
     return counts
-
 
 
 def tokenise_answer(database, lm, generation_id: int):

@@ -21,6 +21,8 @@ from core.base.progress import Cancelled, CancelToken, ProgressFn, check
 from core.engine.model import lazy_model
 from core.orchestration.batch import BatchParams, run_batch
 from core.orchestration.launcher import IDLE_POLL_SECONDS, idle_dir
+from core.orchestration.ray_cluster import worker_defaults
+from core.orchestration.ray_pipelines import ray_generate, ray_rescore
 from core.orchestration.rescore import rescore
 from core.orchestration.retrain import RetrainParams, retrain
 from core.orchestration.seed import seed_demo
@@ -88,6 +90,10 @@ def _retrain(ctx: RunContext) -> str | None:
 def _rescore(ctx: RunContext) -> str:
     version = int(ctx.params["version"])
     counts = rescore(ctx.database, _model(ctx), version, progress=ctx.progress, cancel=ctx.cancel)
+    return _rescored_message(counts, version)
+
+
+def _rescored_message(counts: dict[str, int], version: int) -> str:
     return (f"scored {plural(counts['scored'], 'answer')} with v{version}"
             + (f"; stored tokens of {counts['tokens_added']}" if counts["tokens_added"] else ""))
 
@@ -95,6 +101,10 @@ def _rescore(ctx: RunContext) -> str:
 def _generate(ctx: RunContext) -> str:
     result = run_batch(ctx.database, _model(ctx), BatchParams.from_dict(ctx.params), created_by=ctx.created_by,
                        progress=ctx.progress, cancel=ctx.cancel)
+    return _generated_message(result)
+
+
+def _generated_message(result: dict[str, Any]) -> str:
     skipped = result["skipped"]
     return (f"generated {plural(result['answers'], 'answer')} ({result['tokens']} tokens)"
             + (f", scored with v{result['probe_version']}" if result["probe_version"] else "")
@@ -125,10 +135,44 @@ HANDLERS: dict[str, Callable[[RunContext], str | None]] = {
 }
 
 
-def execute_run(database, run_id: int, *, claimed: bool = False) -> str:
-    """One run from start to its final status (`claimed`: this process already holds it)."""
+def _generate_on_ray(ctx: RunContext) -> str:
+    params = BatchParams.from_dict(ctx.params)
+    result = ray_generate(ctx.database, params, run_id=ctx.run_id, created_by=ctx.created_by, progress=ctx.progress, cancel=ctx.cancel)
+    return _generated_message(result)
+
+
+def _rescore_on_ray(ctx: RunContext) -> str:
+    version = int(ctx.params["version"])
+    counts = ray_rescore(ctx.database, version, ctx.params.get("model"), run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel)
+    return _rescored_message(counts, version)
+
+
+#: On Ray, bulk runs fan out to model replicas; the others run in the Ray task like a local worker.
+RAY_HANDLERS: dict[str, Callable[[RunContext], str | None]] = {
+    **HANDLERS, RunKind.GENERATE: _generate_on_ray, RunKind.RESCORE: _rescore_on_ray,
+}
+
+
+def run_in_ray_worker(database_url: str, run_id: int) -> str:
+    """A Ray task's body: run `run_id` against its row, as a local worker process would."""
+    from db import open_database
+
+    worker_defaults()
+    database = open_database(database_url, migrate=False)
+    try:
+        return execute_run(database, run_id, on_ray=True)
+    finally:
+        database.dispose()
+
+
+def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = False) -> str:
+    """One run from start to its final status (`claimed`: this process already holds it).
+
+    `on_ray`: this is a Ray task, maybe on another machine. It records no pid (the app could
+    not check a pid of another machine; the heartbeat tells whether it lives), and bulk runs
+    go through Ray Data pipelines of model replicas instead of this process's model."""
     with database.sessions() as session, session.begin():
-        run = get_run(session, run_id) if claimed else mark_started(session, run_id, os.getpid())
+        run = get_run(session, run_id) if claimed else mark_started(session, run_id, None if on_ray else os.getpid())
         kind, params_json, created_by = run.kind, dict(run.params or {}), run.created_by
     cancel = CancelToken()
     beat = _Beat(database, run_id, cancel)
@@ -136,7 +180,7 @@ def execute_run(database, run_id: int, *, claimed: bool = False) -> str:
     started = time.perf_counter()
     status, error = RunStatus.FAILED, None
     try:
-        handler = HANDLERS.get(kind)
+        handler = (RAY_HANDLERS if on_ray else HANDLERS).get(kind)
         if handler is None:
             raise UserError(f"unknown run kind {kind!r}")
         message = handler(RunContext(database, run_id, params_json, created_by, beat, cancel))

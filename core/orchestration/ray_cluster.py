@@ -1,0 +1,124 @@
+"""Ray: connect to the cluster that `PROBELENS_RAY_ADDRESS` names and submit runs to it.
+
+Only used when that setting is present; the local subprocess worker stays the default that
+needs nothing to start. Ray is imported lazily, so the app and the local worker never pay its
+import. The run's database row stays the single source of truth (status, progress,
+heartbeat, cancel): a Ray task runs exactly the worker code (`runs.execute_run`) that a
+local worker process runs, so the pages do not change.
+
+The task names the worker by module path (`WORKER_ENTRY`) instead of importing it, as the
+local launcher names it on a command line: modules that start runs never import the modules
+a worker executes, and the import graph stays one-way.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.base import settings
+from core.base.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_ENTRY = ("core.orchestration.runs", "run_in_ray_worker")
+#: Settings a Ray worker gets from the process that submits: the ones that say what to compute.
+#: Folders are not sent: a worker on another machine keeps its caches on its own disk.
+FORWARDED_SETTINGS = ("PROBELENS_MODEL", "PROBELENS_ALLOW_DOWNLOADS", "PROBELENS_KV_CACHE_MB", "PROBELENS_DEVICE",
+                      "PROBELENS_WORKER_STALE_SECONDS", "HF_HOME", "HF_HUB_OFFLINE")
+#: The code travels to the workers as Ray's working_dir, without what is not code.
+CODE_EXCLUDES = [".venv/", "data/", ".git/", "tests/e2e/artifacts/", "**/__pycache__/", "*.pyc", ".hypothesis/",
+                 ".pytest_cache/", ".whl/", ".gl/"]
+#: What a bulk run's actors may not do: restart after a death (the run fails instead, cleanly).
+BULK_KINDS = ("generate", "rescore")
+
+_SUBMITTED: dict[int, Any] = {}  # run id -> the ObjectRef of its task (kept so tests and callers can wait)
+
+
+def enabled() -> bool:
+    return settings.ray_address() is not None
+
+
+def runtime_env() -> dict[str, Any]:
+    env_vars = {name: os.environ[name] for name in FORWARDED_SETTINGS if name in os.environ}
+    return {"working_dir": str(ROOT), "excludes": CODE_EXCLUDES, "env_vars": env_vars}
+
+
+def connect(address: str | None = None) -> None:
+    """Join the cluster once per process (`local`: start one in this process, as the tests do)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or settings.ray_address()
+    if not address:
+        raise UserError("PROBELENS_RAY_ADDRESS is not set")
+    try:
+        if address == "local":
+            ray.init(runtime_env=runtime_env(), include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False)
+    except ConnectionError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """What placement needs to know: GPUs in all, and the CPUs of the smallest node."""
+
+    gpus: int
+    node_cpus: int
+    nodes: int
+
+
+def cluster_shape() -> ClusterShape:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes] or [1]
+    gpus = sum(int(n.get("Resources", {}).get("GPU", 0)) for n in nodes)
+    return ClusterShape(gpus=gpus, node_cpus=max(1, min(cpus)), nodes=len(nodes))
+
+
+def task_resources(kind: str, shape: ClusterShape) -> dict[str, Any]:
+    """A run's own task: a bulk run only drives its pipeline (its replicas hold the resources);
+    a retrain or demo seed holds the model itself, on one GPU where there are GPUs."""
+    if kind in BULK_KINDS:
+        return {"num_cpus": 0}
+    if shape.gpus:
+        return {"num_gpus": 1, "num_cpus": 1}
+    return {"num_cpus": shape.node_cpus}
+
+
+def replica_resources(shape: ClusterShape) -> tuple[int, dict[str, Any]]:
+    """(replicas, resources of each) for a bulk pipeline: one model per GPU, else one per CPU node
+    holding all its CPUs (PyTorch uses them all; two replicas on two cores only fight)."""
+    if shape.gpus:
+        return shape.gpus, {"num_gpus": 1, "num_cpus": 1}
+    return shape.nodes, {"num_cpus": shape.node_cpus}
+
+
+def submit(database_url: str, run_id: int, kind: str) -> None:
+    """Start run `run_id` as a Ray task; its row says the rest (status, progress, failure)."""
+    import ray
+
+    connect()
+    module, name = WORKER_ENTRY
+    entry = getattr(importlib.import_module(module), name)
+    options = {**task_resources(kind, cluster_shape()), "max_retries": 0, "name": f"probelens-{kind}-{run_id}"}
+    _SUBMITTED[run_id] = ray.remote(entry).options(**options).remote(database_url, run_id)
+
+
+def wait(run_id: int, timeout: float | None = None) -> Any:
+    """The task's return value (its final status); raises if the task itself died."""
+    import ray
+
+    return ray.get(_SUBMITTED[run_id], timeout=timeout)
+
+
+def worker_defaults() -> None:
+    """In a Ray worker: caches on this machine's disk when the worker's own environment says nothing."""
+    home = Path.home() / ".cache" / "probelens"
+    os.environ.setdefault("PROBELENS_CACHE_DIR", str(home))
+    os.environ.setdefault("PROBELENS_PROBES_DIR", str(home / "probes"))

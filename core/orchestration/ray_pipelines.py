@@ -1,0 +1,231 @@
+"""Bulk generation and re-scoring as Ray Data pipelines.
+
+Prompts (or the ids of stored answers) are read in shards and passed with `map_batches` to an
+actor pool of model replicas, one per GPU (or per CPU node), each running the batched engine.
+The run's own Ray task drives the pipeline and writes results back to the database shard by
+shard, idempotently: an answer already in the dataset is not stored again and scores are
+upserted, so a retried shard or a re-run duplicates nothing. Replicas stop early when the run's
+row asks for a cancel; the finished answers of the shard are still stored.
+
+A replica's death fails the run (no restarts: a half-done shard is never silently redone
+behind the run's back); the run's row says so and the next run starts fresh replicas.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from core.base.progress import Cancelled, CancelToken, ProgressFn, check, report
+from core.base.types import Generation, Span, TokenTrace
+from core.engine.bulk import GeneratedAnswer, generate_answers
+from core.engine.model import get_model
+from core.orchestration.batch import AnswerWriter, BatchParams, generation_settings
+from core.orchestration.ray_cluster import cluster_shape, connect, replica_resources, worker_defaults
+from core.orchestration.registry import load_version, load_version_or_none
+from core.orchestration.rescore import ScoredAnswer, ids_to_score, read_answers, score_answers, store_scored
+from core.text.readable import plural
+from db.probes import active_probe
+from db.train_runs import get_run
+
+#: Largest shard, in multiples of the engine's batch: bigger shards keep the engine's slots full
+#: (continuous batching refills them within a shard), smaller ones give finer progress.
+SHARD_BATCHES = 4
+DEFAULT_BATCH = 64
+CANCEL_POLL_SECONDS = 1.0
+NO_RESTARTS = {"max_restarts": 0, "max_task_retries": 0}
+
+
+def shard_size(total: int, replicas: int, batch: int) -> int:
+    """At least one engine batch per shard, at most SHARD_BATCHES, and about four shards per replica."""
+    return max(batch, min(SHARD_BATCHES * batch, math.ceil(total / (4 * max(1, replicas)))))
+
+
+class _RowCancel:
+    """A replica's cancel token, set when the run's row asks for a cancel (or the run ended)."""
+
+    def __init__(self, database_url: str, run_id: int | None) -> None:
+        self.token = CancelToken()
+        self.database_url, self.run_id = database_url, run_id
+        self.done = threading.Event()
+        if run_id is not None:
+            threading.Thread(target=self._poll, name=f"cancel-{run_id}", daemon=True).start()
+
+    def _poll(self) -> None:
+        from db import open_database
+
+        database = open_database(self.database_url, migrate=False)
+        try:
+            while not self.done.wait(CANCEL_POLL_SECONDS):
+                with database.sessions() as session:
+                    run = get_run(session, self.run_id)
+                    if run.cancel_requested or run.status != "running":
+                        self.token.cancel()
+                        return
+        except Exception:  # noqa: BLE001 - a lost database only means no early stop; the driver still cancels
+            return
+        finally:
+            database.dispose()
+
+
+def encode_answer(answer: GeneratedAnswer) -> str:
+    gen, trace = answer.generation, answer.trace
+    return json.dumps({"index": answer.index, "finish_reason": answer.finish_reason,
+                       "generation": {"conversation": gen.conversation, "model": gen.model, "extra": gen.extra,
+                                      "spans": [asdict(s) for s in gen.spans]},
+                       "trace": asdict(trace)})
+
+
+def decode_answer(text: str) -> GeneratedAnswer:
+    data = json.loads(text)
+    g, t = data["generation"], data["trace"]
+    generation = Generation(conversation=g["conversation"], model=g["model"], extra=g["extra"],
+                            spans=[Span(**s) for s in g["spans"]])
+    trace = TokenTrace(t["token_ids"], t["texts"], [tuple(o) for o in t["offsets"]], t["logprobs"],
+                       t["entropies"], t["scores"])
+    return GeneratedAnswer(int(data["index"]), generation, trace, data["finish_reason"])
+
+
+class GenerateReplica:
+    """One model replica (its own process and device): answers shards of prompts, batched."""
+
+    def __init__(self, database_url: str, run_id: int | None, params: dict[str, Any],
+                 probe_version: int | None) -> None:
+        from db import open_database
+
+        worker_defaults()
+        self.database_url, self.run_id = database_url, run_id
+        self.params = BatchParams.from_dict(params)
+        self.lm = get_model(self.params.model)
+        database = open_database(database_url, migrate=False)
+        try:
+            self.scoring = load_version_or_none(database, self.lm, probe_version) if probe_version else None
+        finally:
+            database.dispose()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scoring, cancel = self.scoring, _RowCancel(self.database_url, self.run_id)
+        try:
+            answers = list(generate_answers(
+                self.lm, [json.loads(p) for p in batch["prompt"]], generation_settings(self.params),
+                probe=scoring.probe if scoring else None, probe_layer=scoring.layer if scoring else None,
+                batch_size=self.params.batch_size, cancel=cancel.token,
+                model=scoring.model if scoring else None, indices=[int(i) for i in batch["index"]]))
+        finally:
+            cancel.done.set()
+        version = scoring.version if scoring else -1
+        return {"answer": np.array([encode_answer(a) for a in answers], dtype=object),
+                "probe_version": np.full(len(answers), version, dtype=np.int64)}
+
+
+class RescoreReplica:
+    """One model replica that scores shards of stored answers with one probe version."""
+
+    def __init__(self, database_url: str, run_id: int | None, model: str | None, version: int) -> None:
+        from db import open_database
+
+        worker_defaults()
+        self.database_url, self.run_id = database_url, run_id
+        self.lm = get_model(model)
+        self.database = open_database(database_url, migrate=False)
+        self.loaded = load_version(self.database, self.lm, version)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cancel = _RowCancel(self.database_url, self.run_id)
+        try:
+            answers = read_answers(self.database, [int(i) for i in batch["id"]])
+            scored = score_answers(self.lm, self.loaded, answers, cancel.token) if answers else []
+        except Cancelled:
+            scored = []
+        finally:
+            cancel.done.set()
+        return {"scored": np.array([json.dumps(asdict(s)) for s in scored], dtype=object)}
+
+
+def _decode_scored(text: str) -> ScoredAnswer:
+    data = json.loads(text)
+    trace = data["new_trace"]
+    if trace is not None:
+        trace = TokenTrace(trace["token_ids"], trace["texts"], [tuple(o) for o in trace["offsets"]],
+                           trace["logprobs"], trace["entropies"], trace["scores"])
+    return ScoredAnswer(int(data["generation_id"]), list(data["scores"]), trace)
+
+
+def _pipeline(rows: list[dict[str, Any]], replica: type, constructor: dict[str, Any], shard: int,
+              replicas: int, resources: dict[str, Any]):
+    import ray
+
+    return ray.data.from_items(rows).map_batches(
+        replica, fn_constructor_kwargs=constructor, batch_size=shard, concurrency=replicas,
+        batch_format="numpy", **NO_RESTARTS, **resources)
+
+
+def _active_version(database) -> int | None:
+    with database.sessions() as session:
+        probe = active_probe(session)
+        return probe.version if probe is not None else None
+
+
+def _url(database) -> str:
+    return database.engine.url.render_as_string(hide_password=False)
+
+
+def ray_generate(database, params: BatchParams, *, run_id: int | None = None, created_by: int | None = None,
+                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """`run_batch` on the Ray cluster: the same answers, stored the same way (one row per answer)."""
+    params.validate()
+    connect()
+    replicas, resources = replica_resources(cluster_shape())
+    shard = shard_size(len(params.prompts), replicas, params.batch_size or DEFAULT_BATCH)
+    version = _active_version(database) if params.score else None
+    rows = [{"index": i, "prompt": json.dumps(p)} for i, p in enumerate(params.prompts)]
+    report(progress, "load", 0, 1, f"starting {plural(replicas, 'model replica')} on Ray")
+    data = _pipeline(rows, GenerateReplica, {"database_url": _url(database), "run_id": run_id,
+                                             "params": params.to_dict(), "probe_version": version},
+                     shard, replicas, resources)
+    writer = AnswerWriter(database, params, None, created_by)
+    done = 0
+    for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
+        answers = [decode_answer(text) for text in batch["answer"]]
+        versions = {int(v) for v in batch["probe_version"]} - {-1}
+        writer.probe_version = versions.pop() if versions else None
+        writer.store(answers)
+        done += len(answers)
+        report(progress, "generate", done, len(rows),
+               f"{done}/{len(rows)} answers · {writer.tokens} tokens · shards of {shard}" + writer.notes())
+        if cancel is not None and cancel.cancelled:
+            break
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled(f"cancelled after {plural(len(writer.stored), 'stored answer')}")
+    return writer.result()
+
+
+def ray_rescore(database, version: int, model: str | None, *, run_id: int | None = None,
+                only_missing: bool = True, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None) -> dict[str, int]:
+    """`rescore` on the Ray cluster: scores computed by replicas, written here shard by shard."""
+    connect()
+    ids = ids_to_score(database, version, only_missing)
+    counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
+    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
+    if not ids:
+        return counts
+    replicas, resources = replica_resources(cluster_shape())
+    shard = shard_size(len(ids), replicas, DEFAULT_BATCH)
+    data = _pipeline([{"id": i} for i in ids], RescoreReplica,
+                     {"database_url": _url(database), "run_id": run_id, "model": model, "version": version},
+                     shard, replicas, resources)
+    seen = 0
+    for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
+        scored = [_decode_scored(text) for text in batch["scored"]]
+        store_scored(database, version, scored, counts)
+        seen += len(scored)
+        report(progress, "rescore", seen, len(ids), f"v{version}")
+        if cancel is not None and cancel.cancelled:
+            break
+    check(cancel)
+    return counts

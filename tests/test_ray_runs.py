@@ -1,0 +1,203 @@
+"""Runs on a real Ray (started in this process with this machine's CPUs, as `PROBELENS_RAY_ADDRESS=local`
+does): batch generation and re-scoring through Ray Data replicas store what the local path stores;
+a cancel keeps the finished answers; a killed replica fails the run cleanly and the next run works;
+a retried shard stores nothing twice."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core.orchestration.batch import BatchParams, run_batch
+from tests.support.capitals import run_retrain, seed
+from tests.support.runs import finished, wait_for_run
+
+PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
+           "Tell me about Marie Curie.", "Name a river.", "What is 2+2?"]
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def local_ray(tiny_model_dir, tmp_path_factory):
+    """One in-process Ray for the module; its workers see this module's model and cache folders."""
+    ray = pytest.importorskip("ray")
+    from core.orchestration import ray_cluster
+
+    folder = tmp_path_factory.mktemp("ray-env")
+    names = ("PROBELENS_MODEL", "PROBELENS_CACHE_DIR", "PROBELENS_PROBES_DIR", "PROBELENS_RAY_ADDRESS")
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update({"PROBELENS_MODEL": str(tiny_model_dir), "PROBELENS_CACHE_DIR": str(folder / "cache"),
+                       "PROBELENS_PROBES_DIR": str(folder / "probes"), "PROBELENS_RAY_ADDRESS": "local"})
+    ray_cluster.connect()
+    yield folder
+    ray.shutdown()
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture()
+def database(local_ray, tmp_path):
+    from db import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'probelens.db'}")
+    yield db
+    db.dispose()
+
+
+def _params(n: int, dataset: str, **kw) -> BatchParams:
+    prompts = (PROMPTS * (n // len(PROMPTS) + 1))[:n]
+    return BatchParams(prompts=[[{"role": "user", "content": p}] for p in prompts], dataset=dataset,
+                       **{"max_new_tokens": 10, "temperature": 1.0, "seed": 3, **kw})
+
+
+def _stored(database, dataset: str) -> dict[str, tuple]:
+    """Answer text -> (token ids, scores of each version) of a dataset's stored answers."""
+    from db.arrays import unpack_floats
+    from db.generations import trace_of
+    from db.models import Dataset, Generation, Prediction
+
+    out = {}
+    with database.sessions() as session:
+        rows = session.scalars(select(Generation).join(Dataset).where(Dataset.name == dataset))
+        for row in rows:
+            predictions = session.scalars(select(Prediction).where(Prediction.generation_id == row.id))
+            scores = sorted((p.probe_id, tuple(unpack_floats(p.scores))) for p in predictions)
+            out[row.conversation[-1]["content"] + "|" + row.conversation[0]["content"]] = (
+                tuple(trace_of(row).token_ids), scores)
+    return out
+
+
+def _close(a: dict, b: dict, tol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key][0] == b[key][0], key  # the same tokens
+        for (pa, sa), (pb, sb) in zip(a[key][1], b[key][1], strict=True):
+            assert pa == pb and len(sa) == len(sb)
+            assert max((abs(x - y) for x, y in zip(sa, sb)), default=0.0) <= tol
+
+
+def _count(database, model) -> int:
+    with database.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_batch_generation_and_rescore_on_ray_store_what_the_local_path_stores(database, tiny_lm, tiny_model_dir):
+    from core.orchestration.launcher import launch
+    from core.orchestration.registry import promote
+    from core.orchestration.rescore import rescore
+    from db.models import RunKind
+
+    seed(database)
+    first, _ = run_retrain(database, tiny_lm)
+    promote(database, first.version, None)
+    params = _params(9, "local", model=str(tiny_model_dir), batch_size=3)
+    run_batch(database, tiny_lm, params)
+    ray_params = _params(9, "on-ray", model=str(tiny_model_dir), batch_size=3)
+    run_id = launch(database, RunKind.GENERATE, ray_params.to_dict(), None)
+    run = wait_for_run(database, run_id, finished, timeout=240)
+    assert run.status == "succeeded", (run.error, run.message)
+    assert run.pid is None and "generated 9 answers" in run.message  # a Ray task: the heartbeat tells liveness
+    local, on_ray = _stored(database, "local"), _stored(database, "on-ray")
+    assert len(local) == 9
+    _close(local, on_ray)
+    # a second version re-scores every stored answer, locally and on Ray, to the same scores
+    second, _ = run_retrain(database, tiny_lm)
+    rescore(database, tiny_lm, second.version)
+    expected = _stored(database, "local")
+    from db.models import Prediction
+    from db.probes import get_probe
+
+    with database.sessions() as session, session.begin():
+        probe_id = get_probe(session, second.version).id
+        session.query(Prediction).filter(Prediction.probe_id == probe_id).delete()
+    run_id = launch(database, RunKind.RESCORE, {"version": second.version, "model": str(tiny_model_dir)}, None)
+    run = wait_for_run(database, run_id, finished, timeout=240)
+    assert run.status == "succeeded", (run.error, run.message)
+    _close(expected, _stored(database, "local"))
+    from db.models import Generation
+
+    answers = _count(database, Generation)
+    with database.sessions() as session:  # every stored answer, seeded ones included, has v2's scores
+        assert session.scalar(select(func.count()).select_from(Prediction)
+                              .where(Prediction.probe_id == probe_id)) == answers
+
+
+def test_a_retried_shard_stores_nothing_twice(database, tiny_model_dir):
+    from core.orchestration.batch import AnswerWriter
+    from core.orchestration.ray_pipelines import GenerateReplica, decode_answer
+    from db.models import Generation
+
+    params = _params(4, "retry", model=str(tiny_model_dir))
+    replica = GenerateReplica(database.engine.url.render_as_string(hide_password=False), None, params.to_dict(), None)
+    import json
+
+    import numpy as np
+
+    shard = {"index": np.arange(4), "prompt": np.array([json.dumps(p) for p in params.prompts], dtype=object)}
+    writer = AnswerWriter(database, params, None, None)
+    first = [decode_answer(t) for t in replica(shard)["answer"]]
+    writer.store(first)
+    again = [decode_answer(t) for t in replica(shard)["answer"]]  # the same shard, computed again
+    writer.store(again)
+    assert [a.trace.token_ids for a in sorted(first, key=lambda a: a.index)] == \
+        [a.trace.token_ids for a in sorted(again, key=lambda a: a.index)]
+    assert _count(database, Generation) == 4 and writer.repeated == 4
+
+
+def _replica_pids() -> list[int]:
+    """Processes of Ray Data's actor pool running GenerateReplica (Ray names them in their title)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "GenerateReplica" in title and title.startswith("ray::"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_cancel_keeps_finished_answers_and_a_killed_replica_fails_the_run_cleanly(database, tiny_model_dir):
+    from core.orchestration.launcher import launch
+    from db.models import Generation, RunKind
+    from db.train_runs import request_cancel
+
+    # cancel midway: shards of 3 answers; the cancel comes after some are stored
+    params = _params(30, "cancel", model=str(tiny_model_dir), batch_size=1, max_new_tokens=60)
+    run_id = launch(database, RunKind.GENERATE, params.to_dict(), None)
+    wait_for_run(database, run_id, lambda r: finished(r) or (r.stage == "generate" and r.progress > 0.05), 240)
+    with database.sessions() as session, session.begin():
+        request_cancel(session, run_id, None)
+    run = wait_for_run(database, run_id, finished, timeout=120)
+    kept = _count(database, Generation)
+    assert run.status == "cancelled" and 0 < kept < 30, (run.status, kept, run.error)
+
+    # a replica killed mid-run: the run fails with a reason, and nothing is left running
+    params = _params(30, "killed", model=str(tiny_model_dir), batch_size=1, max_new_tokens=60)
+    run_id = launch(database, RunKind.GENERATE, params.to_dict(), None)
+    deadline = time.monotonic() + 180
+    while not _replica_pids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _replica_pids(), "no replica process appeared"
+    time.sleep(2)
+    for pid in _replica_pids():
+        os.kill(pid, signal.SIGKILL)
+    run = wait_for_run(database, run_id, finished, timeout=180)
+    assert run.status == "failed" and "ActorDiedError" in run.error, (run.status, run.error)
+    assert not _replica_pids()  # no restarted replica carries on behind the failed run
+
+    # the next run works
+    params = _params(3, "after", model=str(tiny_model_dir))
+    run_id = launch(database, RunKind.GENERATE, params.to_dict(), None)
+    run = wait_for_run(database, run_id, finished, timeout=240)
+    assert run.status == "succeeded", run.error
