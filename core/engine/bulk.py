@@ -8,7 +8,7 @@ instead of waiting for the first answers, which in a batch all end late.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,29 @@ def choose_batch_size(lm: LoadedModel, prompts: Sequence[Sequence[dict[str, str]
     return min(len(prompts) or 1, auto_batch_size(lm, longest + max_new_tokens, **kwargs))
 
 
+def bulk_requests(
+    prompts: Sequence[Sequence[dict[str, str]]],
+    settings: GenerationSettings,
+    *,
+    probe: Any | None = None,
+    probe_layer: int | None = None,
+    layers: Sequence[int] = (),
+    on_token: Callable[[Any], Any] | None = None,
+    indices: Sequence[int] | None = None,
+) -> Iterator[GenerationRequest]:
+    """The engine requests of a bulk job: prompt n (its index in the whole job) samples with
+    seed `settings.seed + n` and is tagged n."""
+    if indices is not None and len(indices) != len(prompts):
+        raise ValueError("indices must give one index per prompt")
+    budget = max(1, settings.max_new_tokens)
+    for position, messages in enumerate(prompts):
+        n = int(indices[position]) if indices is not None else position
+        seed = settings.seed + n if settings.seed is not None else None
+        yield GenerationRequest(list(messages), max_new_tokens=budget, temperature=settings.temperature,
+                                top_p=settings.top_p, seed=seed, probe=probe, probe_layer=probe_layer,
+                                layers=tuple(layers), on_token=on_token, tag=n)
+
+
 def generate_answers(
     lm: LoadedModel,
     prompts: Sequence[Sequence[dict[str, str]]],
@@ -91,8 +114,6 @@ def generate_answers(
     ones whatever the batch size. `indices` gives each prompt's n when these prompts are a
     shard of a larger list (a Ray shard), so a shard samples what the whole list would.
     Answers cut short by a cancel are not yielded."""
-    if indices is not None and len(indices) != len(prompts):
-        raise ValueError("indices must give one index per prompt")
     total = len(prompts)
     budget = max(1, settings.max_new_tokens)
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
@@ -110,16 +131,10 @@ def generate_answers(
         report(progress, "generate", state["spent"] + state["flying"], total * budget,
                f"{state['answers']}/{total} answers · {state['tokens']} tokens · batches of {size}")
 
-    def requests() -> Iterator[GenerationRequest]:
-        for position, messages in enumerate(prompts):
-            n = int(indices[position]) if indices is not None else position
-            seed = settings.seed + n if settings.seed is not None else None
-            yield GenerationRequest(list(messages), max_new_tokens=budget, temperature=settings.temperature,
-                                    top_p=settings.top_p, seed=seed, probe=probe, probe_layer=probe_layer,
-                                    layers=tuple(layers), on_token=count_token, tag=n)
-
+    requests = bulk_requests(prompts, settings, probe=probe, probe_layer=probe_layer, layers=layers,
+                             on_token=count_token, indices=indices)
     _report()
-    for finished in generate_batched(lm, requests(), batch_size=size, cancel=cancel, model=model):
+    for finished in generate_batched(lm, requests, batch_size=size, cancel=cancel, model=model):
         state["flying"] -= len(finished.tokens)
         if finished.finish_reason == "cancelled":
             continue

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import threading
+import warnings
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from core.base.progress import Cancelled, CancelToken, ProgressFn, check, report
 from core.base.types import Generation, Span, TokenTrace
-from core.engine.bulk import GeneratedAnswer, generate_answers
+from core.engine.batched import FinishedAnswer, SharedEngine, auto_batch_size
+from core.engine.bulk import GeneratedAnswer, answer_from, bulk_requests
 from core.engine.model import get_model
 from core.orchestration.batch import AnswerWriter, BatchParams, generation_settings
 from core.orchestration.ray_cluster import cluster_shape, connect, replica_resources, worker_defaults
@@ -37,12 +40,15 @@ from db.train_runs import get_run
 SHARD_BATCHES = 4
 DEFAULT_BATCH = 64
 CANCEL_POLL_SECONDS = 1.0
+PROMPT_ALLOWANCE = 256  # prompt tokens assumed when the KV-cache budget sets a replica's batch size
+CALLS_PER_REPLICA = 2  # shards a replica works on at once, so its engine never drains between them
 NO_RESTARTS = {"max_restarts": 0, "max_task_retries": 0}
 
 
 def shard_size(total: int, replicas: int, batch: int) -> int:
-    """At least one engine batch per shard, at most SHARD_BATCHES, and about four shards per replica."""
-    return max(batch, min(SHARD_BATCHES * batch, math.ceil(total / (4 * max(1, replicas)))))
+    """About eight shards per replica (finer progress), at least one engine batch each (two
+    shards in flight fill the engine), at most SHARD_BATCHES batches."""
+    return max(batch, min(SHARD_BATCHES * batch, math.ceil(total / (8 * max(1, replicas)))))
 
 
 class _RowCancel:
@@ -91,7 +97,11 @@ def decode_answer(text: str) -> GeneratedAnswer:
 
 
 class GenerateReplica:
-    """One model replica (its own process and device): answers shards of prompts, batched."""
+    """One model replica (its own process and device) answering shards of prompts.
+
+    Ray Data hands it two shards at a time (two calls on two threads); both feed one engine
+    (`SharedEngine`), so the engine's slots are refilled across shard boundaries instead of
+    draining at the end of each shard."""
 
     def __init__(self, database_url: str, run_id: int | None, params: dict[str, Any],
                  probe_version: int | None) -> None:
@@ -106,20 +116,37 @@ class GenerateReplica:
             self.scoring = load_version_or_none(database, self.lm, probe_version) if probe_version else None
         finally:
             database.dispose()
+        size = self.params.batch_size or auto_batch_size(self.lm, PROMPT_ALLOWANCE + int(self.params.max_new_tokens))
+        self.engine = SharedEngine(self.lm, size, self.scoring.model if self.scoring else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scoring, cancel = self.scoring, _RowCancel(self.database_url, self.run_id)
+        requests = list(bulk_requests([json.loads(p) for p in batch["prompt"]], generation_settings(self.params),
+                                      probe=scoring.probe if scoring else None,
+                                      probe_layer=scoring.layer if scoring else None,
+                                      indices=[int(i) for i in batch["index"]]))
+        finished: queue.Queue[FinishedAnswer] = queue.Queue()
+        for request in requests:
+            self.engine.submit(request, finished.put)
+        answers = []
         try:
-            answers = list(generate_answers(
-                self.lm, [json.loads(p) for p in batch["prompt"]], generation_settings(self.params),
-                probe=scoring.probe if scoring else None, probe_layer=scoring.layer if scoring else None,
-                batch_size=self.params.batch_size, cancel=cancel.token,
-                model=scoring.model if scoring else None, indices=[int(i) for i in batch["index"]]))
+            while len(answers) < len(requests):
+                try:
+                    answers.append(finished.get(timeout=CANCEL_POLL_SECONDS))
+                except queue.Empty:
+                    if cancel.token.cancelled:
+                        for request in requests:
+                            request.stop()
         finally:
             cancel.done.set()
+        failed = [a.finish_reason for a in answers if a.finish_reason.startswith("error")]
+        if failed:
+            raise RuntimeError(f"the model replica failed: {failed[0]}")
+        kept = [answer_from(a, self.lm.model_id, scoring is not None) for a in answers
+                if not (cancel.token.cancelled and a.finish_reason == "stopped")]  # cut short: not stored
         version = scoring.version if scoring else -1
-        return {"answer": np.array([encode_answer(a) for a in answers], dtype=object),
-                "probe_version": np.full(len(answers), version, dtype=np.int64)}
+        return {"answer": np.array([encode_answer(a) for a in kept], dtype=object),
+                "probe_version": np.full(len(kept), version, dtype=np.int64)}
 
 
 class RescoreReplica:
@@ -159,9 +186,15 @@ def _pipeline(rows: list[dict[str, Any]], replica: type, constructor: dict[str, 
               replicas: int, resources: dict[str, Any]):
     import ray
 
-    return ray.data.from_items(rows).map_batches(
-        replica, fn_constructor_kwargs=constructor, batch_size=shard, concurrency=replicas,
-        batch_format="numpy", **NO_RESTARTS, **resources)
+    with warnings.catch_warnings():
+        # Ray Data names no parameter for actor restarts; its own docs pass max_restarts as an
+        # extra keyword, which Ray 2.60 flags as a deprecated "ray_remote_args" use.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ray.data.from_items(rows).map_batches(
+            replica, fn_constructor_kwargs=constructor, batch_size=shard,
+            compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=CALLS_PER_REPLICA,
+                                              max_concurrent_calls_per_actor=CALLS_PER_REPLICA,
+                                              enable_true_multi_threading=True), batch_format="numpy", **NO_RESTARTS, **resources)
 
 
 def _active_version(database) -> int | None:
