@@ -201,3 +201,19 @@ def test_cancel_keeps_finished_answers_and_a_killed_replica_fails_the_run_cleanl
     run_id = launch(database, RunKind.GENERATE, params.to_dict(), None)
     run = wait_for_run(database, run_id, finished, timeout=240)
     assert run.status == "succeeded", run.error
+
+
+def test_a_retrain_submitted_to_ray_registers_a_version_this_process_loads(database, tiny_lm, tiny_model_dir):
+    from core.orchestration.registry import load_version
+    from core.orchestration.retrain import RetrainParams, start_retrain
+    from db.probes import list_probes
+
+    seed(database)
+    run_id = start_retrain(database, RetrainParams(model=str(tiny_model_dir), n_boot=50), None)
+    run = wait_for_run(database, run_id, finished, timeout=240)
+    assert run.status == "succeeded" and run.pid is None, (run.error, run.message)
+    with database.sessions() as session:
+        versions = [p.version for p in list_probes(session)]
+    assert len(versions) == 1 and run.probe_id is not None
+    loaded = load_version(database, tiny_lm, versions[0])  # registered by a Ray worker, loaded here
+    assert loaded.layer == tiny_lm.default_layer

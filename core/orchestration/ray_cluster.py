@@ -24,9 +24,10 @@ from core.base.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_ENTRY = ("core.orchestration.runs", "run_in_ray_worker")
 #: Settings a Ray worker gets from the process that submits: the ones that say what to compute.
-#: Folders are not sent: a worker on another machine keeps its caches on its own disk.
-FORWARDED_SETTINGS = ("PROBELENS_MODEL", "PROBELENS_ALLOW_DOWNLOADS", "PROBELENS_KV_CACHE_MB", "PROBELENS_DEVICE",
-                      "PROBELENS_WORKER_STALE_SECONDS", "HF_HOME", "HF_HUB_OFFLINE")
+#: Folders and the device are not sent: a worker on another machine keeps its caches (and its
+#: Hugging Face cache) on its own disk and picks its own device (its `ray start` environment).
+FORWARDED_SETTINGS = ("PROBELENS_MODEL", "PROBELENS_ALLOW_DOWNLOADS", "PROBELENS_KV_CACHE_MB",
+                      "PROBELENS_WORKER_STALE_SECONDS")
 #: The code travels to the workers as Ray's working_dir, without what is not code.
 CODE_EXCLUDES = [".venv/", "data/", ".git/", "tests/e2e/artifacts/", "**/__pycache__/", "*.pyc", ".hypothesis/",
                  ".pytest_cache/", ".whl/", ".gl/"]
@@ -65,7 +66,8 @@ def connect(address: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class ClusterShape:
-    """What placement needs to know: GPUs in all, and the CPUs of the smallest node."""
+    """What placement needs to know: GPUs in all, and the CPUs of the smallest node that has any
+    (a head started with `--num-cpus=0` only coordinates)."""
 
     gpus: int
     node_cpus: int
@@ -75,10 +77,10 @@ class ClusterShape:
 def cluster_shape() -> ClusterShape:
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    cpus = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes] or [1]
-    gpus = sum(int(n.get("Resources", {}).get("GPU", 0)) for n in nodes)
-    return ClusterShape(gpus=gpus, node_cpus=max(1, min(cpus)), nodes=len(nodes))
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    cpus = [int(r.get("CPU", 0)) for r in nodes if int(r.get("CPU", 0)) > 0] or [1]
+    gpus = sum(int(r.get("GPU", 0)) for r in nodes)
+    return ClusterShape(gpus=gpus, node_cpus=min(cpus), nodes=max(1, len(cpus)))
 
 
 def task_resources(kind: str, shape: ClusterShape) -> dict[str, Any]:
