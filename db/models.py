@@ -250,8 +250,24 @@ class Probe(Base):
     training_data_hash: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # sha256 over the files' names and hashes (core.probes.version_files.content_hash); names the cache folder
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     model: Mapped[ModelRecord] = relationship()
+
+
+class ProbeFile(Base):
+    """One file of a probe version (head, config, adapter files): every host loads versions from here."""
+
+    __tablename__ = "probe_files"
+    __table_args__ = (UniqueConstraint("probe_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))  # relative, one of core.probes.version_files.VERSION_FILES
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class TrainRun(Base):

@@ -1,14 +1,18 @@
-"""Probe versions: register a trained probe directory, choose the active one."""
+"""Probe versions: register a trained probe (its files stored in the database), choose the active one."""
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
-from core.probes.config import ProbeConfig
+from core.probes.config import ProbeConfig, is_probe_dir
+from core.probes.version_files import read_version_files
 from db.events import log_event
 from db.generations import get_or_create_model
 from db.models import Probe, User
+from db.probe_files import store_version_files
 
 
 def next_version(session: Session) -> int:
@@ -24,7 +28,14 @@ def register_probe(
     parent_version: int | None = None,
     created_by: User | None = None,
     activate: bool = False,
+    files: Mapping[str, bytes] | None = None,
 ) -> Probe:
+    """A new version row with its files ({relative name: bytes}) in the caller's transaction.
+
+    Without `files`, those of the probe folder `artifact_dir` are stored when it holds one
+    (a folder registered by hand); a row without files cannot be loaded."""
+    if files is None and is_probe_dir(artifact_dir):
+        files = read_version_files(artifact_dir)
     model = get_or_create_model(
         session, config.model_id, tokenizer_hash=config.tokenizer_hash, hidden_size=config.hidden_size
     )
@@ -40,8 +51,11 @@ def register_probe(
     )
     session.add(probe)
     session.flush()
+    if files is not None:
+        store_version_files(session, probe, files)
     log_event(session, user=created_by, action="probe.register", entity="probe", entity_id=probe.id,
-              after={"version": probe.version, "layer": probe.layer, "path": probe.artifact_path})
+              after={"version": probe.version, "layer": probe.layer, "path": probe.artifact_path,
+                     "content_hash": probe.content_hash})
     if activate:
         set_active(session, probe.version, created_by)
     return probe

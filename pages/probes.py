@@ -177,7 +177,7 @@ else:
 
     with storage.sessions() as session:
         record = get_probe(session, version)
-        metrics, path = section(record.metrics), record.artifact_path  # stored metrics may be odd: read tolerantly
+        metrics = section(record.metrics)  # stored metrics may be odd: read tolerantly
     small = version_validation_warning(metrics)
     if small:
         st.warning(f"v{version}: {small}", icon=":material/warning:")
@@ -200,10 +200,11 @@ else:
     if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
                                                 key=f"promote-{version}"):
         activate(version, "v{v} is active; re-scoring stored answers (run {run}).")
+    from core.orchestration.probe_cache import database_version_dir
     from core.probes.archive import pack_probe
 
     try:
-        download_col.download_button(f"Download v{version}", pack_probe(path),
+        download_col.download_button(f"Download v{version}", pack_probe(database_version_dir(storage, version)),
                                      file_name=f"probelens-probe-v{version}.zip", mime="application/zip",
                                      key=f"download-{version}")
     except UserError as exc:

@@ -92,6 +92,7 @@ def test_inspect_scores_a_lora_version_with_its_adapters(sqlite_db, tiny_lm, lor
 def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear_one(sqlite_db, tiny_lm,
                                                                                      isolated_cache, tmp_path,
                                                                                      monkeypatch):
+    from core.orchestration.probe_cache import database_version_dir
     from core.orchestration.registry import versions_table
     from core.probes.files import load_probe
     from tests.support.capitals import run_retrain
@@ -103,11 +104,11 @@ def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear
     lora, _ = run_retrain(sqlite_db, tiny_lm, kind="lora", lora_rank=4, epochs=1, layer=3)
     loaded = load_version(sqlite_db, tiny_lm, lora.version)
     assert loaded.kind == "lora" and loaded.config.lora["rank"] == 4
-    assert (tmp_path / "probes" / f"v{lora.version}" / "adapter" / "adapter_config.json").is_file()
+    assert (database_version_dir(sqlite_db, lora.version) / "adapter" / "adapter_config.json").is_file()
     # the paired bootstrap ran between the kinds, on the same validation answers
     assert lora.comparison["against"] == linear.version and "span_max" in lora.comparison
     assert [row["kind"] for row in versions_table(sqlite_db)] == ["lora", "linear"]
-    assert load_probe(tmp_path / "probes" / f"v{linear.version}")[1].kind == "linear"
+    assert load_probe(database_version_dir(sqlite_db, linear.version))[1].kind == "linear"
 
 
 def test_a_lora_version_downloads_and_uploads_as_one_zip(sqlite_db, tiny_lm, lora_version, tmp_path):

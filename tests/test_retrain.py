@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.base.errors import ModelMismatchError, UserError
+from core.orchestration.probe_cache import database_version_dir
 from tests.support.capitals import answers, run_retrain, seed
 from tests.support.runs import wait_for_run
 
@@ -50,10 +51,11 @@ def test_retrain_registers_a_version_with_metrics_on_the_stored_validation_split
     with sqlite_db.sessions() as session:
         row = get_probe(session, 1)
         assert row.training_data_hash and len(row.training_data_hash) == 64
-        assert Path(row.artifact_path) == env / "v1"
-        assert json.loads((env / "v1" / "config.json").read_text())["version"] == 1
+        folder = env / row.content_hash  # the cache folder, named by the files' content hash
+        assert Path(row.artifact_path) == folder
+        assert json.loads((folder / "config.json").read_text())["version"] == 1
         assert not row.active
-    assert [p.name for p in env.iterdir()] == ["v1"]  # no staging leftovers
+    assert [p.name for p in env.iterdir()] == [folder.name]  # no staging leftovers
 
 
 def test_second_version_is_compared_with_the_active_one(sqlite_db, tiny_lm, env):
@@ -151,12 +153,12 @@ def test_kill_minus_9_leaves_no_probe_and_the_next_run_works(sqlite_db, tiny_mod
         time.sleep(0.1)
     assert status.status == "failed" and "killed or crashed" in status.error
     assert probe_count(sqlite_db) == 0
-    assert not [p for p in env.iterdir() if p.name.startswith("v")] if env.exists() else True
+    assert not [p for p in env.iterdir() if not p.name.startswith(".")] if env.exists() else True
 
     again = launch(sqlite_db, "retrain", {"model": str(tiny_model_dir), "epochs": 2, "n_boot": 50}, None)
     finished = wait_for_run(sqlite_db, again, lambda r: r.status in ("succeeded", "failed", "cancelled"))
     assert finished.status == "succeeded", finished.error
-    assert probe_count(sqlite_db) == 1 and (env / "v1" / "probe.safetensors").exists()
+    assert probe_count(sqlite_db) == 1 and (database_version_dir(sqlite_db, 1) / "probe.safetensors").exists()
     assert finished.timings["total_s"] > 0 and finished.progress == 1.0
 
 
@@ -197,7 +199,7 @@ def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, 
     assert rescore(sqlite_db, tiny_lm, second.version)["scored"] == 0  # nothing missing any more
     from core.probes.files import load_probe
 
-    probe, config = load_probe(env / f"v{second.version}")
+    probe, config = load_probe(database_version_dir(sqlite_db, second.version))
     with sqlite_db.sessions() as session:
         row = get_generation(session, ids[5])
         stored, trace = scores_for(session, second.version, ids[5]), trace_of(row)
@@ -220,10 +222,11 @@ def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm,
 
     seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
-    data = pack_probe(env / "v1")
+    data = pack_probe(database_version_dir(sqlite_db, 1))
     version = upload_probe(sqlite_db, tiny_lm, data, None)
     assert version == 2 and probe_count(sqlite_db) == 2
-    assert (env / "v2" / "probe.safetensors").read_bytes() == (env / "v1" / "probe.safetensors").read_bytes()
+    folders = [database_version_dir(sqlite_db, v) for v in (1, 2)]
+    assert (folders[1] / "probe.safetensors").read_bytes() == (folders[0] / "probe.safetensors").read_bytes()
 
     other = tmp_path / "other"
     import torch
@@ -235,7 +238,7 @@ def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm,
     with pytest.raises(UserError, match="not a probe file"):
         upload_probe(sqlite_db, tiny_lm, b"this is not a zip", None)
     assert probe_count(sqlite_db) == 2
-    assert sorted(p.name for p in env.iterdir()) == ["v1", "v2"]
+    assert sorted(p.name for p in env.iterdir()) == sorted(f.name for f in folders)
 
 
 def test_cli_retrain_promote_and_runs(sqlite_db, tiny_model_dir, env, monkeypatch, capsys):

@@ -61,7 +61,7 @@ def test_the_seed_run_stores_labelled_answers_and_activates_a_probe_that_beats_l
         metrics = probe.metrics
         assert metrics["counts"]["spans"] >= 20
         assert metrics["span_max"]["auc"] > metrics["baselines"]["logprob"]["span_max"]["auc"]
-    assert (probes_dir / "v1" / "config.json").is_file()
+    assert (probes_dir / probe.content_hash / "config.json").is_file()  # the cache folder, by content hash
     assert not needs_seed(sqlite_db)
     # a second seed finds the demo there and does nothing
     again = wait_for_run(sqlite_db, start_seed(sqlite_db), lambda r: r.status not in ("queued", "running"))

@@ -182,11 +182,10 @@ def cmd_probes(args: argparse.Namespace) -> int:
                          progress=_progress_line)
         print(json.dumps(counts))
     elif action == "export":
+        from core.orchestration.probe_cache import database_version_dir
         from core.probes.archive import pack_probe
 
-        with database.sessions() as session:
-            path = get_probe(session, args.version).artifact_path
-        Path(args.out).write_bytes(pack_probe(path))
+        Path(args.out).write_bytes(pack_probe(database_version_dir(database, args.version)))
         print(f"wrote {args.out}", file=sys.stderr)
     elif action == "import":
         from core.engine.model import get_model

@@ -1,8 +1,10 @@
 """Probe versions: register (one atomic path for every source), load, promote, roll back, upload.
 
-Registration writes the probe's files under a staging name, renames them into `v<N>` and
-commits the row in one transaction; if that transaction fails the folder is removed again,
-so a killed process never leaves a half-registered version.
+Registration writes the probe's files under a staging name, stores them in the database with
+the row in one transaction and copies them into the local cache folder named by their content
+hash; if that transaction fails nothing is stored and a cache folder it created is removed, so a
+killed process never leaves a half-registered version. Loading reads the files from the
+database (through that cache, checked by hash): the row's artifact_path is informational.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from core.base import settings
 from core.base.errors import ModelMismatchError, UserError
 from core.base.numbers import finite_or_none
 from core.orchestration.launcher import launch
+from core.orchestration.probe_cache import database_version_dir, version_dir
 from core.probes.archive import unpack_probe
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
@@ -30,6 +33,7 @@ from core.probes.lora_pipeline import load_lora_probe, lora_item_scores
 from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_probe
 from core.probes.pipeline import item_scores
 from core.probes.stored_metrics import headline_auc, number, section, whole
+from core.probes.version_files import cache_folder, file_hashes, materialise, read_version_files
 from db.models import Event, Probe, RunKind, User
 from db.probes import (
     active_probe,
@@ -77,14 +81,16 @@ def probes_dir() -> Path:
 def load_version(database, lm, version: int | None = None) -> LoadedProbe | None:
     """The active probe (or `version`) for `lm`; None when no probe is active.
 
-    Raises UserError (ModelMismatchError among them) when the files are gone, damaged or
-    were trained on another model: each caller decides whether that is an error or "unscored".
+    Raises UserError (ModelMismatchError among them) when the files are not in the database,
+    damaged or were trained on another model: each caller decides whether that is an error or
+    "unscored". The files come from the database, through the local cache folder.
     """
     with database.sessions() as session:
         record = get_probe(session, version) if version is not None else active_probe(session)
         if record is None:
             return None
-        path, version = record.artifact_path, record.version
+        version = record.version
+        path = version_dir(session, version)
     probe, config = load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
                                expect_hidden_size=lm.hidden_size)
     if config.kind == "lora":
@@ -101,11 +107,11 @@ def scored_items(lm, loaded: LoadedProbe, prepared: list) -> list:
     return item_scores(prepared, loaded.probe, loaded.layer)
 
 
-_ADAPTED: dict[tuple[int, str], tuple] = {}  # (model, probe folder) -> (adapted model, head, config)
+_ADAPTED: dict[tuple[int, str], tuple] = {}  # (model, cache folder, i.e. content) -> (adapted model, head, config)
 _ADAPTED_KEPT = 2  # each is a copy of the model: keep few
 
 
-def _adapted(lm, path: str) -> tuple:
+def _adapted(lm, path: str | Path) -> tuple:
     """A LoRA version's adapted model, loaded once per process (a deep copy costs memory and ~1 s)."""
     key = (id(lm), str(path))
     if key not in _ADAPTED:
@@ -132,8 +138,10 @@ def register_version(database, write: WriteFiles, *, created_by: int | None = No
                      tag: str = "probe") -> Registered:
     """Write a probe's files with `write(staging_dir, version)` and register them as version N.
 
-    `in_transaction(session, row)` runs inside the registering transaction (finish the run
-    row, store the demo's answers): if it raises, nothing is registered and no folder stays.
+    The files (head, config, a LoRA probe's adapter files) are stored in the database in the
+    registering transaction and copied into the cache folder named by their content hash.
+    `in_transaction(session, row)` runs inside that transaction (finish the run row, store
+    the demo's answers): if it raises, nothing is registered and no new folder stays.
     """
     root = probes_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -143,13 +151,14 @@ def register_version(database, write: WriteFiles, *, created_by: int | None = No
         with database.sessions() as session, session.begin():
             version = next_version(session)
             config = write(staging, version)
-            target = root / f"v{version}"
-            if target.exists():
-                shutil.rmtree(target)  # left by a process killed between rename and commit: no row points at it
-            os.replace(staging, target)
+            files = read_version_files(staging)
+            fresh = not cache_folder(file_hashes(files), root).exists()  # else shared with identical files
+            folder = materialise(files, root)
+            target = folder if fresh else None
             actor = session.get(User, created_by) if created_by else None
-            row = register_probe(session, artifact_dir=str(target), config=config, version=version,
-                                 parent_version=parent_version, created_by=actor, activate=activate)
+            row = register_probe(session, artifact_dir=str(folder), config=config, version=version,
+                                 parent_version=parent_version, created_by=actor, activate=activate,
+                                 files=files)
             if in_transaction is not None:
                 in_transaction(session, row)
             registered = Registered(version, row.id)
@@ -221,8 +230,7 @@ def upload_any(database, lm, data: bytes, actor_id: int | None) -> int:
 def promote(database, version: int, actor_id: int | None) -> None:
     """Make `version` the active probe now (its files are checked first)."""
     with database.sessions() as session, session.begin():
-        row = get_probe(session, version)
-        load_probe(row.artifact_path)  # refuse a version whose files are gone or damaged
+        load_probe(version_dir(session, version))  # refuse a version whose files are gone or damaged
         set_active(session, version, session.get(User, actor_id) if actor_id else None)
 
 
@@ -232,8 +240,7 @@ def promote_and_rescore(database, version: int, actor_id: int | None, model: str
     The run is started first: if it is refused (a re-score is already running) nothing
     changed, and the person gets that one message.
     """
-    with database.sessions() as session:
-        load_probe(get_probe(session, version).artifact_path)
+    load_probe(database_version_dir(database, version))
     run_id = launch(database, RunKind.RESCORE, {"version": version, "model": model}, actor_id)
     promote(database, version, actor_id)
     return run_id

@@ -16,6 +16,7 @@ from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import LABEL_VALUES
 from core.orchestration.launcher import launch
+from core.orchestration.probe_cache import version_dir
 from core.orchestration.registry import load_version, register_version, scored_items
 from core.probes.config import ProbeConfig
 from core.probes.files import load_probe, save_probe
@@ -146,11 +147,10 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
             return None
         version, train_hash = newest.version, newest.training_data_hash
         metrics = section(newest.metrics)
-        artifact = newest.artifact_path
-    try:
-        config = load_probe(artifact)[1]
-    except UserError:
-        return None
+        try:
+            config = load_probe(version_dir(session, version))[1]
+        except UserError:
+            return None
     trained = config.train_config or {}
     same_settings = (
         trained.get("lr") == params.lr and trained.get("seed") == params.seed

@@ -115,7 +115,9 @@ def test_a_clean_zip_registers_and_keeps_only_validated_metrics(sqlite_db, tiny_
                       "counts": {"generations": 3, "tokens": 40, "spans": 10, "positive_spans": 4},
                       "baselines": {"logprob": {"auc": 0.6, "recall_at_fpr_0.1": 0.2, "span_max": {"auc": 0.6}}},
                       "split": "validation", "n_train": 30, "uploaded_as_version_of": 7}
-    written = json.loads((probes_dir / f"v{version}" / "config.json").read_text())
+    from core.orchestration.probe_cache import database_version_dir
+
+    written = json.loads((database_version_dir(sqlite_db, version) / "config.json").read_text())
     assert "surprise_key" not in written and "comparison" not in written["metrics"]
 
 
