@@ -114,3 +114,8 @@ def device() -> str:
 
 def ray_address() -> str | None:
     return _get("PROBELENS_RAY_ADDRESS").strip() or None
+
+
+def present(names: tuple[str, ...]) -> dict[str, str]:
+    """Those of `names` that are set, with their values (what a Ray worker is handed)."""
+    return {name: os.environ[name] for name in names if name in os.environ}

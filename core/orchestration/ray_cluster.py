@@ -42,7 +42,7 @@ def enabled() -> bool:
 
 
 def runtime_env() -> dict[str, Any]:
-    env_vars = {name: os.environ[name] for name in FORWARDED_SETTINGS if name in os.environ}
+    env_vars = settings.present(FORWARDED_SETTINGS)
     return {"working_dir": str(ROOT), "excludes": CODE_EXCLUDES, "env_vars": env_vars}
 
 
