@@ -111,6 +111,35 @@ def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear
     assert load_probe(database_version_dir(sqlite_db, linear.version))[1].kind == "linear"
 
 
+def test_a_lora_retrains_progress_moves_through_its_training_steps(sqlite_db, tiny_lm, isolated_cache, tmp_path,
+                                                                  monkeypatch):
+    """A LoRA run fits its starting head with the linear trainer first; that reports as "head",
+    so the run's bar (which keeps each stage's furthest point) is not already at the end of
+    "train" when the LoRA steps begin, and moves through them."""
+    from core.base.progress import CancelToken
+    from core.orchestration.retrain import RetrainParams, retrain
+    from core.orchestration.runs import _Beat
+
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    seed(sqlite_db)
+    beat = _Beat(sqlite_db, 0, CancelToken())  # its heartbeat thread is never started: the fractions only
+    seen: list[tuple[str, float, str]] = []
+
+    def progress(stage: str, done: int, total: int, message: str = "") -> None:
+        beat(stage, done, total, message)
+        seen.append((stage, beat.fraction, beat.message))
+
+    retrain(sqlite_db, tiny_lm, RetrainParams(kind="lora", lora_rank=4, epochs=2, layer=3, n_boot=0),
+            progress=progress)
+    stages = [stage for stage, _, _ in seen]
+    assert "head" in stages and stages.index("head") < stages.index("train")
+    train = [(fraction, message) for stage, fraction, message in seen if stage == "train"]
+    assert all("(KL " in message for _, message in train)  # the LoRA steps, and only they
+    fractions = [fraction for fraction, _ in train]
+    assert fractions[0] < 0.6 and fractions[-1] == pytest.approx(0.9) and len(set(fractions)) == len(fractions)
+    assert [fraction for _, fraction, _ in seen] == sorted(fraction for _, fraction, _ in seen)  # only forward
+
+
 def test_a_lora_version_downloads_and_uploads_as_one_zip(sqlite_db, tiny_lm, lora_version, tmp_path):
     import io
     import zipfile

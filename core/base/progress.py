@@ -40,6 +40,19 @@ def report(progress: ProgressFn | None, stage: str, done: int, total: int, messa
         progress(stage, done, total, message)
 
 
+def as_stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
+    """`progress` with every report filed under `stage`: for a step that calls a function
+    reporting under another step's name (a LoRA run fits its starting head with the linear
+    trainer, which reports "train", before its own "train" steps)."""
+    if progress is None:
+        return None
+
+    def renamed(_stage: str, done: int, total: int, message: str = "") -> None:
+        progress(stage, done, total, message)
+
+    return renamed
+
+
 def check(cancel: CancelToken | None) -> None:
     if cancel is not None:
         cancel.check()

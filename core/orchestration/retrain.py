@@ -13,7 +13,7 @@ from typing import Any
 
 from core.analysis.comparison import compare_probes
 from core.base.errors import UserError
-from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.progress import CancelToken, ProgressFn, as_stage, check, report
 from core.base.types import LABEL_VALUES
 from core.orchestration.launcher import launch
 from core.orchestration.probe_cache import version_dir
@@ -241,7 +241,8 @@ def retrain(
         settings = params.lora_settings()
         settings.validate(lm.num_layers, layer)
         data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
-        start, _ = train_probe(data, config, progress=progress, cancel=cancel)  # seconds, on cached states
+        # seconds, on cached states; reported as "head" so the bar moves again through the LoRA steps
+        start, _ = train_probe(data, config, progress=as_stage(progress, "head"), cancel=cancel)
         lora = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
                                 cancel=cancel, init_head=start)
         probe, history = lora.head, lora.history

@@ -44,8 +44,9 @@ class _Beat:
         self.thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
 
     # Overall progress: stages take these shares of the bar.
-    SHARES = {"load": (0.0, 0.05), "labels": (0.05, 0.07), "extract": (0.07, 0.5), "train": (0.5, 0.9),
-              "evaluate": (0.9, 0.92), "compare": (0.92, 0.99), "bootstrap": (0.92, 0.99),
+    # "head": a LoRA run's starting head (seconds), before its "train" steps.
+    SHARES = {"load": (0.0, 0.05), "labels": (0.05, 0.07), "extract": (0.07, 0.45), "head": (0.45, 0.5),
+              "train": (0.5, 0.9), "evaluate": (0.9, 0.92), "compare": (0.92, 0.99), "bootstrap": (0.92, 0.99),
               "register": (0.99, 1.0), "rescore": (0.05, 1.0), "generate": (0.05, 1.0)}
 
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:

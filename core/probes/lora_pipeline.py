@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.base.errors import UserError
-from core.base.progress import CancelToken, ProgressFn, report
+from core.base.progress import CancelToken, ProgressFn, as_stage, report
 from core.base.types import Generation, TokenTrace
 from core.engine.model import LoadedModel
 from core.probes.config import ADAPTER_DIR, ProbeConfig
@@ -76,7 +76,7 @@ def train_lora_from_generations(
     items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
     train_items, val_items = split_items(items, val_fraction)
     data = build_training_set(training_examples(train_items, layer))
-    start, _ = train_probe(data, TrainConfig(seed=settings.seed), progress=progress, cancel=cancel)
+    start, _ = train_probe(data, TrainConfig(seed=settings.seed), progress=as_stage(progress, "head"), cancel=cancel)
     result = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
                               cancel=cancel, init_head=start)
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")

@@ -111,10 +111,12 @@ def wait_for_session_cookie(page, timeout_s: float = 15.0) -> dict:
 
 
 @contextmanager
-def served_app(tmp: Path, prepare: Callable[[Any], None] | None = None) -> Iterator[tuple[StreamlitApp, Any, str]]:
+def served_app(tmp: Path, prepare: Callable[[Any], None] | None = None, *,
+               model: str | None = None) -> Iterator[tuple[StreamlitApp, Any, str]]:
     """ProbeLens served on a fresh SQLite file under `tmp`: its own probes and cache folders,
-    the shared de-quantised model, no demo seed. `prepare(database)` fills it before the
-    server starts. Yields (app, database, url); everything is stopped afterwards."""
+    the shared de-quantised model (or `model`, e.g. the tiny test model's folder), no demo
+    seed. `prepare(database)` fills it before the server starts. Yields (app, database, url);
+    everything is stopped afterwards."""
     from db import open_database
 
     url = f"sqlite:///{tmp / 'probelens.db'}"
@@ -124,7 +126,10 @@ def served_app(tmp: Path, prepare: Callable[[Any], None] | None = None) -> Itera
         mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
         mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
         mp.setenv("PROBELENS_SEED_DEMO", "0")
-        mp.delenv("PROBELENS_MODEL", raising=False)  # the embedded model
+        if model is None:
+            mp.delenv("PROBELENS_MODEL", raising=False)  # the embedded model
+        else:
+            mp.setenv("PROBELENS_MODEL", model)
         database = open_database(url)
         try:
             if prepare is not None:
