@@ -7,7 +7,10 @@ checks that the README names each one).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from core.base.errors import UserError
 
 ENV_VARS: dict[str, str] = {
     "DATABASE_URL": "SQLAlchemy URL of the database (default: SQLite at data/probelens.db)",
@@ -108,8 +111,30 @@ def kv_cache_mb() -> int:
     return max(1, int(_float("PROBELENS_KV_CACHE_MB", 512)))
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d{1,3}")
+
+
+def check_device(value: str) -> str:
+    """A device setting in its one spelling (auto, cpu, cuda, cuda:N), else one clear UserError.
+
+    Only the spelling is checked here (no torch in this module); whether a GPU is there is
+    `core.engine.model.resolve_device`'s question."""
+    text = value.strip().lower()
+    if not _DEVICE.fullmatch(text):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N (N a GPU number), got {value.strip()!r} "
+                        "(--device / PROBELENS_DEVICE)")
+    return text
+
+
 def device() -> str:
-    return _get("PROBELENS_DEVICE", "auto").strip() or "auto"
+    """PROBELENS_DEVICE, checked (default auto: a GPU when there is one)."""
+    return check_device(_get("PROBELENS_DEVICE", "auto").strip() or "auto")
+
+
+def set_device(value: str) -> str:
+    """Set PROBELENS_DEVICE for this process and the workers it starts (the CLI's `--device`)."""
+    os.environ["PROBELENS_DEVICE"] = checked = check_device(value)
+    return checked
 
 
 def ray_address() -> str | None:

@@ -1,8 +1,11 @@
 """Hidden-state cache: run the model over a generation once per (model, layer), reuse forever.
 
-Entries are keyed by the model (id + tokenizer hash), the layer and a hash of the
-conversation (plus stored token ids when present), so a retrain after a few corrected
-labels only extracts what is new. Hidden states are stored as float16 to halve the disk.
+Entries are keyed by the model (id + tokenizer hash, plus the weights' dtype when it is not
+float32), the layer and a hash of the conversation (plus stored token ids when present), so a
+retrain after a few corrected labels only extracts what is new. Hidden states are stored in 16
+bits to halve the disk: float16 for a float32 model (as always), bfloat16 for a bfloat16 model
+(a GPU's; its states are bfloat16 already, so nothing is lost, and float16 could overflow on
+a residual stream's outlier dimensions). They are read back as float32.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ class GenerationActivations:
     offsets: list[tuple[int, int]]
     logprobs: list[float]
     entropies: list[float]
-    hidden: dict[int, torch.Tensor]  # layer -> float32 [T, H]
+    hidden: dict[int, torch.Tensor]  # layer -> float32 [T, H] on the CPU
 
 
 def stored_token_ids(gen: Generation) -> list[int] | None:
@@ -51,8 +54,20 @@ def generation_key(gen: Generation) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def _model_dtype(lm: LoadedModel) -> torch.dtype:
+    return getattr(lm, "dtype", torch.float32)
+
+
 def model_key(lm: LoadedModel) -> str:
-    return hashlib.sha256(f"{lm.model_id}\n{lm.tokenizer_hash}".encode()).hexdigest()[:16]
+    """The model's folder in the cache; a bfloat16 model's states are kept apart from float32 ones."""
+    dtype = _model_dtype(lm)
+    suffix = "" if dtype == torch.float32 else f"\n{str(dtype).removeprefix('torch.')}"
+    return hashlib.sha256(f"{lm.model_id}\n{lm.tokenizer_hash}{suffix}".encode()).hexdigest()[:16]
+
+
+def storage_dtype(lm: LoadedModel) -> torch.dtype:
+    """How the cache stores this model's hidden states: bfloat16 for a bfloat16 model, else float16."""
+    return torch.bfloat16 if _model_dtype(lm) == torch.bfloat16 else torch.float16
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -72,6 +87,11 @@ class ActivationCache:
 
     def __init__(self, lm: LoadedModel, root: Path | None = None) -> None:
         self.root = (root or cache_root() / "activations") / model_key(lm)
+        self.dtype = storage_dtype(lm)
+
+    def as_stored(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` rounded as the cache stores it, as float32: cold and warm runs then agree exactly."""
+        return tensor.to(self.dtype).float()
 
     def _meta_path(self, key: str) -> Path:
         return self.root / "meta" / key[:2] / f"{key}.json"
@@ -107,7 +127,7 @@ class ActivationCache:
             "entropies": item.entropies,
         }
         for layer, tensor in item.hidden.items():
-            data = {"hidden": tensor.to(torch.float16).contiguous()}
+            data = {"hidden": tensor.to(self.dtype).contiguous()}
             _atomic_write(self._layer_path(item.key, layer), lambda tmp, d=data: save_file(d, tmp))
         payload = json.dumps(meta, ensure_ascii=False)
         _atomic_write(self._meta_path(item.key), lambda tmp: Path(tmp).write_text(payload, encoding="utf-8"))
@@ -163,8 +183,8 @@ def extract_activations(
         for i, item in zip(batch, scored):
             hidden = item.hidden
             if cache is not None:
-                # Round through float16 as the cache stores it, so cold and warm runs agree exactly.
-                hidden = {layer: h.to(torch.float16).float() for layer, h in hidden.items()}
+                # Round as the cache stores it, so cold and warm runs agree exactly.
+                hidden = {layer: cache.as_stored(h) for layer, h in hidden.items()}
             result = GenerationActivations(
                 keys[i], item.token_ids, item.texts, item.offsets, item.logprobs, item.entropies, hidden
             )

@@ -29,7 +29,7 @@ import torch
 from core.base import settings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
-from core.engine.model import LoadedModel
+from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import (
     IncrementalDecoder,
     StreamedToken,
@@ -173,6 +173,7 @@ class BatchEngine:
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
         self._eos = lm.eos_ids
+        self.device = input_device(self.model)  # input ids, masks and positions live here; the cache per layer
         self.forward_passes = 0
         self.last_step_rows = 0
 
@@ -213,6 +214,7 @@ class BatchEngine:
         for i, row in enumerate(rows):
             input_ids[i, width - len(row.prompt):] = torch.tensor(row.prompt)
             mask[i, width - len(row.prompt):] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with torch.inference_mode():
@@ -240,10 +242,11 @@ class BatchEngine:
         assert self._mask is not None
         if len(keep) < len(self.rows):
             index = torch.tensor(keep, dtype=torch.long)
-            for layer in self._cache.layers:
-                layer.keys = layer.keys.index_select(0, index)
-                layer.values = layer.values.index_select(0, index)
-            self._mask = self._mask.index_select(0, index)
+            for layer in self._cache.layers:  # with device_map="auto" the layers sit on several devices
+                layer_index = index.to(layer.keys.device)
+                layer.keys = layer.keys.index_select(0, layer_index)
+                layer.values = layer.values.index_select(0, layer_index)
+            self._mask = self._mask.index_select(0, index.to(self._mask.device))
             self.rows = [self.rows[i] for i in keep]
         if not self.rows:
             self._cache, self._mask = None, None
@@ -266,8 +269,11 @@ class BatchEngine:
             return []
         finished: list[FinishedAnswer] = []
         feed: list[tuple[int, int]] = []  # (row index, token id)
-        stats = distribution_stats(torch.stack([row.next_logits for row in self.rows]))  # type: ignore[misc]
-        logps, entropies = stats
+        logits = torch.stack([row.next_logits for row in self.rows])  # type: ignore[misc]
+        logps, entropies = distribution_stats(logits)
+        # One device-to-host copy per step for every row's greedy token and entropy, not one per row.
+        greedy = logits.argmax(dim=-1).tolist()
+        entropy_values = entropies.tolist()
         for i, row in enumerate(self.rows):
             request = row.request
             if request.stop_requested:
@@ -277,13 +283,18 @@ class BatchEngine:
                 finished.append(row.finish("cancelled"))
                 continue
             assert row.next_logits is not None
-            token_id = sample_token(row.next_logits, request.temperature, request.top_p, row.generator)
+            token_id = (greedy[i] if request.temperature <= 0
+                        else sample_token(row.next_logits, request.temperature, request.top_p, row.generator))
             if token_id in self._eos:
                 finished.append(row.finish("eos"))
                 continue
-            row.pending.append((token_id, float(logps[i, token_id]), float(entropies[i]), {}))
+            row.pending.append((token_id, 0.0, entropy_values[i], {}))
             feed.append((i, token_id))
         if feed:
+            rows = torch.tensor([i for i, _ in feed], device=logps.device)
+            tokens = torch.tensor([t for _, t in feed], device=logps.device)
+            for (i, token_id), logprob in zip(feed, logps[rows, tokens].tolist()):
+                self.rows[i].pending[-1] = (token_id, logprob, *self.rows[i].pending[-1][2:])
             self._forward(feed)
         for row in self.rows:
             if row.finish_reason is None and row.fed >= row.request.max_new_tokens:
@@ -299,19 +310,21 @@ class BatchEngine:
         assert self._mask is not None
         ones = self._mask.new_ones((len(self.rows), 1))
         self._mask = torch.cat([self._mask, ones], dim=1)
-        input_ids = torch.tensor([[token] for _, token in feed], dtype=torch.long)
-        positions = torch.tensor([[row.length] for row in self.rows], dtype=torch.long)
+        input_ids = torch.tensor([[token] for _, token in feed], dtype=torch.long, device=self.device)
+        positions = torch.tensor([[row.length] for row in self.rows], dtype=torch.long, device=self.device)
         layers = sorted({layer for row in self.rows for layer in row.layers})
         with torch.inference_mode(), self.lm.tap.capture(layers) as captured:
             out = self.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
                                 past_key_values=self._cache, use_cache=True, logits_to_keep=1)
         self.forward_passes += 1
+        # Every row's state at each layer in one copy to the host (float32), then split per row.
+        states = {layer: host_float(captured[layer][:, -1]) for layer in layers}
         for r, row in enumerate(self.rows):
             row.length += 1
             row.fed += 1
             row.next_logits = out.logits[r, -1]
             token_id, logprob, entropy, _ = row.pending[-1]
-            hidden = {layer: captured[layer][r, -1].detach().clone() for layer in row.layers}
+            hidden = {layer: states[layer][r].clone() for layer in row.layers}
             row.pending[-1] = (token_id, logprob, entropy, hidden)
             row.emit(row.decoder.push(token_id))
 

@@ -3,6 +3,13 @@
 Two ways to get per-token data, which must agree: `TokenStream` generates and yields each
 token with the hidden state of the forward pass that also produced the next token's
 logits, and `score_conversation` teacher-forces an existing answer in one pass.
+
+Placement (`resolve_device`, `load_model`): `--device` / PROBELENS_DEVICE is auto (a GPU when
+torch sees one, else the CPU), cpu, cuda or cuda:N. On a GPU the weights are bfloat16 (float32
+on a GPU without bfloat16); `cuda` spreads a model over the GPUs with `device_map="auto"` when
+there is more than one GPU or the model does not fit the first one, `cuda:N` keeps it on GPU N.
+On the CPU the weights stay float32. Whatever the model's device and dtype, hidden states leave
+the engine on the CPU as float32 (`host_float`), and probes score in float32.
 """
 from __future__ import annotations
 
@@ -44,6 +51,75 @@ def resolve_model_id(model_id: str | None) -> str:
     """The model to use: argument, else PROBELENS_MODEL, else the embedded default."""
     chosen = model_id if model_id is not None else settings.model_id()
     return EMBEDDED_MODEL_ID if chosen.strip() in EMBEDDED_ALIASES else chosen.strip()
+
+
+def resolve_device(value: str | None = None) -> torch.device:
+    """The device models run on: `value` (else PROBELENS_DEVICE) as a torch device.
+
+    auto is cuda when torch sees a GPU, else cpu. `cuda` without a number means "the GPUs"
+    (`load_model` decides whether one holds the model or `device_map="auto"` spreads it).
+    A GPU asked for but not there is one clear UserError."""
+    text = settings.check_device(value) if value is not None else settings.device()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        why = "this torch has no CUDA support" if torch.version.cuda is None else "torch sees no GPU"
+        raise UserError(f"device {text!r} asked for, but {why}: use --device cpu (or auto)")
+    if ":" in text:
+        index, count = int(text.split(":", 1)[1]), torch.cuda.device_count()
+        if index >= count:
+            raise UserError(f"device {text!r} asked for, but there {'is' if count == 1 else 'are'} only {count} "
+                            f"GPU{'' if count == 1 else 's'} (cuda:0..cuda:{count - 1})")
+    return torch.device(text)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on a GPU that has it (every GPU since Ampere), else float32 (the CPU, older GPUs)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+#: How far apart (in probability) the probe scores of the same tokens may be between streaming,
+#: the batched engine and teacher forcing. float32: 1e-4 (tested; measured ~1e-6). bfloat16 keeps
+#: 8 significant bits, and the KV-cache decode and the one-pass forward round in different
+#: places: hidden states differ by ~1% (relative), a probe logit by up to ~0.2, so a probability
+#: by up to ~0.03 (the embedded model on the CPU with a probe whose logits spread with std 2:
+#: max 0.026 over 407 streamed tokens, 0.030 over 307 batched ones). Hence 0.05.
+SCORE_TOLERANCE: dict[torch.dtype, float] = {torch.float32: 1e-4, torch.bfloat16: 0.05}
+
+
+def score_tolerance(dtype: torch.dtype) -> float:
+    """`SCORE_TOLERANCE` for a model's weights dtype."""
+    return SCORE_TOLERANCE.get(dtype, SCORE_TOLERANCE[torch.bfloat16])
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """float32 or bfloat16 (a torch dtype or its name); None means the device's default."""
+    if dtype is None:
+        return None
+    chosen = _DTYPES.get(dtype.lower()) if isinstance(dtype, str) else dtype
+    if chosen not in (torch.float32, torch.bfloat16):
+        raise UserError(f"model dtype must be float32 or bfloat16, got {dtype!r}")
+    return chosen
+
+
+def input_device(model: Any) -> torch.device:
+    """Where a model's input ids go: its embedding's device (with device_map="auto", the first GPU used)."""
+    return model.get_input_embeddings().weight.device
+
+
+def host_float(tensor: torch.Tensor) -> torch.Tensor:
+    """A hidden state as the rest of ProbeLens sees it: on the CPU, float32, not a view of a bigger tensor."""
+    out = tensor.detach().to(device="cpu", dtype=torch.float32)
+    # Already CPU float32: `to` returned the same memory, so copy it (a kept token must not hold
+    # the whole forward pass's tensor alive). Otherwise `to` made a fresh, exactly sized copy.
+    return out.clone() if out.data_ptr() == tensor.data_ptr() else out
 
 
 class _LayerTap:
@@ -96,6 +172,20 @@ class LoadedModel:
     def default_layer(self) -> int:
         return int(math.floor(0.95 * self.num_layers))
 
+    @property
+    def device(self) -> torch.device:
+        """Where input ids go (the embedding's device)."""
+        return input_device(self.model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype: float32 on the CPU, bfloat16 on a GPU (see `load_model`)."""
+        return self.model.dtype
+
+    def layer_device(self, layer: int) -> torch.device:
+        """The device of decoder block `layer` (its output, the hidden state, is made there)."""
+        return next(decoder_layers(self.model)[layer].parameters()).device
+
     def check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.num_layers:
             raise UserError(f"layer {layer} is out of range: model '{self.model_id}' has layers 0..{self.num_layers - 1}")
@@ -133,8 +223,9 @@ def speed_up_small_batches(model: Any) -> None:
     4 ms for two rows as `W @ x.T`. A decode step of 2 or 4 answers (two or four Generate
     sessions sharing the engine) costs 46 and 54 ms instead of 90 and 85 ms
     (`benchmarks/concurrent_streams.py`). One row and prefills (more than 64 rows) keep
-    the stock path; the results agree to float rounding (~1e-6)."""
-    if any(p.device.type != "cpu" for p in model.parameters()):
+    the stock path; the results agree to float rounding (~1e-6). Only for float32 weights on
+    the CPU, where it was measured: GPUs and bfloat16 keep torch's own `linear`."""
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
         return
     for module in model.modules():
         if type(module) is torch.nn.Linear:
@@ -207,8 +298,44 @@ def _dequantise_embedded(target: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_model(model_id: str | None = None) -> LoadedModel:
-    """Load the embedded default, a local folder, or a Hugging Face id already in the local cache."""
+GPU_MEMORY_FRACTION = 0.8  # of a GPU's free memory the weights may take; the rest: KV cache, activations
+
+
+def _weights_bytes(source: Any, dtype: torch.dtype, kwargs: dict[str, Any]) -> int | None:
+    """The weights' size in `dtype`, from the config alone (a skeleton on the meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+        return sum(p.numel() for p in skeleton.parameters()) * torch.empty(0, dtype=dtype).element_size()
+    except Exception:  # noqa: BLE001 - an unknown size only means "try one GPU"
+        return None
+
+
+def _placement(device: torch.device, dtype: torch.dtype, source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """from_pretrained's device_map: none on the CPU, one GPU when the model fits it, else "auto"."""
+    if device.type != "cuda":
+        return {}
+    if device.index is not None:
+        return {"device_map": {"": device.index}}
+    if torch.cuda.device_count() > 1:
+        return {"device_map": "auto"}
+    size = _weights_bytes(source, dtype, kwargs)
+    free, _total = torch.cuda.mem_get_info(0)
+    if size is not None and size > GPU_MEMORY_FRACTION * free:
+        return {"device_map": "auto"}  # spills what does not fit to the CPU: slow, but it runs
+    return {"device_map": {"": 0}}
+
+
+def load_model(model_id: str | None = None, *, device: str | None = None,
+               dtype: torch.dtype | str | None = None) -> LoadedModel:
+    """Load the embedded default, a local folder, or a Hugging Face id already in the local cache.
+
+    `device`: auto, cpu, cuda or cuda:N (default PROBELENS_DEVICE, else auto; see `resolve_device`).
+    `dtype`: float32 or bfloat16; default bfloat16 on a GPU, float32 on the CPU. bfloat16 on
+    the CPU is for tests (it behaves as on a GPU, slowly)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -218,12 +345,14 @@ def load_model(model_id: str | None = None) -> LoadedModel:
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
     resolved = resolve_model_id(model_id)
+    target = resolve_device(device)
+    weights_dtype = check_dtype(dtype) or default_dtype(target)
     if resolved == EMBEDDED_MODEL_ID:
         source = embedded_cache_dir()
         if not (source / _CACHE_MARKER).exists():
             print("de-quantising the embedded model once (about 30 s; later starts take about 1 s)",
                   file=sys.stderr, flush=True)
-            _dequantise_embedded(source)
+            _dequantise_embedded(source)  # on the CPU in float32, whatever the device
         kwargs: dict[str, Any] = {}
     else:
         source = Path(resolved).expanduser()
@@ -233,12 +362,16 @@ def load_model(model_id: str | None = None) -> LoadedModel:
         kwargs = {} if local or settings.allow_downloads() else {"local_files_only": True}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+        placement = _placement(target, weights_dtype, source, kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=weights_dtype, **placement, **kwargs)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"unknown model '{resolved}': not the embedded model, not a loadable local folder, "
             f"and not in the local Hugging Face cache ({str(exc).splitlines()[0][:160]})"
         ) from None
+    except torch.OutOfMemoryError:
+        raise UserError(f"model '{resolved}' does not fit on {target}: use --device cuda to spread it over "
+                        "the GPUs (and the CPU), or --device cpu") from None
     model.eval()
     model.requires_grad_(False)
     speed_up_small_batches(model)
@@ -261,13 +394,24 @@ _MODELS: dict[str, LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def get_model(model_id: str | None = None) -> LoadedModel:
-    """Load each model once per process; the result is safe to share between threads."""
+def _models_key(resolved: str, device: str | None, dtype: torch.dtype | str | None) -> str:
+    """The model id for the default placement (PROBELENS_DEVICE), the id plus the placement otherwise."""
+    if device is None and dtype is None:
+        return resolved
+    return f"{resolved} [{device or 'default'}, {check_dtype(dtype) or 'default'}]"
+
+
+def get_model(model_id: str | None = None, *, device: str | None = None,
+              dtype: torch.dtype | str | None = None) -> LoadedModel:
+    """Load each model once per process; the result is safe to share between threads.
+
+    `device`/`dtype` as for `load_model`; by default PROBELENS_DEVICE decides."""
     resolved = resolve_model_id(model_id)
+    key = _models_key(resolved, device, dtype)
     with _MODELS_LOCK:
-        if resolved not in _MODELS:
-            _MODELS[resolved] = load_model(resolved)
-        return _MODELS[resolved]
+        if key not in _MODELS:
+            _MODELS[key] = load_model(resolved, device=device, dtype=dtype)
+        return _MODELS[key]
 
 
 # --- the model's facts without the model ------------------------------------------------------
@@ -323,6 +467,13 @@ class LazyModel:
 
     default_layer = LoadedModel.default_layer
     check_layer = LoadedModel.check_layer
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype `get_model` would load the weights in (the activation cache's key needs it, not the weights)."""
+        if self.model_id in _MODELS:
+            return _MODELS[self.model_id].dtype
+        return default_dtype(resolve_device())
 
     @property
     def loaded(self) -> LoadedModel:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from core.base.errors import UserError
-from core.engine.model import LoadedModel
+from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import distribution_stats, offsets_from_ids, prompt_ids
 
 # ----------------------------------------------------------------------------- teacher forcing
@@ -22,7 +22,7 @@ class ScoredCompletion:
     offsets: list[tuple[int, int]]
     logprobs: list[float]
     entropies: list[float]
-    hidden: dict[int, torch.Tensor]  # layer -> [T, H]
+    hidden: dict[int, torch.Tensor]  # layer -> [T, H], float32 on the CPU whatever the model's device
     text: str
 
 
@@ -92,6 +92,8 @@ def score_batch(
         seq = prompt + comp
         input_ids[r, : len(seq)] = torch.tensor(seq)
         mask[r, : len(seq)] = 1
+    device = input_device(lm.model)
+    input_ids, mask = input_ids.to(device), mask.to(device)
     with torch.inference_mode(), lm.tap.capture(layers) as captured:
         # The base model plus the LM head on completion positions only: full-vocabulary
         # logits for every padded position would cost gigabytes on long batches.
@@ -102,7 +104,8 @@ def score_batch(
             p, t = len(prompt), len(comp)
             # Logits at position i predict token i+1: the completion's are at p-1 .. p+t-2.
             logp, entropy = distribution_stats(head(final[r, p - 1 : p + t - 1]))
-            chosen = logp.gather(1, torch.tensor(comp).unsqueeze(1)).squeeze(1) if t else torch.zeros(0)
+            chosen = (logp.gather(1, torch.tensor(comp, device=logp.device).unsqueeze(1)).squeeze(1) if t
+                      else torch.zeros(0))
             results.append(
                 ScoredCompletion(
                     token_ids=comp,
@@ -110,7 +113,7 @@ def score_batch(
                     offsets=offsets,
                     logprobs=chosen.tolist(),
                     entropies=entropy.tolist(),
-                    hidden={layer: captured[layer][r, p : p + t].detach().clone() for layer in layers},
+                    hidden={layer: host_float(captured[layer][r, p : p + t]) for layer in layers},
                     text=completion,
                 )
             )

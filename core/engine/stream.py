@@ -14,7 +14,7 @@ import torch
 
 from core.base.errors import UserError
 from core.base.progress import CancelToken
-from core.engine.model import LoadedModel
+from core.engine.model import LoadedModel, host_float, input_device
 
 # ----------------------------------------------------------------------------- prompts
 
@@ -132,9 +132,11 @@ def check_decoding(max_new_tokens: int, temperature: float, top_p: float) -> Non
 
 
 def sample_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
+    """Greedy (temperature 0) or a draw from `generator`, a CPU generator: the draw happens on
+    the CPU in float32 whatever the model's device, so a seed means the same on any device."""
     if temperature <= 0:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.detach().to("cpu", torch.float32) / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
@@ -203,9 +205,11 @@ class TokenStream:
         eos = lm.eos_ids
         pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         cache = DynamicCache()
+        device = input_device(lm.model)
         with torch.inference_mode(), lm.tap.capture(self.layers) as captured:
             out = lm.model(
-                input_ids=torch.tensor([self.prompt_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1
+                input_ids=torch.tensor([self.prompt_ids], device=device), past_key_values=cache, use_cache=True,
+                logits_to_keep=1,
             )
             logits = out.logits[0, -1]
             self.finish_reason = "length"
@@ -222,10 +226,11 @@ class TokenStream:
                     self.finish_reason = "eos"
                     break
                 out = lm.model(
-                    input_ids=torch.tensor([[token_id]]), past_key_values=cache, use_cache=True, logits_to_keep=1
+                    input_ids=torch.tensor([[token_id]], device=device), past_key_values=cache, use_cache=True,
+                    logits_to_keep=1,
                 )
                 logits = out.logits[0, -1]
-                hidden = {layer: captured[layer][0, -1].detach().clone() for layer in self.layers}
+                hidden = {layer: host_float(captured[layer][0, -1]) for layer in self.layers}
                 pending.append((token_id, float(logp[token_id]), float(entropy), hidden))
                 pieces = self._decoder.push(token_id)
                 yield from self._emit(pending, pieces)

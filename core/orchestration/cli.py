@@ -245,8 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    cli_runs.device_arg(parser, top_level=True)
+
     def model_arg(p: argparse.ArgumentParser, help_text: str = "HF id or local path (default: embedded SmolLM2)"):
         p.add_argument("--model", default=None, help=help_text)
+        cli_runs.device_arg(p)
 
     p = sub.add_parser("generate", help="answer prompts; write interchange JSONL with per-token data")
     p.add_argument("--prompts", required=True, help='JSONL of {"prompt": ...} or {"conversation": [...]}, or .txt')
@@ -309,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed one usage line; keep exit 2
         return int(exc.code or 0)
     try:
+        cli_runs.apply_device(args)
         return _COMMANDS[args.command](args)
     except UserError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)

@@ -51,6 +51,24 @@ def _progress_line(stage: str, done: int, total: int, message: str = "") -> None
     print(f"[{stage}] {done}/{total} {message}", file=sys.stderr)
 
 
+DEVICE_HELP = "where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:N (default: PROBELENS_DEVICE, else auto)"
+
+
+def device_arg(p: argparse.ArgumentParser, top_level: bool = False) -> None:
+    """`--device` on a command that loads a model. It sets PROBELENS_DEVICE for this process, so
+    the workers it starts use the same device. A command's own option never hides the one given
+    before the command (`python -m core --device cuda retrain ...`)."""
+    p.add_argument("--device", default=None if top_level else argparse.SUPPRESS, metavar="DEVICE", help=DEVICE_HELP)
+
+
+def apply_device(args: argparse.Namespace) -> None:
+    """Check `--device` (one clear error if malformed) and hand it to this process and its workers."""
+    from core.base import settings
+
+    if getattr(args, "device", None) is not None:
+        settings.set_device(args.device)
+
+
 def lora_layer_fields(text: str | None) -> dict:
     """`--lora-layers A-B` as RetrainParams fields (absent: blocks 0 to the probe's layer)."""
     if not text:
@@ -220,6 +238,7 @@ def _read_upload(name: str) -> bytes:
 def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p = sub.add_parser("retrain", help="train a new probe version on the team's labels (gold, else majority)")
     p.add_argument("--model", default=None)
+    device_arg(p)
     p.add_argument("--layer", type=int, default=None)
     p.add_argument("--dataset", action="append", help="repeat for several; default: all datasets")
     p.add_argument("--label-source", action="append", choices=["gold", "majority"])
@@ -240,6 +259,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p = sub.add_parser("seed", help="the first-run demo data and demo probe, as a worker run")
     p.add_argument("--size", type=int, default=None, help="answers (default: PROBELENS_DEMO_SIZE or 200)")
     p.add_argument("--model", default=None)
+    device_arg(p)
     p.add_argument("--background", action="store_true", help="start the worker and return at once")
     p.add_argument("--actor", default=None)
     register("seed", cmd_seed)
@@ -256,6 +276,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p = sub.add_parser("probes", help="probe versions: list, promote, rollback, rescore, export, import, import-paper")
     p.add_argument("--actor", default=None)
     p.add_argument("--model", default=None)
+    device_arg(p)
     ps = p.add_subparsers(dest="probes_command", required=True)
     ps.add_parser("list")
     q = ps.add_parser("promote")

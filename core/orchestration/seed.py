@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from core.base import settings
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation
@@ -71,7 +69,7 @@ def seed_demo(
         generation.spans = label_answer(question, generation.completion)
         generation.extra["tokens"] = {"ids": list(answer.trace.token_ids)}  # as the stored answer will have
         trace = answer.trace
-        hidden = {layer: answer.hidden[layer].to(torch.float16).float()} if trace.token_ids else {}
+        hidden = {layer: cache.as_stored(answer.hidden[layer])} if trace.token_ids else {}
         if trace.token_ids:
             cache.put(GenerationActivations(generation_key(generation), trace.token_ids, trace.texts,
                                             list(trace.offsets), trace.logprobs, trace.entropies, hidden))

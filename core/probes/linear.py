@@ -76,11 +76,13 @@ class LinearProbe(torch.nn.Module):
         return probe
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.linear(h).squeeze(-1)
+        """Logits in the head's dtype (float32): a bfloat16 hidden state is cast up first."""
+        return self.linear(h.to(self.linear.weight.dtype)).squeeze(-1)
 
     @torch.no_grad()
     def predict(self, h: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        """Probabilities for ``h`` of shape [..., H]; numpy in -> float32 numpy out."""
+        """Probabilities for ``h`` of shape [..., H], computed in float32 on the probe's device
+        (the CPU) whatever ``h``'s dtype and device; numpy in -> float32 numpy out."""
         as_numpy = not isinstance(h, torch.Tensor)
         x = torch.from_numpy(np.asarray(h)) if as_numpy else h
         if x.shape[-1] != self.hidden_size:
@@ -115,7 +117,7 @@ def probe_loss(
     labels = labels.reshape(-1)
     labelled = labels >= 0
     targets = torch.where(labelled, labels, torch.zeros_like(labels)).to(logits.dtype)
-    wts = torch.where(labelled, weights.to(logits.dtype), torch.zeros((), dtype=logits.dtype))
+    wts = torch.where(labelled, weights.to(logits.dtype), torch.zeros((), dtype=logits.dtype, device=logits.device))
     per_token = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     wsum = wts.sum()
     if float(wsum) > 0:
@@ -128,7 +130,7 @@ def probe_loss(
     span_loss = logits.sum() * 0.0
     if n_spans and bool(in_span.any()):
         sid = span_ids[in_span]
-        span_max = torch.full((n_spans,), float("-inf"), dtype=logits.dtype).scatter_reduce(
+        span_max = torch.full((n_spans,), float("-inf"), dtype=logits.dtype, device=logits.device).scatter_reduce(
             0, sid, logits[in_span], "amax", include_self=False
         )
         present = (torch.bincount(sid, minlength=n_spans) > 0) & (span_labels >= 0)

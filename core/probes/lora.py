@@ -29,7 +29,7 @@ from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation
 from core.engine.activations import stored_token_ids
-from core.engine.model import LoadedModel
+from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.scoring import completion_tokens
 from core.engine.stream import prompt_ids
 from core.probes.linear import LinearProbe, probe_loss
@@ -123,6 +123,12 @@ def _batch(lm: LoadedModel, generations: Sequence[Generation], span_weight: floa
                   torch.cat(span_labels) if span_labels else torch.zeros(0))
 
 
+def _on_devices(batch: _Batch, inputs: torch.device, head: torch.device) -> _Batch:
+    """Input ids and mask where the model takes them; labels where the head's logits are."""
+    return _Batch(batch.input_ids.to(inputs), batch.mask.to(inputs), batch.rows, batch.labels.to(head),
+                  batch.weights.to(head), batch.span_ids.to(head), batch.span_labels.to(head))
+
+
 def _completion(tensor: torch.Tensor, rows: list[tuple[int, int]], shift: int = 0) -> torch.Tensor:
     """Positions of each answer's completion tokens (shift -1: the logits that predict them)."""
     return torch.cat([tensor[r, p + shift: p + t + shift] for r, (p, t) in enumerate(rows)])
@@ -169,7 +175,10 @@ def train_lora_probe(
     order_rng = random.Random(settings.seed)
     model = adapted_copy(lm, settings, layer)
     model.train()
+    # The head trains in float32 beside block L's output (on a GPU: there); it comes back to the CPU.
+    head_device, inputs_device = lm.layer_device(layer), input_device(lm.model)
     head = copy.deepcopy(init_head) if init_head is not None else LinearProbe(lm.hidden_size)
+    head.to(head_device)
     head.train()
     head.requires_grad_(True)
     adapters = [p for p in model.parameters() if p.requires_grad]
@@ -184,11 +193,11 @@ def train_lora_probe(
         order_rng.shuffle(order)
         for start in range(0, len(order), settings.batch_answers):
             check(cancel)
-            batch = _batch(lm, [usable[i] for i in order[start:start + settings.batch_answers]],
-                           settings.span_weight)
+            batch = _on_devices(_batch(lm, [usable[i] for i in order[start:start + settings.batch_answers]],
+                                       settings.span_weight), inputs_device, head_device)
             with lm.tap.capture([layer]) as captured:
                 out = model(input_ids=batch.input_ids, attention_mask=batch.mask, use_cache=False)
-            hidden = _completion(captured[layer], batch.rows)
+            hidden = _completion(captured[layer], batch.rows).to(head_device)
             w = step / max(1, total - 1)
             loss, token_loss, span_loss = probe_loss(head(hidden), batch.labels, batch.weights, batch.span_ids,
                                                      batch.span_labels, w)
@@ -205,16 +214,19 @@ def train_lora_probe(
             report(progress, "train", step, total, f"loss {values['loss']:.4f} (KL {values['kl']:.4f})")
     model.eval()
     head.eval()
+    head.to("cpu")
     return LoraResult(model, head, history)
 
 
 def lora_hidden(lm: LoadedModel, model: Any, conversation: Sequence[dict[str, str]], layer: int,
                 token_ids: Sequence[int] | None = None) -> torch.Tensor:
-    """Block `layer`'s output of the adapted model at each answer token (teacher forced) [T, H]."""
+    """Block `layer`'s output of the adapted model at each answer token (teacher forced) [T, H],
+    float32 on the CPU."""
     gen = Generation(conversation=list(conversation))
     if token_ids is not None:
         gen.extra["tokens"] = {"ids": list(token_ids)}
     batch = _batch(lm, [gen], 1.0)
+    device = input_device(model)
     with torch.inference_mode(), lm.tap.capture([layer]) as captured:
-        model(input_ids=batch.input_ids, attention_mask=batch.mask, use_cache=False)
-        return _completion(captured[layer], batch.rows).clone()
+        model(input_ids=batch.input_ids.to(device), attention_mask=batch.mask.to(device), use_cache=False)
+        return host_float(_completion(captured[layer], batch.rows))
