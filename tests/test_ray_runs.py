@@ -154,17 +154,7 @@ def test_a_retried_shard_stores_nothing_twice(database, tiny_model_dir):
 
 def _replica_pids() -> list[int]:
     """Processes of Ray Data's actor pool running GenerateReplica (Ray names them in their title)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if "GenerateReplica" in title and title.startswith("ray::"):
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid in _task_pids("") if "GenerateReplica" in _title(pid)]
 
 
 def test_cancel_keeps_finished_answers_and_a_killed_replica_fails_the_run_cleanly(database, tiny_model_dir):
@@ -217,3 +207,42 @@ def test_a_retrain_submitted_to_ray_registers_a_version_this_process_loads(datab
     assert len(versions) == 1 and run.probe_id is not None
     loaded = load_version(database, tiny_lm, versions[0])  # registered by a Ray worker, loaded here
     assert loaded.layer == tiny_lm.default_layer
+
+
+def test_a_killed_ray_retrain_is_marked_failed_by_its_silence_and_registers_nothing(database, tiny_model_dir,
+                                                                                     monkeypatch):
+    from core.orchestration.retrain import RetrainParams, start_retrain
+    from db.probes import list_probes
+    from db.train_runs import reap_dead
+
+    monkeypatch.setenv("PROBELENS_WORKER_STALE_SECONDS", "3")  # the app's side reads it when it reaps
+    seed(database)
+    params = RetrainParams(model=str(tiny_model_dir), n_boot=50, kind="lora", epochs=200, lora_rank=2)
+    run_id = start_retrain(database, params, None)
+    wait_for_run(database, run_id, lambda r: finished(r) or r.stage == "train", timeout=240)
+    tasks = _task_pids("run_in_ray_worker")
+    assert tasks, "no Ray task process found"
+    for pid in tasks:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(4)
+    with database.sessions() as session, session.begin():
+        reap_dead(session)
+    run = wait_for_run(database, run_id, finished, timeout=30)
+    assert run.status == "failed" and "no heartbeat" in run.error, run.error
+    with database.sessions() as session:
+        assert list_probes(session) == []  # nothing half-registered
+    run_id = start_retrain(database, RetrainParams(model=str(tiny_model_dir), n_boot=50), None)
+    assert wait_for_run(database, run_id, finished, timeout=240).status == "succeeded"
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _task_pids(name: str) -> list[int]:
+    """Ray worker processes whose title starts with `ray::<name>` (Ray titles them by what they run)."""
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and _title(int(e.name)).startswith(f"ray::{name}")]

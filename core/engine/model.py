@@ -395,7 +395,11 @@ _MODELS_LOCK = threading.Lock()
 
 
 def _models_key(resolved: str, device: str | None, dtype: torch.dtype | str | None) -> str:
-    """The model id for the default placement (PROBELENS_DEVICE), the id plus the placement otherwise."""
+    """The model id for the default placement, the id plus the placement otherwise. A device set
+    through PROBELENS_DEVICE counts as a placement: `--device cuda` never returns a CPU copy
+    loaded earlier in the process."""
+    if device is None and settings.device() != "auto":
+        device = settings.device()
     if device is None and dtype is None:
         return resolved
     return f"{resolved} [{device or 'default'}, {check_dtype(dtype) or 'default'}]"
