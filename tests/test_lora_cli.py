@@ -84,3 +84,17 @@ def test_a_lora_probe_refuses_another_model_and_bad_options(tmp_path, labelled, 
     assert main(["--quiet", "train", "--data", str(labelled), "--out", str(tmp_path / "x"), "--model",
                  str(tiny_model_dir), "--kind", "lora", "--lora-layers", "three"]) == 2
     assert "--lora-layers must look like 0-20" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"kl_weight": -1.0}, {"epochs": 101}])
+def test_bad_lora_settings_start_no_run(sqlite_db, bad):
+    """Refused before a run row exists (the worker would only fail after its start-up)."""
+    from sqlalchemy import func, select
+
+    from core.orchestration.retrain import RetrainParams, start_retrain
+    from db.models import TrainRun
+
+    with pytest.raises(UserError):
+        start_retrain(sqlite_db, RetrainParams(kind="lora", **bad), None)
+    with sqlite_db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(TrainRun)) == 0

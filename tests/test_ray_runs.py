@@ -217,11 +217,11 @@ def test_a_killed_ray_retrain_is_marked_failed_by_its_silence_and_registers_noth
 
     monkeypatch.setenv("PROBELENS_WORKER_STALE_SECONDS", "3")  # the app's side reads it when it reaps
     seed(database)
-    params = RetrainParams(model=str(tiny_model_dir), n_boot=50, kind="lora", epochs=200, lora_rank=2)
+    params = RetrainParams(model=str(tiny_model_dir), n_boot=50, kind="lora", epochs=100, lora_rank=2)
     run_id = start_retrain(database, params, None)
-    wait_for_run(database, run_id, lambda r: finished(r) or r.stage == "train", timeout=240)
-    tasks = _task_pids("run_in_ray_worker")
-    assert tasks, "no Ray task process found"
+    run = wait_for_run(database, run_id, lambda r: finished(r) or r.stage == "train", timeout=240)
+    tasks = _task_pids(f"probelens-retrain-{run_id}")  # submit names the task after its run
+    assert tasks, ("no Ray task process found", run.status, run.stage, run.error)
     for pid in tasks:
         os.kill(pid, signal.SIGKILL)
     time.sleep(4)

@@ -83,6 +83,8 @@ class RetrainParams:
             raise UserError("bootstrap resamples must be between 0 and 100000")
         if self.kind not in ("linear", "lora"):
             raise UserError(f"probe kind must be 'linear' or 'lora', got {self.kind!r}")
+        if self.kind == "lora":
+            self.lora_settings().check_values()  # the layer range needs the model: the run checks it
 
 
 # --- choosing data -------------------------------------------------------------------------

@@ -55,20 +55,24 @@ class LoraSettings:
     span_weight: float = 10.0
     seed: int = 0
 
-    def validate(self, num_layers: int, layer: int) -> None:
+    def check_values(self) -> None:
+        """What needs no model: checked before a run starts, so a bad value starts nothing."""
         if not 1 <= self.rank <= 256:
             raise UserError(f"LoRA rank must be between 1 and 256, got {self.rank}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.kl_weight <= 1000:
+            raise UserError(f"KL weight must be between 0 and 1000, got {self.kl_weight}")
+        if not 1 <= self.epochs <= 100 or not 1 <= self.batch_answers <= 256:
+            raise UserError("epochs must be 1-100 and answers per batch 1-256")
+
+    def validate(self, num_layers: int, layer: int) -> None:
+        self.check_values()
         last = layer if self.last_layer is None else self.last_layer
         if not 0 <= self.first_layer <= last < num_layers:
             raise UserError(f"LoRA layers {self.first_layer}-{last} must lie within 0-{num_layers - 1}")
         if last > layer:
             raise UserError(f"LoRA layers must end at or below the probe's layer {layer} (got {last})")
-        if not 0 <= self.kl_weight <= 1000:
-            raise UserError(f"KL weight must be between 0 and 1000, got {self.kl_weight}")
-        if not 1 <= self.epochs <= 100 or not 1 <= self.batch_answers <= 256:
-            raise UserError("epochs must be 1-100 and answers per batch 1-256")
 
     def layers(self, layer: int) -> list[int]:
         return list(range(self.first_layer, (layer if self.last_layer is None else self.last_layer) + 1))
