@@ -183,18 +183,21 @@ def _decode_scored(text: str) -> ScoredAnswer:
 
 
 def _pipeline(rows: list[dict[str, Any]], replica: type, constructor: dict[str, Any], shard: int,
-              replicas: int, resources: dict[str, Any]):
+              replicas: int, resources: dict[str, Any], calls_per_replica: int = 1):
+    """`calls_per_replica` > 1 only for replicas whose model work is serialised by themselves
+    (the generation engine's one thread): two threads in one forward pass would share its taps."""
     import ray
 
+    pool = ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=calls_per_replica,
+                                      max_concurrent_calls_per_actor=calls_per_replica,
+                                      enable_true_multi_threading=calls_per_replica > 1)
     with warnings.catch_warnings():
         # Ray Data names no parameter for actor restarts; its own docs pass max_restarts as an
         # extra keyword, which Ray 2.60 flags as a deprecated "ray_remote_args" use.
         warnings.simplefilter("ignore", DeprecationWarning)
         return ray.data.from_items(rows).map_batches(
-            replica, fn_constructor_kwargs=constructor, batch_size=shard,
-            compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=CALLS_PER_REPLICA,
-                                              max_concurrent_calls_per_actor=CALLS_PER_REPLICA,
-                                              enable_true_multi_threading=True), batch_format="numpy", **NO_RESTARTS, **resources)
+            replica, fn_constructor_kwargs=constructor, batch_size=shard, compute=pool, batch_format="numpy",
+            **NO_RESTARTS, **resources)
 
 
 def _active_version(database) -> int | None:
@@ -219,7 +222,7 @@ def ray_generate(database, params: BatchParams, *, run_id: int | None = None, cr
     report(progress, "load", 0, 1, f"starting {plural(replicas, 'model replica')} on Ray")
     data = _pipeline(rows, GenerateReplica, {"database_url": _url(database), "run_id": run_id,
                                              "params": params.to_dict(), "probe_version": version},
-                     shard, replicas, resources)
+                     shard, replicas, resources, calls_per_replica=CALLS_PER_REPLICA)
     writer = AnswerWriter(database, params, None, created_by)
     done = 0
     for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
