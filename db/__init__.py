@@ -19,6 +19,11 @@ class Database:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    @property
+    def full_url(self) -> str:
+        """The URL with its password: what a worker process or a Ray task is handed to connect."""
+        return self.engine.url.render_as_string(hide_password=False)
+
     def dispose(self) -> None:
         self.engine.dispose()
 

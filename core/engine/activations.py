@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.base.progress import CancelToken, ProgressFn, check, report
-from core.base.types import Generation
+from core.base.types import Generation, TokenTrace
 from core.engine.model import LoadedModel, cache_root
 from core.engine.scoring import score_batch
 
@@ -39,6 +39,10 @@ class GenerationActivations:
     logprobs: list[float]
     entropies: list[float]
     hidden: dict[int, torch.Tensor]  # layer -> float32 [T, H] on the CPU
+
+    def trace(self, scores: list[float] | None = None) -> TokenTrace:
+        """The per-token data as a TokenTrace (what is stored with an answer)."""
+        return TokenTrace(self.token_ids, self.texts, self.offsets, self.logprobs, self.entropies, scores)
 
 
 def stored_token_ids(gen: Generation) -> list[int] | None:

@@ -80,8 +80,7 @@ def evaluation_set(
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
     items = scored_items(lm, loaded, prepared)
-    traces = [TokenTrace(p.acts.token_ids, p.acts.texts, p.acts.offsets, p.acts.logprobs, p.acts.entropies,
-                         it.probe.tolist()) for p, it in zip(prepared, items)]
+    traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
         version=version, layer=layer,
         row_ids=[x.row_id for x in labelled], splits=[x.split for x in labelled],
@@ -101,8 +100,7 @@ def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
     prepared = eval_set.prepared if layer == eval_set.layer else prepare(
         lm, [p.generation for p in eval_set.prepared], [layer])
     items = scored_items(lm, loaded, prepared)
-    traces = [TokenTrace(p.acts.token_ids, p.acts.texts, p.acts.offsets, p.acts.logprobs, p.acts.entropies,
-                         it.probe.tolist()) for p, it in zip(prepared, items)]
+    traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(version=version, layer=layer, row_ids=eval_set.row_ids, splits=eval_set.splits,
                    keys=eval_set.keys, texts=eval_set.texts, spans_char=eval_set.spans_char,
                    gold_spans=eval_set.gold_spans, items=items, traces=traces, prepared=prepared)

@@ -31,7 +31,7 @@ def log_dir() -> Path:
 
 def idle_dir(database) -> Path:
     """Warm workers of one database leave a fresh marker file here while they wait."""
-    url = database.engine.url.render_as_string(hide_password=False)
+    url = database.full_url
     return log_dir() / "idle" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
@@ -75,7 +75,7 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
             time.sleep(0.05)
     logs = log_dir()
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DATABASE_URL": database.engine.url.render_as_string(hide_password=False)}
+    env = {**os.environ, "DATABASE_URL": database.full_url}
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     with open(logs / f"run-{run_id}.log", "ab") as log:
@@ -94,7 +94,7 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
 def _submit_to_ray(database, run_id: int, kind: str) -> None:
     """Hand the run to the Ray cluster; if that fails the row says why, and nothing waits on it."""
     try:
-        ray_cluster.submit(database.engine.url.render_as_string(hide_password=False), run_id, kind)
+        ray_cluster.submit(database.full_url, run_id, kind)
     except Exception as exc:  # noqa: BLE001 - the person gets one message; the row must not stay queued
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         with database.sessions() as session, session.begin():

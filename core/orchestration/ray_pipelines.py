@@ -91,9 +91,13 @@ def decode_answer(text: str) -> GeneratedAnswer:
     g, t = data["generation"], data["trace"]
     generation = Generation(conversation=g["conversation"], model=g["model"], extra=g["extra"],
                             spans=[Span(**s) for s in g["spans"]])
-    trace = TokenTrace(t["token_ids"], t["texts"], [tuple(o) for o in t["offsets"]], t["logprobs"],
-                       t["entropies"], t["scores"])
-    return GeneratedAnswer(int(data["index"]), generation, trace, data["finish_reason"])
+    return GeneratedAnswer(int(data["index"]), generation, _trace_from(t), data["finish_reason"])
+
+
+def _trace_from(data: dict[str, Any]) -> TokenTrace:
+    """A TokenTrace from its JSON form (`asdict`; offsets come back as lists)."""
+    return TokenTrace(data["token_ids"], data["texts"], [tuple(o) for o in data["offsets"]], data["logprobs"],
+                      data["entropies"], data["scores"])
 
 
 class GenerateReplica:
@@ -176,10 +180,7 @@ class RescoreReplica:
 def _decode_scored(text: str) -> ScoredAnswer:
     data = json.loads(text)
     trace = data["new_trace"]
-    if trace is not None:
-        trace = TokenTrace(trace["token_ids"], trace["texts"], [tuple(o) for o in trace["offsets"]],
-                           trace["logprobs"], trace["entropies"], trace["scores"])
-    return ScoredAnswer(int(data["generation_id"]), list(data["scores"]), trace)
+    return ScoredAnswer(int(data["generation_id"]), list(data["scores"]), _trace_from(trace) if trace else None)
 
 
 def _pipeline(rows: list[dict[str, Any]], replica: type, constructor: dict[str, Any], shard: int,
@@ -206,10 +207,6 @@ def _active_version(database) -> int | None:
         return probe.version if probe is not None else None
 
 
-def _url(database) -> str:
-    return database.engine.url.render_as_string(hide_password=False)
-
-
 def ray_generate(database, params: BatchParams, *, run_id: int | None = None, created_by: int | None = None,
                  progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
     """`run_batch` on the Ray cluster: the same answers, stored the same way (one row per answer)."""
@@ -220,7 +217,7 @@ def ray_generate(database, params: BatchParams, *, run_id: int | None = None, cr
     version = _active_version(database) if params.score else None
     rows = [{"index": i, "prompt": json.dumps(p)} for i, p in enumerate(params.prompts)]
     report(progress, "load", 0, 1, f"starting {plural(replicas, 'model replica')} on Ray")
-    data = _pipeline(rows, GenerateReplica, {"database_url": _url(database), "run_id": run_id,
+    data = _pipeline(rows, GenerateReplica, {"database_url": database.full_url, "run_id": run_id,
                                              "params": params.to_dict(), "probe_version": version},
                      shard, replicas, resources, calls_per_replica=CALLS_PER_REPLICA)
     writer = AnswerWriter(database, params, None, created_by)
@@ -253,7 +250,7 @@ def ray_rescore(database, version: int, model: str | None, *, run_id: int | None
     replicas, resources = replica_resources(cluster_shape())
     shard = shard_size(len(ids), replicas, DEFAULT_BATCH)
     data = _pipeline([{"id": i} for i in ids], RescoreReplica,
-                     {"database_url": _url(database), "run_id": run_id, "model": model, "version": version},
+                     {"database_url": database.full_url, "run_id": run_id, "model": model, "version": version},
                      shard, replicas, resources)
     seen = 0
     for batch in data.iter_batches(batch_size=None, batch_format="numpy"):

@@ -55,7 +55,7 @@ def score_answers(lm, loaded: LoadedProbe, answers: list[tuple[int, Generation, 
     for (row_id, gen, has), a in zip(answers, acts):
         hidden = a.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, gen.conversation, a.token_ids)
         scores = np.asarray(loaded.probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
-        trace = None if has else TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies)
+        trace = None if has else a.trace()
         out.append(ScoredAnswer(row_id, scores, trace))
     return out
 
@@ -115,7 +115,7 @@ def tokenise_answer(database, lm, generation_id: int):
             return existing
         gen = to_core(row)
     acts = extract_activations(lm, [gen], [lm.default_layer], use_cache=True)[0]
-    trace = TokenTrace(acts.token_ids, acts.texts, acts.offsets, acts.logprobs, acts.entropies)
+    trace = acts.trace()
     with database.sessions() as session, session.begin():
         set_trace(get_generation(session, generation_id), trace)
     return trace
