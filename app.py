@@ -1,4 +1,5 @@
 """ProbeLens entry point: first-run set-up, login gate, role-aware navigation."""
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,9 @@ st.set_page_config(page_title="ProbeLens", page_icon=":material/search:", layout
 leave_legacy_pages_mode()
 
 PAGES = {
-    "generate": st.Page("pages/generate.py", title="Generate", icon=":material/edit_note:", url_path="generate", default=True),
+    "generate": st.Page(
+        "pages/generate.py", title="Generate", icon=":material/edit_note:", url_path="generate", default=True
+    ),
     "annotate": st.Page("pages/annotate.py", title="Annotate", icon=":material/label:", url_path="annotate"),
     "review": st.Page("pages/review.py", title="Review", icon=":material/balance:", url_path="review"),
     "inspect": st.Page("pages/inspect.py", title="Inspect", icon=":material/biotech:", url_path="inspect"),
@@ -107,8 +110,11 @@ def sidebar(user) -> None:
         if st.button("Sign out", key="sign-out"):
             sign_out()
             st.rerun()
-        if st.button("Sign out everywhere", key="sign-out-everywhere",
-                             help="End this account's sign-ins in every browser and tab"):
+        if st.button(
+            "Sign out everywhere",
+            key="sign-out-everywhere",
+            help="End this account's sign-ins in every browser and tab",
+        ):
             sign_out(everywhere=True)
             st.rerun()
         sync_cookie()

@@ -25,6 +25,7 @@ Timing is opt-in in the component (core/components/js/perf.js): the page turns i
 Last line: `keypress_to_draw_ms=<label-key median> save_roundtrip_ms=<median>`.
 Goals: < 50 ms and < 300 ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def summary(name: str, xs: list[float]) -> str:
-    return (f"  {name:<28} n={len(xs):>3}  median {statistics.median(xs):6.1f} ms  p95 {pct(xs, 0.95):6.1f} ms  "
-            f"max {max(xs):6.1f} ms")
+    return (
+        f"  {name:<28} n={len(xs):>3}  median {statistics.median(xs):6.1f} ms  p95 {pct(xs, 0.95):6.1f} ms  "
+        f"max {max(xs):6.1f} ms"
+    )
 
 
 def edit_log(page) -> list[dict]:
@@ -99,8 +102,10 @@ def main() -> int:
             root.wait_for(timeout=60_000)
             page.wait_for_timeout(800)  # let the first render settle
             mount = page.evaluate("() => window.__probelensPaint[0]")
-            print(f"span editor, {args.tokens} tokens: mounted and painted in "
-                  f"{mount['t_painted'] - mount['t_data']:.0f} ms (DOM {mount['t_dom'] - mount['t_data']:.0f} ms)")
+            print(
+                f"span editor, {args.tokens} tokens: mounted and painted in "
+                f"{mount['t_painted'] - mount['t_data']:.0f} ms (DOM {mount['t_dom'] - mount['t_data']:.0f} ms)"
+            )
 
             label_ms, label_js, click_ms = [], [], []
             keys = "1230"
@@ -127,11 +132,14 @@ def main() -> int:
             page.wait_for_timeout(PAUSE_MS)
             j_ms = [(lambda e: e["t_painted"] - e["t_event"])(press_and_time(page, "j")) for _ in range(args.presses)]
             undo_ms = [(lambda e: e["t_painted"] - e["t_event"])(press_and_time(page, "Control+z")) for _ in range(10)]
-            redo_ms = [(lambda e: e["t_painted"] - e["t_event"])(press_and_time(page, "Control+Shift+Z"))
-                       for _ in range(10)]
+            redo_ms = [
+                (lambda e: e["t_painted"] - e["t_event"])(press_and_time(page, "Control+Shift+Z")) for _ in range(10)
+            ]
 
-            print(f"key press -> span drawn (event timeStamp -> after the next frame's paint), "
-                  f"{args.tokens} tokens, {spans}-{total} spans:")
+            print(
+                f"key press -> span drawn (event timeStamp -> after the next frame's paint), "
+                f"{args.tokens} tokens, {spans}-{total} spans:"
+            )
             print(summary("label key (1/2/3/0)", label_ms))
             print(summary("  of which JS handler", label_js))
             print(summary("click-select a token", click_ms))
@@ -152,7 +160,8 @@ def main() -> int:
                 page.keyboard.press("Enter")
                 page.wait_for_function(f"() => window.__savesSeen && ('{s}' in window.__savesSeen)", timeout=20_000)
                 page.wait_for_function(
-                    f"r => r.getAttribute('data-base-version') === '{s}'", arg=root.element_handle(), timeout=20_000)
+                    f"r => r.getAttribute('data-base-version') === '{s}'", arg=root.element_handle(), timeout=20_000
+                )
                 t_enter = edit_log(page)[before]["t_event"]
                 trip.append(page.evaluate(f"() => window.__savesSeen['{s}']") - t_enter)
                 last = page.evaluate("() => window.__probelensPaint[window.__probelensPaint.length - 1]")

@@ -11,6 +11,7 @@ Last line: `ratio=<ours / batched plain>` (goal >= 0.8); also ours / one-at-a-ti
 
 Run: .venv/bin/python benchmarks/batch_generate.py [--prompts 64] [--tokens 64] [--batch-size 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,25 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-SUBJECTS = ["Lviv", "Lise Meitner", "the river Danube", "the game of Go", "Middlemarch", "the Andes",
-            "Ada Lovelace", "the city of Porto", "the Silk Road", "photosynthesis"]
+SUBJECTS = [
+    "Lviv",
+    "Lise Meitner",
+    "the river Danube",
+    "the game of Go",
+    "Middlemarch",
+    "the Andes",
+    "Ada Lovelace",
+    "the city of Porto",
+    "the Silk Road",
+    "photosynthesis",
+]
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
-    return [[{"role": "user", "content": f"Tell me about {SUBJECTS[i % len(SUBJECTS)]}. (Part {i // 10 + 1})"}]
-            for i in range(n)]
+    return [
+        [{"role": "user", "content": f"Tell me about {SUBJECTS[i % len(SUBJECTS)]}. (Part {i // 10 + 1})"}]
+        for i in range(n)
+    ]
 
 
 def plain_generate(lm, batch: list[list[dict[str, str]]], n: int) -> int:
@@ -44,11 +57,12 @@ def plain_generate(lm, batch: list[list[dict[str, str]]], n: int) -> int:
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
     with torch.inference_mode():
-        out = lm.model.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                pad_token_id=pad)
+        out = lm.model.generate(
+            ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad
+        )
     return int(out.shape[1] - width) * len(rows)
 
 
@@ -75,8 +89,9 @@ def main() -> None:
         os.environ["PROBELENS_CACHE_DIR"] = str(Path(tmp) / "cache")
         database = open_database(f"sqlite:///{tmp}/bench.db")
         torch.manual_seed(0)
-        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=lm.default_layer,
-                             hidden_size=lm.hidden_size)
+        config = ProbeConfig(
+            model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=lm.default_layer, hidden_size=lm.hidden_size
+        )
         save_probe(Path(tmp) / "probe", LinearProbe(lm.hidden_size), config)
         with database.sessions() as session, session.begin():
             register_probe(session, artifact_dir=str(Path(tmp) / "probe"), config=config, activate=True)
@@ -85,15 +100,18 @@ def main() -> None:
         run_batch(database, lm, BatchParams(prompts=all_prompts[:2], dataset="warmup", max_new_tokens=4))
         t_plain = t_ours = t_single = 0.0
         n_plain = n_ours = n_single = answers = 0
-        halves = [all_prompts[: len(all_prompts) // 2], all_prompts[len(all_prompts) // 2:]]
+        halves = [all_prompts[: len(all_prompts) // 2], all_prompts[len(all_prompts) // 2 :]]
         for round_, half in enumerate(halves):
             began = time.perf_counter()
             for start in range(0, len(half), size):
-                n_plain += plain_generate(lm, half[start:start + size], args.tokens)
+                n_plain += plain_generate(lm, half[start : start + size], args.tokens)
             t_plain += time.perf_counter() - began
             began = time.perf_counter()
-            result = run_batch(database, lm, BatchParams(prompts=half, dataset=f"bench{round_}",
-                                                         max_new_tokens=args.tokens, batch_size=size))
+            result = run_batch(
+                database,
+                lm,
+                BatchParams(prompts=half, dataset=f"bench{round_}", max_new_tokens=args.tokens, batch_size=size),
+            )
             t_ours += time.perf_counter() - began
             n_ours += result["tokens"]
             answers += result["answers"]
@@ -106,8 +124,10 @@ def main() -> None:
     print(f"cpus={os.cpu_count()} prompts={args.prompts} max_new_tokens={args.tokens} batch_size={size} (greedy)")
     print(f"plain_generate_one_at_a_time: {n_single} tokens in {t_single:.1f} s = {single_tps:.1f} tokens/s")
     print(f"plain_generate_batched: {n_plain} tokens in {t_plain:.1f} s = {plain_tps:.1f} tokens/s")
-    print(f"probelens_batch: {n_ours} tokens in {t_ours:.1f} s = {ours_tps:.1f} tokens/s, "
-          f"{answers / t_ours * 60:.0f} answers/min (stored with tokens, log-probs, entropies, probe scores)")
+    print(
+        f"probelens_batch: {n_ours} tokens in {t_ours:.1f} s = {ours_tps:.1f} tokens/s, "
+        f"{answers / t_ours * 60:.0f} answers/min (stored with tokens, log-probs, entropies, probe scores)"
+    )
     print(f"ratio_vs_one_at_a_time={ours_tps / single_tps:.2f} (goal >= 5)")
     print(f"ratio={ours_tps / plain_tps:.3f}")
 

@@ -9,6 +9,7 @@ tokens over 3x its solo figure.
 
 Run: .venv/bin/python benchmarks/concurrent_streams.py [--tokens 64] [--streams 1,2,4,8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-SUBJECTS = ["Lviv", "Lise Meitner", "the river Danube", "the game of Go", "Middlemarch", "the Andes",
-            "Ada Lovelace", "the city of Porto"]
+SUBJECTS = [
+    "Lviv",
+    "Lise Meitner",
+    "the river Danube",
+    "the game of Go",
+    "Middlemarch",
+    "the Andes",
+    "Ada Lovelace",
+    "the city of Porto",
+]
 
 
 def _messages(i: int) -> list[dict[str, str]]:
@@ -86,9 +95,11 @@ def main() -> None:
             if n == 1:
                 solo[name] = (tps, gaps[0])
             base_tps, base_gap = solo[name]
-            print(f"{name} streams={n}: {tps:.1f} tokens/s aggregate ({tps / base_tps:.2f}x one stream), "
-                  f"median time between tokens per stream {min(gaps) * 1000:.0f}-{max(gaps) * 1000:.0f} ms "
-                  f"(worst {max(gaps) / base_gap:.2f}x solo)")
+            print(
+                f"{name} streams={n}: {tps:.1f} tokens/s aggregate ({tps / base_tps:.2f}x one stream), "
+                f"median time between tokens per stream {min(gaps) * 1000:.0f}-{max(gaps) * 1000:.0f} ms "
+                f"(worst {max(gaps) / base_gap:.2f}x solo)"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ then import and export of 10,000 generations.
 
 Run: .venv/bin/python benchmarks/db_write.py [--saves 40] [--generations 10000] [--no-postgres]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,9 @@ def seed(database, n_generations: int, n_users: int):
         users = [add_user(session, f"writer{i}", "password123", role="annotator") for i in range(n_users)]
         ids = []
         for g in range(n_generations):
-            gen = Generation(conversation=[{"role": "user", "content": f"q{g}"}, {"role": "assistant", "content": ANSWER}])
+            gen = Generation(
+                conversation=[{"role": "user", "content": f"q{g}"}, {"role": "assistant", "content": ANSWER}]
+            )
             ids.append(add_generation(session, dataset, gen).id)
         return ids, [u.id for u in users]
 
@@ -50,8 +53,15 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def writer(database, user_id: int, generation_ids: list[int], saves: int, latencies: list[float], conflicts: list[int],
-           pace_s: float = 0.0):
+def writer(
+    database,
+    user_id: int,
+    generation_ids: list[int],
+    saves: int,
+    latencies: list[float],
+    conflicts: list[int],
+    pace_s: float = 0.0,
+):
     import random
 
     from db.models import User
@@ -68,8 +78,12 @@ def writer(database, user_id: int, generation_ids: list[int], saves: int, latenc
                 user = session.get(User, user_id)
                 current = get_set(session, generation_id, user)
                 save_annotation_set(
-                    session, generation_id, spans, owner=user,
-                    expected_version=current.version if current else 0, actor=user,
+                    session,
+                    generation_id,
+                    spans,
+                    owner=user,
+                    expected_version=current.version if current else 0,
+                    actor=user,
                 )
         except ConflictError:
             conflicts.append(1)
@@ -81,7 +95,9 @@ def bench_writes(database, writers: int, saves: int, pace_s: float = 0.0) -> tup
     latencies: list[float] = []
     conflicts: list[int] = []
     threads = [
-        threading.Thread(target=writer, args=(database, user_ids[i], generation_ids, saves, latencies, conflicts, pace_s))
+        threading.Thread(
+            target=writer, args=(database, user_ids[i], generation_ids, saves, latencies, conflicts, pace_s)
+        )
         for i in range(writers)
     ]
     for t in threads:
@@ -110,12 +126,22 @@ def bench_import_export(database, n: int, workdir: Path) -> tuple[float, float]:
     with source.open("w", encoding="utf-8") as fh:
         for g in range(n):
             answer = f"Answer {g}: {ANSWER}"
-            fh.write(json.dumps({
-                "id": f"g{g}",
-                "conversation": [{"role": "user", "content": f"Question {g}?"}, {"role": "assistant", "content": answer}],
-                "annotations": [{"span": "Lviv", "index": answer.index("Lviv"), "label": "Supported"},
-                                {"span": "1256", "label": "Not Supported"}],
-            }) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"g{g}",
+                        "conversation": [
+                            {"role": "user", "content": f"Question {g}?"},
+                            {"role": "assistant", "content": answer},
+                        ],
+                        "annotations": [
+                            {"span": "Lviv", "index": answer.index("Lviv"), "label": "Supported"},
+                            {"span": "1256", "label": "Not Supported"},
+                        ],
+                    }
+                )
+                + "\n"
+            )
     started = time.perf_counter()
     with database.sessions() as session, session.begin():
         import_file(session, source, dataset="bulk", actor=None)
@@ -131,8 +157,10 @@ def run_backend(name: str, database, args, workdir: Path) -> None:
         for writers in (1, 10, 50):
             saves = args.saves if pace == 0 else max(5, args.saves // 4)
             p50, p95, conflicts = bench_writes(database, writers, saves, pace)
-            print(f"{name} {mode} writers={writers:>2} saves={writers * saves:>5} p50_ms={p50:.1f} p95_ms={p95:.1f} "
-                  f"conflicts={conflicts}")
+            print(
+                f"{name} {mode} writers={writers:>2} saves={writers * saves:>5} p50_ms={p50:.1f} p95_ms={p95:.1f} "
+                f"conflicts={conflicts}"
+            )
     import_s, export_s = bench_import_export(database, args.generations, workdir)
     print(f"{name} import_{args.generations}_s={import_s:.1f} export_{args.generations}_s={export_s:.1f}")
 

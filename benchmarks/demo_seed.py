@@ -8,6 +8,7 @@ default 200 answers on this machine.
 
 Run: .venv/bin/python benchmarks/demo_seed.py [--size 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def main() -> None:
         print(f"  {at:6.1f} s  stage {name}")
     span = (metrics.get("span_max") or {}).get("auc")
     baseline = ((metrics.get("baselines") or {}).get("logprob") or {}).get("span_max", {}).get("auc")
-    print(f"active probe: v{version}, validation span_max AUC {span} (log-prob baseline {baseline}), "
-          f"validation counts {metrics.get('counts')}")
+    print(
+        f"active probe: v{version}, validation span_max AUC {span} (log-prob baseline {baseline}), "
+        f"validation counts {metrics.get('counts')}"
+    )
     print(f"seconds_to_active_demo_probe={total:.1f} (goal < 120)")
 
 

@@ -25,6 +25,7 @@ and writes everything as JSON to --out. Exit 0 when every check passes, 1 otherw
 Run on the GPU machine: python benchmarks/gpu_check.py --out gpu.json   (about a minute on an H200)
 Here, in seconds:       .venv/bin/python benchmarks/gpu_check.py --size tiny --device cpu --dtype bfloat16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,29 +49,87 @@ import torch  # noqa: E402
 # Packages the GPU machine does not have. tests/test_gpu_check.py runs this script with them
 # hidden from imports; here the JSON only lists those that got imported (transformers imports
 # some optional ones by itself where they are installed, e.g. scipy: that is no dependency).
-NOT_ON_THE_GPU_MACHINE = ("sqlalchemy", "alembic", "psycopg", "streamlit", "pandas", "pyarrow", "sklearn", "scipy",
-                          "plotly", "statsmodels", "krippendorff", "countryinfo", "datasets", "gguf", "db", "pages")
+NOT_ON_THE_GPU_MACHINE = (
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "streamlit",
+    "pandas",
+    "pyarrow",
+    "sklearn",
+    "scipy",
+    "plotly",
+    "statsmodels",
+    "krippendorff",
+    "countryinfo",
+    "datasets",
+    "gguf",
+    "db",
+    "pages",
+)
 
 SIZES = {
-    "1b": {"vocab": 32000, "hidden": 2048, "layers": 16, "intermediate": 8192, "heads": 16, "kv_heads": 8,
-           "corpus_lines": 20000, "stream_prompts": 4, "new_tokens": 128, "batch_prompts": 64, "batch_size": 64},
-    "tiny": {"vocab": 512, "hidden": 64, "layers": 4, "intermediate": 128, "heads": 4, "kv_heads": 2,
-             "corpus_lines": 2000, "stream_prompts": 2, "new_tokens": 16, "batch_prompts": 6, "batch_size": 3},
+    "1b": {
+        "vocab": 32000,
+        "hidden": 2048,
+        "layers": 16,
+        "intermediate": 8192,
+        "heads": 16,
+        "kv_heads": 8,
+        "corpus_lines": 20000,
+        "stream_prompts": 4,
+        "new_tokens": 128,
+        "batch_prompts": 64,
+        "batch_size": 64,
+    },
+    "tiny": {
+        "vocab": 512,
+        "hidden": 64,
+        "layers": 4,
+        "intermediate": 128,
+        "heads": 4,
+        "kv_heads": 2,
+        "corpus_lines": 2000,
+        "stream_prompts": 2,
+        "new_tokens": 16,
+        "batch_prompts": 6,
+        "batch_size": 3,
+    },
 }
 SPECIAL = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"]
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-SUBJECTS = ["Lviv", "Lise Meitner", "the river Danube", "the game of Go", "Middlemarch", "the Andes", "Ada Lovelace",
-            "the city of Porto", "the Silk Road", "photosynthesis", "Marie Curie", "東京", "Kraków", "Zürich 🙂"]
-ENGLISH = ["The city of Lviv (German: Lemberg) was founded in 1256 by King Daniel of Galicia.",
-           "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911.",
-           "Café, naïve, résumé, Zürich, Kraków, São Paulo, Reykjavík. 東京は日本の首都です。",
-           "Tell me about the history of the city, its rivers, its bridges and its people."]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SUBJECTS = [
+    "Lviv",
+    "Lise Meitner",
+    "the river Danube",
+    "the game of Go",
+    "Middlemarch",
+    "the Andes",
+    "Ada Lovelace",
+    "the city of Porto",
+    "the Silk Road",
+    "photosynthesis",
+    "Marie Curie",
+    "東京",
+    "Kraków",
+    "Zürich 🙂",
+]
+ENGLISH = [
+    "The city of Lviv (German: Lemberg) was founded in 1256 by King Daniel of Galicia.",
+    "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911.",
+    "Café, naïve, résumé, Zürich, Kraków, São Paulo, Reykjavík. 東京は日本の首都です。",
+    "Tell me about the history of the city, its rivers, its bridges and its people.",
+]
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
-    return [[{"role": "user", "content": f"Tell me about {SUBJECTS[i % len(SUBJECTS)]}. (Part {i // len(SUBJECTS) + 1})"}]
-            for i in range(n)]
+    return [
+        [{"role": "user", "content": f"Tell me about {SUBJECTS[i % len(SUBJECTS)]}. (Part {i // len(SUBJECTS) + 1})"}]
+        for i in range(n)
+    ]
 
 
 def sync(device: torch.device) -> None:
@@ -95,11 +154,16 @@ def build_tokenizer(vocab: int, lines: int):
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=SPECIAL, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=SPECIAL,
+        show_progress=False,
+    )
     backend.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
+    )
 
 
 def build_model(size: dict, tokenizer, folder: Path, build_on: torch.device, dtype: torch.dtype) -> int:
@@ -108,11 +172,19 @@ def build_model(size: dict, tokenizer, folder: Path, build_on: torch.device, dty
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size["hidden"], intermediate_size=size["intermediate"],
-                         num_hidden_layers=size["layers"], num_attention_heads=size["heads"],
-                         num_key_value_heads=size["kv_heads"], max_position_embeddings=4096,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.pad_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size["hidden"],
+        intermediate_size=size["intermediate"],
+        num_hidden_layers=size["layers"],
+        num_attention_heads=size["heads"],
+        num_key_value_heads=size["kv_heads"],
+        max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     with torch.device(build_on):
         model = LlamaForCausalLM(config)
@@ -179,8 +251,15 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
     batch_prompts = args.prompts or size["batch_prompts"]
     batch_size = args.batch_size or size["batch_size"]
     device = resolve_device(args.device)
-    info = {"size": args.size, "device_setting": args.device, "device": str(device), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "card": None}
+    info = {
+        "size": args.size,
+        "device_setting": args.device,
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "card": None,
+    }
     import transformers
 
     info["transformers"] = transformers.__version__
@@ -189,8 +268,11 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
         info["gpus"] = torch.cuda.device_count()
         torch.cuda.reset_peak_memory_stats()
     report.data.update(info)
-    print(f"card: {info['card'] or 'none (CPU)'} · torch {torch.__version__} (CUDA {torch.version.cuda}) · "
-          f"transformers {transformers.__version__}", flush=True)
+    print(
+        f"card: {info['card'] or 'none (CPU)'} · torch {torch.__version__} (CUDA {torch.version.cuda}) · "
+        f"transformers {transformers.__version__}",
+        flush=True,
+    )
 
     # 1. build, save, load through load_model ------------------------------------------------------
     started = time.perf_counter()
@@ -201,16 +283,26 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
     dtype = check_dtype(args.dtype) or default_dtype(device)
     folder = workdir / "model"
     started = time.perf_counter()
-    params = build_model(size, tokenizer, folder, torch.device("cuda", device.index or 0)
-                         if device.type == "cuda" else device, dtype)
+    params = build_model(
+        size, tokenizer, folder, torch.device("cuda", device.index or 0) if device.type == "cuda" else device, dtype
+    )
     build_seconds = time.perf_counter() - started
     lm = load_model(str(folder), device=args.device, dtype=args.dtype)
     layer = lm.default_layer
     tolerance = score_tolerance(lm.dtype)
     placement = sorted({str(p.device) for p in lm.model.parameters()})
-    report.stage("build", tokenizer_seconds=tokenizer_seconds, vocab=len(tokenizer), parameters=params,
-                 build_and_save_seconds=build_seconds, load_seconds=lm.load_seconds, dtype=str(lm.dtype),
-                 devices=",".join(placement), layer=layer, tolerance=tolerance)
+    report.stage(
+        "build",
+        tokenizer_seconds=tokenizer_seconds,
+        vocab=len(tokenizer),
+        parameters=params,
+        build_and_save_seconds=build_seconds,
+        load_seconds=lm.load_seconds,
+        dtype=str(lm.dtype),
+        devices=",".join(placement),
+        layer=layer,
+        tolerance=tolerance,
+    )
     report.check("weights dtype", lm.dtype == dtype, f"{lm.dtype} on {','.join(placement)} (expected {dtype})")
     probe = calibrated_probe(lm, layer)
 
@@ -219,8 +311,10 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
 
     shared = prompts(batch_prompts)
     stream_prompts = shared[: size["stream_prompts"]]
-    settings = [{"temperature": 0.0 if n % 2 == 0 else 0.8, "top_p": 1.0 if n % 2 == 0 else 0.95, "seed": n}
-                for n in range(batch_prompts)]
+    settings = [
+        {"temperature": 0.0 if n % 2 == 0 else 0.8, "top_p": 1.0 if n % 2 == 0 else 0.95, "seed": n}
+        for n in range(batch_prompts)
+    ]
     list(TokenStream(lm, stream_prompts[0], max_new_tokens=4, probe=probe))  # warm-up (kernels, allocator)
     streams = []
     try:
@@ -233,9 +327,15 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
         seconds = time.perf_counter() - started
         count = sum(len(tokens) for _, _, tokens in streams)
         report.stage("stream", answers=len(streams), tokens=count, seconds=seconds, tokens_per_s=count / seconds)
-        report.check("stream scores are float32 floats", all(
-            isinstance(t.score, float) and t.hidden[layer].dtype == torch.float32 for _, _, ts in streams for t in ts),
-            "every streamed token has a float score and a float32 CPU hidden state")
+        report.check(
+            "stream scores are float32 floats",
+            all(
+                isinstance(t.score, float) and t.hidden[layer].dtype == torch.float32
+                for _, _, ts in streams
+                for t in ts
+            ),
+            "every streamed token has a float score and a float32 CPU hidden state",
+        )
     except Exception as exc:  # noqa: BLE001 - report and go on with what can still run
         report.failed("stream", exc)
 
@@ -256,11 +356,22 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             d, lg = score_diffs(probe, item.hidden[layer], tokens, layer)
             worst, logit = max(worst, d), max(logit, lg)
             logprob = max(logprob, float(np.abs(np.array(item.logprobs) - [t.logprob for t in tokens]).max()))
-        report.stage("teacher_forcing", answers=len(done), tokens=count, seconds=seconds, tokens_per_s=count / seconds,
-                     max_score_diff=worst, max_logit_diff=logit, max_logprob_diff=logprob)
-        report.check("stream = teacher forcing", bool(done) and worst <= tolerance,
-                     f"max |score difference| {worst:.3g} over {count} tokens (tolerance {tolerance:g}); "
-                     f"max |logit difference| {logit:.3g}; max |log-prob difference| {logprob:.3g}")
+        report.stage(
+            "teacher_forcing",
+            answers=len(done),
+            tokens=count,
+            seconds=seconds,
+            tokens_per_s=count / seconds,
+            max_score_diff=worst,
+            max_logit_diff=logit,
+            max_logprob_diff=logprob,
+        )
+        report.check(
+            "stream = teacher forcing",
+            bool(done) and worst <= tolerance,
+            f"max |score difference| {worst:.3g} over {count} tokens (tolerance {tolerance:g}); "
+            f"max |logit difference| {logit:.3g}; max |log-prob difference| {logprob:.3g}",
+        )
     except Exception as exc:  # noqa: BLE001
         report.failed("teacher_forcing", exc)
 
@@ -269,31 +380,47 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
 
     answers = []
     try:
-        requests = [GenerationRequest(m, max_new_tokens=new_tokens, probe=probe, tag=n, **settings[n])
-                    for n, m in enumerate(shared)]
+        requests = [
+            GenerationRequest(m, max_new_tokens=new_tokens, probe=probe, tag=n, **settings[n])
+            for n, m in enumerate(shared)
+        ]
         sync(device)
         started = time.perf_counter()
         answers = sorted(generate_batched(lm, requests, batch_size=batch_size), key=lambda a: a.request.tag)
         sync(device)
         seconds = time.perf_counter() - started
         count = sum(len(a.tokens) for a in answers)
-        report.stage("batched", answers=len(answers), batch_size=batch_size, tokens=count, seconds=seconds,
-                     tokens_per_s=count / seconds)
+        report.stage(
+            "batched",
+            answers=len(answers),
+            batch_size=batch_size,
+            tokens=count,
+            seconds=seconds,
+            tokens_per_s=count / seconds,
+        )
         worst = logit = 0.0
         with_tokens = [a for a in answers if a.tokens]
         for start in range(0, len(with_tokens), 16):
-            chunk = with_tokens[start:start + 16]
-            forced = score_batch(lm, [[*a.request.messages, {"role": "assistant", "content": a.text}] for a in chunk],
-                                 [layer], [[t.token_id for t in a.tokens] for a in chunk])
+            chunk = with_tokens[start : start + 16]
+            forced = score_batch(
+                lm,
+                [[*a.request.messages, {"role": "assistant", "content": a.text}] for a in chunk],
+                [layer],
+                [[t.token_id for t in a.tokens] for a in chunk],
+            )
             for item, answer in zip(forced, chunk):
                 d, lg = score_diffs(probe, item.hidden[layer], answer.tokens, layer)
                 worst, logit = max(worst, d), max(logit, lg)
         report.stage("batched", max_score_diff=worst, max_logit_diff=logit)
-        report.check("batched = teacher forcing", bool(with_tokens) and worst <= tolerance,
-                     f"max |score difference| {worst:.3g} over {count} tokens (tolerance {tolerance:g}); "
-                     f"max |logit difference| {logit:.3g}")
-        same = sum([t.token_id for t in a.tokens] == [t.token_id for t in ts]
-                   for a, (_, _, ts) in zip(answers, streams))
+        report.check(
+            "batched = teacher forcing",
+            bool(with_tokens) and worst <= tolerance,
+            f"max |score difference| {worst:.3g} over {count} tokens (tolerance {tolerance:g}); "
+            f"max |logit difference| {logit:.3g}",
+        )
+        same = sum(
+            [t.token_id for t in a.tokens] == [t.token_id for t in ts] for a, (_, _, ts) in zip(answers, streams)
+        )
         report.stage("batched", same_tokens_as_lone_stream=f"{same} of {len(streams)} answers")
     except Exception as exc:  # noqa: BLE001
         report.failed("batched", exc)
@@ -302,13 +429,23 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
     from core.base.types import Generation, Span
     from core.engine.activations import ActivationCache, extract_activations
 
-    generations = [Generation([*a.request.messages, {"role": "assistant", "content": a.text}],
-                              extra={"tokens": {"ids": [t.token_id for t in a.tokens]}}) for a in answers if a.tokens]
+    generations = [
+        Generation(
+            [*a.request.messages, {"role": "assistant", "content": a.text}],
+            extra={"tokens": {"ids": [t.token_id for t in a.tokens]}},
+        )
+        for a in answers
+        if a.tokens
+    ]
     try:
         cache = ActivationCache(lm, root=workdir / "activations")
         count = sum(len(g.extra["tokens"]["ids"]) for g in generations)
         timed = {}
-        for name, kwargs in (("uncached", {"use_cache": False}), ("cold", {"cache": cache}), ("warm", {"cache": cache})):
+        for name, kwargs in (
+            ("uncached", {"use_cache": False}),
+            ("cold", {"cache": cache}),
+            ("warm", {"cache": cache}),
+        ):
             sync(device)
             started = time.perf_counter()
             timed[name] = extract_activations(lm, generations, [layer], token_budget=args.token_budget, **kwargs)
@@ -317,19 +454,28 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             report.stage("extraction", **{f"{name}_seconds": seconds, f"{name}_tokens_per_s": count / seconds})
         report.stage("extraction", answers=len(generations), tokens=count, stored_as=str(cache.dtype))
         cold, warm = timed["cold"], timed["warm"]
-        exact = all(torch.equal(a.hidden[layer], b.hidden[layer]) and a.hidden[layer].dtype == torch.float32
-                    for a, b in zip(cold, warm))
-        rounding = max(float((cache.as_stored(a.hidden[layer]) - a.hidden[layer]).abs().max())
-                       for a in timed["uncached"])
-        report.check("extraction cache", exact and len(cold) == len(generations),
-                     f"warm = cold exactly, float32 on the CPU, stored as {cache.dtype} (largest rounding of a "
-                     f"state by storing it: {rounding:.3g})")
+        exact = all(
+            torch.equal(a.hidden[layer], b.hidden[layer]) and a.hidden[layer].dtype == torch.float32
+            for a, b in zip(cold, warm)
+        )
+        rounding = max(
+            float((cache.as_stored(a.hidden[layer]) - a.hidden[layer]).abs().max()) for a in timed["uncached"]
+        )
+        report.check(
+            "extraction cache",
+            exact and len(cold) == len(generations),
+            f"warm = cold exactly, float32 on the CPU, stored as {cache.dtype} (largest rounding of a "
+            f"state by storing it: {rounding:.3g})",
+        )
         worst = 0.0
         for item, answer in zip(timed["uncached"], [a for a in answers if a.tokens]):
             worst = max(worst, score_diffs(probe, item.hidden[layer], answer.tokens, layer)[0])
-        report.check("extraction = batched scores", worst <= tolerance,
-                     f"max |score difference| {worst:.3g} (tolerance {tolerance:g}; padded batches of up to "
-                     f"{args.token_budget} tokens)")
+        report.check(
+            "extraction = batched scores",
+            worst <= tolerance,
+            f"max |score difference| {worst:.3g} (tolerance {tolerance:g}; padded batches of up to "
+            f"{args.token_budget} tokens)",
+        )
     except Exception as exc:  # noqa: BLE001
         report.failed("extraction", exc)
 
@@ -347,13 +493,23 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
         sync(device)
         seconds = time.perf_counter() - started
         losses = [h["loss"] for h in result.history]
-        report.stage("lora", answers=len(usable), steps=len(losses), seconds=seconds, tokens_per_s=count / seconds,
-                     losses=[round(x, 4) for x in losses])
+        report.stage(
+            "lora",
+            answers=len(usable),
+            steps=len(losses),
+            seconds=seconds,
+            tokens_per_s=count / seconds,
+            losses=[round(x, 4) for x in losses],
+        )
         head = result.head.linear.weight
-        report.check("lora trains", bool(losses) and all(math.isfinite(x) for x in losses)
-                     and head.dtype == torch.float32 and head.device.type == "cpu",
-                     f"{len(losses)} steps, losses {', '.join(f'{x:.3f}' for x in losses)}; head {head.dtype} on "
-                     f"{head.device}")
+        report.check(
+            "lora trains",
+            bool(losses)
+            and all(math.isfinite(x) for x in losses)
+            and head.dtype == torch.float32
+            and head.device.type == "cpu",
+            f"{len(losses)} steps, losses {', '.join(f'{x:.3f}' for x in losses)}; head {head.dtype} on {head.device}",
+        )
         del result
     except Exception as exc:  # noqa: BLE001
         report.failed("lora", exc)
@@ -365,8 +521,9 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
-                        help="default: bfloat16 on a GPU, float32 on the CPU")
+    parser.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on the CPU"
+    )
     parser.add_argument("--size", default="1b", choices=sorted(SIZES), help="1b (the GPU check) or tiny (seconds)")
     parser.add_argument("--new-tokens", type=int, default=None, help="per answer (default: 128; tiny 16)")
     parser.add_argument("--prompts", type=int, default=None, help="prompts for the batched engine (default 64; tiny 6)")
@@ -388,8 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     data["extras_imported"] = sorted(name for name in NOT_ON_THE_GPU_MACHINE if name in sys.modules)
     data["core_modules"] = sorted(name for name in sys.modules if name == "core" or name.startswith("core."))
     data["passed"] = bool(data["checks"]) and all(c["passed"] for c in data["checks"])
-    print(f"{'ALL PASS' if data['passed'] else 'FAIL'} in {data['total_seconds']:.1f} s"
-          + (f" (also imported: {', '.join(data['extras_imported'])})" if data["extras_imported"] else ""), flush=True)
+    print(
+        f"{'ALL PASS' if data['passed'] else 'FAIL'} in {data['total_seconds']:.1f} s"
+        + (f" (also imported: {', '.join(data['extras_imported'])})" if data["extras_imported"] else ""),
+        flush=True,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"wrote {args.out}", flush=True)

@@ -21,6 +21,7 @@ here turns it on with `window.__probelensPerf = true` before the app loads.
 
 Last line: `paint_ms_5000=<cold median> visible_delay_ms=<per-token median>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -120,19 +121,28 @@ def measure_stream(browser, app: StreamlitApp, total: int, poll: float = 0.1) ->
             append_ms.append(e["t_painted"] - e["t_data"])
     span_s = (log[-1]["t_painted"] - log[0]["t_painted"]) / 1000 if len(log) > 1 else 0
     return {
-        "tokens": len(per_token), "updates": len(log), "mounts": mounts,
-        "full": sum(e["kind"] == "full" for e in log), "span_s": span_s,
-        "per_token": per_token, "newest": newest, "append_ms": append_ms,
+        "tokens": len(per_token),
+        "updates": len(log),
+        "mounts": mounts,
+        "full": sum(e["kind"] == "full" for e in log),
+        "span_s": span_s,
+        "per_token": per_token,
+        "newest": newest,
+        "append_ms": append_ms,
     }
 
 
 def report_stream(label: str, r: dict) -> None:
     pt, nw, ap = r["per_token"], r["newest"], r["append_ms"]
     rate = r["updates"] / r["span_s"] if r["span_s"] else float("nan")
-    print(f"stream [{label}]: {r['tokens']} tokens in {r['updates']} updates ({rate:.1f}/s), "
-          f"mounts={r['mounts']} full renders={r['full']}")
-    print(f"  per-token produced->visible: median {median(pt):.0f} ms, p90 {pct(pt, 0.9):.0f} ms, "
-          f"min {min(pt, default=float('nan')):.0f} ms, max {max(pt, default=float('nan')):.0f} ms")
+    print(
+        f"stream [{label}]: {r['tokens']} tokens in {r['updates']} updates ({rate:.1f}/s), "
+        f"mounts={r['mounts']} full renders={r['full']}"
+    )
+    print(
+        f"  per-token produced->visible: median {median(pt):.0f} ms, p90 {pct(pt, 0.9):.0f} ms, "
+        f"min {min(pt, default=float('nan')):.0f} ms, max {max(pt, default=float('nan')):.0f} ms"
+    )
     print(f"  newest token at each update: median {median(nw):.0f} ms")
     print(f"  component work per update (data->painted): median {median(ap):.1f} ms, p90 {pct(ap, 0.9):.1f} ms")
 
@@ -159,13 +169,17 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             cold5000 = float("nan")
             if not args.stream_only:
-                print(f"render, data -> painted (median of {args.reps}; "
-                      "cold = fresh page, warm = re-render after a full rerun)")
+                print(
+                    f"render, data -> painted (median of {args.reps}; "
+                    "cold = fresh page, warm = re-render after a full rerun)"
+                )
             for n in () if args.stream_only else SIZES:
                 painted, dom = measure_cold(browser, app, n, args.reps)
                 warm = measure_warm(browser, app, n, args.reps)
-                print(f"  {n:>5} tokens: cold {median(painted):6.1f} ms (DOM built in {median(dom):5.1f} ms, "
-                      f"max {max(painted):6.1f}), warm {median(warm):6.1f} ms (max {max(warm):6.1f})")
+                print(
+                    f"  {n:>5} tokens: cold {median(painted):6.1f} ms (DOM built in {median(dom):5.1f} ms, "
+                    f"max {max(painted):6.1f}), warm {median(warm):6.1f} ms (max {max(warm):6.1f})"
+                )
                 if n == 5000:
                     cold5000 = median(painted)
             stream = measure_stream(browser, app, args.stream_tokens, args.poll)
@@ -180,16 +194,20 @@ def main() -> int:
             gc_app.wait_ready()
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                report_stream(f"poll {args.poll} s, postScriptGC on (Streamlit default)",
-                              measure_stream(browser, gc_app, args.stream_tokens, args.poll))
+                report_stream(
+                    f"poll {args.poll} s, postScriptGC on (Streamlit default)",
+                    measure_stream(browser, gc_app, args.stream_tokens, args.poll),
+                )
                 browser.close()
         finally:
             gc_app.stop()
 
     pt = stream["per_token"]
-    print(f"delay = wait for the next {args.poll} s poll (mean {args.poll * 500:.0f} ms) + fragment run, websocket, "
-          "React (effects run after its commit is painted) and the next frame; the component's own work "
-          "is the 'per update' figure above")
+    print(
+        f"delay = wait for the next {args.poll} s poll (mean {args.poll * 500:.0f} ms) + fragment run, websocket, "
+        "React (effects run after its commit is painted) and the next frame; the component's own work "
+        "is the 'per update' figure above"
+    )
     print(f"paint_ms_5000={cold5000:.1f} visible_delay_ms={median(pt):.0f}")
     return 0
 

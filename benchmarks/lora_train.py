@@ -10,6 +10,7 @@ models' decode tokens/s.
 
 Run: .venv/bin/python benchmarks/lora_train.py [--size 200] [--epochs 1] [--rank 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ def greedy(model, lm, prompts, n: int) -> tuple[list[list[int]], float]:
     """Greedy tokens of each prompt (batched engine, our own decode loop) and tokens/s."""
     from core.engine.batched import GenerationRequest, generate_batched
 
-    requests = [GenerationRequest([{"role": "user", "content": p}], max_new_tokens=n, tag=i)
-                for i, p in enumerate(prompts)]
+    requests = [
+        GenerationRequest([{"role": "user", "content": p}], max_new_tokens=n, tag=i) for i, p in enumerate(prompts)
+    ]
     began = time.perf_counter()
     done = sorted(generate_batched(lm, requests, batch_size=8, model=model), key=lambda a: a.request.tag)
     seconds = time.perf_counter() - began
@@ -64,8 +66,12 @@ def main() -> None:
                 tokens["last"] = message
 
         began = time.perf_counter()
-        outcome = retrain(database, lm, RetrainParams(kind="lora", lora_rank=args.rank, epochs=args.epochs,
-                                                      kl_weight=args.kl_weight, n_boot=1000), progress=count)
+        outcome = retrain(
+            database,
+            lm,
+            RetrainParams(kind="lora", lora_rank=args.rank, epochs=args.epochs, kl_weight=args.kl_weight, n_boot=1000),
+            progress=count,
+        )
         seconds = time.perf_counter() - began
         metrics = outcome.metrics
         n_tokens = metrics["train"]["counts"]["tokens"]
@@ -78,15 +84,23 @@ def main() -> None:
         same = sum(x == y for x, y in zip(base_tokens, lora_tokens))
         database.dispose()
     comparison = metrics.get("comparison", {}).get("span_max", {}).get("auc", {})
-    print(f"cpus={os.cpu_count()} demo answers={args.size} epochs={args.epochs} rank={args.rank} "
-          f"kl_weight={args.kl_weight}")
-    print(f"lora_retrain_seconds={seconds:.1f} (goal < 300) for {metrics['n_train']} training answers, "
-          f"{n_tokens} answer tokens: {n_tokens * args.epochs / outcome.timings['train_s']:.0f} tokens/s in training")
-    print(f"span_max AUC on the same {metrics['n_validation']} validation answers: linear {linear_auc:.3f}, "
-          f"lora {metrics['span_max']['auc']:.3f}; paired bootstrap Δ {comparison.get('delta')} "
-          f"CI {comparison.get('ci')}")
-    print(f"generation: greedy tokens equal to the base model's {agree}/{total} "
-          f"({same}/{len(prompts)} answers identical); decode {base_tps:.1f} tokens/s base, {lora_tps:.1f} adapted")
+    print(
+        f"cpus={os.cpu_count()} demo answers={args.size} epochs={args.epochs} rank={args.rank} "
+        f"kl_weight={args.kl_weight}"
+    )
+    print(
+        f"lora_retrain_seconds={seconds:.1f} (goal < 300) for {metrics['n_train']} training answers, "
+        f"{n_tokens} answer tokens: {n_tokens * args.epochs / outcome.timings['train_s']:.0f} tokens/s in training"
+    )
+    print(
+        f"span_max AUC on the same {metrics['n_validation']} validation answers: linear {linear_auc:.3f}, "
+        f"lora {metrics['span_max']['auc']:.3f}; paired bootstrap Δ {comparison.get('delta')} "
+        f"CI {comparison.get('ci')}"
+    )
+    print(
+        f"generation: greedy tokens equal to the base model's {agree}/{total} "
+        f"({same}/{len(prompts)} answers identical); decode {base_tps:.1f} tokens/s base, {lora_tps:.1f} adapted"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/model_load.py
 """
+
 from __future__ import annotations
 
 import os

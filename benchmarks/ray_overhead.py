@@ -11,6 +11,7 @@ Prints tokens/s for each, Ray's fixed cost per run (a one-token job), and `ratio
 
 Run: .venv/bin/python benchmarks/ray_overhead.py [--prompts 256] [--tokens 64] [--batch-size 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,14 @@ def main() -> None:
         prompts = [[{"role": "user", "content": q.prompt}] for q in demo_questions(args.prompts)]
 
         def params(dataset: str) -> BatchParams:
-            return BatchParams(prompts=prompts, dataset=dataset, max_new_tokens=args.tokens, temperature=0.0,
-                               batch_size=args.batch_size, score=False)
+            return BatchParams(
+                prompts=prompts,
+                dataset=dataset,
+                max_new_tokens=args.tokens,
+                temperature=0.0,
+                batch_size=args.batch_size,
+                score=False,
+            )
 
         began = time.perf_counter()
         local = run_batch(database, load_model(None), params("local"))
@@ -69,8 +76,10 @@ def main() -> None:
         ray.shutdown()
         database.dispose()
     local_tps, ray_tps = local["tokens"] / local_s, on_ray["tokens"] / ray_s
-    print(f"cpus={os.cpu_count()} ray nodes={shape.nodes} gpus={shape.gpus} prompts={args.prompts} "
-          f"max_new_tokens={args.tokens} batch_size={args.batch_size}")
+    print(
+        f"cpus={os.cpu_count()} ray nodes={shape.nodes} gpus={shape.gpus} prompts={args.prompts} "
+        f"max_new_tokens={args.tokens} batch_size={args.batch_size}"
+    )
     print(f"local: {local['answers']} answers, {local['tokens']} tokens in {local_s:.1f} s = {local_tps:.1f} tokens/s")
     print(f"ray:   {on_ray['answers']} answers, {on_ray['tokens']} tokens in {ray_s:.1f} s = {ray_tps:.1f} tokens/s")
     print(f"ray fixed cost per run (a one-token job: replica process, imports, model load): {startup_s:.1f} s")

@@ -8,6 +8,7 @@ press (run row created) to the registered version.
 
 Run: .venv/bin/python benchmarks/retrain.py [--sizes 200,2000,20000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PLACES = [("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "Rome", "Milan"),
-          ("Spain", "Madrid", "Seville"), ("Peru", "Lima", "Cusco"), ("Kenya", "Nairobi", "Mombasa"),
-          ("Egypt", "Cairo", "Giza"), ("Chile", "Santiago", "Arica"), ("Canada", "Ottawa", "Toronto"),
-          ("Australia", "Canberra", "Sydney"), ("Brazil", "Brasilia", "Rio de Janeiro"),
-          ("Turkey", "Ankara", "Istanbul"), ("India", "New Delhi", "Mumbai"), ("Nigeria", "Abuja", "Lagos"),
-          ("Vietnam", "Hanoi", "Ho Chi Minh City"), ("Morocco", "Rabat", "Casablanca")]
+PLACES = [
+    ("France", "Paris", "Lyon"),
+    ("Japan", "Tokyo", "Osaka"),
+    ("Italy", "Rome", "Milan"),
+    ("Spain", "Madrid", "Seville"),
+    ("Peru", "Lima", "Cusco"),
+    ("Kenya", "Nairobi", "Mombasa"),
+    ("Egypt", "Cairo", "Giza"),
+    ("Chile", "Santiago", "Arica"),
+    ("Canada", "Ottawa", "Toronto"),
+    ("Australia", "Canberra", "Sydney"),
+    ("Brazil", "Brasilia", "Rio de Janeiro"),
+    ("Turkey", "Ankara", "Istanbul"),
+    ("India", "New Delhi", "Mumbai"),
+    ("Nigeria", "Abuja", "Lagos"),
+    ("Vietnam", "Hanoi", "Ho Chi Minh City"),
+    ("Morocco", "Rabat", "Casablanca"),
+]
 
 
 def answers(n: int):
@@ -35,12 +48,17 @@ def answers(n: int):
     for i in range(n):
         country, right, wrong = PLACES[i % len(PLACES)]
         city = wrong if i % 2 else right
-        text = (f"The capital of {country} is {city}. It has about {(i * 7919) % 900 + 100} thousand "
-                f"inhabitants and was first mentioned in {1000 + (i * 31) % 900}.")
+        text = (
+            f"The capital of {country} is {city}. It has about {(i * 7919) % 900 + 100} thousand "
+            f"inhabitants and was first mentioned in {1000 + (i * 31) % 900}."
+        )
         start = text.index(city)
-        yield (f"Tell me about the capital of {country}. (#{i})", text,
-               [Span(start, start + len(city), "Not Supported" if i % 2 else "Supported")],
-               "validation" if i % 5 == 0 else "train")
+        yield (
+            f"Tell me about the capital of {country}. (#{i})",
+            text,
+            [Span(start, start + len(city), "Not Supported" if i % 2 else "Supported")],
+            "validation" if i % 5 == 0 else "train",
+        )
 
 
 def seed(database, n: int) -> list[int]:
@@ -52,8 +70,12 @@ def seed(database, n: int) -> list[int]:
     with database.sessions() as session, session.begin():
         dataset = get_or_create_dataset(session, "bench")
         for prompt, text, spans, split in answers(n):
-            row = add_generation(session, dataset, Generation([{"role": "user", "content": prompt},
-                                                               {"role": "assistant", "content": text}]), split=split)
+            row = add_generation(
+                session,
+                dataset,
+                Generation([{"role": "user", "content": prompt}, {"role": "assistant", "content": text}]),
+                split=split,
+            )
             save_annotation_set(session, row.id, spans, owner=None, expected_version=0, actor=None)
             ids.append(row.id)
     return ids
@@ -67,10 +89,11 @@ def correct(database, ids: list[int]) -> None:
     with database.sessions() as session, session.begin():
         for generation_id in ids:
             gold = get_set(session, generation_id, None)
-            flipped = [Span(s.start, s.end, "Supported" if s.label == "Not Supported" else "Not Supported")
-                       for s in spans_of(gold)]
-            save_annotation_set(session, generation_id, flipped, owner=None, expected_version=gold.version,
-                                actor=None)
+            flipped = [
+                Span(s.start, s.end, "Supported" if s.label == "Not Supported" else "Not Supported")
+                for s in spans_of(gold)
+            ]
+            save_annotation_set(session, generation_id, flipped, owner=None, expected_version=gold.version, actor=None)
 
 
 def timed_retrain(database) -> tuple[float, dict, int]:
@@ -94,8 +117,11 @@ def timed_retrain(database) -> tuple[float, dict, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="200,2000,20000")
-    parser.add_argument("--cache-dir", default=None,
-                        help="keep hidden states here between invocations (then 'cold' is only cold the first time)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep hidden states here between invocations (then 'cold' is only cold the first time)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "60")  # warm workers, as in the app; gone soon after
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
@@ -123,10 +149,14 @@ def main() -> None:
         def parts(t: dict) -> str:
             return " ".join(f"{k}={v:.2f}" for k, v in sorted(t.items()))
 
-        print(f"answers={size} cold_s={cold:.2f} warm_s={warm:.2f} incremental_after_10_corrections_s="
-              f"{incremental:.2f} ratio_warm_over_cold={warm / cold:.3f}")
-        print(f"  worker processes: cold pid {pid_cold}, warm pid {pid_warm}, incremental pid {pid_inc}"
-              f" ({'the warm worker took the later runs' if pid_cold == pid_warm == pid_inc else 'new processes'})")
+        print(
+            f"answers={size} cold_s={cold:.2f} warm_s={warm:.2f} incremental_after_10_corrections_s="
+            f"{incremental:.2f} ratio_warm_over_cold={warm / cold:.3f}"
+        )
+        print(
+            f"  worker processes: cold pid {pid_cold}, warm pid {pid_warm}, incremental pid {pid_inc}"
+            f" ({'the warm worker took the later runs' if pid_cold == pid_warm == pid_inc else 'new processes'})"
+        )
         print(f"  cold: {parts(t_cold)}")
         print(f"  warm: {parts(t_warm)}")
         print(f"  incremental: {parts(t_inc)}")

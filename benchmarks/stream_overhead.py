@@ -3,6 +3,7 @@
 Same model, same prompts, same process, greedy decoding, runs interleaved so drift hits
 both sides alike. Run: .venv/bin/python benchmarks/stream_overhead.py [--tokens N] [--rounds R]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -16,6 +16,7 @@ Training runs with TrainConfig.num_threads (default 1; ``--threads 2`` to compar
 
 Last line: ``tokens_per_s_1M=<n> seconds_1M=<s>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,23 +79,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dtype", choices=["float32", "float16"], default="float32")
-    ap.add_argument("--threads", type=int, default=TrainConfig().num_threads,
-                    help="TrainConfig.num_threads, torch threads while training (default %(default)s)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=TrainConfig().num_threads,
+        help="TrainConfig.num_threads, torch threads while training (default %(default)s)",
+    )
     args = ap.parse_args()
     cfg = TrainConfig(epochs=1, num_threads=args.threads)
     dtype = getattr(torch, args.dtype)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"cpus={os.cpu_count()}, training threads={cfg.num_threads}, X dtype={args.dtype}")
-    print("# config: epochs=1 (one pass, as in the paper), batch 16 generations, hidden 576, "
-          "standardize=True, AdamW lr 1e-3")
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"cpus={os.cpu_count()}, training threads={cfg.num_threads}, X dtype={args.dtype}"
+    )
+    print(
+        "# config: epochs=1 (one pass, as in the paper), batch 16 generations, hidden 576, "
+        "standardize=True, AdamW lr 1e-3"
+    )
     # One-time process cost (torch.optim's lazy imports, ~1 s) kept out of the per-size rows.
     t0 = time.perf_counter()
     train_probe(build_training_set(synthetic_examples(2000, dtype, seed=1)), cfg)
     print(f"# warm-up (first train_probe call in a process, tiny data): {time.perf_counter() - t0:.2f} s")
-    print(f"{'tokens':>9} {'gens':>5} {'steps':>5} {'build_s':>8} {'train_s':>8} {'tokens/s':>10} "
-          f"{'tokloss_first10':>15} {'tokloss_last10':>14}")
+    print(
+        f"{'tokens':>9} {'gens':>5} {'steps':>5} {'build_s':>8} {'train_s':>8} {'tokens/s':>10} "
+        f"{'tokloss_first10':>15} {'tokloss_last10':>14}"
+    )
     result = {}
     for n in sizes:
         examples = synthetic_examples(n, dtype)
@@ -109,8 +120,11 @@ def main() -> None:
         result[n] = (rate, secs)
         first = float(np.mean([h["token_loss"] for h in history[:10]]))
         last = float(np.mean([h["token_loss"] for h in history[-10:]]))
-        print(f"{data.n_tokens:>9} {data.n_generations:>5} {len(history):>5} {t1 - t0:>8.2f} {secs:>8.2f} "
-              f"{rate:>10.0f} {first:>15.4f} {last:>14.4f}", flush=True)
+        print(
+            f"{data.n_tokens:>9} {data.n_generations:>5} {len(history):>5} {t1 - t0:>8.2f} {secs:>8.2f} "
+            f"{rate:>10.0f} {first:>15.4f} {last:>14.4f}",
+            flush=True,
+        )
         del data
     if 1_000_000 in result:
         rate, secs = result[1_000_000]

@@ -1,4 +1,5 @@
 """Gather what the agreement statistics need for a dataset: token offsets and each annotator's spans."""
+
 from __future__ import annotations
 
 from sqlalchemy import select

@@ -8,6 +8,7 @@ atomic on SQLite and on PostgreSQL alike.
 Functions take a Session and never commit: the caller owns the transaction (for example
 `db.engine.transaction`). A raised error leaves nothing written by that call.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -99,7 +100,7 @@ def _check_bounds(span: Span, length: int) -> None:
 def _check_overlaps(spans: list[Span]) -> None:
     """Spans sorted by start: only later spans starting before this one ends can overlap it."""
     for i, first in enumerate(spans):
-        for second in spans[i + 1:]:
+        for second in spans[i + 1 :]:
             if second.start >= first.end:
                 break
             if second.label != first.label:

@@ -1,4 +1,5 @@
 """Per-token arrays <-> compact bytes (little-endian numpy), the same on every database."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -4,6 +4,7 @@ A lease that runs out (`expire_leases`) hands the item back, so an annotator who
 holiday cannot hold work hostage; saving a set (`mark_done`) closes the assignment for good.
 Functions take a Session and never commit: the caller owns the transaction.
 """
+
 from __future__ import annotations
 
 import math
@@ -123,8 +124,10 @@ def _check_assign_args(k: Any, n_annotators: int, lease_hours: Any) -> None:
         raise UserError(f"k (annotators per generation) must be a whole number >= 1, not {k!r}")
     if k > n_annotators:
         raise UserError(f"k = {k} needs at least {k} annotators, but {n_annotators} were given")
-    if isinstance(lease_hours, bool) or not isinstance(lease_hours, (int, float)) or not (
-        math.isfinite(lease_hours) and lease_hours > 0
+    if (
+        isinstance(lease_hours, bool)
+        or not isinstance(lease_hours, (int, float))
+        or not (math.isfinite(lease_hours) and lease_hours > 0)
     ):
         raise UserError(f"lease hours must be a positive number, not {lease_hours!r}")
 
@@ -137,8 +140,9 @@ def _users_by_name(session: Session, names: list[str]) -> list[User]:
         raise UserError(f"unknown user{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
     inactive = [name for name in names if not found[name].active]
     if inactive:
-        raise UserError(f"deactivated user{'s' if len(inactive) > 1 else ''} cannot be assigned work: "
-                        f"{', '.join(inactive)}")
+        raise UserError(
+            f"deactivated user{'s' if len(inactive) > 1 else ''} cannot be assigned work: {', '.join(inactive)}"
+        )
     return [found[name] for name in names]
 
 
@@ -201,8 +205,14 @@ def _open_load(session: Session, user_ids: list[int]) -> dict[int, int]:
     return load
 
 
-def _plan(generation_ids: list[int], covered: dict[int, set[int]], user_ids: list[int], k: int,
-          load: dict[int, int], skipped: dict[int, set[int]] | None = None) -> list[tuple[int, int]]:
+def _plan(
+    generation_ids: list[int],
+    covered: dict[int, set[int]],
+    user_ids: list[int],
+    k: int,
+    load: dict[int, int],
+    skipped: dict[int, set[int]] | None = None,
+) -> list[tuple[int, int]]:
     """Greedy: each generation short of k takes the least-loaded users it does not have yet
     (and who did not skip it).
 
@@ -224,8 +234,13 @@ def _plan(generation_ids: list[int], covered: dict[int, set[int]], user_ids: lis
     return plan
 
 
-def _write_plan(session: Session, plan: list[tuple[int, int]], expired: dict[tuple[int, int], int],
-                moment: datetime, expires: datetime) -> None:
+def _write_plan(
+    session: Session,
+    plan: list[tuple[int, int]],
+    expired: dict[tuple[int, int], int],
+    moment: datetime,
+    expires: datetime,
+) -> None:
     """Bulk INSERT the new pairs and bulk UPDATE (by primary key) the renewed expired ones."""
     lease = {"status": ASSIGNED, "leased_at": moment, "lease_expires_at": expires}
     renew = [{"id": expired[pair], **lease} for pair in plan if pair in expired]
@@ -239,8 +254,9 @@ def _write_plan(session: Session, plan: list[tuple[int, int]], expired: dict[tup
             if renew:
                 session.execute(update(Assignment), renew)
     except IntegrityError:
-        raise UserError("someone else assigned work in this dataset at the same moment; "
-                        "nothing was assigned, please try again") from None
+        raise UserError(
+            "someone else assigned work in this dataset at the same moment; nothing was assigned, please try again"
+        ) from None
 
 
 def assign(
@@ -271,11 +287,17 @@ def assign(
     user_ids = [user.id for user in people]
     moment = clock(now)
     expire_leases(session, moment)
-    generation_ids = list(session.scalars(
-        select(Generation.id).where(Generation.dataset_id == found.id).order_by(Generation.id)
-    ))
-    plan = _plan(generation_ids, _covering_users(session, found.id), user_ids, k, _open_load(session, user_ids),
-                 _skipped_by(session, found.id))
+    generation_ids = list(
+        session.scalars(select(Generation.id).where(Generation.dataset_id == found.id).order_by(Generation.id))
+    )
+    plan = _plan(
+        generation_ids,
+        _covering_users(session, found.id),
+        user_ids,
+        k,
+        _open_load(session, user_ids),
+        _skipped_by(session, found.id),
+    )
     expires = moment + timedelta(hours=lease_hours)
     _write_plan(session, plan, _expired_rows(session, found.id, user_ids), moment, expires)
     per_user = dict.fromkeys(names, 0)
@@ -288,10 +310,14 @@ def assign(
         action="assignment.create",
         entity="assignment",
         dataset=found.name,
-        after={"k": k, "annotators": names, "created": len(plan), "per_user": per_user,
-               "lease_hours": lease_hours, "lease_expires_at": expires.isoformat()},
+        after={
+            "k": k,
+            "annotators": names,
+            "created": len(plan),
+            "per_user": per_user,
+            "lease_hours": lease_hours,
+            "lease_expires_at": expires.isoformat(),
+        },
         detail=f"assigned {len(plan)} items of '{found.name}' (k={k}) to {', '.join(names)}",
     )
     return len(plan)
-
-

@@ -4,6 +4,7 @@ The online backup API copies a consistent snapshot while the app keeps running (
 included), which a plain file copy of a live WAL database does not guarantee.
 Restoring replaces the live database: stop the app (and any worker) first.
 """
+
 from __future__ import annotations
 
 import os

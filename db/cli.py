@@ -2,6 +2,7 @@
 
 Registered into core/cli.py's parser lazily, so `core` itself never needs the database.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,28 @@ def cmd_import(args: argparse.Namespace) -> int:
     database = _db()
     with database.sessions() as session, session.begin():
         report = import_file(
-            session, args.file, dataset=args.dataset, split=args.split, as_user=args.as_user,
-            actor=_actor(session, args.actor), source_name=Path(args.file).name,
+            session,
+            args.file,
+            dataset=args.dataset,
+            split=args.split,
+            as_user=args.as_user,
+            actor=_actor(session, args.actor),
+            source_name=Path(args.file).name,
         )
     for line, text, reason in report.unmatched:
         print(f"warning: line {line}: span {text!r} not found ({reason})", file=sys.stderr)
-    print(json.dumps({
-        "imported": report.imported, "duplicates": report.duplicates, "spans": report.spans,
-        "by_index": report.by_index, "by_search": report.by_search, "unmatched": len(report.unmatched),
-    }))
+    print(
+        json.dumps(
+            {
+                "imported": report.imported,
+                "duplicates": report.duplicates,
+                "spans": report.spans,
+                "by_index": report.by_index,
+                "by_search": report.by_search,
+                "unmatched": len(report.unmatched),
+            }
+        )
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ retrain or re-score is on its way: the pages (Annotate, Generate) read the run r
 (`train_runs`) and the probes table here and say what is happening, e.g. "The demo probe is
 still training (step 2 of 3: generating the demo answers, 80 of 200)." Read-only.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,7 +41,7 @@ _STAGE_COUNT = re.compile(r"^(\w+): (\d+)/(\d+)")
 
 
 def _stage_count(run: TrainRun) -> str:
-    """", 40 of 200" from the worker's message ("generate: 40/200 · ...") for the current stage; the
+    """ ", 40 of 200" from the worker's message ("generate: 40/200 · ...") for the current stage; the
     overall progress bar restarts per stage, so a percentage would jump back and forth."""
     found = _STAGE_COUNT.match(run.message or "")
     if not found or found.group(1) != run.stage or int(found.group(3)) <= 1:
@@ -60,23 +61,31 @@ def _why_no_probe(session: Session) -> str:
         number, words = seed_step(seed.stage if seed.status == RunStatus.RUNNING else "start")
         if seed.status == RunStatus.QUEUED:
             return "The demo probe is about to be trained: the demo seeding is starting (step 1 of 3)."
-        return (f"The demo probe is still training (step {number} of {len(SEED_STEPS)}: {words}"
-                f"{_stage_count(seed)}); "
-                "risk colours appear when it is ready.")
+        return (
+            f"The demo probe is still training (step {number} of {len(SEED_STEPS)}: {words}"
+            f"{_stage_count(seed)}); "
+            "risk colours appear when it is ready."
+        )
     retrain = _running(session, RunKind.RETRAIN)
     active = active_probe(session)
     if retrain is not None and active is None:
-        return (f"A probe is being trained (run {retrain.id}, {retrain.stage or retrain.status}{_percent(retrain)}); "
-                "risk colours appear once an admin makes it active.")
+        return (
+            f"A probe is being trained (run {retrain.id}, {retrain.stage or retrain.status}{_percent(retrain)}); "
+            "risk colours appear once an admin makes it active."
+        )
     if active is not None:
-        return (f"The active probe v{active.version} was trained for another language model than the one loaded, "
-                "so it cannot score these tokens; an admin can promote a probe for this model on the Probes page.")
+        return (
+            f"The active probe v{active.version} was trained for another language model than the one loaded, "
+            "so it cannot score these tokens; an admin can promote a probe for this model on the Probes page."
+        )
     if session.scalar(select(Probe.id).limit(1)) is not None:
         return "No probe is active: an admin can promote one on the Probes page."
     seed = latest_run(session, RunKind.SEED)
     if seed is not None and seed.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-        return (f"No probe yet: the demo seeding {seed.status}; an admin can start it again from the sidebar, "
-                "or retrain on the team's labels on the Probes page.")
+        return (
+            f"No probe yet: the demo seeding {seed.status}; an admin can start it again from the sidebar, "
+            "or retrain on the team's labels on the Probes page."
+        )
     return "No probe yet: label some answers, then an admin retrains on the Probes page; risk colours appear then."
 
 
@@ -93,13 +102,18 @@ def no_colour_reason(session: Session, *, scoring_version: int | None, generatio
     probe = session.scalar(select(Probe).where(Probe.version == scoring_version))
     if probe is None:
         return _why_no_probe(session)
-    stored = session.scalar(select(Prediction.id).where(Prediction.probe_id == probe.id,
-                                                       Prediction.generation_id == generation_id))
+    stored = session.scalar(
+        select(Prediction.id).where(Prediction.probe_id == probe.id, Prediction.generation_id == generation_id)
+    )
     if stored is not None:
         return None
     rescore = _running(session, RunKind.RESCORE)
     if rescore is not None:
-        return (f"Probe v{scoring_version}'s scores are being computed for every answer "
-                f"(re-score run {rescore.id}{_percent(rescore)}); this answer gets its colours when it is reached.")
-    return (f"This answer has no stored scores from probe v{scoring_version} (it was added after the last "
-            f"re-score); `python -m core probes rescore {scoring_version}` scores the answers that lack them.")
+        return (
+            f"Probe v{scoring_version}'s scores are being computed for every answer "
+            f"(re-score run {rescore.id}{_percent(rescore)}); this answer gets its colours when it is reached."
+        )
+    return (
+        f"This answer has no stored scores from probe v{scoring_version} (it was added after the last "
+        f"re-score); `python -m core probes rescore {scoring_version}` scores the answers that lack them."
+    )

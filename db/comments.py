@@ -4,6 +4,7 @@
 Comment text is untrusted: pages show it through `md_escape` or as plain table cells.
 Functions take a Session and never commit: the caller owns the transaction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ def _clean_body(body: object) -> str:
     return text
 
 
-def add_comment(session: Session, generation_id: int, body: str, *, author: User, flag: bool = False,
-                now: datetime | None = None) -> AnswerComment:
+def add_comment(
+    session: Session, generation_id: int, body: str, *, author: User, flag: bool = False, now: datetime | None = None
+) -> AnswerComment:
     """Store a comment (and, with `flag`, a request for review); an empty comment is allowed only
     as a bare flag. One `comment.add` event."""
     text = _clean_body(body)
@@ -64,14 +66,22 @@ def add_comment(session: Session, generation_id: int, body: str, *, author: User
     generation = session.get(Generation, generation_id)
     if generation is None:
         raise UserError(f"unknown answer #{generation_id}")
-    row = AnswerComment(generation_id=generation_id, user_id=author.id, body=text, flagged=bool(flag),
-                        created_at=clock(now))
+    row = AnswerComment(
+        generation_id=generation_id, user_id=author.id, body=text, flagged=bool(flag), created_at=clock(now)
+    )
     session.add(row)
     session.flush()
-    log_event(session, user=author, action="comment.add", entity=ENTITY, entity_id=row.id,
-              generation_id=generation_id, dataset=generation.dataset.name,
-              after={"body": text, "flagged": bool(flag)},
-              detail=("flagged" if flag else "commented on") + f" answer #{generation_id}")
+    log_event(
+        session,
+        user=author,
+        action="comment.add",
+        entity=ENTITY,
+        entity_id=row.id,
+        generation_id=generation_id,
+        dataset=generation.dataset.name,
+        after={"body": text, "flagged": bool(flag)},
+        detail=("flagged" if flag else "commented on") + f" answer #{generation_id}",
+    )
     return row
 
 
@@ -79,24 +89,41 @@ def resolve_flags(session: Session, generation_id: int, *, actor: User, now: dat
     """Close every open flag on the answer; returns how many. Reviewers and admins may, and so may
     the person who raised a flag (for their own flags only)."""
     query = update(AnswerComment).where(
-        AnswerComment.generation_id == generation_id, AnswerComment.flagged.is_(True),
+        AnswerComment.generation_id == generation_id,
+        AnswerComment.flagged.is_(True),
         AnswerComment.resolved_at.is_(None),
     )
     if actor.role not in REVIEW_ROLES:
-        mine = session.scalar(select(AnswerComment.id).where(
-            AnswerComment.generation_id == generation_id, AnswerComment.flagged.is_(True),
-            AnswerComment.resolved_at.is_(None), AnswerComment.user_id != actor.id))
+        mine = session.scalar(
+            select(AnswerComment.id).where(
+                AnswerComment.generation_id == generation_id,
+                AnswerComment.flagged.is_(True),
+                AnswerComment.resolved_at.is_(None),
+                AnswerComment.user_id != actor.id,
+            )
+        )
         if mine is not None:
             raise UserError("only a reviewer or an admin can resolve someone else's flag")
         query = query.where(AnswerComment.user_id == actor.id)
     moment = clock(now)
-    closed = session.execute(query.values(resolved_at=moment, resolved_by=actor.id)
-                             .execution_options(synchronize_session="fetch")).rowcount or 0
+    closed = (
+        session.execute(
+            query.values(resolved_at=moment, resolved_by=actor.id).execution_options(synchronize_session="fetch")
+        ).rowcount
+        or 0
+    )
     if closed:
         generation = session.get(Generation, generation_id)
-        log_event(session, user=actor, action="comment.resolve", entity=ENTITY, generation_id=generation_id,
-                  dataset=generation.dataset.name if generation else None, after={"resolved": closed},
-                  detail=f"resolved {closed} flag{'s' if closed != 1 else ''} on answer #{generation_id}")
+        log_event(
+            session,
+            user=actor,
+            action="comment.resolve",
+            entity=ENTITY,
+            generation_id=generation_id,
+            dataset=generation.dataset.name if generation else None,
+            after={"resolved": closed},
+            detail=f"resolved {closed} flag{'s' if closed != 1 else ''} on answer #{generation_id}",
+        )
     return closed
 
 
@@ -112,9 +139,17 @@ def _comment_query():
 
 
 def _comment(row: AnswerComment, dataset: str, author: str | None, resolver: str | None) -> Comment:
-    return Comment(id=row.id, generation_id=row.generation_id, dataset=dataset, author=author, body=row.body,
-                   flagged=bool(row.flagged), created_at=utc(row.created_at), resolved_at=utc(row.resolved_at),
-                   resolved_by=resolver)
+    return Comment(
+        id=row.id,
+        generation_id=row.generation_id,
+        dataset=dataset,
+        author=author,
+        body=row.body,
+        flagged=bool(row.flagged),
+        created_at=utc(row.created_at),
+        resolved_at=utc(row.resolved_at),
+        resolved_by=resolver,
+    )
 
 
 def comments_for(session: Session, generation_id: int) -> list[Comment]:
@@ -138,7 +173,13 @@ def flagged_ids(session: Session, generation_ids: list[int]) -> set[int]:
         return set()
     found: set[int] = set()
     for chunk in chunks(generation_ids):
-        found.update(session.scalars(select(AnswerComment.generation_id).where(
-            AnswerComment.generation_id.in_(chunk), AnswerComment.flagged.is_(True),
-            AnswerComment.resolved_at.is_(None))))
+        found.update(
+            session.scalars(
+                select(AnswerComment.generation_id).where(
+                    AnswerComment.generation_id.in_(chunk),
+                    AnswerComment.flagged.is_(True),
+                    AnswerComment.resolved_at.is_(None),
+                )
+            )
+        )
     return found

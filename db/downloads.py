@@ -4,6 +4,7 @@ Nothing user-named becomes a path: the export is written under a fixed name insi
 temporary folder, and the dataset and annotator names only shape the download's file name,
 through the one slug helper (`core.text.filenames.file_slug`).
 """
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,12 @@ from core.text.filenames import file_slug
 from db.exporter import export_file
 
 SUFFIX = {"jsonl": ".jsonl", "conll": ".conll", "parquet": ".parquet", "datasets": ".zip"}
-MIME = {"jsonl": "application/jsonl", "conll": "text/plain", "parquet": "application/vnd.apache.parquet",
-        "datasets": "application/zip"}
+MIME = {
+    "jsonl": "application/jsonl",
+    "conll": "text/plain",
+    "parquet": "application/vnd.apache.parquet",
+    "datasets": "application/zip",
+}
 MAX_NAME_LENGTH = 120
 
 
@@ -30,8 +35,9 @@ def download_name(dataset: str, which: str, annotator: str | None = None) -> str
     return file_slug("-".join(parts), fallback="export", max_length=MAX_NAME_LENGTH)
 
 
-def export_bytes(session: Session, dataset: str, *, format: str = "jsonl", which: str = "gold",
-                 annotator: str | None = None) -> tuple[bytes, str, str, int]:
+def export_bytes(
+    session: Session, dataset: str, *, format: str = "jsonl", which: str = "gold", annotator: str | None = None
+) -> tuple[bytes, str, str, int]:
     """(content, file name, mime type, generations). A `datasets` folder comes zipped."""
     name = download_name(dataset, which, annotator)
     with tempfile.TemporaryDirectory(prefix="probelens-export-") as tmp:

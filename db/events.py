@@ -1,4 +1,5 @@
 """The append-only event log: every change says who, when, what, and the before/after."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -25,6 +25,7 @@ cut out of tokens (a line never holds a space or tab), and whitespace-only and z
 (special) tokens are left out. A token takes the tag of the first span it overlaps.
 Only one set can be tagged per file, so which="all" is refused for CoNLL.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,7 +97,9 @@ def _items(session: Session, dataset: str, which: str, annotator: str | None) ->
     for i in range(0, len(ids), READ_CHUNK):
         chunk = ids[i : i + READ_CHUNK]
         rows = session.scalars(
-            select(Generation).where(Generation.id.in_(chunk)).order_by(Generation.id)
+            select(Generation)
+            .where(Generation.id.in_(chunk))
+            .order_by(Generation.id)
             .options(selectinload(Generation.model))
         ).all()
         sets_query = select(AnnotationSet).where(AnnotationSet.generation_id.in_(chunk))
@@ -136,15 +139,17 @@ def _record(item: _Item, which: str) -> dict[str, Any]:
     return record
 
 
-def iter_records(session: Session, dataset: str, *, which: str = "gold", annotator: str | None = None
-                 ) -> Iterator[dict[str, Any]]:
+def iter_records(
+    session: Session, dataset: str, *, which: str = "gold", annotator: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Interchange records one at a time (exports of large datasets stream)."""
     for item in _items(session, dataset, which, annotator):
         yield _record(item, which)
 
 
-def export_records(session: Session, dataset: str, *, which: str = "gold", annotator: str | None = None
-                   ) -> list[dict[str, Any]]:
+def export_records(
+    session: Session, dataset: str, *, which: str = "gold", annotator: str | None = None
+) -> list[dict[str, Any]]:
     """Interchange records of a dataset, in generation order."""
     return list(iter_records(session, dataset, which=which, annotator=annotator))
 
@@ -203,8 +208,10 @@ def _write_datasets(records: Iterator[dict[str, Any]], out: Path, which: str) ->
     columns = _columns(which)
     rows = [table_row(record, which) for record in records]
     features = datasets.Features({name: datasets.Value("string") for name in columns})
-    table = datasets.Dataset.from_list(rows, features=features) if rows else datasets.Dataset.from_dict(
-        {name: [] for name in columns}, features=features
+    table = (
+        datasets.Dataset.from_list(rows, features=features)
+        if rows
+        else datasets.Dataset.from_dict({name: [] for name in columns}, features=features)
     )
     _check_replaceable_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ and `..` are resolved first, and anything outside gets one message, `OUTSIDE_IMP
 whether or not it exists, before anything is read. Such a source is `redacted`: its
 messages quote no file content (no header names, no parser details, no cell values).
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,14 @@ from core.base import settings
 from core.base.errors import UserError
 
 FORMATS = ("jsonl", "csv", "parquet", "datasets")
-EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
-              ".pq": "parquet"}
+EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 MAX_IMPORT_ENV = "PROBELENS_MAX_IMPORT_MB"
 DEFAULT_MAX_IMPORT_MB = 200
 CHUNK_ROWS = 1000
@@ -53,8 +60,10 @@ _TEXT_COLUMNS = ("prompt", "answer", "completion")
 # A DataFrame index saved by accident (to_csv / to_parquet): not data, so not an extra field.
 _INDEX_ARTEFACT = re.compile(r"^(Unnamed: \d+|__index_level_\d+__)$")
 _BOM = b"\xef\xbb\xbf"
-OUTSIDE_IMPORT_ROOT = ("only files and folders inside the server's import folder can be imported by path "
-                       "(set PROBELENS_IMPORT_ROOT to choose that folder)")
+OUTSIDE_IMPORT_ROOT = (
+    "only files and folders inside the server's import folder can be imported by path "
+    "(set PROBELENS_IMPORT_ROOT to choose that folder)"
+)
 
 
 @dataclass
@@ -83,7 +92,10 @@ class Source:
 
     def items(self) -> Iterator[RawItem]:
         readers: dict[str, Callable[[Source], Iterator[RawItem]]] = {
-            "jsonl": _jsonl_items, "csv": _csv_items, "parquet": _parquet_items, "datasets": _datasets_items,
+            "jsonl": _jsonl_items,
+            "csv": _csv_items,
+            "parquet": _parquet_items,
+            "datasets": _datasets_items,
         }
         return readers[self.format](self)
 
@@ -406,8 +418,9 @@ def _csv_items(source: Source) -> Iterator[RawItem]:
     def rows() -> Iterator[dict[str, Any]]:
         with _binary(source) as stream:
             try:
-                reader = pd.read_csv(stream, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS,
-                                     encoding="utf-8-sig")
+                reader = pd.read_csv(
+                    stream, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS, encoding="utf-8-sig"
+                )
                 first = True
                 for chunk in reader:
                     if first:
@@ -459,7 +472,9 @@ def _load_dataset_folder(source: Source):
     try:
         return datasets.load_from_disk(str(source.data))
     except (ValueError, OSError, KeyError, TypeError, pa.ArrowException) as exc:
-        raise UserError(f"{source.name}: not a folder saved with datasets' save_to_disk{_detail(source, exc)}") from None
+        raise UserError(
+            f"{source.name}: not a folder saved with datasets' save_to_disk{_detail(source, exc)}"
+        ) from None
 
 
 def _datasets_items(source: Source) -> Iterator[RawItem]:

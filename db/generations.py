@@ -7,6 +7,7 @@ twice does not create twins. Spans are *not* stored here; they live in annotatio
 
 Functions take a Session and never commit: the caller owns the transaction.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -478,11 +479,20 @@ def save_generated(
     row = add_generation(session, dataset, gen, split=split, source=source, trace=trace, created_by=user)
     if row is None:
         digest = content_hash(gen.conversation)
-        row = session.scalar(select(Generation).where(Generation.dataset_id == dataset.id,
-                                                      Generation.content_hash == digest))
+        row = session.scalar(
+            select(Generation).where(Generation.dataset_id == dataset.id, Generation.content_hash == digest)
+        )
     else:
-        log_event(session, user=user, action="generation.create", entity="generation", entity_id=row.id,
-                  generation_id=row.id, dataset=dataset.name, after={"tokens": len(trace.token_ids)})
+        log_event(
+            session,
+            user=user,
+            action="generation.create",
+            entity="generation",
+            entity_id=row.id,
+            generation_id=row.id,
+            dataset=dataset.name,
+            after={"tokens": len(trace.token_ids)},
+        )
     if probe_version is not None and trace.scores is not None:
         store_scores(session, probe_version, row.id, trace.scores)
     return row

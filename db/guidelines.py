@@ -5,6 +5,7 @@ stays answerable. The page renders the text as markdown *without* raw HTML
 (`st.markdown`, never `unsafe_allow_html`): the admin's formatting works, a `<script>` shows
 as text. Functions take a Session and never commit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ class Guidelines:
 def current(session: Session) -> Guidelines | None:
     """The newest version (None until an admin writes some)."""
     row = session.execute(
-        select(Guideline, User.name).outerjoin(User, User.id == Guideline.created_by)
-        .order_by(Guideline.version.desc()).limit(1)
+        select(Guideline, User.name)
+        .outerjoin(User, User.id == Guideline.created_by)
+        .order_by(Guideline.version.desc())
+        .limit(1)
     ).first()
     if row is None:
         return None
@@ -46,14 +49,15 @@ def current(session: Session) -> Guidelines | None:
 def history(session: Session, limit: int = 50) -> list[Guidelines]:
     """Versions, newest first."""
     rows = session.execute(
-        select(Guideline, User.name).outerjoin(User, User.id == Guideline.created_by)
-        .order_by(Guideline.version.desc()).limit(limit)
+        select(Guideline, User.name)
+        .outerjoin(User, User.id == Guideline.created_by)
+        .order_by(Guideline.version.desc())
+        .limit(limit)
     )
     return [Guidelines(g.version, g.body, author, utc(g.created_at)) for g, author in rows]
 
 
-def save(session: Session, body: str, *, actor: User, expected_version: int,
-         now: datetime | None = None) -> Guidelines:
+def save(session: Session, body: str, *, actor: User, expected_version: int, now: datetime | None = None) -> Guidelines:
     """Store a new version written by an active admin. `expected_version` is the version the
     editor showed: if someone saved since, the save is refused (nothing is overwritten)."""
     if actor is None or not actor.active or actor.role != Role.ADMIN.value:
@@ -64,11 +68,14 @@ def save(session: Session, body: str, *, actor: User, expected_version: int,
     if not text:
         raise UserError("the guidelines are empty; write something first")
     if len(text) > MAX_GUIDELINE_CHARS:
-        raise UserError(f"the guidelines can hold at most {MAX_GUIDELINE_CHARS:,} characters (these have {len(text):,})")
+        raise UserError(
+            f"the guidelines can hold at most {MAX_GUIDELINE_CHARS:,} characters (these have {len(text):,})"
+        )
     newest = int(session.scalar(select(func.max(Guideline.version))) or 0)
     if expected_version != newest:
-        raise UserError(f"someone saved version {newest} of the guidelines after you opened them; "
-                        "reload to see it, then edit again")
+        raise UserError(
+            f"someone saved version {newest} of the guidelines after you opened them; reload to see it, then edit again"
+        )
     previous = current(session)
     if previous is not None and previous.body == text:
         raise UserError(f"nothing changed since version {newest}")
@@ -80,7 +87,14 @@ def save(session: Session, body: str, *, actor: User, expected_version: int,
             session.flush()
     except IntegrityError:
         raise UserError("someone saved the guidelines at the same moment; reload and try again") from None
-    log_event(session, user=actor, action="guidelines.save", entity=ENTITY, entity_id=row.id,
-              before={"version": newest, "body": previous.body if previous else None},
-              after={"version": row.version, "body": text}, detail=f"guidelines version {row.version}")
+    log_event(
+        session,
+        user=actor,
+        action="guidelines.save",
+        entity=ENTITY,
+        entity_id=row.id,
+        before={"version": newest, "body": previous.body if previous else None},
+        after={"version": row.version, "body": text},
+        detail=f"guidelines version {row.version}",
+    )
     return Guidelines(row.version, text, actor.name, moment)

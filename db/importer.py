@@ -12,6 +12,7 @@ Writing happens inside a savepoint of the caller's transaction, so an error part
 A path typed into the app is passed as `db.formats.ServerPath`: it is confined to the import
 root and its messages quote no file content (see db/formats.py). A plain path is trusted.
 """
+
 from __future__ import annotations
 
 import os
@@ -175,8 +176,9 @@ def _summary(item: ParsedItem) -> dict[str, Any]:
         "split": item.split,
         "prompt": prompt,
         "completion": text,
-        "spans": [{"start": s.start, "end": s.end, "label": s.label, "text": text[s.start : s.end]}
-                  for s in item.gen.spans],
+        "spans": [
+            {"start": s.start, "end": s.end, "label": s.label, "text": text[s.start : s.end]} for s in item.gen.spans
+        ],
         "tokens": len(item.trace.token_ids) if item.trace is not None else None,
     }
 
@@ -185,7 +187,11 @@ def _summary(item: ParsedItem) -> dict[str, Any]:
 
 
 def preview_import(
-    path_or_bytes: str | os.PathLike | bytes | ServerPath, filename: str | None = None, *, limit: int = 20, split: str = "train"
+    path_or_bytes: str | os.PathLike | bytes | ServerPath,
+    filename: str | None = None,
+    *,
+    limit: int = 20,
+    split: str = "train",
 ) -> ImportPreview:
     """Read the whole file (streaming) and report what an import would find; writes nothing."""
     source = open_source(path_or_bytes, filename)
@@ -246,8 +252,9 @@ def _reread(source: Source, default_split: str) -> Iterator[ParsedItem]:
     for parsed in _parsed(source, default_split):
         if isinstance(parsed, tuple):
             number, reason = parsed
-            raise UserError(f"{source.name} changed while importing ({source.unit} {number}: {reason}); "
-                            "nothing was imported")
+            raise UserError(
+                f"{source.name} changed while importing ({source.unit} {number}: {reason}); nothing was imported"
+            )
         yield parsed
 
 
@@ -265,8 +272,9 @@ def _chunks(items: Iterable[ParsedItem], size: int) -> Iterator[list[ParsedItem]
 class _Writer:
     """Pass 2: skip duplicates, insert generations a chunk at a time, then their sets."""
 
-    def __init__(self, session: Session, dataset_name: str, owner: User | None, actor: User | None,
-                 source: Source) -> None:
+    def __init__(
+        self, session: Session, dataset_name: str, owner: User | None, actor: User | None, source: Source
+    ) -> None:
         self.session = session
         self.dataset = get_or_create_dataset(session, dataset_name)
         self.owner = owner
@@ -297,16 +305,32 @@ class _Writer:
     def write(self, chunk: list[ParsedItem]) -> None:
         new = self._new_items(chunk)
         rows = [
-            build_generation(self.dataset, item.gen, split=item.split, source="imported", trace=item.trace,
-                             created_by=self.actor, model=self._model(item.gen.model), digest=item.digest)
+            build_generation(
+                self.dataset,
+                item.gen,
+                split=item.split,
+                source="imported",
+                trace=item.trace,
+                created_by=self.actor,
+                model=self._model(item.gen.model),
+                digest=item.digest,
+            )
             for item in new
         ]
         self.session.add_all(rows)
         self.session.flush()
         for item, row in zip(new, rows):
             if item.annotated:
-                save_annotation_set(self.session, row.id, item.gen.spans, owner=self.owner, expected_version=0,
-                                    actor=self.actor, action="import", detail=self.detail)
+                save_annotation_set(
+                    self.session,
+                    row.id,
+                    item.gen.spans,
+                    owner=self.owner,
+                    expected_version=0,
+                    actor=self.actor,
+                    action="import",
+                    detail=self.detail,
+                )
             self.report.generation_ids.append(row.id)
             self.report.imported += 1
             self.report.spans += len(item.gen.spans)
@@ -316,10 +340,20 @@ class _Writer:
 
     def log(self, split: str, as_user: str | None) -> None:
         r = self.report
-        counts = {"imported": r.imported, "duplicates": r.duplicates, "spans": r.spans, "by_index": r.by_index,
-                  "by_search": r.by_search, "unmatched": len(r.unmatched)}
+        counts = {
+            "imported": r.imported,
+            "duplicates": r.duplicates,
+            "spans": r.spans,
+            "by_index": r.by_index,
+            "by_search": r.by_search,
+            "unmatched": len(r.unmatched),
+        }
         log_event(
-            self.session, user=self.actor, action="dataset.import", entity="dataset", entity_id=self.dataset.id,
+            self.session,
+            user=self.actor,
+            action="dataset.import",
+            entity="dataset",
+            entity_id=self.dataset.id,
             dataset=self.dataset.name,
             after={"file": r.file, "format": r.format, "split": split, "as_user": as_user, **counts},
             detail=f"imported {r.imported} generations from {r.file} ({r.duplicates} duplicates skipped)",
@@ -359,11 +393,18 @@ def import_file(
             for chunk in _chunks(items, WRITE_CHUNK):
                 check(cancel)
                 writer.write(chunk)
-                report(progress, "write", writer.report.imported + writer.report.duplicates, count,
-                       f"imported {writer.report.imported}")
+                report(
+                    progress,
+                    "write",
+                    writer.report.imported + writer.report.duplicates,
+                    count,
+                    f"imported {writer.report.imported}",
+                )
             writer.log(default_split, as_user)
     except IntegrityError:
-        raise UserError(f"dataset '{dataset_name}' changed while importing (another import at the same time?); "
-                        "nothing was imported, try again") from None
+        raise UserError(
+            f"dataset '{dataset_name}' changed while importing (another import at the same time?); "
+            "nothing was imported, try again"
+        ) from None
     report(progress, "done", count, count, f"imported {writer.report.imported}")
     return writer.report

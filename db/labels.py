@@ -5,6 +5,7 @@ one; otherwise the strict majority of the annotators who labelled the answer
 (`core.text.editing.majority_gold`); answers nobody labelled are left out. One annotator is a
 majority of one, so a single person's labels count until a reviewer settles them.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -65,7 +66,7 @@ def labelled_generations(
     sets_by_generation: dict[int, list[AnnotationSet]] = defaultdict(list)
     ids = [row.id for row in rows]
     for chunk_start in range(0, len(ids), 500):
-        chunk = ids[chunk_start:chunk_start + 500]
+        chunk = ids[chunk_start : chunk_start + 500]
         set_query = (
             select(AnnotationSet)
             .where(AnnotationSet.generation_id.in_(chunk))

@@ -1,4 +1,5 @@
 """Run Alembic migrations from code: at start-up and from `python -m core db upgrade`."""
+
 from __future__ import annotations
 
 from pathlib import Path

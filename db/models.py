@@ -3,6 +3,7 @@
 Per-token arrays (ids, offsets, log-probs, entropies, scores) are stored as little-endian
 numpy bytes: compact, identical on SQLite and PostgreSQL, decoded by `db.arrays`.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -38,7 +39,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
 
 
 class Role(StrEnum):
@@ -157,7 +157,10 @@ class Dataset(Base):
 
 class Generation(Base):
     __tablename__ = "generations"
-    __table_args__ = (UniqueConstraint("dataset_id", "content_hash"), Index("ix_generations_dataset_split", "dataset_id", "split"))
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "content_hash"),
+        Index("ix_generations_dataset_split", "dataset_id", "split"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(200))  # the interchange "id"

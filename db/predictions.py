@@ -1,4 +1,5 @@
 """Cached per-token probe scores (probe version x generation), so heatmaps need no model run."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

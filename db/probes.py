@@ -1,4 +1,5 @@
 """Probe versions: register a trained probe (its files stored in the database), choose the active one."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -53,9 +54,19 @@ def register_probe(
     session.flush()
     if files is not None:
         store_version_files(session, probe, files)
-    log_event(session, user=created_by, action="probe.register", entity="probe", entity_id=probe.id,
-              after={"version": probe.version, "layer": probe.layer, "path": probe.artifact_path,
-                     "content_hash": probe.content_hash})
+    log_event(
+        session,
+        user=created_by,
+        action="probe.register",
+        entity="probe",
+        entity_id=probe.id,
+        after={
+            "version": probe.version,
+            "layer": probe.layer,
+            "path": probe.artifact_path,
+            "content_hash": probe.content_hash,
+        },
+    )
     if activate:
         set_active(session, probe.version, created_by)
     return probe
@@ -82,6 +93,13 @@ def set_active(session: Session, version: int, actor: User | None) -> Probe:
     session.execute(update(Probe).where(Probe.active.is_(True)).values(active=False))
     probe.active = True
     session.flush()
-    log_event(session, user=actor, action="probe.activate", entity="probe", entity_id=probe.id,
-              before={"version": before.version if before else None}, after={"version": version})
+    log_event(
+        session,
+        user=actor,
+        action="probe.activate",
+        entity="probe",
+        entity_id=probe.id,
+        before={"version": before.version if before else None},
+        after={"version": version},
+    )
     return probe

@@ -8,6 +8,7 @@ otherwise, and one per 500 items for the spans when annotators' disagreement is 
 
 Functions take a Session and never commit: the caller owns the transaction.
 """
+
 from __future__ import annotations
 
 import json
@@ -236,8 +237,10 @@ def _search_filter(term: str):
     term JSON-escaped as the driver wrote it), or the answer number ("12" or "#12").
     `_matches` then drops rows that matched only JSON keys or punctuation."""
     escaped = json.dumps(term)[1:-1]
-    found = [Generation.completion.icontains(term, autoescape=True),
-             cast(Generation.conversation, Text).icontains(escaped, autoescape=True)]
+    found = [
+        Generation.completion.icontains(term, autoescape=True),
+        cast(Generation.conversation, Text).icontains(escaped, autoescape=True),
+    ]
     number = re.fullmatch(r"#?(\d{1,12})", term)
     if number:
         found.append(Generation.id == int(number.group(1)))
@@ -255,17 +258,32 @@ def _matches(row: Any, term: str) -> bool:
     return any(needle in text.casefold() for text in [row.completion or "", *texts])
 
 
-def _candidates(session: Session, user: User, *, dataset_id: int | None, split: str | None,
-                label_state: str | None, sort: str, probe_id: int | None, limit: int,
-                search: str | None = None) -> list[Any]:
+def _candidates(
+    session: Session,
+    user: User,
+    *,
+    dataset_id: int | None,
+    split: str | None,
+    label_state: str | None,
+    sort: str,
+    probe_id: int | None,
+    limit: int,
+    search: str | None = None,
+) -> list[Any]:
     """One statement: the candidate rows with their set summary (and score blobs if sorting by them)."""
     summary = set_summary(user)
     mine_assigned = Assignment.id.is_not(None)
     columns = [
-        Generation.id, Dataset.name, Generation.split,
+        Generation.id,
+        Dataset.name,
+        Generation.split,
         func.substr(Generation.completion, 1, PREVIEW_CHARS).label("preview"),
-        Assignment.id.label("assignment_id"), Assignment.lease_expires_at,
-        summary.c.n_annotators, summary.c.has_gold, summary.c.my_version, Skip.skipped_at,
+        Assignment.id.label("assignment_id"),
+        Assignment.lease_expires_at,
+        summary.c.n_annotators,
+        summary.c.has_gold,
+        summary.c.my_version,
+        Skip.skipped_at,
     ]
     if search:
         columns += [Generation.completion, Generation.conversation]
@@ -275,14 +293,19 @@ def _candidates(session: Session, user: User, *, dataset_id: int | None, split: 
     query = (
         select(*columns)
         .join(Dataset, Dataset.id == Generation.dataset_id)
-        .outerjoin(Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id,
-                                    Assignment.status == ASSIGNED))
+        .outerjoin(
+            Assignment,
+            and_(
+                Assignment.generation_id == Generation.id, Assignment.user_id == user.id, Assignment.status == ASSIGNED
+            ),
+        )
         .outerjoin(summary, summary.c.generation_id == Generation.id)
         .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))
     )
     if with_scores:
-        query = query.outerjoin(Prediction, and_(Prediction.generation_id == Generation.id,
-                                                 Prediction.probe_id == probe_id))
+        query = query.outerjoin(
+            Prediction, and_(Prediction.generation_id == Generation.id, Prediction.probe_id == probe_id)
+        )
     for condition in (
         Generation.dataset_id == dataset_id if dataset_id is not None else None,
         Generation.split == split if split is not None else None,
@@ -417,8 +440,17 @@ def queue(
     dataset_id = get_dataset(session, dataset).id if dataset is not None else None
     probe_id = _probe_id(session, probe_version)
     expire_leases(session, moment)
-    rows = _candidates(session, user, dataset_id=dataset_id, split=split.strip() if split else split,
-                       label_state=label_state, sort=sort, probe_id=probe_id, limit=limit, search=term)
+    rows = _candidates(
+        session,
+        user,
+        dataset_id=dataset_id,
+        split=split.strip() if split else split,
+        label_state=label_state,
+        sort=sort,
+        probe_id=probe_id,
+        limit=limit,
+        search=term,
+    )
     if sort in ("assigned", "newest"):  # already ordered by the database (and cut to `limit` unless searching)
         rows = rows[:limit]
         blobs = _page_scores(session, probe_id, [row.id for row in rows])
@@ -428,8 +460,9 @@ def queue(
     return _sorted_page(session, rows, sort=sort, probe_id=probe_id, threshold=threshold, limit=limit)
 
 
-def _sorted_page(session: Session, rows: list[Any], *, sort: str, probe_id: int | None, threshold: float,
-                 limit: int) -> list[QueueItem]:
+def _sorted_page(
+    session: Session, rows: list[Any], *, sort: str, probe_id: int | None, threshold: float, limit: int
+) -> list[QueueItem]:
     """Rank every candidate on the one measure the sort needs; fill in the rest for the page only."""
     by_score = sort in SCORE_SORTS
     blobs = [row.scores for row in rows] if by_score and probe_id is not None else [None] * len(rows)
@@ -471,11 +504,12 @@ def progress(
             mine, Assignment.generation_id.in_(scope_ids), or_(live(moment), Assignment.status == DONE)
         )
     )
-    finished = select(Assignment.generation_id).where(mine, Assignment.status == DONE).union(
-        select(AnnotationSet.generation_id).where(AnnotationSet.owner == owner_key(user))
-    ).subquery()
-    done = session.scalar(
-        select(func.count()).select_from(finished).where(finished.c.generation_id.in_(scope_ids))
+    finished = (
+        select(Assignment.generation_id)
+        .where(mine, Assignment.status == DONE)
+        .union(select(AnnotationSet.generation_id).where(AnnotationSet.owner == owner_key(user)))
+        .subquery()
     )
+    done = session.scalar(select(func.count()).select_from(finished).where(finished.c.generation_id.in_(scope_ids)))
     total = session.scalar(select(func.count()).select_from(scope.subquery()))
     return {"done": int(done or 0), "assigned": int(assigned or 0), "total": int(total or 0)}

@@ -7,6 +7,7 @@ reasons say so, and point at the "needs a second annotator" mode (`db.queue`, la
 "second"), which is how overlap for agreement is gathered without a reviewer assigning it.
 Read-only: leases are judged against `now` without sweeping them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,9 @@ class QueueCounts:
         return self.assigned + self.unlabelled
 
 
-def counts(session: Session, user: User, *, dataset: str | None = None, split: str | None = None,
-           now: datetime | None = None) -> QueueCounts:
+def counts(
+    session: Session, user: User, *, dataset: str | None = None, split: str | None = None, now: datetime | None = None
+) -> QueueCounts:
     """One aggregate statement over the answers in scope."""
     summary = set_summary(user)
     moment = clock(now)
@@ -59,8 +61,9 @@ def counts(session: Session, user: User, *, dataset: str | None = None, split: s
         select(bucket, func.count(Generation.id))
         .select_from(Generation)
         .outerjoin(summary, summary.c.generation_id == Generation.id)
-        .outerjoin(Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id,
-                                    live(moment)))
+        .outerjoin(
+            Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id, live(moment))
+        )
         .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))
         .group_by(bucket)
     )
@@ -74,16 +77,25 @@ def counts(session: Session, user: User, *, dataset: str | None = None, split: s
 
 def summary_line(found: QueueCounts) -> str:
     """What "my queue" holds and what it leaves out, in one paragraph (plain text: escape it to render)."""
-    inside = (f"Your queue: {plural(found.assigned, 'answer')} assigned to you and "
-              f"{plural(found.unlabelled, 'answer')} nobody has labelled yet.")
-    left = [part for n, part in (
-        (found.needs_second, f"{plural(found.needs_second, 'answer')} one other annotator labelled (they need "
-                             "a second annotator for agreement: show 'needs a second annotator')"),
-        (found.others, f"{plural(found.others, 'answer')} two or more others labelled"),
-        (found.gold_only, f"{plural(found.gold_only, 'answer')} with a gold set and no annotator"),
-        (found.mine, f"{plural(found.mine, 'answer')} you labelled"),
-        (found.skipped, f"{plural(found.skipped, 'answer')} you skipped"),
-    ) if n]
+    inside = (
+        f"Your queue: {plural(found.assigned, 'answer')} assigned to you and "
+        f"{plural(found.unlabelled, 'answer')} nobody has labelled yet."
+    )
+    left = [
+        part
+        for n, part in (
+            (
+                found.needs_second,
+                f"{plural(found.needs_second, 'answer')} one other annotator labelled (they need "
+                "a second annotator for agreement: show 'needs a second annotator')",
+            ),
+            (found.others, f"{plural(found.others, 'answer')} two or more others labelled"),
+            (found.gold_only, f"{plural(found.gold_only, 'answer')} with a gold set and no annotator"),
+            (found.mine, f"{plural(found.mine, 'answer')} you labelled"),
+            (found.skipped, f"{plural(found.skipped, 'answer')} you skipped"),
+        )
+        if n
+    ]
     return inside + (" Not in it: " + "; ".join(left) + "." if left else "")
 
 

@@ -8,6 +8,7 @@ the decision ("picked alice", "merged", ...).
 
 Functions take a Session and never commit: the caller owns the transaction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -172,8 +173,9 @@ def _annotator_names(session: Session, generation_id: int) -> dict[int, str]:
     return {set_id: name or owner for set_id, owner, name in session.execute(query)}
 
 
-def _split_sets(session: Session, generation_id: int) -> tuple[dict[str, tuple[int, list[Span]]],
-                                                             tuple[int, list[Span]] | None]:
+def _split_sets(
+    session: Session, generation_id: int
+) -> tuple[dict[str, tuple[int, list[Span]]], tuple[int, list[Span]] | None]:
     names = _annotator_names(session, generation_id)
     annotators: dict[str, tuple[int, list[Span]]] = {}
     gold = None

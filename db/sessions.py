@@ -4,6 +4,7 @@ Every script run resolves the token to the *current* user row (one indexed looku
 role change, a deactivation or a revocation reaches an open browser at its next click.
 Functions take a Session and never commit: the caller owns the transaction.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,9 @@ def resolve(session: Session, token: str | None, idle: timedelta, now: datetime 
     if not token or not isinstance(token, str) or len(token) > 200:
         return None
     now = _aware(now) or utcnow()
-    found = session.execute(select(UserSession, User).join(User, User.id == UserSession.user_id)
-                            .where(UserSession.id == _digest(token))).first()
+    found = session.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id).where(UserSession.id == _digest(token))
+    ).first()
     if found is None:
         return None
     row, user = found
@@ -73,13 +75,18 @@ def revoke(session: Session, token: str | None, reason: str = "signed out") -> N
 def revoke_all(session: Session, user_id: int, reason: str) -> int:
     """End every open session of one person (sign out everywhere, role change, deactivation)."""
     result = session.execute(
-        update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason[:100])
     )
     return int(result.rowcount or 0)
 
 
 def open_sessions(session: Session, user_id: int) -> list[UserSession]:
-    return list(session.scalars(select(UserSession).where(UserSession.user_id == user_id,
-                                                          UserSession.revoked_at.is_(None))
-                                .order_by(UserSession.created_at)))
+    return list(
+        session.scalars(
+            select(UserSession)
+            .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+            .order_by(UserSession.created_at)
+        )
+    )

@@ -5,6 +5,7 @@ default queue and `db.assignments.assign` no longer hands it to them. Their live
 of it is handed back (expired), so a reviewer's next *Assign work* gives it to someone else.
 Unskipping puts it back. Functions take a Session and never commit.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -40,18 +41,30 @@ def skip(session: Session, generation_id: int, user: User, *, now: datetime | No
         session.add(found)
     else:
         found.skipped_at = moment
-    released = session.execute(
-        update(Assignment)
-        .where(Assignment.generation_id == generation_id, Assignment.user_id == user.id,
-               Assignment.status == ASSIGNED)
-        .values(status=EXPIRED)
-        .execution_options(synchronize_session="fetch")
-    ).rowcount or 0
+    released = (
+        session.execute(
+            update(Assignment)
+            .where(
+                Assignment.generation_id == generation_id, Assignment.user_id == user.id, Assignment.status == ASSIGNED
+            )
+            .values(status=EXPIRED)
+            .execution_options(synchronize_session="fetch")
+        ).rowcount
+        or 0
+    )
     session.flush()
-    log_event(session, user=user, action="annotation.skip", entity=ENTITY, entity_id=found.id,
-              generation_id=generation_id, dataset=generation.dataset.name, before=before,
-              after={"skipped_at": moment.isoformat(), "assignment_released": bool(released)},
-              detail=f"skipped answer #{generation_id}")
+    log_event(
+        session,
+        user=user,
+        action="annotation.skip",
+        entity=ENTITY,
+        entity_id=found.id,
+        generation_id=generation_id,
+        dataset=generation.dataset.name,
+        before=before,
+        after={"skipped_at": moment.isoformat(), "assignment_released": bool(released)},
+        detail=f"skipped answer #{generation_id}",
+    )
     return found
 
 
@@ -63,13 +76,22 @@ def unskip(session: Session, generation_id: int, user: User) -> bool:
         return False
     before = {"skipped_at": utc(found.skipped_at).isoformat()}
     session.execute(delete(Skip).where(Skip.id == found.id).execution_options(synchronize_session="fetch"))
-    log_event(session, user=user, action="annotation.unskip", entity=ENTITY, entity_id=found.id,
-              generation_id=generation_id, dataset=generation.dataset.name, before=before,
-              detail=f"put answer #{generation_id} back in the queue")
+    log_event(
+        session,
+        user=user,
+        action="annotation.unskip",
+        entity=ENTITY,
+        entity_id=found.id,
+        generation_id=generation_id,
+        dataset=generation.dataset.name,
+        before=before,
+        detail=f"put answer #{generation_id} back in the queue",
+    )
     return True
 
 
 def skipped_at(session: Session, generation_id: int, user: User) -> datetime | None:
     """When `user` skipped this answer (None: not skipped)."""
-    return utc(session.scalar(select(Skip.skipped_at).where(Skip.generation_id == generation_id,
-                                                              Skip.user_id == user.id)))
+    return utc(
+        session.scalar(select(Skip.skipped_at).where(Skip.generation_id == generation_id, Skip.user_id == user.id))
+    )

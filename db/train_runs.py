@@ -7,6 +7,7 @@ writes its stage, progress and a heartbeat; the page reads them and may set
 beating; the next look at the table marks its run failed with that reason, so a crash
 never blocks the next start.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,11 +64,15 @@ def _death_reason(run: TrainRun, now: datetime) -> str | None:
     if run.status not in ACTIVE:
         return None
     if run.pid and not process_alive(run.pid):
-        return (f"the worker process (pid {run.pid}) ended without finishing, at stage "
-                f"'{run.stage or 'start'}' — killed or crashed; nothing was registered")
+        return (
+            f"the worker process (pid {run.pid}) ended without finishing, at stage "
+            f"'{run.stage or 'start'}' — killed or crashed; nothing was registered"
+        )
     beat = _aware(run.heartbeat_at) or _aware(run.started_at)
     if run.status == "running" and beat is not None and now - beat > timedelta(seconds=settings.worker_stale_seconds()):
-        return f"no heartbeat for {int((now - beat).total_seconds())} s at stage '{run.stage or 'start'}'; presumed dead"
+        return (
+            f"no heartbeat for {int((now - beat).total_seconds())} s at stage '{run.stage or 'start'}'; presumed dead"
+        )
     if run.status == "queued" and not run.pid and now - _aware(run.created_at) > QUEUED_GRACE:
         return "the worker never started"
     return None
@@ -81,8 +86,14 @@ def reap_dead(session: Session) -> list[TrainRun]:
         reason = _death_reason(run, now)
         if reason:
             run.status, run.error, run.finished_at = "failed", reason, now
-            log_event(session, user=None, action=f"{run.kind}.failed", entity="train_run", entity_id=run.id,
-                      after={"error": reason})
+            log_event(
+                session,
+                user=None,
+                action=f"{run.kind}.failed",
+                entity="train_run",
+                entity_id=run.id,
+                after={"error": reason},
+            )
             reaped.append(run)
     session.flush()
     return reaped
@@ -111,10 +122,19 @@ def create_run(session: Session, kind: str, params: dict[str, Any], actor: User 
     if busy is not None:
         creator = session.get(User, busy.created_by) if busy.created_by else None
         who = f" (started by {creator.name})" if creator else ""
-        raise UserError(f"a {busy.kind} is already running (run {busy.id}, {busy.stage or busy.status}){who}; "
-                        "wait for it or cancel it")
-    run = TrainRun(kind=kind, status="queued", params=params, created_by=actor.id if actor else None,
-                   timings={}, progress=0.0, cancel_requested=False)
+        raise UserError(
+            f"a {busy.kind} is already running (run {busy.id}, {busy.stage or busy.status}){who}; "
+            "wait for it or cancel it"
+        )
+    run = TrainRun(
+        kind=kind,
+        status="queued",
+        params=params,
+        created_by=actor.id if actor else None,
+        timings={},
+        progress=0.0,
+        cancel_requested=False,
+    )
     session.add(run)
     session.flush()
     log_event(session, user=actor, action=f"{kind}.start", entity="train_run", entity_id=run.id, after=params)
@@ -158,15 +178,19 @@ def claim(session: Session, run_id: int, pid: int, *, only_unassigned: bool = Fa
     if only_unassigned:
         query = query.where(TrainRun.pid.is_(None))
     now = utcnow()
-    result = session.execute(query.values(status="running", pid=pid, started_at=now, heartbeat_at=now)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(
+        query.values(status="running", pid=pid, started_at=now, heartbeat_at=now).execution_options(
+            synchronize_session=False
+        )
+    )
     return result.rowcount == 1
 
 
 def next_unassigned(session: Session) -> int | None:
     """The oldest queued run no worker process was started for (an idle worker may take it)."""
-    return session.scalar(select(TrainRun.id).where(TrainRun.status == "queued", TrainRun.pid.is_(None))
-                          .order_by(TrainRun.id).limit(1))
+    return session.scalar(
+        select(TrainRun.id).where(TrainRun.status == "queued", TrainRun.pid.is_(None)).order_by(TrainRun.id).limit(1)
+    )
 
 
 def mark_started(session: Session, run_id: int, pid: int | None) -> TrainRun:
@@ -179,8 +203,15 @@ def mark_started(session: Session, run_id: int, pid: int | None) -> TrainRun:
     return run
 
 
-def beat(session: Session, run_id: int, *, stage: str | None, progress: float, message: str | None,
-         timings: dict[str, Any] | None = None) -> bool:
+def beat(
+    session: Session,
+    run_id: int,
+    *,
+    stage: str | None,
+    progress: float,
+    message: str | None,
+    timings: dict[str, Any] | None = None,
+) -> bool:
     """Record progress and a heartbeat; returns whether a cancel was requested."""
     run = get_run(session, run_id)
     if run.status != "running":
@@ -192,8 +223,16 @@ def beat(session: Session, run_id: int, *, stage: str | None, progress: float, m
     return bool(run.cancel_requested)
 
 
-def finish(session: Session, run_id: int, status: str, *, error: str | None = None, probe_id: int | None = None,
-           timings: dict[str, Any] | None = None, message: str | None = None) -> TrainRun:
+def finish(
+    session: Session,
+    run_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    probe_id: int | None = None,
+    timings: dict[str, Any] | None = None,
+    message: str | None = None,
+) -> TrainRun:
     if status not in FINISHED:
         raise ValueError(status)
     run = get_run(session, run_id)
@@ -206,8 +245,14 @@ def finish(session: Session, run_id: int, status: str, *, error: str | None = No
         run.message = message
     if status == "succeeded":
         run.progress = 1.0
-    log_event(session, user=None, action=f"{run.kind}.{status}", entity="train_run", entity_id=run.id,
-              after={"error": error, "probe_id": probe_id})
+    log_event(
+        session,
+        user=None,
+        action=f"{run.kind}.{status}",
+        entity="train_run",
+        entity_id=run.id,
+        after={"error": error, "probe_id": probe_id},
+    )
     session.flush()
     return run
 
@@ -230,9 +275,18 @@ def describe(run: TrainRun) -> dict[str, Any]:
     """A JSON-ready view for pages and the CLI."""
     return {
         "eta_s": eta_seconds(run),
-        "id": run.id, "kind": run.kind, "status": run.status, "stage": run.stage, "progress": run.progress,
-        "message": run.message, "error": run.error, "params": run.params, "timings": run.timings,
-        "probe_id": run.probe_id, "pid": run.pid, "cancel_requested": run.cancel_requested,
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "stage": run.stage,
+        "progress": run.progress,
+        "message": run.message,
+        "error": run.error,
+        "params": run.params,
+        "timings": run.timings,
+        "probe_id": run.probe_id,
+        "pid": run.pid,
+        "cancel_requested": run.cancel_requested,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }

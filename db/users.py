@@ -4,6 +4,7 @@ Functions take a Session and never commit: the caller owns the transaction. The 
 exception to "an error means roll back" is `authenticate`: a failed login must still be
 counted, so use `login(db, ...)`, which commits the bookkeeping even when it raises.
 """
+
 from __future__ import annotations
 
 import time
@@ -65,8 +66,10 @@ def _clean_name(name: str) -> str:
         raise UserError("user name must not start or end with a space")
     bad = [c for c in name if c in FORBIDDEN_IN_NAMES or unicodedata.category(c) in FORBIDDEN_CATEGORIES]
     if bad:
-        raise UserError("user name must not contain slashes, control, zero-width or text-direction characters "
-                        f"(found U+{ord(bad[0]):04X})")
+        raise UserError(
+            "user name must not contain slashes, control, zero-width or text-direction characters "
+            f"(found U+{ord(bad[0]):04X})"
+        )
     return name
 
 
@@ -98,10 +101,16 @@ def _public(user: User) -> dict[str, Any]:
 def _find(session: Session, name: str) -> User | None:
     if not isinstance(name, str) or not name.strip() or len(name) > 4 * MAX_NAME_LENGTH:
         return None
-    return session.scalar(select(User).where(or_(
-        User.name_key == name_key(name),
-        and_(User.name_key.is_(None), User.name == name.strip()),  # rows written without the key
-    )).limit(1))
+    return session.scalar(
+        select(User)
+        .where(
+            or_(
+                User.name_key == name_key(name),
+                and_(User.name_key.is_(None), User.name == name.strip()),  # rows written without the key
+            )
+        )
+        .limit(1)
+    )
 
 
 def get_user(session: Session, name: str) -> User:
@@ -131,8 +140,9 @@ def add_user(session: Session, name: str, password: str, role: str = "annotator"
     _check_role(role)
     if _find(session, name) is not None:
         raise UserError(f"user '{name}' already exists")
-    user = User(name=name, name_key=name_key(name), password_hash=hasher.hash(password), role=role, active=True,
-                failed_logins=0)
+    user = User(
+        name=name, name_key=name_key(name), password_hash=hasher.hash(password), role=role, active=True, failed_logins=0
+    )
     try:
         # A concurrent add of the same name loses at the unique constraint, not silently.
         with session.begin_nested():
@@ -160,10 +170,19 @@ def _is_active_admin(user: User) -> bool:
     return user.role == ADMIN_ROLE and bool(user.active)
 
 
-def _record(session: Session, action: str, user: User, before: dict[str, Any], actor: User | None,
-            detail: str | None = None) -> None:
-    log_event(session, user=actor, action=action, entity="user", entity_id=user.id, before=before,
-              after=_public(user), detail=detail)
+def _record(
+    session: Session, action: str, user: User, before: dict[str, Any], actor: User | None, detail: str | None = None
+) -> None:
+    log_event(
+        session,
+        user=actor,
+        action=action,
+        entity="user",
+        entity_id=user.id,
+        before=before,
+        after=_public(user),
+        detail=detail,
+    )
 
 
 def set_role(session: Session, name: str, role: str, actor: User | None) -> User:

@@ -3,6 +3,7 @@
 The answer open is kept in the URL (`?generation=N`), so a reload reopens it with its draft;
 a link still wins. Guidelines, skip and comments are in pages/annotate_parts.py.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -44,28 +45,60 @@ with storage.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]
 
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1.3, 1.3, 2])
-dataset = c1.selectbox("Dataset", [None, *datasets], format_func=lambda d: "all datasets" if d is None else d,
-                       key="ann-dataset")
-split = c2.selectbox("Split", [None, "train", "validation", "test"], format_func=lambda s: s or "all splits",
-                     key="ann-split")
-label_state = c3.selectbox("Show", [None, "second", "unlabelled", "mine", "skipped", "gold", "any"], key="ann-state",
-                           format_func={None: "my queue (assigned + unlabelled)",
-                                        "second": "needs a second annotator", "any": "everything",
-                                        "unlabelled": "unlabelled", "mine": "labelled by me",
-                                        "skipped": "skipped by me", "gold": "with gold"}.get)
-sort = c4.selectbox("Order", ["assigned", "uncertainty", "risk", "disagreement", "newest"], key="ann-sort",
-                    format_func={"assigned": "assigned to me first", "uncertainty": "probe most uncertain",
-                                 "risk": "highest risk", "disagreement": "most disagreement",
-                                 "newest": "newest"}.get)
+dataset = c1.selectbox(
+    "Dataset", [None, *datasets], format_func=lambda d: "all datasets" if d is None else d, key="ann-dataset"
+)
+split = c2.selectbox(
+    "Split", [None, "train", "validation", "test"], format_func=lambda s: s or "all splits", key="ann-split"
+)
+label_state = c3.selectbox(
+    "Show",
+    [None, "second", "unlabelled", "mine", "skipped", "gold", "any"],
+    key="ann-state",
+    format_func={
+        None: "my queue (assigned + unlabelled)",
+        "second": "needs a second annotator",
+        "any": "everything",
+        "unlabelled": "unlabelled",
+        "mine": "labelled by me",
+        "skipped": "skipped by me",
+        "gold": "with gold",
+    }.get,
+)
+sort = c4.selectbox(
+    "Order",
+    ["assigned", "uncertainty", "risk", "disagreement", "newest"],
+    key="ann-sort",
+    format_func={
+        "assigned": "assigned to me first",
+        "uncertainty": "probe most uncertain",
+        "risk": "highest risk",
+        "disagreement": "most disagreement",
+        "newest": "newest",
+    }.get,
+)
 
-search = c5.text_input("Search", key="ann-search", max_chars=work_queue.MAX_SEARCH_CHARS,
-                       placeholder="words in the question or answer, or #N")
+search = c5.text_input(
+    "Search",
+    key="ann-search",
+    max_chars=work_queue.MAX_SEARCH_CHARS,
+    placeholder="words in the question or answer, or #N",
+)
 
 with storage.sessions() as session:
     me = db_user(session, user)
     try:
-        items = work_queue.queue(session, me, dataset=dataset, split=split, label_state=label_state, sort=sort,
-                                 probe_version=probe_version, limit=300, search=search)
+        items = work_queue.queue(
+            session,
+            me,
+            dataset=dataset,
+            split=split,
+            label_state=label_state,
+            sort=sort,
+            probe_version=probe_version,
+            limit=300,
+            search=search,
+        )
     except UserError as exc:
         st.error(md_escape(str(exc)))
         items = []
@@ -74,13 +107,18 @@ with storage.sessions() as session:
     flagged = flagged_ids(session, [item.generation_id for item in items])
 
 done, assigned = progress.get("done", 0), progress.get("assigned", 0)
-st.progress(min(1.0, done / assigned) if assigned else 0.0,
-            text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you")
+st.progress(
+    min(1.0, done / assigned) if assigned else 0.0,
+    text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you",
+)
 st.caption(queue_state.summary_line(standing))
 if label_state is None and standing.needs_second:
-    st.button(f"Show the {plural(standing.needs_second, 'answer')} that {'needs' if standing.needs_second == 1 else 'need'} "
-              "a second annotator", key="ann-go-second",
-              on_click=lambda: st.session_state.update({"ann-state": "second"}))
+    st.button(
+        f"Show the {plural(standing.needs_second, 'answer')} that {'needs' if standing.needs_second == 1 else 'need'} "
+        "a second annotator",
+        key="ann-go-second",
+        on_click=lambda: st.session_state.update({"ann-state": "second"}),
+    )
 
 ids = [item.generation_id for item in items]
 # The URL names the answer open (a link, or this page after a reload): it wins over the answer
@@ -110,15 +148,34 @@ if current is None:
 # The queue spans the page so its text can be read; its expander folds it away while editing
 # (a constant label keeps the fold across reruns). Guidelines, Skip and comments sit beside the editor.
 with st.expander("Queue", expanded=True):
-    table = pd.DataFrame([{"#": i.generation_id, "answer": i.preview, "why": queue_state.reason(i),
-                           "risk": i.max_score, "flag": "⚑" if i.generation_id in flagged else ""} for i in items])
-    picked = st.dataframe(spreadsheet_safe(table), hide_index=True, height=250, on_select="rerun",
-                          selection_mode="single-row", key="ann-table", width="stretch",
-                          column_config={"#": st.column_config.NumberColumn(width="small"),
-                                         "answer": st.column_config.TextColumn(width="large"),
-                                         "why": st.column_config.TextColumn(width="medium"),
-                                         "risk": st.column_config.NumberColumn(format="%.2f", width="small"),
-                                         "flag": st.column_config.TextColumn(width="small")})
+    table = pd.DataFrame(
+        [
+            {
+                "#": i.generation_id,
+                "answer": i.preview,
+                "why": queue_state.reason(i),
+                "risk": i.max_score,
+                "flag": "⚑" if i.generation_id in flagged else "",
+            }
+            for i in items
+        ]
+    )
+    picked = st.dataframe(
+        spreadsheet_safe(table),
+        hide_index=True,
+        height=250,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="ann-table",
+        width="stretch",
+        column_config={
+            "#": st.column_config.NumberColumn(width="small"),
+            "answer": st.column_config.TextColumn(width="large"),
+            "why": st.column_config.TextColumn(width="medium"),
+            "risk": st.column_config.NumberColumn(format="%.2f", width="small"),
+            "flag": st.column_config.TextColumn(width="small"),
+        },
+    )
     rows = picked.selection.rows if picked and picked.selection else []
     if rows and st.session_state.get("ann-last-row") != rows[0] and rows[0] < len(items):
         st.session_state["ann-last-row"] = rows[0]
@@ -162,14 +219,17 @@ with right:
     if no_colours:
         st.info(no_colours)
     st.chat_message("user").markdown(
-        md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False))
+        md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False)
+    )
     trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace, scores=scores)
     threshold = st.session_state.get("ann-threshold", 0.5)
     suggestions = []
     if scores is not None:
-        suggestions = [{"start": s.start, "end": s.end, "score": s.score}
-                       for s in suggest_spans(trace.offsets, scores, threshold, generation.completion)]
+        suggestions = [
+            {"start": s.start, "end": s.end, "score": s.score}
+            for s in suggest_spans(trace.offsets, scores, threshold, generation.completion)
+        ]
     conflict_key = f"conflict-{current}"
 
     def store(saved: dict, generation_id: int = current, loaded_version: int = version) -> None:
@@ -183,15 +243,17 @@ with right:
         try:
             with storage.sessions() as session, session.begin():
                 me = db_user(session, user)
-                stored = save_annotation_set(session, generation_id, spans, owner=me, expected_version=base,
-                                             actor=me)
+                stored = save_annotation_set(session, generation_id, spans, owner=me, expected_version=base, actor=me)
                 assignments.mark_done(session, generation_id, me)
         except ConflictError as exc:
             st.session_state[key] = {
-                "theirs": [{"start": s.start, "end": s.end, "label": s.label, "note": s.note}
-                           for s in exc.current_spans],
-                "their_version": exc.current_version, "saved_by": exc.saved_by,
-                "mine": saved.get("spans", []), "base_version": base,
+                "theirs": [
+                    {"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in exc.current_spans
+                ],
+                "their_version": exc.current_version,
+                "saved_by": exc.saved_by,
+                "mine": saved.get("spans", []),
+                "base_version": base,
             }
             return
         except UserError as exc:
@@ -211,10 +273,17 @@ with right:
         # again is refused again until they choose mine or theirs.
         editor_spans, editor_base = conflict["mine"], int(conflict["base_version"])
     token_heatmap(
-        view, mode="edit", key=f"editor-{current}", doc_id=f"gen-{current}",
+        view,
+        mode="edit",
+        key=f"editor-{current}",
+        doc_id=f"gen-{current}",
         spans=editor_spans,
-        suggestions=suggestions, base_version=editor_base, draft_key=f"probelens-draft-{user.id}-{current}",
-        conflict=conflict, height=520, on_save=store,
+        suggestions=suggestions,
+        base_version=editor_base,
+        draft_key=f"probelens-draft-{user.id}-{current}",
+        conflict=conflict,
+        height=520,
+        on_save=store,
     )
     flash = st.session_state.pop("ann-flash", None)
     if flash and flash[0] == "saved":
@@ -224,9 +293,11 @@ with right:
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
 
     if conflict:
-        st.warning(f"{md_escape(conflict.get('saved_by') or 'Someone')} saved version {conflict['their_version']} of this "
-                   "answer after you opened it. Nothing of yours was overwritten: your edits are still in the "
-                   "editor. Compare below, then keep yours or take theirs.")
+        st.warning(
+            f"{md_escape(conflict.get('saved_by') or 'Someone')} saved version {conflict['their_version']} of this "
+            "answer after you opened it. Nothing of yours was overwritten: your edits are still in the "
+            "editor. Compare below, then keep yours or take theirs."
+        )
         mine_col, theirs_col = st.columns(2)
         mine_col.markdown("**Yours**")
         mine_col.dataframe(spreadsheet_safe(pd.DataFrame(conflict["mine"])), hide_index=True)

@@ -5,6 +5,7 @@ account inside its own transaction (`db_user`), and every user-written string is
 `md_escape` — except the guidelines, which an admin writes as markdown and which render as
 markdown with raw HTML off (st.markdown never gets `unsafe_allow_html`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,11 +35,14 @@ def guidelines_panel(user: SignedIn) -> None:
     title = "Guidelines" + (f" (v{found.version})" if found else "")
     with st.expander(title, expanded=False):
         if found is None:
-            st.caption("No guidelines yet." + (" Write the first version below." if user.role == "admin" else
-                                                " An admin writes them."))
+            st.caption(
+                "No guidelines yet."
+                + (" Write the first version below." if user.role == "admin" else " An admin writes them.")
+            )
         else:
-            st.caption(f"Version {found.version}, by {md_escape(found.author or 'a removed user')}, "
-                       f"{_when(found.created_at)}")
+            st.caption(
+                f"Version {found.version}, by {md_escape(found.author or 'a removed user')}, {_when(found.created_at)}"
+            )
             with st.container(height=420, border=False):  # long guidelines scroll beside the editor
                 st.markdown(found.body)  # the admin's markdown; raw HTML never renders (no unsafe_allow_html)
     if user.role != "admin":
@@ -46,8 +50,13 @@ def guidelines_panel(user: SignedIn) -> None:
     shown = found.version if found else 0
     with st.expander("Edit the guidelines (admin)", expanded=False):
         with st.form("ann-guidelines-form"):
-            text = st.text_area("Guidelines (markdown; raw HTML is shown as text)", found.body if found else "",
-                                height=240, max_chars=guidelines.MAX_GUIDELINE_CHARS, key=f"ann-guidelines-{shown}")
+            text = st.text_area(
+                "Guidelines (markdown; raw HTML is shown as text)",
+                found.body if found else "",
+                height=240,
+                max_chars=guidelines.MAX_GUIDELINE_CHARS,
+                key=f"ann-guidelines-{shown}",
+            )
             if st.form_submit_button("Save as a new version"):
                 try:
                     with database().sessions() as session, session.begin():
@@ -95,13 +104,22 @@ def skip_controls(user: SignedIn, generation_id: int, move_on: Callable[[], None
         me = db_user(session, user)
         when = skips.skipped_at(session, generation_id, me)
     if when is None:
-        st.button("Skip", key=f"ann-skip-{generation_id}", shortcut="S", on_click=skip_answer,
-                  args=(user, generation_id, move_on),
-                  help="Pass on this answer (key S): it leaves your queue and is not assigned to you again.")
+        st.button(
+            "Skip",
+            key=f"ann-skip-{generation_id}",
+            shortcut="S",
+            on_click=skip_answer,
+            args=(user, generation_id, move_on),
+            help="Pass on this answer (key S): it leaves your queue and is not assigned to you again.",
+        )
     else:
         st.caption(f"You skipped this answer on {_when(when)}.")
-        st.button("Put it back in my queue", key=f"ann-unskip-{generation_id}", on_click=unskip_answer,
-                  args=(user, generation_id))
+        st.button(
+            "Put it back in my queue",
+            key=f"ann-unskip-{generation_id}",
+            on_click=unskip_answer,
+            args=(user, generation_id),
+        )
 
 
 # --- comments and flags ----------------------------------------------------------------------
@@ -145,20 +163,35 @@ def comments_panel(user: SignedIn, generation_id: int) -> None:
     title = "Comments" + (f" ({len(found)})" if found else "") + (" · flagged for review" if flags else "")
     with st.expander(title, expanded=bool(flags)):
         for comment in found:
-            state = (" · ⚑ flagged" if comment.open_flag else
-                     f" · flag resolved by {md_escape(comment.resolved_by or '?')}" if comment.flagged else "")
+            state = (
+                " · ⚑ flagged"
+                if comment.open_flag
+                else f" · flag resolved by {md_escape(comment.resolved_by or '?')}"
+                if comment.flagged
+                else ""
+            )
             st.markdown(f"**{md_escape(comment.author or 'a removed user')}** · {_when(comment.created_at)}{state}")
             if comment.body:
                 st.markdown(md_escape(comment.body, inline=False))
-        st.text_area("Comment", key=f"ann-comment-text-{generation_id}", max_chars=comments.MAX_COMMENT_CHARS,
-                     height=80, placeholder="What is unclear or wrong here?")
+        st.text_area(
+            "Comment",
+            key=f"ann-comment-text-{generation_id}",
+            max_chars=comments.MAX_COMMENT_CHARS,
+            height=80,
+            placeholder="What is unclear or wrong here?",
+        )
         st.checkbox("Flag for review (reviewers see it on the Review page)", key=f"ann-comment-flag-{generation_id}")
-        st.button("Add comment", key=f"ann-comment-add-{generation_id}", on_click=_add_comment,
-                  args=(user, generation_id))
+        st.button(
+            "Add comment", key=f"ann-comment-add-{generation_id}", on_click=_add_comment, args=(user, generation_id)
+        )
         may_resolve = user.role in comments.REVIEW_ROLES or all(c.author == user.name for c in flags)
         if flags and may_resolve:
-            st.button("Resolve the flag", key=f"ann-comment-resolve-{generation_id}", on_click=_resolve,
-                      args=(user, generation_id))
+            st.button(
+                "Resolve the flag",
+                key=f"ann-comment-resolve-{generation_id}",
+                on_click=_resolve,
+                args=(user, generation_id),
+            )
 
 
 def flagged_for_review(dataset: str | None) -> None:
@@ -173,11 +206,27 @@ def flagged_for_review(dataset: str | None) -> None:
     if not flags:
         return
     with st.expander(f"Flagged for review: {len(flags)} open flag{'s' if len(flags) != 1 else ''}", expanded=True):
-        table = pd.DataFrame([{"answer": f"#{c.generation_id}", "dataset": c.dataset, "flagged by": c.author or "",
-                               "when": _when(c.created_at), "comment": c.body,
-                               "open": f"annotate?generation={c.generation_id}",
-                               "settle": f"review?generation={c.generation_id}"} for c in flags])
-        st.dataframe(spreadsheet_safe(table), hide_index=True, key="rev-flags",
-                     column_config={"comment": st.column_config.TextColumn(width="large"),
-                                    "open": st.column_config.LinkColumn("open", display_text="in Annotate"),
-                                    "settle": st.column_config.LinkColumn("settle", display_text="in Review")})
+        table = pd.DataFrame(
+            [
+                {
+                    "answer": f"#{c.generation_id}",
+                    "dataset": c.dataset,
+                    "flagged by": c.author or "",
+                    "when": _when(c.created_at),
+                    "comment": c.body,
+                    "open": f"annotate?generation={c.generation_id}",
+                    "settle": f"review?generation={c.generation_id}",
+                }
+                for c in flags
+            ]
+        )
+        st.dataframe(
+            spreadsheet_safe(table),
+            hide_index=True,
+            key="rev-flags",
+            column_config={
+                "comment": st.column_config.TextColumn(width="large"),
+                "open": st.column_config.LinkColumn("open", display_text="in Annotate"),
+                "settle": st.column_config.LinkColumn("settle", display_text="in Review"),
+            },
+        )

@@ -2,6 +2,7 @@
 
 Pages stay thin: they read state here, call core/ and db/, and render.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ def _under_apptest() -> bool:
     from streamlit.runtime import Runtime
 
     return type(getattr(Runtime, "_instance", None)).__module__.startswith("unittest.mock")
+
 
 # Which pages each role may open (the navigation shows only these).
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
@@ -114,8 +116,7 @@ def current_user() -> SignedIn | None:
         user = resolve_session(session, token, _idle())
         signed = SignedIn(user.id, user.name, user.role) if user is not None else None
     if signed is None:
-        _forget_session("Your session has ended (signed out, expired, or your account was changed). "
-                        "Sign in again.")
+        _forget_session("Your session has ended (signed out, expired, or your account was changed). Sign in again.")
         return None
     st.session_state["session-token"] = token
     st.session_state["user"] = signed
@@ -171,8 +172,11 @@ def require_page(page: str) -> SignedIn:
         st.session_state["rerouted-through-app"] = True
         st.rerun()
     if user is None or not allowed(page, user):
-        st.error("Sign in to open this page." if user is None else
-                 f"Your role ({user.role}) does not have access to this page.")
+        st.error(
+            "Sign in to open this page."
+            if user is None
+            else f"Your role ({user.role}) does not have access to this page."
+        )
         st.stop()
     st.session_state["current-page"] = page
     return user

@@ -1,4 +1,5 @@
 """Generate: ask a question and watch the answer stream in, each token coloured by its risk."""
+
 from __future__ import annotations
 
 import math
@@ -35,20 +36,40 @@ with st.expander("Settings", expanded=False):
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
     c5, c6, c7 = st.columns([1, 2, 1.4])  # the early-stop choices are long: give them room, never cut them off
     options = [None, *versions]
-    chosen = c5.selectbox("Probe", options, index=options.index(active.version) if active else 0, key="gen-probe",
-                          format_func=lambda v: "none (no scores)" if v is None else
-                          f"v{v}" + (" (active)" if active and v == active.version else ""))
-    early_kind = c6.selectbox("Early stop", ["off", "token", "span"], key="gen-early",
-                              format_func={"off": "Off", "token": "When a token's risk is too high",
-                                           "span": "When an entity span's risk is too high"}.get)
+    chosen = c5.selectbox(
+        "Probe",
+        options,
+        index=options.index(active.version) if active else 0,
+        key="gen-probe",
+        format_func=lambda v: (
+            "none (no scores)" if v is None else f"v{v}" + (" (active)" if active and v == active.version else "")
+        ),
+    )
+    early_kind = c6.selectbox(
+        "Early stop",
+        ["off", "token", "span"],
+        key="gen-early",
+        format_func={
+            "off": "Off",
+            "token": "When a token's risk is too high",
+            "span": "When an entity span's risk is too high",
+        }.get,
+    )
     early_threshold = c7.slider("Early-stop threshold", 0.5, 1.0, 0.9, 0.01, key="gen-early-threshold")
     dataset_name = st.text_input("Save answers to dataset", "playground", key="gen-dataset")
 
 probe_info = active_probe(chosen) if chosen is not None else None
 if chosen is not None and probe_info is None:
     st.warning(f"Probe v{chosen} does not match the loaded model; answers will not be scored.")
-threshold = st.slider("Risk threshold", 0.0, 1.0, 0.5, 0.01, key="gen-threshold",
-                      help="Tokens at or above it count as flagged; marked on the legend.")
+threshold = st.slider(
+    "Risk threshold",
+    0.0,
+    1.0,
+    0.5,
+    0.01,
+    key="gen-threshold",
+    help="Tokens at or above it count as flagged; marked on the legend.",
+)
 if not versions or (active is None and chosen is None):
     from db.colour_status import no_colour_reason  # why: the seed/retrain run's stage, or what is missing
 
@@ -59,8 +80,13 @@ elif probe_info is not None:
 else:
     st.caption("Not scoring: choose a probe in Settings to colour tokens by risk.")
 
-mode = st.radio("Mode", ["Ask a question", "Score a pasted conversation"], horizontal=True, key="gen-mode",
-                label_visibility="collapsed")
+mode = st.radio(
+    "Mode",
+    ["Ask a question", "Score a pasted conversation"],
+    horizontal=True,
+    key="gen-mode",
+    label_visibility="collapsed",
+)
 
 
 def _save(snapshot, messages, probe_version):
@@ -74,9 +100,14 @@ def _save(snapshot, messages, probe_version):
     if snapshot.stop_note:
         extra["stop_note"] = snapshot.stop_note
     with database().sessions() as session, session.begin():
-        row = save_generated(session, dataset_name, Generation(conversation, model=lm.model_id, extra=extra),
-                             snapshot.trace,
-                             user=db_user(session, user), probe_version=probe_version)
+        row = save_generated(
+            session,
+            dataset_name,
+            Generation(conversation, model=lm.model_id, extra=extra),
+            snapshot.trace,
+            user=db_user(session, user),
+            probe_version=probe_version,
+        )
         return row.id
 
 
@@ -86,8 +117,15 @@ def save_pasted(conversation: list[dict[str, str]], trace, probe_version: int | 
     from db.generations import save_generated
 
     with database().sessions() as session, session.begin():
-        row = save_generated(session, dataset_name, Generation(conversation, model=lm.model_id), trace,
-                             user=db_user(session, user), probe_version=probe_version, source="imported")
+        row = save_generated(
+            session,
+            dataset_name,
+            Generation(conversation, model=lm.model_id),
+            trace,
+            user=db_user(session, user),
+            probe_version=probe_version,
+            source="imported",
+        )
         return row.id
 
 
@@ -98,8 +136,15 @@ def start_generation(question: str) -> None:
     messages = [{"role": "user", "content": question}]
     rule = EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe else None
     live = LiveGeneration(
-        lm, messages, max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
-        seed=int(seed), probe=probe, probe_layer=probe_layer, early_stop=rule,
+        lm,
+        messages,
+        max_new_tokens=int(max_new_tokens),
+        temperature=float(temperature),
+        top_p=float(top_p),
+        seed=int(seed),
+        probe=probe,
+        probe_layer=probe_layer,
+        early_stop=rule,
         on_finish=lambda snap: _save(snap, messages, version),
         model=probe_info.model if probe_info is not None else None,  # a LoRA probe's model generates
     )
@@ -153,11 +198,16 @@ else:
             from core.text.tokens import nfc
 
             probe, layer = probe_info.probe, probe_info.layer
-            conversation = [{"role": "user", "content": nfc(prompt_text)},
-                            {"role": "assistant", "content": nfc(answer_text)}]
+            conversation = [
+                {"role": "user", "content": nfc(prompt_text)},
+                {"role": "assistant", "content": nfc(answer_text)},
+            ]
             result = score_conversation(lm, conversation, [layer])
-            hidden = result.hidden[layer] if probe_info.model is None else probe_info.hidden(lm, conversation,
-                                                                                            result.token_ids)
+            hidden = (
+                result.hidden[layer]
+                if probe_info.model is None
+                else probe_info.hidden(lm, conversation, result.token_ids)
+            )
             scores = [float(x) for x in probe.predict(hidden)]
             st.session_state["pasted"] = (result, scores, conversation)
             st.session_state.pop("pasted-saved", None)
@@ -167,24 +217,36 @@ else:
 
         result, scores, conversation = pasted
         trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
-        token_heatmap(TokenView.from_trace(trace), threshold=threshold, key="pasted-heatmap",
-                      focus=st.session_state.get("gen-focus"), height=420)
+        token_heatmap(
+            TokenView.from_trace(trace),
+            threshold=threshold,
+            key="pasted-heatmap",
+            focus=st.session_state.get("gen-focus"),
+            height=420,
+        )
         summary(trace, result.text)
         if st.button(f"Save to dataset '{md_escape(dataset_name)}' for annotation", key="pasted-save"):
             try:
-                st.session_state["pasted-saved"] = save_pasted(conversation, trace,
-                                                               probe_info.version if probe_info else None)
+                st.session_state["pasted-saved"] = save_pasted(
+                    conversation, trace, probe_info.version if probe_info else None
+                )
             except UserError as exc:
                 st.error(md_escape(str(exc)))
         saved = st.session_state.get("pasted-saved")
         if saved is not None:
-            st.page_link("pages/annotate.py", label=f"Open answer #{saved} in Annotate", icon=":material/label:",
-                         query_params={"generation": str(saved)})
+            st.page_link(
+                "pages/annotate.py",
+                label=f"Open answer #{saved} in Annotate",
+                icon=":material/label:",
+                query_params={"generation": str(saved)},
+            )
     st.stop()
 
 if live is None:
-    st.caption("Ask a question below. Tokens appear as they are generated, coloured from white (low risk) "
-               "through orange to deep red (high risk).")
+    st.caption(
+        "Ask a question below. Tokens appear as they are generated, coloured from white (low risk) "
+        "through orange to deep red (high risk)."
+    )
     st.stop()
 
 st.chat_message("user").markdown(md_escape(live.messages[-1]["content"], inline=False))
@@ -207,9 +269,15 @@ def live_view() -> None:
         live.stop()
     if not snap.running:
         outcome(snap)
-    token_heatmap(TokenView.from_trace(snap.trace), threshold=threshold, key="gen-heatmap", doc_id=live.id,
-                  focus=st.session_state.get("gen-focus"), height=480,
-                  produced_at=snap.produced_at[-1] * 1000 if snap.produced_at else None)
+    token_heatmap(
+        TokenView.from_trace(snap.trace),
+        threshold=threshold,
+        key="gen-heatmap",
+        doc_id=live.id,
+        focus=st.session_state.get("gen-focus"),
+        height=480,
+        produced_at=snap.produced_at[-1] * 1000 if snap.produced_at else None,
+    )
     if snap.running:
         st.caption(f"Generating… {len(snap.trace.token_ids)} tokens")
     elif polling:
@@ -222,5 +290,9 @@ if not live.running:
     snap = live.snapshot()
     summary(snap.trace, snap.text)
     if isinstance(snap.result, int):
-        st.page_link("pages/annotate.py", label=f"Open answer #{snap.result} in Annotate", icon=":material/label:",
-                     query_params={"generation": str(snap.result)})
+        st.page_link(
+            "pages/annotate.py",
+            label=f"Open answer #{snap.result} in Annotate",
+            icon=":material/label:",
+            query_params={"generation": str(snap.result)},
+        )

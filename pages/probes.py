@@ -1,4 +1,5 @@
 """Probes (admin): retrain on the team's labels, compare versions, promote / roll back, download / upload."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -48,9 +49,14 @@ st.subheader("Retrain")
 with storage.sessions() as session:
     dataset_names = [d["name"] for d in list_datasets(session)]
 chosen = st.multiselect("Datasets", dataset_names, placeholder="all datasets", key="rt-datasets")
-sources = st.multiselect("Labels to learn from", ["gold", "majority"], default=["gold", "majority"],
-                         key="rt-sources", help="gold: the reviewed set; majority: where no gold exists, the spans "
-                         "a strict majority of the answer's annotators agree on")
+sources = st.multiselect(
+    "Labels to learn from",
+    ["gold", "majority"],
+    default=["gold", "majority"],
+    key="rt-sources",
+    help="gold: the reviewed set; majority: where no gold exists, the spans "
+    "a strict majority of the answer's annotators agree on",
+)
 summary = retrain.label_summary(storage, chosen or None, tuple(sources) or ("gold", "majority"))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Labelled answers", summary["answers"])
@@ -58,30 +64,44 @@ c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summa
 c3.metric("Gold / majority", f"{summary['by_source'].get('gold', 0)} / {summary['by_source'].get('majority', 0)}")
 c4.metric("Hallucinated spans", summary["hallucinated_spans"])
 validation = summary.get("validation", {})
-small = small_validation_warning(validation.get("answers", 0), validation.get("hallucinated", 0),
-                                 validation.get("supported", 0))
+small = small_validation_warning(
+    validation.get("answers", 0), validation.get("hallucinated", 0), validation.get("supported", 0)
+)
 if summary["answers"] and small:
     st.warning(small, icon=":material/warning:")
 
 with st.form("retrain"):
     lm = language_model()
     a, b, c, d = st.columns(4)
-    layer = a.number_input("Layer", 0, lm.num_layers - 1, lm.default_layer,
-                           help=f"residual stream after this decoder block; default {lm.default_layer} (≈95% depth)")
+    layer = a.number_input(
+        "Layer",
+        0,
+        lm.num_layers - 1,
+        lm.default_layer,
+        help=f"residual stream after this decoder block; default {lm.default_layer} (≈95% depth)",
+    )
     epochs = b.number_input("Epochs (0 = auto)", 0, 10_000, 0)
     lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
-    kind = st.radio("Probe kind", ["linear", "lora"], horizontal=True, key="rt-kind",
-                    format_func={"linear": "Linear (the head alone, on cached hidden states)",
-                                 "lora": "LoRA (adapters on blocks 0..layer trained with the head)"}.get)
+    kind = st.radio(
+        "Probe kind",
+        ["linear", "lora"],
+        horizontal=True,
+        key="rt-kind",
+        format_func={
+            "linear": "Linear (the head alone, on cached hidden states)",
+            "lora": "LoRA (adapters on blocks 0..layer trained with the head)",
+        }.get,
+    )
     e, f, g = st.columns(3)
     lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
     lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")
-    kl_weight = g.number_input("KL weight", 0.0, 1000.0, 10.0, help="LoRA only: keeps generation as the base "
-                               "model's")
+    kl_weight = g.number_input("KL weight", 0.0, 1000.0, 10.0, help="LoRA only: keeps generation as the base model's")
     n_train = summary["by_split"].get("train", 0)
     st.caption(retrain.time_estimate(n_train))
     pressed = st.form_submit_button("Retrain", type="primary")
+
+
 def start(params: retrain.RetrainParams) -> None:
     try:
         run_id = retrain.start_retrain(storage, params, actor_id())
@@ -92,10 +112,19 @@ def start(params: retrain.RetrainParams) -> None:
 
 
 if pressed:
-    params = retrain.RetrainParams(model=None, layer=int(layer), datasets=chosen or None,
-                                      sources=sources or ["gold", "majority"], epochs=int(epochs) or None,
-                                      lr=float(lr), seed=int(seed), kind=kind, lora_rank=int(lora_rank),
-                                      lora_first_layer=int(lora_first), kl_weight=float(kl_weight))
+    params = retrain.RetrainParams(
+        model=None,
+        layer=int(layer),
+        datasets=chosen or None,
+        sources=sources or ["gold", "majority"],
+        epochs=int(epochs) or None,
+        lr=float(lr),
+        seed=int(seed),
+        kind=kind,
+        lora_rank=int(lora_rank),
+        lora_first_layer=int(lora_first),
+        kl_weight=float(kl_weight),
+    )
     same_as = retrain.unchanged_since(storage, params, summary)
     if same_as is None:
         start(params)
@@ -104,8 +133,11 @@ if pressed:
 pending = st.session_state.get("rt-pending")
 if pending is not None:
     params, same_as = pending
-    st.warning(f"Nothing has changed since v{same_as}: the same labels and the same settings. A retrain would "
-               "give the same probe again.", icon=":material/info:")
+    st.warning(
+        f"Nothing has changed since v{same_as}: the same labels and the same settings. A retrain would "
+        "give the same probe again.",
+        icon=":material/info:",
+    )
     go_col, skip_col = st.columns(2)
     if go_col.button("Retrain anyway", key="rt-anyway"):
         st.session_state.pop("rt-pending", None)
@@ -125,8 +157,10 @@ def run_status() -> None:
     for kind, run in now.items():
         title = {"retrain": "Retrain", "rescore": "Re-score"}[kind]
         if run["status"] in train_runs.ACTIVE:
-            st.progress(min(1.0, max(0.0, run["progress"] or 0.0)),
-                        text=f"{title} run {run['id']} · {run['stage'] or 'starting'} · {run['message'] or ''}")
+            st.progress(
+                min(1.0, max(0.0, run["progress"] or 0.0)),
+                text=f"{title} run {run['id']} · {run['stage'] or 'starting'} · {run['message'] or ''}",
+            )
             if run["cancel_requested"]:
                 st.caption("Cancel requested; stopping at the next checkpoint…")
             elif st.button(f"Cancel {title.lower()} run {run['id']}", key=f"cancel-{run['id']}"):
@@ -136,8 +170,10 @@ def run_status() -> None:
         elif not train_runs.outcome_is_news(run):
             continue  # an old outcome: the versions table below tells the rest
         elif run["status"] == "succeeded":
-            st.success(f"{title} run {run['id']} finished: {md_escape(run['message'] or 'done')} "
-                       f"({(run['timings'] or {}).get('total_s', 0):.1f} s).")
+            st.success(
+                f"{title} run {run['id']} finished: {md_escape(run['message'] or 'done')} "
+                f"({(run['timings'] or {}).get('total_s', 0):.1f} s)."
+            )
         elif run["status"] == "cancelled":
             st.warning(f"{title} run {run['id']} was cancelled; nothing was registered.")
         else:
@@ -158,10 +194,15 @@ if not table:
 else:
     frame = pd.DataFrame(table)
     frame["active"] = frame["active"].map({True: "●", False: ""})
-    st.dataframe(frame, hide_index=True, key="probe-versions",
-                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
-                                ("token AUC", "span_max AUC", "recall@10%FPR", "Δ span_max AUC", "Δ CI low",
-                                 "Δ CI high")})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key="probe-versions",
+        column_config={
+            k: st.column_config.NumberColumn(format="%.3f")
+            for k in ("token AUC", "span_max AUC", "recall@10%FPR", "Δ span_max AUC", "Δ CI low", "Δ CI high")
+        },
+    )
     versions = [row["version"] for row in table]
     active = next((row["version"] for row in table if row["active"]), None)
     target = registry.rollback_target(storage)
@@ -171,8 +212,12 @@ else:
         note.caption(f"Active: v{active}. Rolling back makes v{target}, the version active before it, active again.")
         if button.button(f"Roll back to v{target}", key=f"rollback-{target}"):
             activate(target, "Rolled back to v{v}; filling any missing scores (run {run}).")
-    version = st.selectbox("Version", versions, format_func=lambda v: f"v{v}" + (" (active)" if v == active else ""),
-                           key=f"probe-version-{versions[0]}")  # a new version resets the pick to it
+    version = st.selectbox(
+        "Version",
+        versions,
+        format_func=lambda v: f"v{v}" + (" (active)" if v == active else ""),
+        key=f"probe-version-{versions[0]}",
+    )  # a new version resets the pick to it
     from db.probes import get_probe
 
     with storage.sessions() as session:
@@ -185,37 +230,52 @@ else:
     comparison = section(metrics, "comparison")
     if rows:
         against, n_answers = whole(comparison.get("against")), whole(comparison.get("n_generations"))
-        st.markdown(f"**v{version} against v{against if against is not None else '?'}** (active when it was "
-                    f"trained), paired bootstrap over the same {n_answers if n_answers is not None else '?'} "
-                    "validation answers; the CI is of the difference")
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="probe-comparison",
-                     column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                    for k in ("active", "new", "delta", "CI low", "CI high", "P(new better)")})
+        st.markdown(
+            f"**v{version} against v{against if against is not None else '?'}** (active when it was "
+            f"trained), paired bootstrap over the same {n_answers if n_answers is not None else '?'} "
+            "validation answers; the CI is of the difference"
+        )
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            key="probe-comparison",
+            column_config={
+                k: st.column_config.NumberColumn(format="%.3f")
+                for k in ("active", "new", "delta", "CI low", "CI high", "P(new better)")
+            },
+        )
     elif comparison.get("skipped"):
         st.caption(f"No comparison: {md_escape(comparison['skipped'])}")
     with st.expander("All metrics (JSON)"):
         st.json({k: v for k, v in metrics.items() if k != "validation_ids"}, expanded=False)
 
     promote_col, download_col = st.columns(2)
-    if version != active and promote_col.button(f"Promote v{version} to active", type="primary",
-                                                key=f"promote-{version}"):
+    if version != active and promote_col.button(
+        f"Promote v{version} to active", type="primary", key=f"promote-{version}"
+    ):
         activate(version, "v{v} is active; re-scoring stored answers (run {run}).")
     from core.orchestration.probe_cache import database_version_dir
     from core.probes.archive import pack_probe
 
     try:
-        download_col.download_button(f"Download v{version}", pack_probe(database_version_dir(storage, version)),
-                                     file_name=f"probelens-probe-v{version}.zip", mime="application/zip",
-                                     key=f"download-{version}")
+        download_col.download_button(
+            f"Download v{version}",
+            pack_probe(database_version_dir(storage, version)),
+            file_name=f"probelens-probe-v{version}.zip",
+            mime="application/zip",
+            key=f"download-{version}",
+        )
     except UserError as exc:
         download_col.error(md_escape(str(exc)))
 
 # --- upload -------------------------------------------------------------------------------------
 
 st.subheader("Upload a probe")
-st.caption("A zip holding config.json and probe.safetensors (as downloaded above), or a zip of a probe folder "
-           f"written by the paper's code (probe_head.bin and probe_config.json), trained on {model_label()}; it is "
-           "checked against the loaded model and registered as a new, inactive version.")
+st.caption(
+    "A zip holding config.json and probe.safetensors (as downloaded above), or a zip of a probe folder "
+    f"written by the paper's code (probe_head.bin and probe_config.json), trained on {model_label()}; it is "
+    "checked against the loaded model and registered as a new, inactive version."
+)
 uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
 if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
     try:

@@ -1,5 +1,6 @@
 """Review (reviewer, admin): compare annotators and the probe, settle the gold set, assign work,
 and see agreement per dataset."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -84,14 +85,20 @@ def _gold_saved(generation_id: int, following: int | None, done: str) -> None:
 
 
 def save_merged(generation_id: int, groups: list[SpanGroup], expected_version: int, following: int | None) -> None:
-    """"Save merged gold" (a callback: it runs before the page is drawn, so the picker can move).
+    """ "Save merged gold" (a callback: it runs before the page is drawn, so the picker can move).
     The picks are read from the radios' state here, so a pick made just before the click counts."""
     try:
         picks = {i: st.session_state.get(f"pick-{generation_id}-{i}") for i in range(len(groups))}
         spans = merge_groups(groups, {i: p for i, p in picks.items() if p})
         with storage.sessions() as session, session.begin():
-            saved = reviewing.save_gold(session, generation_id, spans, expected_version=expected_version,
-                                        reviewer=db_user(session, user), decision="merged span by span")
+            saved = reviewing.save_gold(
+                session,
+                generation_id,
+                spans,
+                expected_version=expected_version,
+                reviewer=db_user(session, user),
+                decision="merged span by span",
+            )
             version = saved.version
     except UserError as exc:
         st.session_state["rev-flash"] = ("error", str(exc))
@@ -100,19 +107,21 @@ def save_merged(generation_id: int, groups: list[SpanGroup], expected_version: i
 
 
 def take_whole(generation_id: int, name: str, expected_version: int, following: int | None) -> None:
-    """"Use <name>'s spans as gold" (a callback, like save_merged)."""
+    """ "Use <name>'s spans as gold" (a callback, like save_merged)."""
     try:
         with storage.sessions() as session, session.begin():
-            reviewing.pick_annotator(session, generation_id, name, expected_version=expected_version,
-                                     reviewer=db_user(session, user))
+            reviewing.pick_annotator(
+                session, generation_id, name, expected_version=expected_version, reviewer=db_user(session, user)
+            )
     except UserError as exc:
         st.session_state["rev-flash"] = ("error", str(exc))
         return
     _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id}'s gold is now {name}'s set.")
 
 
-tab_review, tab_agreement, tab_assign = st.tabs([SETTLE_TAB, "Agreement", "Assign work"], key="rev-tab",
-                                                on_change="rerun")
+tab_review, tab_agreement, tab_assign = st.tabs(
+    [SETTLE_TAB, "Agreement", "Assign work"], key="rev-tab", on_change="rerun"
+)
 
 with tab_agreement:
     from core.analysis.agreement import LABEL_COLUMNS, PAIR_COLUMNS, agreement_report
@@ -126,25 +135,44 @@ with tab_agreement:
         report = agreement_report(items, annotators)
         overall = report["overall"]
         cols = st.columns(4)
-        for col, (name, key) in zip(cols, [("Fleiss' κ", "fleiss_kappa"), ("Krippendorff's α", "krippendorff_alpha"),
-                                            ("Gwet's AC1", "gwet_ac1"), ("tokens", "n_tokens")]):
+        for col, (name, key) in zip(
+            cols,
+            [
+                ("Fleiss' κ", "fleiss_kappa"),
+                ("Krippendorff's α", "krippendorff_alpha"),
+                ("Gwet's AC1", "gwet_ac1"),
+                ("tokens", "n_tokens"),
+            ],
+        ):
             value = overall.get(key)
             col.metric(name, "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else value))
         pairs = pd.DataFrame(readable_table(report["pairs"], PAIR_COLUMNS))
         st.markdown("**Annotator pairs** — select a row to list the answers they disagree on")
-        chosen = st.dataframe(spreadsheet_safe(pairs), hide_index=True, on_select="rerun", selection_mode="single-row", key="rev-pairs")
+        chosen = st.dataframe(
+            spreadsheet_safe(pairs), hide_index=True, on_select="rerun", selection_mode="single-row", key="rev-pairs"
+        )
         st.markdown("**Per label** (one label against the rest)")
-        st.dataframe(pd.DataFrame(readable_table(list(report["per_label"].values()), LABEL_COLUMNS),
-                                  index=list(report["per_label"])), key="rev-labels")
+        st.dataframe(
+            pd.DataFrame(
+                readable_table(list(report["per_label"].values()), LABEL_COLUMNS), index=list(report["per_label"])
+            ),
+            key="rev-labels",
+        )
         rows = chosen.selection.rows if chosen and chosen.selection else []
         if rows:
             pair = report["pairs"][rows[0]]
             key = f"{pair['a']}|{pair['b']}"
             indices = report["disagreements"].get(key, [])
-            st.write(f"{plural(len(indices), 'answer')} where {md_escape(pair['a'])} and {md_escape(pair['b'])} differ:")
+            st.write(
+                f"{plural(len(indices), 'answer')} where {md_escape(pair['a'])} and {md_escape(pair['b'])} differ:"
+            )
             for index in indices[:50]:
-                st.button(f"Open answer #{generation_ids[index]}", key=f"dis-{index}", on_click=open_answer,
-                          args=(generation_ids[index],))
+                st.button(
+                    f"Open answer #{generation_ids[index]}",
+                    key=f"dis-{index}",
+                    on_click=open_answer,
+                    args=(generation_ids[index],),
+                )
 
 with tab_assign:
     with storage.sessions() as session:
@@ -156,8 +184,9 @@ with tab_assign:
         if st.form_submit_button("Assign"):
             try:
                 with storage.sessions() as session, session.begin():
-                    made = assignments.assign(session, dataset, int(k), who, lease_hours=float(hours),
-                                             actor=db_user(session, user))
+                    made = assignments.assign(
+                        session, dataset, int(k), who, lease_hours=float(hours), actor=db_user(session, user)
+                    )
                 st.success(f"Created {made} assignments.")
             except UserError as exc:
                 st.error(md_escape(str(exc)))
@@ -168,8 +197,9 @@ with tab_review:
         (st.success if flash[0] == "success" else st.error)(md_escape(flash[1]))
     with storage.sessions() as session:
         me = db_user(session, user)
-        queue_items = work_queue.queue(session, me, dataset=dataset, sort="disagreement", label_state="any",
-                                       probe_version=probe_version, limit=300)
+        queue_items = work_queue.queue(
+            session, me, dataset=dataset, sort="disagreement", label_state="any", probe_version=probe_version, limit=300
+        )
     candidates = review_candidates(queue_items)  # unsettled first: a settled answer leaves the top
     settled = {i.generation_id for i in queue_items if i.has_gold}
     if not candidates:
@@ -184,8 +214,13 @@ with tab_review:
         st.session_state["rev-pick"] = current  # a link (or a save) wins over the answer picked earlier
     if st.session_state.get("rev-pick") not in candidates:
         st.session_state.pop("rev-pick", None)
-    current = st.selectbox("Answer", candidates, key="rev-pick", format_func=lambda g: f"#{g}",
-                           **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}))
+    current = st.selectbox(
+        "Answer",
+        candidates,
+        key="rev-pick",
+        format_func=lambda g: f"#{g}",
+        **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}),
+    )
     following = next_unsettled(candidates, settled, current)
     with storage.sessions() as session:
         bundle = reviewing.review_bundle(session, current, probe_version)
@@ -200,8 +235,11 @@ with tab_review:
     groups = diff_sets(people) if people else []
     ranges = disagreeing_ranges(groups)  # the rows' own ranges, so header and rows match
     if ranges:
-        st.caption("Disagreements at characters " + ", ".join(f"{a}–{b}" for a, b in ranges[:12])
-                   + (f" and {len(ranges) - 12} more" if len(ranges) > 12 else ""))
+        st.caption(
+            "Disagreements at characters "
+            + ", ".join(f"{a}–{b}" for a, b in ranges[:12])
+            + (f" and {len(ranges) - 12} more" if len(ranges) > 12 else "")
+        )
     for n, (name, spans) in enumerate(sources.items()):
         st.markdown(f"**{md_escape(name)}**")
         # widget keys never hold user text (a name with "__" broke the component's id)
@@ -212,18 +250,31 @@ with tab_review:
     picks: dict[int, str] = {}
     for index, group in enumerate(groups):
         options = [name for name, spans in group.spans.items() if spans] + ["none"]
-        text = completion[group.start:group.end]
-        label = (f"{md_escape(repr(text))} ({group_range(group)})" + ("" if not group.agree else " · all agree")
-                 + " — " + md_escape(group_summary(group, completion)))
+        text = completion[group.start : group.end]
+        label = (
+            f"{md_escape(repr(text))} ({group_range(group)})"
+            + ("" if not group.agree else " · all agree")
+            + " — "
+            + md_escape(group_summary(group, completion))
+        )
         picks[index] = st.radio(label, options, horizontal=True, key=f"pick-{current}-{index}", format_func=md_escape)
     merged = merge_groups(groups, picks) if groups else []
     st.markdown("**Merged gold (preview)** — what saving stores, underlined in each label's colour")
     token_heatmap(view, key=f"rev-{current}-merged", gold_spans=[s.__dict__ for s in merged], height=220)
     st.caption(f"{len(merged)} spans in the merged gold set; current gold version {gold_version}.")
     a, b = st.columns(2)
-    a.button("Save merged gold", key=f"save-gold-{current}", type="primary", on_click=save_merged,
-             args=(current, groups, gold_version, following))
+    a.button(
+        "Save merged gold",
+        key=f"save-gold-{current}",
+        type="primary",
+        on_click=save_merged,
+        args=(current, groups, gold_version, following),
+    )
     pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
     if pick:
-        b.button(f"Use {md_escape(pick)}'s spans as gold", key=f"use-{current}", on_click=take_whole,
-                 args=(current, pick, gold_version, following))
+        b.button(
+            f"Use {md_escape(pick)}'s spans as gold",
+            key=f"use-{current}",
+            on_click=take_whole,
+            args=(current, pick, gold_version, following),
+        )

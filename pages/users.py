@@ -1,4 +1,5 @@
 """Users (admin): accounts, the event log, and team progress."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
@@ -81,26 +82,45 @@ with tab_events:
     since = c4.date_input("Since", value=None, key="ev-since")
     with storage.sessions() as session:
         events = list_events(
-            session, user_id=people.get(who) if who else None, action=action, dataset=dataset,
-            since=datetime.combine(since, time.min, tzinfo=UTC) if since else None, limit=500,
+            session,
+            user_id=people.get(who) if who else None,
+            action=action,
+            dataset=dataset,
+            since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
+            limit=500,
         )
         names = {v: k for k, v in people.items()}
-        table = pd.DataFrame([{
-            "when": e.at, "user": names.get(e.user_id, "system"), "action": e.action, "entity": e.entity,
-            "id": e.entity_id, "dataset": e.dataset, "detail": e.detail,
-            "before": readable(e.before) if e.before is not None else "",
-            "after": readable(e.after) if e.after is not None else "",
-        } for e in events])
+        table = pd.DataFrame(
+            [
+                {
+                    "when": e.at,
+                    "user": names.get(e.user_id, "system"),
+                    "action": e.action,
+                    "entity": e.entity,
+                    "id": e.entity_id,
+                    "dataset": e.dataset,
+                    "detail": e.detail,
+                    "before": readable(e.before) if e.before is not None else "",
+                    "after": readable(e.after) if e.after is not None else "",
+                }
+                for e in events
+            ]
+        )
     st.dataframe(spreadsheet_safe(table), hide_index=True, width="stretch", height=480)
 
 with tab_team:
     with storage.sessions() as session:
         datasets = [d["name"] for d in list_datasets(session)]
-    dataset = st.selectbox("Agreement with gold on dataset", [None, *datasets], format_func=lambda d: d or "—",
-                           key="team-dataset")
+    dataset = st.selectbox(
+        "Agreement with gold on dataset", [None, *datasets], format_func=lambda d: d or "—", key="team-dataset"
+    )
     with storage.sessions() as session:
-        st.dataframe(spreadsheet_safe(pd.DataFrame(readable_table(team_progress(session, dataset), TEAM_COLUMNS, 2))),
-                     hide_index=True,
-                     width="stretch")
-    st.caption("Median time per item: the median gap between a person's consecutive saves, ignoring pauses "
-               "over 30 minutes. κ vs gold: token-level Cohen's kappa against the gold set.")
+        st.dataframe(
+            spreadsheet_safe(pd.DataFrame(readable_table(team_progress(session, dataset), TEAM_COLUMNS, 2))),
+            hide_index=True,
+            width="stretch",
+        )
+    st.caption(
+        "Median time per item: the median gap between a person's consecutive saves, ignoring pauses "
+        "over 30 minutes. κ vs gold: token-level Cohen's kappa against the gold set."
+    )

@@ -3,6 +3,7 @@
 Plain helpers shared by test modules are in tests/support/ (import `tests.support.<module>`);
 test modules never import from each other.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,6 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
-
 
 
 @pytest.fixture()

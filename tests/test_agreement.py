@@ -1,4 +1,5 @@
 """Inter-annotator agreement (core/agreement.py): published examples, hand-worked cases, libraries."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ SQLite file: the open answer in the URL, why answers are (not) in my queue and t
 second-annotator queue, skip, comments and flags (and the Review page's list of them),
 guidelines, search, and why there are no risk colours. The reload itself is tested in Chromium
 (tests/e2e/test_annotator_day_browser.py)."""
+
 from __future__ import annotations
 
 import os
@@ -14,16 +15,21 @@ from core.base.types import Generation, Span, TokenTrace
 from core.text.markdown import md_escape
 from tests.support.apptest import plain, sign_in
 
-ANSWERS = ["Lviv was founded in 1256 by Daniel.", "Marie Curie won the Nobel Prize in 1903.",
-           "The café opened in 1911 in Kraków.", "Paris is the capital of France."]
+ANSWERS = [
+    "Lviv was founded in 1256 by Daniel.",
+    "Marie Curie won the Nobel Prize in 1903.",
+    "The café opened in 1911 in Kraków.",
+    "Paris is the capital of France.",
+]
 HOSTILE = "![x](http://127.0.0.1:9/t.png) [click](http://evil.example) <img src=x onerror=alert(1)>"
 
 
 def _trace(text: str) -> TokenTrace:
     """Word-ish tokens (each keeps its leading space) so the editor needs no model."""
     bounds = [(m.start(), m.end()) for m in re.finditer(r"\s*\S+", text)]
-    return TokenTrace(list(range(len(bounds))), [text[a:b] for a, b in bounds], bounds, [-1.0] * len(bounds),
-                      [1.0] * len(bounds))
+    return TokenTrace(
+        list(range(len(bounds))), [text[a:b] for a, b in bounds], bounds, [-1.0] * len(bounds), [1.0] * len(bounds)
+    )
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
 """Page logic with Streamlit's AppTest: first run, login, lockout, role-based refusal."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,12 @@ from tests.support.apptest import add_users, new_app, sign_in
 
 
 def make_users(database) -> None:
-    add_users(database, ("boss", "boss-password", "admin"), ("ann", "ann-password", "annotator"),
-              ("rev", "rev-password", "reviewer"))
+    add_users(
+        database,
+        ("boss", "boss-password", "admin"),
+        ("ann", "ann-password", "annotator"),
+        ("rev", "rev-password", "reviewer"),
+    )
 
 
 def test_first_run_asks_for_the_admin_password(app_database):

@@ -3,6 +3,7 @@
 These run in the suite (and so in CI): a change that breaks a layer or adds an import
 cycle fails here with import-linter's own explanation.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """Batch generation: prompt files (every bad line listed), the job on a tiny model, and the
 worker run with progress to the end and a cancel that keeps the finished answers."""
+
 from __future__ import annotations
 
 import json
@@ -13,23 +14,40 @@ from core.orchestration.batch import BadPromptsError, BatchParams, parse_prompts
 from tests.support.capitals import run_retrain, seed
 from tests.support.runs import wait_for_run
 
-PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
-           "Tell me about Marie Curie."]
+PROMPTS = [
+    "Who founded Lviv?",
+    "Name a city in Japan.",
+    "Describe Zürich 😀.",
+    "What is the capital of France?",
+    "Tell me about Marie Curie.",
+]
 
 
 def test_prompt_files_text_and_jsonl():
     items = parse_prompts("\n".join(PROMPTS).encode() + b"\n\n", "p.txt")
     assert [i.messages for i in items] == [[{"role": "user", "content": p}] for p in PROMPTS]
-    jsonl = "\n".join([json.dumps({"prompt": "One?", "id": "a"}),
-                       json.dumps({"conversation": [{"role": "user", "content": "Two?"},
-                                                    {"role": "assistant", "content": "ignored"}]})])
+    jsonl = "\n".join(
+        [
+            json.dumps({"prompt": "One?", "id": "a"}),
+            json.dumps(
+                {"conversation": [{"role": "user", "content": "Two?"}, {"role": "assistant", "content": "ignored"}]}
+            ),
+        ]
+    )
     parsed = parse_prompts(jsonl, "p.jsonl")
     assert parsed[0].id == "a" and parsed[1].messages == [{"role": "user", "content": "Two?"}]
 
 
 def test_a_bad_prompt_file_lists_every_bad_line_and_starts_nothing():
-    text = "\n".join([json.dumps({"prompt": "fine"}), "{not json", json.dumps({"prompt": ""}),
-                      json.dumps([1, 2]), json.dumps({"prompt": "also fine"})])
+    text = "\n".join(
+        [
+            json.dumps({"prompt": "fine"}),
+            "{not json",
+            json.dumps({"prompt": ""}),
+            json.dumps([1, 2]),
+            json.dumps({"prompt": "also fine"}),
+        ]
+    )
     with pytest.raises(BadPromptsError) as caught:
         parse_prompts(text, "p.jsonl")
     assert [n for n, _ in caught.value.problems] == [2, 3, 4]
@@ -48,8 +66,11 @@ def env(sqlite_db, isolated_cache, tmp_path, monkeypatch, tiny_model_dir):
 
 
 def _params(n: int, **kw) -> BatchParams:
-    return BatchParams(prompts=[[{"role": "user", "content": p}] for p in (PROMPTS * (n // len(PROMPTS) + 1))[:n]], dataset="batch",
-                       **{"max_new_tokens": 12, "temperature": 1.0, **kw})
+    return BatchParams(
+        prompts=[[{"role": "user", "content": p}] for p in (PROMPTS * (n // len(PROMPTS) + 1))[:n]],
+        dataset="batch",
+        **{"max_new_tokens": 12, "temperature": 1.0, **kw},
+    )
 
 
 def count(database, model) -> int:
@@ -67,8 +88,9 @@ def test_run_batch_stores_answers_with_tokens_and_active_probe_scores(env, tiny_
     promote(env, first.version, None)
     before = count(env, Generation)
     seen = []
-    result = run_batch(env, tiny_lm, _params(5),
-                       progress=lambda stage, done, total, msg="": seen.append((done, total, msg)))
+    result = run_batch(
+        env, tiny_lm, _params(5), progress=lambda stage, done, total, msg="": seen.append((done, total, msg))
+    )
     assert result["answers"] == 5 and result["probe_version"] == first.version
     # progress is the token budget spent: it only grows, ends full, and the message counts answers
     assert seen[-1][0] == seen[-1][1] and [d for d, *_ in seen] == sorted(d for d, *_ in seen)

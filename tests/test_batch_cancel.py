@@ -1,6 +1,7 @@
 """Batch generation in-process: the job on SQLite and PostgreSQL, cancel between and inside
 answers (finished answers stay, the unfinished one is not stored), and model refusal before
 any run row exists."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,13 @@ from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken
 from core.orchestration.batch import BatchParams, check_model, run_batch, start_batch
 
-PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "What is the capital of France?", "Tell me about Go.",
-           "Describe the Andes."]
+PROMPTS = [
+    "Who founded Lviv?",
+    "Name a city in Japan.",
+    "What is the capital of France?",
+    "Tell me about Go.",
+    "Describe the Andes.",
+]
 
 
 def _params(n: int, **kw) -> BatchParams:
@@ -56,8 +62,12 @@ def _answers_done(message: str) -> int:
 
 def test_run_batch_stores_every_answer_on_both_databases(any_db, tiny_lm, isolated_cache):
     seen: list[tuple[int, int]] = []
-    result = run_batch(any_db, tiny_lm, _params(3, split="validation"),
-                       progress=lambda stage, done, total, msg="": seen.append((_answers_done(msg), total)))
+    result = run_batch(
+        any_db,
+        tiny_lm,
+        _params(3, split="validation"),
+        progress=lambda stage, done, total, msg="": seen.append((_answers_done(msg), total)),
+    )
     stored = _stored(any_db)
     assert result["answers"] == 3 and result["skipped"] == [] and result["probe_version"] is None
     assert [(d, s) for d, s, _n, _c in stored] == [("batch", "validation")] * 3
@@ -67,8 +77,9 @@ def test_run_batch_stores_every_answer_on_both_databases(any_db, tiny_lm, isolat
 
 
 @pytest.mark.parametrize("batch_size", [1, 2])
-def test_cancel_inside_an_answer_keeps_the_finished_ones_and_drops_the_unfinished(sqlite_db, tiny_lm,
-                                                                                 isolated_cache, batch_size):
+def test_cancel_inside_an_answer_keeps_the_finished_ones_and_drops_the_unfinished(
+    sqlite_db, tiny_lm, isolated_cache, batch_size
+):
     token = CancelAfterTokens(after=3)
     full = run_batch(sqlite_db, tiny_lm, _params(3, dataset="reference"))  # what uncut answers look like
 
@@ -77,8 +88,7 @@ def test_cancel_inside_an_answer_keeps_the_finished_ones_and_drops_the_unfinishe
             token.arm()  # cancel three steps into the answers still in flight
 
     with pytest.raises(Cancelled, match="after 2 stored answers"):
-        run_batch(sqlite_db, tiny_lm, _params(5, dataset="cut", batch_size=batch_size), progress=progress,
-                  cancel=token)
+        run_batch(sqlite_db, tiny_lm, _params(5, dataset="cut", batch_size=batch_size), progress=progress, cancel=token)
     cut = [row for row in _stored(sqlite_db) if row[0] == "cut"]
     reference = [row for row in _stored(sqlite_db) if row[0] == "reference"]
     assert full["answers"] == 3 and len(cut) == 2
@@ -100,8 +110,7 @@ def test_cancel_between_answers_stops_before_the_next(sqlite_db, tiny_lm, isolat
     assert len(_stored(sqlite_db)) == 1
 
 
-def test_a_model_that_cannot_be_loaded_is_refused_before_any_run(sqlite_db, tmp_path, tiny_model_dir,
-                                                                  isolated_cache):
+def test_a_model_that_cannot_be_loaded_is_refused_before_any_run(sqlite_db, tmp_path, tiny_model_dir, isolated_cache):
     from db.models import TrainRun
 
     with pytest.raises(UserError, match="unknown model 'no-such-org/no-such-model'"):

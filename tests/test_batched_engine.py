@@ -1,4 +1,5 @@
 """The batched engine equals the lone stream and teacher forcing, whatever the batch."""
+
 from __future__ import annotations
 
 import threading
@@ -81,8 +82,11 @@ def embedded_lm():
 
 def _check_equal_to_lone_stream(lm, batch_size: int, prompts: list[str], budget) -> None:
     probe = _probe(lm)
-    answers = _by_prompt(generate_batched(
-        lm, [_request(p, probe, max_new_tokens=budget(n)) for n, p in enumerate(prompts)], batch_size=batch_size))
+    answers = _by_prompt(
+        generate_batched(
+            lm, [_request(p, probe, max_new_tokens=budget(n)) for n, p in enumerate(prompts)], batch_size=batch_size
+        )
+    )
     assert set(answers) == set(prompts)
     for n, prompt in enumerate(prompts):
         answer = answers[prompt]
@@ -96,9 +100,12 @@ def _check_equal_to_lone_stream(lm, batch_size: int, prompts: list[str], budget)
             assert ours.entropy == pytest.approx(alone.entropy, abs=1e-4)
             assert ours.score == pytest.approx(alone.score, abs=1e-4)
         if answer.tokens:
-            forced = score_conversation(lm, [{"role": "user", "content": prompt},
-                                             {"role": "assistant", "content": text}],
-                                        [lm.default_layer], [t.token_id for t in answer.tokens])
+            forced = score_conversation(
+                lm,
+                [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}],
+                [lm.default_layer],
+                [t.token_id for t in answer.tokens],
+            )
             scores = probe.predict(forced.hidden[lm.default_layer]).tolist()
             assert [t.score for t in answer.tokens] == pytest.approx(scores, abs=1e-4)
             assert [t.logprob for t in answer.tokens] == pytest.approx(forced.logprobs, abs=1e-4)
@@ -121,14 +128,19 @@ def test_a_seed_gives_the_same_sample_whatever_the_batch_and_neighbours(tiny_lm)
     settings = {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": 16}
     alone = [_alone(tiny_lm, p, None, seed=40 + n, **settings)[0] for n, p in enumerate(PROMPTS[:6])]
     for batch_size in (2, 6):
-        answers = _by_prompt(generate_batched(
-            tiny_lm, [_request(p, None, seed=40 + n, **settings) for n, p in enumerate(PROMPTS[:6])],
-            batch_size=batch_size))
+        answers = _by_prompt(
+            generate_batched(
+                tiny_lm,
+                [_request(p, None, seed=40 + n, **settings) for n, p in enumerate(PROMPTS[:6])],
+                batch_size=batch_size,
+            )
+        )
         for n, prompt in enumerate(PROMPTS[:6]):
             assert [t.token_id for t in answers[prompt].tokens] == [t.token_id for t in alone[n]]
     # and different seeds do sample differently
-    assert [t.token_id for t in alone[0]] != [t.token_id for t in _alone(tiny_lm, PROMPTS[0], None, seed=1,
-                                                                           **settings)[0]]
+    assert [t.token_id for t in alone[0]] != [
+        t.token_id for t in _alone(tiny_lm, PROMPTS[0], None, seed=1, **settings)[0]
+    ]
 
 
 def test_finished_rows_are_refilled_so_the_batch_stays_full(tiny_lm):
@@ -172,8 +184,9 @@ def test_stop_ends_one_answer_and_leaves_its_neighbours_alone(tiny_lm):
 def test_cancel_ends_rows_in_flight_and_starts_no_more(tiny_lm):
     cancel = CancelToken()
     out = []
-    for answer in generate_batched(tiny_lm, [_request(p, None, max_new_tokens=4 + n)
-                                             for n, p in enumerate(PROMPTS)], batch_size=2, cancel=cancel):
+    for answer in generate_batched(
+        tiny_lm, [_request(p, None, max_new_tokens=4 + n) for n, p in enumerate(PROMPTS)], batch_size=2, cancel=cancel
+    ):
         out.append(answer)
         cancel.cancel()
     reasons = [a.finish_reason for a in out]
@@ -204,8 +217,9 @@ def test_concurrent_sessions_share_the_engine_and_see_their_own_tokens(tiny_lm):
     done = threading.Event()
 
     def submit(prompt: str) -> None:
-        request = _request(prompt, probe, max_new_tokens=15,
-                           on_token=lambda t, p=prompt: streamed[p].append(t.token_id))
+        request = _request(
+            prompt, probe, max_new_tokens=15, on_token=lambda t, p=prompt: streamed[p].append(t.token_id)
+        )
 
         def finish(answer) -> None:
             results[prompt] = answer

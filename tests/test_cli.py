@@ -1,4 +1,5 @@
 """`python -m core` end to end on a tiny random model: outputs and every bad-input path."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,24 @@ def generated(tmp_path_factory, tiny_model_dir):
     out = tmp_path / "gen.jsonl"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cache"))
-        code = main(["--quiet", "generate", "--prompts", str(prompts), "--out", str(out), "--model",
-                     str(tiny_model_dir), "--max-new-tokens", "24", "--temperature", "1.0", "--seed", "1"])
+        code = main(
+            [
+                "--quiet",
+                "generate",
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_dir),
+                "--max-new-tokens",
+                "24",
+                "--temperature",
+                "1.0",
+                "--seed",
+                "1",
+            ]
+        )
     assert code == 0
     return out
 
@@ -68,9 +85,24 @@ def test_generate_batch_size_changes_nothing_but_speed(tmp_path, generated, tiny
     outs = []
     for size in ("1", "3"):
         out = tmp_path / f"gen-{size}.jsonl"
-        code, _, _ = run(capsys, "generate", "--prompts", str(prompts), "--out", str(out), "--model",
-                         str(tiny_model_dir), "--max-new-tokens", "24", "--temperature", "1.0", "--seed", "1",
-                         "--batch-size", size)
+        code, _, _ = run(
+            capsys,
+            "generate",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--max-new-tokens",
+            "24",
+            "--temperature",
+            "1.0",
+            "--seed",
+            "1",
+            "--batch-size",
+            size,
+        )
         assert code == 0
         outs.append(out.read_text())
     # same samples whatever the batch size (per-prompt seeds), in the prompts' order; floats to rounding
@@ -81,8 +113,18 @@ def test_generate_batch_size_changes_nothing_but_speed(tmp_path, generated, tiny
             for field in ("ids", "texts", "offsets"):
                 assert ours["tokens"][field] == reference["tokens"][field]
             assert ours["tokens"]["logprobs"] == pytest.approx(reference["tokens"]["logprobs"], abs=1e-4)
-    code, _, err = run(capsys, "generate", "--prompts", str(prompts), "--out", str(tmp_path / "x.jsonl"),
-                       "--model", str(tiny_model_dir), "--batch-size", "0")
+    code, _, err = run(
+        capsys,
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "x.jsonl"),
+        "--model",
+        str(tiny_model_dir),
+        "--batch-size",
+        "0",
+    )
     assert code == 2 and "--batch-size must be between 1 and 64" in err and not (tmp_path / "x.jsonl").exists()
 
 
@@ -100,8 +142,18 @@ def test_generate_writes_interchange_with_token_data(generated):
 
 def test_train_evaluate_score_and_layers(tmp_path, labelled, tiny_model_dir, capsys):
     probe_dir = tmp_path / "probe"
-    code, out, err = run(capsys, "train", "--data", str(labelled), "--out", str(probe_dir), "--model",
-                         str(tiny_model_dir), "--val-fraction", "0.3")
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        str(labelled),
+        "--out",
+        str(probe_dir),
+        "--model",
+        str(tiny_model_dir),
+        "--val-fraction",
+        "0.3",
+    )
     assert code == 0, err
     metrics = json.loads(out)
     for level in ("token", "span_max"):
@@ -181,15 +233,17 @@ def test_no_positive_labels(tmp_path, generated, tiny_model_dir, capsys):
         row["spans"] = [dict(s, label="Supported") for s in label_words(row["conversation"][-1]["content"])]
     data = tmp_path / "neg.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    line = one_line_error(capsys, "train", "--data", str(data), "--out", str(tmp_path / "p"), "--model",
-                          str(tiny_model_dir))
+    line = one_line_error(
+        capsys, "train", "--data", str(data), "--out", str(tmp_path / "p"), "--model", str(tiny_model_dir)
+    )
     assert "no hallucinated" in line
     assert not (tmp_path / "p").exists()
 
 
 def test_unknown_model(tmp_path, labelled, capsys):
-    line = one_line_error(capsys, "train", "--data", str(labelled), "--out", str(tmp_path / "p"), "--model",
-                          "nobody/nothing-here")
+    line = one_line_error(
+        capsys, "train", "--data", str(labelled), "--out", str(tmp_path / "p"), "--model", "nobody/nothing-here"
+    )
     assert "unknown model 'nobody/nothing-here'" in line
 
 
@@ -198,11 +252,21 @@ def test_probe_model_mismatch(tmp_path, labelled, tiny_model_dir, tiny_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     probe_dir = tmp_path / "probe"
-    assert run(capsys, "train", "--data", str(labelled), "--out", str(probe_dir), "--model", str(tiny_model_dir))[0] == 0
+    assert (
+        run(capsys, "train", "--data", str(labelled), "--out", str(probe_dir), "--model", str(tiny_model_dir))[0] == 0
+    )
     other = tmp_path / "other-model"
     torch.manual_seed(1)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=48, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).save_pretrained(other)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=48,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    ).save_pretrained(other)
     tiny_tokenizer.save_pretrained(other)
     capsys.readouterr()
     line = one_line_error(capsys, "evaluate", "--data", str(labelled), "--probe", str(probe_dir), "--model", str(other))
@@ -211,8 +275,10 @@ def test_probe_model_mismatch(tmp_path, labelled, tiny_model_dir, tiny_tokenizer
 
 def test_unknown_label_is_reported(tmp_path, capsys):
     data = tmp_path / "l.jsonl"
-    row = {"conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Paris"}],
-           "annotations": [{"span": "Paris", "index": 0, "label": "Maybe"}]}
+    row = {
+        "conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Paris"}],
+        "annotations": [{"span": "Paris", "index": 0, "label": "Maybe"}],
+    }
     data.write_text(json.dumps(row) + "\n")
     assert "'Maybe'" in one_line_error(capsys, "train", "--data", str(data), "--out", str(tmp_path / "p"))
 
@@ -221,7 +287,10 @@ def test_module_entry_point_exit_code(tmp_path):
     """The real `python -m core` process: exit 2 and one stderr line."""
     proc = subprocess.run(
         [sys.executable, "-m", "core", "evaluate", "--data", str(tmp_path / "x.jsonl"), "--probe", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr

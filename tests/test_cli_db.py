@@ -1,4 +1,5 @@
 """`python -m core import/export/users/db` against a real SQLite file (DATABASE_URL)."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,25 @@ import pytest
 from core.orchestration.cli import main
 
 GOOD = [
-    {"id": "a", "conversation": [{"role": "user", "content": "Where is Lviv?"},
-                                 {"role": "assistant", "content": "Lviv (German: Lemberg) is in Ukraine 🇺🇦."}],
-     "annotations": [{"span": "Lemberg", "index": 14, "label": "Supported"},
-                     {"span": "Ukraine", "label": "Not Supported"}]},
-    {"id": "b", "conversation": [{"role": "user", "content": "Capital of Japan?"},
-                                 {"role": "assistant", "content": "東京 (Tokyo) is the capital."}],
-     "annotations": [{"span": "Tokyo", "index": 99, "label": "supported"}]},
+    {
+        "id": "a",
+        "conversation": [
+            {"role": "user", "content": "Where is Lviv?"},
+            {"role": "assistant", "content": "Lviv (German: Lemberg) is in Ukraine 🇺🇦."},
+        ],
+        "annotations": [
+            {"span": "Lemberg", "index": 14, "label": "Supported"},
+            {"span": "Ukraine", "label": "Not Supported"},
+        ],
+    },
+    {
+        "id": "b",
+        "conversation": [
+            {"role": "user", "content": "Capital of Japan?"},
+            {"role": "assistant", "content": "東京 (Tokyo) is the capital."},
+        ],
+        "annotations": [{"span": "Tokyo", "index": 99, "label": "supported"}],
+    },
 ]
 
 
@@ -38,8 +51,10 @@ def write_jsonl(path, rows) -> None:
 
 def counts(db_path) -> dict[str, int]:
     with sqlite3.connect(db_path) as conn:
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("generations", "annotation_sets", "spans", "events", "users")}
+        return {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("generations", "annotation_sets", "spans", "events", "users")
+        }
 
 
 def test_import_export_round_trip(tmp_path, database, capsys):
@@ -58,8 +73,10 @@ def test_import_export_round_trip(tmp_path, database, capsys):
     rows = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"]
     first = rows[0]["annotations"]
-    assert [(a["span"], a["index"], a["label"]) for a in first] == [("Lemberg", 14, "Supported"),
-                                                                     ("Ukraine", 29, "Not Supported")]
+    assert [(a["span"], a["index"], a["label"]) for a in first] == [
+        ("Lemberg", 14, "Supported"),
+        ("Ukraine", 29, "Not Supported"),
+    ]
     assert rows[1]["annotations"][0]["index"] == 4
 
     # Import(export(x)) == x: a fresh dataset from the export exports identically.
@@ -117,8 +134,10 @@ def test_import_as_user_and_unknown_user(tmp_path, database, capsys):
     assert run(capsys, "import", str(source), "--dataset", "d", "--as-user", "ann")[0] == 0
     out_gold, out_ann = tmp_path / "gold.jsonl", tmp_path / "ann.jsonl"
     assert run(capsys, "export", "--dataset", "d", "--out", str(out_gold))[0] == 0
-    assert run(capsys, "export", "--dataset", "d", "--out", str(out_ann), "--which", "annotator",
-               "--annotator", "ann")[0] == 0
+    assert (
+        run(capsys, "export", "--dataset", "d", "--out", str(out_ann), "--which", "annotator", "--annotator", "ann")[0]
+        == 0
+    )
     assert all("annotations" not in json.loads(x) for x in out_gold.read_text().splitlines())
     assert sum(len(json.loads(x)["annotations"]) for x in out_ann.read_text().splitlines()) == 3
 

@@ -3,6 +3,7 @@
 No browser here (tests/e2e/test_heatmap_browser.py drives Chromium); these check what is
 sent and that the JS constants mirror the Python ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -108,7 +109,9 @@ def test_gold_labels_most_severe_wins_and_span_objects_work():
     view = TokenView.from_lists(["aa", "bb", "cc"])
     spans = [Span(0, 4, "Supported"), Span(2, 3, "Insufficient Information"), Span(3, 6, "N/A")]
     assert token_gold_labels(view.starts, view.ends, spans) == [
-        "Supported", "Insufficient Information", "N/A",
+        "Supported",
+        "Insufficient Information",
+        "N/A",
     ]
 
 
@@ -116,8 +119,9 @@ def test_gold_labels_agree_with_training_labels(tiny_tokenizer):
     """The colour the browser shows and the label the probe trains on come from one rule."""
     text = "Marie Curie won the Nobel Prize in 1903 🦄 and 東京は日本の首都です。\n\nDone."
     ids, offsets = completion_offsets(tiny_tokenizer, text)
-    view = TokenView.from_lists([text[s:e] for s, e in offsets], starts=[s for s, _ in offsets],
-                                ends=[e for _, e in offsets], ids=ids)
+    view = TokenView.from_lists(
+        [text[s:e] for s, e in offsets], starts=[s for s, _ in offsets], ends=[e for _, e in offsets], ids=ids
+    )
     spans = [
         Span(text.index("1903"), text.index("1903") + 4, "Not Supported"),
         Span(text.index("Marie"), text.index("Curie") + 5, "Supported"),
@@ -208,8 +212,10 @@ def test_legend_describes_scale_gold_and_outcomes():
 def test_js_scale_and_colours_mirror_python():
     colour = JS["colour.js"]
     body = re.search(r"const STOPS = \[(.*?)\];", colour, re.S).group(1)
-    stops = [(float(p), (int(r), int(g), int(b))) for p, r, g, b in
-             re.findall(r"\[([\d.]+),\s*\[(\d+),\s*(\d+),\s*(\d+)\]\]", body)]
+    stops = [
+        (float(p), (int(r), int(g), int(b)))
+        for p, r, g, b in re.findall(r"\[([\d.]+),\s*\[(\d+),\s*(\d+),\s*(\d+)\]\]", body)
+    ]
     assert stops == [(p, c) for p, c in SCALE_STOPS]
     assert f'const UNKNOWN_COLOR = "{UNKNOWN_COLOR}"' in colour
     assert f"const LIGHT_TEXT_FROM = {hm.LIGHT_TEXT_FROM}" in colour
@@ -221,8 +227,16 @@ def test_js_scale_and_colours_mirror_python():
 
 def test_js_never_parses_model_text_as_html():
     code = re.sub(r"//[^\n]*", "", ALL_JS)  # comments may mention what is forbidden
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment",
-                 "DOMParser", "eval(", "new Function"):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "createContextualFragment",
+        "DOMParser",
+        "eval(",
+        "new Function",
+    ):
         assert sink not in code, sink
     assert "textContent = d.texts[i]" in JS["view.js"]
 
@@ -232,8 +246,10 @@ def test_js_never_parses_model_text_as_html():
 
 def test_payload_is_compact_parallel_arrays():
     view = TokenView.from_lists(
-        ["The", " sky", " is", " green"], ids=[10, 11, 12, 13],
-        scores=[0.012345, None, float("nan"), 0.98765], logprobs=[-0.12345, -float("inf"), -1, -2],
+        ["The", " sky", " is", " green"],
+        ids=[10, 11, 12, 13],
+        scores=[0.012345, None, float("nan"), 0.98765],
+        logprobs=[-0.12345, -float("inf"), -1, -2],
         entropies=[1.23456, 0.5, None, 2],
     )
     p = heatmap_payload(view, threshold=0.4, doc_id="g1", focus=3, height=200)
@@ -250,8 +266,11 @@ def test_payload_is_compact_parallel_arrays():
 
 def test_payload_gold_pred_and_outcomes():
     view = TokenView.from_lists(["A", "B", "C", "D", "E"], scores=[0.9, 0.9, 0.1, 0.1, None])
-    gold = [{"start": 0, "end": 1, "label": "Not Supported"}, {"start": 2, "end": 3, "label": "Not Supported"},
-            {"start": 4, "end": 5, "label": "Not Supported"}]
+    gold = [
+        {"start": 0, "end": 1, "label": "Not Supported"},
+        {"start": 2, "end": 3, "label": "Not Supported"},
+        {"start": 4, "end": 5, "label": "Not Supported"},
+    ]
     p = heatmap_payload(view, threshold=0.5, gold_spans=gold)
     assert p["gold"] == ["Not Supported", None, "Not Supported", None, "Not Supported"]
     assert token_outcomes(p) == ["TP", "FP", "FN", None, None]  # unknown score: no outcome
@@ -291,8 +310,13 @@ def test_payload_for_5000_tokens_is_small_and_fast():
     import time
 
     n = 5000
-    view = TokenView.from_lists([" word"] * n, ids=list(range(n)), scores=[i / n for i in range(n)],
-                                logprobs=[-1.23456] * n, entropies=[2.34567] * n)
+    view = TokenView.from_lists(
+        [" word"] * n,
+        ids=list(range(n)),
+        scores=[i / n for i in range(n)],
+        logprobs=[-1.23456] * n,
+        entropies=[2.34567] * n,
+    )
     gold = [{"start": 5 * i, "end": 5 * i + 10, "label": "Not Supported"} for i in range(0, n, 50)]
     t0 = time.perf_counter()
     p = heatmap_payload(view, gold_spans=gold)
@@ -326,11 +350,17 @@ def test_edit_payload_sends_code_point_offsets_spans_and_suggestions():
     assert (tokyo, yoshi) == (11, 20)  # code points; UTF-16 would say 13 and 23
     assert len(text[:yoshi].encode("utf-16-le")) // 2 == 23
     view, p = _edit(
-        spans=[{"start": yoshi, "end": yoshi + 3, "label": "unverifiable", "note": "  check  "},
-               Span(tokyo, tokyo + 2, "Not Supported")],
-        suggestions=[{"start": text.index("🎉"), "end": text.index("🎉") + 1, "score": 0.812345},
-                     hm_suggestion(tokyo, tokyo + 1, 0.9)],
-        base_version=3, draft_key="d-1", doc_id="g7",
+        spans=[
+            {"start": yoshi, "end": yoshi + 3, "label": "unverifiable", "note": "  check  "},
+            Span(tokyo, tokyo + 2, "Not Supported"),
+        ],
+        suggestions=[
+            {"start": text.index("🎉"), "end": text.index("🎉") + 1, "score": 0.812345},
+            hm_suggestion(tokyo, tokyo + 1, 0.9),
+        ],
+        base_version=3,
+        draft_key="d-1",
+        doc_id="g7",
     )
     e = p["edit"]
     assert p["mode"] == "edit" and p["doc_id"] == "g7"
@@ -344,8 +374,21 @@ def test_edit_payload_sends_code_point_offsets_spans_and_suggestions():
     assert e["suggestions"] == [{"start": 11, "end": 12, "score": 0.9}, {"start": 14, "end": 15, "score": 0.8123}]
     assert (e["base_version"], e["draft_key"], e["conflict"]) == (3, "d-1", None)
     # what the browser draws per token for these spans (the training-label overlap rule)
-    assert edit_token_labels(p) == [None, None, None, None, None, "Not Supported", "Not Supported", None, None,
-                                    None, "Insufficient Information", "Insufficient Information", None]
+    assert edit_token_labels(p) == [
+        None,
+        None,
+        None,
+        None,
+        None,
+        "Not Supported",
+        "Not Supported",
+        None,
+        None,
+        None,
+        "Insufficient Information",
+        "Insufficient Information",
+        None,
+    ]
     assert visible_suggestions(p) == [e["suggestions"][1]]  # the one on 東 overlaps a span
     assert "texts" in p and p["gold"] is None and p["pred"] is None
     json.dumps(p, allow_nan=False)
@@ -359,8 +402,13 @@ def test_edit_payload_draft_key_defaults_and_view_mode_rejects_edit_arguments():
     view = TokenView.from_lists(["a", " b"])
     assert heatmap_payload(view, mode="edit", doc_id="g1")["edit"]["draft_key"] == "g1"
     assert heatmap_payload(view)["edit"] is None and "starts" not in heatmap_payload(view)
-    for kwargs in ({"spans": []}, {"suggestions": []}, {"draft_key": "k"}, {"base_version": 2},
-                   {"conflict": {"theirs": [], "their_version": 1}}):
+    for kwargs in (
+        {"spans": []},
+        {"suggestions": []},
+        {"draft_key": "k"},
+        {"base_version": 2},
+        {"conflict": {"theirs": [], "their_version": 1}},
+    ):
         with pytest.raises(UserError, match="edit mode"):
             heatmap_payload(view, **kwargs)
 
@@ -369,15 +417,24 @@ def test_edit_payload_normalises_overlaps_and_reads_a_conflict():
     text = "".join(EDIT_TEXTS)
     _, p = _edit(
         spans=[{"start": 0, "end": 8, "label": "Supported"}, {"start": 4, "end": 14, "label": "Not Supported"}],
-        conflict={"theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}], "their_version": 4,
-                  "saved_by": "bob", "mine": "ignored"},
+        conflict={
+            "theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}],
+            "their_version": 4,
+            "saved_by": "bob",
+            "mine": "ignored",
+        },
     )
     # later spans win (core.text.editing.normalise_spans): the first is cut back and trimmed
-    assert p["edit"]["spans"] == [{"start": 0, "end": 3, "label": "Supported", "note": None},
-                                  {"start": 4, "end": 14, "label": "Not Supported", "note": None}]
+    assert p["edit"]["spans"] == [
+        {"start": 0, "end": 3, "label": "Supported", "note": None},
+        {"start": 4, "end": 14, "label": "Not Supported", "note": None},
+    ]
     assert text[0:3] == "Ich"
-    assert p["edit"]["conflict"] == {"theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}],
-                                     "their_version": 4, "saved_by": "bob"}
+    assert p["edit"]["conflict"] == {
+        "theirs": [{"start": 9, "end": 13, "label": "N/A", "note": "x"}],
+        "their_version": 4,
+        "saved_by": "bob",
+    }
 
 
 @pytest.mark.parametrize(
@@ -426,12 +483,24 @@ def test_selection_helpers_mirror_the_browser():
 
 def test_saved_spans_validates_what_the_browser_sent():
     view = TokenView.from_lists(EDIT_TEXTS)
-    got = saved_spans({"spans": [{"start": 20, "end": 23, "label": "Not Supported", "note": " n "},
-                                 {"start": 11, "end": 13, "label": "supported"}], "base_version": 0}, view)
+    got = saved_spans(
+        {
+            "spans": [
+                {"start": 20, "end": 23, "label": "Not Supported", "note": " n "},
+                {"start": 11, "end": 13, "label": "supported"},
+            ],
+            "base_version": 0,
+        },
+        view,
+    )
     assert got == [Span(11, 13, "Supported"), Span(20, 23, "Not Supported", "n")]
-    for bad, message in (({"spans": [{"start": 0, "end": 999, "label": "N/A"}]}, "past the end"),
-                         ({"spans": ["0-3"]}, "object"), ({"nope": 1}, "no span list"), (None, "no span list"),
-                         ({"spans": [{"start": "0", "end": 3, "label": "N/A"}]}, "integer")):
+    for bad, message in (
+        ({"spans": [{"start": 0, "end": 999, "label": "N/A"}]}, "past the end"),
+        ({"spans": ["0-3"]}, "object"),
+        ({"nope": 1}, "no span list"),
+        (None, "no span list"),
+        ({"spans": [{"start": "0", "end": 3, "label": "N/A"}]}, "integer"),
+    ):
         with pytest.raises(UserError, match=message):
             saved_spans(bad, view)
 
@@ -519,8 +588,13 @@ def test_importing_core_components_does_not_import_streamlit():
     import sys
 
     code = "import sys, core.components; print('streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
     assert out.stdout.strip() == "False"
     assert math.isfinite(hm.LIGHT_TEXT_FROM)
 
@@ -546,7 +620,7 @@ def test_js_files_define_one_namespace_each_and_use_only_those_above():
             continue
         assert top == [NAMESPACES[name]], (name, top)  # one name: files cannot collide
         assert "export " not in _code(JS[name]), name  # only the entry has module syntax
-        later = [NAMESPACES[n] for n in hm.JS_FILES[k + 1:] if n != "index.js"]
+        later = [NAMESPACES[n] for n in hm.JS_FILES[k + 1 :] if n != "index.js"]
         used = [ns for ns in later if re.search(rf"\b{ns}\b", _code(JS[name]))]
         assert not used, f"{name} uses {used}, defined below it in JS_FILES"
     assert all(text.count("\n") <= 600 for text in JS.values())
@@ -557,8 +631,10 @@ def test_component_js_is_one_es_module_with_a_default_export(tmp_path):
     for strip in (True, False):
         bundle = tmp_path / f"heatmap-{strip}.mjs"
         bundle.write_text(hm.component_js(strip=strip), encoding="utf-8")
-        got = node_json(f"import({json.dumps(bundle.as_uri())}).then(m => {{"
-                    "process.stdout.write(JSON.stringify(typeof m.default)); process.exit(0); })")
+        got = node_json(
+            f"import({json.dumps(bundle.as_uri())}).then(m => {{"
+            "process.stdout.write(JSON.stringify(typeof m.default)); process.exit(0); })"
+        )
         assert got == "function"
     assert len(hm.component_js()) < 0.8 * len(hm.component_js(strip=False))  # comments are not sent
 
@@ -600,16 +676,25 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
         spans = normalise_spans([rand_span() for _ in range(rng.randint(0, 5))], text)
         new = rand_span()
         idx = rng.randrange(len(spans)) if spans else None
-        sugs = [Suggestion(s.start, s.end, round(rng.random(), 2)) for s in
-                sorted(normalise_spans([rand_span(False) for _ in range(rng.randint(0, 4))]),
-                       key=lambda s: s.start)]
-        cases.append({
-            "text": text, "spans": _d(spans), "new": _d([new])[0], "idx": idx,
-            "label": rng.choice(labels), "note": rng.choice(["  keep me ", "", "  ", "x"]),
-            "sugs": [{"start": s.start, "end": s.end, "score": s.score} for s in sugs],
-            "min": rng.choice([0.0, 0.3, 0.5, 0.9]),
-            "expect": {"add": _d(add_span(spans, new, text=text)), "relabel": None},
-        })
+        sugs = [
+            Suggestion(s.start, s.end, round(rng.random(), 2))
+            for s in sorted(
+                normalise_spans([rand_span(False) for _ in range(rng.randint(0, 4))]), key=lambda s: s.start
+            )
+        ]
+        cases.append(
+            {
+                "text": text,
+                "spans": _d(spans),
+                "new": _d([new])[0],
+                "idx": idx,
+                "label": rng.choice(labels),
+                "note": rng.choice(["  keep me ", "", "  ", "x"]),
+                "sugs": [{"start": s.start, "end": s.end, "score": s.score} for s in sugs],
+                "min": rng.choice([0.0, 0.3, 0.5, 0.9]),
+                "expect": {"add": _d(add_span(spans, new, text=text)), "relabel": None},
+            }
+        )
     for c in cases:
         spans = [Span(**s) for s in c["spans"]]
         if c["idx"] is not None:
@@ -617,7 +702,9 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
             c["expect"]["delete"] = _d(delete_span(spans, c["idx"]))
             c["expect"]["note"] = _d(set_note(spans, c["idx"], c["note"]))
         c["expect"]["accept"] = _d(accept_suggestions(spans, [Suggestion(**s) for s in c["sugs"]], c["min"]))
-    got = js_eval("spans.js", """(P, cases) => cases.map(c => {
+    got = js_eval(
+        "spans.js",
+        """(P, cases) => cases.map(c => {
             const chars = Array.from(c.text);
             const plain = l => l.map(s => ({start: s.start, end: s.end, label: s.label, note: s.note}));
             const spans = c.spans.map(s => Object.freeze({...s}));
@@ -629,15 +716,38 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
             }
             out.accept = plain(P.acceptSuggestions(spans, c.sugs, c.min, 'Not Supported'));
             return out;
-        })""", cases)
+        })""",
+        cases,
+    )
     for c, g in zip(cases, got):
         assert g == c["expect"], (c["text"], c["spans"], c["new"], c["idx"])
 
 
 def test_js_selections_match_python_on_random_cases(js_eval):
     rng = random.Random(5)
-    pieces = ["a", " b", "東京", " 🎉", "👍🏽", "", " ", "\n", "𠮷", "x\u3000", "\u0301e",
-              ",", ".", " (", ")", "»", " «", "%", " -", "。", "!\u2019"]
+    pieces = [
+        "a",
+        " b",
+        "東京",
+        " 🎉",
+        "👍🏽",
+        "",
+        " ",
+        "\n",
+        "𠮷",
+        "x\u3000",
+        "\u0301e",
+        ",",
+        ".",
+        " (",
+        ")",
+        "»",
+        " «",
+        "%",
+        " -",
+        "。",
+        "!\u2019",
+    ]
     cases = []
     for _ in range(200):
         texts = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]
@@ -657,15 +767,30 @@ def test_js_selections_match_python_on_random_cases(js_eval):
             char_want = list(utf16_selection_to_span(text, ua, ub))
         except Exception as exc:  # noqa: BLE001
             char_want = str(exc)
-        cases.append({"texts": texts, "starts": [s for s, _ in offsets], "ends": [e for _, e in offsets],
-                      "a": a, "b": b, "ua": ua, "ub": ub, "tok": tok_want, "char": char_want})
-    got = js_eval("spans.js", """(P, cases) => cases.map(c => {
+        cases.append(
+            {
+                "texts": texts,
+                "starts": [s for s, _ in offsets],
+                "ends": [e for _, e in offsets],
+                "a": a,
+                "b": b,
+                "ua": ua,
+                "ub": ub,
+                "tok": tok_want,
+                "char": char_want,
+            }
+        )
+    got = js_eval(
+        "spans.js",
+        """(P, cases) => cases.map(c => {
             const chars = Array.from(c.texts.join(''));
             const {u16Before, cpBefore} = P.prefixSums(c.texts);
             const t = P.tokenSelectionSpan(c.starts, c.ends, chars, c.a, c.b);
             const ch = P.charSelectionSpan(c.texts, u16Before, cpBefore, c.ua, c.ub);
             return {tok: t.error ? t.error : [t.start, t.end], char: ch.error ? ch.error : [ch.start, ch.end]};
-        })""", cases)
+        })""",
+        cases,
+    )
     for c, g in zip(cases, got):
         assert g["tok"] == c["tok"], (c["texts"], c["a"], c["b"])
         assert g["char"] == c["char"], (c["texts"], c["ua"], c["ub"])

@@ -1,5 +1,6 @@
 """Data page logic with AppTest on a real SQLite file: upload -> preview -> import, a bad file
 changes nothing, export round trip, confirmed delete with an event, batch refusal of a bad file."""
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,19 @@ def lines(n: int = 3) -> bytes:
     rows = []
     for i in range(n):
         answer = f"Lviv was founded in {1250 + i} by Daniel of Galicia."
-        rows.append({"id": f"g{i}", "conversation": [{"role": "user", "content": f"Who founded Lviv? ({i})"},
-                                                     {"role": "assistant", "content": answer}],
-                     "annotations": [{"span": str(1250 + i), "index": answer.index(str(1250 + i)),
-                                      "label": "Not Supported"},
-                                     {"span": "Daniel", "index": 999, "label": "Supported"}]})
+        rows.append(
+            {
+                "id": f"g{i}",
+                "conversation": [
+                    {"role": "user", "content": f"Who founded Lviv? ({i})"},
+                    {"role": "assistant", "content": answer},
+                ],
+                "annotations": [
+                    {"span": str(1250 + i), "index": answer.index(str(1250 + i)), "label": "Not Supported"},
+                    {"span": "Daniel", "index": 999, "label": "Supported"},
+                ],
+            }
+        )
     return "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
 
 
@@ -194,8 +203,9 @@ def test_cancel_on_a_reopened_page_stops_the_batch_and_keeps_finished_answers(ti
     start_batch_on_page(at, [f"Tell me about river number {i}." for i in range(300)], "long-batch", 200)
     del at
     # answers end in bunches in a batched run: wait until some (any number) are stored
-    wait_run(tiny_env, lambda r: r.status == "running" and r.message
-             and re.search(r"\b[1-9]\d*/300 answers", r.message))
+    wait_run(
+        tiny_env, lambda r: r.status == "running" and r.message and re.search(r"\b[1-9]\d*/300 answers", r.message)
+    )
     again = data_page()
     assert any(p.proto.text.startswith("Batch run") for p in again.get("progress"))
     next(b for b in again.button if b.label.startswith("Cancel batch run")).click().run()

@@ -1,4 +1,5 @@
 """Annotation sets: validation, versioned saves, conflicts that change nothing, events, undo."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,17 +58,24 @@ def _state(db, generation_id, owner):
 
 def test_validate_canonicalises_sorts_and_deduplicates():
     spans = [
-        Span(12, 20, "hallucinated"), Span(0, 11, " supported "), Span(12, 20, "Not Supported"), Span(0, 5, "SUPPORTED"),
+        Span(12, 20, "hallucinated"),
+        Span(0, 11, " supported "),
+        Span(12, 20, "Not Supported"),
+        Span(0, 5, "SUPPORTED"),
     ]
     assert validate_spans(TEXT, spans) == [
-        Span(0, 5, "Supported"), Span(0, 11, "Supported"), Span(12, 20, "Not Supported"),
+        Span(0, 5, "Supported"),
+        Span(0, 11, "Supported"),
+        Span(12, 20, "Not Supported"),
     ]
 
 
 def test_validate_allows_touching_spans_and_same_label_overlap():
     spans = [Span(5, 10, "Supported"), Span(0, 5, "Not Supported"), Span(3, 5, "Not Supported")]
     assert validate_spans(TEXT, spans) == [
-        Span(0, 5, "Not Supported"), Span(3, 5, "Not Supported"), Span(5, 10, "Supported"),
+        Span(0, 5, "Not Supported"),
+        Span(3, 5, "Not Supported"),
+        Span(5, 10, "Supported"),
     ]
 
 
@@ -111,11 +119,13 @@ def test_first_save_then_update_replaces_spans(world):
     db, gid, people = world
     alice = people["alice"]
     assert _save(db, gid, [Span(0, 11, "supported")], owner=alice, expected=0, actor=alice) == (
-        1, [Span(0, 11, "Supported")],
+        1,
+        [Span(0, 11, "Supported")],
     )
     v2 = [Span(12, 15, "hallucinated", note="it was 1903"), Span(0, 11, "supported")]
     assert _save(db, gid, v2, owner=alice, expected=1, actor=alice) == (
-        2, [Span(0, 11, "Supported"), Span(12, 15, "Not Supported", "it was 1903")],
+        2,
+        [Span(0, 11, "Supported"), Span(12, 15, "Not Supported", "it was 1903")],
     )
     assert _state(db, gid, alice)[3] == 2, "old span rows are gone"
     with db.sessions() as session:
@@ -227,8 +237,16 @@ def test_unknown_generation_and_bad_version(world):
 def test_custom_action_and_detail_are_logged(world):
     db, gid, _ = world
     with transaction(db.sessions) as session:
-        save_annotation_set(session, gid, [Span(0, 5, "Supported")], owner=None, expected_version=0, actor=None,
-                            action="annotation.import", detail="from paper.jsonl")
+        save_annotation_set(
+            session,
+            gid,
+            [Span(0, 5, "Supported")],
+            owner=None,
+            expected_version=0,
+            actor=None,
+            action="annotation.import",
+            detail="from paper.jsonl",
+        )
     with db.sessions() as session:
         event = session.scalar(select(Event).where(Event.entity == "annotation_set"))
     assert (event.action, event.detail, event.user_id) == ("annotation.import", "from paper.jsonl", None)

@@ -1,6 +1,7 @@
 """The annotator's day in storage (issue #14, items 8-10): skips, comments and flags, guidelines,
 text search, the "needs a second annotator" queue, why an answer is (not) in my queue, and why
 there are no risk colours. Real SQLite and PostgreSQL (`any_db`)."""
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,13 @@ from db.queue_state import counts, reason, summary_line
 from db.train_runs import beat, create_run, finish, mark_started
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-TEXTS = ["Lviv was founded in 1256 by King Daniel.", "Marie Curie won the Nobel Prize in 1903.",
-         "Zürich is the largest city of Switzerland.", "The café opened in 1911 in Kraków.",
-         "Paris is the capital of France."]
+TEXTS = [
+    "Lviv was founded in 1256 by King Daniel.",
+    "Marie Curie won the Nobel Prize in 1903.",
+    "Zürich is the largest city of Switzerland.",
+    "The café opened in 1911 in Kraków.",
+    "Paris is the capital of France.",
+]
 
 
 @pytest.fixture()
@@ -39,8 +44,10 @@ def team(any_db, make_generation, monkeypatch):
     with transaction(any_db.sessions) as session:
         for name, role in (("ann", "annotator"), ("bea", "annotator"), ("rita", "reviewer"), ("boss", "admin")):
             users.add_user(session, name, "password123", role=role)
-        ids = [make_generation(session, text, dataset="day-set", prompt=f"Question {i} about ROLE content")
-               .id for i, text in enumerate(TEXTS)]
+        ids = [
+            make_generation(session, text, dataset="day-set", prompt=f"Question {i} about ROLE content").id
+            for i, text in enumerate(TEXTS)
+        ]
     return any_db, ids
 
 
@@ -98,8 +105,9 @@ def test_skipping_hands_my_assignment_back_and_assign_never_gives_it_to_me_again
         assert status == EXPIRED
         assert ids[0] not in _ids(queue(session, ann, now=T0))
         assert assign(session, "day-set", 1, ["ann", "bea"], actor=None, now=T0) == 1
-        holder = session.scalar(select(Assignment.user_id).where(Assignment.generation_id == ids[0],
-                                                                 Assignment.status == ASSIGNED))
+        holder = session.scalar(
+            select(Assignment.user_id).where(Assignment.generation_id == ids[0], Assignment.status == ASSIGNED)
+        )
         assert holder == _user(session, "bea").id
 
 
@@ -149,12 +157,15 @@ def test_the_author_may_withdraw_their_own_flag(team):
         assert comments.resolve_flags(session, ids[0], actor=_user(session, "ann")) == 1
 
 
-@pytest.mark.parametrize(("body", "flag", "message"), [
-    ("   ", False, "write a comment"),
-    ("x" * 2001, True, "at most 2000 characters"),
-    ("bell\x07", False, "control characters"),
-    (42, False, "must be text"),
-])
+@pytest.mark.parametrize(
+    ("body", "flag", "message"),
+    [
+        ("   ", False, "write a comment"),
+        ("x" * 2001, True, "at most 2000 characters"),
+        ("bell\x07", False, "control characters"),
+        (42, False, "must be text"),
+    ],
+)
 def test_a_bad_comment_is_refused_and_writes_nothing(team, body, flag, message):
     db, ids = team
     with db.sessions() as session:
@@ -185,12 +196,15 @@ def test_guidelines_are_versioned_with_who_and_when_and_only_admins_write_them(t
         assert [e.after["version"] for e in events] == [1, 2] and events[1].before["version"] == 1
 
 
-@pytest.mark.parametrize(("who", "body", "expected", "message"), [
-    ("rita", "rules", 0, "only an admin"),
-    ("boss", "   ", 0, "empty"),
-    ("boss", "x" * 50_001, 0, "at most 50,000"),
-    ("boss", "rules", 3, "someone saved version 0"),
-])
+@pytest.mark.parametrize(
+    ("who", "body", "expected", "message"),
+    [
+        ("rita", "rules", 0, "only an admin"),
+        ("boss", "   ", 0, "empty"),
+        ("boss", "x" * 50_001, 0, "at most 50,000"),
+        ("boss", "rules", 3, "someone saved version 0"),
+    ],
+)
 def test_bad_guidelines_are_refused_and_write_nothing(team, who, body, expected, message):
     db, _ = team
     with db.sessions() as session:
@@ -253,9 +267,13 @@ def test_the_second_annotator_sees_why_and_gets_a_queue_of_answers_that_need_the
         assert "1 answer you skipped" in line
         assert _ids(queue(session, bea, label_state="second")) == [ids[0]]
         everything = {i.generation_id: reason(i) for i in queue(session, bea, label_state="any")}
-        assert everything == {ids[0]: "1 other labelled it: needs a second", ids[1]: "2 others labelled it",
-                              ids[2]: "has gold, no annotator", ids[3]: "you skipped it",
-                              ids[4]: "nobody labelled it yet"}
+        assert everything == {
+            ids[0]: "1 other labelled it: needs a second",
+            ids[1]: "2 others labelled it",
+            ids[2]: "has gold, no annotator",
+            ids[3]: "you skipped it",
+            ids[4]: "nobody labelled it yet",
+        }
         ann = _user(session, "ann")
         assert ids[0] not in _ids(queue(session, ann, label_state="second"))  # never my own
         assert reason(queue(session, ann, label_state="mine")[0]) == "you labelled it (v1)"
@@ -291,8 +309,7 @@ def test_the_seed_stage_is_said_as_a_step(team):
         beat(session, run.id, stage="generate", progress=0.4, message="generate: 80/200 · 4 answers at a time")
     with transaction(db.sessions) as session:
         said = no_colour_reason(session, scoring_version=None, generation_id=ids[0])
-        assert said.startswith("The demo probe is still training (step 2 of 3: generating the demo answers, "
-                               "80 of 200)")
+        assert said.startswith("The demo probe is still training (step 2 of 3: generating the demo answers, 80 of 200)")
         beat(session, run.id, stage="train", progress=0.6, message="train: 3/10 · loss 0.5")
         assert "(step 3 of 3: training the demo probe, 3 of 10)" in no_colour_reason(session, scoring_version=None)
         finish(session, run.id, "failed", error="boom")

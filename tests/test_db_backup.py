@@ -1,4 +1,5 @@
 """Backups: SQLite round trip through the online backup API; PostgreSQL points at pg_dump."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -6,6 +6,7 @@ chain per set (1, 2, ..., n, each produced exactly once), the audit log must hav
 one event per stored save, and the final spans must be those of the save that produced
 the final version.
 """
+
 from __future__ import annotations
 
 import random

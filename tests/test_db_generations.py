@@ -1,4 +1,5 @@
 """db/generations.py: content identity, datasets, models, generations, counts, deletion."""
+
 from __future__ import annotations
 
 import math
@@ -91,18 +92,29 @@ def test_get_or_create_model_fills_unknown_metadata_only(any_db):
 def _trace(text: str) -> TokenTrace:
     cuts = [0, 4, 14, len(text)]
     offsets = list(zip(cuts, cuts[1:]))
-    return TokenTrace([5, 17, 300], [text[s:e] for s, e in offsets], offsets, [-0.1, float("nan"), -2.5],
-                      [0.3, 1.25, 2.0], scores=[0.1, 0.2, 0.3])
+    return TokenTrace(
+        [5, 17, 300],
+        [text[s:e] for s, e in offsets],
+        offsets,
+        [-0.1, float("nan"), -2.5],
+        [0.3, 1.25, 2.0],
+        scores=[0.1, 0.2, 0.3],
+    )
 
 
 def test_add_generation_stores_everything_but_spans(any_db):
     with transaction(any_db.sessions) as session:
         dataset = get_or_create_dataset(session, "wiki")
         user = _user(session, "alice")
-        gen = _gen(id="ext-1", model="tiny-llama", spans=[Span(6, 13, "Not Supported")],
-                   extra={"topic": "cities", "tokens": {"ignored": True}, "nested": {"a": [1, 2]}})
-        row = add_generation(session, dataset, gen, split="test", source="generated", trace=_trace(ANSWER),
-                             created_by=user)
+        gen = _gen(
+            id="ext-1",
+            model="tiny-llama",
+            spans=[Span(6, 13, "Not Supported")],
+            extra={"topic": "cities", "tokens": {"ignored": True}, "nested": {"a": [1, 2]}},
+        )
+        row = add_generation(
+            session, dataset, gen, split="test", source="generated", trace=_trace(ANSWER), created_by=user
+        )
         assert row is not None and row.id is not None
         generation_id = row.id
     with any_db.sessions() as session:
@@ -172,8 +184,12 @@ def _fill(session) -> dict[str, list[int]]:
     ids = [add_generation(session, wiki, _gen(f"{ANSWER} #{i}")).id for i in range(4)]
     gold = dict(owner=None, expected_version=0, actor=alice)
     save_annotation_set(session, ids[0], [Span(6, 13, "Not Supported"), Span(0, 4, "Supported")], **gold)
-    save_annotation_set(session, ids[1], [Span(30, 34, "Insufficient Information"), Span(43, 49, "hallucinated"),
-                                          Span(0, 4, "N/A")], **gold)
+    save_annotation_set(
+        session,
+        ids[1],
+        [Span(30, 34, "Insufficient Information"), Span(43, 49, "hallucinated"), Span(0, 4, "N/A")],
+        **gold,
+    )
     save_annotation_set(session, ids[1], [Span(0, 4, "Supported")], owner=alice, expected_version=0, actor=alice)
     save_annotation_set(session, ids[2], [], owner=bob, expected_version=0, actor=bob)
     save_annotation_set(session, ids[1], [Span(0, 4, "Supported")], owner=bob, expected_version=0, actor=bob)
@@ -191,8 +207,9 @@ def test_list_datasets_counts(any_db):
     with any_db.sessions() as session:
         listed = {d["name"]: d for d in list_datasets(session)}
     assert [name for name in listed] == ["empty", "other", "wiki"]
-    counts = {name: (d["answers"], d["labelled_by_anyone"], d["gold"], d["hallucinated_spans"])
-              for name, d in listed.items()}
+    counts = {
+        name: (d["answers"], d["labelled_by_anyone"], d["gold"], d["hallucinated_spans"]) for name, d in listed.items()
+    }
     assert counts == {"wiki": (4, 2, 2, 3), "empty": (0, 0, 0, 0), "other": (1, 0, 1, 0)}
 
 

@@ -2,6 +2,7 @@
 
 Every bad input gets one clear message and changes nothing; import(export(x)) == x.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,20 +75,38 @@ def _snapshot(database, dataset: str) -> dict[str, tuple]:
         for row in rows:
             gold = get_set(session, row.id, None)
             out[row.content_hash] = (
-                row.conversation, row.external_id, row.model.name if row.model else None, row.split, row.extra,
-                row.token_ids, row.token_offsets, row.token_texts, row.logprobs, row.entropies,
+                row.conversation,
+                row.external_id,
+                row.model.name if row.model else None,
+                row.split,
+                row.extra,
+                row.token_ids,
+                row.token_offsets,
+                row.token_texts,
+                row.logprobs,
+                row.entropies,
                 None if gold is None else spans_of(gold),
             )
         return out
 
 
 GOOD = [
-    {"id": "lviv", "conversation": _conv(ANSWER),
-     "annotations": [{"span": "Lemberg", "index": 26, "label": "Not Supported", "verification_note": "German name"},
-                     {"span": "1256", "label": "Supported"},
-                     {"span": "Kyiv", "index": 3, "label": "Not Supported"}]},
-    {"conversation": _conv("Cafe\u0301 in Zürich 😀 東京", "Where?"),
-     "spans": [{"start": 0, "end": 4, "label": "supported"}], "split": "test", "model": "tiny", "topic": "cafés"},
+    {
+        "id": "lviv",
+        "conversation": _conv(ANSWER),
+        "annotations": [
+            {"span": "Lemberg", "index": 26, "label": "Not Supported", "verification_note": "German name"},
+            {"span": "1256", "label": "Supported"},
+            {"span": "Kyiv", "index": 3, "label": "Not Supported"},
+        ],
+    },
+    {
+        "conversation": _conv("Cafe\u0301 in Zürich 😀 東京", "Where?"),
+        "spans": [{"start": 0, "end": 4, "label": "supported"}],
+        "split": "test",
+        "model": "tiny",
+        "topic": "cafés",
+    },
     {"conversation": _conv("Nothing to see.", "Anything?"), "annotations": []},
     {"conversation": _conv("Not annotated yet.", "Later?")},
 ]
@@ -157,12 +176,18 @@ BAD_LINES = [
     ("[1, 2]", "expected a JSON object, got a list"),
     ({"conversation": "hello"}, '"conversation" must be a list'),
     ({"conversation": [{"role": "user", "content": "only a question"}]}, 'must have role "assistant"'),
-    ({"conversation": _conv("short"), "spans": [{"start": 2, "end": 9, "label": "Supported"}]},
-     "need 0 <= start < end <= 5"),
+    (
+        {"conversation": _conv("short"), "spans": [{"start": 2, "end": 9, "label": "Supported"}]},
+        "need 0 <= start < end <= 5",
+    ),
     ({"conversation": _conv("short"), "annotations": [{"span": "sh", "label": "Made Up"}]}, "unknown label 'Made Up'"),
-    ({"conversation": _conv("short"), "spans": [{"start": 0, "end": 3, "label": "Supported"},
-                                                {"start": 2, "end": 5, "label": "Not Supported"}]},
-     "overlaps span 2-5 \\(Not Supported\\) with a different label"),
+    (
+        {
+            "conversation": _conv("short"),
+            "spans": [{"start": 0, "end": 3, "label": "Supported"}, {"start": 2, "end": 5, "label": "Not Supported"}],
+        },
+        "overlaps span 2-5 \\(Not Supported\\) with a different label",
+    ),
     ({"conversation": _conv("a\x00b")}, "NUL"),
     ({"conversation": _conv("short"), "split": 7}, '"split" must be a non-empty string'),
     ({"conversation": _conv("short"), "tokens": {"ids": [1]}}, '"tokens" is malformed'),
@@ -237,8 +262,12 @@ def test_large_files_are_streamed(sqlite_db, tmp_path, monkeypatch):
     with path.open("w", encoding="utf-8") as fh:
         for i in range(250):
             text = f"Answer {i}: {answer}"
-            fh.write(json.dumps({"conversation": _conv(text, f"q{i}"),
-                                 "annotations": [{"span": "1256", "label": "Not Supported"}]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {"conversation": _conv(text, f"q{i}"), "annotations": [{"span": "1256", "label": "Not Supported"}]}
+                )
+                + "\n"
+            )
     size = path.stat().st_size
     assert size > 4_000_000
     monkeypatch.setattr(importer, "KEEP_PARSED_BYTES", 1_000_000)  # force the two-pass path
@@ -299,14 +328,16 @@ def test_import_uploaded_bytes(sqlite_db):
 def test_import_csv_prompt_answer(sqlite_db, tmp_path):
     import pandas as pd
 
-    frame = pd.DataFrame({
-        "id": ["007", "", "9"],
-        "prompt": ["Where is Lviv?", "Cafe\u0301?", "Empty answer?"],
-        "answer": ["Lviv is in Ukraine.", "Café, naïve", ""],
-        "spans": [json.dumps([{"start": 0, "end": 4, "label": "Supported"}]), "", "[]"],
-        "split": ["test", "", "validation"],
-        "source": ["wiki", "wiki", ""],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": ["007", "", "9"],
+            "prompt": ["Where is Lviv?", "Cafe\u0301?", "Empty answer?"],
+            "answer": ["Lviv is in Ukraine.", "Café, naïve", ""],
+            "spans": [json.dumps([{"start": 0, "end": 4, "label": "Supported"}]), "", "[]"],
+            "split": ["test", "", "validation"],
+            "source": ["wiki", "wiki", ""],
+        }
+    )
     path = tmp_path / "table.csv"
     frame.to_csv(path)  # with pandas' index column, which is not data
     preview = preview_import(path)
@@ -326,13 +357,16 @@ def test_import_csv_conversation_and_bad_rows(sqlite_db, tmp_path):
     import pandas as pd
 
     good = json.dumps(_conv(ANSWER))
-    frame = pd.DataFrame({
-        "conversation": [good, "[oops", good.replace("assistant", "user"), json.dumps(_conv("ok"))],
-        "annotations": [json.dumps([{"span": "Lemberg", "label": "hallucinated"}]), "", "", "{bad"],
-    })
+    frame = pd.DataFrame(
+        {
+            "conversation": [good, "[oops", good.replace("assistant", "user"), json.dumps(_conv("ok"))],
+            "annotations": [json.dumps([{"span": "Lemberg", "label": "hallucinated"}]), "", "", "{bad"],
+        }
+    )
     frame.to_csv(tmp_path / "conv.csv", index=False)
-    with pytest.raises(BadImportError, match="^3 bad rows; nothing was imported \\(first: row 2: column 'conversation'"
-                       ) as info:
+    with pytest.raises(
+        BadImportError, match="^3 bad rows; nothing was imported \\(first: row 2: column 'conversation'"
+    ) as info:
         _import(sqlite_db, tmp_path / "conv.csv")
     assert [n for n, _ in info.value.problems] == [2, 3, 4]
     frame.iloc[[0]].to_csv(tmp_path / "one.csv", index=False)
@@ -348,12 +382,14 @@ def test_import_csv_conversation_and_bad_rows(sqlite_db, tmp_path):
 def test_import_parquet_with_native_lists(sqlite_db, tmp_path):
     import pandas as pd
 
-    frame = pd.DataFrame({
-        "conversation": [_conv(ANSWER), _conv("Paris is in France.", "Paris?")],
-        "annotations": [[{"span": "1256", "index": 50, "label": "Not Supported"}], None],
-        "id": [1, 2],
-        "score": [0.5, float("nan")],
-    })
+    frame = pd.DataFrame(
+        {
+            "conversation": [_conv(ANSWER), _conv("Paris is in France.", "Paris?")],
+            "annotations": [[{"span": "1256", "index": 50, "label": "Not Supported"}], None],
+            "id": [1, 2],
+            "score": [0.5, float("nan")],
+        }
+    )
     frame.to_parquet(tmp_path / "t.parquet")
     report = _import(sqlite_db, tmp_path / "t.parquet")
     assert (report.imported, report.by_index, report.format) == (2, 1, "parquet")
@@ -397,10 +433,12 @@ def _seed(database) -> list[int]:
         second = add_generation(session, ds, CoreGeneration(_conv("Kraków is in Poland 🇵🇱.", "Where?")))
         gold = [Span(0, 4, "Supported"), Span(6, 13, "Not Supported"), Span(18, 21, "Insufficient Information")]
         save_annotation_set(session, first.id, gold, owner=None, expected_version=0, actor=None)
-        save_annotation_set(session, first.id, [Span(0, 4, "Not Supported")], owner=alice, expected_version=0,
-                            actor=alice)
-        save_annotation_set(session, second.id, [Span(13, 19, "Supported"), Span(0, 6, "N/A")], owner=bob,
-                            expected_version=0, actor=bob)
+        save_annotation_set(
+            session, first.id, [Span(0, 4, "Not Supported")], owner=alice, expected_version=0, actor=alice
+        )
+        save_annotation_set(
+            session, second.id, [Span(13, 19, "Supported"), Span(0, 6, "N/A")], owner=bob, expected_version=0, actor=bob
+        )
         return [first.id, second.id]
 
 
@@ -442,8 +480,17 @@ def test_export_conll(sqlite_db, tmp_path):
     assert not (tmp_path / "all.conll").exists()
     first, second, end = (tmp_path / "gold.conll").read_text(encoding="utf-8").split("\n\n")
     assert first.splitlines() == [
-        "# id = g1", "# generation = 1", "# split = test", "# tokens = model",
-        "Lviv\tB-SUP", "(\tO", "Lemberg\tB-HAL", ")\tO", "is\tO", "old\tB-UNV", ".\tO",
+        "# id = g1",
+        "# generation = 1",
+        "# split = test",
+        "# tokens = model",
+        "Lviv\tB-SUP",
+        "(\tO",
+        "Lemberg\tB-HAL",
+        ")\tO",
+        "is\tO",
+        "old\tB-UNV",
+        ".\tO",
     ]
     assert second.splitlines()[3:] == ["# tokens = whitespace", "Kraków\tO", "is\tO", "in\tO", "Poland\tO", "🇵🇱.\tO"]
     assert end == ""
@@ -500,8 +547,11 @@ def generations(draw) -> tuple[CoreGeneration, TokenTrace | None, list[Span] | N
     answer = draw(texts)
     prompt = draw(texts)
     cuts = sorted(draw(st.sets(st.integers(0, len(answer)), max_size=6)))
-    spans = [Span(a, b, draw(st.sampled_from(LABELS)), draw(st.one_of(st.none(), texts)))
-             for a, b in zip(cuts[::2], cuts[1::2]) if a < b]
+    spans = [
+        Span(a, b, draw(st.sampled_from(LABELS)), draw(st.one_of(st.none(), texts)))
+        for a, b in zip(cuts[::2], cuts[1::2])
+        if a < b
+    ]
     trace = None
     if draw(st.booleans()):
         bounds = sorted({0, len(answer), *draw(st.sets(st.integers(0, len(answer)), max_size=8))})
@@ -509,14 +559,19 @@ def generations(draw) -> tuple[CoreGeneration, TokenTrace | None, list[Span] | N
         floats = st.one_of(st.just(math.nan), st.floats(-30, 0, width=32))
         trace = TokenTrace(
             draw(st.lists(st.integers(0, 2**31 - 1), min_size=len(offsets), max_size=len(offsets))),
-            [answer[s:e] for s, e in offsets], offsets,
+            [answer[s:e] for s, e in offsets],
+            offsets,
             draw(st.lists(floats, min_size=len(offsets), max_size=len(offsets))),
             draw(st.lists(floats, min_size=len(offsets), max_size=len(offsets))),
         )
     keys = st.sampled_from(["topic", "source", "n"])
     extra = draw(st.dictionaries(keys, st.one_of(texts, st.integers()), max_size=2))
-    gen = CoreGeneration(_conv(answer, prompt), id=draw(st.one_of(st.none(), texts)),
-                         model=draw(st.sampled_from([None, "m/one", "m/two"])), extra=extra)
+    gen = CoreGeneration(
+        _conv(answer, prompt),
+        id=draw(st.one_of(st.none(), texts)),
+        model=draw(st.sampled_from([None, "m/one", "m/two"])),
+        extra=extra,
+    )
     gold = draw(st.one_of(st.none(), st.just(spans)))
     return gen, trace, gold, draw(st.sampled_from(["train", "test"]))
 
@@ -553,36 +608,54 @@ def test_float_arrays_survive_exactly():
 
 # --- fuzz: random mixes of good and bad lines ---------------------------------------------------------------
 
-_bad_line = st.sampled_from([
-    "{oops",
-    '{"conversation": NaN}',
-    "[]",
-    "null",
-    '"just a string"',
-    json.dumps({"conversation": {"role": "assistant"}}),
-    json.dumps({"conversation": [{"role": "user", "content": 3}]}),
-    json.dumps({"conversation": _conv("short"), "spans": [{"start": 3, "end": 99, "label": "Supported"}]}),
-    json.dumps({"conversation": _conv("short"), "spans": [{"start": 1, "end": 1, "label": "Supported"}]}),
-    json.dumps({"conversation": _conv("short"), "spans": [{"start": "0", "end": 2, "label": "Supported"}]}),
-    json.dumps({"conversation": _conv("short"), "annotations": [{"span": "sh", "label": "Wrong"}]}),
-    json.dumps({"conversation": _conv("short"), "annotations": [{"span": 5, "label": "Supported"}]}),
-    json.dumps({"conversation": _conv("short"), "annotations": "sh"}),
-    json.dumps({"conversation": _conv("short"), "spans": [{"start": 0, "end": 3, "label": "Supported"},
-                                                          {"start": 1, "end": 4, "label": "N/A"}]}),
-    json.dumps({"conversation": _conv("short"), "annotations": [{"span": "sho", "label": "Supported"},
-                                                                {"span": "ho", "label": "Not Supported"}]}),
-    json.dumps({"conversation": _conv("sh\x00ort")}),
-    json.dumps({"conversation": _conv("short"), "id": "\ud800"}),
-    json.dumps({"conversation": _conv("short"), "split": ""}),
-    json.dumps({"conversation": _conv("short"), "tokens": {"ids": [1], "offsets": [[0, 9]], "logprobs": [0],
-                                                           "entropies": [0]}}),
-    json.dumps({"conversation": _conv("short"), "tokens": {"ids": [1, 2], "offsets": [[0, 5]], "logprobs": [0],
-                                                           "entropies": [0]}}),
-    json.dumps({"conversation": _conv("short"), "tokens": [1, 2]}),
-    json.dumps({"conversation": _conv("short"), "model": 5}),
-    json.dumps({"conversation": _conv("short"), "extra": {"deep": "\u0000"}}),
-    "[" * 5000 + "]" * 5000,
-])
+_bad_line = st.sampled_from(
+    [
+        "{oops",
+        '{"conversation": NaN}',
+        "[]",
+        "null",
+        '"just a string"',
+        json.dumps({"conversation": {"role": "assistant"}}),
+        json.dumps({"conversation": [{"role": "user", "content": 3}]}),
+        json.dumps({"conversation": _conv("short"), "spans": [{"start": 3, "end": 99, "label": "Supported"}]}),
+        json.dumps({"conversation": _conv("short"), "spans": [{"start": 1, "end": 1, "label": "Supported"}]}),
+        json.dumps({"conversation": _conv("short"), "spans": [{"start": "0", "end": 2, "label": "Supported"}]}),
+        json.dumps({"conversation": _conv("short"), "annotations": [{"span": "sh", "label": "Wrong"}]}),
+        json.dumps({"conversation": _conv("short"), "annotations": [{"span": 5, "label": "Supported"}]}),
+        json.dumps({"conversation": _conv("short"), "annotations": "sh"}),
+        json.dumps(
+            {
+                "conversation": _conv("short"),
+                "spans": [{"start": 0, "end": 3, "label": "Supported"}, {"start": 1, "end": 4, "label": "N/A"}],
+            }
+        ),
+        json.dumps(
+            {
+                "conversation": _conv("short"),
+                "annotations": [{"span": "sho", "label": "Supported"}, {"span": "ho", "label": "Not Supported"}],
+            }
+        ),
+        json.dumps({"conversation": _conv("sh\x00ort")}),
+        json.dumps({"conversation": _conv("short"), "id": "\ud800"}),
+        json.dumps({"conversation": _conv("short"), "split": ""}),
+        json.dumps(
+            {
+                "conversation": _conv("short"),
+                "tokens": {"ids": [1], "offsets": [[0, 9]], "logprobs": [0], "entropies": [0]},
+            }
+        ),
+        json.dumps(
+            {
+                "conversation": _conv("short"),
+                "tokens": {"ids": [1, 2], "offsets": [[0, 5]], "logprobs": [0], "entropies": [0]},
+            }
+        ),
+        json.dumps({"conversation": _conv("short"), "tokens": [1, 2]}),
+        json.dumps({"conversation": _conv("short"), "model": 5}),
+        json.dumps({"conversation": _conv("short"), "extra": {"deep": "\u0000"}}),
+        "[" * 5000 + "]" * 5000,
+    ]
+)
 
 
 @st.composite
@@ -598,8 +671,9 @@ def _good_line(draw) -> str:
         if draw(st.booleans()):
             record["spans"] = [{"start": start, "end": end, "label": label}]
         else:
-            record["annotations"] = [{"span": text[start:end], "index": draw(st.sampled_from([start, None, 999])),
-                                      "label": label}]
+            record["annotations"] = [
+                {"span": text[start:end], "index": draw(st.sampled_from([start, None, 999])), "label": label}
+            ]
     if draw(st.booleans()):
         record["id"] = draw(st.sampled_from(["x", "y", 7]))
     if draw(st.booleans()):
@@ -647,12 +721,16 @@ def test_fuzz_import_all_or_nothing(sqlite_db, tmp_path, lines):
             hashes.append(digest)
     assert report.imported == len(hashes) and report.duplicates == len(valid) - len(hashes)
     with sqlite_db.sessions() as session:
-        rows = session.scalars(select(Generation).where(Generation.id.in_(report.generation_ids))
-                               .order_by(Generation.id)).all()
+        rows = session.scalars(
+            select(Generation).where(Generation.id.in_(report.generation_ids)).order_by(Generation.id)
+        ).all()
         assert [r.content_hash for r in rows] == hashes
         assert session.scalar(select(func.count()).select_from(Generation)) == ds + len(hashes)
-        sets = session.scalar(select(func.count()).select_from(AnnotationSet)
-                              .where(AnnotationSet.generation_id.in_(report.generation_ids)))
+        sets = session.scalar(
+            select(func.count())
+            .select_from(AnnotationSet)
+            .where(AnnotationSet.generation_id.in_(report.generation_ids))
+        )
     first_of = {}
     for record in valid:
         first_of.setdefault(content_hash(record["conversation"]), record)

@@ -1,4 +1,5 @@
 """Work queue: spreading assignments, lease expiry, queue pools and orders, progress."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -227,10 +228,16 @@ def test_default_queue_puts_my_assignments_before_unlabelled(labelled):
     with transaction(db.sessions) as session:
         alice = _user(session, "alice")
         # alice is assigned ids[2] (bob labelled it) and ids[7]; the leases end at different times
-        session.add_all([
-            Assignment(generation_id=ids[7], user_id=alice.id, leased_at=T0, lease_expires_at=T0 + timedelta(hours=5)),
-            Assignment(generation_id=ids[2], user_id=alice.id, leased_at=T0, lease_expires_at=T0 + timedelta(hours=2)),
-        ])
+        session.add_all(
+            [
+                Assignment(
+                    generation_id=ids[7], user_id=alice.id, leased_at=T0, lease_expires_at=T0 + timedelta(hours=5)
+                ),
+                Assignment(
+                    generation_id=ids[2], user_id=alice.id, leased_at=T0, lease_expires_at=T0 + timedelta(hours=2)
+                ),
+            ]
+        )
     with transaction(db.sessions) as session:
         alice = _user(session, "alice")
         items = queue(session, alice, now=T0)
@@ -308,8 +315,10 @@ def test_uncertainty_sort_closest_to_threshold_first(scored):
         # another threshold, another order: near 0.95, ids[3] is the least certain
         shifted = queue(session, _user(session, "alice"), sort="uncertainty", probe_version=1, threshold=0.95, now=T0)
         assert _ids(shifted)[0] == ids[3]
-        assert _ids(queue(session, _user(session, "alice"), sort="uncertainty", probe_version=1, limit=2,
-                          now=T0)) == [ids[1], ids[2]]
+        assert _ids(queue(session, _user(session, "alice"), sort="uncertainty", probe_version=1, limit=2, now=T0)) == [
+            ids[1],
+            ids[2],
+        ]
 
 
 def test_risk_sort_highest_max_score_first(scored):
@@ -444,7 +453,10 @@ def test_progress(world):
         assert progress(session, alice, "test-set", now=T0) == {"done": 2, "assigned": 5, "total": 9}
         # an hour later the open leases have run out; the done one still counts
         assert progress(session, alice, "test-set", now=T0 + timedelta(hours=1)) == {
-            "done": 2, "assigned": 1, "total": 9}
+            "done": 2,
+            "assigned": 1,
+            "total": 9,
+        }
         with pytest.raises(UserError, match="unknown dataset"):
             progress(session, alice, "nope")
 

@@ -1,4 +1,5 @@
 """Review: the bundle (annotators, gold, probe spans, disagreements) and saving gold."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,8 +49,9 @@ def world(any_db, make_generation, monkeypatch):
         generation.logprobs = pack_floats([-1.0] * len(TOKENS))
         generation.entropies = pack_floats([0.5] * len(TOKENS))
         for name, spans in (("alice", ALICE), ("bob", BOB)):
-            save_annotation_set(session, generation.id, spans, owner=people[name], expected_version=0,
-                                actor=people[name])
+            save_annotation_set(
+                session, generation.id, spans, owner=people[name], expected_version=0, actor=people[name]
+            )
         config = ProbeConfig(model_id="tiny-test-model", tokenizer_hash=None, layer=1, hidden_size=4)
         register_probe(session, artifact_dir="/nowhere", config=config, version=1)
         store_scores(session, 1, generation.id, SCORES)
@@ -120,8 +122,9 @@ def test_bundle_of_a_generation_without_tokens_compares_characters(world, make_g
     with transaction(db.sessions) as session:
         alice, bob = users.get_user(session, "alice"), users.get_user(session, "bob")
         plain = make_generation(session, "Paris is in Spain.").id
-        save_annotation_set(session, plain, [Span(12, 17, "Not Supported")], owner=alice, expected_version=0,
-                            actor=alice)
+        save_annotation_set(
+            session, plain, [Span(12, 17, "Not Supported")], owner=alice, expected_version=0, actor=alice
+        )
         save_annotation_set(session, plain, [Span(9, 17, "Not Supported")], owner=bob, expected_version=0, actor=bob)
     with db.sessions() as session:
         bundle = review_bundle(session, plain, probe_version=1)
@@ -150,7 +153,8 @@ def test_disagreement_helpers_on_hand_made_tokens():
     assert disagreement_ranges(offsets, people, [0.9, 0.1, 0.1, 0.1]) == [(0, 3)]
     assert disagreement_ranges(offsets, people[:1], [0.9, 0.1, 0.8, 0.9]) == [(6, 9)]
     assert probe_spans(offsets, [0.9, float("nan"), 0.8, 0.9]) == [
-        Span(0, 3, "Not Supported", "max 0.900"), Span(6, 9, "Not Supported", "max 0.900"),
+        Span(0, 3, "Not Supported", "max 0.900"),
+        Span(6, 9, "Not Supported", "max 0.900"),
     ]
 
 
@@ -161,8 +165,9 @@ def test_save_gold_records_the_decision(world):
     db, generation_id = world
     merged = [Span(0, 11, "Supported"), Span(20, 31, "Not Supported"), Span(35, 39, "Not Supported")]
     with transaction(db.sessions) as session:
-        saved = save_gold(session, generation_id, merged, expected_version=0, reviewer=_reviewer(session),
-                          decision="merged")
+        saved = save_gold(
+            session, generation_id, merged, expected_version=0, reviewer=_reviewer(session), decision="merged"
+        )
         assert (saved.owner, saved.version, spans_of(saved)) == ("gold", 1, merged)
     with db.sessions() as session:
         [event] = _gold_events(session)
@@ -205,17 +210,33 @@ def test_stale_gold_save_conflicts_and_changes_nothing(world):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda s, g: save_gold(s, g, [], expected_version=0, reviewer=users.get_user(s, "alice"), decision="x"),
-         "only an active reviewer or admin"),
-        (lambda s, g: save_gold(s, g, [], expected_version=0, reviewer=users.get_user(s, "rita"), decision="  "),
-         "needs a decision"),
-        (lambda s, g: pick_annotator(s, g, "carol", expected_version=0, reviewer=users.get_user(s, "rita")),
-         "carol has not labelled generation"),
-        (lambda s, g: pick_annotator(s, g, "nobody", expected_version=0, reviewer=users.get_user(s, "rita")),
-         "unknown user 'nobody'"),
-        (lambda s, g: save_gold(s, g, [Span(0, 99, "Supported")], expected_version=0,
-                                reviewer=users.get_user(s, "rita"), decision="merged"),
-         "outside the text"),
+        (
+            lambda s, g: save_gold(s, g, [], expected_version=0, reviewer=users.get_user(s, "alice"), decision="x"),
+            "only an active reviewer or admin",
+        ),
+        (
+            lambda s, g: save_gold(s, g, [], expected_version=0, reviewer=users.get_user(s, "rita"), decision="  "),
+            "needs a decision",
+        ),
+        (
+            lambda s, g: pick_annotator(s, g, "carol", expected_version=0, reviewer=users.get_user(s, "rita")),
+            "carol has not labelled generation",
+        ),
+        (
+            lambda s, g: pick_annotator(s, g, "nobody", expected_version=0, reviewer=users.get_user(s, "rita")),
+            "unknown user 'nobody'",
+        ),
+        (
+            lambda s, g: save_gold(
+                s,
+                g,
+                [Span(0, 99, "Supported")],
+                expected_version=0,
+                reviewer=users.get_user(s, "rita"),
+                decision="merged",
+            ),
+            "outside the text",
+        ),
     ],
 )
 def test_bad_gold_saves_are_refused(world, call, message):

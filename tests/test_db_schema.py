@@ -1,4 +1,5 @@
 """The migrations build exactly the ORM schema, run both ways, and SQLite gets its pragmas."""
+
 from __future__ import annotations
 
 import pytest
@@ -55,7 +56,7 @@ def test_sqlite_pragmas_are_on(sqlite_db):
 def test_foreign_keys_are_enforced(any_db):
     with pytest.raises(IntegrityError):
         with any_db.engine.begin() as conn:
-            conn.execute(text('INSERT INTO spans (set_id, start, "end", label) VALUES (424242, 0, 1, \'N/A\')'))
+            conn.execute(text("INSERT INTO spans (set_id, start, \"end\", label) VALUES (424242, 0, 1, 'N/A')"))
 
 
 def test_0003_adds_skips_comments_and_guidelines_and_goes_back(any_db):

@@ -1,4 +1,5 @@
 """Accounts: validation, lockout, no user enumeration, last-admin protection, audit without hashes."""
+
 from __future__ import annotations
 
 import json
@@ -218,7 +219,12 @@ def test_events_record_changes_without_hashes(any_db):
         events = list(session.scalars(select(Event).order_by(Event.id)))
         hashes = {u.password_hash for u in users.list_users(session)}
     assert [e.action for e in events] == [
-        "user.add", "user.add", "user.set_role", "user.deactivate", "user.reactivate", "user.reset_password",
+        "user.add",
+        "user.add",
+        "user.set_role",
+        "user.deactivate",
+        "user.reactivate",
+        "user.reset_password",
     ]
     assert all(e.entity == "user" for e in events)
     assert events[0].user_id is None and all(e.user_id == root.id for e in events[1:])

@@ -4,6 +4,7 @@ There is no GPU here, so the engine's bfloat16 path is tested on the CPU (torch 
 there, slowly): the tiny model loaded in bfloat16 behaves as a GPU's model does. The float32
 path keeps its 1e-4 contract in tests/test_model.py and tests/test_batched_engine.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ from core.probes.linear import LinearProbe
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 MESSAGES = [{"role": "user", "content": "Tell me about Lviv 🙂 and 東京."}]
-PROMPTS = ["Hi", "The capital of France is", "Paris is the capital of France and Berlin is the capital of Germany. " * 3,
-           "A", "Tell me about the history of the city, its rivers and its bridges", "x " * 20]
+PROMPTS = [
+    "Hi",
+    "The capital of France is",
+    "Paris is the capital of France and Berlin is the capital of Germany. " * 3,
+    "A",
+    "Tell me about the history of the city, its rivers and its bridges",
+    "x " * 20,
+]
 BF16_TOLERANCE = score_tolerance(torch.bfloat16)
 
 
@@ -140,8 +147,20 @@ def test_cli_device_cuda_without_a_gpu_is_one_clear_error(prompts_file, tmp_path
     from core.orchestration.cli import main
 
     out = tmp_path / "out.jsonl"
-    code = main(["--quiet", "generate", "--device", "cuda", "--prompts", str(prompts_file), "--out", str(out),
-                 "--model", str(tiny_model_dir)])
+    code = main(
+        [
+            "--quiet",
+            "generate",
+            "--device",
+            "cuda",
+            "--prompts",
+            str(prompts_file),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert err.count("\n") == 1 and "use --device cpu" in err
@@ -153,8 +172,22 @@ def test_cli_device_sets_the_setting_for_this_process_and_its_workers(prompts_fi
     from core.orchestration.cli import build_parser, main
 
     out = tmp_path / "out.jsonl"
-    code = main(["--quiet", "--device", "CPU", "generate", "--prompts", str(prompts_file), "--out", str(out),
-                 "--model", str(tiny_model_dir), "--max-new-tokens", "3"])
+    code = main(
+        [
+            "--quiet",
+            "--device",
+            "CPU",
+            "generate",
+            "--prompts",
+            str(prompts_file),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--max-new-tokens",
+            "3",
+        ]
+    )
     assert code == 0 and out.exists()
     assert os.environ["PROBELENS_DEVICE"] == "cpu"  # a worker started now inherits it
     parser = build_parser()
@@ -162,8 +195,14 @@ def test_cli_device_sets_the_setting_for_this_process_and_its_workers(prompts_fi
     assert parser.parse_args(["--device", "cpu", "train", "--data", "d", "--out", "o"]).device == "cpu"
     assert parser.parse_args(["train", "--data", "d", "--out", "o", "--device", "cuda:1"]).device == "cuda:1"
     assert parser.parse_args(["train", "--data", "d", "--out", "o"]).device is None
-    for command in (["retrain"], ["seed"], ["probes", "--device", "cpu", "list"], ["score", "--data", "d",
-                    "--probe", "p", "--out", "o"], ["evaluate", "--data", "d", "--probe", "p"], ["layers", "--data", "d"]):
+    for command in (
+        ["retrain"],
+        ["seed"],
+        ["probes", "--device", "cpu", "list"],
+        ["score", "--data", "d", "--probe", "p", "--out", "o"],
+        ["evaluate", "--data", "d", "--probe", "p"],
+        ["layers", "--data", "d"],
+    ):
         argv = command if "--device" in command else [*command, "--device", "cpu"]
         assert parser.parse_args(argv).device == "cpu"
 
@@ -213,8 +252,9 @@ def test_bf16_streaming_equals_teacher_forcing_within_the_bf16_tolerance(bf16_lm
         for t in tokens:  # hidden states leave the engine as float32 on the CPU
             assert t.hidden[layer].dtype == torch.float32 and t.hidden[layer].device.type == "cpu"
             assert isinstance(t.score, float) and 0.0 <= t.score <= 1.0
-        forced = score_conversation(bf16_lm, MESSAGES + [{"role": "assistant", "content": stream.text}], [layer],
-                                    [t.token_id for t in tokens])
+        forced = score_conversation(
+            bf16_lm, MESSAGES + [{"role": "assistant", "content": stream.text}], [layer], [t.token_id for t in tokens]
+        )
         assert forced.hidden[layer].dtype == torch.float32
         assert forced.offsets == [(t.start, t.end) for t in tokens]
         diff = np.abs(probe.predict(forced.hidden[layer]).numpy() - [t.score for t in tokens])
@@ -230,8 +270,10 @@ def test_bf16_streaming_equals_teacher_forcing_within_the_bf16_tolerance(bf16_lm
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_the_bf16_batched_engine_agrees_with_teacher_forcing(bf16_lm, probe, batch_size):
     layer = bf16_lm.default_layer
-    requests = [GenerationRequest([{"role": "user", "content": p}], probe=probe, max_new_tokens=10 + 2 * n,
-                                  layers=(1, layer)) for n, p in enumerate(PROMPTS)]
+    requests = [
+        GenerationRequest([{"role": "user", "content": p}], probe=probe, max_new_tokens=10 + 2 * n, layers=(1, layer))
+        for n, p in enumerate(PROMPTS)
+    ]
     answers = list(generate_batched(bf16_lm, requests, batch_size=batch_size))
     assert len(answers) == len(PROMPTS)
     # Greedy tokens may differ from the lone stream where two candidates are within bf16 rounding
@@ -239,8 +281,12 @@ def test_the_bf16_batched_engine_agrees_with_teacher_forcing(bf16_lm, probe, bat
     for answer in answers:
         assert answer.tokens and answer.finish_reason in {"eos", "length"}
         assert all(t.hidden[layer].dtype == torch.float32 and set(t.hidden) == {1, layer} for t in answer.tokens)
-        forced = score_conversation(bf16_lm, [*answer.request.messages, {"role": "assistant", "content": answer.text}],
-                                    [layer], [t.token_id for t in answer.tokens])
+        forced = score_conversation(
+            bf16_lm,
+            [*answer.request.messages, {"role": "assistant", "content": answer.text}],
+            [layer],
+            [t.token_id for t in answer.tokens],
+        )
         diff = np.abs(probe.predict(forced.hidden[layer]).numpy() - [t.score for t in answer.tokens])
         assert diff.max() <= BF16_TOLERANCE
 
@@ -249,8 +295,10 @@ def test_bf16_extraction_and_its_cache(bf16_lm, tiny_lm, probe, tmp_path, monkey
     from safetensors.torch import load_file
 
     layer = bf16_lm.default_layer
-    generations = [Generation([{"role": "user", "content": p}, {"role": "assistant", "content": f"Answer {n}: Lviv."}])
-                   for n, p in enumerate(PROMPTS[:4])]
+    generations = [
+        Generation([{"role": "user", "content": p}, {"role": "assistant", "content": f"Answer {n}: Lviv."}])
+        for n, p in enumerate(PROMPTS[:4])
+    ]
     cache = ActivationCache(bf16_lm, root=tmp_path)
     assert cache.dtype == torch.bfloat16 and ActivationCache(tiny_lm, root=tmp_path).dtype == torch.float16
     assert model_key(bf16_lm) != model_key(tiny_lm)  # bf16 states never answer for float32 ones
@@ -273,10 +321,13 @@ def test_lora_trains_on_a_bf16_model_and_its_head_comes_back_float32_on_the_cpu(
     from core.probes.lora import LoraSettings, lora_hidden, train_lora_probe
     from tests.support.capitals import answers
 
-    generations = [Generation([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
-                              spans=spans) for prompt, completion, spans, _split in answers()][:8]
-    result = train_lora_probe(bf16_lm, generations, bf16_lm.default_layer,
-                              LoraSettings(epochs=1, batch_answers=4, kl_weight=1.0))
+    generations = [
+        Generation([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}], spans=spans)
+        for prompt, completion, spans, _split in answers()
+    ][:8]
+    result = train_lora_probe(
+        bf16_lm, generations, bf16_lm.default_layer, LoraSettings(epochs=1, batch_answers=4, kl_weight=1.0)
+    )
     assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
     assert result.head.linear.weight.dtype == torch.float32 and result.head.linear.weight.device.type == "cpu"
     adapters = [p for name, p in result.model.named_parameters() if "lora_" in name]

@@ -1,4 +1,5 @@
 """Annotation editing rules (core/editing.py): selections, undo/redo, overlaps, suggestions, merging."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,9 +53,30 @@ def test_selection_trims_trailing_whitespace_tokens():
 def test_selection_trims_punctuation_at_its_ends_but_keeps_it_inside():
     # a drag that ends a few pixels into the "." (or a comma) marks the words without it
     assert selection_to_span(OFFSETS, 3, 4, text=TEXT) == (15, 20)  # "Paris", not "Paris."
-    text = 'He said («Black Sperzsherach», 1902) -40 °C at 72%, Dr. Sato.'
-    words = ["He", " said", " («", "Black", " Sper", "zsh", "erach", "»,", " ", "1902", ")", " -", "40",
-             " °C", " at", " 72", "%,", " Dr", ".", " Sato", "."]
+    text = "He said («Black Sperzsherach», 1902) -40 °C at 72%, Dr. Sato."
+    words = [
+        "He",
+        " said",
+        " («",
+        "Black",
+        " Sper",
+        "zsh",
+        "erach",
+        "»,",
+        " ",
+        "1902",
+        ")",
+        " -",
+        "40",
+        " °C",
+        " at",
+        " 72",
+        "%,",
+        " Dr",
+        ".",
+        " Sato",
+        ".",
+    ]
     assert "".join(words) == text
     offsets, pos = [], 0
     for w in words:
@@ -75,7 +97,9 @@ def test_selection_trims_punctuation_at_its_ends_but_keeps_it_inside():
     assert sel("»,", "»,") == "»,"  # punctuation alone stays selectable
     # Alt (character precision) is not trimmed at all
     assert selection_to_span(offsets, 0, 0, text=text, char_start=text.index("Sato"), char_end=len(text)) == (
-        text.index("Sato"), len(text))
+        text.index("Sato"),
+        len(text),
+    )
 
 
 def test_whitespace_only_or_out_of_range_selection_is_refused():

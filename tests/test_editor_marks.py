@@ -8,6 +8,7 @@
   WCAG contrast of at least 3:1 with every background of its band, down to the darkest red;
   js/colour.js mirrors the palettes and bands, and heatmap.css draws exactly those colours.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,14 +47,21 @@ def js_eval():
 def test_js_edge_punctuation_is_python_edge_punctuation(js_eval):
     # every BMP character but surrogates, and the astral ones Python's Unicode assigns (JS may
     # know a newer Unicode: characters new since then are not compared)
-    chars = [chr(c) for c in range(sys.maxunicode + 1)
-             if not 0xD800 <= c <= 0xDFFF and (c < 0x10000 or unicodedata.category(chr(c)) != "Cn")]
-    js = js_eval("spans.js", "(P, s) => Array.from(s).map(c => (P.isEdgePunct(c) ? '1' : '0')).join('')",
-                 "".join(chars))
+    chars = [
+        chr(c)
+        for c in range(sys.maxunicode + 1)
+        if not 0xD800 <= c <= 0xDFFF and (c < 0x10000 or unicodedata.category(chr(c)) != "Cn")
+    ]
+    js = js_eval(
+        "spans.js", "(P, s) => Array.from(s).map(c => (P.isEdgePunct(c) ? '1' : '0')).join('')", "".join(chars)
+    )
     assert len(js) == len(chars)
     new_in_js = [hex(ord(c)) for c, j in zip(chars, js) if unicodedata.category(c) == "Cn" and j == "1"]
-    diff = [hex(ord(c)) for c, j in zip(chars, js)
-            if unicodedata.category(c) != "Cn" and is_edge_punctuation(c) != (j == "1")]
+    diff = [
+        hex(ord(c))
+        for c, j in zip(chars, js)
+        if unicodedata.category(c) != "Cn" and is_edge_punctuation(c) != (j == "1")
+    ]
     assert diff == []
     assert len(new_in_js) < 20, new_in_js  # only characters assigned after Python's Unicode version
     assert sum(map(is_edge_punctuation, chars)) > 500
@@ -65,8 +73,9 @@ def test_js_edge_punctuation_is_python_edge_punctuation(js_eval):
 
 
 def test_every_line_keeps_3_to_1_contrast_with_the_token_under_it():
-    assert set(LINE_COLOURS[0]) == {*GOLD_COLOURS, SUGGESTION_LINE} and all(set(p) == set(LINE_COLOURS[0])
-                                                                            for p in LINE_COLOURS)
+    assert set(LINE_COLOURS[0]) == {*GOLD_COLOURS, SUGGESTION_LINE} and all(
+        set(p) == set(LINE_COLOURS[0]) for p in LINE_COLOURS
+    )
     assert LINE_COLOURS[0] == {**GOLD_COLOURS, SUGGESTION_LINE: LINE_COLOURS[0][SUGGESTION_LINE]}
     worst = {}
     for score in GRID:
@@ -85,8 +94,12 @@ def test_every_line_keeps_3_to_1_contrast_with_the_token_under_it():
 
 def test_js_line_tones_and_colours_are_python_ones(js_eval):
     grid = [s for s in GRID if s is None or s == s]  # JSON has no NaN
-    got = js_eval("colour.js", "(P, xs) => ({tones: xs.map(x => P.lineTone(x)), from: P.LINE_TONE_FROM, "
-                               "colours: P.LINE_COLOURS, cls: P.LINE_CLS})", grid)
+    got = js_eval(
+        "colour.js",
+        "(P, xs) => ({tones: xs.map(x => P.lineTone(x)), from: P.LINE_TONE_FROM, "
+        "colours: P.LINE_COLOURS, cls: P.LINE_CLS})",
+        grid,
+    )
     assert got["tones"] == [line_tone(s) for s in grid]
     assert got["from"] == list(LINE_TONE_FROM)
     assert got["colours"] == [dict(p) for p in LINE_COLOURS]

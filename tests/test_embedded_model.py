@@ -1,5 +1,6 @@
 """Integration: the embedded SmolLM2 for real — generate, train, evaluate, score, and
 streaming scores equal teacher-forced scores of the same tokens."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,17 @@ def test_generate_train_evaluate_score_and_streaming_agreement(workdir, capsys):
 
     # Streaming scores (generate --probe) vs teacher-forced scores (score) of the same tokens.
     streamed = workdir / "streamed.jsonl"
-    cli("generate", "--prompts", str(prompts), "--out", str(streamed), "--max-new-tokens", "40",
-        "--probe", str(probe_dir))
+    cli(
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(streamed),
+        "--max-new-tokens",
+        "40",
+        "--probe",
+        str(probe_dir),
+    )
     forced = workdir / "forced.jsonl"
     cli("score", "--data", str(streamed), "--probe", str(probe_dir), "--out", str(forced))
     for s_row, f_row in zip(read(streamed), read(forced)):

@@ -1,5 +1,6 @@
 """Inspect → Errors: the answer's heatmap outlines the labelled spans the list judges, not every
 token the threshold flags (issue #14, item 13: at a low threshold nearly every token was outlined)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,11 @@ from core.probes.metrics import ItemScores
 ANSWER = "Lviv was founded in 1256 by Daniel, a prince of Galicia."
 WORDS = ["Lviv", " was", " founded", " in", " 1256", " by", " Daniel", ",", " a", " prince", " of", " Galicia", "."]
 # labelled spans: "Lviv" supported (token 0), "1256" hallucinated (token 4), "Galicia" supported (token 11)
-GOLD = [{"start": 0, "end": 4, "label": "Supported"}, {"start": 20, "end": 24, "label": "Not Supported"},
-        {"start": 48, "end": 55, "label": "Supported"}]
+GOLD = [
+    {"start": 0, "end": 4, "label": "Supported"},
+    {"start": 20, "end": 24, "label": "Not Supported"},
+    {"start": 48, "end": 55, "label": "Supported"},
+]
 SPAN_TOKENS = {0: 0, 4: 1, 11: 2}
 SCORES = [0.30, 0.05, 0.10, 0.20, 0.70, 0.02, 0.40, 0.01, 0.03, 0.15, 0.04, 0.60, 0.01]
 
@@ -22,8 +26,14 @@ def item_and_view() -> tuple[ItemScores, TokenView, list[tuple[int, int]]]:
     n = len(WORDS)
     span_ids = np.array([SPAN_TOKENS.get(i, -1) for i in range(n)])
     labels = np.array([1 if i == 4 else 0 for i in range(n)], dtype=np.int8)
-    item = ItemScores(labels=labels, span_ids=span_ids, span_labels=np.array([0, 1, 0], dtype=np.int8),
-                      probe=np.array(SCORES), logprobs=np.zeros(n), entropies=np.zeros(n))
+    item = ItemScores(
+        labels=labels,
+        span_ids=span_ids,
+        span_labels=np.array([0, 1, 0], dtype=np.int8),
+        probe=np.array(SCORES),
+        logprobs=np.zeros(n),
+        entropies=np.zeros(n),
+    )
     view = TokenView.from_lists(WORDS, scores=SCORES)
     assert "".join(WORDS) == ANSWER
     chars = [(view.starts[t], view.ends[t]) for t in sorted(SPAN_TOKENS)]
@@ -58,15 +68,21 @@ def test_at_threshold_zero_only_the_labelled_spans_are_outlined():
     assert listed == {chars[0], chars[2]}  # every outlined error is a listed one
 
 
-@pytest.mark.parametrize("threshold, expected", [
-    (0.5, {0: None, 4: "TP", 11: "FP"}),  # Galicia's 0.60 flags it; Lviv's 0.30 does not
-    (0.65, {0: None, 4: "TP", 11: None}),
-    (0.9, {0: None, 4: "FN", 11: None}),  # the hallucinated year is missed
-])
+@pytest.mark.parametrize(
+    "threshold, expected",
+    [
+        (0.5, {0: None, 4: "TP", 11: "FP"}),  # Galicia's 0.60 flags it; Lviv's 0.30 does not
+        (0.65, {0: None, 4: "TP", 11: None}),
+        (0.9, {0: None, 4: "FN", 11: None}),  # the hallucinated year is missed
+    ],
+)
 def test_outlines_follow_the_span_level_judgement_of_the_error_list(threshold, expected):
     item, view, chars = item_and_view()
-    outcomes = token_outcomes(heatmap_payload(view, threshold=threshold, gold_spans=GOLD,
-                                              predicted_spans=flagged_spans(item, chars, threshold)))
+    outcomes = token_outcomes(
+        heatmap_payload(
+            view, threshold=threshold, gold_spans=GOLD, predicted_spans=flagged_spans(item, chars, threshold)
+        )
+    )
     assert {i: outcomes[i] for i in expected} == expected
     assert all(outcomes[i] is None for i in range(len(WORDS)) if i not in SPAN_TOKENS)  # background never
 

@@ -1,5 +1,6 @@
 """Generate page logic with AppTest (tiny model): a blank question is refused and stores nothing;
 a scored pasted conversation can be saved to a dataset for annotation."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,13 @@ def env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_c
     probe = LinearProbe(tiny_lm.hidden_size)
 
     def write(staging, version):
-        config = ProbeConfig(model_id=tiny_lm.model_id, tokenizer_hash=tiny_lm.tokenizer_hash,
-                             layer=tiny_lm.default_layer, hidden_size=tiny_lm.hidden_size, version=version)
+        config = ProbeConfig(
+            model_id=tiny_lm.model_id,
+            tokenizer_hash=tiny_lm.tokenizer_hash,
+            layer=tiny_lm.default_layer,
+            hidden_size=tiny_lm.hidden_size,
+            version=version,
+        )
         save_probe(staging, probe, config)
         return config
 

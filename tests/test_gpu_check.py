@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.py, the script for a lent GPU machine: it imports only what that machine
 has (torch, transformers with its tokenizers, safetensors, peft, numpy) and runs, here on the
 CPU with --size tiny in bfloat16, every stage with every check passing."""
+
 from __future__ import annotations
 
 import ast
@@ -54,25 +55,67 @@ sys.meta_path[:] = [WithoutThem if f is importlib.machinery.PathFinder else f fo
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-NOT_THERE = ["sqlalchemy", "alembic", "psycopg", "streamlit", "pandas", "pyarrow", "sklearn", "scipy", "plotly",
-             "statsmodels", "krippendorff", "countryinfo", "datasets", "gguf", "db", "pages"]
+NOT_THERE = [
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "streamlit",
+    "pandas",
+    "pyarrow",
+    "sklearn",
+    "scipy",
+    "plotly",
+    "statsmodels",
+    "krippendorff",
+    "countryinfo",
+    "datasets",
+    "gguf",
+    "db",
+    "pages",
+]
 
 
 def test_the_tiny_check_runs_on_the_cpu_in_bfloat16_and_passes(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, "-c", AS_ON_THE_GPU_MACHINE, ",".join(NOT_THERE), str(SCRIPT),
-                           "--size", "tiny", "--device", "cpu", "--dtype", "bfloat16", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            AS_ON_THE_GPU_MACHINE,
+            ",".join(NOT_THERE),
+            str(SCRIPT),
+            "--size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["passed"] and "ALL PASS" in done.stdout
     # the whole import closure ran without sqlalchemy, pandas, scikit-learn, ... (hidden above)
     assert data["extras_imported"] == []
-    assert all(name == "core" or name.startswith(PURE_CORE) or name in {"core.base", "core.text", "core.engine",
-                                                                        "core.probes"} for name in data["core_modules"])
+    assert all(
+        name == "core" or name.startswith(PURE_CORE) or name in {"core.base", "core.text", "core.engine", "core.probes"}
+        for name in data["core_modules"]
+    )
     names = {check["name"] for check in data["checks"]}
-    assert {"weights dtype", "stream = teacher forcing", "batched = teacher forcing", "extraction cache",
-            "extraction = batched scores", "lora trains"} <= names
+    assert {
+        "weights dtype",
+        "stream = teacher forcing",
+        "batched = teacher forcing",
+        "extraction cache",
+        "extraction = batched scores",
+        "lora trains",
+    } <= names
     stages = data["stages"]
     assert stages["build"]["dtype"] == "torch.bfloat16" and stages["build"]["tolerance"] == 0.05
     for stage in ("stream", "teacher_forcing", "batched", "lora"):

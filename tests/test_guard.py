@@ -1,4 +1,5 @@
 """Retrain guard rails in numbers, and old run outcomes leaving the page."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,15 @@ def test_a_one_answer_validation_set_is_called_too_small_with_its_numbers():
     assert small_validation_warning(MIN_ANSWERS - 1, 50, 50) is not None
 
 
-@pytest.mark.parametrize("metrics, expected", [
-    ({"counts": {"generations": 1, "spans": 3, "positive_spans": 1}}, "1 answer and 3 spans (1 hallucinated"),
-    ({"counts": {"generations": 40, "spans": 60, "positive_spans": 30}}, None),
-    ({"counts": {"generations": "1", "spans": None}}, None),  # odd stored metrics: no claim either way
-    ("not a dict", None),
-])
+@pytest.mark.parametrize(
+    "metrics, expected",
+    [
+        ({"counts": {"generations": 1, "spans": 3, "positive_spans": 1}}, "1 answer and 3 spans (1 hallucinated"),
+        ({"counts": {"generations": 40, "spans": 60, "positive_spans": 30}}, None),
+        ({"counts": {"generations": "1", "spans": None}}, None),  # odd stored metrics: no claim either way
+        ("not a dict", None),
+    ],
+)
 def test_a_registered_versions_warning_comes_from_its_stored_counts(metrics, expected):
     text = version_validation_warning(metrics)
     assert (text is None) if expected is None else (expected in text)
@@ -64,6 +68,6 @@ def test_the_theme_accent_is_not_an_error_red():
 
     config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     colour = config["theme"]["primaryColor"].lstrip("#")
-    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4))
     hue = colorsys.rgb_to_hsv(r, g, b)[0] * 360
     assert 180 <= hue <= 260  # a blue: focused inputs never look like errors or risk

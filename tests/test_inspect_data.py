@@ -1,5 +1,6 @@
 """The Inspect page's data on a tiny random model and a real SQLite file: the right answers,
 the same numbers as the registered metrics, errors and suspects that point at real rows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,9 +33,9 @@ def test_evaluation_set_is_the_validation_answers_with_the_registered_metrics(tr
     table = threshold_table(es.items, "span_max")
     assert table["auc"] == pytest.approx(outcome.metrics["span_max"]["auc"])
     for g, spans in enumerate(es.spans_char):
-        (a, b), = spans  # one labelled city per answer
+        ((a, b),) = spans  # one labelled city per answer
         city = es.gold_spans[g][0]
-        assert es.texts[g][city["start"]:city["end"]] in es.texts[g][a:b]
+        assert es.texts[g][city["start"] : city["end"]] in es.texts[g][a:b]
         assert len(es.traces[g].scores) == len(es.traces[g].token_ids) == es.items[g].labels.size
     with pytest.raises(UserError, match="no labelled answers"):
         evaluation_set(database, lm, outcome.version, datasets=["nothing-here"])
@@ -86,6 +87,7 @@ def test_layer_scan_version_comparison_and_token_scan(trained):
 
 # --- known answers -------------------------------------------------------------------------------
 
+
 def register_constant(database, lm, directory, p: float, layer: int = 3) -> int:
     """A probe that gives every token the score `p` (zero weights): every metric is known."""
     import math
@@ -96,8 +98,9 @@ def register_constant(database, lm, directory, p: float, layer: int = 3) -> int:
     from db.probes import register_probe
 
     probe = LinearProbe.from_weights(np.zeros(lm.hidden_size, dtype=np.float32), math.log(p / (1 - p)))
-    config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
-                         hidden_size=lm.hidden_size)
+    config = ProbeConfig(
+        model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer, hidden_size=lm.hidden_size
+    )
     save_probe(directory, probe, config)
     with database.sessions() as session, session.begin():
         return register_probe(session, artifact_dir=str(directory), config=config).version
@@ -137,7 +140,7 @@ def test_a_constant_probe_gives_the_known_metrics_errors_and_conformal_threshold
     wrong_cities = {wrong for _country, _right, wrong in FACTS}
     for e in errors["false_negatives"]:
         g = es.keys.index(e["key"])
-        city = es.texts[g][es.gold_spans[g][0]["start"]:es.gold_spans[g][0]["end"]]
+        city = es.texts[g][es.gold_spans[g][0]["start"] : es.gold_spans[g][0]["end"]]
         assert city in wrong_cities and city in e["span_text"]
 
     # 4 calibration negatives all at 0.7: alpha 0.25 -> k = ceil(5 * 0.75) = 4 -> threshold 0.7, FPR 0
@@ -163,7 +166,7 @@ def test_trained_probe_metrics_match_a_recount_from_the_heatmap_traces(trained):
     es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
     labels, scores = [], []
     for g, trace in enumerate(es.traces):
-        (start, end), = es.spans_char[g]
+        ((start, end),) = es.spans_char[g]
         inside = [s for (a, b), s in zip(trace.offsets, trace.scores) if a < end and b > start]
         scores.append(max(inside))
         labels.append(0 if es.gold_spans[g][0]["label"] == "Supported" else 1)
@@ -197,10 +200,16 @@ def test_error_heatmaps_at_threshold_zero_outline_only_the_labelled_span(trained
     es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
     for g, trace in enumerate(es.traces):
         view = TokenView.from_trace(trace)
-        outcomes = token_outcomes(heatmap_payload(view, threshold=0.0, gold_spans=es.gold_spans[g],
-                                                  predicted_spans=flagged_spans(es.items[g], es.spans_char[g], 0.0)))
+        outcomes = token_outcomes(
+            heatmap_payload(
+                view,
+                threshold=0.0,
+                gold_spans=es.gold_spans[g],
+                predicted_spans=flagged_spans(es.items[g], es.spans_char[g], 0.0),
+            )
+        )
         outlined = [i for i, o in enumerate(outcomes) if o]
-        (start, end), = es.spans_char[g]
+        ((start, end),) = es.spans_char[g]
         assert outlined and all(start < trace.offsets[i][1] and trace.offsets[i][0] < end for i in outlined)
         assert outlined == list(range(outlined[0], outlined[-1] + 1))  # one outlined span
         assert len(outlined) < len(trace.token_ids) / 2
@@ -218,6 +227,7 @@ def test_scoring_reports_progress_and_can_be_cancelled(sqlite_db, tiny_lm, tmp_p
     with pytest.raises(Cancelled):
         evaluation_set(sqlite_db, tiny_lm, version, cancel=token)
     seen = []
-    es = evaluation_set(sqlite_db, tiny_lm, version, progress=lambda stage, done, total, message="":
-                        seen.append((done, total)))
+    es = evaluation_set(
+        sqlite_db, tiny_lm, version, progress=lambda stage, done, total, message="": seen.append((done, total))
+    )
     assert len(es.row_ids) == 8 and seen and seen[-1][0] == seen[-1][1]

@@ -1,4 +1,5 @@
 """Inspect page logic with AppTest on a tiny model and a real SQLite file."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,12 @@ from tests.support.capitals import run_retrain, seed
 def env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_cache):
     monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    add_users(app_database, ("boss", "boss-password", "admin"), ("rita", "reviewer-password", "reviewer"),
-              ("ann", "annotator-password", "annotator"))
+    add_users(
+        app_database,
+        ("boss", "boss-password", "admin"),
+        ("rita", "reviewer-password", "reviewer"),
+        ("ann", "annotator-password", "annotator"),
+    )
     ids = seed(app_database)
     run_retrain(app_database, tiny_lm)
     return app_database, ids
@@ -40,8 +45,9 @@ def test_reviewer_sees_the_probe_and_the_threshold_moves_the_numbers(env):
     assert len(seen) == 3  # every position gave different numbers
     slider.set_value(0.0).run()
     assert metrics(at)["Recall"] == "1.000"  # everything flagged at 0
-    assert any("Split-conformal guarantee" in str(md.value) or "No finite threshold" in str(md.value)
-               for md in at.markdown)
+    assert any(
+        "Split-conformal guarantee" in str(md.value) or "No finite threshold" in str(md.value) for md in at.markdown
+    )
 
 
 def test_an_annotator_is_refused(env):

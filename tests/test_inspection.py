@@ -1,5 +1,6 @@
 """Tests of core/inspection.py on synthetic data: hand-worked cases, brute force, and the
 statistical promises (conformal FPR guarantee, paired-bootstrap coverage) checked by simulation."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,6 @@ pytestmark = pytest.mark.usefixtures("warnings_are_errors")
 def strict_json(obj):
     """Round-trip through JSON with NaN/Infinity forbidden (what a browser's JSON.parse accepts)."""
     return json.loads(json.dumps(obj, allow_nan=False))
-
-
 
 
 # --------------------------------------------------------------------------- curves
@@ -425,7 +424,9 @@ def test_label_error_suspects_finds_flipped_spans():
                 flipped.add((f"gen{g}", k))
         labels = np.where(span_ids >= 0, gold_spans[np.maximum(span_ids, 0)], 0)
         examples.append((hidden.astype(np.float32), labels, span_ids, gold_spans, f"gen{g}"))
-    suspects = strict_json(label_error_suspects(examples, n_folds=5, config=TrainConfig(min_steps=100, max_auto_epochs=20), top=10))
+    suspects = strict_json(
+        label_error_suspects(examples, n_folds=5, config=TrainConfig(min_steps=100, max_auto_epochs=20), top=10)
+    )
     found = {(s["key"], s["span"]) for s in suspects}
     assert len(found & flipped) >= 4, (suspects, flipped)
     confs = [s["confidence"] for s in suspects]
@@ -456,4 +457,7 @@ def test_weighted_roc_matches_scikit_learn_on_resamples():
         auc, recall = roc.auc_and_recall(np.bincount(idx, minlength=40).astype(float))
         assert auc == pytest.approx(sk_auc(fpr, tpr), abs=1e-12)
         assert recall == pytest.approx(tpr[fpr <= 0.1].max(), abs=1e-12)
-    assert WeightedRoc(np.zeros(5, np.int8), np.arange(5.0), np.zeros(5, int)).auc_and_recall(np.ones(1)) == (None, None)
+    assert WeightedRoc(np.zeros(5, np.int8), np.arange(5.0), np.zeros(5, int)).auc_and_recall(np.ones(1)) == (
+        None,
+        None,
+    )

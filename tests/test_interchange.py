@@ -1,4 +1,5 @@
 """The JSONL interchange format (core/interchange.py)."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,12 @@ def test_parse_paper_record():
 
 
 def test_parse_native_spans_and_dedupe_with_annotations():
-    rec = _record(spans=[{"start": 16, "end": 23, "label": "not supported"}, {"start": 0, "end": 4, "label": "ignore",
-                                                                              "note": "x"}])
+    rec = _record(
+        spans=[
+            {"start": 16, "end": 23, "label": "not supported"},
+            {"start": 0, "end": 4, "label": "ignore", "note": "x"},
+        ]
+    )
     gen, _, by_index, _ = parse_record(rec, 1)
     assert gen.spans == [Span(16, 23, "Not Supported", "n"), Span(0, 4, "N/A", "x")]
     assert by_index == 3
@@ -102,7 +107,7 @@ def test_integer_id_is_stringified():
         (_record(spans=[{"start": 5, "end": 5, "label": "Supported"}]), "line 3: span 1: need 0 <= start < end <= 51"),
         (_record(spans=[{"start": -1, "end": 2, "label": "Supported"}]), "line 3: span 1: need 0 <= start"),
         (_record(spans=[{"start": 0, "end": 52, "label": "Supported"}]), "line 3: span 1: need 0 <= start"),
-        (_record(spans=[{"start": 0, "end": "4", "label": "Supported"}]), "line 3: span 1: \"start\" and \"end\""),
+        (_record(spans=[{"start": 0, "end": "4", "label": "Supported"}]), 'line 3: span 1: "start" and "end"'),
         (_record(spans=[{"start": 0, "end": 4, "label": "??"}]), "line 3: span 1: unknown label '??'"),
         (_record(spans={"start": 0}), 'line 3: "spans" must be a list'),
         (_record(id=1.5), 'line 3: "id" must be a string'),
@@ -123,8 +128,12 @@ def test_parse_errors_name_the_line(rec, message):
 
 
 def test_read_generations_skips_blank_lines_and_collects_report(tmp_path):
-    bad_ann = _record(id="g2", annotations=[{"span": "Paris", "label": "Supported"}, {"span": "Lwów", "label": "Supported"}])
-    path = _write_lines(tmp_path / "g.jsonl", [json.dumps(_record()), "", "   ", json.dumps(bad_ann, ensure_ascii=False)])
+    bad_ann = _record(
+        id="g2", annotations=[{"span": "Paris", "label": "Supported"}, {"span": "Lwów", "label": "Supported"}]
+    )
+    path = _write_lines(
+        tmp_path / "g.jsonl", [json.dumps(_record()), "", "   ", json.dumps(bad_ann, ensure_ascii=False)]
+    )
     report = read_generations(path)
     assert [g.id for g in report.generations] == ["g1", "g2"]
     assert [(n, u.text) for n, u in report.unmatched] == [(4, "Paris")]
@@ -212,8 +221,9 @@ def test_read_prompts_jsonl(tmp_path):
         {"role": "user", "content": "Lviv?"},
         {"role": "assistant", "content": "A city."},
     ]
-    path = _write_lines(tmp_path / "p.jsonl", [json.dumps({"prompt": "Cafe\u0301?", "id": "p1"}),
-                                               json.dumps({"conversation": conv})])
+    path = _write_lines(
+        tmp_path / "p.jsonl", [json.dumps({"prompt": "Cafe\u0301?", "id": "p1"}), json.dumps({"conversation": conv})]
+    )
     items = read_prompts(path)
     assert items[0] == PromptItem("p1", [{"role": "user", "content": "Caf\u00e9?"}])
     assert items[1] == PromptItem(None, conv[:4])
@@ -225,9 +235,12 @@ def test_read_prompts_jsonl(tmp_path):
         ("[1]", "line 2: expected a JSON object"),
         ('{"prompt": ""}', 'line 2: "prompt" must be a non-empty string'),
         ('{"prompt": 5}', 'line 2: "prompt" must be a non-empty string'),
-        ('{"conversation": [{"role": "system", "content": "x"}]}', "line 2: \"conversation\" has no user message"),
+        ('{"conversation": [{"role": "system", "content": "x"}]}', 'line 2: "conversation" has no user message'),
         ('{"prompt": "  \\n "}', 'line 2: "prompt" must be a non-empty string'),
-        ('{"conversation": [{"role": "user", "content": " "}]}', 'line 2: the last user message of "conversation" is empty'),
+        (
+            '{"conversation": [{"role": "user", "content": " "}]}',
+            'line 2: the last user message of "conversation" is empty',
+        ),
         ('{"text": "x"}', 'line 2: expected a "prompt" string or a "conversation" list'),
         ('{"prompt": "x"', "line 2: invalid JSON"),
     ],
@@ -273,8 +286,11 @@ def test_generation_to_record_rejects_out_of_range_span():
 
 def test_write_jsonl_is_utf8_atomic_and_readable(tmp_path):
     path = tmp_path / "sub" / "out.jsonl"
-    gen = Generation([{"role": "user", "content": "q"}, {"role": "assistant", "content": "😀 Lwów"}],
-                     [Span(2, 6, "Supported")], id="x")
+    gen = Generation(
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "😀 Lwów"}],
+        [Span(2, 6, "Supported")],
+        id="x",
+    )
     write_jsonl(path, [generation_to_record(gen)])
     raw = path.read_text(encoding="utf-8")
     assert "😀 Lwów" in raw and raw.endswith("}\n") and raw.count("\n") == 1
@@ -293,8 +309,14 @@ def test_write_jsonl_is_utf8_atomic_and_readable(tmp_path):
 
 def test_trace_round_trip(tmp_path):
     gen = Generation([{"role": "user", "content": "q"}, {"role": "assistant", "content": "Hi 😀"}])
-    trace = TokenTrace([5, 6, 7, 8], ["Hi", " ", "", "😀"], [(0, 2), (2, 3), (3, 4), (3, 4)],
-                       [-0.1, -0.2, float("nan"), -0.4], [0.5, 0.6, 0.7, 0.8], [0.1, 0.2, 0.3, 0.4])
+    trace = TokenTrace(
+        [5, 6, 7, 8],
+        ["Hi", " ", "", "😀"],
+        [(0, 2), (2, 3), (3, 4), (3, 4)],
+        [-0.1, -0.2, float("nan"), -0.4],
+        [0.5, 0.6, 0.7, 0.8],
+        [0.1, 0.2, 0.3, 0.4],
+    )
     rec = generation_to_record(gen, trace)
     assert rec["tokens"]["logprobs"][2] is None  # NaN becomes null: valid JSON for browsers
     write_jsonl(tmp_path / "t.jsonl", [rec])
@@ -309,8 +331,10 @@ def test_trace_round_trip(tmp_path):
 
 
 def test_trace_from_record_without_texts_or_scores_and_errors():
-    obj = {"conversation": [{"role": "assistant", "content": "Hi 😀"}],
-           "tokens": {"ids": [1, 2], "offsets": [[0, 2], [2, 4]], "logprobs": [0, 0], "entropies": [1, 1]}}
+    obj = {
+        "conversation": [{"role": "assistant", "content": "Hi 😀"}],
+        "tokens": {"ids": [1, 2], "offsets": [[0, 2], [2, 4]], "logprobs": [0, 0], "entropies": [1, 1]},
+    }
     trace = trace_from_record(obj)
     assert trace.texts == ["Hi", " 😀"] and trace.scores is None
     assert trace_from_record({"conversation": []}) is None
@@ -320,8 +344,12 @@ def test_trace_from_record_without_texts_or_scores_and_errors():
 
 
 _TEXT = st.lists(
-    st.one_of(st.sampled_from(["Lviv", " ", "\n", "😀", "東京", "e\u0301", "Lemberg"]), st.characters(blacklist_categories=("Cs",))),
-    min_size=1, max_size=30,
+    st.one_of(
+        st.sampled_from(["Lviv", " ", "\n", "😀", "東京", "e\u0301", "Lemberg"]),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    min_size=1,
+    max_size=30,
 ).map(lambda parts: nfc("".join(parts)))
 _LABELS = st.sampled_from(["Not Supported", "Insufficient Information", "Supported", "N/A"])
 

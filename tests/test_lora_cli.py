@@ -1,5 +1,6 @@
 """LoRA probes from the CLI with the tiny model: train --kind lora, the probe folder (head +
 PEFT adapter), score and evaluate with the adapters applied, and the model check on load."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,14 @@ from tests.support.capitals import answers
 @pytest.fixture()
 def labelled(tmp_path):
     path = tmp_path / "labelled.jsonl"
-    rows = [{"id": f"c{n}", "conversation": [{"role": "user", "content": prompt},
-                                             {"role": "assistant", "content": completion}],
-             "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in spans]}
-            for n, (prompt, completion, spans, _split) in enumerate(answers())]
+    rows = [
+        {
+            "id": f"c{n}",
+            "conversation": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+            "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in spans],
+        }
+        for n, (prompt, completion, spans, _split) in enumerate(answers())
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -29,9 +34,30 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
     from core.probes.lora_pipeline import load_lora_probe
 
     out = tmp_path / "lora-probe"
-    code = main(["--quiet", "train", "--data", str(labelled), "--out", str(out), "--model", str(tiny_model_dir),
-                 "--kind", "lora", "--lora-rank", "4", "--lora-layers", "1-3", "--kl-weight", "0.5",
-                 "--epochs", "2", "--layer", "3"])
+    code = main(
+        [
+            "--quiet",
+            "train",
+            "--data",
+            str(labelled),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--kind",
+            "lora",
+            "--lora-rank",
+            "4",
+            "--lora-layers",
+            "1-3",
+            "--kl-weight",
+            "0.5",
+            "--epochs",
+            "2",
+            "--layer",
+            "3",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["kind"] == "lora" and metrics["split"] == "validation" and "span_max" in metrics
@@ -42,8 +68,23 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
     assert adapter["r"] == 4 and adapter["layers_to_transform"] == [1, 2, 3]
 
     scored = tmp_path / "scored.jsonl"
-    assert main(["--quiet", "score", "--data", str(labelled), "--probe", str(out), "--out", str(scored),
-                 "--model", str(tiny_model_dir)]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "score",
+                "--data",
+                str(labelled),
+                "--probe",
+                str(out),
+                "--out",
+                str(scored),
+                "--model",
+                str(tiny_model_dir),
+            ]
+        )
+        == 0
+    )
     first = json.loads(scored.read_text().splitlines()[0])
     model, head, _ = load_lora_probe(tiny_lm, out)
     hidden = lora_hidden(tiny_lm, model, first["conversation"], 3, first["tokens"]["ids"])
@@ -55,25 +96,38 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
     assert not torch.allclose(head.predict(base), head.predict(hidden), atol=1e-5)
 
     capsys.readouterr()
-    assert main(["--quiet", "evaluate", "--data", str(labelled), "--probe", str(out),
-                 "--model", str(tiny_model_dir)]) == 0
+    assert (
+        main(["--quiet", "evaluate", "--data", str(labelled), "--probe", str(out), "--model", str(tiny_model_dir)]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["kind"] == "lora"
 
 
-def test_a_lora_probe_refuses_another_model_and_bad_options(tmp_path, labelled, tiny_model_dir, tiny_lm,
-                                                            isolated_cache, capsys):
+def test_a_lora_probe_refuses_another_model_and_bad_options(
+    tmp_path, labelled, tiny_model_dir, tiny_lm, isolated_cache, capsys
+):
     from core.base.types import Generation
     from core.engine.model import load_model
     from core.probes.config import ProbeConfig
     from core.probes.lora import LoraSettings, train_lora_probe
     from core.probes.lora_pipeline import load_lora_probe, save_lora_probe
 
-    gens = [Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
-            for p, c, s, _ in answers()[:8]]
+    gens = [
+        Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
+        for p, c, s, _ in answers()[:8]
+    ]
     result = train_lora_probe(tiny_lm, gens, 3, LoraSettings(rank=2, batch_answers=8))
-    folder = save_lora_probe(tmp_path / "p", result, ProbeConfig(
-        model_id=tiny_lm.model_id, tokenizer_hash=tiny_lm.tokenizer_hash, layer=3, hidden_size=tiny_lm.hidden_size,
-        kind="lora", lora=LoraSettings(rank=2).to_dict()))
+    folder = save_lora_probe(
+        tmp_path / "p",
+        result,
+        ProbeConfig(
+            model_id=tiny_lm.model_id,
+            tokenizer_hash=tiny_lm.tokenizer_hash,
+            layer=3,
+            hidden_size=tiny_lm.hidden_size,
+            kind="lora",
+            lora=LoraSettings(rank=2).to_dict(),
+        ),
+    )
     other_dir = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other_dir)
     with pytest.raises(ModelMismatchError, match="other-model"):
@@ -81,8 +135,25 @@ def test_a_lora_probe_refuses_another_model_and_bad_options(tmp_path, labelled, 
     shutil.rmtree(folder / "adapter")
     with pytest.raises(UserError, match="its adapter files are missing"):
         load_lora_probe(tiny_lm, folder)
-    assert main(["--quiet", "train", "--data", str(labelled), "--out", str(tmp_path / "x"), "--model",
-                 str(tiny_model_dir), "--kind", "lora", "--lora-layers", "three"]) == 2
+    assert (
+        main(
+            [
+                "--quiet",
+                "train",
+                "--data",
+                str(labelled),
+                "--out",
+                str(tmp_path / "x"),
+                "--model",
+                str(tiny_model_dir),
+                "--kind",
+                "lora",
+                "--lora-layers",
+                "three",
+            ]
+        )
+        == 2
+    )
     assert "--lora-layers must look like 0-20" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 

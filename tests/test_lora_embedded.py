@@ -1,4 +1,5 @@
 """A small LoRA probe on the embedded model: trained, saved, loaded, streamed, teacher-forced."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,17 +19,29 @@ def test_embedded_lora_probe_streams_exactly_what_teacher_forcing_scores(tmp_pat
 
     lm = get_model(None)
     layer = lm.default_layer
-    gens = [Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
-            for p, c, s, _ in answers()[:8]]
+    gens = [
+        Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
+        for p, c, s, _ in answers()[:8]
+    ]
     settings = LoraSettings(rank=4, first_layer=layer - 2, batch_answers=8)
     result = train_lora_probe(lm, gens, layer, settings)
-    folder = save_lora_probe(tmp_path / "lora", result, ProbeConfig(
-        model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer, hidden_size=lm.hidden_size,
-        kind="lora", lora=settings.to_dict()))
+    folder = save_lora_probe(
+        tmp_path / "lora",
+        result,
+        ProbeConfig(
+            model_id=lm.model_id,
+            tokenizer_hash=lm.tokenizer_hash,
+            layer=layer,
+            hidden_size=lm.hidden_size,
+            kind="lora",
+            lora=settings.to_dict(),
+        ),
+    )
     model, head, _config = load_lora_probe(lm, folder)
     messages = [{"role": "user", "content": "What is the capital of Peru?"}]
-    live = LiveGeneration(lm, messages, max_new_tokens=16, temperature=0.0, probe=head, probe_layer=layer,
-                          model=model).start()
+    live = LiveGeneration(
+        lm, messages, max_new_tokens=16, temperature=0.0, probe=head, probe_layer=layer, model=model
+    ).start()
     live.join(120)
     snap = live.snapshot()
     assert snap.error is None and snap.trace.token_ids

@@ -1,5 +1,6 @@
 """LoRA probe training with the tiny model: it learns, a seed fixes it, a large KL weight keeps
 generation unchanged, and the shared model is never touched."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,14 +12,20 @@ from tests.support.capitals import answers
 
 
 def _generations() -> list[Generation]:
-    return [Generation([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
-                       spans=spans) for prompt, completion, spans, _split in answers()]
+    return [
+        Generation([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}], spans=spans)
+        for prompt, completion, spans, _split in answers()
+    ]
 
 
 def test_training_reduces_the_probe_loss_and_leaves_the_shared_model_alone(tiny_lm):
     before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
-    result = train_lora_probe(tiny_lm, _generations(), tiny_lm.default_layer,
-                              LoraSettings(epochs=8, batch_answers=8, lr=5e-3, head_lr=2e-2, kl_weight=0.1))
+    result = train_lora_probe(
+        tiny_lm,
+        _generations(),
+        tiny_lm.default_layer,
+        LoraSettings(epochs=8, batch_answers=8, lr=5e-3, head_lr=2e-2, kl_weight=0.1),
+    )
     per_epoch = len(result.history) // 8
     first = sum(h["probe_loss"] for h in result.history[:per_epoch]) / per_epoch
     last = sum(h["probe_loss"] for h in result.history[-per_epoch:]) / per_epoch
@@ -46,9 +53,15 @@ def _greedy(model, lm, prompt: str, n: int = 12) -> list[int]:
 
     ids = torch.tensor([prompt_ids(lm, [{"role": "user", "content": prompt}])])
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                             min_new_tokens=n, do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)
-    return out[0, ids.shape[1]:].tolist()
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            pad_token_id=lm.tokenizer.eos_token_id,
+        )
+    return out[0, ids.shape[1] :].tolist()
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +115,19 @@ def _xor_model(tiny_tokenizer, directory):
 
     torch.manual_seed(0)
     hidden = 32
-    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=hidden, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, initializer_range=0.3,  # gate/up units visibly nonlinear
-                         eos_token_id=tiny_tokenizer.eos_token_id, bos_token_id=tiny_tokenizer.eos_token_id,
-                         pad_token_id=tiny_tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        initializer_range=0.3,  # gate/up units visibly nonlinear
+        eos_token_id=tiny_tokenizer.eos_token_id,
+        bos_token_id=tiny_tokenizer.eos_token_id,
+        pad_token_id=tiny_tokenizer.eos_token_id,
+    )
     model = LlamaForCausalLM(config)
     labels = {}
     with torch.no_grad():
@@ -138,8 +159,12 @@ def _xor_answers(labels: dict[str, int], n: int, first: int, seed: int) -> list[
         rng.shuffle(letters)
         text = "".join(letters)
         spans = [Span(i, i + 1, "Not Supported" if labels[c] else "Supported") for i, c in enumerate(text)]
-        out.append(Generation([{"role": "user", "content": f"Answer {first + a}."},
-                               {"role": "assistant", "content": text}], spans=spans))
+        out.append(
+            Generation(
+                [{"role": "user", "content": f"Answer {first + a}."}, {"role": "assistant", "content": text}],
+                spans=spans,
+            )
+        )
     return out
 
 
@@ -176,16 +201,16 @@ def test_lora_beats_linear_on_a_task_the_linear_probe_cannot_read(tiny_tokenizer
     embed = lm.model.model.embed_tokens.weight
     for item in held_out[:3]:
         assert len(item.acts.token_ids) == 16
-        assert torch.allclose(torch.as_tensor(item.acts.hidden[0]).float(), embed[list(item.acts.token_ids)],
-                              atol=1e-3)
+        assert torch.allclose(torch.as_tensor(item.acts.hidden[0]).float(), embed[list(item.acts.token_ids)], atol=1e-3)
 
     # the linear probe, fitted by the project's own path (as `train` and the retrain run fit it)
     linear, _history = train_probe(build_training_set(training_examples(train, 0)), TrainConfig(seed=0))
     linear_auc = _token_auc(item_scores(held_out, linear, 0))
 
     # the LoRA probe, started from that head as the retrain run starts it; no KL term (only the probe matters here)
-    settings = LoraSettings(rank=4, alpha=8, dropout=0.0, kl_weight=0.0, lr=1e-2, head_lr=1e-2, epochs=4,
-                            batch_answers=8, seed=0)
+    settings = LoraSettings(
+        rank=4, alpha=8, dropout=0.0, kl_weight=0.0, lr=1e-2, head_lr=1e-2, epochs=4, batch_answers=8, seed=0
+    )
     lora = train_lora_probe(lm, [with_token_ids(i) for i in train], 0, settings, init_head=linear)
     lora_auc = _token_auc(lora_item_scores(lm, lora.model, lora.head, held_out, 0))
 

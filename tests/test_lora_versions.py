@@ -1,5 +1,6 @@
 """A LoRA probe as a registered version (tiny model): batch generation, live streaming, re-scoring
 and Inspect all apply its adapters, and streamed scores equal teacher-forced ones."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,14 +16,23 @@ from tests.support.capitals import answers, seed
 @pytest.fixture()
 def lora_version(sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    gens = [Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
-            for p, c, s, _ in answers()]
+    gens = [
+        Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
+        for p, c, s, _ in answers()
+    ]
     settings = LoraSettings(rank=4, epochs=2, batch_answers=8, lr=5e-3, kl_weight=0.1)
     result = train_lora_probe(tiny_lm, gens, 3, settings)
 
     def write(staging, version):
-        config = ProbeConfig(model_id=tiny_lm.model_id, tokenizer_hash=tiny_lm.tokenizer_hash, layer=3,
-                             hidden_size=tiny_lm.hidden_size, version=version, kind="lora", lora=settings.to_dict())
+        config = ProbeConfig(
+            model_id=tiny_lm.model_id,
+            tokenizer_hash=tiny_lm.tokenizer_hash,
+            layer=3,
+            hidden_size=tiny_lm.hidden_size,
+            version=version,
+            kind="lora",
+            lora=settings.to_dict(),
+        )
         save_lora_probe(staging, result, config)
         return config
 
@@ -44,12 +54,19 @@ def test_batch_and_rescore_use_the_adapters_and_agree_with_teacher_forcing(sqlit
     loaded = load_version(sqlite_db, tiny_lm)
     assert loaded.kind == "lora" and loaded.model is not None
     prompts = [[{"role": "user", "content": f"What is the capital of country {i}?"}] for i in range(4)]
-    result = run_batch(sqlite_db, tiny_lm, BatchParams(prompts=prompts, dataset="lora", max_new_tokens=10,
-                                                       batch_size=3))
+    result = run_batch(
+        sqlite_db, tiny_lm, BatchParams(prompts=prompts, dataset="lora", max_new_tokens=10, batch_size=3)
+    )
     assert result["probe_version"] == lora_version
     with sqlite_db.sessions() as session:
-        stored = [(get_generation(session, gid).conversation, trace_of(get_generation(session, gid)).token_ids,
-                   scores_for(session, lora_version, gid)) for gid in result["generation_ids"]]
+        stored = [
+            (
+                get_generation(session, gid).conversation,
+                trace_of(get_generation(session, gid)).token_ids,
+                scores_for(session, lora_version, gid),
+            )
+            for gid in result["generation_ids"]
+        ]
     base = load_version(sqlite_db, tiny_lm)
     base.model = None  # the same head on the base model's block 3
     for conversation, ids, streamed in stored:
@@ -61,7 +78,8 @@ def test_batch_and_rescore_use_the_adapters_and_agree_with_teacher_forcing(sqlit
         for gid in result["generation_ids"]:
             row = get_generation(session, gid)
             assert scores_for(session, lora_version, gid) == pytest.approx(
-                _forced(tiny_lm, loaded, row.conversation, trace_of(row).token_ids), abs=1e-4)
+                _forced(tiny_lm, loaded, row.conversation, trace_of(row).token_ids), abs=1e-4
+            )
 
 
 def test_live_streaming_with_a_lora_probe_equals_teacher_forcing(sqlite_db, tiny_lm, lora_version):
@@ -69,8 +87,15 @@ def test_live_streaming_with_a_lora_probe_equals_teacher_forcing(sqlite_db, tiny
 
     loaded = load_version(sqlite_db, tiny_lm)
     messages = [{"role": "user", "content": "Tell me about Lima."}]
-    live = LiveGeneration(tiny_lm, messages, max_new_tokens=12, temperature=0.0, probe=loaded.probe,
-                          probe_layer=loaded.layer, model=loaded.model).start()
+    live = LiveGeneration(
+        tiny_lm,
+        messages,
+        max_new_tokens=12,
+        temperature=0.0,
+        probe=loaded.probe,
+        probe_layer=loaded.layer,
+        model=loaded.model,
+    ).start()
     live.join(60)
     snap = live.snapshot()
     conversation = [*messages, {"role": "assistant", "content": snap.text}]
@@ -86,12 +111,13 @@ def test_inspect_scores_a_lora_version_with_its_adapters(sqlite_db, tiny_lm, lor
     assert eval_set.items
     first = eval_set.prepared[0]
     assert eval_set.items[0].probe.tolist() == pytest.approx(
-        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.token_ids), abs=1e-4)
+        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.token_ids), abs=1e-4
+    )
 
 
-def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear_one(sqlite_db, tiny_lm,
-                                                                                     isolated_cache, tmp_path,
-                                                                                     monkeypatch):
+def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear_one(
+    sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch
+):
     from core.orchestration.probe_cache import database_version_dir
     from core.orchestration.registry import versions_table
     from core.probes.files import load_probe
@@ -111,8 +137,9 @@ def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear
     assert load_probe(database_version_dir(sqlite_db, linear.version))[1].kind == "linear"
 
 
-def test_a_lora_retrains_progress_moves_through_its_training_steps(sqlite_db, tiny_lm, isolated_cache, tmp_path,
-                                                                  monkeypatch):
+def test_a_lora_retrains_progress_moves_through_its_training_steps(
+    sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch
+):
     """A LoRA run fits its starting head with the linear trainer first; that reports as "head",
     so the run's bar (which keeps each stage's furthest point) is not already at the end of
     "train" when the LoRA steps begin, and moves through them."""
@@ -129,8 +156,7 @@ def test_a_lora_retrains_progress_moves_through_its_training_steps(sqlite_db, ti
         beat(stage, done, total, message)
         seen.append((stage, beat.fraction, beat.message))
 
-    retrain(sqlite_db, tiny_lm, RetrainParams(kind="lora", lora_rank=4, epochs=2, layer=3, n_boot=0),
-            progress=progress)
+    retrain(sqlite_db, tiny_lm, RetrainParams(kind="lora", lora_rank=4, epochs=2, layer=3, n_boot=0), progress=progress)
     stages = [stage for stage, _, _ in seen]
     assert "head" in stages and stages.index("head") < stages.index("train")
     train = [(fraction, message) for stage, fraction, message in seen if stage == "train"]
@@ -152,13 +178,18 @@ def test_a_lora_version_downloads_and_uploads_as_one_zip(sqlite_db, tiny_lm, lor
         path = get_probe(session, lora_version).artifact_path
     data = pack_probe(path)
     assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [
-        "adapter_config.json", "adapter_model.safetensors", "config.json", "probe.safetensors"]
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "config.json",
+        "probe.safetensors",
+    ]
     again = upload_probe(sqlite_db, tiny_lm, data, None)
     original, uploaded = load_version(sqlite_db, tiny_lm, lora_version), load_version(sqlite_db, tiny_lm, again)
     assert uploaded.kind == "lora" and uploaded.model is not None
     conversation = [{"role": "user", "content": "Capital of Chile?"}, {"role": "assistant", "content": "Santiago."}]
     assert _forced(tiny_lm, uploaded, conversation, None) == pytest.approx(
-        _forced(tiny_lm, original, conversation, None), abs=1e-6)
+        _forced(tiny_lm, original, conversation, None), abs=1e-6
+    )
     # a LoRA config without its adapter files is refused, and nothing is registered
     buffer = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(buffer, "w") as target:

@@ -1,4 +1,5 @@
 """md_escape: what a hostile name, question or dataset name may not do once rendered as markdown."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Tests of core/metrics.py against hand-worked examples and brute-force definitions."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,6 @@ def assert_plain_json(obj, path="root"):
         assert obj is None or type(obj) in (str, int, float, bool), f"{path}: {type(obj)}"
         if type(obj) is float:
             assert np.isfinite(obj), f"{path}: {obj}"
-
-
 
 
 # --------------------------------------------------------------------------- AUC / recall@FPR
@@ -359,9 +358,7 @@ def test_evaluate_items_shape_and_json():
     m = evaluate_items(items)
     assert {"token", "span", "span_max", "baselines", "counts"} <= set(m)
     for level in ("token", "span", "span_max"):
-        assert {"auc", "recall_at_fpr_0.1", "recall_at_fpr_0.01", "precision", "recall", "f1", "ece"} <= set(
-            m[level]
-        )
+        assert {"auc", "recall_at_fpr_0.1", "recall_at_fpr_0.01", "precision", "recall", "f1", "ece"} <= set(m[level])
     for name in ("logprob", "entropy"):
         assert {"auc", "recall_at_fpr_0.1", "token", "span_max"} <= set(m["baselines"][name])
     assert m["counts"]["generations"] == 20

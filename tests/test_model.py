@@ -1,4 +1,5 @@
 """core/model.py on a tiny random Llama: loading, streaming, teacher forcing, agreement."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -107,7 +108,10 @@ def test_streaming_equals_teacher_forcing(tiny_lm):
 def test_batch_padding_does_not_change_results(tiny_lm):
     convs = [
         MESSAGES + [{"role": "assistant", "content": "Lviv was founded in 1256."}],
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Café 😀 東京 naïve résumé and more words here."}],
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Café 😀 東京 naïve résumé and more words here."},
+        ],
     ]
     batched = score_batch(tiny_lm, convs, [1])
     for conv, item in zip(convs, batched):
@@ -145,9 +149,14 @@ def test_model_is_shared_safely_between_threads(tiny_lm):
     results: dict[int, list[int]] = {}
 
     def run(seed: int) -> None:
-        results[seed] = [t.token_id for t in TokenStream(tiny_lm, MESSAGES, max_new_tokens=20, temperature=1.0, seed=seed)]
+        results[seed] = [
+            t.token_id for t in TokenStream(tiny_lm, MESSAGES, max_new_tokens=20, temperature=1.0, seed=seed)
+        ]
 
-    expected = {s: [t.token_id for t in TokenStream(tiny_lm, MESSAGES, max_new_tokens=20, temperature=1.0, seed=s)] for s in (1, 2)}
+    expected = {
+        s: [t.token_id for t in TokenStream(tiny_lm, MESSAGES, max_new_tokens=20, temperature=1.0, seed=s)]
+        for s in (1, 2)
+    }
     threads = [threading.Thread(target=run, args=(s,)) for s in (1, 2)]
     for t in threads:
         t.start()

@@ -1,4 +1,5 @@
 """Review and Annotate page logic with AppTest on a real SQLite file."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,10 +25,22 @@ def env(app_database):
         dataset = get_or_create_dataset(session, "set1")
         gen = Generation([{"role": "user", "content": "Who founded Lviv?"}, {"role": "assistant", "content": ANSWER}])
         row = add_generation(session, dataset, gen, trace=trace)
-        save_annotation_set(session, row.id, [Span(0, 4, "Supported"), Span(20, 24, "Not Supported")],
-                            owner=alice, expected_version=0, actor=alice)
-        save_annotation_set(session, row.id, [Span(0, 4, "Supported"), Span(20, 24, "Supported")],
-                            owner=bob, expected_version=0, actor=bob)
+        save_annotation_set(
+            session,
+            row.id,
+            [Span(0, 4, "Supported"), Span(20, 24, "Not Supported")],
+            owner=alice,
+            expected_version=0,
+            actor=alice,
+        )
+        save_annotation_set(
+            session,
+            row.id,
+            [Span(0, 4, "Supported"), Span(20, 24, "Supported")],
+            owner=bob,
+            expected_version=0,
+            actor=bob,
+        )
         generation_id = row.id
     return app_database, generation_id
 
@@ -103,8 +116,14 @@ def three(app_database):
     words = [(0, 4), (4, 8), (8, 16), (16, 19), (19, 24), (24, 27), (27, 34), (34, 35)]
     trace = TokenTrace(list(range(len(words))), [ANSWER[a:b] for a, b in words], words, [-1.0] * 8, [1.0] * 8)
     sets = [
-        ([Span(0, 4, "Supported"), Span(20, 24, "Not Supported")], [Span(0, 4, "Not Supported"), Span(28, 34, "Supported")]),
-        ([Span(0, 4, "Supported"), Span(20, 24, "Not Supported")], [Span(0, 4, "Supported"), Span(20, 24, "Supported")]),
+        (
+            [Span(0, 4, "Supported"), Span(20, 24, "Not Supported")],
+            [Span(0, 4, "Not Supported"), Span(28, 34, "Supported")],
+        ),
+        (
+            [Span(0, 4, "Supported"), Span(20, 24, "Not Supported")],
+            [Span(0, 4, "Supported"), Span(20, 24, "Supported")],
+        ),
         ([Span(20, 24, "Not Supported")], None),
     ]
     ids = []
@@ -133,11 +152,13 @@ def test_saving_gold_confirms_moves_to_the_next_unsettled_answer_and_drops_the_s
     assert picker.value == most
     # the merged gold is previewed as a heatmap before saving
     assert "**Merged gold (preview)** — what saving stores, underlined in each label's colour" in [
-        plain(m.value) for m in at.markdown]
+        plain(m.value) for m in at.markdown
+    ]
     next(b for b in at.button if b.label == "Save merged gold").click().run()
     assert not at.exception, at.exception
     assert [plain(s.value) for s in at.success] == [
-        f"Gold saved. Answer #{most} has gold version 1. Now showing #{some}, the next unsettled answer."]
+        f"Gold saved. Answer #{most} has gold version 1. Now showing #{some}, the next unsettled answer."
+    ]
     picker = at.selectbox(key="rev-pick")
     assert picker.value == some
     assert picker.options == [f"#{some}", f"#{single}", f"#{most}"]  # the settled one left the top
@@ -146,7 +167,8 @@ def test_saving_gold_confirms_moves_to_the_next_unsettled_answer_and_drops_the_s
     assert at.selectbox(key="rev-pick").value == single
     next(b for b in at.button if b.label == "Save merged gold").click().run()
     assert [plain(s.value) for s in at.success] == [
-        f"Gold saved. Answer #{single} has gold version 1. Every other answer in this dataset has gold."]
+        f"Gold saved. Answer #{single} has gold version 1. Every other answer in this dataset has gold."
+    ]
     assert at.selectbox(key="rev-pick").value == single
     from db.annotations import get_set
 
@@ -161,10 +183,13 @@ def test_taking_one_set_whole_also_moves_on(three):
     next(b for b in at.button if b.key == f"use-{most}").click().run()
     assert not at.exception, at.exception
     assert [plain(s.value) for s in at.success] == [
-        f"Gold saved. Answer #{most}'s gold is now bob's set. Now showing #{some}, the next unsettled answer."]
+        f"Gold saved. Answer #{most}'s gold is now bob's set. Now showing #{some}, the next unsettled answer."
+    ]
     assert at.selectbox(key="rev-pick").value == some
     from db.annotations import get_set, spans_of
 
     with database.sessions() as session:
         assert [(s.start, s.end, s.label) for s in spans_of(get_set(session, most, None))] == [
-            (0, 4, "Not Supported"), (28, 34, "Supported")]
+            (0, 4, "Not Supported"),
+            (28, 34, "Supported"),
+        ]

@@ -1,6 +1,7 @@
 """Probes written in the paper's format (probe_head.bin + probe_config.json): built here with the
 tiny model, imported from a folder, a zip and the CLI, equal to the same weights in our format,
 and refused with one message (and nothing registered) when anything is off."""
+
 from __future__ import annotations
 
 import io
@@ -25,16 +26,23 @@ def probes_dir(isolated_cache, tmp_path, monkeypatch):
     return tmp_path / "probes"
 
 
-def paper_folder(folder: Path, lm, *, layer: int | None = None, hidden: int | None = None, seed: int = 0,
-                 head: object | None = None) -> tuple[Path, torch.nn.Linear]:
+def paper_folder(
+    folder: Path, lm, *, layer: int | None = None, hidden: int | None = None, seed: int = 0, head: object | None = None
+) -> tuple[Path, torch.nn.Linear]:
     """What the paper's code writes: torch.save(nn.Linear(H, 1).state_dict()) and its JSON config."""
     torch.manual_seed(seed)
     linear = torch.nn.Linear(hidden or lm.hidden_size, 1)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(head if head is not None else linear.state_dict(), folder / "probe_head.bin")
-    (folder / "probe_config.json").write_text(json.dumps({
-        "layer_idx": lm.default_layer if layer is None else layer, "hidden_size": hidden or lm.hidden_size,
-        "target_layer_name": f"model.layers.{lm.default_layer if layer is None else layer}"}))
+    (folder / "probe_config.json").write_text(
+        json.dumps(
+            {
+                "layer_idx": lm.default_layer if layer is None else layer,
+                "hidden_size": hidden or lm.hidden_size,
+                "target_layer_name": f"model.layers.{lm.default_layer if layer is None else layer}",
+            }
+        )
+    )
     return folder, linear
 
 
@@ -57,17 +65,27 @@ def test_a_paper_probe_scores_exactly_like_the_same_weights_in_our_format(sqlite
     folder, linear = paper_folder(tmp_path / "paper", tiny_lm)
     version = import_paper_probe(sqlite_db, tiny_lm, folder, None)
     ours = tmp_path / "ours"
-    save_probe(ours, LinearProbe.from_weights(linear.weight.detach().reshape(-1), linear.bias.detach()),
-               ProbeConfig(model_id=tiny_lm.model_id, tokenizer_hash=tiny_lm.tokenizer_hash,
-                           layer=tiny_lm.default_layer, hidden_size=tiny_lm.hidden_size))
+    save_probe(
+        ours,
+        LinearProbe.from_weights(linear.weight.detach().reshape(-1), linear.bias.detach()),
+        ProbeConfig(
+            model_id=tiny_lm.model_id,
+            tokenizer_hash=tiny_lm.tokenizer_hash,
+            layer=tiny_lm.default_layer,
+            hidden_size=tiny_lm.hidden_size,
+        ),
+    )
     from core.probes.archive import pack_probe
 
     our_version = upload_any(sqlite_db, tiny_lm, pack_probe(ours), None)
     paper, own = load_version(sqlite_db, tiny_lm, version), load_version(sqlite_db, tiny_lm, our_version)
     assert paper.config.source == "paper" and own.config.source is None
     assert paper.layer == own.layer == tiny_lm.default_layer
-    scored = score_conversation(tiny_lm, [{"role": "user", "content": "Capital of France?"},
-                                          {"role": "assistant", "content": "Paris, on the Seine."}], [paper.layer])
+    scored = score_conversation(
+        tiny_lm,
+        [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris, on the Seine."}],
+        [paper.layer],
+    )
     hidden = scored.hidden[paper.layer]
     assert torch.equal(paper.probe.predict(hidden), own.probe.predict(hidden))
     with torch.no_grad():
@@ -78,8 +96,9 @@ def test_a_paper_probe_scores_exactly_like_the_same_weights_in_our_format(sqlite
         assert not row.active  # imported as a new, inactive version
 
 
-def test_a_zip_upload_and_the_cli_import_the_paper_format(sqlite_db, tiny_lm, tiny_model_dir, probes_dir, tmp_path,
-                                                           monkeypatch, capsys):
+def test_a_zip_upload_and_the_cli_import_the_paper_format(
+    sqlite_db, tiny_lm, tiny_model_dir, probes_dir, tmp_path, monkeypatch, capsys
+):
     from core.orchestration.cli import main
 
     folder, _ = paper_folder(tmp_path / "paper-probe", tiny_lm, seed=1)
@@ -102,18 +121,22 @@ class Boom:
         return (print, ("code ran",))
 
 
-@pytest.mark.parametrize("case, message", [
-    ("other hidden size", "it reads vectors of size 7 but model"),
-    ("layer out of range", "layer 99 is out of range"),
-    ("wrong shape", "must hold 'weight' [1, 32] and 'bias' [1]"),
-    ("not finite", "must be finite floating-point numbers"),
-    ("a pickled object", "is not a readable PyTorch state dict"),
-    ("no config", "probe_config.json missing"),
-    ("bad config", "needs an integer layer_idx"),
-    ("lora adapter", "must be in adapter_model.safetensors"),
-])
-def test_anything_off_is_refused_with_one_message_and_nothing_registered(sqlite_db, tiny_lm, probes_dir, tmp_path,
-                                                                         case, message, capfd):
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("other hidden size", "it reads vectors of size 7 but model"),
+        ("layer out of range", "layer 99 is out of range"),
+        ("wrong shape", "must hold 'weight' [1, 32] and 'bias' [1]"),
+        ("not finite", "must be finite floating-point numbers"),
+        ("a pickled object", "is not a readable PyTorch state dict"),
+        ("no config", "probe_config.json missing"),
+        ("bad config", "needs an integer layer_idx"),
+        ("lora adapter", "must be in adapter_model.safetensors"),
+    ],
+)
+def test_anything_off_is_refused_with_one_message_and_nothing_registered(
+    sqlite_db, tiny_lm, probes_dir, tmp_path, case, message, capfd
+):
     folder = tmp_path / "bad"
     if case == "other hidden size":
         paper_folder(folder, tiny_lm, hidden=7)
@@ -140,16 +163,19 @@ def test_anything_off_is_refused_with_one_message_and_nothing_registered(sqlite_
     assert _count(sqlite_db) == 0 and (not probes_dir.exists() or not any(probes_dir.iterdir()))
 
 
-def test_a_paper_lora_probe_imports_with_its_peft_adapter_and_scores_through_it(sqlite_db, tiny_lm, probes_dir,
-                                                                                tmp_path):
+def test_a_paper_lora_probe_imports_with_its_peft_adapter_and_scores_through_it(
+    sqlite_db, tiny_lm, probes_dir, tmp_path
+):
     import copy
 
     from peft import LoraConfig, get_peft_model
 
     folder, linear = paper_folder(tmp_path / "paper-lora", tiny_lm, layer=3)
     torch.manual_seed(5)
-    adapted = get_peft_model(copy.deepcopy(tiny_lm.model), LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], layers_to_transform=[0, 1, 2, 3]))
+    adapted = get_peft_model(
+        copy.deepcopy(tiny_lm.model),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], layers_to_transform=[0, 1, 2, 3]),
+    )
     with torch.no_grad():
         for name, weight in adapted.named_parameters():
             if "lora_B" in name:

@@ -1,4 +1,5 @@
 """Tests for core/probe.py: learnability, loss, determinism, files, split. No LLM needed."""
+
 from __future__ import annotations
 
 import json
@@ -325,8 +326,15 @@ def test_batches_respect_token_cap(data):
 
 
 def _config(**kw):
-    base = dict(model_id="org/model-A", tokenizer_hash="abc123", layer=3, hidden_size=H,
-                training_data_hash="h", metrics={"span_max": {"auc": 0.9}}, train_config=TrainConfig().to_dict())
+    base = dict(
+        model_id="org/model-A",
+        tokenizer_hash="abc123",
+        layer=3,
+        hidden_size=H,
+        training_data_hash="h",
+        metrics={"span_max": {"auc": 0.9}},
+        train_config=TrainConfig().to_dict(),
+    )
     base.update(kw)
     return ProbeConfig(**base)
 
@@ -359,8 +367,10 @@ def test_load_mismatch_names_both_sides(tmp_path, trained):
     with pytest.raises(ModelMismatchError) as e:
         load_probe(d, expect_model_id="org/model-B", expect_hidden_size=576)
     msg = str(e.value)
-    assert msg == ("probe was trained on model 'org/model-A' (hidden size 64) "
-                   "but the loaded model is 'org/model-B' (hidden size 576)")
+    assert msg == (
+        "probe was trained on model 'org/model-A' (hidden size 64) "
+        "but the loaded model is 'org/model-B' (hidden size 576)"
+    )
     with pytest.raises(ModelMismatchError, match="hidden size 32"):
         load_probe(d, expect_hidden_size=32)
     with pytest.raises(ModelMismatchError, match="tokenizer"):

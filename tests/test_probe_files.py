@@ -1,6 +1,7 @@
 """Probe files live in the database (issue #16): registration stores them in its transaction,
 the probes folder is only a cache by content hash, and any host with the database loads any
 version, a tampered cache folder being rewritten from the database."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def register_linear(database, lm, *, seed: int = 0, in_transaction=None) -> int:
     probe = LinearProbe.from_weights(torch.randn(lm.hidden_size), torch.randn(1))
 
     def write(staging: Path, version: int) -> ProbeConfig:
-        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=2,
-                             hidden_size=lm.hidden_size, version=version)
+        config = ProbeConfig(
+            model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=2, hidden_size=lm.hidden_size, version=version
+        )
         save_probe(staging, probe, config)
         return config
 
@@ -51,15 +53,19 @@ def stored_rows(database) -> list[tuple[int, str, str, bytes]]:
     from db.models import ProbeFile
 
     with database.sessions() as session:
-        return [tuple(r) for r in session.execute(select(ProbeFile.probe_id, ProbeFile.name, ProbeFile.sha256,
-                                                         ProbeFile.content).order_by(ProbeFile.name))]
+        return [
+            tuple(r)
+            for r in session.execute(
+                select(ProbeFile.probe_id, ProbeFile.name, ProbeFile.sha256, ProbeFile.content).order_by(ProbeFile.name)
+            )
+        ]
 
 
 # --- the pure cache --------------------------------------------------------------------------
 
 
 def test_materialise_writes_a_folder_named_by_the_content_hash_and_reuses_an_intact_one(tmp_path):
-    files = {"config.json": b"{}", "probe.safetensors": b"weights", "adapter/adapter_config.json": b"{\"r\": 4}"}
+    files = {"config.json": b"{}", "probe.safetensors": b"weights", "adapter/adapter_config.json": b'{"r": 4}'}
     folder = materialise(files, tmp_path)
     assert folder == tmp_path / files_hash(files) and len(folder.name) == 64
     assert all(c in "0123456789abcdef" for c in folder.name)
@@ -118,8 +124,9 @@ def test_a_failed_registration_stores_no_file_and_leaves_no_folder(sqlite_db, ti
     assert not probes_dir.exists() or not any(probes_dir.iterdir())
 
 
-def test_a_version_loads_promotes_and_downloads_from_the_database_alone(sqlite_db, tiny_lm, probes_dir, tmp_path,
-                                                                         monkeypatch):
+def test_a_version_loads_promotes_and_downloads_from_the_database_alone(
+    sqlite_db, tiny_lm, probes_dir, tmp_path, monkeypatch
+):
     import shutil
     import zipfile
 
@@ -138,8 +145,9 @@ def test_a_version_loads_promotes_and_downloads_from_the_database_alone(sqlite_d
 
 
 @pytest.mark.parametrize("name", ["probe.safetensors", "config.json"])
-def test_a_tampered_cache_folder_is_detected_by_hash_and_rewritten_from_the_database(sqlite_db, tiny_lm,
-                                                                                    probes_dir, name):
+def test_a_tampered_cache_folder_is_detected_by_hash_and_rewritten_from_the_database(
+    sqlite_db, tiny_lm, probes_dir, name
+):
     version = register_linear(sqlite_db, tiny_lm)
     before = scores(tiny_lm, load_version(sqlite_db, tiny_lm, version))
     (folder,) = [p for p in probes_dir.iterdir()]
@@ -205,23 +213,32 @@ def lora_version(database, lm) -> int:
     from core.probes.lora_pipeline import save_lora_probe
     from tests.support.capitals import answers
 
-    gens = [Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
-            for p, c, s, _ in answers()[:8]]
+    gens = [
+        Generation([{"role": "user", "content": p}, {"role": "assistant", "content": c}], spans=s)
+        for p, c, s, _ in answers()[:8]
+    ]
     settings = LoraSettings(rank=2, epochs=1, batch_answers=8, lr=5e-3, kl_weight=0.1)
     result = train_lora_probe(lm, gens, 3, settings)
 
     def write(staging: Path, version: int) -> ProbeConfig:
-        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=3,
-                             hidden_size=lm.hidden_size, version=version, kind="lora", lora=settings.to_dict())
+        config = ProbeConfig(
+            model_id=lm.model_id,
+            tokenizer_hash=lm.tokenizer_hash,
+            layer=3,
+            hidden_size=lm.hidden_size,
+            version=version,
+            kind="lora",
+            lora=settings.to_dict(),
+        )
         save_lora_probe(staging, result, config)
         return config
 
     return register_version(database, write).version
 
 
-def test_a_probe_registered_on_one_host_loads_on_another_from_the_database_alone(sqlite_db, tiny_lm,
-                                                                                 tiny_model_dir, probes_dir,
-                                                                                 tmp_path):
+def test_a_probe_registered_on_one_host_loads_on_another_from_the_database_alone(
+    sqlite_db, tiny_lm, tiny_model_dir, probes_dir, tmp_path
+):
     linear, lora = register_linear(sqlite_db, tiny_lm), lora_version(sqlite_db, tiny_lm)
     here = {v: scores(tiny_lm, load_version(sqlite_db, tiny_lm, v)) for v in (linear, lora)}
     assert len(stored_rows(sqlite_db)) == 2 + 4  # the LoRA version's adapter files are stored too
@@ -229,8 +246,14 @@ def test_a_probe_registered_on_one_host_loads_on_another_from_the_database_alone
     env = {**os.environ, "PROBELENS_PROBES_DIR": str(other_folder), "PYTHONPATH": str(REPO)}
     env.pop("DATABASE_URL", None)
     url = sqlite_db.engine.url.render_as_string(hide_password=False)
-    done = subprocess.run([sys.executable, "-c", OTHER_HOST, str(tiny_model_dir), url, json.dumps(CONVERSATION),
-                           str(linear), str(lora)], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_HOST, str(tiny_model_dir), url, json.dumps(CONVERSATION), str(linear), str(lora)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     there = json.loads(done.stdout.strip().splitlines()[-1])
     assert there[str(linear)]["kind"] == "linear" and there[str(lora)]["kind"] == "lora"

@@ -1,6 +1,7 @@
 """Probes page logic with AppTest: retrain through the page (a real worker process, tiny model),
 second-press refusal, and promotion that starts the re-score. (AppTest cannot drive a file
 uploader: the upload check is tested in test_retrain.py and in Chromium.)"""
+
 from __future__ import annotations
 
 import os
@@ -93,7 +94,6 @@ def test_a_second_press_while_one_runs_says_so_and_starts_nothing(env):
         assert session.query(TrainRun).count() == 1
 
 
-
 def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
     """A probe zip for another model is refused with one message; our own registers as a new version."""
     import torch
@@ -106,8 +106,11 @@ def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
 
     outcome, _ = run_retrain(env, tiny_lm)
     other = tmp_path / "other"
-    save_probe(other, LinearProbe.from_weights(torch.zeros(8), torch.zeros(1)),
-               ProbeConfig(model_id="someone/else", tokenizer_hash=None, layer=1, hidden_size=8))
+    save_probe(
+        other,
+        LinearProbe.from_weights(torch.zeros(8), torch.zeros(1)),
+        ProbeConfig(model_id="someone/else", tokenizer_hash=None, layer=1, hidden_size=8),
+    )
     at = probes_page()
     at.file_uploader(key="probe-upload").set_value(("other.zip", pack_probe(other), "application/zip")).run()
     next(b for b in at.button if b.label == "Register uploaded probe").click().run()

@@ -1,5 +1,6 @@
 """Where runs go on a Ray cluster (pure rules, no cluster needed): resources per run kind and per
 replica, shard sizes, what a worker inherits, and the setting that switches Ray on."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,12 +33,15 @@ def test_one_replica_per_gpu_else_one_per_cpu_node():
     assert replica_resources(ClusterShape(gpus=0, node_cpus=8, nodes=3)) == (3, {"num_cpus": 8})
 
 
-@pytest.mark.parametrize(("total", "replicas", "batch", "expected"), [
-    (10, 1, 32, 32),        # a small job: one engine batch per shard
-    (256, 1, 32, 32),       # eight shards of one batch each
-    (100_000, 4, 32, SHARD_BATCHES * 32),  # a large job: capped, so progress still moves
-    (2_000, 2, 16, 4 * 16),  # 125 per shard would be eight per replica: capped at four batches
-])
+@pytest.mark.parametrize(
+    ("total", "replicas", "batch", "expected"),
+    [
+        (10, 1, 32, 32),  # a small job: one engine batch per shard
+        (256, 1, 32, 32),  # eight shards of one batch each
+        (100_000, 4, 32, SHARD_BATCHES * 32),  # a large job: capped, so progress still moves
+        (2_000, 2, 16, 4 * 16),  # 125 per shard would be eight per replica: capped at four batches
+    ],
+)
 def test_shard_sizes(total, replicas, batch, expected):
     assert shard_size(total, replicas, batch) == expected
 

@@ -2,6 +2,7 @@
 does): batch generation and re-scoring through Ray Data replicas store what the local path stores;
 a cancel keeps the finished answers; a killed replica fails the run cleanly and the next run works;
 a retried shard stores nothing twice."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,15 @@ from core.orchestration.batch import BatchParams, run_batch
 from tests.support.capitals import run_retrain, seed
 from tests.support.runs import finished, wait_for_run
 
-PROMPTS = ["Who founded Lviv?", "Name a city in Japan.", "Describe Zürich 😀.", "What is the capital of France?",
-           "Tell me about Marie Curie.", "Name a river.", "What is 2+2?"]
+PROMPTS = [
+    "Who founded Lviv?",
+    "Name a city in Japan.",
+    "Describe Zürich 😀.",
+    "What is the capital of France?",
+    "Tell me about Marie Curie.",
+    "Name a river.",
+    "What is 2+2?",
+]
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
@@ -31,8 +39,14 @@ def local_ray(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray-env")
     names = ("PROBELENS_MODEL", "PROBELENS_CACHE_DIR", "PROBELENS_PROBES_DIR", "PROBELENS_RAY_ADDRESS")
     before = {name: os.environ.get(name) for name in names}
-    os.environ.update({"PROBELENS_MODEL": str(tiny_model_dir), "PROBELENS_CACHE_DIR": str(folder / "cache"),
-                       "PROBELENS_PROBES_DIR": str(folder / "probes"), "PROBELENS_RAY_ADDRESS": "local"})
+    os.environ.update(
+        {
+            "PROBELENS_MODEL": str(tiny_model_dir),
+            "PROBELENS_CACHE_DIR": str(folder / "cache"),
+            "PROBELENS_PROBES_DIR": str(folder / "probes"),
+            "PROBELENS_RAY_ADDRESS": "local",
+        }
+    )
     ray_cluster.connect()
     yield folder
     ray.shutdown()
@@ -54,8 +68,11 @@ def database(local_ray, tmp_path):
 
 def _params(n: int, dataset: str, **kw) -> BatchParams:
     prompts = (PROMPTS * (n // len(PROMPTS) + 1))[:n]
-    return BatchParams(prompts=[[{"role": "user", "content": p}] for p in prompts], dataset=dataset,
-                       **{"max_new_tokens": 10, "temperature": 1.0, "seed": 3, **kw})
+    return BatchParams(
+        prompts=[[{"role": "user", "content": p}] for p in prompts],
+        dataset=dataset,
+        **{"max_new_tokens": 10, "temperature": 1.0, "seed": 3, **kw},
+    )
 
 
 def _stored(database, dataset: str) -> dict[str, tuple]:
@@ -71,7 +88,9 @@ def _stored(database, dataset: str) -> dict[str, tuple]:
             predictions = session.scalars(select(Prediction).where(Prediction.generation_id == row.id))
             scores = sorted((p.probe_id, tuple(unpack_floats(p.scores))) for p in predictions)
             out[row.conversation[-1]["content"] + "|" + row.conversation[0]["content"]] = (
-                tuple(trace_of(row).token_ids), scores)
+                tuple(trace_of(row).token_ids),
+                scores,
+            )
     return out
 
 
@@ -126,8 +145,10 @@ def test_batch_generation_and_rescore_on_ray_store_what_the_local_path_stores(da
 
     answers = _count(database, Generation)
     with database.sessions() as session:  # every stored answer, seeded ones included, has v2's scores
-        assert session.scalar(select(func.count()).select_from(Prediction)
-                              .where(Prediction.probe_id == probe_id)) == answers
+        assert (
+            session.scalar(select(func.count()).select_from(Prediction).where(Prediction.probe_id == probe_id))
+            == answers
+        )
 
 
 def test_a_retried_shard_stores_nothing_twice(database, tiny_model_dir):
@@ -147,8 +168,9 @@ def test_a_retried_shard_stores_nothing_twice(database, tiny_model_dir):
     writer.store(first)
     again = [decode_answer(t) for t in replica(shard)["answer"]]  # the same shard, computed again
     writer.store(again)
-    assert [a.trace.token_ids for a in sorted(first, key=lambda a: a.index)] == \
-        [a.trace.token_ids for a in sorted(again, key=lambda a: a.index)]
+    assert [a.trace.token_ids for a in sorted(first, key=lambda a: a.index)] == [
+        a.trace.token_ids for a in sorted(again, key=lambda a: a.index)
+    ]
     assert _count(database, Generation) == 4 and writer.repeated == 4
 
 
@@ -209,8 +231,9 @@ def test_a_retrain_submitted_to_ray_registers_a_version_this_process_loads(datab
     assert loaded.layer == tiny_lm.default_layer
 
 
-def test_a_killed_ray_retrain_is_marked_failed_by_its_silence_and_registers_nothing(database, tiny_model_dir,
-                                                                                     monkeypatch):
+def test_a_killed_ray_retrain_is_marked_failed_by_its_silence_and_registers_nothing(
+    database, tiny_model_dir, monkeypatch
+):
     from core.orchestration.retrain import RetrainParams, start_retrain
     from db.probes import list_probes
     from db.train_runs import reap_dead
@@ -244,5 +267,8 @@ def _title(pid: int) -> str:
 
 def _task_pids(name: str) -> list[int]:
     """Ray worker processes whose title starts with `ray::<name>` (Ray titles them by what they run)."""
-    return [int(e.name) for e in Path("/proc").iterdir()
-            if e.name.isdigit() and _title(int(e.name)).startswith(f"ray::{name}")]
+    return [
+        int(e.name)
+        for e in Path("/proc").iterdir()
+        if e.name.isdigit() and _title(int(e.name)).startswith(f"ray::{name}")
+    ]

@@ -2,6 +2,7 @@
 
 Kill -9 and cancel run a real worker process (`python -m core worker`), as the app does.
 """
+
 from __future__ import annotations
 
 import json
@@ -231,8 +232,11 @@ def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm,
     other = tmp_path / "other"
     import torch
 
-    save_probe(other, LinearProbe.from_weights(torch.zeros(16), torch.zeros(1)),
-               ProbeConfig(model_id="someone/else", tokenizer_hash=None, layer=1, hidden_size=16))
+    save_probe(
+        other,
+        LinearProbe.from_weights(torch.zeros(16), torch.zeros(1)),
+        ProbeConfig(model_id="someone/else", tokenizer_hash=None, layer=1, hidden_size=16),
+    )
     with pytest.raises(ModelMismatchError, match="someone/else"):
         upload_probe(sqlite_db, tiny_lm, pack_probe(other), None)
     with pytest.raises(UserError, match="not a probe file"):

@@ -1,5 +1,6 @@
 """The retrain loop with the embedded model for real: import labelled answers (paper format),
 retrain through the same call the Probes page makes (a worker process), promote, re-score."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,18 @@ import pytest
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
-CAPITALS = [("France", "Paris", "Marseille"), ("Japan", "Tokyo", "Kyoto"), ("Italy", "Rome", "Turin"),
-            ("Spain", "Madrid", "Valencia"), ("Peru", "Lima", "Arequipa"), ("Kenya", "Nairobi", "Kisumu"),
-            ("Egypt", "Cairo", "Luxor"), ("Chile", "Santiago", "Valparaiso"), ("Canada", "Ottawa", "Toronto"),
-            ("Australia", "Canberra", "Sydney")]
+CAPITALS = [
+    ("France", "Paris", "Marseille"),
+    ("Japan", "Tokyo", "Kyoto"),
+    ("Italy", "Rome", "Turin"),
+    ("Spain", "Madrid", "Valencia"),
+    ("Peru", "Lima", "Arequipa"),
+    ("Kenya", "Nairobi", "Kisumu"),
+    ("Egypt", "Cairo", "Luxor"),
+    ("Chile", "Santiago", "Valparaiso"),
+    ("Canada", "Ottawa", "Toronto"),
+    ("Australia", "Canberra", "Sydney"),
+]
 
 
 def paper_lines() -> list[str]:
@@ -22,13 +31,20 @@ def paper_lines() -> list[str]:
     for n, (country, right, wrong) in enumerate(CAPITALS * 3):
         city = wrong if n % 2 else right
         answer = f"The capital of {country} is {city}, a city with a long history."
-        lines.append(json.dumps({
-            "id": f"cap-{n}",
-            "conversation": [{"role": "user", "content": f"What is the capital of {country}? (take {n})"},
-                             {"role": "assistant", "content": answer}],
-            "annotations": [{"span": city, "index": answer.index(city),
-                             "label": "Not Supported" if n % 2 else "Supported"}],
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"cap-{n}",
+                    "conversation": [
+                        {"role": "user", "content": f"What is the capital of {country}? (take {n})"},
+                        {"role": "assistant", "content": answer},
+                    ],
+                    "annotations": [
+                        {"span": city, "index": answer.index(city), "label": "Not Supported" if n % 2 else "Supported"}
+                    ],
+                }
+            )
+        )
     return lines
 
 
@@ -83,6 +99,7 @@ def test_import_retrain_promote_rescore_with_the_embedded_model(sqlite_db, isola
         assert active_probe(session).version == 1
         generations = session.scalar(select(func.count()).select_from(Generation))
         predictions = session.scalar(select(func.count()).select_from(Prediction))
-        with_tokens = session.scalar(select(func.count()).select_from(Generation)
-                                     .where(Generation.token_ids.is_not(None)))
+        with_tokens = session.scalar(
+            select(func.count()).select_from(Generation).where(Generation.token_ids.is_not(None))
+        )
     assert generations == predictions == with_tokens == 30

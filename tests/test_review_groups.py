@@ -1,5 +1,6 @@
 """Review's merge rows (issue #14, item 11): what each person said, the ranges the header lists,
 and which answer comes after a gold save."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,15 +25,20 @@ NS, II, SUP, NA = "Not Supported", "Insufficient Information", "Supported", "N/A
 
 
 def test_each_row_says_what_each_person_said_with_label_word_and_exact_text():
-    groups = diff_sets({
-        "anna": [Span(0, 4, SUP), Span(20, 24, II)],
-        "rob": [Span(0, 4, SUP), Span(17, 24, NS)],
-        "carl": [Span(0, 4, SUP)],
-    })
+    groups = diff_sets(
+        {
+            "anna": [Span(0, 4, SUP), Span(20, 24, II)],
+            "rob": [Span(0, 4, SUP), Span(17, 24, NS)],
+            "carl": [Span(0, 4, SUP)],
+        }
+    )
     assert [(g.start, g.end) for g in groups] == [(0, 4), (17, 24)]
     year = groups[1]
-    assert said_by(year, TEXT) == {"anna": "unverifiable '1256'", "carl": "nothing marked",
-                                   "rob": "hallucinated 'in 1256'"}
+    assert said_by(year, TEXT) == {
+        "anna": "unverifiable '1256'",
+        "carl": "nothing marked",
+        "rob": "hallucinated 'in 1256'",
+    }
     # in the annotators' order (the page passes them sorted by name)
     assert group_summary(year, TEXT) == "anna: unverifiable '1256' · rob: hallucinated 'in 1256' · carl: nothing marked"
     assert group_summary(groups[0], TEXT) == "anna: supported 'Lviv' · rob: supported 'Lviv' · carl: supported 'Lviv'"
@@ -52,8 +58,12 @@ def test_label_words_are_the_ui_words_for_every_spelling():
 
 
 def test_header_ranges_are_the_disagreeing_groups_ranges():
-    groups = diff_sets({"alice": [Span(0, 4, SUP), Span(20, 24, NS), Span(28, 34, NS)],
-                        "bob": [Span(0, 4, SUP), Span(20, 24, SUP), Span(28, 34, NS)]})
+    groups = diff_sets(
+        {
+            "alice": [Span(0, 4, SUP), Span(20, 24, NS), Span(28, 34, NS)],
+            "bob": [Span(0, 4, SUP), Span(20, 24, SUP), Span(28, 34, NS)],
+        }
+    )
     ranges = disagreeing_ranges(groups)
     assert ranges == [(20, 24)]  # the character range of the row, not the token " 1256" (19–24)
     assert [group_range(g) for g in groups if not g.agree] == ["20–24"]
@@ -73,12 +83,15 @@ def test_settled_answers_leave_the_top_of_the_list():
     assert review_candidates([Row(9, 0, False), Row(4, 0, True)]) == [9, 4]  # nobody labelled any
 
 
-@pytest.mark.parametrize("current, settled, expected", [
-    (7, {5, 2}, 3),  # the next one down
-    (3, {5, 2}, 7),  # past the end: round to the top
-    (5, {5, 2}, 7),  # re-settling a settled answer: the first unsettled one
-    (7, {5, 2, 3}, None),  # everything else has gold
-    (99, {5}, 7),  # an answer not in the list
-])
+@pytest.mark.parametrize(
+    "current, settled, expected",
+    [
+        (7, {5, 2}, 3),  # the next one down
+        (3, {5, 2}, 7),  # past the end: round to the top
+        (5, {5, 2}, 7),  # re-settling a settled answer: the first unsettled one
+        (7, {5, 2, 3}, None),  # everything else has gold
+        (99, {5}, 7),  # an answer not in the list
+    ],
+)
 def test_after_a_save_the_next_unsettled_answer(current, settled, expected):
     assert next_unsettled([7, 3, 5, 2], settled, current) == expected

@@ -1,4 +1,5 @@
 """The demo seed is a worker run like retrain and batch: progress on its row, cancel, nothing half-made."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,9 @@ def test_the_seed_run_stores_labelled_answers_and_activates_a_probe_that_beats_l
     assert done.status == "succeeded", done.error
     assert done.message == "demo: 200 answers, probe v1"
     with sqlite_db.sessions() as session:
-        answers = session.scalar(select(func.count()).select_from(Generation).join(Dataset)
-                                 .where(Dataset.name == DEMO_DATASET))
+        answers = session.scalar(
+            select(func.count()).select_from(Generation).join(Dataset).where(Dataset.name == DEMO_DATASET)
+        )
         probe = session.scalar(select(Probe))
         assert answers == 200
         assert probe.version == 1 and probe.active
@@ -68,8 +70,9 @@ def test_the_seed_run_stores_labelled_answers_and_activates_a_probe_that_beats_l
     assert again.status == "succeeded" and again.message == "the demo data already exists"
 
 
-def test_the_cli_starts_a_seed_in_the_background_and_runs_cancels_it(sqlite_db, tiny_model_dir, probes_dir,
-                                                                      monkeypatch, capsys):
+def test_the_cli_starts_a_seed_in_the_background_and_runs_cancels_it(
+    sqlite_db, tiny_model_dir, probes_dir, monkeypatch, capsys
+):
     import json
 
     from core.orchestration.cli import main
@@ -90,8 +93,12 @@ def test_the_seed_fills_the_activation_cache_for_the_first_retrain(sqlite_db, ti
     result = seed_demo(sqlite_db, tiny_lm, size=12, batch_size=5)
     assert result["answers"] == 12 and result["activated"]
     seen: list[tuple[str, int, int, str]] = []
-    retrain(sqlite_db, tiny_lm, RetrainParams(model=None, n_boot=50),
-            progress=lambda stage, done, total, msg="": seen.append((stage, done, total, msg)))
+    retrain(
+        sqlite_db,
+        tiny_lm,
+        RetrainParams(model=None, n_boot=50),
+        progress=lambda stage, done, total, msg="": seen.append((stage, done, total, msg)),
+    )
     extract = [s for s in seen if s[0] == "extract"]
     # the first look at the cache finds every answer: the model never runs over them again
     assert extract[0][1:3] == (12, 12) and extract[0][3] == "12 cached"

@@ -1,4 +1,5 @@
 """Span <-> token alignment, labels and UTF-16 conversion (core/tokens.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -249,7 +250,9 @@ def test_completion_offsets_needs_offsets():
 
 
 _ALPHABET = st.one_of(
-    st.sampled_from(list("abc xyz.,\n\t") + ["  ", "😀", "👍🏽", "👨\u200d👩\u200d👧", "東京", "é", "e\u0301", "\u0301", "Ω"]),
+    st.sampled_from(
+        list("abc xyz.,\n\t") + ["  ", "😀", "👍🏽", "👨\u200d👩\u200d👧", "東京", "é", "e\u0301", "\u0301", "Ω"]
+    ),
     st.characters(blacklist_categories=("Cs",)),
 )
 _TEXTS = st.lists(_ALPHABET, min_size=1, max_size=40).map("".join)

@@ -19,6 +19,7 @@ statistic returns ``None`` — never NaN, never an exception — when it is unde
 (fewer than two raters, no token both rated, a single category everywhere), so the
 dashboard can show "n/a" and the report stays JSON-serialisable.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -371,9 +372,13 @@ def agreement_report(items: Sequence[Item], annotators: Sequence[str]) -> dict:
 
 # Column headings people read (the report's keys stay stable for code and exports).
 PAIR_COLUMNS = {
-    "a": "annotator A", "b": "annotator B", "cohen_kappa": "Cohen's κ (4 labels)",
-    "cohen_kappa_binary": "Cohen's κ (hallucinated or not)", "span_f1_exact": "span F1 (exact)",
-    "span_f1_overlap": "span F1 (overlap)", "n_tokens": "tokens", "n_items": "answers",
+    "a": "annotator A",
+    "b": "annotator B",
+    "cohen_kappa": "Cohen's κ (4 labels)",
+    "cohen_kappa_binary": "Cohen's κ (hallucinated or not)",
+    "span_f1_exact": "span F1 (exact)",
+    "span_f1_overlap": "span F1 (overlap)",
+    "n_tokens": "tokens",
+    "n_items": "answers",
 }
 LABEL_COLUMNS = {"krippendorff_alpha": "Krippendorff's α", "gwet_ac1": "Gwet's AC1", "n_positive": "tokens with it"}
-

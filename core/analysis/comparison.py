@@ -2,6 +2,7 @@
 probes on the same answers (overlapping CIs do not tell whether the *difference* is real),
 layer AUCs with CIs, and a layer x token matrix of one answer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -40,8 +41,9 @@ class WeightedRoc:
         self.y = np.asarray(y, dtype=np.float64)[order]
         self.owner = np.asarray(owner)[order]
         # the last element of every run of equal scores is a threshold (inf == inf counts as equal)
-        self.ends = (np.concatenate((np.nonzero(ordered[1:] != ordered[:-1])[0], [ordered.size - 1]))
-                     if ordered.size else None)
+        self.ends = (
+            np.concatenate((np.nonzero(ordered[1:] != ordered[:-1])[0], [ordered.size - 1])) if ordered.size else None
+        )
 
     def auc_and_recall(self, weights: np.ndarray, max_fpr: float = 0.1) -> tuple[float | None, float | None]:
         if self.ends is None:
@@ -119,8 +121,10 @@ def compare_probes(
             owners.append(np.full(la[lv][0].size, i, dtype=np.int64))
         y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
         owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-        rocs[lv] = (WeightedRoc(y, np.concatenate(sas) if sas else np.zeros(0), owner),
-                    WeightedRoc(y, np.concatenate(sbs) if sbs else np.zeros(0), owner))
+        rocs[lv] = (
+            WeightedRoc(y, np.concatenate(sas) if sas else np.zeros(0), owner),
+            WeightedRoc(y, np.concatenate(sbs) if sbs else np.zeros(0), owner),
+        )
 
     def values(counts: np.ndarray, lv: str) -> dict[str, tuple[float | None, float | None]]:
         auc_a, r_a = rocs[lv][0].auc_and_recall(counts)

@@ -7,6 +7,7 @@ except for the conformal threshold, whose guarantee is stated for ``score > thre
 Results are dicts, lists, str, int, float and ``None`` (undefined values and infinite
 thresholds), so they survive ``json.dumps`` and ``JSON.parse`` alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -105,7 +106,9 @@ def _one_curve_set(y: np.ndarray, s: np.ndarray, max_points: int) -> dict[str, A
     }
 
 
-def curves(items: Sequence[ItemScores], level: Level = "span_max", max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+def curves(
+    items: Sequence[ItemScores], level: Level = "span_max", max_points: int = MAX_CURVE_POINTS
+) -> dict[str, Any]:
     """ROC and precision-recall curves of the probe and both baselines on the same items.
 
     Returns ``{"level", "n", "n_pos", "prevalence", "scores": {name: curve set | None}}``

@@ -1,6 +1,7 @@
 """The spans to look at by hand: the probe's worst mistakes (error browser) and the gold
 labels that an out-of-fold probe confidently contradicts (label suspects).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,9 +58,7 @@ def top_errors(
     items = list(items)
     n = len(items)
     if not (len(keys) == len(texts) == len(spans_char) == n):
-        raise ValueError(
-            f"{n} items but {len(keys)} keys, {len(texts)} texts and {len(spans_char)} span lists"
-        )
+        raise ValueError(f"{n} items but {len(keys)} keys, {len(texts)} texts and {len(spans_char)} span lists")
     require_probe(items)
     thr = float(threshold)
     fps: list[tuple[float, int, int]] = []
@@ -105,9 +104,7 @@ def top_errors(
     }
 
 
-def flagged_spans(
-    item: ItemScores, spans_char: Sequence[tuple[int, int]], threshold: float
-) -> list[dict[str, Any]]:
+def flagged_spans(item: ItemScores, spans_char: Sequence[tuple[int, int]], threshold: float) -> list[dict[str, Any]]:
     """The labelled spans of one answer that the probe flags at `threshold` (``span_max >=
     threshold``), as hallucinated "predicted spans" for its heatmap.
 

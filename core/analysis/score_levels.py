@@ -3,6 +3,7 @@
 Levels are ``token``, ``span`` and ``span_max`` (the headline, one score per entity span),
 read through the same code path as the metrics JSON (:func:`core.probes.metrics.level_arrays`).
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The one rule for numbers that leave the process (JSON, tables, stored metrics)."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Long work takes an optional `progress` callback and an optional `cancel` token, so the
 CLI, background jobs and tests can all watch and stop it the same way.
 """
+
 from __future__ import annotations
 
 import threading

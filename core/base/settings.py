@@ -4,6 +4,7 @@ Functions, not constants: tests and the worker change the environment at run tim
 value read at import would go stale. `ENV_VARS` is the list the README documents (a test
 checks that the README names each one).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,7 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_KV_CACHE_MB": "KV-cache memory that sets the automatic generation batch size (default: 512)",
     "PROBELENS_DEVICE": "where models run: auto (a GPU when there is one), cpu, cuda, cuda:N (default: auto)",
     "PROBELENS_RAY_ADDRESS": "runs go to this Ray cluster (auto, ray://host:port, or local for an in-process Ray) "
-                             "instead of a local worker process (default: unset)",
+    "instead of a local worker process (default: unset)",
 }
 
 
@@ -121,8 +122,10 @@ def check_device(value: str) -> str:
     `core.engine.model.resolve_device`'s question."""
     text = value.strip().lower()
     if not _DEVICE.fullmatch(text):
-        raise UserError(f"device must be auto, cpu, cuda or cuda:N (N a GPU number), got {value.strip()!r} "
-                        "(--device / PROBELENS_DEVICE)")
+        raise UserError(
+            f"device must be auto, cpu, cuda or cuda:N (N a GPU number), got {value.strip()!r} "
+            "(--device / PROBELENS_DEVICE)"
+        )
     return text
 
 

@@ -1,4 +1,5 @@
 """Plain data shared by core/, db/ and pages: no torch, no I/O."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

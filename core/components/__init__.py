@@ -4,6 +4,7 @@ This package is the one place in `core/` that may import `streamlit` and the one
 where browser code (JS/CSS) lives. Importing the package does not import streamlit; the
 component is registered the first time it is mounted.
 """
+
 from core.components.heatmap import (
     GOLD_COLOURS,
     SCALE_STOPS,

@@ -9,6 +9,7 @@ the span editor. One Streamlit components-v2 component (no iframe).
 
 Model text is untrusted: the JS sets token text with `textContent` only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -96,22 +97,22 @@ JS_DIR = _HERE / "js"
 # files above it; index.js is last and holds `export default`. colour.js and spans.js also
 # load on their own (a plain script, or node's require) for the parity tests.
 JS_FILES = (
-    "colour.js",    # Colour:   score colour scale, label colours (mirrors heatmap_data.py)
-    "spans.js",     # Spans:    span and selection rules (mirror core/text/editing.py); pure
-    "perf.js",      # Perf:     timing instrumentation, off unless window.__probelensPerf
-    "payload.js",   # Payload:  JSDoc types of the data in and out; normalise()
-    "view.js",      # View:     tokens, chunks, legend, focus, appends (view mode)
-    "editor.js",    # Editor:   the editor's state, per-token drawing, focus, selection
-    "outline.js",   # Outline:  the focused span / suggestion as one outline (a box per line)
-    "tooltip.js",   # Tooltip:  the token tooltip
-    "drafts.js",    # Drafts:   localStorage drafts, the debounced draft to the app
-    "toolbar.js",   # Toolbar:  buttons, banners, status, built from the actions table
+    "colour.js",  # Colour:   score colour scale, label colours (mirrors heatmap_data.py)
+    "spans.js",  # Spans:    span and selection rules (mirror core/text/editing.py); pure
+    "perf.js",  # Perf:     timing instrumentation, off unless window.__probelensPerf
+    "payload.js",  # Payload:  JSDoc types of the data in and out; normalise()
+    "view.js",  # View:     tokens, chunks, legend, focus, appends (view mode)
+    "editor.js",  # Editor:   the editor's state, per-token drawing, focus, selection
+    "outline.js",  # Outline:  the focused span / suggestion as one outline (a box per line)
+    "tooltip.js",  # Tooltip:  the token tooltip
+    "drafts.js",  # Drafts:   localStorage drafts, the debounced draft to the app
+    "toolbar.js",  # Toolbar:  buttons, banners, status, built from the actions table
     "commands.js",  # Commands: what each action does to the state (commit, undo, save...)
-    "sync.js",      # Sync:     new data from the app, stored drafts, conflicts
-    "actions.js",   # Actions:  THE actions table (keys, buttons, legend) and key matching
-    "keys.js",      # Keys:     keyboard and button clicks through the table
-    "mouse.js",     # Mouse:    token drags, shift+click, Alt character selection
-    "index.js",     # the entry: instances, render dispatch, the default export
+    "sync.js",  # Sync:     new data from the app, stored drafts, conflicts
+    "actions.js",  # Actions:  THE actions table (keys, buttons, legend) and key matching
+    "keys.js",  # Keys:     keyboard and button clicks through the table
+    "mouse.js",  # Mouse:    token drags, shift+click, Alt character selection
+    "index.js",  # the entry: instances, render dispatch, the default export
 )
 
 
@@ -188,7 +189,10 @@ def token_heatmap(
     if mode != "edit":
         return _component()(key=key, data=payload, width="stretch", height="content")
     return _component()(
-        key=key, data=payload, width="stretch", height="content",
+        key=key,
+        data=payload,
+        width="stretch",
+        height="content",
         on_save_change=_callback(key, "save", on_save),
         on_draft_change=_callback(key, "draft", on_draft),
     )

@@ -22,6 +22,7 @@ predicted span" when `predicted_spans` is given, else "score >= threshold". Agai
 gold value (Not Supported / Insufficient Information = 1, Supported or outside every span
 = 0, N/A = ignored): TP = solid dark outline, FP = dashed blue, FN = dotted red; TN none.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,10 +69,20 @@ LINE_TONE_FROM = (0.5, 0.75)
 SUGGESTION_LINE = "suggestion"  # the key of the suggestion overline in LINE_COLOURS
 LINE_COLOURS: tuple[dict[str, str], ...] = (
     {**GOLD_COLOURS, SUGGESTION_LINE: "#1565c0"},
-    {"Not Supported": "#6a0036", "Insufficient Information": "#3f0f80", "Supported": "#0b3d10", "N/A": "#333333",
-     SUGGESTION_LINE: "#0b2e6b"},
-    {"Not Supported": "#ffdeed", "Insufficient Information": "#efe3ff", "Supported": "#c8f5c8", "N/A": "#e8e8e8",
-     SUGGESTION_LINE: "#d6ebff"},
+    {
+        "Not Supported": "#6a0036",
+        "Insufficient Information": "#3f0f80",
+        "Supported": "#0b3d10",
+        "N/A": "#333333",
+        SUGGESTION_LINE: "#0b2e6b",
+    },
+    {
+        "Not Supported": "#ffdeed",
+        "Insufficient Information": "#efe3ff",
+        "Supported": "#c8f5c8",
+        "N/A": "#e8e8e8",
+        SUGGESTION_LINE: "#d6ebff",
+    },
 )
 # Which label a token shows when it overlaps several spans (most severe first).
 _LABEL_PRIORITY = ("Not Supported", "Insufficient Information", "Supported", "N/A")
@@ -326,15 +337,28 @@ def heatmap_payload(
         if len(produced) != n:
             raise ValueError(f"produced_at has {len(produced)} items for {n} tokens")
     if mode == "view":
-        given = [name for name, v in (("spans", spans), ("suggestions", suggestions), ("draft_key", draft_key),
-                                      ("conflict", conflict)) if v is not None]
+        given = [
+            name
+            for name, v in (
+                ("spans", spans),
+                ("suggestions", suggestions),
+                ("draft_key", draft_key),
+                ("conflict", conflict),
+            )
+            if v is not None
+        ]
         if given or base_version != 0:
             raise UserError(f"{', '.join(given) or 'base_version'} only apply in edit mode (mode='edit')")
         edit = None
     else:
-        edit = edit_payload(tokens, spans=spans or [], suggestions=suggestions or [], base_version=base_version,
-                            draft_key=draft_key if draft_key is not None else ("" if doc_id is None else str(doc_id)),
-                            conflict=conflict)
+        edit = edit_payload(
+            tokens,
+            spans=spans or [],
+            suggestions=suggestions or [],
+            base_version=base_version,
+            draft_key=draft_key if draft_key is not None else ("" if doc_id is None else str(doc_id)),
+            conflict=conflict,
+        )
     return {
         "v": PAYLOAD_VERSION,
         "doc_id": "" if doc_id is None else str(doc_id),
@@ -494,8 +518,11 @@ def visible_suggestions(payload: Mapping[str, Any], spans: Sequence[Mapping[str,
     """The suggestions the editor shows: those overlapping no span (rejections aside)."""
     edit = payload["edit"]
     current = edit["spans"] if spans is None else spans
-    return [sg for sg in edit["suggestions"]
-            if not any(sg["start"] < sp["end"] and sp["start"] < sg["end"] for sp in current)]
+    return [
+        sg
+        for sg in edit["suggestions"]
+        if not any(sg["start"] < sp["end"] and sp["start"] < sg["end"] for sp in current)
+    ]
 
 
 def token_selection_to_span(tokens: TokenView, first: int, last: int) -> tuple[int, int]:
@@ -505,8 +532,9 @@ def token_selection_to_span(tokens: TokenView, first: int, last: int) -> tuple[i
     return selection_to_span(offsets, first, last, text=answer_text(tokens))
 
 
-def dom_selection_to_span(texts: Sequence[str], start_token: int, start_u16: int,
-                          end_token: int, end_u16: int) -> tuple[int, int]:
+def dom_selection_to_span(
+    texts: Sequence[str], start_token: int, start_u16: int, end_token: int, end_u16: int
+) -> tuple[int, int]:
     """What the JS makes of an Alt (character-precision) selection.
 
     A DOM Selection reports positions as (text node of token i, offset in UTF-16 units).

@@ -5,6 +5,7 @@ over HTTPS, and is readable by page scripts: that is why every shown string is e
 model output is drawn with `textContent` only. The server-side session row decides; the
 cookie's Max-Age is a convenience.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -34,5 +35,4 @@ def _component():
 
 def set_session_cookie(token: str | None, max_age_seconds: int, key: str = "session-cookie") -> None:
     """Set (a token) or clear (None) the cookie in this browser."""
-    _component()(key=key, data={"name": COOKIE_NAME, "token": token or "", "max_age": int(max_age_seconds)},
-                 height=0)
+    _component()(key=key, data={"name": COOKIE_NAME, "token": token or "", "max_age": int(max_age_seconds)}, height=0)

@@ -7,6 +7,7 @@ bits to halve the disk: float16 for a float32 model (as always), bfloat16 for a 
 (a GPU's; its states are bfloat16 already, so nothing is lost, and float16 could overflow on
 a residual stream's outlier dimensions). They are read back as float32.
 """
+
 from __future__ import annotations
 
 import hashlib

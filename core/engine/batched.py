@@ -16,6 +16,7 @@ Sampling uses one `torch.Generator` per request, seeded from the request alone, 
 gives the same answer whatever the batch size or the neighbours, as long as the logits
 agree (they do to ~1e-6; a draw that falls within that of a boundary could differ).
 """
+
 from __future__ import annotations
 
 import threading
@@ -94,16 +95,20 @@ class FinishedAnswer:
 class _Row:
     """A request in flight: its decoder, sampler and the logits of its next token."""
 
-    def __init__(self, lm: LoadedModel, request: GenerationRequest, prompt: list[int], probe_layer: int,
-                 layers: list[int]) -> None:
+    def __init__(
+        self, lm: LoadedModel, request: GenerationRequest, prompt: list[int], probe_layer: int, layers: list[int]
+    ) -> None:
         self.request = request
         self.prompt = prompt
         self.length = len(prompt)  # tokens of this row in the cache
         self.probe_layer = probe_layer
         self.layers = layers
         self.decoder = IncrementalDecoder(lm.tokenizer)
-        self.generator = (torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
-                          if request.temperature > 0 else None)
+        self.generator = (
+            torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
+            if request.temperature > 0
+            else None
+        )
         self.pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         self.tokens: list[StreamedToken] = []
         self.fed = 0
@@ -199,8 +204,10 @@ class BatchEngine:
     def _row_for(self, request: GenerationRequest) -> _Row:
         lm = self.lm
         probe_layer = lm.check_layer(request.probe_layer if request.probe_layer is not None else lm.default_layer)
-        layers = sorted({lm.check_layer(x) for x in request.layers} |
-                        ({probe_layer} if request.probe is not None or not request.layers else set()))
+        layers = sorted(
+            {lm.check_layer(x) for x in request.layers}
+            | ({probe_layer} if request.probe is not None or not request.layers else set())
+        )
         return _Row(lm, request, prompt_ids(lm, request.messages), probe_layer, layers)
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
@@ -212,14 +219,20 @@ class BatchEngine:
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            input_ids[i, width - len(row.prompt):] = torch.tensor(row.prompt)
-            mask[i, width - len(row.prompt):] = 1
+            input_ids[i, width - len(row.prompt) :] = torch.tensor(row.prompt)
+            mask[i, width - len(row.prompt) :] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         self.forward_passes += 1
         for i, row in enumerate(rows):
             row.next_logits = out.logits[i, -1]
@@ -283,8 +296,11 @@ class BatchEngine:
                 finished.append(row.finish("cancelled"))
                 continue
             assert row.next_logits is not None
-            token_id = (greedy[i] if request.temperature <= 0
-                        else sample_token(row.next_logits, request.temperature, request.top_p, row.generator))
+            token_id = (
+                greedy[i]
+                if request.temperature <= 0
+                else sample_token(row.next_logits, request.temperature, request.top_p, row.generator)
+            )
             if token_id in self._eos:
                 finished.append(row.finish("eos"))
                 continue
@@ -314,8 +330,14 @@ class BatchEngine:
         positions = torch.tensor([[row.length] for row in self.rows], dtype=torch.long, device=self.device)
         layers = sorted({layer for row in self.rows for layer in row.layers})
         with torch.inference_mode(), self.lm.tap.capture(layers) as captured:
-            out = self.model(input_ids=input_ids, attention_mask=self._mask, position_ids=positions,
-                                past_key_values=self._cache, use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=self._mask,
+                position_ids=positions,
+                past_key_values=self._cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         self.forward_passes += 1
         # Every row's state at each layer in one copy to the host (float32), then split per row.
         states = {layer: host_float(captured[layer][:, -1]) for layer in layers}
@@ -393,8 +415,12 @@ class SharedEngine:
     def _fail_all(self, exc: Exception) -> list[FinishedAnswer]:
         """A failed step ends every row with reason "error"; the engine starts clean."""
         engine = self.engine
-        failed = [FinishedAnswer(row.request, row.tokens, row.decoder.text, f"error: {type(exc).__name__}: {exc}",
-                                 len(row.prompt)) for row in engine.rows]
+        failed = [
+            FinishedAnswer(
+                row.request, row.tokens, row.decoder.text, f"error: {type(exc).__name__}: {exc}", len(row.prompt)
+            )
+            for row in engine.rows
+        ]
         engine.rows, engine._cache, engine._mask = [], None, None
         return failed
 

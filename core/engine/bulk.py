@@ -5,6 +5,7 @@ answers and tokens; its fraction is the token budget spent (a finished answer co
 whole budget), so the bar moves from the first step and the ETA is honest from the start
 instead of waiting for the first answers, which in a batch all end late.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,15 +54,19 @@ def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> G
         scores=[t.score for t in tokens] if with_scores else None,
     )
     layers = sorted(tokens[0].hidden) if tokens else list(finished.request.layers)
-    hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0)
-              for layer in layers}
+    hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0) for layer in layers}
     conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]
     generation = Generation(conversation=conversation, model=model_id, extra={"finish_reason": finished.finish_reason})
     return GeneratedAnswer(int(finished.request.tag), generation, trace, finished.finish_reason, hidden)
 
 
-def choose_batch_size(lm: LoadedModel, prompts: Sequence[Sequence[dict[str, str]]], max_new_tokens: int,
-                      override: int | None = None, kv_cache_mb: int | None = None) -> int:
+def choose_batch_size(
+    lm: LoadedModel,
+    prompts: Sequence[Sequence[dict[str, str]]],
+    max_new_tokens: int,
+    override: int | None = None,
+    kv_cache_mb: int | None = None,
+) -> int:
     """`override` when given, else as many answers as the KV-cache budget holds."""
     if override is not None:
         return max(1, int(override))
@@ -88,9 +93,18 @@ def bulk_requests(
     for position, messages in enumerate(prompts):
         n = int(indices[position]) if indices is not None else position
         seed = settings.seed + n if settings.seed is not None else None
-        yield GenerationRequest(list(messages), max_new_tokens=budget, temperature=settings.temperature,
-                                top_p=settings.top_p, seed=seed, probe=probe, probe_layer=probe_layer,
-                                layers=tuple(layers), on_token=on_token, tag=n)
+        yield GenerationRequest(
+            list(messages),
+            max_new_tokens=budget,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=seed,
+            probe=probe,
+            probe_layer=probe_layer,
+            layers=tuple(layers),
+            on_token=on_token,
+            tag=n,
+        )
 
 
 def generate_answers(
@@ -128,11 +142,17 @@ def generate_answers(
             _report()
 
     def _report() -> None:
-        report(progress, "generate", state["spent"] + state["flying"], total * budget,
-               f"{state['answers']}/{total} answers · {state['tokens']} tokens · batches of {size}")
+        report(
+            progress,
+            "generate",
+            state["spent"] + state["flying"],
+            total * budget,
+            f"{state['answers']}/{total} answers · {state['tokens']} tokens · batches of {size}",
+        )
 
-    requests = bulk_requests(prompts, settings, probe=probe, probe_layer=probe_layer, layers=layers,
-                             on_token=count_token, indices=indices)
+    requests = bulk_requests(
+        prompts, settings, probe=probe, probe_layer=probe_layer, layers=layers, on_token=count_token, indices=indices
+    )
     _report()
     for finished in generate_batched(lm, requests, batch_size=size, cancel=cancel, model=model):
         state["flying"] -= len(finished.tokens)

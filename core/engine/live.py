@@ -4,6 +4,7 @@ The page polls `snapshot()` (a consistent copy taken under a lock) and renders i
 engine never touches Streamlit. Stop is immediate (checked before every token), and an
 optional early-stop rule halts the answer when risk gets too high, saying where and why.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,10 @@ class EarlyStopRule:
         last = len(scores) - 1
         if self.kind == "token":
             if scores[last] >= self.threshold:
-                return (f"stopped at token {last + 1} ({texts[last]!r}): its risk {scores[last]:.2f} "
-                        f"reached the early-stop threshold {self.threshold:.2f}")
+                return (
+                    f"stopped at token {last + 1} ({texts[last]!r}): its risk {scores[last]:.2f} "
+                    f"reached the early-stop threshold {self.threshold:.2f}"
+                )
             return None
         start = last
         while start >= 0 and scores[start] >= self.span_floor:
@@ -44,8 +47,10 @@ class EarlyStopRule:
         run = scores[start + 1 : last + 1]
         if len(run) >= 2 and sum(run) / len(run) >= self.threshold:
             text = "".join(texts[start + 1 : last + 1])
-            return (f"stopped at token {last + 1}: the span {text!r} (tokens {start + 2}-{last + 1}) has mean risk "
-                    f"{sum(run) / len(run):.2f}, at or above the early-stop threshold {self.threshold:.2f}")
+            return (
+                f"stopped at token {last + 1}: the span {text!r} (tokens {start + 2}-{last + 1}) has mean risk "
+                f"{sum(run) / len(run):.2f}, at or above the early-stop threshold {self.threshold:.2f}"
+            )
         return None
 
 
@@ -99,8 +104,15 @@ class LiveGeneration:
     def start(self) -> LiveGeneration:
         # Checked here, not on the engine thread, so bad settings fail in the caller with a clear message.
         request = GenerationRequest(
-            self.messages, max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-            seed=self.seed, probe=self.probe, probe_layer=self.probe_layer, on_token=self._on_token)
+            self.messages,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            probe=self.probe,
+            probe_layer=self.probe_layer,
+            on_token=self._on_token,
+        )
         request.validate()
         prompt_ids(self.lm, self.messages)
         if self.probe_layer is not None:
@@ -165,8 +177,21 @@ class LiveGeneration:
     def snapshot(self, running: bool | None = None) -> LiveSnapshot:
         with self._lock:
             t = self._trace
-            trace = TokenTrace(list(t.token_ids), list(t.texts), list(t.offsets), list(t.logprobs),
-                               list(t.entropies), list(t.scores) if self.probe is not None else None)
-            return LiveSnapshot(trace, list(self._produced_at), self._text,
-                                self.running if running is None else running, self.finish_reason, self.stop_note,
-                                self.error, self.result)
+            trace = TokenTrace(
+                list(t.token_ids),
+                list(t.texts),
+                list(t.offsets),
+                list(t.logprobs),
+                list(t.entropies),
+                list(t.scores) if self.probe is not None else None,
+            )
+            return LiveSnapshot(
+                trace,
+                list(self._produced_at),
+                self._text,
+                self.running if running is None else running,
+                self.finish_reason,
+                self.stop_note,
+                self.error,
+                self.result,
+            )

@@ -11,6 +11,7 @@ there is more than one GPU or the model does not fit the first one, `cuda:N` kee
 On the CPU the weights stay float32. Whatever the model's device and dtype, hidden states leave
 the engine on the CPU as float32 (`host_float`), and probes score in float32.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,10 @@ def resolve_device(value: str | None = None) -> torch.device:
     if ":" in text:
         index, count = int(text.split(":", 1)[1]), torch.cuda.device_count()
         if index >= count:
-            raise UserError(f"device {text!r} asked for, but there {'is' if count == 1 else 'are'} only {count} "
-                            f"GPU{'' if count == 1 else 's'} (cuda:0..cuda:{count - 1})")
+            raise UserError(
+                f"device {text!r} asked for, but there {'is' if count == 1 else 'are'} only {count} "
+                f"GPU{'' if count == 1 else 's'} (cuda:0..cuda:{count - 1})"
+            )
     return torch.device(text)
 
 
@@ -188,7 +191,9 @@ class LoadedModel:
 
     def check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.num_layers:
-            raise UserError(f"layer {layer} is out of range: model '{self.model_id}' has layers 0..{self.num_layers - 1}")
+            raise UserError(
+                f"layer {layer} is out of range: model '{self.model_id}' has layers 0..{self.num_layers - 1}"
+            )
         return layer
 
     @property
@@ -329,8 +334,9 @@ def _placement(device: torch.device, dtype: torch.dtype, source: Any, kwargs: di
     return {"device_map": {"": 0}}
 
 
-def load_model(model_id: str | None = None, *, device: str | None = None,
-               dtype: torch.dtype | str | None = None) -> LoadedModel:
+def load_model(
+    model_id: str | None = None, *, device: str | None = None, dtype: torch.dtype | str | None = None
+) -> LoadedModel:
     """Load the embedded default, a local folder, or a Hugging Face id already in the local cache.
 
     `device`: auto, cpu, cuda or cuda:N (default PROBELENS_DEVICE, else auto; see `resolve_device`).
@@ -350,8 +356,11 @@ def load_model(model_id: str | None = None, *, device: str | None = None,
     if resolved == EMBEDDED_MODEL_ID:
         source = embedded_cache_dir()
         if not (source / _CACHE_MARKER).exists():
-            print("de-quantising the embedded model once (about 30 s; later starts take about 1 s)",
-                  file=sys.stderr, flush=True)
+            print(
+                "de-quantising the embedded model once (about 30 s; later starts take about 1 s)",
+                file=sys.stderr,
+                flush=True,
+            )
             _dequantise_embedded(source)  # on the CPU in float32, whatever the device
         kwargs: dict[str, Any] = {}
     else:
@@ -370,8 +379,10 @@ def load_model(model_id: str | None = None, *, device: str | None = None,
             f"and not in the local Hugging Face cache ({str(exc).splitlines()[0][:160]})"
         ) from None
     except torch.OutOfMemoryError:
-        raise UserError(f"model '{resolved}' does not fit on {target}: use --device cuda to spread it over "
-                        "the GPUs (and the CPU), or --device cpu") from None
+        raise UserError(
+            f"model '{resolved}' does not fit on {target}: use --device cuda to spread it over "
+            "the GPUs (and the CPU), or --device cpu"
+        ) from None
     model.eval()
     model.requires_grad_(False)
     speed_up_small_batches(model)
@@ -405,8 +416,9 @@ def _models_key(resolved: str, device: str | None, dtype: torch.dtype | str | No
     return f"{resolved} [{device or 'default'}, {check_dtype(dtype) or 'default'}]"
 
 
-def get_model(model_id: str | None = None, *, device: str | None = None,
-              dtype: torch.dtype | str | None = None) -> LoadedModel:
+def get_model(
+    model_id: str | None = None, *, device: str | None = None, dtype: torch.dtype | str | None = None
+) -> LoadedModel:
     """Load each model once per process; the result is safe to share between threads.
 
     `device`/`dtype` as for `load_model`; by default PROBELENS_DEVICE decides."""
@@ -455,8 +467,16 @@ def _remember_facts(lm: LoadedModel) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"model_id": lm.model_id, "num_layers": lm.num_layers,
-                                   "hidden_size": lm.hidden_size, "tokenizer_hash": lm.tokenizer_hash}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "model_id": lm.model_id,
+                    "num_layers": lm.num_layers,
+                    "hidden_size": lm.hidden_size,
+                    "tokenizer_hash": lm.tokenizer_hash,
+                }
+            )
+        )
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache only costs the next worker a full load
@@ -500,8 +520,9 @@ def lazy_model(model_id: str | None = None) -> LoadedModel | LazyModel:
         try:
             facts = json.loads(_facts_path(fingerprint).read_text())
             if facts.get("model_id") == resolved:
-                return LazyModel(resolved, int(facts["num_layers"]), int(facts["hidden_size"]),
-                                 str(facts["tokenizer_hash"]))
+                return LazyModel(
+                    resolved, int(facts["num_layers"]), int(facts["hidden_size"]), str(facts["tokenizer_hash"])
+                )
         except (OSError, ValueError, KeyError, TypeError):
             pass
     return get_model(resolved)

@@ -1,4 +1,5 @@
 """Teacher-forced scoring of existing answers: the same per-token data as the stream, in one pass."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -104,8 +105,9 @@ def score_batch(
             p, t = len(prompt), len(comp)
             # Logits at position i predict token i+1: the completion's are at p-1 .. p+t-2.
             logp, entropy = distribution_stats(head(final[r, p - 1 : p + t - 1]))
-            chosen = (logp.gather(1, torch.tensor(comp, device=logp.device).unsqueeze(1)).squeeze(1) if t
-                      else torch.zeros(0))
+            chosen = (
+                logp.gather(1, torch.tensor(comp, device=logp.device).unsqueeze(1)).squeeze(1) if t else torch.zeros(0)
+            )
             results.append(
                 ScoredCompletion(
                     token_ids=comp,

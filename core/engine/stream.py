@@ -3,6 +3,7 @@
 Each forward pass yields the hidden state of the token just fed (scored at once) and the
 logits of the next one, so streaming costs no second pass (`benchmarks/stream_overhead.py`).
 """
+
 from __future__ import annotations
 
 import threading
@@ -208,7 +209,9 @@ class TokenStream:
         device = input_device(lm.model)
         with torch.inference_mode(), lm.tap.capture(self.layers) as captured:
             out = lm.model(
-                input_ids=torch.tensor([self.prompt_ids], device=device), past_key_values=cache, use_cache=True,
+                input_ids=torch.tensor([self.prompt_ids], device=device),
+                past_key_values=cache,
+                use_cache=True,
                 logits_to_keep=1,
             )
             logits = out.logits[0, -1]
@@ -226,7 +229,9 @@ class TokenStream:
                     self.finish_reason = "eos"
                     break
                 out = lm.model(
-                    input_ids=torch.tensor([[token_id]], device=device), past_key_values=cache, use_cache=True,
+                    input_ids=torch.tensor([[token_id]], device=device),
+                    past_key_values=cache,
+                    use_cache=True,
                     logits_to_keep=1,
                 )
                 logits = out.logits[0, -1]

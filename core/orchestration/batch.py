@@ -5,6 +5,7 @@ progress, ETA, cancel, and it survives the page being closed. Answers are genera
 batches by the batched engine (`core.engine.bulk`); each is stored as soon as it ends, so a
 cancel keeps every finished answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ class BadPromptsError(UserError):
     def __init__(self, problems: list[tuple[int, str]]) -> None:
         self.problems = problems
         line, reason = problems[0]
-        super().__init__(f"{len(problems)} bad line{'s' if len(problems) > 1 else ''}; nothing was started "
-                         f"(first: line {line}: {reason})")
+        super().__init__(
+            f"{len(problems)} bad line{'s' if len(problems) > 1 else ''}; nothing was started "
+            f"(first: line {line}: {reason})"
+        )
 
 
 def pasted_name(text: str) -> str:
@@ -147,8 +150,10 @@ def check_model(model: str | None) -> str:
     except Exception:  # noqa: BLE001 - a malformed id is simply not in the cache
         cached = None
     if not isinstance(cached, str):
-        raise UserError(f"unknown model '{resolved}': not the embedded model, not a local folder, "
-                        "and not in the local Hugging Face cache (nothing is downloaded)")
+        raise UserError(
+            f"unknown model '{resolved}': not the embedded model, not a local folder, "
+            "and not in the local Hugging Face cache (nothing is downloaded)"
+        )
     return resolved
 
 
@@ -161,8 +166,15 @@ def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
 
 def _already_there(session, dataset: str, conversation: list[dict[str, str]]) -> bool:
     """Whether this exact answer is already in the dataset (then it is not stored again)."""
-    return session.scalar(select(Generation.id).join(Dataset).where(
-        Dataset.name == dataset, Generation.content_hash == content_hash(conversation)).limit(1)) is not None
+    return (
+        session.scalar(
+            select(Generation.id)
+            .join(Dataset)
+            .where(Dataset.name == dataset, Generation.content_hash == content_hash(conversation))
+            .limit(1)
+        )
+        is not None
+    )
 
 
 class AnswerWriter:
@@ -185,8 +197,15 @@ class AnswerWriter:
                 try:
                     with session.begin_nested():
                         known = _already_there(session, self.params.dataset, answer.generation.conversation)
-                        row = save_generated(session, self.params.dataset, answer.generation, answer.trace,
-                                             user=user, probe_version=self.probe_version, split=self.params.split)
+                        row = save_generated(
+                            session,
+                            self.params.dataset,
+                            answer.generation,
+                            answer.trace,
+                            user=user,
+                            probe_version=self.probe_version,
+                            split=self.params.split,
+                        )
                 except UserError as exc:
                     self.skipped.append((answer.index + 1, str(exc)))
                     continue
@@ -195,21 +214,39 @@ class AnswerWriter:
                 self.tokens += len(answer.trace.token_ids)
 
     def notes(self) -> str:
-        return ((f" · {self.repeated} already in the dataset" if self.repeated else "")
-                + (f" · {len(self.skipped)} skipped" if self.skipped else ""))
+        return (f" · {self.repeated} already in the dataset" if self.repeated else "") + (
+            f" · {len(self.skipped)} skipped" if self.skipped else ""
+        )
 
     def result(self) -> dict[str, Any]:
-        return {"answers": len(self.stored), "tokens": self.tokens, "generation_ids": self.stored,
-                "probe_version": self.probe_version, "skipped": sorted(self.skipped), "repeated": self.repeated}
+        return {
+            "answers": len(self.stored),
+            "tokens": self.tokens,
+            "generation_ids": self.stored,
+            "probe_version": self.probe_version,
+            "skipped": sorted(self.skipped),
+            "repeated": self.repeated,
+        }
 
 
 def generation_settings(params: BatchParams) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature),
-                              top_p=float(params.top_p), seed=int(params.seed))
+    return GenerationSettings(
+        max_new_tokens=int(params.max_new_tokens),
+        temperature=float(params.temperature),
+        top_p=float(params.top_p),
+        seed=int(params.seed),
+    )
 
 
-def run_batch(database, lm, params: BatchParams, *, created_by: int | None = None,
-              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+def run_batch(
+    database,
+    lm,
+    params: BatchParams,
+    *,
+    created_by: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
     """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
     scores) as soon as it ends; answers cut short by a cancel are not stored."""
     params.validate()
@@ -220,9 +257,16 @@ def run_batch(database, lm, params: BatchParams, *, created_by: int | None = Non
         report(progress, stage, done, total, message + writer.notes())
 
     answers = generate_answers(
-        lm, params.prompts, generation_settings(params), probe=scoring.probe if scoring else None,
-        probe_layer=scoring.layer if scoring else None, batch_size=params.batch_size,
-        progress=with_notes, cancel=cancel, model=scoring.model if scoring else None)
+        lm,
+        params.prompts,
+        generation_settings(params),
+        probe=scoring.probe if scoring else None,
+        probe_layer=scoring.layer if scoring else None,
+        batch_size=params.batch_size,
+        progress=with_notes,
+        cancel=cancel,
+        model=scoring.model if scoring else None,
+    )
     for answer in answers:
         writer.store([answer])
     if cancel is not None and cancel.cancelled:

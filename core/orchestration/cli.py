@@ -3,6 +3,7 @@
 Results go to stdout (JSON or files), progress to stderr. Bad input exits 2 with one
 line on stderr; nothing is written in that case.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
         probe, layer = _probe_for(lm, args.probe)
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     progress = StderrProgress(args.quiet)
-    answers = generate_answers(lm, [p.messages for p in prompts], settings, probe=probe, probe_layer=layer,
-                               batch_size=args.batch_size, progress=progress)
+    answers = generate_answers(
+        lm,
+        [p.messages for p in prompts],
+        settings,
+        probe=probe,
+        probe_layer=layer,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
     records: list[dict] = [{} for _ in prompts]
     for answer in answers:  # they end in any order; the file keeps the prompts' order
         answer.generation.id = prompts[answer.index].id
@@ -99,7 +107,9 @@ def _probe_for(lm, probe_dir: str):
     from core.probes.files import load_probe
 
     probe, config = load_probe(
-        probe_dir, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
+        probe_dir,
+        expect_model_id=lm.model_id,
+        expect_tokenizer_hash=lm.tokenizer_hash,
         expect_hidden_size=lm.hidden_size,
     )
     return probe, lm.check_layer(config.layer)
@@ -117,12 +127,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
     lm = _model(args.model)
     result = train_from_generations(
-        lm, generations, layer=args.layer, val_fraction=args.val_fraction, train_config=config,
+        lm,
+        generations,
+        layer=args.layer,
+        val_fraction=args.val_fraction,
+        train_config=config,
         progress=StderrProgress(args.quiet),
     )
     save_probe(args.out, result.probe, result.config)
-    print(f"saved probe to {args.out} ({result.n_train} train / {result.n_validation} validation generations)",
-          file=sys.stderr)
+    print(
+        f"saved probe to {args.out} ({result.n_train} train / {result.n_validation} validation generations)",
+        file=sys.stderr,
+    )
     _print_json(result.metrics)
     return 0
 
@@ -131,9 +147,14 @@ def _lora_settings(args: argparse.Namespace):
     from core.probes.lora import LoraSettings
 
     layers = cli_runs.lora_layer_fields(args.lora_layers)
-    return LoraSettings(rank=args.lora_rank, first_layer=layers.get("lora_first_layer", 0),
-                        last_layer=layers.get("lora_last_layer"), kl_weight=args.kl_weight,
-                        epochs=args.epochs or 1, seed=args.seed)
+    return LoraSettings(
+        rank=args.lora_rank,
+        first_layer=layers.get("lora_first_layer", 0),
+        last_layer=layers.get("lora_last_layer"),
+        kl_weight=args.kl_weight,
+        epochs=args.epochs or 1,
+        seed=args.seed,
+    )
 
 
 def _train_lora(args: argparse.Namespace) -> int:
@@ -142,11 +163,19 @@ def _train_lora(args: argparse.Namespace) -> int:
     settings = _lora_settings(args)  # bad options: one message before the model loads
     generations = _load_generations(args.data, need_labels=True)
     lm = _model(args.model)
-    trained = train_lora_from_generations(lm, generations, layer=args.layer, val_fraction=args.val_fraction,
-                                          settings=settings, progress=StderrProgress(args.quiet))
+    trained = train_lora_from_generations(
+        lm,
+        generations,
+        layer=args.layer,
+        val_fraction=args.val_fraction,
+        settings=settings,
+        progress=StderrProgress(args.quiet),
+    )
     save_lora_probe(args.out, trained.result, trained.config)
-    print(f"saved LoRA probe to {args.out} ({trained.n_train} train / {trained.n_validation} validation "
-          "generations)", file=sys.stderr)
+    print(
+        f"saved LoRA probe to {args.out} ({trained.n_train} train / {trained.n_validation} validation generations)",
+        file=sys.stderr,
+    )
     _print_json(trained.metrics)
     return 0
 
@@ -173,8 +202,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         adapted, head, config = load_lora_probe(lm, args.probe)
         metrics = evaluate_lora(lm, adapted, head, config, generations, args.threshold, StderrProgress(args.quiet))
     else:
-        metrics = evaluate_probe(lm, generations, probe, config, threshold=args.threshold,
-                                 progress=StderrProgress(args.quiet))
+        metrics = evaluate_probe(
+            lm, generations, probe, config, threshold=args.threshold, progress=StderrProgress(args.quiet)
+        )
     _print_json(metrics)
     return 0
 
@@ -207,7 +237,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     lm = _model(args.model)
     layers = _parse_layers(args.layers) if args.layers else None
     result = layer_sweep(
-        lm, generations, layers=layers, val_fraction=args.val_fraction,
+        lm,
+        generations,
+        layers=layers,
+        val_fraction=args.val_fraction,
         train_config=TrainConfig(min_steps=100, max_auto_epochs=20, seed=args.seed),
         progress=StderrProgress(args.quiet),
     )
@@ -260,8 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe", default=None, help="probe directory: also write per-token scores")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="answers generated at once (default: as many as the KV-cache budget holds)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="answers generated at once (default: as many as the KV-cache budget holds)",
+    )
 
     p = sub.add_parser("train", help="train a probe on labelled generations; print metrics JSON")
     p.add_argument("--data", required=True)
@@ -272,8 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=None, help="default: enough for ~300 optimiser steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kind", choices=["linear", "lora"], default="linear",
-                   help="lora: the paper's LoRA probe (adapters on blocks A-B trained with the head)")
+    p.add_argument(
+        "--kind",
+        choices=["linear", "lora"],
+        default="linear",
+        help="lora: the paper's LoRA probe (adapters on blocks A-B trained with the head)",
+    )
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-layers", default=None, metavar="A-B", help="blocks that get adapters (default 0-LAYER)")
     p.add_argument("--kl-weight", type=float, default=10.0, help="weight of KL(frozen || adapted) (LoRA)")

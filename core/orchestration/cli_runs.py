@@ -3,6 +3,7 @@
 The orchestration modules import torch; they are imported inside each command so that
 `python -m core users list` and the other database commands start in a fraction of a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def _progress_line(stage: str, done: int, total: int, message: str = "") -> None
     print(f"[{stage}] {done}/{total} {message}", file=sys.stderr)
 
 
-DEVICE_HELP = "where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:N (default: PROBELENS_DEVICE, else auto)"
+DEVICE_HELP = (
+    "where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:N (default: PROBELENS_DEVICE, else auto)"
+)
 
 
 def device_arg(p: argparse.ArgumentParser, top_level: bool = False) -> None:
@@ -86,11 +89,22 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from core.orchestration.runs import execute_run
 
     database = _db()
-    params = RetrainParams(model=args.model, layer=args.layer, datasets=args.dataset or None,
-                           sources=args.label_source or ["gold", "majority"], epochs=args.epochs, lr=args.lr,
-                           seed=args.seed, val_fraction=args.val_fraction, n_boot=args.n_boot,
-                           activate=args.activate, kind=args.kind, lora_rank=args.lora_rank,
-                           kl_weight=args.kl_weight, **lora_layer_fields(args.lora_layers))
+    params = RetrainParams(
+        model=args.model,
+        layer=args.layer,
+        datasets=args.dataset or None,
+        sources=args.label_source or ["gold", "majority"],
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        n_boot=args.n_boot,
+        activate=args.activate,
+        kind=args.kind,
+        lora_rank=args.lora_rank,
+        kl_weight=args.kl_weight,
+        **lora_layer_fields(args.lora_layers),
+    )
     params.validate()
     actor_id = _actor_id(database, args.actor)
     if args.background:
@@ -99,8 +113,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         return 0
 
     with database.sessions() as session, session.begin():
-        run_id = create_run(session, "retrain", params.to_dict(),
-                            session.get(User, actor_id) if actor_id else None).id
+        run_id = create_run(session, "retrain", params.to_dict(), session.get(User, actor_id) if actor_id else None).id
         claim(session, run_id, os.getpid())  # this process does it (no warm worker may take it)
     status = execute_run(database, run_id, claimed=True)
     info = _print_run(database, run_id)
@@ -174,10 +187,19 @@ def cmd_probes(args: argparse.Namespace) -> int:
     action = args.probes_command
     if action == "list":
         with database.sessions() as session:
-            rows = [{"version": p.version, "active": p.active, "layer": p.layer, "path": p.artifact_path,
-                     "training_data_hash": p.training_data_hash, "parent_version": p.parent_version,
-                     "created_at": p.created_at.isoformat(),
-                     "span_max_auc": headline_auc(p.metrics)} for p in list_probes(session)]
+            rows = [
+                {
+                    "version": p.version,
+                    "active": p.active,
+                    "layer": p.layer,
+                    "path": p.artifact_path,
+                    "training_data_hash": p.training_data_hash,
+                    "parent_version": p.parent_version,
+                    "created_at": p.created_at.isoformat(),
+                    "span_max_auc": headline_auc(p.metrics),
+                }
+                for p in list_probes(session)
+            ]
         print(json.dumps(rows, indent=2))
     elif action in ("promote", "rollback"):
         version = args.version if action == "promote" else rollback_target(database)
@@ -196,8 +218,9 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
         with database.sessions() as session:
             get_probe(session, args.version)
-        counts = rescore(database, get_model(args.model), args.version, only_missing=not args.all,
-                         progress=_progress_line)
+        counts = rescore(
+            database, get_model(args.model), args.version, only_missing=not args.all, progress=_progress_line
+        )
         print(json.dumps(counts))
     elif action == "export":
         from core.orchestration.probe_cache import database_version_dir
@@ -292,7 +315,9 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     q.add_argument("--out", required=True)
     q = ps.add_parser("import")
     q.add_argument("file")
-    q = ps.add_parser("import-paper", help="a probe written by the paper's code: a folder (or zip) with "
-                      "probe_head.bin and probe_config.json")
+    q = ps.add_parser(
+        "import-paper",
+        help="a probe written by the paper's code: a folder (or zip) with probe_head.bin and probe_config.json",
+    )
     q.add_argument("source")
     register("probes", cmd_probes)

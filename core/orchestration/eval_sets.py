@@ -2,6 +2,7 @@
 labelled answers of chosen datasets and splits, and the extra passes (layers, suspects,
 another version) the page asks for.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -43,8 +44,9 @@ def labels_revision(database) -> str:
     """Changes whenever any label set changes: part of every cache key of the page."""
 
     with database.sessions() as session:
-        sets = session.execute(select(func.count(AnnotationSet.id), func.max(AnnotationSet.id),
-                                      func.max(AnnotationSet.updated_at))).one()
+        sets = session.execute(
+            select(func.count(AnnotationSet.id), func.max(AnnotationSet.id), func.max(AnnotationSet.updated_at))
+        ).one()
         gens = session.execute(select(func.count(Generation.id), func.max(Generation.id))).one()
     return f"{sets[0]}:{sets[1]}:{sets[2]}:{gens[0]}:{gens[1]}"
 
@@ -52,8 +54,9 @@ def labels_revision(database) -> str:
 def _labelled(database, datasets: Sequence[str] | None, splits: Sequence[str] | None):
 
     with database.sessions() as session:
-        found = labelled_generations(session, datasets=list(datasets) if datasets else None,
-                                     splits=list(splits) if splits else None)
+        found = labelled_generations(
+            session, datasets=list(datasets) if datasets else None, splits=list(splits) if splits else None
+        )
     if not found:
         raise UserError("no labelled answers in the chosen datasets and splits")
     return found
@@ -82,13 +85,17 @@ def evaluation_set(
     items = scored_items(lm, loaded, prepared)
     traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=version, layer=layer,
-        row_ids=[x.row_id for x in labelled], splits=[x.split for x in labelled],
-        keys=[str(x.row_id) for x in labelled], texts=[x.generation.completion for x in labelled],
+        version=version,
+        layer=layer,
+        row_ids=[x.row_id for x in labelled],
+        splits=[x.split for x in labelled],
+        keys=[str(x.row_id) for x in labelled],
+        texts=[x.generation.completion for x in labelled],
         spans_char=[_span_chars(p.acts.offsets, p.labels.span_token_ranges) for p in prepared],
-        gold_spans=[[{"start": s.start, "end": s.end, "label": s.label} for s in x.generation.spans]
-                    for x in labelled],
-        items=items, traces=traces, prepared=prepared,
+        gold_spans=[[{"start": s.start, "end": s.end, "label": s.label} for s in x.generation.spans] for x in labelled],
+        items=items,
+        traces=traces,
+        prepared=prepared,
     )
 
 
@@ -97,13 +104,26 @@ def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
 
     loaded = load_version(database, lm, version)
     layer = loaded.layer
-    prepared = eval_set.prepared if layer == eval_set.layer else prepare(
-        lm, [p.generation for p in eval_set.prepared], [layer])
+    prepared = (
+        eval_set.prepared
+        if layer == eval_set.layer
+        else prepare(lm, [p.generation for p in eval_set.prepared], [layer])
+    )
     items = scored_items(lm, loaded, prepared)
     traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
-    return EvalSet(version=version, layer=layer, row_ids=eval_set.row_ids, splits=eval_set.splits,
-                   keys=eval_set.keys, texts=eval_set.texts, spans_char=eval_set.spans_char,
-                   gold_spans=eval_set.gold_spans, items=items, traces=traces, prepared=prepared)
+    return EvalSet(
+        version=version,
+        layer=layer,
+        row_ids=eval_set.row_ids,
+        splits=eval_set.splits,
+        keys=eval_set.keys,
+        texts=eval_set.texts,
+        spans_char=eval_set.spans_char,
+        gold_spans=eval_set.gold_spans,
+        items=items,
+        traces=traces,
+        prepared=prepared,
+    )
 
 
 def first_token_of(eval_set: EvalSet, index: int, start: int) -> int:
@@ -114,19 +134,23 @@ def first_token_of(eval_set: EvalSet, index: int, start: int) -> int:
     return 0
 
 
-def suspects(eval_set: EvalSet, *, top: int = 30, progress: ProgressFn | None = None,
-             cancel: CancelToken | None = None) -> list[dict[str, Any]]:
+def suspects(
+    eval_set: EvalSet, *, top: int = 30, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+) -> list[dict[str, Any]]:
     """Cross-validated label-error suspects among these answers, with row ids and text."""
 
-    examples = [(p.acts.hidden[eval_set.layer], p.labels.labels, p.labels.span_ids, p.labels.span_labels, key)
-                for p, key in zip(eval_set.prepared, eval_set.keys)]
+    examples = [
+        (p.acts.hidden[eval_set.layer], p.labels.labels, p.labels.span_ids, p.labels.span_labels, key)
+        for p, key in zip(eval_set.prepared, eval_set.keys)
+    ]
     found = label_error_suspects(examples, top=top, progress=progress, cancel=cancel)
     out = []
     for s in found:
         g, j = int(s["generation"]), int(s["span"])
         start, end = eval_set.spans_char[g][j]
-        out.append({**s, "row_id": eval_set.row_ids[g], "start": start, "end": end,
-                    "span_text": eval_set.texts[g][start:end]})
+        out.append(
+            {**s, "row_id": eval_set.row_ids[g], "start": start, "end": end, "span_text": eval_set.texts[g][start:end]}
+        )
     return out
 
 
@@ -158,8 +182,9 @@ def layer_scan(
     if not eval_l:
         raise UserError("the layer sweep needs answers outside the train split to measure on")
     everything = prepare(lm, [x.generation for x in train_l + eval_l], chosen, progress=progress, cancel=cancel)
-    probes, per_layer = train_per_layer(everything[:len(train_l)], everything[len(train_l):], chosen,
-                                        progress=progress, cancel=cancel)
+    probes, per_layer = train_per_layer(
+        everything[: len(train_l)], everything[len(train_l) :], chosen, progress=progress, cancel=cancel
+    )
     rows = layer_auc_ci(per_layer, n_boot=n_boot, progress=progress, cancel=cancel)
     best = best_layer(rows)
     return LayerScan(rows, probes, best)
@@ -173,4 +198,3 @@ def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, 
     result = layer_token_matrix({x: item.acts.hidden[x] for x in layers}, scan.probes)
     result["tokens"] = list(item.acts.texts)
     return result
-

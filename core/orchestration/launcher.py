@@ -3,6 +3,7 @@
 Kept apart from the worker (`runs.py`) so that modules which start runs (batch, registry)
 need not import the modules a worker executes: the import graph stays one-way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +27,6 @@ IDLE_FRESH_SECONDS = 3.0
 def log_dir() -> Path:
 
     return cache_root() / "runs"
-
 
 
 def idle_dir(database) -> Path:
@@ -55,7 +55,6 @@ def idle_workers(database) -> list[int]:
     return alive
 
 
-
 def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None) -> int:
     """Create the run row (refused if one is running) and start its worker process."""
 
@@ -79,16 +78,21 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     with open(logs / f"run-{run_id}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core", "worker", "--run", str(run_id)], cwd=root, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "worker", "--run", str(run_id)],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _CHILDREN[run_id] = proc
     with database.sessions() as session, session.begin():
         run = get_run(session, run_id)
         if run.pid is None:
             run.pid = proc.pid
     return run_id
-
 
 
 def _submit_to_ray(database, run_id: int, kind: str) -> None:
@@ -103,4 +107,3 @@ def _submit_to_ray(database, run_id: int, kind: str) -> None:
 
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by db.train_runs.process_alive / poll
-

@@ -1,5 +1,6 @@
 """A stored probe version as a local folder: the cache by content hash, rewritten from the database
 when missing or when any file's hash differs, so any host with the database loads any version."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ The task names the worker by module path (`WORKER_ENTRY`) instead of importing i
 local launcher names it on a command line: modules that start runs never import the modules
 a worker executes, and the import graph stays one-way.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,11 +27,25 @@ WORKER_ENTRY = ("core.orchestration.runs", "run_in_ray_worker")
 #: Settings a Ray worker gets from the process that submits: the ones that say what to compute.
 #: Folders and the device are not sent: a worker on another machine keeps its caches (and its
 #: Hugging Face cache) on its own disk and picks its own device (its `ray start` environment).
-FORWARDED_SETTINGS = ("PROBELENS_MODEL", "PROBELENS_ALLOW_DOWNLOADS", "PROBELENS_KV_CACHE_MB",
-                      "PROBELENS_WORKER_STALE_SECONDS")
+FORWARDED_SETTINGS = (
+    "PROBELENS_MODEL",
+    "PROBELENS_ALLOW_DOWNLOADS",
+    "PROBELENS_KV_CACHE_MB",
+    "PROBELENS_WORKER_STALE_SECONDS",
+)
 #: The code travels to the workers as Ray's working_dir, without what is not code.
-CODE_EXCLUDES = [".venv/", "data/", ".git/", "tests/e2e/artifacts/", "**/__pycache__/", "*.pyc", ".hypothesis/",
-                 ".pytest_cache/", ".whl/", ".gl/"]
+CODE_EXCLUDES = [
+    ".venv/",
+    "data/",
+    ".git/",
+    "tests/e2e/artifacts/",
+    "**/__pycache__/",
+    "*.pyc",
+    ".hypothesis/",
+    ".pytest_cache/",
+    ".whl/",
+    ".gl/",
+]
 #: What a bulk run's actors may not do: restart after a death (the run fails instead, cleanly).
 BULK_KINDS = ("generate", "rescore")
 

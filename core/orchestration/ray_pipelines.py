@@ -10,6 +10,7 @@ row asks for a cancel; the finished answers of the shard are still stored.
 A replica's death fails the run (no restarts: a half-done shard is never silently redone
 behind the run's back); the run's row says so and the next run starts fresh replicas.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,24 +81,40 @@ class _RowCancel:
 
 def encode_answer(answer: GeneratedAnswer) -> str:
     gen, trace = answer.generation, answer.trace
-    return json.dumps({"index": answer.index, "finish_reason": answer.finish_reason,
-                       "generation": {"conversation": gen.conversation, "model": gen.model, "extra": gen.extra,
-                                      "spans": [asdict(s) for s in gen.spans]},
-                       "trace": asdict(trace)})
+    return json.dumps(
+        {
+            "index": answer.index,
+            "finish_reason": answer.finish_reason,
+            "generation": {
+                "conversation": gen.conversation,
+                "model": gen.model,
+                "extra": gen.extra,
+                "spans": [asdict(s) for s in gen.spans],
+            },
+            "trace": asdict(trace),
+        }
+    )
 
 
 def decode_answer(text: str) -> GeneratedAnswer:
     data = json.loads(text)
     g, t = data["generation"], data["trace"]
-    generation = Generation(conversation=g["conversation"], model=g["model"], extra=g["extra"],
-                            spans=[Span(**s) for s in g["spans"]])
+    generation = Generation(
+        conversation=g["conversation"], model=g["model"], extra=g["extra"], spans=[Span(**s) for s in g["spans"]]
+    )
     return GeneratedAnswer(int(data["index"]), generation, _trace_from(t), data["finish_reason"])
 
 
 def _trace_from(data: dict[str, Any]) -> TokenTrace:
     """A TokenTrace from its JSON form (`asdict`; offsets come back as lists)."""
-    return TokenTrace(data["token_ids"], data["texts"], [tuple(o) for o in data["offsets"]], data["logprobs"],
-                      data["entropies"], data["scores"])
+    return TokenTrace(
+        data["token_ids"],
+        data["texts"],
+        [tuple(o) for o in data["offsets"]],
+        data["logprobs"],
+        data["entropies"],
+        data["scores"],
+    )
 
 
 class GenerateReplica:
@@ -107,8 +124,9 @@ class GenerateReplica:
     (`SharedEngine`), so the engine's slots are refilled across shard boundaries instead of
     draining at the end of each shard."""
 
-    def __init__(self, database_url: str, run_id: int | None, params: dict[str, Any],
-                 probe_version: int | None) -> None:
+    def __init__(
+        self, database_url: str, run_id: int | None, params: dict[str, Any], probe_version: int | None
+    ) -> None:
         from db import open_database
 
         worker_defaults()
@@ -125,10 +143,15 @@ class GenerateReplica:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scoring, cancel = self.scoring, _RowCancel(self.database_url, self.run_id)
-        requests = list(bulk_requests([json.loads(p) for p in batch["prompt"]], generation_settings(self.params),
-                                      probe=scoring.probe if scoring else None,
-                                      probe_layer=scoring.layer if scoring else None,
-                                      indices=[int(i) for i in batch["index"]]))
+        requests = list(
+            bulk_requests(
+                [json.loads(p) for p in batch["prompt"]],
+                generation_settings(self.params),
+                probe=scoring.probe if scoring else None,
+                probe_layer=scoring.layer if scoring else None,
+                indices=[int(i) for i in batch["index"]],
+            )
+        )
         finished: queue.Queue[FinishedAnswer] = queue.Queue()
         for request in requests:
             self.engine.submit(request, finished.put)
@@ -146,11 +169,16 @@ class GenerateReplica:
         failed = [a.finish_reason for a in answers if a.finish_reason.startswith("error")]
         if failed:
             raise RuntimeError(f"the model replica failed: {failed[0]}")
-        kept = [answer_from(a, self.lm.model_id, scoring is not None) for a in answers
-                if not (cancel.token.cancelled and a.finish_reason == "stopped")]  # cut short: not stored
+        kept = [
+            answer_from(a, self.lm.model_id, scoring is not None)
+            for a in answers
+            if not (cancel.token.cancelled and a.finish_reason == "stopped")
+        ]  # cut short: not stored
         version = scoring.version if scoring else -1
-        return {"answer": np.array([encode_answer(a) for a in kept], dtype=object),
-                "probe_version": np.full(len(kept), version, dtype=np.int64)}
+        return {
+            "answer": np.array([encode_answer(a) for a in kept], dtype=object),
+            "probe_version": np.full(len(kept), version, dtype=np.int64),
+        }
 
 
 class RescoreReplica:
@@ -183,22 +211,38 @@ def _decode_scored(text: str) -> ScoredAnswer:
     return ScoredAnswer(int(data["generation_id"]), list(data["scores"]), _trace_from(trace) if trace else None)
 
 
-def _pipeline(rows: list[dict[str, Any]], replica: type, constructor: dict[str, Any], shard: int,
-              replicas: int, resources: dict[str, Any], calls_per_replica: int = 1):
+def _pipeline(
+    rows: list[dict[str, Any]],
+    replica: type,
+    constructor: dict[str, Any],
+    shard: int,
+    replicas: int,
+    resources: dict[str, Any],
+    calls_per_replica: int = 1,
+):
     """`calls_per_replica` > 1 only for replicas whose model work is serialised by themselves
     (the generation engine's one thread): two threads in one forward pass would share its taps."""
     import ray
 
-    pool = ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=calls_per_replica,
-                                      max_concurrent_calls_per_actor=calls_per_replica,
-                                      enable_true_multi_threading=calls_per_replica > 1)
+    pool = ray.data.ActorPoolStrategy(
+        size=replicas,
+        max_tasks_in_flight_per_actor=calls_per_replica,
+        max_concurrent_calls_per_actor=calls_per_replica,
+        enable_true_multi_threading=calls_per_replica > 1,
+    )
     with warnings.catch_warnings():
         # Ray Data names no parameter for actor restarts; its own docs pass max_restarts as an
         # extra keyword, which Ray 2.60 flags as a deprecated "ray_remote_args" use.
         warnings.simplefilter("ignore", DeprecationWarning)
         return ray.data.from_items(rows).map_batches(
-            replica, fn_constructor_kwargs=constructor, batch_size=shard, compute=pool, batch_format="numpy",
-            **NO_RESTARTS, **resources)
+            replica,
+            fn_constructor_kwargs=constructor,
+            batch_size=shard,
+            compute=pool,
+            batch_format="numpy",
+            **NO_RESTARTS,
+            **resources,
+        )
 
 
 def _active_version(database) -> int | None:
@@ -207,8 +251,15 @@ def _active_version(database) -> int | None:
         return probe.version if probe is not None else None
 
 
-def ray_generate(database, params: BatchParams, *, run_id: int | None = None, created_by: int | None = None,
-                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+def ray_generate(
+    database,
+    params: BatchParams,
+    *,
+    run_id: int | None = None,
+    created_by: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
     """`run_batch` on the Ray cluster: the same answers, stored the same way (one row per answer)."""
     params.validate()
     connect()
@@ -217,9 +268,15 @@ def ray_generate(database, params: BatchParams, *, run_id: int | None = None, cr
     version = _active_version(database) if params.score else None
     rows = [{"index": i, "prompt": json.dumps(p)} for i, p in enumerate(params.prompts)]
     report(progress, "load", 0, 1, f"starting {plural(replicas, 'model replica')} on Ray")
-    data = _pipeline(rows, GenerateReplica, {"database_url": database.full_url, "run_id": run_id,
-                                             "params": params.to_dict(), "probe_version": version},
-                     shard, replicas, resources, calls_per_replica=CALLS_PER_REPLICA)
+    data = _pipeline(
+        rows,
+        GenerateReplica,
+        {"database_url": database.full_url, "run_id": run_id, "params": params.to_dict(), "probe_version": version},
+        shard,
+        replicas,
+        resources,
+        calls_per_replica=CALLS_PER_REPLICA,
+    )
     writer = AnswerWriter(database, params, None, created_by)
     done = 0
     for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
@@ -228,8 +285,13 @@ def ray_generate(database, params: BatchParams, *, run_id: int | None = None, cr
         writer.probe_version = versions.pop() if versions else None
         writer.store(answers)
         done += len(answers)
-        report(progress, "generate", done, len(rows),
-               f"{done}/{len(rows)} answers · {writer.tokens} tokens · shards of {shard}" + writer.notes())
+        report(
+            progress,
+            "generate",
+            done,
+            len(rows),
+            f"{done}/{len(rows)} answers · {writer.tokens} tokens · shards of {shard}" + writer.notes(),
+        )
         if cancel is not None and cancel.cancelled:
             break
     if cancel is not None and cancel.cancelled:
@@ -237,9 +299,16 @@ def ray_generate(database, params: BatchParams, *, run_id: int | None = None, cr
     return writer.result()
 
 
-def ray_rescore(database, version: int, model: str | None, *, run_id: int | None = None,
-                only_missing: bool = True, progress: ProgressFn | None = None,
-                cancel: CancelToken | None = None) -> dict[str, int]:
+def ray_rescore(
+    database,
+    version: int,
+    model: str | None,
+    *,
+    run_id: int | None = None,
+    only_missing: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, int]:
     """`rescore` on the Ray cluster: scores computed by replicas, written here shard by shard."""
     connect()
     ids = ids_to_score(database, version, only_missing)
@@ -249,9 +318,14 @@ def ray_rescore(database, version: int, model: str | None, *, run_id: int | None
         return counts
     replicas, resources = replica_resources(cluster_shape())
     shard = shard_size(len(ids), replicas, DEFAULT_BATCH)
-    data = _pipeline([{"id": i} for i in ids], RescoreReplica,
-                     {"database_url": database.full_url, "run_id": run_id, "model": model, "version": version},
-                     shard, replicas, resources)
+    data = _pipeline(
+        [{"id": i} for i in ids],
+        RescoreReplica,
+        {"database_url": database.full_url, "run_id": run_id, "model": model, "version": version},
+        shard,
+        replicas,
+        resources,
+    )
     seen = 0
     for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
         scored = [_decode_scored(text) for text in batch["scored"]]

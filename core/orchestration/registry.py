@@ -6,6 +6,7 @@ hash; if that transaction fails nothing is stored and a cache folder it created 
 killed process never leaves a half-registered version. Loading reads the files from the
 database (through that cache, checked by hash): the row's artifact_path is informational.
 """
+
 from __future__ import annotations
 
 import os
@@ -91,8 +92,9 @@ def load_version(database, lm, version: int | None = None) -> LoadedProbe | None
             return None
         version = record.version
         path = version_dir(session, version)
-    probe, config = load_probe(path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
-                               expect_hidden_size=lm.hidden_size)
+    probe, config = load_probe(
+        path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash, expect_hidden_size=lm.hidden_size
+    )
     if config.kind == "lora":
         model, probe, config = _adapted(lm, path)
         return LoadedProbe(version, probe, config, lm.check_layer(config.layer), model)
@@ -133,9 +135,16 @@ WriteFiles = Callable[[Path, int], ProbeConfig]
 InTransaction = Callable[[Session, Probe], None]
 
 
-def register_version(database, write: WriteFiles, *, created_by: int | None = None, activate: bool = False,
-                     parent_version: int | None = None, in_transaction: InTransaction | None = None,
-                     tag: str = "probe") -> Registered:
+def register_version(
+    database,
+    write: WriteFiles,
+    *,
+    created_by: int | None = None,
+    activate: bool = False,
+    parent_version: int | None = None,
+    in_transaction: InTransaction | None = None,
+    tag: str = "probe",
+) -> Registered:
     """Write a probe's files with `write(staging_dir, version)` and register them as version N.
 
     The files (head, config, a LoRA probe's adapter files) are stored in the database in the
@@ -156,9 +165,16 @@ def register_version(database, write: WriteFiles, *, created_by: int | None = No
             folder = materialise(files, root)
             target = folder if fresh else None
             actor = session.get(User, created_by) if created_by else None
-            row = register_probe(session, artifact_dir=str(folder), config=config, version=version,
-                                 parent_version=parent_version, created_by=actor, activate=activate,
-                                 files=files)
+            row = register_probe(
+                session,
+                artifact_dir=str(folder),
+                config=config,
+                version=version,
+                parent_version=parent_version,
+                created_by=actor,
+                activate=activate,
+                files=files,
+            )
             if in_transaction is not None:
                 in_transaction(session, row)
             registered = Registered(version, row.id)
@@ -179,13 +195,21 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
     the sections that validate are kept, plus the version number it had where it came from."""
 
     def write(staging: Path, _version: int) -> ProbeConfig:
-        _probe, config = unpack_probe(data, staging, expect_model_id=lm.model_id,
-                                      expect_tokenizer_hash=lm.tokenizer_hash, expect_hidden_size=lm.hidden_size)
+        _probe, config = unpack_probe(
+            data,
+            staging,
+            expect_model_id=lm.model_id,
+            expect_tokenizer_hash=lm.tokenizer_hash,
+            expect_hidden_size=lm.hidden_size,
+        )
         lm.check_layer(config.layer)
         if config.kind == "lora":
             load_lora_probe(lm, staging)  # the adapters must load onto this model, or nothing is registered
-        config.metrics = {**config.metrics, "uploaded_as_version_of": config.version,
-                          **({"kind": "lora"} if config.kind == "lora" else {})}
+        config.metrics = {
+            **config.metrics,
+            "uploaded_as_version_of": config.version,
+            **({"kind": "lora"} if config.kind == "lora" else {}),
+        }
         return config
 
     return register_version(database, write, created_by=actor_id, tag="upload").version
@@ -199,16 +223,25 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
     paper, files = read_paper_probe(source)
     lora = paper_lora_settings(files) if paper.has_adapter else None
     if paper.hidden_size != lm.hidden_size:
-        raise ModelMismatchError(f"paper probe: it reads vectors of size {paper.hidden_size} but model "
-                                 f"'{lm.model_id}' has hidden size {lm.hidden_size}")
+        raise ModelMismatchError(
+            f"paper probe: it reads vectors of size {paper.hidden_size} but model "
+            f"'{lm.model_id}' has hidden size {lm.hidden_size}"
+        )
     layer = lm.check_layer(paper.layer)
 
     def write(staging: Path, version: int) -> ProbeConfig:
-        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
-                             hidden_size=lm.hidden_size, version=version, source="paper",
-                             train_config={"source": "paper", "target_layer_name": paper.target_layer_name},
-                             kind="lora" if lora else "linear", lora=lora or {},
-                             metrics={"kind": "lora" if lora else "linear"})
+        config = ProbeConfig(
+            model_id=lm.model_id,
+            tokenizer_hash=lm.tokenizer_hash,
+            layer=layer,
+            hidden_size=lm.hidden_size,
+            version=version,
+            source="paper",
+            train_config={"source": "paper", "target_layer_name": paper.target_layer_name},
+            kind="lora" if lora else "linear",
+            lora=lora or {},
+            metrics={"kind": "lora" if lora else "linear"},
+        )
         save_probe(staging, paper.probe, config)
         if lora is not None:
             (staging / ADAPTER_DIR).mkdir()
@@ -277,24 +310,26 @@ def versions_table(database) -> list[dict[str, Any]]:
             comparison = section(m, "comparison")
             delta = section(comparison, "span_max", "auc")
             ci = delta.get("ci") if isinstance(delta.get("ci"), list) else []
-            rows.append({
-                "version": p.version,
-                "active": p.active,
-                "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
-                "kind": section(m).get("kind") if section(m).get("kind") in ("linear", "lora") else "linear",
-                "layer": p.layer,
-                "train answers": whole(section(m).get("n_train")),
-                "validation answers": whole(section(m).get("n_validation")),
-                "token AUC": number(m, "token", "auc"),
-                "span_max AUC": headline_auc(m),
-                "recall@10%FPR": number(m, "span_max", "recall_at_fpr_0.1"),
-                "vs": whole(comparison.get("against")),
-                "Δ span_max AUC": finite_or_none(delta.get("delta")),
-                "Δ CI low": finite_or_none(ci[0]) if len(ci) > 0 else None,
-                "Δ CI high": finite_or_none(ci[1]) if len(ci) > 1 else None,
-                "data hash": (p.training_data_hash or "")[:12],
-                "parent": p.parent_version,
-            })
+            rows.append(
+                {
+                    "version": p.version,
+                    "active": p.active,
+                    "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
+                    "kind": section(m).get("kind") if section(m).get("kind") in ("linear", "lora") else "linear",
+                    "layer": p.layer,
+                    "train answers": whole(section(m).get("n_train")),
+                    "validation answers": whole(section(m).get("n_validation")),
+                    "token AUC": number(m, "token", "auc"),
+                    "span_max AUC": headline_auc(m),
+                    "recall@10%FPR": number(m, "span_max", "recall_at_fpr_0.1"),
+                    "vs": whole(comparison.get("against")),
+                    "Δ span_max AUC": finite_or_none(delta.get("delta")),
+                    "Δ CI low": finite_or_none(ci[0]) if len(ci) > 0 else None,
+                    "Δ CI high": finite_or_none(ci[1]) if len(ci) > 1 else None,
+                    "data hash": (p.training_data_hash or "")[:12],
+                    "parent": p.parent_version,
+                }
+            )
     return rows
 
 
@@ -308,8 +343,16 @@ def comparison_rows(metrics: Any) -> list[dict[str, Any]]:
             if not row:
                 continue
             ci = row.get("ci") if isinstance(row.get("ci"), list) and len(row.get("ci")) == 2 else [None, None]
-            rows.append({"level": level, "metric": metric, "active": finite_or_none(row.get("a")),
-                         "new": finite_or_none(row.get("b")), "delta": finite_or_none(row.get("delta")),
-                         "CI low": finite_or_none(ci[0]), "CI high": finite_or_none(ci[1]),
-                         "P(new better)": finite_or_none(row.get("prob_b_better"))})
+            rows.append(
+                {
+                    "level": level,
+                    "metric": metric,
+                    "active": finite_or_none(row.get("a")),
+                    "new": finite_or_none(row.get("b")),
+                    "delta": finite_or_none(row.get("delta")),
+                    "CI low": finite_or_none(ci[0]),
+                    "CI high": finite_or_none(ci[1]),
+                    "P(new better)": finite_or_none(row.get("prob_b_better")),
+                }
+            )
     return rows

@@ -1,5 +1,6 @@
 """Re-scoring: store one probe version's per-token scores for stored answers (the heatmaps),
 and tokenise answers that were imported without tokens."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from db.predictions import store_scores
 from db.probes import get_probe
 
 RESCORE_CHUNK = 64  # generations per stored batch: a cancel keeps what is done
-
 
 
 @dataclass
@@ -46,8 +46,9 @@ def read_answers(database, ids: list[int]) -> list[tuple[int, Generation, bool]]
     return out
 
 
-def score_answers(lm, loaded: LoadedProbe, answers: list[tuple[int, Generation, bool]],
-                  cancel: CancelToken | None = None) -> list[ScoredAnswer]:
+def score_answers(
+    lm, loaded: LoadedProbe, answers: list[tuple[int, Generation, bool]], cancel: CancelToken | None = None
+) -> list[ScoredAnswer]:
     """Per-token scores of answers under `loaded` (teacher forced, batched): the work of a re-score,
     done where the model is (this process, or a Ray replica)."""
     acts = extract_activations(lm, [g for _i, g, _has in answers], [loaded.layer], use_cache=True, cancel=cancel)
@@ -84,8 +85,15 @@ def ids_to_score(database, version: int, only_missing: bool = True) -> list[int]
     return ids
 
 
-def rescore(database, lm, version: int, *, only_missing: bool = True, progress: ProgressFn | None = None,
-            cancel: CancelToken | None = None) -> dict[str, int]:
+def rescore(
+    database,
+    lm,
+    version: int,
+    *,
+    only_missing: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, int]:
     """Store probe `version`'s per-token scores for every stored answer, so heatmaps show it.
 
     Answers imported without tokens get their tokens (and log-probs, entropies) stored too,
@@ -98,7 +106,7 @@ def rescore(database, lm, version: int, *, only_missing: bool = True, progress: 
     report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
     for start in range(0, len(ids), RESCORE_CHUNK):
         check(cancel)
-        chunk = ids[start:start + RESCORE_CHUNK]
+        chunk = ids[start : start + RESCORE_CHUNK]
         store_scored(database, version, score_answers(lm, loaded, read_answers(database, chunk), cancel), counts)
         report(progress, "rescore", min(start + len(chunk), len(ids)), len(ids), f"v{version}")
     return counts
@@ -119,4 +127,3 @@ def tokenise_answer(database, lm, generation_id: int):
     with database.sessions() as session, session.begin():
         set_trace(get_generation(session, generation_id), trace)
     return trace
-

@@ -4,6 +4,7 @@ Trains on the stored *train* split and measures on the stored *validation* split
 split by answer, so every version is compared on the same answers); *test* is never used.
 Runs inside a worker (`core.orchestration.runs`); registration is atomic (`registry`).
 """
+
 from __future__ import annotations
 
 import time
@@ -54,9 +55,14 @@ class RetrainParams:
     kl_weight: float = 10.0
 
     def lora_settings(self) -> LoraSettings:
-        return LoraSettings(rank=int(self.lora_rank), first_layer=int(self.lora_first_layer),
-                            last_layer=self.lora_last_layer, kl_weight=float(self.kl_weight),
-                            epochs=int(self.epochs or 1), seed=int(self.seed))
+        return LoraSettings(
+            rank=int(self.lora_rank),
+            first_layer=int(self.lora_first_layer),
+            last_layer=self.lora_last_layer,
+            kl_weight=float(self.kl_weight),
+            epochs=int(self.epochs or 1),
+            seed=int(self.seed),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +118,9 @@ def _choose_splits(labelled: list, val_fraction: float) -> tuple[list, list, str
     return train, val, how
 
 
-
-def label_summary(database, datasets: list[str] | None = None,
-                  sources: tuple[str, ...] = ("gold", "majority")) -> dict[str, Any]:
+def label_summary(
+    database, datasets: list[str] | None = None, sources: tuple[str, ...] = ("gold", "majority")
+) -> dict[str, Any]:
     """How many answers the label rule would train and validate on (shown before a retrain),
     what the validation set holds, and hashes of the train and validation labels."""
 
@@ -124,9 +130,7 @@ def label_summary(database, datasets: list[str] | None = None,
     for x in labelled:
         out["by_split"][x.split] = out["by_split"].get(x.split, 0) + 1
         out["by_source"][x.source] = out["by_source"].get(x.source, 0) + 1
-    out["hallucinated_spans"] = sum(
-        1 for x in labelled for s in x.generation.spans if LABEL_VALUES.get(s.label) == 1
-    )
+    out["hallucinated_spans"] = sum(1 for x in labelled for s in x.generation.spans if LABEL_VALUES.get(s.label) == 1)
     train, val, _how = _choose_splits(labelled, RetrainParams().val_fraction) if labelled else ([], [], "")
     out["validation"] = {
         "answers": len(val),
@@ -155,7 +159,8 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
             return None
     trained = config.train_config or {}
     same_settings = (
-        trained.get("lr") == params.lr and trained.get("seed") == params.seed
+        trained.get("lr") == params.lr
+        and trained.get("seed") == params.seed
         and trained.get("epochs") == params.epochs
         and (trained.get("datasets") or None) == (params.datasets or None)
         and sorted(trained.get("sources") or []) == sorted(params.sources)
@@ -164,12 +169,13 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
         and (params.kind != "lora" or config.lora == params.lora_settings().to_dict())
     )
     same_labels = train_hash == summary.get("train_hash") and metrics.get("validation_data_hash") in (
-        None, summary.get("validation_hash"))
+        None,
+        summary.get("validation_hash"),
+    )
     return version if same_settings and same_labels else None
 
 
 # --- the retrain itself --------------------------------------------------------------------
-
 
 
 @dataclass
@@ -179,7 +185,6 @@ class RetrainOutcome:
     metrics: dict[str, Any]
     comparison: dict[str, Any] | None
     timings: dict[str, float]
-
 
 
 def _comparison(database, lm, val_labelled, val_items, new_scores, layer, params, progress, cancel) -> dict | None:
@@ -197,14 +202,22 @@ def _comparison(database, lm, val_labelled, val_items, new_scores, layer, params
     except UserError as exc:
         return {"against": active_version, "skipped": f"active probe v{active_version} not comparable: {exc}"}
     old_layer = old.layer
-    old_items = val_items if old_layer == layer else prepare(
-        lm, [x.generation for x in val_labelled], [old_layer], progress=progress, cancel=cancel)
+    old_items = (
+        val_items
+        if old_layer == layer
+        else prepare(lm, [x.generation for x in val_labelled], [old_layer], progress=progress, cancel=cancel)
+    )
     report(progress, "compare", 0, 1, f"v{active_version} vs new, {params.n_boot} bootstrap resamples")
-    result = compare_probes(scored_items(lm, old, old_items), new_scores,
-                            n_boot=int(params.n_boot), seed=params.seed, progress=progress, cancel=cancel)
+    result = compare_probes(
+        scored_items(lm, old, old_items),
+        new_scores,
+        n_boot=int(params.n_boot),
+        seed=params.seed,
+        progress=progress,
+        cancel=cancel,
+    )
     result["against"] = active_version
     return result
-
 
 
 def retrain(
@@ -232,7 +245,7 @@ def retrain(
     layer = lm.check_layer(params.layer if params.layer is not None else lm.default_layer)
     t = time.perf_counter()
     items = prepare(lm, [x.generation for x in train_l + val_l], [layer], progress=progress, cancel=cancel)
-    train_items, val_items = items[:len(train_l)], items[len(train_l):]
+    train_items, val_items = items[: len(train_l)], items[len(train_l) :]
     timings["activations_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -245,8 +258,15 @@ def retrain(
         data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
         # seconds, on cached states; reported as "head" so the bar moves again through the LoRA steps
         start, _ = train_probe(data, config, progress=as_stage(progress, "head"), cancel=cancel)
-        lora = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
-                                cancel=cancel, init_head=start)
+        lora = train_lora_probe(
+            lm,
+            [with_token_ids(i) for i in train_items],
+            layer,
+            settings,
+            progress=progress,
+            cancel=cancel,
+            init_head=start,
+        )
         probe, history = lora.head, lora.history
 
         def scores_of(its):
@@ -257,6 +277,7 @@ def retrain(
 
         def scores_of(its):
             return item_scores(its, probe, layer)
+
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -265,14 +286,20 @@ def retrain(
     metrics = evaluate_items(val_scores) if val_items else {}
     metrics["train"] = evaluate_items(scores_of(train_items))
     metrics["kind"] = params.kind
-    metrics.update({
-        "split": "validation", "split_rule": split_how, "layer": layer, "model": lm.model_id,
-        "n_train": len(train_items), "n_validation": len(val_items),
-        "label_sources": {s: sum(1 for x in labelled if x.source == s) for s in ("gold", "majority")},
-        "validation_ids": [x.row_id for x in val_l],
-        "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
-        "final_loss": history[-1]["loss"] if history else None,
-    })
+    metrics.update(
+        {
+            "split": "validation",
+            "split_rule": split_how,
+            "layer": layer,
+            "model": lm.model_id,
+            "n_train": len(train_items),
+            "n_validation": len(val_items),
+            "label_sources": {s: sum(1 for x in labelled if x.source == s) for s in ("gold", "majority")},
+            "validation_ids": [x.row_id for x in val_l],
+            "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
+            "final_loss": history[-1]["loss"] if history else None,
+        }
+    )
     comparison = _comparison(database, lm, val_l, val_items, val_scores, layer, params, progress, cancel)
     if comparison is not None:
         metrics["comparison"] = comparison
@@ -280,15 +307,28 @@ def retrain(
     check(cancel)
 
     report(progress, "register", 0, 1, "saving the probe")
-    outcome = _register(database, lm, probe, layer, metrics, data_hash(train_items), params, config,
-                        run_id=run_id, created_by=created_by, timings=timings, started=t0, lora=lora)
+    outcome = _register(
+        database,
+        lm,
+        probe,
+        layer,
+        metrics,
+        data_hash(train_items),
+        params,
+        config,
+        run_id=run_id,
+        created_by=created_by,
+        timings=timings,
+        started=t0,
+        lora=lora,
+    )
     report(progress, "register", 1, 1, f"registered v{outcome.version}")
     return outcome
 
 
-
-def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, run_id, created_by, timings,
-              started, lora=None) -> RetrainOutcome:
+def _register(
+    database, lm, probe, layer, metrics, snapshot, params, config, *, run_id, created_by, timings, started, lora=None
+) -> RetrainOutcome:
     """Register the new version; the run row is marked succeeded in the same transaction."""
     with database.sessions() as session:
         active = active_probe(session)
@@ -296,10 +336,19 @@ def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, 
 
     def write(staging: Path, version: int) -> ProbeConfig:
         probe_config = ProbeConfig(
-            model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer, hidden_size=lm.hidden_size,
-            training_data_hash=snapshot, metrics=metrics, version=version,
-            train_config={**config.to_dict(), "val_fraction": params.val_fraction,
-                          "datasets": params.datasets, "sources": params.sources},
+            model_id=lm.model_id,
+            tokenizer_hash=lm.tokenizer_hash,
+            layer=layer,
+            hidden_size=lm.hidden_size,
+            training_data_hash=snapshot,
+            metrics=metrics,
+            version=version,
+            train_config={
+                **config.to_dict(),
+                "val_fraction": params.val_fraction,
+                "datasets": params.datasets,
+                "sources": params.sources,
+            },
         )
         if lora is not None:
             probe_config.kind, probe_config.lora = "lora", params.lora_settings().to_dict()
@@ -315,11 +364,19 @@ def _register(database, lm, probe, layer, metrics, snapshot, params, config, *, 
         if run.status != RunStatus.RUNNING:
             raise UserError(f"run {run_id} was stopped meanwhile ({run.error or 'no reason'})")
         timings["total_s"] = time.perf_counter() - started
-        finish(session, run_id, RunStatus.SUCCEEDED, probe_id=row.id, timings=timings,
-               message=f"registered v{row.version}")
+        finish(
+            session, run_id, RunStatus.SUCCEEDED, probe_id=row.id, timings=timings, message=f"registered v{row.version}"
+        )
 
-    done = register_version(database, write, created_by=created_by, activate=params.activate,
-                            parent_version=parent, in_transaction=finish_run, tag=f"run-{run_id}")
+    done = register_version(
+        database,
+        write,
+        created_by=created_by,
+        activate=params.activate,
+        parent_version=parent,
+        in_transaction=finish_run,
+        tag=f"run-{run_id}",
+    )
     return RetrainOutcome(done.version, done.probe_id, metrics, metrics.get("comparison"), timings)
 
 
@@ -331,8 +388,10 @@ LINEAR_SECONDS = 5
 def time_estimate(n_train: int) -> str:
     """What each kind costs for this many training answers, said before the press."""
     lora = max(1, round(n_train * LORA_SECONDS_PER_ANSWER / 60))
-    return (f"Linear: about {LINEAR_SECONDS} s once hidden states are cached. LoRA: about {lora} min for "
-            f"{n_train} training answers on 2 CPU cores (the model runs forward and backward over every answer).")
+    return (
+        f"Linear: about {LINEAR_SECONDS} s once hidden states are cached. LoRA: about {lora} min for "
+        f"{n_train} training answers on 2 CPU cores (the model runs forward and backward over every answer)."
+    )
 
 
 def start_retrain(database, params: RetrainParams, actor_id: int | None) -> int:

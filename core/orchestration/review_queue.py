@@ -4,6 +4,7 @@ A reviewer works down the answers ordered by disagreement. Once an answer is set
 has a gold set) it leaves the top of the list, and saving gold moves on to the next
 unsettled answer instead of leaving the reviewer on the one just done.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence

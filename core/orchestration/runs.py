@@ -5,6 +5,7 @@ message every second and reads the cancel flag. After its run a worker stays war
 (`PROBELENS_WORKER_IDLE_SECONDS`) and claims the next unassigned run, so a retrain after a
 few corrections does not pay the process start-up again.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,19 @@ class _Beat:
 
     # Overall progress: stages take these shares of the bar.
     # "head": a LoRA run's starting head (seconds), before its "train" steps.
-    SHARES = {"load": (0.0, 0.05), "labels": (0.05, 0.07), "extract": (0.07, 0.45), "head": (0.45, 0.5),
-              "train": (0.5, 0.9), "evaluate": (0.9, 0.92), "compare": (0.92, 0.99), "bootstrap": (0.92, 0.99),
-              "register": (0.99, 1.0), "rescore": (0.05, 1.0), "generate": (0.05, 1.0)}
+    SHARES = {
+        "load": (0.0, 0.05),
+        "labels": (0.05, 0.07),
+        "extract": (0.07, 0.45),
+        "head": (0.45, 0.5),
+        "train": (0.5, 0.9),
+        "evaluate": (0.9, 0.92),
+        "compare": (0.92, 0.99),
+        "bootstrap": (0.92, 0.99),
+        "register": (0.99, 1.0),
+        "rescore": (0.05, 1.0),
+        "generate": (0.05, 1.0),
+    }
 
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
         lo, hi = self.SHARES.get(stage, (self.fraction, self.fraction))
@@ -68,7 +79,6 @@ class _Beat:
             traceback.print_exc()
 
 
-
 @dataclass
 class RunContext:
     """What every kind of run gets: its row, its model, and the progress/cancel pair."""
@@ -83,8 +93,15 @@ class RunContext:
 
 def _retrain(ctx: RunContext) -> str | None:
     params = RetrainParams.from_dict(ctx.params)
-    retrain(ctx.database, _model(ctx), params, run_id=ctx.run_id, created_by=ctx.created_by,
-            progress=ctx.progress, cancel=ctx.cancel)
+    retrain(
+        ctx.database,
+        _model(ctx),
+        params,
+        run_id=ctx.run_id,
+        created_by=ctx.created_by,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+    )
     return None  # the row was finished inside the registering transaction
 
 
@@ -95,27 +112,38 @@ def _rescore(ctx: RunContext) -> str:
 
 
 def _rescored_message(counts: dict[str, int], version: int) -> str:
-    return (f"scored {plural(counts['scored'], 'answer')} with v{version}"
-            + (f"; stored tokens of {counts['tokens_added']}" if counts["tokens_added"] else ""))
+    return f"scored {plural(counts['scored'], 'answer')} with v{version}" + (
+        f"; stored tokens of {counts['tokens_added']}" if counts["tokens_added"] else ""
+    )
 
 
 def _generate(ctx: RunContext) -> str:
-    result = run_batch(ctx.database, _model(ctx), BatchParams.from_dict(ctx.params), created_by=ctx.created_by,
-                       progress=ctx.progress, cancel=ctx.cancel)
+    result = run_batch(
+        ctx.database,
+        _model(ctx),
+        BatchParams.from_dict(ctx.params),
+        created_by=ctx.created_by,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+    )
     return _generated_message(result)
 
 
 def _generated_message(result: dict[str, Any]) -> str:
     skipped = result["skipped"]
-    return (f"generated {plural(result['answers'], 'answer')} ({result['tokens']} tokens)"
-            + (f", scored with v{result['probe_version']}" if result["probe_version"] else "")
-            + (f"; skipped {len(skipped)} that could not be stored (first: prompt "
-               f"{skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
+    return (
+        f"generated {plural(result['answers'], 'answer')} ({result['tokens']} tokens)"
+        + (f", scored with v{result['probe_version']}" if result["probe_version"] else "")
+        + (
+            f"; skipped {len(skipped)} that could not be stored (first: prompt {skipped[0][0]}: {skipped[0][1]})"
+            if skipped
+            else ""
+        )
+    )
 
 
 def _seed(ctx: RunContext) -> str:
-    result = seed_demo(ctx.database, _model(ctx), size=ctx.params.get("size"), progress=ctx.progress,
-                       cancel=ctx.cancel)
+    result = seed_demo(ctx.database, _model(ctx), size=ctx.params.get("size"), progress=ctx.progress, cancel=ctx.cancel)
     if result.get("skipped"):
         return "the demo data already exists"
     note = "" if result.get("activated", True) else " (not made active: another probe was promoted meanwhile)"
@@ -132,25 +160,34 @@ def _model(ctx: RunContext):
 
 #: What each kind of run does; the returned text is the run's final message.
 HANDLERS: dict[str, Callable[[RunContext], str | None]] = {
-    RunKind.RETRAIN: _retrain, RunKind.RESCORE: _rescore, RunKind.GENERATE: _generate, RunKind.SEED: _seed,
+    RunKind.RETRAIN: _retrain,
+    RunKind.RESCORE: _rescore,
+    RunKind.GENERATE: _generate,
+    RunKind.SEED: _seed,
 }
 
 
 def _generate_on_ray(ctx: RunContext) -> str:
     params = BatchParams.from_dict(ctx.params)
-    result = ray_generate(ctx.database, params, run_id=ctx.run_id, created_by=ctx.created_by, progress=ctx.progress, cancel=ctx.cancel)
+    result = ray_generate(
+        ctx.database, params, run_id=ctx.run_id, created_by=ctx.created_by, progress=ctx.progress, cancel=ctx.cancel
+    )
     return _generated_message(result)
 
 
 def _rescore_on_ray(ctx: RunContext) -> str:
     version = int(ctx.params["version"])
-    counts = ray_rescore(ctx.database, version, ctx.params.get("model"), run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel)
+    counts = ray_rescore(
+        ctx.database, version, ctx.params.get("model"), run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel
+    )
     return _rescored_message(counts, version)
 
 
 #: On Ray, bulk runs fan out to model replicas; the others run in the Ray task like a local worker.
 RAY_HANDLERS: dict[str, Callable[[RunContext], str | None]] = {
-    **HANDLERS, RunKind.GENERATE: _generate_on_ray, RunKind.RESCORE: _rescore_on_ray,
+    **HANDLERS,
+    RunKind.GENERATE: _generate_on_ray,
+    RunKind.RESCORE: _rescore_on_ray,
 }
 
 
@@ -188,8 +225,13 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
         status = RunStatus.SUCCEEDED
         if message is not None:
             with database.sessions() as session, session.begin():
-                finish(session, run_id, RunStatus.SUCCEEDED, message=message,
-                       timings={"total_s": time.perf_counter() - started})
+                finish(
+                    session,
+                    run_id,
+                    RunStatus.SUCCEEDED,
+                    message=message,
+                    timings={"total_s": time.perf_counter() - started},
+                )
     except Cancelled:
         status, error = RunStatus.CANCELLED, None
     except UserError as exc:
@@ -203,8 +245,14 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
         if status != RunStatus.SUCCEEDED:
             with database.sessions() as session, session.begin():
                 if get_run(session, run_id).status in (RunStatus.QUEUED, RunStatus.RUNNING):
-                    finish(session, run_id, status, error=error, message=beat.message,
-                           timings={"total_s": time.perf_counter() - started})
+                    finish(
+                        session,
+                        run_id,
+                        status,
+                        error=error,
+                        message=beat.message,
+                        timings={"total_s": time.perf_counter() - started},
+                    )
     return str(status)
 
 
@@ -240,4 +288,3 @@ def worker_main(database, run_id: int | None) -> str:
     finally:
         marker.unlink(missing_ok=True)
     return status
-

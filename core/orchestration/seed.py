@@ -5,6 +5,7 @@ Runs once: a finished seed leaves the `demo` dataset and an active probe, and a 
 call does nothing. Nothing is written until the probe is trained, and the answers and the
 probe are registered in one transaction, so a cancelled or killed seed leaves nothing.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,8 +61,15 @@ def seed_demo(
     layer = lm.default_layer
     labelled: list[Generation | None] = [None] * len(questions)
     traces: list[Any] = [None] * len(questions)
-    answers = generate_answers(lm, [[{"role": "user", "content": q.prompt}] for q in questions], DEMO_SETTINGS,
-                               layers=(layer,), batch_size=batch_size, progress=progress, cancel=cancel)
+    answers = generate_answers(
+        lm,
+        [[{"role": "user", "content": q.prompt}] for q in questions],
+        DEMO_SETTINGS,
+        layers=(layer,),
+        batch_size=batch_size,
+        progress=progress,
+        cancel=cancel,
+    )
     for answer in answers:
         question = questions[answer.index]
         generation = answer.generation
@@ -71,8 +79,17 @@ def seed_demo(
         trace = answer.trace
         hidden = {layer: cache.as_stored(answer.hidden[layer])} if trace.token_ids else {}
         if trace.token_ids:
-            cache.put(GenerationActivations(generation_key(generation), trace.token_ids, trace.texts,
-                                            list(trace.offsets), trace.logprobs, trace.entropies, hidden))
+            cache.put(
+                GenerationActivations(
+                    generation_key(generation),
+                    trace.token_ids,
+                    trace.texts,
+                    list(trace.offsets),
+                    trace.logprobs,
+                    trace.entropies,
+                    hidden,
+                )
+            )
         labelled[answer.index], traces[answer.index] = generation, trace
     check(cancel)
     report(progress, "generate", len(questions), len(questions), "answers ready")
@@ -93,15 +110,27 @@ def seed_demo(
             split = "validation" if _is_validation(generation) else "train"
             stored = add_generation(session, dataset, generation, split=split, source="generated", trace=trace)
             if stored is not None:
-                save_annotation_set(session, stored.id, generation.spans, owner=None, expected_version=0, actor=None,
-                                    action="annotation.seed", detail="demo labelling rule (countryinfo facts)")
+                save_annotation_set(
+                    session,
+                    stored.id,
+                    generation.spans,
+                    owner=None,
+                    expected_version=0,
+                    actor=None,
+                    action="annotation.seed",
+                    detail="demo labelling rule (countryinfo facts)",
+                )
         if active_probe(session) is None:
             set_active(session, row.version, None)
             activated["done"] = True
 
     done = register_version(database, write, activate=False, in_transaction=store_answers, tag="seed")
-    return {"answers": len(rows), "probe_version": done.version, "activated": activated["done"],
-            "metrics": result.metrics}
+    return {
+        "answers": len(rows),
+        "probe_version": done.version,
+        "activated": activated["done"],
+        "metrics": result.metrics,
+    }
 
 
 def _is_validation(generation: Generation) -> bool:

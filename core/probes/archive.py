@@ -7,6 +7,7 @@ member whose data does not match its header is refused. The config is checked ag
 schema (`ProbeConfig.from_dict(untrusted=True)`) and the probe against the model it will be
 used with before anything is written. Every refusal is one UserError.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,12 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a probe is hidden_size floats; 64 MB is f
 MEMBERS = (CONFIG_FILE, PROBE_FILE)
 # A LoRA probe's PEFT files travel flat beside them and are unpacked into adapter/.
 ADAPTER_MEMBERS = ("adapter_config.json", "adapter_model.safetensors")
-MEMBER_LIMITS = {CONFIG_FILE: MAX_CONFIG_BYTES, PROBE_FILE: MAX_UPLOAD_BYTES,
-                 "adapter_config.json": MAX_CONFIG_BYTES, "adapter_model.safetensors": MAX_UPLOAD_BYTES}
+MEMBER_LIMITS = {
+    CONFIG_FILE: MAX_CONFIG_BYTES,
+    PROBE_FILE: MAX_UPLOAD_BYTES,
+    "adapter_config.json": MAX_CONFIG_BYTES,
+    "adapter_model.safetensors": MAX_UPLOAD_BYTES,
+}
 MAX_ENTRIES = 16  # more than this is refused before any entry is looked at
 CHUNK = 1024 * 1024
 WHAT = "a .zip holding config.json and probe.safetensors at its top level"
@@ -76,8 +81,10 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UserError("probe file holds a link; refused")
         if name not in MEMBERS and name not in ADAPTER_MEMBERS:
-            raise UserError(f"probe file holds files other than config.json and probe.safetensors (and a LoRA "
-                            f"probe's adapter_config.json and adapter_model.safetensors); expected {WHAT}")
+            raise UserError(
+                f"probe file holds files other than config.json and probe.safetensors (and a LoRA "
+                f"probe's adapter_config.json and adapter_model.safetensors); expected {WHAT}"
+            )
         if name in found:
             raise UserError(f"probe file holds {name} twice")
         if info.flag_bits & 0x1:
@@ -105,17 +112,24 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
                     raise UserError(_too_big(info.filename))
                 chunks.append(chunk)
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, NotImplementedError, RuntimeError):
-        raise UserError(f"probe file is damaged: {info.filename} does not match the sizes or checksum "
-                        "its zip header declares") from None
+        raise UserError(
+            f"probe file is damaged: {info.filename} does not match the sizes or checksum its zip header declares"
+        ) from None
     if total != info.file_size:
-        raise UserError(f"probe file is damaged: {info.filename} does not match the sizes or checksum "
-                        "its zip header declares")
+        raise UserError(
+            f"probe file is damaged: {info.filename} does not match the sizes or checksum its zip header declares"
+        )
     return b"".join(chunks)
 
 
-def unpack_probe(data: bytes, destination: str | Path, *, expect_model_id: str | None = None,
-                 expect_tokenizer_hash: str | None = None,
-                 expect_hidden_size: int | None = None) -> tuple[LinearProbe, ProbeConfig]:
+def unpack_probe(
+    data: bytes,
+    destination: str | Path,
+    *,
+    expect_model_id: str | None = None,
+    expect_tokenizer_hash: str | None = None,
+    expect_hidden_size: int | None = None,
+) -> tuple[LinearProbe, ProbeConfig]:
     """Check a zip and write its probe to `destination`; UserError/ModelMismatchError and nothing written if bad.
 
     What is written is the checked config (unknown keys and unvalidated metrics left out)
@@ -135,9 +149,15 @@ def unpack_probe(data: bytes, destination: str | Path, *, expect_model_id: str |
         tensors = load_tensors(raw[PROBE_FILE])
     except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError):
         raise UserError(f"{where}: probe.safetensors is not a readable safetensors file") from None
-    probe = checked_probe(tensors, config, where, expect_model_id=expect_model_id,
-                          expect_tokenizer_hash=expect_tokenizer_hash, expect_hidden_size=expect_hidden_size,
-                          untrusted=True)
+    probe = checked_probe(
+        tensors,
+        config,
+        where,
+        expect_model_id=expect_model_id,
+        expect_tokenizer_hash=expect_tokenizer_hash,
+        expect_hidden_size=expect_hidden_size,
+        untrusted=True,
+    )
     adapter_files = [name for name in ADAPTER_MEMBERS if name in raw]
     if config.kind == "lora" and len(adapter_files) != len(ADAPTER_MEMBERS):
         raise UserError(f"{where}: a LoRA probe needs {' and '.join(ADAPTER_MEMBERS)} in the zip")
@@ -152,6 +172,5 @@ def unpack_probe(data: bytes, destination: str | Path, *, expect_model_id: str |
         for name in adapter_files:
             (target / ADAPTER_DIR / name).write_bytes(raw[name])
     (target / PROBE_FILE).write_bytes(raw[PROBE_FILE])
-    (target / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n",
-                                      encoding="utf-8")
+    (target / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return probe, config

@@ -2,6 +2,7 @@
 
 No torch here, so storage (`db`) can describe probes without importing the model stack.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,12 +66,12 @@ class ProbeConfig:
 # --- validation -----------------------------------------------------------------------------------
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # our own config.json (with its validation ids) stays far below
-MAX_DEPTH = 24                      # ours nests 6 deep
+MAX_DEPTH = 24  # ours nests 6 deep
 MAX_LAYER = 10_000
 MAX_HIDDEN_SIZE = 1_000_000
 MAX_TEXT = 1000
-MAX_HASH = 64                       # the database columns' width
-MAX_MODEL_ID = 500                  # the models table's width
+MAX_HASH = 64  # the database columns' width
+MAX_MODEL_ID = 500  # the models table's width
 MAX_ITEMS = 1000
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -136,15 +137,19 @@ def _string(d: dict, key: str, limit: int = MAX_TEXT, *, optional: bool = False)
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
-        raise _bad(key, f"non-empty text of at most {limit} printable characters"
-                   + (" or null" if optional else ""), value)
+        raise _bad(
+            key, f"non-empty text of at most {limit} printable characters" + (" or null" if optional else ""), value
+        )
     return value
 
 
 def _label_mapping(value: Any) -> dict[str, int | None]:
-    ok = (isinstance(value, dict) and 0 < len(value) <= 64
-          and all(isinstance(k, str) and 0 < len(k) <= 100 and k.isprintable() for k in value)
-          and all(v is None or (type(v) is int and v in (0, 1)) for v in value.values()))
+    ok = (
+        isinstance(value, dict)
+        and 0 < len(value) <= 64
+        and all(isinstance(k, str) and 0 < len(k) <= 100 and k.isprintable() for k in value)
+        and all(v is None or (type(v) is int and v in (0, 1)) for v in value.values())
+    )
     if not ok:
         raise _bad("label_mapping", "an object of label names to 0, 1 or null", value)
     return dict(value)
@@ -161,13 +166,17 @@ def _scalar_ok(value: Any) -> bool:
 
 
 def _train_config(value: Any) -> dict[str, Any]:
-    ok = (isinstance(value, dict) and len(value) <= 100
-          and all(isinstance(k, str) and 0 < len(k) <= 100 for k in value)
-          and all(_scalar_ok(v) or (isinstance(v, list) and len(v) <= MAX_ITEMS and all(map(_scalar_ok, v)))
-                  for v in value.values()))
+    ok = (
+        isinstance(value, dict)
+        and len(value) <= 100
+        and all(isinstance(k, str) and 0 < len(k) <= 100 for k in value)
+        and all(
+            _scalar_ok(v) or (isinstance(v, list) and len(v) <= MAX_ITEMS and all(map(_scalar_ok, v)))
+            for v in value.values()
+        )
+    )
     if not ok:
-        raise _bad("train_config", "an object of settings (numbers, text, true/false, null or short lists)",
-                   value)
+        raise _bad("train_config", "an object of settings (numbers, text, true/false, null or short lists)", value)
     return dict(value)
 
 

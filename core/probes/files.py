@@ -3,6 +3,7 @@
 Writes are atomic (a temporary folder renamed into place); reads check the probe against
 the model it is about to be used with.
 """
+
 from __future__ import annotations
 
 import json
@@ -106,8 +107,14 @@ def load_probe(
         tensors = load_file(str(d / PROBE_FILE))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise UserError(f"cannot read {d / PROBE_FILE}: {e}") from None
-    probe = checked_probe(tensors, config, f"probe directory {d}", expect_model_id=expect_model_id,
-                          expect_tokenizer_hash=expect_tokenizer_hash, expect_hidden_size=expect_hidden_size)
+    probe = checked_probe(
+        tensors,
+        config,
+        f"probe directory {d}",
+        expect_model_id=expect_model_id,
+        expect_tokenizer_hash=expect_tokenizer_hash,
+        expect_hidden_size=expect_hidden_size,
+    )
     return probe, config
 
 
@@ -135,8 +142,11 @@ def checked_probe(
             f"but the weights have {weight.shape[0]}"
         )
     probe = LinearProbe.from_weights(weight, bias) if weight.dtype.is_floating_point else None
-    if untrusted and (probe is None or not bias.dtype.is_floating_point or not all(
-            bool(torch.isfinite(t).all()) for t in (probe.linear.weight, probe.linear.bias))):
+    if untrusted and (
+        probe is None
+        or not bias.dtype.is_floating_point
+        or not all(bool(torch.isfinite(t).all()) for t in (probe.linear.weight, probe.linear.bias))
+    ):
         raise UserError(f"{where}: the weights must be finite floating-point numbers")
 
     model_differs = expect_model_id is not None and expect_model_id != config.model_id
@@ -147,8 +157,9 @@ def checked_probe(
             f"but the loaded model {_side(expect_model_id, expect_hidden_size, False)}"
         )
     if untrusted and config.tokenizer_hash is None:
-        raise UserError(f"{where}: config.json lacks tokenizer_hash, so it cannot be checked against "
-                        "the loaded model's tokenizer")
+        raise UserError(
+            f"{where}: config.json lacks tokenizer_hash, so it cannot be checked against the loaded model's tokenizer"
+        )
     if (
         expect_tokenizer_hash is not None
         and config.tokenizer_hash is not None

@@ -21,6 +21,7 @@ exactly ``sigmoid(w·h + b)`` on raw hidden states.
 Files: :mod:`core.probes.files`; config: :mod:`core.probes.config`; data:
 :mod:`core.probes.training_set`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -200,9 +201,7 @@ def fold_standardization(
     return w64.to(torch.float32), b64.to(torch.float32)
 
 
-def _feature_stats(
-    X: torch.Tensor, max_rows: int = 262144, chunk: int = 8192
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _feature_stats(X: torch.Tensor, max_rows: int = 262144, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and std of ``X`` (all rows, or ``max_rows`` evenly spaced ones).
 
     The statistics only precondition the optimisation (they are folded back exactly), so a

@@ -12,6 +12,7 @@ The adapters go on a deep copy of the loaded model: the shared model other sessi
 never changed. The copy's decoder blocks keep the loaded model's layer taps, so
 `lm.tap.capture` reads block L of the adapted model too.
 """
+
 from __future__ import annotations
 
 import copy
@@ -85,9 +86,14 @@ def adapted_copy(lm: LoadedModel, settings: LoraSettings, layer: int) -> Any:
     """A deep copy of the loaded model with fresh LoRA adapters on blocks first..last."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(TARGET_MODULES), layers_to_transform=settings.layers(layer),
-                        bias="none")
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(TARGET_MODULES),
+        layers_to_transform=settings.layers(layer),
+        bias="none",
+    )
     return get_peft_model(copy.deepcopy(lm.model), config)
 
 
@@ -123,19 +129,33 @@ def _batch(lm: LoadedModel, generations: Sequence[Generation], span_weight: floa
     for r, seq in enumerate(seqs):
         input_ids[r, : len(seq)] = torch.tensor(seq)
         mask[r, : len(seq)] = 1
-    return _Batch(input_ids, mask, rows, torch.cat(labels), torch.cat(weights), torch.cat(span_ids),
-                  torch.cat(span_labels) if span_labels else torch.zeros(0))
+    return _Batch(
+        input_ids,
+        mask,
+        rows,
+        torch.cat(labels),
+        torch.cat(weights),
+        torch.cat(span_ids),
+        torch.cat(span_labels) if span_labels else torch.zeros(0),
+    )
 
 
 def _on_devices(batch: _Batch, inputs: torch.device, head: torch.device) -> _Batch:
     """Input ids and mask where the model takes them; labels where the head's logits are."""
-    return _Batch(batch.input_ids.to(inputs), batch.mask.to(inputs), batch.rows, batch.labels.to(head),
-                  batch.weights.to(head), batch.span_ids.to(head), batch.span_labels.to(head))
+    return _Batch(
+        batch.input_ids.to(inputs),
+        batch.mask.to(inputs),
+        batch.rows,
+        batch.labels.to(head),
+        batch.weights.to(head),
+        batch.span_ids.to(head),
+        batch.span_labels.to(head),
+    )
 
 
 def _completion(tensor: torch.Tensor, rows: list[tuple[int, int]], shift: int = 0) -> torch.Tensor:
     """Positions of each answer's completion tokens (shift -1: the logits that predict them)."""
-    return torch.cat([tensor[r, p + shift: p + t + shift] for r, (p, t) in enumerate(rows)])
+    return torch.cat([tensor[r, p + shift : p + t + shift] for r, (p, t) in enumerate(rows)])
 
 
 def kl_to_frozen(model: Any, batch: _Batch, adapted_logits: torch.Tensor) -> torch.Tensor:
@@ -186,8 +206,10 @@ def train_lora_probe(
     head.train()
     head.requires_grad_(True)
     adapters = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW([{"params": adapters, "lr": settings.lr},
-                                   {"params": head.parameters(), "lr": settings.head_lr}], weight_decay=0.0)
+    optimiser = torch.optim.AdamW(
+        [{"params": adapters, "lr": settings.lr}, {"params": head.parameters(), "lr": settings.head_lr}],
+        weight_decay=0.0,
+    )
     per_epoch = math.ceil(len(usable) / settings.batch_answers)
     total = per_epoch * settings.epochs
     history: list[dict[str, float]] = []
@@ -197,23 +219,34 @@ def train_lora_probe(
         order_rng.shuffle(order)
         for start in range(0, len(order), settings.batch_answers):
             check(cancel)
-            batch = _on_devices(_batch(lm, [usable[i] for i in order[start:start + settings.batch_answers]],
-                                       settings.span_weight), inputs_device, head_device)
+            batch = _on_devices(
+                _batch(lm, [usable[i] for i in order[start : start + settings.batch_answers]], settings.span_weight),
+                inputs_device,
+                head_device,
+            )
             with lm.tap.capture([layer]) as captured:
                 out = model(input_ids=batch.input_ids, attention_mask=batch.mask, use_cache=False)
             hidden = _completion(captured[layer], batch.rows).to(head_device)
             w = step / max(1, total - 1)
-            loss, token_loss, span_loss = probe_loss(head(hidden), batch.labels, batch.weights, batch.span_ids,
-                                                     batch.span_labels, w)
+            loss, token_loss, span_loss = probe_loss(
+                head(hidden), batch.labels, batch.weights, batch.span_ids, batch.span_labels, w
+            )
             kl = kl_to_frozen(model, batch, out.logits) if settings.kl_weight > 0 else loss * 0.0
             total_loss = loss + settings.kl_weight * kl
             optimiser.zero_grad()
             total_loss.backward()
             optimiser.step()
             step += 1
-            values = {name: float(value.detach()) for name, value in (
-                ("loss", total_loss), ("probe_loss", loss), ("token_loss", token_loss), ("span_loss", span_loss),
-                ("kl", kl))}
+            values = {
+                name: float(value.detach())
+                for name, value in (
+                    ("loss", total_loss),
+                    ("probe_loss", loss),
+                    ("token_loss", token_loss),
+                    ("span_loss", span_loss),
+                    ("kl", kl),
+                )
+            }
             history.append({"step": step, **values})
             report(progress, "train", step, total, f"loss {values['loss']:.4f} (KL {values['kl']:.4f})")
     model.eval()
@@ -222,8 +255,13 @@ def train_lora_probe(
     return LoraResult(model, head, history)
 
 
-def lora_hidden(lm: LoadedModel, model: Any, conversation: Sequence[dict[str, str]], layer: int,
-                token_ids: Sequence[int] | None = None) -> torch.Tensor:
+def lora_hidden(
+    lm: LoadedModel,
+    model: Any,
+    conversation: Sequence[dict[str, str]],
+    layer: int,
+    token_ids: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Block `layer`'s output of the adapted model at each answer token (teacher forced) [T, H],
     float32 on the CPU."""
     gen = Generation(conversation=list(conversation))

@@ -5,6 +5,7 @@ A LoRA probe directory is a linear probe directory (`probe.safetensors` = the he
 format. Baselines (log-prob, entropy) come from the base model, as for linear probes, so
 both kinds are measured against the same baselines on the same answers.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,17 +45,23 @@ def with_token_ids(item: PreparedItem) -> Generation:
     return gen
 
 
-def lora_item_scores(lm: LoadedModel, model: Any, head: LinearProbe, items: Sequence[PreparedItem],
-                     layer: int) -> list[ItemScores]:
+def lora_item_scores(
+    lm: LoadedModel, model: Any, head: LinearProbe, items: Sequence[PreparedItem], layer: int
+) -> list[ItemScores]:
     """The adapted model's scores of each item's tokens, with the base model's baselines."""
     out = []
     for item in items:
         hidden = lora_hidden(lm, model, item.generation.conversation, layer, item.acts.token_ids)
-        out.append(ItemScores(
-            labels=item.labels.labels, span_ids=item.labels.span_ids, span_labels=item.labels.span_labels,
-            probe=np.asarray(head.predict(hidden), dtype=np.float64).reshape(-1),
-            logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
-            entropies=np.asarray(item.acts.entropies, dtype=np.float64)))
+        out.append(
+            ItemScores(
+                labels=item.labels.labels,
+                span_ids=item.labels.span_ids,
+                span_labels=item.labels.span_labels,
+                probe=np.asarray(head.predict(hidden), dtype=np.float64).reshape(-1),
+                logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
+                entropies=np.asarray(item.acts.entropies, dtype=np.float64),
+            )
+        )
     return out
 
 
@@ -77,8 +84,9 @@ def train_lora_from_generations(
     train_items, val_items = split_items(items, val_fraction)
     data = build_training_set(training_examples(train_items, layer))
     start, _ = train_probe(data, TrainConfig(seed=settings.seed), progress=as_stage(progress, "head"), cancel=cancel)
-    result = train_lora_probe(lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress,
-                              cancel=cancel, init_head=start)
+    result = train_lora_probe(
+        lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress, cancel=cancel, init_head=start
+    )
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")
     train_metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, train_items, layer), threshold)
     if val_items:
@@ -87,12 +95,26 @@ def train_lora_from_generations(
     else:
         metrics = dict(train_metrics)
         metrics["split"] = "train (no validation generations)"
-    metrics.update({"train": train_metrics, "layer": layer, "model": lm.model_id, "kind": "lora",
-                    "final_loss": result.history[-1]["loss"] if result.history else None})
-    config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=layer,
-                         hidden_size=lm.hidden_size, training_data_hash=data_hash(train_items), metrics=metrics,
-                         kind="lora", lora=settings.to_dict(),
-                         train_config={"val_fraction": val_fraction, "seed": settings.seed})
+    metrics.update(
+        {
+            "train": train_metrics,
+            "layer": layer,
+            "model": lm.model_id,
+            "kind": "lora",
+            "final_loss": result.history[-1]["loss"] if result.history else None,
+        }
+    )
+    config = ProbeConfig(
+        model_id=lm.model_id,
+        tokenizer_hash=lm.tokenizer_hash,
+        layer=layer,
+        hidden_size=lm.hidden_size,
+        training_data_hash=data_hash(train_items),
+        metrics=metrics,
+        kind="lora",
+        lora=settings.to_dict(),
+        train_config={"val_fraction": val_fraction, "seed": settings.seed},
+    )
     report(progress, "evaluate", 1, 1, "done")
     return LoraTrainResult(result, config, metrics, len(train_items), len(val_items))
 
@@ -110,8 +132,12 @@ def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, Linear
     """(adapted model, head, config), checked against `lm` like any probe; the shared model is not changed."""
     from peft import PeftModel
 
-    head, config = load_probe(directory, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash,
-                              expect_hidden_size=lm.hidden_size)
+    head, config = load_probe(
+        directory,
+        expect_model_id=lm.model_id,
+        expect_tokenizer_hash=lm.tokenizer_hash,
+        expect_hidden_size=lm.hidden_size,
+    )
     if config.kind != "lora":
         raise UserError(f"{directory} holds a {config.kind} probe, not a LoRA probe")
     adapter = Path(directory) / ADAPTER_DIR
@@ -120,8 +146,9 @@ def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, Linear
     try:
         model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter), is_trainable=False)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise UserError(f"LoRA probe {directory}: its adapters do not fit model '{lm.model_id}' "
-                        f"({str(exc).splitlines()[0][:160]})") from None
+        raise UserError(
+            f"LoRA probe {directory}: its adapters do not fit model '{lm.model_id}' ({str(exc).splitlines()[0][:160]})"
+        ) from None
     # Merged for inference: the same function (to float rounding) at the base model's speed.
     # Unmerged, PEFT's per-module adapter calls made decoding ~9x slower on 2 CPU cores.
     model = model.merge_and_unload()
@@ -129,22 +156,42 @@ def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, Linear
     return model, head, config
 
 
-def score_with_lora(lm: LoadedModel, model: Any, head: LinearProbe, config: ProbeConfig,
-                    generations: Sequence[Generation], progress: ProgressFn | None = None) -> list[TokenTrace]:
+def score_with_lora(
+    lm: LoadedModel,
+    model: Any,
+    head: LinearProbe,
+    config: ProbeConfig,
+    generations: Sequence[Generation],
+    progress: ProgressFn | None = None,
+) -> list[TokenTrace]:
     """Per-token traces of stored answers scored by a LoRA probe (teacher forced, adapters on)."""
     items = prepare(lm, generations, [config.layer], progress=progress)
     traces = []
     for item in items:
         hidden = lora_hidden(lm, model, item.generation.conversation, config.layer, item.acts.token_ids)
         acts = item.acts
-        traces.append(TokenTrace(acts.token_ids, acts.texts, list(acts.offsets), acts.logprobs, acts.entropies,
-                                 [float(x) for x in head.predict(hidden)]))
+        traces.append(
+            TokenTrace(
+                acts.token_ids,
+                acts.texts,
+                list(acts.offsets),
+                acts.logprobs,
+                acts.entropies,
+                [float(x) for x in head.predict(hidden)],
+            )
+        )
     return traces
 
 
-def evaluate_lora(lm: LoadedModel, model: Any, head: LinearProbe, config: ProbeConfig,
-                  generations: Sequence[Generation], threshold: float = 0.5,
-                  progress: ProgressFn | None = None) -> dict[str, Any]:
+def evaluate_lora(
+    lm: LoadedModel,
+    model: Any,
+    head: LinearProbe,
+    config: ProbeConfig,
+    generations: Sequence[Generation],
+    threshold: float = 0.5,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """The metrics JSON of a LoRA probe on labelled answers (as `evaluate` gives for linear ones)."""
     items = prepare(lm, generations, [config.layer], progress=progress)
     metrics = evaluate_items(lora_item_scores(lm, model, head, items, config.layer), threshold)

@@ -17,6 +17,7 @@ Baselines: ``logprob`` scores a token by ``-logprob`` (a less likely token is ri
 ``entropy`` by the model's predictive entropy. Their scores are not probabilities, so
 only the ranking metrics (AUC, recall at a fixed false-positive rate) are reported.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -253,9 +254,7 @@ class ItemScores:
         if span_labels.size and not np.isin(span_labels, (0, 1)).all():
             raise ValueError("ItemScores: span_labels must be 0 or 1")
         if n and (span_ids.min() < -1 or span_ids.max() >= span_labels.size):
-            raise ValueError(
-                f"ItemScores: span_ids must be -1 or in [0, {span_labels.size}) (one per span label)"
-            )
+            raise ValueError(f"ItemScores: span_ids must be -1 or in [0, {span_labels.size}) (one per span label)")
         self.labels = labels.astype(np.int8)
         self.span_ids = span_ids.astype(np.int32)
         self.span_labels = span_labels.astype(np.int8)

@@ -7,6 +7,7 @@ the state dict is read with `torch.load(weights_only=True)` (tensors and plain c
 only, never arbitrary objects), every size is checked, and the files are read from a folder
 or from the members of a zip (never extracted to paths the archive names).
 """
+
 from __future__ import annotations
 
 import io
@@ -52,8 +53,9 @@ def _files_from_zip(data: bytes) -> dict[str, bytes]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError):
-        raise UserError("not a paper probe: expected a folder or a zip holding probe_head.bin and "
-                        "probe_config.json") from None
+        raise UserError(
+            "not a paper probe: expected a folder or a zip holding probe_head.bin and probe_config.json"
+        ) from None
     wanted = {HEAD_FILE, CONFIG_FILE, *ADAPTER_FILES}
     found: dict[str, bytes] = {}
     with archive:
@@ -100,12 +102,22 @@ def read_paper_probe(source: str | Path | bytes) -> tuple[PaperProbe, dict[str, 
     name = config.get("target_layer_name")
     state = _load_state_dict(files[HEAD_FILE])
     weight, bias = state.get("weight"), state.get("bias")
-    if not (isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)
-            and tuple(weight.shape) == (1, hidden) and bias.numel() == 1):
-        raise UserError(f"paper probe: {HEAD_FILE} must hold 'weight' [1, {hidden}] and 'bias' [1] "
-                        "(the state dict of nn.Linear(hidden_size, 1))")
-    if not (weight.dtype.is_floating_point and bias.dtype.is_floating_point
-            and bool(torch.isfinite(weight).all()) and bool(torch.isfinite(bias).all())):
+    if not (
+        isinstance(weight, torch.Tensor)
+        and isinstance(bias, torch.Tensor)
+        and tuple(weight.shape) == (1, hidden)
+        and bias.numel() == 1
+    ):
+        raise UserError(
+            f"paper probe: {HEAD_FILE} must hold 'weight' [1, {hidden}] and 'bias' [1] "
+            "(the state dict of nn.Linear(hidden_size, 1))"
+        )
+    if not (
+        weight.dtype.is_floating_point
+        and bias.dtype.is_floating_point
+        and bool(torch.isfinite(weight).all())
+        and bool(torch.isfinite(bias).all())
+    ):
         raise UserError(f"paper probe: the weights in {HEAD_FILE} must be finite floating-point numbers")
     probe = LinearProbe.from_weights(weight.reshape(-1).float(), bias.reshape(1).float())
     has_adapter = "adapter_config.json" in files
@@ -116,8 +128,9 @@ def _load_state_dict(data: bytes) -> dict[str, Any]:
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - pickle, zip and unpickler errors of many kinds: all one answer
-        raise UserError(f"paper probe: {HEAD_FILE} is not a readable PyTorch state dict (only tensors are "
-                        "accepted)") from None
+        raise UserError(
+            f"paper probe: {HEAD_FILE} is not a readable PyTorch state dict (only tensors are accepted)"
+        ) from None
     if not isinstance(state, dict):
         raise UserError(f"paper probe: {HEAD_FILE} must hold a state dict")
     return state
@@ -126,8 +139,10 @@ def _load_state_dict(data: bytes) -> dict[str, Any]:
 def paper_lora_settings(files: dict[str, bytes]) -> dict[str, Any]:
     """Our LoRA settings from a paper probe's PEFT `adapter_config.json` (weights must be safetensors)."""
     if "adapter_model.safetensors" not in files:
-        raise UserError("paper probe: its LoRA adapters must be in adapter_model.safetensors "
-                        "(adapter_model.bin is a pickle and is not read)")
+        raise UserError(
+            "paper probe: its LoRA adapters must be in adapter_model.safetensors "
+            "(adapter_model.bin is a pickle and is not read)"
+        )
     config = parse_config_json(files["adapter_config.json"], "paper probe: adapter_config.json")
     if not isinstance(config, dict) or config.get("peft_type") not in (None, "LORA"):
         raise UserError("paper probe: adapter_config.json is not a PEFT LoRA config")

@@ -4,6 +4,7 @@ The pure pipeline behind the CLI and the runs: each function takes a loaded mode
 generations and settings and returns plain data; progress and cancellation go through
 `core.base.progress`, so the same function serves a terminal, a page and a worker.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,7 @@ def prepare(
         raise UserError("no generations to work on")
     acts = extract_activations(lm, generations, layers, use_cache=use_cache, progress=progress, cancel=cancel)
     return [
-        PreparedItem(gen, split_key(gen), a, token_labels(a.offsets, gen.spans))
-        for gen, a in zip(generations, acts)
+        PreparedItem(gen, split_key(gen), a, token_labels(a.offsets, gen.spans)) for gen, a in zip(generations, acts)
     ]
 
 
@@ -173,8 +173,14 @@ def train_from_generations(
     layer = lm.check_layer(layer if layer is not None else lm.default_layer)
     items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
     return train_on_items(
-        lm, items, layer, val_fraction=val_fraction, train_config=train_config,
-        progress=progress, cancel=cancel, version=version,
+        lm,
+        items,
+        layer,
+        val_fraction=val_fraction,
+        train_config=train_config,
+        progress=progress,
+        cancel=cancel,
+        version=version,
     )
 
 
@@ -260,13 +266,21 @@ def layer_sweep(
     items = prepare(lm, generations, chosen, progress=progress, cancel=cancel)
     train, val = split_items(items, val_fraction)
     split = "validation" if val else "train (no validation generations)"
-    _probes, per_layer = train_per_layer(train, val or train, chosen, train_config or QUICK_TRAIN,
-                                         progress=progress, cancel=cancel)
+    _probes, per_layer = train_per_layer(
+        train, val or train, chosen, train_config or QUICK_TRAIN, progress=progress, cancel=cancel
+    )
     rows = []
     for layer in chosen:
         metrics = evaluate_items(per_layer[layer])
-        rows.append({"layer": layer, "token_auc": metrics["token"]["auc"], "span_max_auc": metrics["span_max"]["auc"],
-                     "span_max_recall_at_fpr_0.1": metrics["span_max"]["recall_at_fpr_0.1"], "split": split})
+        rows.append(
+            {
+                "layer": layer,
+                "token_auc": metrics["token"]["auc"],
+                "span_max_auc": metrics["span_max"]["auc"],
+                "span_max_recall_at_fpr_0.1": metrics["span_max"]["recall_at_fpr_0.1"],
+                "split": split,
+            }
+        )
     return {"model": lm.model_id, "default_layer": lm.default_layer, "best_layer": best_layer(rows), "layers": rows}
 
 

@@ -9,6 +9,7 @@ An upload keeps only the sections of the metrics JSON whose every known field va
 (`trusted_metrics`); the rest is dropped, never stored. No torch here: `db` reads this
 through `core.probes.config`.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,11 +58,19 @@ def headline_auc(metrics: Any) -> float | None:
 
 # --- what an upload may keep ----------------------------------------------------------------------
 
-_UNIT = "unit"    # finite float in [0, 1] or None
+_UNIT = "unit"  # finite float in [0, 1] or None
 _COUNT = "count"  # int >= 0
 LEVEL_FIELDS: dict[str, str] = {
-    "n": _COUNT, "n_pos": _COUNT, "auc": _UNIT, "recall_at_fpr_0.1": _UNIT, "recall_at_fpr_0.01": _UNIT,
-    "threshold": _UNIT, "precision": _UNIT, "recall": _UNIT, "f1": _UNIT, "ece": _UNIT,
+    "n": _COUNT,
+    "n_pos": _COUNT,
+    "auc": _UNIT,
+    "recall_at_fpr_0.1": _UNIT,
+    "recall_at_fpr_0.01": _UNIT,
+    "threshold": _UNIT,
+    "precision": _UNIT,
+    "recall": _UNIT,
+    "f1": _UNIT,
+    "ece": _UNIT,
 }
 COUNT_FIELDS: tuple[str, ...] = ("generations", "tokens", "spans", "positive_spans")
 _MAX_COUNT = 10**12

@@ -3,6 +3,7 @@
 Also the two data rules every caller shares: which answers are validation (a stable hash
 of each answer's key) and the training-data hash stored with a version.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ folder named by the version's content hash, hex only, so no user text ever becom
 A folder is trusted only while every file's sha256 matches. No torch and no db here: storage
 hashes with it, and a worker handed the files (a Ray actor) materialises them without a database.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -14,6 +14,7 @@ The labelling rule (also in the README) marks entity spans automatically:
 Everything else in the answer is background. It is a crude rule, but it is checkable,
 deterministic, and gives the demo probe real signal to learn from.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,35 @@ _TEMPLATES = {
     "region": "In which region of the world is {country}?",
     "calling_code": "What is the international calling code of {country}?",
 }
-_OPENERS = {"The", "A", "An", "It", "Its", "This", "That", "Yes", "No", "In", "On", "As", "However", "I", "My", "Capital",
-            "City", "Country", "Region", "Calling", "Code", "International", "Answer", "Sure", "Of", "And", "For"}
+_OPENERS = {
+    "The",
+    "A",
+    "An",
+    "It",
+    "Its",
+    "This",
+    "That",
+    "Yes",
+    "No",
+    "In",
+    "On",
+    "As",
+    "However",
+    "I",
+    "My",
+    "Capital",
+    "City",
+    "Country",
+    "Region",
+    "Calling",
+    "Code",
+    "International",
+    "Answer",
+    "Sure",
+    "Of",
+    "And",
+    "For",
+}
 _CAPITALISED = re.compile(r"[A-Z][\w'’\-]*(?:\s+(?:de|da|do|of|the|al|el|la)?\s*[A-Z][\w'’\-]*)*")
 _NUMBER = re.compile(r"\+?\d{1,4}(?:-\d{3,4})?\b")  # "+44", and "+1-876" (Jamaica) as one code
 
@@ -88,9 +116,16 @@ def load_countries(limit: int | None = None) -> list[CountryFacts]:
         capitals = [str(c) for c in capital] if isinstance(capital, (list, tuple)) else [str(capital)]
         codes = tuple(str(c).strip() for c in (codes or ()) if str(c).strip())
         if name and any(capitals) and region and codes:
-            facts.append(CountryFacts(str(name).title() if name.islower() else str(name),
-                                      " / ".join(c for c in capitals if c), str(region), str(subregion), codes,
-                                      tuple(str(a) for a in alt)))
+            facts.append(
+                CountryFacts(
+                    str(name).title() if name.islower() else str(name),
+                    " / ".join(c for c in capitals if c),
+                    str(region),
+                    str(subregion),
+                    codes,
+                    tuple(str(a) for a in alt),
+                )
+            )
     facts.sort(key=lambda f: f.name)
     return facts[:limit] if limit is not None else facts
 
@@ -153,13 +188,13 @@ def _occurrences(answer: str, phrases: tuple[str, ...] | list[str]) -> list[tupl
 
 
 def _capital_variants(capital: str) -> list[str]:
-    """"Saint John's" is also written "St. John's" and "St John's", and back."""
+    """ "Saint John's" is also written "St. John's" and "St John's", and back."""
     variants = [capital]
     for long, short in (("Saint ", "St. "), ("Saint ", "St ")):
         if capital.startswith(long):
-            variants.append(short + capital[len(long):])
+            variants.append(short + capital[len(long) :])
         if capital.startswith(short):
-            variants.append(long + capital[len(short):])
+            variants.append(long + capital[len(short) :])
     return variants
 
 
@@ -182,8 +217,11 @@ def _names_the_country(answer: str, start: int, end: int, names: list[tuple[int,
 def _label_capital(facts: CountryFacts, answer: str) -> list[Span]:
     names = _occurrences(answer, facts.names)
     name_words = {w for n in facts.names for w in _words(n)}
-    capitals = [(s, e) for s, e in _occurrences(answer, [v for c in facts.capitals for v in _capital_variants(c)])
-                if not _names_the_country(answer, s, e, names)]
+    capitals = [
+        (s, e)
+        for s, e in _occurrences(answer, [v for c in facts.capitals for v in _capital_variants(c)])
+        if not _names_the_country(answer, s, e, names)
+    ]
     spans = [Span(s, e, "Supported") for s, e in capitals]
     for m in _CAPITALISED.finditer(answer):
         phrase = m.group(0)

@@ -8,6 +8,7 @@ Invariant kept by every operation that returns spans: no two spans of *different
 labels overlap, and overlapping spans of the *same* label are merged. Results are
 sorted by (start, end), so an index into a result refers to that order.
 """
+
 from __future__ import annotations
 
 import math

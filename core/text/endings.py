@@ -1,8 +1,14 @@
 """Why an answer ended, in words: the Generate page says it, and Annotate shows it with the saved answer."""
+
 from __future__ import annotations
 
-ENDINGS = {"eos": "The answer is complete.", "length": "Stopped at the token limit.", "stopped": "Stopped by you.",
-           "cancelled": "Cancelled.", "error": "Stopped by an error."}
+ENDINGS = {
+    "eos": "The answer is complete.",
+    "length": "Stopped at the token limit.",
+    "stopped": "Stopped by you.",
+    "cancelled": "Cancelled.",
+    "error": "Stopped by an error.",
+}
 
 
 def ending(finish_reason: str | None, stop_note: str | None = None) -> str | None:

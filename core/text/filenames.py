@@ -8,6 +8,7 @@ anything else becomes `_`), never starts with a dot or a dash, never holds `..`,
 length, avoids Windows device names (a download lands on someone's computer), and falls back
 to a fixed name when nothing is left.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,9 @@ import unicodedata
 
 MAX_SLUG_LENGTH = 80
 _ALLOWED = frozenset(string.ascii_letters + string.digits + "-_.")
-_WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
-                              *(f"LPT{i}" for i in range(10))})
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+)
 
 
 def file_slug(text: object, *, fallback: str = "file", max_length: int = MAX_SLUG_LENGTH) -> str:

@@ -5,6 +5,7 @@ One generation per line, compatible with the paper's released datasets
 Every bad line is a UserError naming its line, so the CLI and pages can show one
 clear message and change nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -261,7 +262,9 @@ def _json_lines(text: str, source: str) -> Iterable[tuple[int, Any]]:
         try:
             yield line_no, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(_prefixed(source, f"line {line_no}: invalid JSON ({exc.msg} at column {exc.colno})")) from None
+            raise UserError(
+                _prefixed(source, f"line {line_no}: invalid JSON ({exc.msg} at column {exc.colno})")
+            ) from None
 
 
 def _lines(text: str) -> list[str]:

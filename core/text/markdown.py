@@ -9,6 +9,7 @@ the *rendered* text, where escapes are gone, so a zero-width space after a URL s
 and `@` breaks them (seen in Chromium: `http\\://` alone still became a link). Raw HTML is
 never enabled anywhere, so `<` needs nothing more.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Words for people: counted nouns and stored values (event before/after) as plain text."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,7 +9,7 @@ _IRREGULAR = {"entry": "entries", "reply": "replies", "was": "were", "is": "are"
 
 
 def plural(n: int, word: str) -> str:
-    """"1 answer", "2 answers", "0 answers"."""
+    """ "1 answer", "2 answers", "0 answers"."""
     if n == 1:
         return f"{n} {word}"
     return f"{n} {_IRREGULAR.get(word, word + 's')}"
@@ -32,6 +33,7 @@ def readable(value: Any) -> str:
 
 def readable_table(rows: Sequence[dict], columns: dict[str, str], digits: int = 3) -> list[dict]:
     """Rows with human headings and floats rounded for reading (None stays None: shown blank)."""
+
     def shown(value: Any) -> Any:
         return round(value, digits) if isinstance(value, float) else value
 

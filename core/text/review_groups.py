@@ -6,6 +6,7 @@ the exact text they marked ("anna: unverifiable '1256' · rob: hallucinated 'in 
 the page header lists the same character ranges as the rows, so the two can be matched.
 Plain text: the page escapes it (core.text.markdown.md_escape) before rendering.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ def version_said(spans: Sequence[Span], text: str) -> str:
     spaces and line breaks at the edges show), joined by " + "; "nothing marked" if none."""
     if not spans:
         return NOTHING
-    return " + ".join(f"{label_word(s.label)} {text[s.start:s.end]!r}" for s in spans)
+    return " + ".join(f"{label_word(s.label)} {text[s.start : s.end]!r}" for s in spans)
 
 
 def said_by(group: SpanGroup, text: str) -> dict[str, str]:

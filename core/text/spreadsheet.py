@@ -12,6 +12,7 @@ per-table switch, so pages pass every table of user or model text through `sprea
 before showing it (tests/security/test_csv_injection.py keeps it so). Any CSV writer added
 later must write `neutralise_cell(value)` for each cell.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ Every position in ProbeLens is a Unicode code point of the NFC-normalised assist
 message. Tokenizer offsets (HF fast tokenizers report code points too) are the bridge
 to tokens; UTF-16 units appear only at the browser boundary (helpers at the bottom).
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -139,18 +140,18 @@ def _annotation_fields(ann: Any, pos: int) -> tuple[str, int | None, str, str | 
     """Validate one annotation dict; a missing label means N/A (ignored), as in the paper."""
     where = f"annotation {pos + 1}"
     if not isinstance(ann, dict):
-        raise UserError(f"{where} must be an object with \"span\" and \"label\"")
+        raise UserError(f'{where} must be an object with "span" and "label"')
     span_text = ann.get("span")
     if not isinstance(span_text, str):
-        raise UserError(f"{where}: \"span\" must be a string")
+        raise UserError(f'{where}: "span" must be a string')
     index = ann.get("index")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise UserError(f"{where}: \"index\" must be an integer or null")
+        raise UserError(f'{where}: "index" must be an integer or null')
     raw_label = ann.get("label")
     label = "N/A" if raw_label is None else canonical_label(raw_label)
     note = ann.get("verification_note")
     if note is not None and not isinstance(note, str):
-        raise UserError(f"{where}: \"verification_note\" must be a string")
+        raise UserError(f'{where}: "verification_note" must be a string')
     return span_text, index, label, (note or None)
 
 

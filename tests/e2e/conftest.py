@@ -5,6 +5,7 @@ a test tool). Tests are skipped with a clear reason when it is missing. On failu
 screenshot of the page is saved under tests/e2e/artifacts/. The helpers (StreamlitApp,
 sign_in, CHROMIUM, ...) are in tests/support/browser.py.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,5 +31,3 @@ def heatmap_app():
         yield app
     finally:
         app.stop()
-
-

@@ -15,6 +15,7 @@ back to the editor. The page prints the last save as `SAVED {json}` and the last
 as `DRAFT {json}` (st.code), and `runs N` counts script runs. "Simulate another save"
 makes someone else ("bob") save a version meanwhile.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,24 @@ class FakeGeneration:
 
     def _run(self) -> None:
         rng = random.Random(3)
-        words = ["Marie", "Curie", "won", "the", "Nobel", "Prize", "in", "1903", "and", "1911", "for",
-                 "radium", "research", "at", "Sorbonne", "university"]
+        words = [
+            "Marie",
+            "Curie",
+            "won",
+            "the",
+            "Nobel",
+            "Prize",
+            "in",
+            "1903",
+            "and",
+            "1911",
+            "for",
+            "radium",
+            "research",
+            "at",
+            "Sorbonne",
+            "university",
+        ]
         level = 0.2
         start = time.perf_counter()
         for i in range(self.total):
@@ -108,7 +125,9 @@ elif m:
     if st.button("re-render", key="rerender"):
         rep = st.session_state["rep"] = rep + 1
     token_heatmap(
-        sized_case(n, seed=rep), key=f"n{n}", doc_id=f"n{n}-{rep}",
+        sized_case(n, seed=rep),
+        key=f"n{n}",
+        doc_id=f"n{n}-{rep}",
         height=int(params.get("height", 0)) or None,
     )
 elif case == "stream":
@@ -126,8 +145,12 @@ elif case == "stream":
     def live() -> None:
         view, produced, running = job.snapshot()
         token_heatmap(
-            view, threshold=0.5, key="stream" if keyed else None, doc_id=job.id,
-            produced_at=produced, height=300,
+            view,
+            threshold=0.5,
+            key="stream" if keyed else None,
+            doc_id=job.id,
+            produced_at=produced,
+            height=300,
         )
         st.caption(f"stream {job.id}: {len(view)} tokens, {'running' if running else 'done'}")
         if polling and not running:
@@ -137,35 +160,65 @@ elif case == "stream":
 elif case == "edit":
     n = int(params.get("n", 0))
     view, suggestions = edit_sized_case(n) if n else edit_case()
-    store = st.session_state.setdefault("store", {
-        "version": 0, "spans": [], "saved_by": None,  # the "database"
-        "opened": 0, "opened_spans": [],  # what this editor was opened on
-        "saves": 0, "last": None, "conflict": None, "conflicts": 0,
-    })
+    store = st.session_state.setdefault(
+        "store",
+        {
+            "version": 0,
+            "spans": [],
+            "saved_by": None,  # the "database"
+            "opened": 0,
+            "opened_spans": [],  # what this editor was opened on
+            "saves": 0,
+            "last": None,
+            "conflict": None,
+            "conflicts": 0,
+        },
+    )
 
     def on_save(payload: dict) -> None:
-        spans = [{"start": s.start, "end": s.end, "label": s.label, "note": s.note}
-                 for s in saved_spans(payload, view)]
+        spans = [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in saved_spans(payload, view)]
         if payload["base_version"] == store["version"]:
             store["version"] += 1
-            store.update(spans=spans, saved_by="me", opened=store["version"], opened_spans=spans, conflict=None,
-                         saves=store["saves"] + 1, last=payload)
+            store.update(
+                spans=spans,
+                saved_by="me",
+                opened=store["version"],
+                opened_spans=spans,
+                conflict=None,
+                saves=store["saves"] + 1,
+                last=payload,
+            )
         else:
             store["conflicts"] += 1
-            store["conflict"] = {"theirs": store["spans"], "their_version": store["version"],
-                                 "saved_by": store["saved_by"] or "someone"}
+            store["conflict"] = {
+                "theirs": store["spans"],
+                "their_version": store["version"],
+                "saved_by": store["saved_by"] or "someone",
+            }
 
     if st.button("Simulate another save", key="other-save"):
         store["version"] += 1
         store.update(spans=their_spans(view), saved_by="bob")
     draft_key = params.get("draft_key", f"test-edit-{n}")
     result = token_heatmap(
-        view, mode="edit", key="editor", spans=store["opened_spans"], suggestions=suggestions,
-        base_version=store["opened"], draft_key=draft_key, conflict=store["conflict"], on_save=on_save,
+        view,
+        mode="edit",
+        key="editor",
+        spans=store["opened_spans"],
+        suggestions=suggestions,
+        base_version=store["opened"],
+        draft_key=draft_key,
+        conflict=store["conflict"],
+        on_save=on_save,
         height=int(params.get("height", 0)) or None,
     )
-    st.code("SAVED " + json.dumps({"saves": store["saves"], "conflicts": store["conflicts"], **(store["last"] or {})},
-                                  ensure_ascii=False), language=None)
+    st.code(
+        "SAVED "
+        + json.dumps(
+            {"saves": store["saves"], "conflicts": store["conflicts"], **(store["last"] or {})}, ensure_ascii=False
+        ),
+        language=None,
+    )
     st.code("DRAFT " + json.dumps(result.draft, ensure_ascii=False), language=None)
     st.text_input("Another input", key="other-input")
     st.caption(f"runs {st.session_state['runs']} · version {store['version']}")

@@ -5,6 +5,7 @@
 - Item 9: the S key skips the answer (a Streamlit button shortcut beside the editor, which
   leaves the key to the page because the editor does not use it).
 """
+
 from __future__ import annotations
 
 import re
@@ -25,9 +26,13 @@ pytestmark = [
 
 ANN, ANN_PW = "ann", "annotator-password"
 EDITOR = ".plh-root[data-token-count]"
-ANSWERS = ["Lviv was founded in 1256 by King Daniel of Galicia.", "Marie Curie won the Nobel Prize in 1903.",
-           "The café opened in 1911 in Kraków, Poland.", "Paris is the capital of France and its largest city.",
-           "Mount Everest is 8849 metres high."]
+ANSWERS = [
+    "Lviv was founded in 1256 by King Daniel of Galicia.",
+    "Marie Curie won the Nobel Prize in 1903.",
+    "The café opened in 1911 in Kraków, Poland.",
+    "Paris is the capital of France and its largest city.",
+    "Mount Everest is 8849 metres high.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +49,16 @@ def day(tmp_path_factory):
             dataset = get_or_create_dataset(session, "day")
             for i, text in enumerate(ANSWERS):
                 bounds = [(m.start(), m.end()) for m in re.finditer(r"\s*\S+", text)]
-                trace = TokenTrace(list(range(len(bounds))), [text[a:b] for a, b in bounds], bounds,
-                                   [-1.0] * len(bounds), [1.0] * len(bounds))
-                gen = Generation([{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": text}])
+                trace = TokenTrace(
+                    list(range(len(bounds))),
+                    [text[a:b] for a, b in bounds],
+                    bounds,
+                    [-1.0] * len(bounds),
+                    [1.0] * len(bounds),
+                )
+                gen = Generation(
+                    [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": text}]
+                )
                 ids.append(add_generation(session, dataset, gen, trace=trace).id)
 
     with served_app(tmp_path_factory.mktemp("annotator-day"), prepare) as (app, database, _url):
@@ -108,7 +120,10 @@ def test_a_reload_reopens_the_answer_with_the_unsaved_draft(page, day):
     page.wait_for_function(
         "sel => { const r = document.querySelector(sel) || [...document.querySelectorAll('*')]"
         ".map(e => e.shadowRoot).filter(Boolean).map(s => s.querySelector(sel)).find(Boolean);"
-        " return r && r.getAttribute('data-draft-restored') === '1'; }", arg=EDITOR, timeout=30_000)
+        " return r && r.getAttribute('data-draft-restored') === '1'; }",
+        arg=EDITOR,
+        timeout=30_000,
+    )
     spans = root.get_attribute("data-spans")
     assert '"Not Supported"' in spans and '"start":0' in spans.replace(" ", ""), spans
     assert stored_set(database, ids[3]) is None  # still a draft: nothing was saved

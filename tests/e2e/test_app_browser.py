@@ -2,6 +2,7 @@
 coloured tokens arrive, hover, stop, find the answer in the database, role refusal, and
 untrusted text in the pasted-conversation mode. (Import, export, batches and a user created on
 the Users page are driven in the browser by test_data_browser.py.)"""
+
 from __future__ import annotations
 
 import re
@@ -181,7 +182,9 @@ def demo_generation(database) -> tuple[int, str]:
 
     with database.sessions() as session:
         row = session.execute(
-            select(Generation.id, Generation.completion).join(Dataset).where(Dataset.name == "demo")
+            select(Generation.id, Generation.completion)
+            .join(Dataset)
+            .where(Dataset.name == "demo")
             .order_by(Generation.id)
         ).first()
     return row[0], row[1]
@@ -300,8 +303,9 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
 
     app, database = probelens
     with database.sessions() as session, session.begin():
-        rows = session.scalars(select(Generation).join(Dataset).where(Dataset.name == "demo")
-                               .order_by(Generation.id)).all()
+        rows = session.scalars(
+            select(Generation).join(Dataset).where(Dataset.name == "demo").order_by(Generation.id)
+        ).all()
         row = rows[len(rows) // 2]
         generation_id, completion = row.id, row.completion
         offsets = trace_of(get_generation(session, generation_id)).offsets
@@ -309,10 +313,22 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
         add_user(session, REV, REV_PW, role="reviewer")
         bea = add_user(session, "bea", "bea-password-1", role="annotator")
         cal = add_user(session, "cal", "cal-password-1", role="annotator")
-        save_annotation_set(session, generation_id, [Span(*tok[0], "Not Supported"), Span(*tok[2], "Supported")],
-                            owner=bea, expected_version=0, actor=bea)
-        save_annotation_set(session, generation_id, [Span(*tok[0], "Supported"), Span(*tok[1], "Not Supported")],
-                            owner=cal, expected_version=0, actor=cal)
+        save_annotation_set(
+            session,
+            generation_id,
+            [Span(*tok[0], "Not Supported"), Span(*tok[2], "Supported")],
+            owner=bea,
+            expected_version=0,
+            actor=bea,
+        )
+        save_annotation_set(
+            session,
+            generation_id,
+            [Span(*tok[0], "Supported"), Span(*tok[1], "Not Supported")],
+            owner=cal,
+            expected_version=0,
+            actor=cal,
+        )
         gold_before = get_set(session, generation_id, None)
         gold_version = gold_before.version if gold_before else 0
 
@@ -322,7 +338,7 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
     picker.wait_for(timeout=60_000)
     picker.click()
     page.get_by_role("option", name=f"#{generation_id}", exact=True).click()
-    page.get_by_text(f"{completion[tok[1][0]:tok[1][1]]!r} ({tok[1][0]}–{tok[1][1]})").wait_for(timeout=30_000)
+    page.get_by_text(f"{completion[tok[1][0] : tok[1][1]]!r} ({tok[1][0]}–{tok[1][1]})").wait_for(timeout=30_000)
     radios = page.locator('[data-testid="stRadio"]')
     assert radios.count() == 3  # one group per place where the sets differ
     radios.nth(0).get_by_text("cal", exact=True).click()  # cal's label for the first place
@@ -333,7 +349,8 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
     page.get_by_text("2 spans in the merged gold set").wait_for(timeout=15_000)
     page.get_by_role("button", name="Save merged gold").click()
     page.get_by_text("Gold saved.").or_(page.get_by_text(f"current gold version {gold_version + 1}")).first.wait_for(
-        timeout=30_000)
+        timeout=30_000
+    )
 
     expected = sorted([(*tok[0], "Supported"), (*tok[2], "Supported")])
     with database.sessions() as session:
@@ -344,16 +361,25 @@ def test_reviewer_merges_two_annotators_into_gold_and_export_has_it(page, probel
         assert event is not None and event.entity_id == gold.id
 
     out = tmp_path / "gold.jsonl"
-    env = {**os.environ, "DATABASE_URL": str(database.engine.url.render_as_string(hide_password=False)),
-           "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "core", "export", "--dataset", "demo", "--which", "gold",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "DATABASE_URL": str(database.engine.url.render_as_string(hide_password=False)),
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "export", "--dataset", "demo", "--which", "gold", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     answer = next(r for r in records if r["conversation"][-1]["content"] == completion)
     exported = sorted((a["index"], a["index"] + len(a["span"]), a["label"]) for a in answer["annotations"])
     assert exported == expected
-    assert all(completion[a["index"]:a["index"] + len(a["span"])] == a["span"] for a in answer["annotations"])
+    assert all(completion[a["index"] : a["index"] + len(a["span"])] == a["span"] for a in answer["annotations"])
 
 
 def test_admin_retrains_sees_progress_advance_and_the_new_version(page, probelens):
@@ -399,8 +425,14 @@ def _add_capitals(database) -> dict[int, str]:
     from db.annotations import save_annotation_set
     from db.generations import add_generation, get_or_create_dataset
 
-    places = [("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "Rome", "Milan"),
-              ("Spain", "Madrid", "Seville"), ("Peru", "Lima", "Cusco"), ("Kenya", "Nairobi", "Mombasa")]
+    places = [
+        ("France", "Paris", "Lyon"),
+        ("Japan", "Tokyo", "Osaka"),
+        ("Italy", "Rome", "Milan"),
+        ("Spain", "Madrid", "Seville"),
+        ("Peru", "Lima", "Cusco"),
+        ("Kenya", "Nairobi", "Mombasa"),
+    ]
     labels = {}
     with database.sessions() as session, session.begin():
         dataset = get_or_create_dataset(session, "capitals-e2e")
@@ -408,12 +440,17 @@ def _add_capitals(database) -> dict[int, str]:
             city = wrong if n % 2 else right
             text = f"The capital of {country} is {city}, a large city."
             label = "Not Supported" if n % 2 else "Supported"
-            gen = Generation([{"role": "user", "content": f"What is the capital of {country}? ({n})"},
-                              {"role": "assistant", "content": text}])
+            gen = Generation(
+                [
+                    {"role": "user", "content": f"What is the capital of {country}? ({n})"},
+                    {"role": "assistant", "content": text},
+                ]
+            )
             row = add_generation(session, dataset, gen, split="validation" if n % 4 in (0, 1) else "train")
             start = text.index(city)
-            save_annotation_set(session, row.id, [Span(start, start + len(city), label)], owner=None,
-                                expected_version=0, actor=None)
+            save_annotation_set(
+                session, row.id, [Span(start, start + len(city), label)], owner=None, expected_version=0, actor=None
+            )
             labels[row.id] = label
     return labels
 
@@ -462,9 +499,12 @@ def test_inspect_threshold_moves_numbers_and_an_error_opens_its_heatmap(page, pr
     page.get_by_role("link", name=f"Review #{row_id}").click()
     picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Answer")
     picker.wait_for(timeout=30_000)
+
     def shown() -> str:  # the picked value may sit in the combobox's input
-        return picker.evaluate("el => el.textContent + ' ' + [...el.querySelectorAll('input')]"
-                               ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')")
+        return picker.evaluate(
+            "el => el.textContent + ' ' + [...el.querySelectorAll('input')]"
+            ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')"
+        )
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and f"#{row_id}" not in shown():

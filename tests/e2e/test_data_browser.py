@@ -3,6 +3,7 @@ embedded model: a bad file imports nothing and lists its lines, a good file is p
 imported, an export downloads and imports back to the same content, a batch of 5 reaches the
 end while the page is closed and reopened, another is cancelled midway, a dataset is deleted
 only after its name is typed; and an annotator created on the Users page signs in elsewhere."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def served(tmp_path_factory):
 
     def prepare(database) -> None:
         lm = get_model(None)
-        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=lm.default_layer,
-                             hidden_size=lm.hidden_size)
+        config = ProbeConfig(
+            model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=lm.default_layer, hidden_size=lm.hidden_size
+        )
         folder = Path(database.engine.url.database).parent / "probe"
         save_probe(folder, LinearProbe(lm.hidden_size), config)
         add_users(database, (ADMIN, ADMIN_PW, "admin"))
@@ -79,8 +81,7 @@ def count_in(database, dataset: str) -> int:
     from db.models import Dataset, Generation
 
     with database.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Generation).join(Dataset)
-                              .where(Dataset.name == dataset))
+        return session.scalar(select(func.count()).select_from(Generation).join(Dataset).where(Dataset.name == dataset))
 
 
 def last_batch(database):
@@ -94,12 +95,19 @@ def records(n: int, offset: int = 0) -> list[dict]:
     rows = []
     for i in range(offset, offset + n):
         answer = f"Kyiv was founded in {480 + i} by Kyi."
-        rows.append({"id": f"kyiv-{i}",
-                     "conversation": [{"role": "user", "content": f"When was Kyiv founded? ({i})"},
-                                      {"role": "assistant", "content": answer}],
-                     "annotations": [{"span": str(480 + i), "index": answer.index(str(480 + i)),
-                                      "label": "Not Supported"},
-                                     {"span": "Kyi", "index": 999, "label": "Supported"}]})
+        rows.append(
+            {
+                "id": f"kyiv-{i}",
+                "conversation": [
+                    {"role": "user", "content": f"When was Kyiv founded? ({i})"},
+                    {"role": "assistant", "content": answer},
+                ],
+                "annotations": [
+                    {"span": str(480 + i), "index": answer.index(str(480 + i)), "label": "Not Supported"},
+                    {"span": "Kyi", "index": 999, "label": "Supported"},
+                ],
+            }
+        )
     return rows
 
 
@@ -155,8 +163,9 @@ def test_bad_file_imports_nothing_good_file_imports_and_the_export_round_trips(p
     content = Path(download.value.path()).read_bytes()
     exported = [json.loads(line) for line in content.decode().splitlines()]
     assert [r["conversation"] for r in exported] == [r["conversation"] for r in records(3)]
-    assert [sorted((a["span"], a["label"]) for a in r["annotations"]) for r in exported] == \
-        [sorted([(str(480 + i), "Not Supported"), ("Kyi", "Supported")]) for i in range(3)]
+    assert [sorted((a["span"], a["label"]) for a in r["annotations"]) for r in exported] == [
+        sorted([(str(480 + i), "Not Supported"), ("Kyi", "Supported")]) for i in range(3)
+    ]
     with database.sessions() as session, session.begin():
         import_file(session, content, dataset="kyiv-again", actor=None, source_name="kyiv-browser-gold.jsonl")
     with database.sessions() as session:
@@ -201,8 +210,9 @@ def test_a_batch_of_five_reaches_the_end_while_the_page_is_closed_and_reopened(c
                 except Exception:  # noqa: BLE001 - the bar is replaced when the run ends
                     pass
             page.wait_for_timeout(250)
-        page.get_by_text(re.compile(r"Batch run \d+ finished: generated 5 answers .* scored with v1")) \
-            .wait_for(timeout=10_000)
+        page.get_by_text(re.compile(r"Batch run \d+ finished: generated 5 answers .* scored with v1")).wait_for(
+            timeout=10_000
+        )
         assert seen and seen == sorted(seen), seen  # a progress bar was shown and never went back
     finally:
         second.close()
@@ -210,8 +220,13 @@ def test_a_batch_of_five_reaches_the_end_while_the_page_is_closed_and_reopened(c
     assert run.status == "succeeded" and run.progress == 1.0
     assert count_in(database, "batch-browser") == 5
     with database.sessions() as session:
-        scored = session.scalar(select(func.count()).select_from(Prediction).join(Generation).join(Dataset)
-                                .where(Dataset.name == "batch-browser"))
+        scored = session.scalar(
+            select(func.count())
+            .select_from(Prediction)
+            .join(Generation)
+            .join(Dataset)
+            .where(Dataset.name == "batch-browser")
+        )
     assert scored == 5  # every answer carries the active probe's scores
 
 
@@ -238,8 +253,13 @@ def test_a_dataset_is_deleted_only_after_its_name_is_typed_and_the_delete_is_log
 
     app, database = served
     with database.sessions() as session, session.begin():
-        import_file(session, "\n".join(json.dumps(r) for r in records(2, 50)).encode(), dataset="doomed",
-                    actor=None, source_name="doomed.jsonl")
+        import_file(
+            session,
+            "\n".join(json.dumps(r) for r in records(2, 50)).encode(),
+            dataset="doomed",
+            actor=None,
+            source_name="doomed.jsonl",
+        )
     open_data(page, app, "Datasets")
     page.locator(".st-key-del-dataset input").first.click()
     page.get_by_role("option", name="doomed", exact=True).click()

@@ -3,6 +3,7 @@
 Cases come from tests/e2e/heatmap_app.py (`?case=...`); their data from heatmap_cases.py,
 so the tests compare what the browser shows with exactly what was sent.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,10 @@ from core.components.heatmap import UNKNOWN_COLOR, heatmap_payload, score_color,
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
-                       reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(),
+        reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests",
+    ),
 ]
 
 ROOT_SEL = ".plh-root[data-token-count]"
@@ -206,8 +209,10 @@ def test_stream_grows_in_place_with_the_same_key(page, heatmap_app):
     growth = sum(1 for a, b in zip(while_running, while_running[1:]) if b > a)
     assert growth >= 3, while_running  # seen growing several times before the end
     assert all(b >= a for a, b in zip(while_running, while_running[1:])), while_running
-    page.wait_for_function(f"() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                           f".shadowRoot.querySelector('.plh-root').getAttribute('data-token-count') === '{total}'")
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        f".shadowRoot.querySelector('.plh-root').getAttribute('data-token-count') === '{total}'"
+    )
     end = _stream_state(page)
     assert end["count"] == total and end["unknown"] == 0 and end["coloured"] == total  # late scores restyled
     # same key on every fragment run: one instance, one full render, then appends only

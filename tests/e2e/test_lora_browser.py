@@ -2,6 +2,7 @@
 an admin retrains with kind LoRA from the Probes page, watches the run's progress move through
 the LoRA training steps, promotes the new version, and the Generate page then streams with it:
 the answer is scored by the promoted LoRA version, through its adapted model."""
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ The editor exposes its state on the root element (`data-spans` in code points,
 `data-focus`, `data-selection`, ...), which the tests read next to the drawn classes.
 The JS span rules are compared with core.text.editing in tests/test_components.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ from tests.support.span_editor import classes, open_editor, spans_of, tok
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
-                       reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(),
+        reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests",
+    ),
 ]
 
 TEXT = "".join(EDIT_TEXTS)
@@ -65,7 +68,10 @@ def saved(page) -> dict:
 def wait_saves(page, n: int, timeout: float = 15_000) -> dict:
     page.wait_for_function(
         """n => [...document.querySelectorAll('[data-testid=stCode]')]
-              .some(c => c.textContent.includes('"saves": ' + n + ','))""", arg=n, timeout=timeout)
+              .some(c => c.textContent.includes('"saves": ' + n + ','))""",
+        arg=n,
+        timeout=timeout,
+    )
     return saved(page)
 
 
@@ -77,8 +83,9 @@ def runs(page) -> int:
 def char_point(page, i: int, u16: int, side: str) -> tuple[float, float]:
     """Viewport point just inside the character at UTF-16 offset `u16` of token i
     (side="start": its left edge; "end": the right edge of the character ending there)."""
-    return tuple(page.evaluate(
-        """([i, u16, side]) => {
+    return tuple(
+        page.evaluate(
+            """([i, u16, side]) => {
             const sr = document.querySelector('[data-testid=stBidiComponentIsolated]').shadowRoot;
             const node = sr.querySelector(`.plh-text span[data-i='${i}']`).firstChild;
             const text = node.data;
@@ -93,7 +100,10 @@ def char_point(page, i: int, u16: int, side: str) -> tuple[float, float]:
             r.setStart(node, u16 - w); r.setEnd(node, u16);
             const b = r.getBoundingClientRect();
             return [b.right - Math.min(2, b.width / 4), b.top + b.height / 2];
-        }""", [i, u16, side]))
+        }""",
+            [i, u16, side],
+        )
+    )
 
 
 def dom_selection(page) -> dict:
@@ -104,7 +114,8 @@ def dom_selection(page) -> dict:
             const tokenOf = n => Number((n.nodeType === 3 ? n.parentNode : n).dataset.i);
             return {a: tokenOf(r.startContainer), ua: r.startOffset, b: tokenOf(r.endContainer), ub: r.endOffset,
                     text: r.toString()};
-        }""")
+        }"""
+    )
 
 
 # --- selection, labels, undo / redo, save ------------------------------------------------------
@@ -151,9 +162,11 @@ def test_drag_label_undo_redo_and_save_in_code_points(page, heatmap_app):
     got = wait_saves(page, 1)
     assert got["spans"] == [want]
     assert got["base_version"] == 0 and got["next"] is True and got["draft_key"] == "test-edit-0"
-    assert TEXT[got["spans"][0]["start"]:got["spans"][0]["end"]] == "Dr. Sato"
-    page.wait_for_function("() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                           ".shadowRoot.querySelector('.plh-root').getAttribute('data-base-version') === '1'")
+    assert TEXT[got["spans"][0]["start"] : got["spans"][0]["end"]] == "Dr. Sato"
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        ".shadowRoot.querySelector('.plh-root').getAttribute('data-base-version') === '1'"
+    )
     assert root.get_attribute("data-dirty") == "0" and spans_of(root) == [want]
     # the Save button: next = false
     tok(root, EDIT_TEXTS.index(" 8")).click()
@@ -199,8 +212,10 @@ def test_alt_drag_selects_exact_characters(page, heatmap_app):
     page.mouse.up()
     page.keyboard.up("Alt")
     start = TEXT.index("Besteigung")
-    page.wait_for_function("() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                           ".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') !== ''")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        ".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') !== ''"
+    )
     assert root.get_attribute("data-selection") == f"{start}-{start + len('Besteig')}"
     sel = dom_selection(page)
     assert sel["text"] == "Besteig"
@@ -219,8 +234,10 @@ def test_alt_drag_selects_exact_characters(page, heatmap_app):
     page.mouse.up()
     page.keyboard.up("Alt")
     k = TEXT.index("𠮷")
-    page.wait_for_function(f"() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                           f".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') === '{k}-{k + 1}'")
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        f".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') === '{k}-{k + 1}'"
+    )
     sel = dom_selection(page)
     assert (sel["ua"], sel["ub"]) == (1, 3)  # UTF-16 in the DOM ...
     assert dom_selection_to_span(view.texts, sel["a"], sel["ua"], sel["b"], sel["ub"]) == (k, k + 1)  # ... 1 code point
@@ -237,8 +254,10 @@ def test_alt_drag_selects_exact_characters(page, heatmap_app):
     page.mouse.move(x1, y1, steps=4)
     page.mouse.up()
     s = TEXT.index("Stunden")
-    page.wait_for_function(f"() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                           f".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') === '{s}-{s + 4}'")
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        f".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') === '{s}-{s + 4}'"
+    )
     assert page.errors == []
 
 
@@ -267,7 +286,7 @@ def test_j_k_move_the_focus_and_n_adds_a_note(page, heatmap_app):
     page.keyboard.press("n")
     note = root.locator(".ple-note-input")
     note.wait_for(state="visible")
-    note.type('<img src=x onerror=alert(1)> seen in the source')
+    note.type("<img src=x onerror=alert(1)> seen in the source")
     assert spans_of(root)[1]["note"] is None  # nothing typed reached the editor's keys
     note.press("Enter")
     assert spans_of(root)[1]["note"] == "<img src=x onerror=alert(1)> seen in the source"
@@ -296,7 +315,9 @@ def test_tab_cycles_suggestions_a_accepts_r_rejects(page, heatmap_app):
     tok(root, first).hover()
     assert "0.910" in root.locator(".plh-tip").inner_text()  # the score in the tooltip
     page.keyboard.press("a")
-    assert spans_of(root) == [{"start": sugs[0]["start"], "end": sugs[0]["end"], "label": "Not Supported", "note": None}]
+    assert spans_of(root) == [
+        {"start": sugs[0]["start"], "end": sugs[0]["end"], "label": "Not Supported", "note": None}
+    ]
     assert "sug" not in classes(root, first) and "g-ns" in classes(root, first)
     assert root.get_attribute("data-suggestions-shown") == "3"
     assert root.get_attribute("data-focus") == "sug:1"  # on to the next suggestion
@@ -322,7 +343,7 @@ def test_bulk_accept_over_a_score_skips_overlaps(page, heatmap_app):
     expected = accept_suggestions(mine, [Suggestion(**s) for s in sugs], 0.5)
     got = spans_of(root)
     assert got == [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in expected]
-    assert [TEXT[s["start"]:s["end"]] for s in got] == ["3776 m", "1707", "Dr"]  # not 8 Stunden (0.35)
+    assert [TEXT[s["start"] : s["end"]] for s in got] == ["3776 m", "1707", "Dr"]  # not 8 Stunden (0.35)
     assert root.get_attribute("data-suggestions-shown") == "1"
     page.keyboard.press("Control+z")
     assert len(spans_of(root)) == 1  # one undo step
@@ -358,8 +379,10 @@ def test_draft_goes_to_the_server_and_survives_a_reload(page, heatmap_app):
     want = [span_at("Berg", "Supported"), span_at("1707", "Not Supported")]
     assert spans_of(root) == want
     # debounced: one draft to the server about a second after the last edit
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stCode]')]"
-                           ".some(c => c.textContent.startsWith('DRAFT {'))", timeout=10_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stCode]')].some(c => c.textContent.startsWith('DRAFT {'))",
+        timeout=10_000,
+    )
     draft = json.loads(page.locator("[data-testid=stCode]", has_text="DRAFT").inner_text().split("DRAFT ", 1)[1])
     assert draft["spans"] == want and draft["base_version"] == 0 and draft["draft_key"] == "reload-test"
     stored = json.loads(page.evaluate("() => localStorage.getItem('reload-test')"))
@@ -402,8 +425,10 @@ def test_conflict_shows_theirs_and_keeps_local_edits(page, heatmap_app):
     page.keyboard.press("1")
     mine = [span_at("1707", "Not Supported")]
     page.get_by_role("button", name="Simulate another save").click()  # bob saves version 1
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-                           ".some(c => c.textContent.includes('version 1'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+        ".some(c => c.textContent.includes('version 1'))"
+    )
     assert spans_of(root) == mine  # a rerun does not touch the local edits
     root.focus()
     page.keyboard.press("Enter")  # saved on version 0: refused, the page passes a conflict
@@ -460,8 +485,10 @@ def test_2000_tokens_key_press_draws_under_50_ms(page, heatmap_app):
         label.append(_timed_press(page, "1230"[k % 4]))
     assert len(spans_of(root)) == 10
     others = [_timed_press(page, key) for key in ("Escape", "j", "j", "j", "k", "Control+z", "Control+Shift+Z")]
-    print(f"2000 tokens, key -> drawn: label median {statistics.median(label):.1f} ms, max {max(label):.1f} ms; "
-          f"J/K/undo/redo max {max(others):.1f} ms")
+    print(
+        f"2000 tokens, key -> drawn: label median {statistics.median(label):.1f} ms, max {max(label):.1f} ms; "
+        f"J/K/undo/redo max {max(others):.1f} ms"
+    )
     assert statistics.median(label) < 50 and max(label) < 50, label
     assert max(others) < 50, others
 

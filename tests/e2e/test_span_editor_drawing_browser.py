@@ -5,6 +5,7 @@
 - Label underlines and suggestion overlines keep a 3:1 contrast on orange and red tokens.
 - The keys are explained once, in one compact legend line built from the actions table.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ from tests.support.span_editor import (
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
-                       reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(),
+        reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests",
+    ),
 ]
 
 TEXT = "".join(EDIT_TEXTS)
@@ -190,7 +193,9 @@ def test_each_key_is_shown_once_on_its_button_and_nowhere_else(page, heatmap_app
     # the status line names what is selected and does not list the label keys again
     tok(root, EDIT_TEXTS.index(" Berg")).click()
     status = root.locator(".ple-status-text").inner_text()
-    assert "«Berg»" in status and not re.search(r"hallucinated|unverifiable|\b[1230]\b", status.split("»", 1)[1]), status
+    assert "«Berg»" in status and not re.search(r"hallucinated|unverifiable|\b[1230]\b", status.split("»", 1)[1]), (
+        status
+    )
     # whether the keys work shows on the keys themselves and in the status line, moving nothing
     active = shadow_eval(page, KEY_STATE)
     assert active["kbd"] == "1" and active["status"] == "none", active

@@ -4,6 +4,7 @@ A drag (or shift+click) that ends a few pixels into a following comma or full st
 the words without it: punctuation is trimmed like spaces (core.text.editing.selection_to_span
 and its twin in js/spans.js), unless Alt (character precision) is held.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,10 @@ from tests.support.span_editor import CHARS_BOX, classes, drag_points, open_edit
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
-                       reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(),
+        reason="/usr/bin/chromium is missing: apt-get install chromium to run browser tests",
+    ),
 ]
 
 TEXT = "".join(EDIT_TEXTS)
@@ -71,13 +74,18 @@ def test_a_drag_ending_in_a_following_full_stop_leaves_the_stop_out(page, heatma
     a = shadow_eval(page, CHARS_BOX, [hours, 1, 2])
     b = shadow_eval(page, CHARS_BOX, [end, 0, 1])
     alt_drag(page, (a["x"] + 1, (a["y"] + a["b"]) / 2), (b["r"] - 0.5, (b["y"] + b["b"]) / 2))
-    page.wait_for_function("() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
-                           ".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') !== ''")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        ".shadowRoot.querySelector('.plh-root').getAttribute('data-selection') !== ''"
+    )
     assert selection_text(root) == "Stunden."
     page.keyboard.press("0")
 
     page.keyboard.press("Enter")
     got = wait_saves(page, 1)  # what the component returned
-    assert [(TEXT[s["start"]:s["end"]], s["label"]) for s in got["spans"]] == [
-        ("🗻", "Supported"), ("Dr. Sato", "Not Supported"), ("Stunden.", "N/A")]
+    assert [(TEXT[s["start"] : s["end"]], s["label"]) for s in got["spans"]] == [
+        ("🗻", "Supported"),
+        ("Dr. Sato", "Not Supported"),
+        ("Stunden.", "N/A"),
+    ]
     assert page.errors == []

@@ -4,6 +4,7 @@
 - Why an answer ended is always shown (above its heatmap, where the pinned chat input cannot
   hide it), and stays with the saved answer (Annotate shows it).
 """
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,13 @@ def _hot_probe(database, lm) -> int:
         probe.linear.bias.fill_(10.0)
 
     def write(staging: Path, version: int) -> ProbeConfig:
-        config = ProbeConfig(model_id=lm.model_id, tokenizer_hash=lm.tokenizer_hash, layer=lm.default_layer,
-                             hidden_size=lm.hidden_size, version=version)
+        config = ProbeConfig(
+            model_id=lm.model_id,
+            tokenizer_hash=lm.tokenizer_hash,
+            layer=lm.default_layer,
+            hidden_size=lm.hidden_size,
+            version=version,
+        )
         save_probe(staging, probe, config)
         return config
 
@@ -69,18 +75,21 @@ def team(tmp_path_factory):
         seed_demo(database, lm, size=9)
         facts["hot"] = _hot_probe(database, lm)
         with database.sessions() as session, session.begin():
-            rows = session.scalars(select(Generation).join(Dataset).where(Dataset.name == "demo")
-                                   .order_by(Generation.id)).all()
+            rows = session.scalars(
+                select(Generation).join(Dataset).where(Dataset.name == "demo").order_by(Generation.id)
+            ).all()
             bea = add_user(session, "bea", "bea-password-1", role="annotator")
             cal = add_user(session, "cal", "cal-password-1", role="annotator")
             facts["disputed"] = []
             for row in (rows[2], rows[6]):
                 offsets = trace_of(get_generation(session, row.id)).offsets
                 first = offsets[1]
-                save_annotation_set(session, row.id, [Span(*first, "Not Supported")], owner=bea, expected_version=0,
-                                    actor=bea)
-                save_annotation_set(session, row.id, [Span(*first, "Supported")], owner=cal, expected_version=0,
-                                    actor=cal)
+                save_annotation_set(
+                    session, row.id, [Span(*first, "Not Supported")], owner=bea, expected_version=0, actor=bea
+                )
+                save_annotation_set(
+                    session, row.id, [Span(*first, "Supported")], owner=cal, expected_version=0, actor=cal
+                )
                 facts["disputed"].append(row.id)
 
     with served_app(tmp_path_factory.mktemp("team"), prepare) as (app, database, _url):
@@ -90,8 +99,10 @@ def team(tmp_path_factory):
 def _picked_answer(page) -> str:
     picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Answer")
     picker.wait_for(timeout=30_000)
-    return picker.evaluate("el => el.textContent + ' ' + [...el.querySelectorAll('input')]"
-                           ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')")
+    return picker.evaluate(
+        "el => el.textContent + ' ' + [...el.querySelectorAll('input')]"
+        ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')"
+    )
 
 
 def test_agreement_open_answer_shows_that_answer_on_settle_gold(page, team):
@@ -110,7 +121,10 @@ def test_agreement_open_answer_shows_that_answer_on_settle_gold(page, team):
         page.wait_for_function(
             "id => [...document.querySelectorAll('[data-testid=stSelectbox]')].some(el => "
             "el.textContent.includes('Answer') && (el.textContent + [...el.querySelectorAll('input')]"
-            ".map(i => i.value).join(' ')).includes('#' + id))", arg=str(generation_id), timeout=30_000)
+            ".map(i => i.value).join(' ')).includes('#' + id))",
+            arg=str(generation_id),
+            timeout=30_000,
+        )
         assert f"#{generation_id}" in _picked_answer(page)
 
 

@@ -5,6 +5,7 @@ toolbar, which writes the shown cells verbatim and cannot be turned off per tabl
 the whole app, `client.disableDataExport`). So every table of user or model text is shown
 through `core.text.spreadsheet.spreadsheet_safe`, and a guard here keeps it so.
 """
+
 from __future__ import annotations
 
 import ast
@@ -63,15 +64,17 @@ def test_a_cell_that_starts_a_formula_is_prefixed(value):
     assert neutralise_cell(value) == "'" + value
 
 
-@pytest.mark.parametrize("value", ["Lviv", " =1", "a=b", "'=already", "", "1-2", "東京", None, -3, 2.5, True,
-                                   ["=x"], {"a": "=x"}])
+@pytest.mark.parametrize(
+    "value", ["Lviv", " =1", "a=b", "'=already", "", "1-2", "東京", None, -3, 2.5, True, ["=x"], {"a": "=x"}]
+)
 def test_other_cells_are_left_as_they_are(value):
     assert neutralise_cell(value) is value or neutralise_cell(value) == value
 
 
 def test_a_table_keeps_numbers_and_row_order_and_neutralises_text():
-    frame = pd.DataFrame({"#": [1, 2, 3], "answer": [HOSTILE, "plain", None], "risk": [-0.5, 0.2, None],
-                          "@name": ["-x", "+y", "z"]})
+    frame = pd.DataFrame(
+        {"#": [1, 2, 3], "answer": [HOSTILE, "plain", None], "risk": [-0.5, 0.2, None], "@name": ["-x", "+y", "z"]}
+    )
     safe = spreadsheet_safe(frame)
     assert list(safe["answer"][:2]) == ["'" + HOSTILE, "plain"] and pd.isna(safe["answer"][2])
     assert list(safe["'@name"]) == ["'-x", "'+y", "z"]
@@ -89,22 +92,33 @@ def test_a_table_keeps_numbers_and_row_order_and_neutralises_text():
 
 
 def _app_files() -> list[Path]:
-    return [REPO / "app.py", *sorted((REPO / "pages").glob("*.py")), *sorted((REPO / "core").rglob("*.py")),
-            *sorted((REPO / "db").rglob("*.py"))]
+    return [
+        REPO / "app.py",
+        *sorted((REPO / "pages").glob("*.py")),
+        *sorted((REPO / "core").rglob("*.py")),
+        *sorted((REPO / "db").rglob("*.py")),
+    ]
 
 
 def test_the_app_writes_no_csv_of_its_own():
     """A new CSV writer must neutralise each cell with core.text.spreadsheet.neutralise_cell."""
     writers = ("to_csv(", "csv.writer(", "csv.DictWriter(", "text/csv")
-    found = [f"{path.relative_to(REPO)}: {w}" for path in _app_files()
-             for w in writers if w in path.read_text(encoding="utf-8")]
+    found = [
+        f"{path.relative_to(REPO)}: {w}"
+        for path in _app_files()
+        for w in writers
+        if w in path.read_text(encoding="utf-8")
+    ]
     assert not found, f"CSV written without the neutraliser? {found}"
 
 
 def _dataframe_calls(path: Path):
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                node.func.attr in ("dataframe", "data_editor"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("dataframe", "data_editor")
+        ):
             key = next((k.value for k in node.keywords if k.arg == "key"), None)
             yield node, (key.value if isinstance(key, ast.Constant) else ast.unparse(key) if key else None)
 
@@ -117,8 +131,9 @@ def test_every_table_the_pages_show_goes_through_the_neutraliser():
         for node, key in _dataframe_calls(path):
             calls += 1
             data = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "data"), None)
-            wrapped = isinstance(data, ast.Call) and isinstance(data.func, ast.Name) and \
-                data.func.id == "spreadsheet_safe"
+            wrapped = (
+                isinstance(data, ast.Call) and isinstance(data.func, ast.Name) and data.func.id == "spreadsheet_safe"
+            )
             if not wrapped and (str(path.relative_to(REPO)), key) not in NUMERIC_TABLES:
                 unsafe.append(f"{path.relative_to(REPO)}:{node.lineno} (key {key})")
     assert calls >= 15 and not unsafe, f"tables shown without spreadsheet_safe: {unsafe}"
@@ -128,8 +143,13 @@ def test_every_table_the_pages_show_goes_through_the_neutraliser():
 
 
 def _records(answer: str = HOSTILE) -> bytes:
-    rows = [{"id": f"h{i}", "conversation": [{"role": "user", "content": f"@cmd prompt {i}"},
-                                             {"role": "assistant", "content": answer}]} for i in range(2)]
+    rows = [
+        {
+            "id": f"h{i}",
+            "conversation": [{"role": "user", "content": f"@cmd prompt {i}"}, {"role": "assistant", "content": answer}],
+        }
+        for i in range(2)
+    ]
     return "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
 
 

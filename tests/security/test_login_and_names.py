@@ -1,5 +1,6 @@
 """Findings 6 and 7: sign-in tells nobody which names exist or lets them lock an admin out;
 user names cannot impersonate, hide characters, or forge the CLI's listing."""
+
 from __future__ import annotations
 
 import statistics
@@ -56,8 +57,10 @@ def test_an_unknown_name_takes_as_long_as_a_wrong_password(sqlite_db):
     assert 0.5 < ratio < 2.0, f"unknown {statistics.median(unknown):.3f} s vs wrong {statistics.median(wrong):.3f} s"
 
 
-@pytest.mark.parametrize("name", ["Ann", "ANN", "\uff41nn", " ann", "ann ", "a/nn", "a\\nn", "an\u200bn",
-                                  "an\u202en", "an\tn", "an\nn", "an\x00n"])
+@pytest.mark.parametrize(
+    "name",
+    ["Ann", "ANN", "\uff41nn", " ann", "ann ", "a/nn", "a\\nn", "an\u200bn", "an\u202en", "an\tn", "an\nn", "an\x00n"],
+)
 def test_a_lookalike_or_hostile_name_is_refused_and_nothing_is_written(sqlite_db, name):
     add_users(sqlite_db, ("ann", "ann-password", "annotator"))
     with pytest.raises(UserError) as refused:
@@ -70,8 +73,9 @@ def test_a_lookalike_or_hostile_name_is_refused_and_nothing_is_written(sqlite_db
 def test_the_cli_listing_cannot_be_forged_by_an_old_name(sqlite_db, monkeypatch, capsys):
     # a name written before the rules (straight into the table) tries to add a fake admin line
     with sqlite_db.sessions() as session, session.begin():
-        session.add(User(name="mallory\tadmin\tactive\nroot", role="annotator", active=True, failed_logins=0,
-                         password_hash="x"))
+        session.add(
+            User(name="mallory\tadmin\tactive\nroot", role="annotator", active=True, failed_logins=0, password_hash="x")
+        )
     monkeypatch.setenv("DATABASE_URL", sqlite_db.engine.url.render_as_string(hide_password=False))
     assert main(["users", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()

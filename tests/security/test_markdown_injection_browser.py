@@ -4,6 +4,7 @@ dataset name, a user name) never makes a reader's browser fetch an image or show
 Every page where the hostile text appears is opened while every request to the payload's
 address is counted: zero. The address is a closed port on this machine, so nothing leaves it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 TARGET = "127.0.0.1:9"
 IMAGE = f"![x](http://{TARGET}/t.png)"
 LINK = f"[click](http://{TARGET}/)"
-HTML = f"<img src=http://{TARGET}/h.png onerror=\"window.__pwned=1\">"
+HTML = f'<img src=http://{TARGET}/h.png onerror="window.__pwned=1">'
 # Guidelines are an admin's markdown (links are theirs to write), but raw HTML never renders.
-GUIDE_HTML = "<img src=x onerror=\"window.__pwned=1\"> <script>window.__pwned=1</script> <b>bold</b>"
+GUIDE_HTML = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=1</script> <b>bold</b>'
 PAYLOAD = f"{IMAGE} {LINK} {HTML}"
 DATASET = f"set {IMAGE} {LINK} {HTML}"
 # Names with "/" are refused now (finding 7), so the hostile account predates that rule:
 # it is written straight into the table, as an old database would hold it.
-HOSTILE = "eve ![x](http:" + TARGET + ") [click](http:" + TARGET + ") <img src=x onerror=\"window.__pwned=1\">"
+HOSTILE = "eve ![x](http:" + TARGET + ") [click](http:" + TARGET + ') <img src=x onerror="window.__pwned=1">'
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +40,33 @@ def served(tmp_path_factory):
     def prepare(database) -> None:
         add_users(database, ("boss", "boss-password", "admin"))
         answer = f"Lviv was founded in 1256. {PAYLOAD}"
-        record = {"conversation": [{"role": "user", "content": f"Tell me about Lviv {PAYLOAD}"},
-                                   {"role": "assistant", "content": answer}],
-                  "spans": [{"start": 20, "end": 24, "label": "Supported", "note": PAYLOAD}]}
+        record = {
+            "conversation": [
+                {"role": "user", "content": f"Tell me about Lviv {PAYLOAD}"},
+                {"role": "assistant", "content": answer},
+            ],
+            "spans": [{"start": 20, "end": 24, "label": "Supported", "note": PAYLOAD}],
+        }
         with database.sessions() as session, session.begin():
-            session.add(User(name=HOSTILE, name_key=name_key(HOSTILE), role="annotator", active=True,
-                             failed_logins=0, password_hash=PasswordHasher().hash("eve-password")))
+            session.add(
+                User(
+                    name=HOSTILE,
+                    name_key=name_key(HOSTILE),
+                    role="annotator",
+                    active=True,
+                    failed_logins=0,
+                    password_hash=PasswordHasher().hash("eve-password"),
+                )
+            )
             session.flush()
-            import_file(session, (json.dumps(record) + "\n").encode(), dataset=DATASET, as_user=HOSTILE,
-                        actor=None, source_name="hostile.jsonl")
+            import_file(
+                session,
+                (json.dumps(record) + "\n").encode(),
+                dataset=DATASET,
+                as_user=HOSTILE,
+                actor=None,
+                source_name="hostile.jsonl",
+            )
             # issue #14: a flagged comment (Annotate, Review) and guidelines with raw HTML (an admin's
             # markdown renders, raw HTML never does)
             from sqlalchemy import select

@@ -1,4 +1,5 @@
 """Finding 8: no traceback or server path reaches the browser; one clear message, details in the log."""
+
 from __future__ import annotations
 
 import tomllib

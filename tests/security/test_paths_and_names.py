@@ -3,6 +3,7 @@ into the app is read only inside PROBELENS_IMPORT_ROOT.
 
 Real SQLite databases, real files under tmp_path; the Data page is driven with AppTest.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,17 @@ HOSTILE_ANNOTATOR = "x/../../../escaped"  # written straight into the table: old
 
 
 def records(n: int = 3, answer: str = "Lviv was founded in 1256.") -> bytes:
-    rows = [{"id": f"g{i}", "conversation": [{"role": "user", "content": f"Who founded Lviv? ({i})"},
-                                             {"role": "assistant", "content": answer}],
-             "annotations": [{"span": "1256", "index": answer.find("1256"), "label": "Not Supported"}]}
-            for i in range(n)]
+    rows = [
+        {
+            "id": f"g{i}",
+            "conversation": [
+                {"role": "user", "content": f"Who founded Lviv? ({i})"},
+                {"role": "assistant", "content": answer},
+            ],
+            "annotations": [{"span": "1256", "index": answer.find("1256"), "label": "Not Supported"}],
+        }
+        for i in range(n)
+    ]
     return "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
 
 
@@ -43,10 +51,32 @@ def files_under(folder: Path) -> set[Path]:
 # --- the slug ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    HOSTILE_ANNOTATOR, "..", ".", "...", "", None, "/", "/etc/passwd", "..\\..\\windows", ".bashrc", "-rf",
-    "a" * 500, "東京", "Kraków ds", "CON", "nul.txt", "a\x00b", "line\nbreak", "../" * 40, "~/x", "a..b",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        HOSTILE_ANNOTATOR,
+        "..",
+        ".",
+        "...",
+        "",
+        None,
+        "/",
+        "/etc/passwd",
+        "..\\..\\windows",
+        ".bashrc",
+        "-rf",
+        "a" * 500,
+        "東京",
+        "Kraków ds",
+        "CON",
+        "nul.txt",
+        "a\x00b",
+        "line\nbreak",
+        "../" * 40,
+        "~/x",
+        "a..b",
+    ],
+)
 def test_file_slug_is_one_safe_path_component(text):
     slug = file_slug(text)
     assert SLUG.match(slug), slug
@@ -80,8 +110,7 @@ def hostile_dataset(sqlite_db):
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "conll", "parquet", "datasets"])
-def test_hostile_annotator_export_writes_only_inside_its_temporary_folder(hostile_dataset, tmp_path, monkeypatch,
-                                                                         fmt):
+def test_hostile_annotator_export_writes_only_inside_its_temporary_folder(hostile_dataset, tmp_path, monkeypatch, fmt):
     import db.downloads as downloads
 
     scratch = tmp_path / "scratch" / "deep"
@@ -97,16 +126,18 @@ def test_hostile_annotator_export_writes_only_inside_its_temporary_folder(hostil
     monkeypatch.setattr(downloads, "export_file", spy)
     before = files_under(tmp_path)
     with hostile_dataset.sessions() as session:
-        content, name, _mime, count = downloads.export_bytes(session, "lviv", format=fmt, which="annotator",
-                                                             annotator=HOSTILE_ANNOTATOR)
+        content, name, _mime, count = downloads.export_bytes(
+            session, "lviv", format=fmt, which="annotator", annotator=HOSTILE_ANNOTATOR
+        )
     assert count == 3 and content
     assert SLUG.match(name) and ".." not in name, name
     assert name.startswith("lviv-annotator-x_") and "escaped" in name
     (target,) = targets
     assert target.parent.parent == scratch and target.name in {"export", f"export.{fmt}"}  # a fixed name
     # nothing was created anywhere (the temporary folder is gone; the database files are not new)
-    assert {p for p in files_under(tmp_path) if not p.name.startswith("probelens.db")} == \
-        {p for p in before if not p.name.startswith("probelens.db")}
+    assert {p for p in files_under(tmp_path) if not p.name.startswith("probelens.db")} == {
+        p for p in before if not p.name.startswith("probelens.db")
+    }
     assert not (tmp_path / "escaped.jsonl").exists() and not list(tmp_path.rglob("*escaped*"))
     if fmt == "datasets":
         import io
@@ -173,15 +204,28 @@ def import_root(tmp_path, monkeypatch):
 def outside_paths(tmp_path: Path) -> list[str]:
     secret = tmp_path / "secret"
     return [
-        "../secret/secret.csv", "../secret", str(secret / "secret.csv"), str(secret / "missing.csv"),
-        "/", "/etc/passwd", "/etc", "sub/../../secret/data.jsonl", "link.csv", "linked-folder/data.jsonl",
-        "linked-folder", "dataset-with-link", "../imports-not/x.jsonl", "../../../../../../../etc/passwd",
-        "..", str(tmp_path),
+        "../secret/secret.csv",
+        "../secret",
+        str(secret / "secret.csv"),
+        str(secret / "missing.csv"),
+        "/",
+        "/etc/passwd",
+        "/etc",
+        "sub/../../secret/data.jsonl",
+        "link.csv",
+        "linked-folder/data.jsonl",
+        "linked-folder",
+        "dataset-with-link",
+        "../imports-not/x.jsonl",
+        "../../../../../../../etc/passwd",
+        "..",
+        str(tmp_path),
     ]
 
 
-def test_every_path_outside_the_root_gets_one_message_and_imports_nothing(import_root, tmp_path, sqlite_db,
-                                                                         monkeypatch):
+def test_every_path_outside_the_root_gets_one_message_and_imports_nothing(
+    import_root, tmp_path, sqlite_db, monkeypatch
+):
     import db.formats as formats
     from db.formats import OUTSIDE_IMPORT_ROOT, ServerPath
     from db.importer import import_file, preview_import
@@ -241,18 +285,21 @@ def test_messages_about_files_inside_the_root_quote_no_content(import_root, sqli
     answer = "Lviv was founded in 1256."
     bad = [
         {"conversation": [{"role": "user", "content": "q"}, {"role": f"{SECRET_VALUE}-role", "content": answer}]},
-        {"conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
-         "spans": [{"start": 0, "end": 4, "label": f'{SECRET_VALUE}" quoted "label'}]},
-        {"conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
-         "annotations": [{"span": "Lviv", "label": [SECRET_VALUE]}]},
-        {"conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
-         "split": 7},
+        {
+            "conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
+            "spans": [{"start": 0, "end": 4, "label": f'{SECRET_VALUE}" quoted "label'}],
+        },
+        {
+            "conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
+            "annotations": [{"span": "Lviv", "label": [SECRET_VALUE]}],
+        },
+        {"conversation": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}], "split": 7},
     ]
     path = import_root / "bad.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in bad) + "\n", encoding="utf-8")
     preview = preview_import(ServerPath("bad.jsonl"))
     assert [n for n, _reason in preview.problems] == [1, 2, 3, 4]  # line numbers and reasons stay
-    assert "must have role \"assistant\"" in preview.problems[0][1] and "unknown label" in preview.problems[1][1]
+    assert 'must have role "assistant"' in preview.problems[0][1] and "unknown label" in preview.problems[1][1]
     assert not [r for _n, r in preview.problems if SECRET_VALUE in r], preview.problems
     with sqlite_db.sessions() as session, session.begin(), pytest.raises(BadImportError) as failed:
         import_file(session, ServerPath("bad.jsonl"), dataset="bad", actor=None)

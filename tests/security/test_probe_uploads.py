@@ -6,6 +6,7 @@ clear UserError, no probe row, no folder under the probes directory. A stored ro
 metrics must not crash any reader: the versions table, the comparison rows, `probes list`,
 the Probes page and the Inspect page.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,11 +32,19 @@ def probes_dir(isolated_cache, tmp_path, monkeypatch) -> Path:
 
 
 def good_config(lm, **changes) -> dict:
-    config = {"model_id": lm.model_id, "tokenizer_hash": lm.tokenizer_hash, "layer": 1,
-              "hidden_size": lm.hidden_size, "training_data_hash": None, "version": 7, "format_version": 1,
-              "created_at": "2026-01-01T00:00:00Z", "train_config": {"lr": 0.001, "datasets": ["a"]},
-              "label_mapping": {"Not Supported": 1, "Insufficient Information": 1, "Supported": 0, "N/A": None},
-              "metrics": {}}
+    config = {
+        "model_id": lm.model_id,
+        "tokenizer_hash": lm.tokenizer_hash,
+        "layer": 1,
+        "hidden_size": lm.hidden_size,
+        "training_data_hash": None,
+        "version": 7,
+        "format_version": 1,
+        "created_at": "2026-01-01T00:00:00Z",
+        "train_config": {"lr": 0.001, "datasets": ["a"]},
+        "label_mapping": {"Not Supported": 1, "Insufficient Information": 1, "Supported": 0, "N/A": None},
+        "metrics": {},
+    }
     config.update(changes)
     return config
 
@@ -67,7 +76,7 @@ def with_declared_size(data: bytes, name: str, size: int) -> bytes:
         start = 0
         while (at := out.find(signature, start)) != -1:
             length = struct.unpack_from("<H", out, at + name_len_at)[0]
-            if bytes(out[at + name_at: at + name_at + length]) == encoded:
+            if bytes(out[at + name_at : at + name_at + length]) == encoded:
                 struct.pack_into("<I", out, at + size_at, size)
             start = at + 4
     return bytes(out)
@@ -101,20 +110,29 @@ def test_a_clean_zip_registers_and_keeps_only_validated_metrics(sqlite_db, tiny_
     from core.orchestration.registry import upload_probe
     from db.probes import get_probe
 
-    metrics = {"span_max": {"auc": 0.8, "recall_at_fpr_0.1": 0.5, "n": 10, "n_pos": 4, "threshold": 0.5},
-               "token": {"auc": 1.5},                      # out of range: dropped
-               "span": {"auc": 0.7, "f1": "high"},          # one bad field: the whole level dropped
-               "counts": {"generations": 3, "tokens": 40, "spans": 10, "positive_spans": 4},
-               "comparison": {"against": 3}, "validation_ids": [1, 2, 3],  # another database's: dropped
-               "baselines": {"logprob": {"auc": 0.6, "recall_at_fpr_0.1": 0.2, "span_max": {"auc": 0.6}}},
-               "split": "validation", "n_train": 30, "surprise": {"x": 1}}
+    metrics = {
+        "span_max": {"auc": 0.8, "recall_at_fpr_0.1": 0.5, "n": 10, "n_pos": 4, "threshold": 0.5},
+        "token": {"auc": 1.5},  # out of range: dropped
+        "span": {"auc": 0.7, "f1": "high"},  # one bad field: the whole level dropped
+        "counts": {"generations": 3, "tokens": 40, "spans": 10, "positive_spans": 4},
+        "comparison": {"against": 3},
+        "validation_ids": [1, 2, 3],  # another database's: dropped
+        "baselines": {"logprob": {"auc": 0.6, "recall_at_fpr_0.1": 0.2, "span_max": {"auc": 0.6}}},
+        "split": "validation",
+        "n_train": 30,
+        "surprise": {"x": 1},
+    }
     version = upload_probe(sqlite_db, tiny_lm, probe_zip(tiny_lm, metrics=metrics, surprise_key="ignored"), None)
     with sqlite_db.sessions() as session:
         stored = get_probe(session, version).metrics
-    assert stored == {"span_max": {"auc": 0.8, "recall_at_fpr_0.1": 0.5, "n": 10, "n_pos": 4, "threshold": 0.5},
-                      "counts": {"generations": 3, "tokens": 40, "spans": 10, "positive_spans": 4},
-                      "baselines": {"logprob": {"auc": 0.6, "recall_at_fpr_0.1": 0.2, "span_max": {"auc": 0.6}}},
-                      "split": "validation", "n_train": 30, "uploaded_as_version_of": 7}
+    assert stored == {
+        "span_max": {"auc": 0.8, "recall_at_fpr_0.1": 0.5, "n": 10, "n_pos": 4, "threshold": 0.5},
+        "counts": {"generations": 3, "tokens": 40, "spans": 10, "positive_spans": 4},
+        "baselines": {"logprob": {"auc": 0.6, "recall_at_fpr_0.1": 0.2, "span_max": {"auc": 0.6}}},
+        "split": "validation",
+        "n_train": 30,
+        "uploaded_as_version_of": 7,
+    }
     from core.orchestration.probe_cache import database_version_dir
 
     written = json.loads((database_version_dir(sqlite_db, version) / "config.json").read_text())
@@ -122,8 +140,9 @@ def test_a_clean_zip_registers_and_keeps_only_validated_metrics(sqlite_db, tiny_
 
 
 @pytest.mark.parametrize("odd", [[], "x", 5, None, {"auc": [0.9]}, {"auc": 2.0}, {"auc": 0.5, "n": 3, "n_pos": 4}])
-def test_odd_uploaded_metrics_are_dropped_and_promotion_still_works(sqlite_db, tiny_lm, probes_dir, odd, capsys,
-                                                                   monkeypatch):
+def test_odd_uploaded_metrics_are_dropped_and_promotion_still_works(
+    sqlite_db, tiny_lm, probes_dir, odd, capsys, monkeypatch
+):
     """The reported crash: `"metrics": {"span_max": []}` was registered and promoting it broke every page."""
     from core.orchestration.cli import main
     from core.orchestration.registry import promote, upload_probe, versions_table
@@ -197,31 +216,35 @@ def test_a_tokenizer_hash_that_is_not_a_hex_hash_is_refused(sqlite_db, tiny_lm, 
 
 
 def test_another_tokenizer_is_refused(sqlite_db, tiny_lm, probes_dir):
-    refused(sqlite_db, tiny_lm, probes_dir, probe_zip(tiny_lm, tokenizer_hash="0" * 16), "tokenizer",
-            ModelMismatchError)
+    refused(
+        sqlite_db, tiny_lm, probes_dir, probe_zip(tiny_lm, tokenizer_hash="0" * 16), "tokenizer", ModelMismatchError
+    )
 
 
-@pytest.mark.parametrize(("changes", "match"), [
-    ({"model_id": ""}, "model_id must be non-empty text"),
-    ({"model_id": "evil\x1b[31m"}, "model_id must be"),
-    ({"model_id": "m" * 501}, "model_id must be"),
-    ({"model_id": {"name": "x"}}, "model_id must be .*not an object"),
-    ({"hidden_size": "32"}, "hidden_size must be a whole number"),
-    ({"hidden_size": 0}, "hidden_size must be a whole number"),
-    ({"hidden_size": 10**7}, "hidden_size must be a whole number"),
-    ({"label_mapping": {"Supported": 7}}, "label_mapping must be"),
-    ({"label_mapping": []}, "label_mapping must be"),
-    ({"training_data_hash": 5}, "training_data_hash must be"),
-    ({"created_at": "x" * 65}, "created_at must be"),
-    ({"version": 10**12}, "version must be"),
-    ({"version": "v\n1"}, "version must be"),
-    ({"train_config": {"nested": {"a": 1}}}, "train_config must be"),
-    ({"train_config": {"big": list(range(1001))}}, "train_config must be"),
-    ({"train_config": "lr=1"}, "train_config must be"),
-    ({"format_version": 2}, "newer than this ProbeLens supports"),
-    ({"format_version": 0}, "format_version must be"),
-    ({"format_version": "1"}, "format_version must be"),
-])
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"model_id": ""}, "model_id must be non-empty text"),
+        ({"model_id": "evil\x1b[31m"}, "model_id must be"),
+        ({"model_id": "m" * 501}, "model_id must be"),
+        ({"model_id": {"name": "x"}}, "model_id must be .*not an object"),
+        ({"hidden_size": "32"}, "hidden_size must be a whole number"),
+        ({"hidden_size": 0}, "hidden_size must be a whole number"),
+        ({"hidden_size": 10**7}, "hidden_size must be a whole number"),
+        ({"label_mapping": {"Supported": 7}}, "label_mapping must be"),
+        ({"label_mapping": []}, "label_mapping must be"),
+        ({"training_data_hash": 5}, "training_data_hash must be"),
+        ({"created_at": "x" * 65}, "created_at must be"),
+        ({"version": 10**12}, "version must be"),
+        ({"version": "v\n1"}, "version must be"),
+        ({"train_config": {"nested": {"a": 1}}}, "train_config must be"),
+        ({"train_config": {"big": list(range(1001))}}, "train_config must be"),
+        ({"train_config": "lr=1"}, "train_config must be"),
+        ({"format_version": 2}, "newer than this ProbeLens supports"),
+        ({"format_version": 0}, "format_version must be"),
+        ({"format_version": "1"}, "format_version must be"),
+    ],
+)
 def test_a_config_field_of_the_wrong_type_or_range_is_refused(sqlite_db, tiny_lm, probes_dir, changes, match):
     refused(sqlite_db, tiny_lm, probes_dir, probe_zip(tiny_lm, **changes), match)
 
@@ -233,13 +256,19 @@ def test_a_config_without_a_required_field_is_refused(sqlite_db, tiny_lm, probes
     refused(sqlite_db, tiny_lm, probes_dir, probe_zip(tiny_lm, config), f"probe config lacks {missing}")
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("[1, 2]", "must be a JSON object"),
-    ("{not json", "not valid JSON"),
-    ('{"model_id": "m", "layer": NaN}', "not valid JSON"),
-    (b"\xff\xfe{}", "not UTF-8"),
-    ('{"model_id": "' + "m" * (5 * 1024 * 1024) + '"}', "config.json in the probe file expands beyond its size limit"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[1, 2]", "must be a JSON object"),
+        ("{not json", "not valid JSON"),
+        ('{"model_id": "m", "layer": NaN}', "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (
+            '{"model_id": "' + "m" * (5 * 1024 * 1024) + '"}',
+            "config.json in the probe file expands beyond its size limit",
+        ),
+    ],
+)
 def test_a_config_that_is_not_a_small_json_object_is_refused(sqlite_db, tiny_lm, probes_dir, text, match):
     refused(sqlite_db, tiny_lm, probes_dir, probe_zip(tiny_lm, text), match)
 
@@ -247,18 +276,26 @@ def test_a_config_that_is_not_a_small_json_object_is_refused(sqlite_db, tiny_lm,
 # --- the weights ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("tensors", "match"), [
-    (b"not safetensors at all", "not a readable safetensors file"),
-    ({"weight": torch.full((32,), float("nan")), "bias": torch.zeros(1)}, "finite floating-point"),
-    ({"weight": torch.zeros(32), "bias": torch.tensor([float("inf")])}, "finite floating-point"),
-    ({"weight": torch.zeros(32, dtype=torch.int32), "bias": torch.zeros(1)}, "finite floating-point"),
-    ({"weight": torch.zeros(31), "bias": torch.zeros(1)}, "inconsistent"),
-    ({"weight": torch.zeros(2, 16), "bias": torch.zeros(1)}, "must hold tensors"),
-])
+@pytest.mark.parametrize(
+    ("tensors", "match"),
+    [
+        (b"not safetensors at all", "not a readable safetensors file"),
+        ({"weight": torch.full((32,), float("nan")), "bias": torch.zeros(1)}, "finite floating-point"),
+        ({"weight": torch.zeros(32), "bias": torch.tensor([float("inf")])}, "finite floating-point"),
+        ({"weight": torch.zeros(32, dtype=torch.int32), "bias": torch.zeros(1)}, "finite floating-point"),
+        ({"weight": torch.zeros(31), "bias": torch.zeros(1)}, "inconsistent"),
+        ({"weight": torch.zeros(2, 16), "bias": torch.zeros(1)}, "must hold tensors"),
+    ],
+)
 def test_weights_that_are_not_a_finite_probe_are_refused(sqlite_db, tiny_lm, probes_dir, tensors, match):
     data = tensors if isinstance(tensors, bytes) else save_tensors(tensors)
-    refused(sqlite_db, tiny_lm, probes_dir,
-            zip_of({"config.json": json.dumps(good_config(tiny_lm)), "probe.safetensors": data}), match)
+    refused(
+        sqlite_db,
+        tiny_lm,
+        probes_dir,
+        zip_of({"config.json": json.dumps(good_config(tiny_lm)), "probe.safetensors": data}),
+        match,
+    )
 
 
 # --- the zip itself -------------------------------------------------------------------------------------
@@ -296,8 +333,9 @@ def test_a_zip_with_too_many_entries_is_refused(sqlite_db, tiny_lm, probes_dir):
     refused(sqlite_db, tiny_lm, probes_dir, zip_of(members), "has 42 entries")
 
 
-@pytest.mark.parametrize("name", ["../config.json", "/config.json", "..\\config.json", "C:/config.json",
-                                  "probe/../../config.json"])
+@pytest.mark.parametrize(
+    "name", ["../config.json", "/config.json", "..\\config.json", "C:/config.json", "probe/../../config.json"]
+)
 def test_a_path_outside_the_zip_is_refused(sqlite_db, tiny_lm, probes_dir, name):
     data = zip_of({name: json.dumps(good_config(tiny_lm)), "probe.safetensors": weights(32)})
     refused(sqlite_db, tiny_lm, probes_dir, data, "path outside the zip")
@@ -309,8 +347,9 @@ def test_nested_folders_are_refused(sqlite_db, tiny_lm, probes_dir):
 
 
 def test_other_files_are_refused(sqlite_db, tiny_lm, probes_dir):
-    data = zip_of({"config.json": json.dumps(good_config(tiny_lm)), "probe.safetensors": weights(32),
-                   "run.sh": "rm -rf /"})
+    data = zip_of(
+        {"config.json": json.dumps(good_config(tiny_lm)), "probe.safetensors": weights(32), "run.sh": "rm -rf /"}
+    )
     refused(sqlite_db, tiny_lm, probes_dir, data, "files other than config.json and probe.safetensors")
 
 
@@ -327,15 +366,16 @@ def test_a_link_is_refused(sqlite_db, tiny_lm, probes_dir):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         link = zipfile.ZipInfo("config.json")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         archive.writestr(link, "/etc/passwd")
         archive.writestr("probe.safetensors", weights(32))
     refused(sqlite_db, tiny_lm, probes_dir, buffer.getvalue(), "holds a link")
 
 
 def test_a_missing_member_is_refused(sqlite_db, tiny_lm, probes_dir):
-    refused(sqlite_db, tiny_lm, probes_dir, zip_of({"probe.safetensors": weights(32)}),
-            "config.json missing from the zip")
+    refused(
+        sqlite_db, tiny_lm, probes_dir, zip_of({"probe.safetensors": weights(32)}), "config.json missing from the zip"
+    )
 
 
 @pytest.mark.parametrize("data", [b"", b"this is not a zip", b"PK\x05\x06" + b"\x00" * 18, b"PK\x03\x04garbage"])
@@ -353,14 +393,20 @@ def test_an_upload_over_the_size_limit_is_refused(sqlite_db, tiny_lm, probes_dir
 # --- the CLI gives the same one line --------------------------------------------------------------------
 
 
-def test_cli_import_of_a_hostile_zip_prints_one_line_and_writes_nothing(sqlite_db, tiny_lm, tiny_model_dir,
-                                                                       probes_dir, tmp_path, monkeypatch, capsys):
+def test_cli_import_of_a_hostile_zip_prints_one_line_and_writes_nothing(
+    sqlite_db, tiny_lm, tiny_model_dir, probes_dir, tmp_path, monkeypatch, capsys
+):
     from core.orchestration.cli import main
 
     monkeypatch.setenv("DATABASE_URL", sqlite_db.engine.url.render_as_string(hide_password=False))
     cases = [
-        (probe_zip(tiny_lm, json.dumps(good_config(tiny_lm, metrics={"span_max": []})).replace('"layer": 1', '"layer": 1e999')),
-         "layer must be a whole number"),
+        (
+            probe_zip(
+                tiny_lm,
+                json.dumps(good_config(tiny_lm, metrics={"span_max": []})).replace('"layer": 1', '"layer": 1e999'),
+            ),
+            "layer must be a whole number",
+        ),
         (with_declared_size(probe_zip(tiny_lm), "config.json", 10), "probe file is damaged"),
         (probe_zip(tiny_lm, '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "nested too deeply"),
         (probe_zip(tiny_lm, tokenizer_hash=None), "lacks tokenizer_hash"),
@@ -387,11 +433,19 @@ def test_cli_import_of_a_hostile_zip_prints_one_line_and_writes_nothing(sqlite_d
 
 ODD_METRICS = [
     {"span_max": [], "token": "x", "comparison": 5},
-    {"span_max": {"auc": "high", "recall_at_fpr_0.1": [1]}, "token": {"auc": float("nan")},
-     "n_train": "many", "n_validation": True,
-     "comparison": {"against": "v9", "n_generations": {"x": 1}, "skipped": 12,
-                    "span_max": {"auc": {"ci": "wide", "delta": [1]}, "recall_at_fpr_0.1": []},
-                    "token": {"auc": {"ci": [None, "x", 3], "a": "0.5", "b": None}}}},
+    {
+        "span_max": {"auc": "high", "recall_at_fpr_0.1": [1]},
+        "token": {"auc": float("nan")},
+        "n_train": "many",
+        "n_validation": True,
+        "comparison": {
+            "against": "v9",
+            "n_generations": {"x": 1},
+            "skipped": 12,
+            "span_max": {"auc": {"ci": "wide", "delta": [1]}, "recall_at_fpr_0.1": []},
+            "token": {"auc": {"ci": [None, "x", 3], "a": "0.5", "b": None}},
+        },
+    },
 ]
 
 
@@ -418,8 +472,20 @@ def test_readers_tolerate_odd_stored_metrics(sqlite_db, tiny_lm, probes_dir, met
     register_odd(sqlite_db, tiny_lm, probes_dir / "v1", metrics)
     row = versions_table(sqlite_db)[0]
     assert row["version"] == 1 and row["active"]
-    assert all(row[k] is None for k in ("token AUC", "span_max AUC", "recall@10%FPR", "train answers",
-                                        "validation answers", "vs", "Δ span_max AUC", "Δ CI low", "Δ CI high"))
+    assert all(
+        row[k] is None
+        for k in (
+            "token AUC",
+            "span_max AUC",
+            "recall@10%FPR",
+            "train answers",
+            "validation answers",
+            "vs",
+            "Δ span_max AUC",
+            "Δ CI low",
+            "Δ CI high",
+        )
+    )
     for r in comparison_rows(metrics):
         assert all(v is None or isinstance(v, float) for k, v in r.items() if k not in ("level", "metric"))
     assert headline_auc(metrics) is None

@@ -1,6 +1,7 @@
 """Finding 1: a role or account change reaches open sessions at once (AppTest against the real app
 and a real SQLite file; the cookie, reloads, new tabs and "sign out everywhere" are driven in
 Chromium in test_sessions_browser.py: AppTest runs a page's own script, not the sidebar)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,8 +19,12 @@ from tests.support.apptest import add_users, sign_in
 
 @pytest.fixture()
 def team(app_database):
-    add_users(app_database, ("boss", "boss-password", "admin"), ("root", "root-password", "admin"),
-              ("ann", "ann-password", "annotator"))
+    add_users(
+        app_database,
+        ("boss", "boss-password", "admin"),
+        ("root", "root-password", "admin"),
+        ("ann", "ann-password", "annotator"),
+    )
     return app_database
 
 

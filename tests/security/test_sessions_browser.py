@@ -1,5 +1,6 @@
 """Finding 1 in a real Chromium: sign-in survives a reload and a new tab through the session cookie,
 and a role change, deactivation or "sign out everywhere" ends open sessions at the next click."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,9 +17,15 @@ LOGIN = "User name"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Two admins and two annotators, served; yields (app, database, url) for the CLI."""
+
     def prepare(database) -> None:
-        add_users(database, ("boss", "boss-password", "admin"), ("root", "root-password", "admin"),
-                  ("ann", "ann-password", "annotator"), ("bea", "bea-password", "annotator"))
+        add_users(
+            database,
+            ("boss", "boss-password", "admin"),
+            ("root", "root-password", "admin"),
+            ("ann", "ann-password", "annotator"),
+            ("bea", "bea-password", "annotator"),
+        )
 
     with served_app(tmp_path_factory.mktemp("served"), prepare) as served_parts:
         yield served_parts

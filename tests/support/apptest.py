@@ -2,6 +2,7 @@
 
 The `app_database` fixture (tests/conftest.py) wraps `app_environment`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

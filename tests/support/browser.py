@@ -4,6 +4,7 @@ Chromium is /usr/bin/chromium driven by Python Playwright (never a browser downl
 test tool). The fixtures built on these (chromium, page, heatmap_app) are in
 tests/e2e/conftest.py; benchmarks import from here too.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,13 @@ E2E = ROOT / "tests" / "e2e"
 ARTIFACTS = E2E / "artifacts"  # server logs and failure screenshots
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 NO_CHROMIUM = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run browser tests"
 
@@ -46,9 +52,18 @@ class StreamlitApp:
         ARTIFACTS.mkdir(exist_ok=True)
         self._log = open(self.log_path, "w")
         cmd = [
-            sys.executable, "-m", "streamlit", "run", str(script),
-            "--server.headless", "true", "--server.port", str(self.port),
-            "--browser.gatherUsageStats", "false", *(extra_args or []),
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(script),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--browser.gatherUsageStats",
+            "false",
+            *(extra_args or []),
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
@@ -111,8 +126,9 @@ def wait_for_session_cookie(page, timeout_s: float = 15.0) -> dict:
 
 
 @contextmanager
-def served_app(tmp: Path, prepare: Callable[[Any], None] | None = None, *,
-               model: str | None = None) -> Iterator[tuple[StreamlitApp, Any, str]]:
+def served_app(
+    tmp: Path, prepare: Callable[[Any], None] | None = None, *, model: str | None = None
+) -> Iterator[tuple[StreamlitApp, Any, str]]:
     """ProbeLens served on a fresh SQLite file under `tmp`: its own probes and cache folders,
     the shared de-quantised model (or `model`, e.g. the tiny test model's folder), no demo
     seed. `prepare(database)` fills it before the server starts. Yields (app, database, url);

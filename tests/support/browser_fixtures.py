@@ -1,6 +1,7 @@
 """Pytest fixtures for browser tests (tests/e2e and tests/security import them in their conftest):
 one Chromium per session, a fresh page per test with its page errors collected and a
 screenshot saved on failure."""
+
 from __future__ import annotations
 
 import re

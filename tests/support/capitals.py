@@ -3,6 +3,7 @@ seeding them into a database, and one retrain run done in-process.
 
 Used by test_retrain, test_inspect_data, test_inspect_page, test_probes_page and test_batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,14 @@ from core.base.types import Generation as CoreGeneration
 from core.base.types import Span
 
 FACTS = [
-    ("France", "Paris", "Lyon"), ("Japan", "Tokyo", "Osaka"), ("Italy", "Rome", "Milan"),
-    ("Spain", "Madrid", "Seville"), ("Peru", "Lima", "Cusco"), ("Kenya", "Nairobi", "Mombasa"),
-    ("Egypt", "Cairo", "Giza"), ("Chile", "Santiago", "Arica"),
+    ("France", "Paris", "Lyon"),
+    ("Japan", "Tokyo", "Osaka"),
+    ("Italy", "Rome", "Milan"),
+    ("Spain", "Madrid", "Seville"),
+    ("Peru", "Lima", "Cusco"),
+    ("Kenya", "Nairobi", "Mombasa"),
+    ("Egypt", "Cairo", "Giza"),
+    ("Chile", "Santiago", "Arica"),
 ]
 
 
@@ -26,8 +32,9 @@ def answers() -> list[tuple[str, str, list[Span], str]]:
         start = completion.index(city)
         label = "Not Supported" if n % 2 else "Supported"
         split = "validation" if n % 8 in (0, 3) else "train"
-        out.append((f"What is the capital of {country}? ({n})", completion, [Span(start, start + len(city), label)],
-                    split))
+        out.append(
+            (f"What is the capital of {country}? ({n})", completion, [Span(start, start + len(city), label)], split)
+        )
     return out
 
 
@@ -43,8 +50,9 @@ def seed(database, *, gold: bool = True, annotators: int = 0) -> list[int]:
         people = [add_user(session, f"ann{i}", "annotator-password", "annotator") for i in range(annotators)]
         dataset = get_or_create_dataset(session, "capitals")
         for prompt, completion, spans, split in answers():
-            gen = CoreGeneration(conversation=[{"role": "user", "content": prompt},
-                                               {"role": "assistant", "content": completion}])
+            gen = CoreGeneration(
+                conversation=[{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+            )
             row = add_generation(session, dataset, gen, split=split)
             ids.append(row.id)
             if gold:

@@ -5,6 +5,7 @@ colours against their Python twins): in node when there is one, else in Debian's
 `(P, arg) => result`, P the namespace that file defines (`colour.js` -> `Colour`); `arg` and
 the result travel as JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,10 +42,13 @@ def js_runner() -> Iterator[Runner]:
     """`run(name, fn, arg)` for the js/ file `name` loaded alone (skips when neither node nor
     Chromium is installed)."""
     if NODE:
+
         def run(name: str, fn: str, arg: Any) -> Any:
-            script = (f"const P = require({json.dumps(str(hm.JS_DIR / name))});\nconst f = {fn};\n"
-                      "let s = ''; process.stdin.on('data', (c) => (s += c)).on('end', () => "
-                      "process.stdout.write(JSON.stringify(f(P, JSON.parse(s)))));")
+            script = (
+                f"const P = require({json.dumps(str(hm.JS_DIR / name))});\nconst f = {fn};\n"
+                "let s = ''; process.stdin.on('data', (c) => (s += c)).on('end', () => "
+                "process.stdout.write(JSON.stringify(f(P, JSON.parse(s)))));"
+            )
             return node_json(script, arg)
 
         yield run

@@ -1,4 +1,5 @@
 """Waiting on run rows (retrain, re-score, batch, seed): the worker is a real process."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Synthetic probe scores with known structure, for the metrics and diagnostics tests."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ The editor lives in the component's shadow root; Playwright locators pierce it, 
 `shadow_eval` runs a function on its `.plh-root` for what locators cannot read
 (computed styles, ranges, several boxes at once).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,10 @@ def wait_saves(page, n: int, timeout: float = 15_000) -> dict:
     """Wait until the app has stored `n` saves; returns the last one."""
     page.wait_for_function(
         """n => [...document.querySelectorAll('[data-testid=stCode]')]
-              .some(c => c.textContent.includes('"saves": ' + n + ','))""", arg=n, timeout=timeout)
+              .some(c => c.textContent.includes('"saves": ' + n + ','))""",
+        arg=n,
+        timeout=timeout,
+    )
     return saved(page)
 
 
@@ -85,23 +89,29 @@ def shadow_eval(page, fn: str, arg: Any = None) -> Any:
         f"""arg => {{
             const root = document.querySelector('{ISOLATED}').shadowRoot.querySelector('.plh-root');
             return ({fn})(root, arg);
-        }}""", arg)
+        }}""",
+        arg,
+    )
 
 
 def wait_attr(page, name: str, value: str, timeout: float = 10_000) -> None:
     """Wait until the editor root's attribute `name` equals `value`."""
     page.wait_for_function(
         f"""([name, value]) => document.querySelector('{ISOLATED}').shadowRoot
-              .querySelector('.plh-root').getAttribute(name) === value""", arg=[name, value], timeout=timeout)
+              .querySelector('.plh-root').getAttribute(name) === value""",
+        arg=[name, value],
+        timeout=timeout,
+    )
 
 
 def contrast(a: str, b: str) -> float:
     """WCAG 2 contrast ratio of two CSS colours ("#rrggbb" or "rgb(r, g, b)")."""
+
     def channels(c: str) -> list[float]:
         c = c.strip()
         if c.startswith("#"):
-            return [int(c[k:k + 2], 16) / 255 for k in (1, 3, 5)]
-        return [float(x) / 255 for x in c[c.index("(") + 1:c.index(")")].split(",")[:3]]
+            return [int(c[k : k + 2], 16) / 255 for k in (1, 3, 5)]
+        return [float(x) / 255 for x in c[c.index("(") + 1 : c.index(")")].split(",")[:3]]
 
     def luminance(c: str) -> float:
         lin = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in channels(c)]
