@@ -9,8 +9,8 @@ Writing happens inside a savepoint of the caller's transaction, so an error part
 (another import racing us, a cancel) leaves nothing behind even if the caller carries on.
 `import_file` never commits: the caller owns the transaction.
 
-A path typed into the app is passed as `db.formats.ServerPath`: it is confined to the import
-root and its messages quote no file content (see db/formats.py). A plain path is trusted.
+A path typed into the app is passed as `core.text.formats.ServerPath`: it is confined to the import
+root and its messages quote no file content (see core/text/formats.py). A plain path is trusted.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation as CoreGeneration
 from core.base.types import TokenTrace
+from core.text.formats import RawItem, ServerPath, Source, open_source, redact_values
 from core.text.interchange import parse_record, trace_from_record
 from core.text.tokens import UnmatchedSpan
 from db.annotations import save_annotation_set, validate_spans
 from db.events import log_event
-from db.formats import RawItem, ServerPath, Source, open_source, redact_values
 from db.generations import (
     RESERVED_EXTRA_KEYS,
     build_generation,

@@ -1,28 +1,35 @@
-"""Team progress for the Users page: per annotator, items done, spans, pace, agreement with gold."""
+"""Team queries: who labelled how much, when each save happened, and every set's spans per answer
+(the figures made of them: `core.analysis.team_stats`, put together by `core.orchestration.team`)."""
 
 from __future__ import annotations
 
-import statistics
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.analysis.agreement import agreement_report
-from db.agreement_items import agreement_items
-from db.models import AnnotationSet, Event, SpanRow, User
-
-MAX_GAP_SECONDS = 30 * 60  # a longer pause between two saves is a break, not time spent on an item
-
-
-def _median_seconds_per_item(times: list) -> float | None:
-    """Median gap between a person's consecutive saves, ignoring breaks longer than 30 minutes."""
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
-    gaps = [g for g in gaps if 0 < g <= MAX_GAP_SECONDS]
-    return float(statistics.median(gaps)) if gaps else None
+from core.analysis.team_stats import GOLD
+from core.base.types import Span, TokenTrace
+from db.annotations import spans_of
+from db.generations import get_dataset, trace_of
+from db.models import GOLD_OWNER, AnnotationSet, Event, Generation, SpanRow, User
 
 
-def team_progress(session: Session, dataset: str | None = None) -> list[dict[str, Any]]:
+@dataclass
+class Activity:
+    """One account's labelling so far; `save_times` in order."""
+
+    name: str
+    role: str
+    active: bool
+    items_done: int
+    spans_labelled: int
+    save_times: list[datetime] = field(default_factory=list)
+
+
+def team_activity(session: Session) -> list[Activity]:
+    """Every account by name, with its set and span counts and the times of its saves."""
     users = list(session.scalars(select(User).order_by(User.name)))
     sets = dict(
         session.execute(
@@ -39,44 +46,49 @@ def team_progress(session: Session, dataset: str | None = None) -> list[dict[str
             .group_by(AnnotationSet.annotator_id)
         ).all()
     )
-    gold_kappa: dict[str, float | None] = {}
-    if dataset:
-        items, annotators, _ids = agreement_items(session, dataset, include_gold=True)
-        if "gold" in annotators:
-            for name in annotators:
-                if name == "gold":
-                    continue
-                pair = [it for it in items if it[1].get(name) is not None and it[1].get("gold") is not None]
-                if pair:
-                    report = agreement_report(
-                        [(o, {"gold": s["gold"], name: s[name]}) for o, s in pair], ["gold", name]
-                    )
-                    gold_kappa[name] = report["pairs"][0]["cohen_kappa"] if report["pairs"] else None
-    rows = []
+    found = []
     for user in users:
         times = list(
             session.scalars(
                 select(Event.at).where(Event.user_id == user.id, Event.action == "annotation.save").order_by(Event.at)
             )
         )
-        rows.append(
-            {
-                "name": user.name,
-                "role": user.role,
-                "active": user.active,
-                "items_done": int(sets.get(user.id, 0)),
-                "spans_labelled": int(spans.get(user.id, 0)),
-                "median_seconds_per_item": _median_seconds_per_item(times),
-                "kappa_vs_gold": gold_kappa.get(user.name),
-            }
+        found.append(
+            Activity(user.name, user.role, user.active, int(sets.get(user.id, 0)), int(spans.get(user.id, 0)), times)
         )
-    return rows
+    return found
 
 
-# Headings people read on the Users page (the keys stay stable for code and exports).
-TEAM_COLUMNS = {
-    "items_done": "answers labelled",
-    "spans_labelled": "spans labelled",
-    "median_seconds_per_item": "median seconds per answer",
-    "kappa_vs_gold": "κ against gold",
-}
+@dataclass
+class LabelledAnswer:
+    """An answer with at least one set: its text, its stored tokens (if any) and each set's spans
+    by annotator name (gold sets under `GOLD`)."""
+
+    generation_id: int
+    completion: str
+    trace: TokenTrace | None
+    sets: dict[str, list[Span]]
+
+
+def labelled_answers(session: Session, dataset: str, *, include_gold: bool = False) -> list[LabelledAnswer]:
+    """Every answer of `dataset` that has a set (gold ones only with `include_gold`), by id."""
+    ds = get_dataset(session, dataset)
+    rows = session.execute(
+        select(Generation, AnnotationSet, User.name)
+        .join(AnnotationSet, AnnotationSet.generation_id == Generation.id)
+        .outerjoin(User, User.id == AnnotationSet.annotator_id)
+        .where(Generation.dataset_id == ds.id)
+        .order_by(Generation.id)
+    ).all()
+    by_generation: dict[int, tuple[Generation, dict[str, list[Span]]]] = {}
+    for generation, annotation_set, name in rows:
+        if annotation_set.owner == GOLD_OWNER:
+            if not include_gold:
+                continue
+            name = GOLD
+        entry = by_generation.setdefault(generation.id, (generation, {}))
+        entry[1][name or annotation_set.owner] = spans_of(annotation_set)
+    return [
+        LabelledAnswer(generation_id, generation.completion, trace_of(generation), sets)
+        for generation_id, (generation, sets) in by_generation.items()
+    ]

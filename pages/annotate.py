@@ -29,8 +29,8 @@ from pages.common import (
 user = require_page("annotate")
 st.title("Annotate")
 
-from db import assignments, queue_state  # noqa: E402
-from db import queue as work_queue  # noqa: E402
+from core.orchestration import work_queue  # noqa: E402
+from db import assignments  # noqa: E402
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of  # noqa: E402
 from db.colour_status import no_colour_reason  # noqa: E402
 from db.comments import flagged_ids  # noqa: E402
@@ -103,7 +103,7 @@ with storage.sessions() as session:
         st.error(md_escape(str(exc)))
         items = []
     progress = work_queue.progress(session, me, dataset=dataset)
-    standing = queue_state.counts(session, me, dataset=dataset, split=split)
+    standing = work_queue.counts(session, me, dataset=dataset, split=split)
     flagged = flagged_ids(session, [item.generation_id for item in items])
 
 done, assigned = progress.get("done", 0), progress.get("assigned", 0)
@@ -111,7 +111,7 @@ st.progress(
     min(1.0, done / assigned) if assigned else 0.0,
     text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you",
 )
-st.caption(queue_state.summary_line(standing))
+st.caption(work_queue.summary_line(standing))
 if label_state is None and standing.needs_second:
     st.button(
         f"Show the {plural(standing.needs_second, 'answer')} that {'needs' if standing.needs_second == 1 else 'need'} "
@@ -153,7 +153,7 @@ with st.expander("Queue", expanded=True):
             {
                 "#": i.generation_id,
                 "answer": i.preview,
-                "why": queue_state.reason(i),
+                "why": work_queue.reason(i),
                 "risk": i.max_score,
                 "flag": "⚑" if i.generation_id in flagged else "",
             }

@@ -27,10 +27,10 @@ from pages.common import (
 user = require_page("review")
 st.title("Review")
 
+from core.orchestration import work_queue  # noqa: E402
+from core.orchestration.team import agreement_items  # noqa: E402
 from db import assignments  # noqa: E402
-from db import queue as work_queue  # noqa: E402
 from db import review as reviewing  # noqa: E402
-from db.agreement_items import agreement_items  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
 from db.users import list_users  # noqa: E402
 

@@ -16,10 +16,10 @@ from pages.common import database, db_user, require_page
 user = require_page("users")
 st.title("Users")
 
+from core.orchestration.team import TEAM_COLUMNS, team_progress  # noqa: E402
 from db import users as accounts  # noqa: E402
 from db.events import list_events  # noqa: E402
 from db.generations import list_datasets  # noqa: E402
-from db.team import TEAM_COLUMNS, team_progress  # noqa: E402
 
 storage = database()
 tab_accounts, tab_events, tab_team = st.tabs(["Accounts", "Event log", "Team progress"])

@@ -174,7 +174,7 @@ def wait_run(database, predicate, timeout: float = 120):
 
 
 def test_a_batch_started_on_the_page_finishes_after_the_page_is_closed(tiny_env):
-    from db.queue import queue
+    from core.orchestration.work_queue import queue
     from db.users import get_user
 
     at = data_page()

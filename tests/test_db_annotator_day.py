@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 import db.users as users
 from core.base.errors import UserError
 from core.base.types import Span
+from core.orchestration.work_queue import counts, queue, reason, summary_line
 from core.probes.config import ProbeConfig
 from db import comments, guidelines, skips
 from db.annotations import save_annotation_set
@@ -23,8 +24,6 @@ from db.engine import transaction
 from db.models import AnswerComment, Assignment, Event, Guideline, Skip
 from db.predictions import store_scores
 from db.probes import register_probe, set_active
-from db.queue import queue
-from db.queue_state import counts, reason, summary_line
 from db.train_runs import beat, create_run, finish, mark_started
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

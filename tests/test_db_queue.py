@@ -10,8 +10,10 @@ from argon2 import PasswordHasher
 from sqlalchemy import event, func, select
 
 import db.users as users
+from core.analysis.queue_order import disagreement, span_f1
 from core.base.errors import UserError
 from core.base.types import Span
+from core.orchestration.work_queue import progress, queue
 from core.probes.config import ProbeConfig
 from db.annotations import save_annotation_set
 from db.assignments import DONE, EXPIRED, assign, expire_leases, mark_done
@@ -19,7 +21,6 @@ from db.engine import transaction
 from db.models import Assignment, Event, Generation
 from db.predictions import store_scores
 from db.probes import register_probe
-from db.queue import disagreement, progress, queue, span_f1
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 TEXT = "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911."

@@ -12,7 +12,7 @@ from typing import Protocol
 
 
 class ReviewItem(Protocol):
-    """What these rules read of a queue row (db.queue.QueueItem has it)."""
+    """What these rules read of a queue row (core.analysis.queue_order.QueueItem has it)."""
 
     generation_id: int
     n_annotators: int

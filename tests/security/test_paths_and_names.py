@@ -226,8 +226,8 @@ def outside_paths(tmp_path: Path) -> list[str]:
 def test_every_path_outside_the_root_gets_one_message_and_imports_nothing(
     import_root, tmp_path, sqlite_db, monkeypatch
 ):
-    import db.formats as formats
-    from db.formats import OUTSIDE_IMPORT_ROOT, ServerPath
+    import core.text.formats as formats
+    from core.text.formats import OUTSIDE_IMPORT_ROOT, ServerPath
     from db.importer import import_file, preview_import
 
     def no_walk(_path):
@@ -246,7 +246,7 @@ def test_every_path_outside_the_root_gets_one_message_and_imports_nothing(
 
 
 def test_paths_inside_the_root_import_relative_or_absolute(import_root, sqlite_db):
-    from db.formats import ServerPath
+    from core.text.formats import ServerPath
     from db.importer import import_file, preview_import
 
     assert preview_import(ServerPath("good.jsonl")).records == 3
@@ -260,7 +260,7 @@ def test_paths_inside_the_root_import_relative_or_absolute(import_root, sqlite_d
 
 
 def test_the_default_root_is_data_imports(monkeypatch, tmp_path):
-    from db.formats import import_root
+    from core.text.formats import import_root
 
     monkeypatch.delenv("PROBELENS_IMPORT_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -268,7 +268,7 @@ def test_the_default_root_is_data_imports(monkeypatch, tmp_path):
 
 
 def test_messages_about_files_inside_the_root_quote_no_content(import_root, sqlite_db):
-    from db.formats import ServerPath
+    from core.text.formats import ServerPath
     from db.importer import BadImportError, import_file, preview_import
 
     (import_root / "columns.csv").write_text(f"{SECRET_HEADER},other\n{SECRET_VALUE},x\n", encoding="utf-8")

@@ -1,26 +1,18 @@
-"""Why an answer is, or is not, in a person's queue — per row and as counts for the whole scope.
+"""Why an answer is, or is not, in a person's queue, in sentences people read.
 
 "My queue" (the default) is: answers assigned to me, then answers nobody has labelled yet,
 less those I skipped. A second annotator used to find it empty with no explanation, because
 answers someone else labelled (or that have a gold set) are not in it. These counts and
-reasons say so, and point at the "needs a second annotator" mode (`db.queue`, label state
-"second"), which is how overlap for agreement is gathered without a reviewer assigning it.
-Read-only: leases are judged against `now` without sweeping them.
+reasons say so, and point at the "needs a second annotator" mode (label state "second"),
+which is how overlap for agreement is gathered without a reviewer assigning it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import Session
-
+from core.analysis.queue_order import QueueItem
 from core.text.readable import plural
-from db.assignments import clock, live
-from db.generations import get_dataset
-from db.models import Assignment, Generation, Skip, User
-from db.queue import QueueItem, set_summary
 
 
 @dataclass(frozen=True)
@@ -39,40 +31,6 @@ class QueueCounts:
     @property
     def in_my_queue(self) -> int:
         return self.assigned + self.unlabelled
-
-
-def counts(
-    session: Session, user: User, *, dataset: str | None = None, split: str | None = None, now: datetime | None = None
-) -> QueueCounts:
-    """One aggregate statement over the answers in scope."""
-    summary = set_summary(user)
-    moment = clock(now)
-    n_sets = func.coalesce(summary.c.n_annotators, 0)
-    bucket = case(
-        (Skip.id.is_not(None), "skipped"),
-        (summary.c.my_version.is_not(None), "mine"),
-        (Assignment.id.is_not(None), "assigned"),
-        (summary.c.generation_id.is_(None), "unlabelled"),
-        (n_sets == 1, "needs_second"),
-        (n_sets >= 2, "others"),
-        else_="gold_only",
-    ).label("bucket")
-    query = (
-        select(bucket, func.count(Generation.id))
-        .select_from(Generation)
-        .outerjoin(summary, summary.c.generation_id == Generation.id)
-        .outerjoin(
-            Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id, live(moment))
-        )
-        .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))
-        .group_by(bucket)
-    )
-    if dataset is not None:
-        query = query.where(Generation.dataset_id == get_dataset(session, dataset).id)
-    if split:
-        query = query.where(Generation.split == split.strip())
-    found = {name: int(n) for name, n in session.execute(query)}
-    return QueueCounts(**found)
 
 
 def summary_line(found: QueueCounts) -> str:
