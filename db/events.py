@@ -48,9 +48,12 @@ def list_events(
     generation_id: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: int = 500,
+    limit: int | None = 500,
 ) -> list[Event]:
-    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    """Events newest first, filtered; `limit=None` reads them all."""
+    query = select(Event).order_by(Event.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
     if user_id is not None:
         query = query.where(Event.user_id == user_id)
     if action is not None:

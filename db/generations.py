@@ -307,6 +307,17 @@ def _hash_exists(session: Session, dataset_id: int, digest: str) -> bool:
     return session.scalar(query) is not None
 
 
+def answer_in_dataset(session: Session, dataset_name: str, conversation: list[dict]) -> bool:
+    """Whether this exact conversation is already stored in the named dataset (False if no such dataset)."""
+    query = (
+        select(Generation.id)
+        .join(Dataset)
+        .where(Dataset.name == dataset_name, Generation.content_hash == content_hash(conversation))
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
 def existing_hashes(session: Session, dataset_id: int, digests: list[str]) -> set[str]:
     """Which of `digests` the dataset already holds (asked in chunks: IN lists stay small)."""
     found: set[str] = set()
@@ -341,6 +352,16 @@ def trace_of(row: Generation) -> TokenTrace | None:
     logprobs = unpack_floats(row.logprobs) if row.logprobs is not None else nan
     entropies = unpack_floats(row.entropies) if row.entropies is not None else list(nan)
     return TokenTrace(ids, texts, offsets, logprobs, entropies)
+
+
+def find_generation(session: Session, generation_id: int) -> Generation | None:
+    """The row with this id, or None (deleted meanwhile)."""
+    return session.get(Generation, generation_id)
+
+
+def generation_ids(session: Session) -> list[int]:
+    """Every stored answer's id, oldest first."""
+    return list(session.scalars(select(Generation.id).order_by(Generation.id)))
 
 
 def get_generation(session: Session, generation_id: int) -> Generation:

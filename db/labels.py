@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.base.types import Generation as CoreGeneration
@@ -104,3 +104,12 @@ def _truth(sets: list[AnnotationSet], sources: Sequence[str]) -> tuple[list[Span
     if people and "majority" in sources:
         return majority_gold(people), "majority"
     return [], None
+
+
+def labels_revision(session: Session) -> str:
+    """Changes whenever any label set (or the set of answers) changes: a cache key for what is computed from labels."""
+    sets = session.execute(
+        select(func.count(AnnotationSet.id), func.max(AnnotationSet.id), func.max(AnnotationSet.updated_at))
+    ).one()
+    gens = session.execute(select(func.count(Generation.id), func.max(Generation.id))).one()
+    return f"{sets[0]}:{sets[1]}:{sets[2]}:{gens[0]}:{gens[1]}"

@@ -40,3 +40,9 @@ def scores_for(session: Session, probe_version: int, generation_id: int) -> list
         select(Prediction).where(Prediction.probe_id == probe_id, Prediction.generation_id == generation_id)
     )
     return unpack_floats(row.scores) if row is not None else None
+
+
+def scored_generation_ids(session: Session, probe_version: int) -> set[int]:
+    """Ids of the answers that have cached scores of probe `probe_version` (UserError if unknown)."""
+    probe_id = _probe_id(session, probe_version)
+    return set(session.scalars(select(Prediction.generation_id).where(Prediction.probe_id == probe_id)))

@@ -79,6 +79,14 @@ def get_probe(session: Session, version: int) -> Probe:
     return probe
 
 
+def probe_version_of(session: Session, probe_id: int) -> int:
+    """The version number of the probe row `probe_id` (runs record the row id)."""
+    probe = session.get(Probe, probe_id)
+    if probe is None:
+        raise UserError(f"unknown probe {probe_id}")
+    return probe.version
+
+
 def active_probe(session: Session) -> Probe | None:
     return session.scalar(select(Probe).where(Probe.active.is_(True)))
 

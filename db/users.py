@@ -120,6 +120,11 @@ def get_user(session: Session, name: str) -> User:
     return user
 
 
+def user_by_id(session: Session, user_id: int | None) -> User | None:
+    """The account with this id (None for no id or an unknown one): runs and actions carry ids, not rows."""
+    return session.get(User, user_id) if user_id else None
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.name)))
 

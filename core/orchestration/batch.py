@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from core.base import settings
 from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken, ProgressFn, report
@@ -25,8 +23,9 @@ from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version_or_none
 from core.text.interchange import PromptItem, parse_prompt
 from core.text.readable import plural
-from db.generations import check_split, clean_dataset_name, content_hash, save_generated
-from db.models import Dataset, Generation, RunKind, User
+from db.generations import answer_in_dataset, check_split, clean_dataset_name, save_generated
+from db.models import RunKind
+from db.users import user_by_id
 
 MAX_PROMPTS = 10_000
 MAX_PROMPT_CHARS = 20_000
@@ -164,19 +163,6 @@ def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
     return launch(database, RunKind.GENERATE, params.to_dict(), actor_id)
 
 
-def _already_there(session, dataset: str, conversation: list[dict[str, str]]) -> bool:
-    """Whether this exact answer is already in the dataset (then it is not stored again)."""
-    return (
-        session.scalar(
-            select(Generation.id)
-            .join(Dataset)
-            .where(Dataset.name == dataset, Generation.content_hash == content_hash(conversation))
-            .limit(1)
-        )
-        is not None
-    )
-
-
 class AnswerWriter:
     """Stores one batch run's finished answers, each once: an answer already in the dataset (a
     retried shard, greedy decoding repeating itself) is not stored again, only counted."""
@@ -192,11 +178,11 @@ class AnswerWriter:
         """Store answers in one transaction; one unstorable answer (model output is untrusted: a
         NUL character, say) is skipped and reported, and does not cost the others."""
         with self.database.sessions() as session, session.begin():
-            user = session.get(User, self.created_by) if self.created_by else None
+            user = user_by_id(session, self.created_by)
             for answer in answers:
                 try:
                     with session.begin_nested():
-                        known = _already_there(session, self.params.dataset, answer.generation.conversation)
+                        known = answer_in_dataset(session, self.params.dataset, answer.generation.conversation)
                         row = save_generated(
                             session,
                             self.params.dataset,

@@ -16,8 +16,7 @@ from pathlib import Path
 from core.base.errors import UserError
 from core.probes.stored_metrics import headline_auc
 from db import open_database
-from db.models import Probe, User
-from db.probes import get_probe, list_probes
+from db.probes import get_probe, list_probes, probe_version_of
 from db.train_runs import (
     claim,
     create_run,
@@ -26,7 +25,7 @@ from db.train_runs import (
     list_runs,
     request_cancel,
 )
-from db.users import get_user
+from db.users import get_user, user_by_id
 
 
 def _db():
@@ -113,7 +112,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         return 0
 
     with database.sessions() as session, session.begin():
-        run_id = create_run(session, "retrain", params.to_dict(), session.get(User, actor_id) if actor_id else None).id
+        run_id = create_run(session, "retrain", params.to_dict(), user_by_id(session, actor_id)).id
         claim(session, run_id, os.getpid())  # this process does it (no warm worker may take it)
     status = execute_run(database, run_id, claimed=True)
     info = _print_run(database, run_id)
@@ -128,7 +127,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def _version_of_probe(database, probe_id: int) -> int:
     with database.sessions() as session:
-        return session.get(Probe, probe_id).version
+        return probe_version_of(session, probe_id)
 
 
 def cmd_seed(args: argparse.Namespace) -> int:

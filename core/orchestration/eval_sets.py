@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-
 from core.analysis.comparison import layer_auc_ci, layer_token_matrix
 from core.analysis.mistakes import label_error_suspects
 from core.base.errors import UserError
@@ -20,7 +18,7 @@ from core.orchestration.registry import load_version, scored_items
 from core.probes.metrics import ItemScores
 from core.probes.pipeline import best_layer, prepare, train_per_layer
 from db.labels import labelled_generations
-from db.models import AnnotationSet, Generation
+from db.labels import labels_revision as stored_labels_revision
 
 
 @dataclass
@@ -44,11 +42,7 @@ def labels_revision(database) -> str:
     """Changes whenever any label set changes: part of every cache key of the page."""
 
     with database.sessions() as session:
-        sets = session.execute(
-            select(func.count(AnnotationSet.id), func.max(AnnotationSet.id), func.max(AnnotationSet.updated_at))
-        ).one()
-        gens = session.execute(select(func.count(Generation.id), func.max(Generation.id))).one()
-    return f"{sets[0]}:{sets[1]}:{sets[2]}:{gens[0]}:{gens[1]}"
+        return stored_labels_revision(session)
 
 
 def _labelled(database, datasets: Sequence[str] | None, splits: Sequence[str] | None):

@@ -17,8 +17,9 @@ from typing import Any
 from core.base.errors import UserError
 from core.engine.model import cache_root
 from core.orchestration import ray_cluster
-from db.models import RunKind, User
+from db.models import RunKind
 from db.train_runs import create_run, finish, get_run, process_alive
+from db.users import user_by_id
 
 IDLE_POLL_SECONDS = 0.2
 IDLE_FRESH_SECONDS = 3.0
@@ -59,7 +60,7 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
     """Create the run row (refused if one is running) and start its worker process."""
 
     with database.sessions() as session, session.begin():
-        actor = session.get(User, actor_id) if actor_id else None
+        actor = user_by_id(session, actor_id)
         run_id = create_run(session, kind, params, actor).id
     if ray_cluster.enabled():
         _submit_to_ray(database, run_id, str(kind))

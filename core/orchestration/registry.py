@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.base import settings
@@ -35,7 +34,8 @@ from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_prob
 from core.probes.pipeline import item_scores
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from core.probes.version_files import cache_folder, file_hashes, materialise, read_version_files
-from db.models import Event, Probe, RunKind, User
+from db.events import list_events
+from db.models import Probe, RunKind
 from db.probes import (
     active_probe,
     get_probe,
@@ -44,6 +44,7 @@ from db.probes import (
     register_probe,
     set_active,
 )
+from db.users import user_by_id
 
 
 @dataclass
@@ -164,7 +165,7 @@ def register_version(
             fresh = not cache_folder(file_hashes(files), root).exists()  # else shared with identical files
             folder = materialise(files, root)
             target = folder if fresh else None
-            actor = session.get(User, created_by) if created_by else None
+            actor = user_by_id(session, created_by)
             row = register_probe(
                 session,
                 artifact_dir=str(folder),
@@ -264,7 +265,7 @@ def promote(database, version: int, actor_id: int | None) -> None:
     """Make `version` the active probe now (its files are checked first)."""
     with database.sessions() as session, session.begin():
         load_probe(version_dir(session, version))  # refuse a version whose files are gone or damaged
-        set_active(session, version, session.get(User, actor_id) if actor_id else None)
+        set_active(session, version, user_by_id(session, actor_id))
 
 
 def promote_and_rescore(database, version: int, actor_id: int | None, model: str | None = None) -> int:
@@ -285,7 +286,7 @@ def rollback_target(database) -> int | None:
         current = active_probe(session)
         if current is None:
             return None
-        events = session.scalars(select(Event).where(Event.action == "probe.activate").order_by(Event.id.desc()))
+        events = list_events(session, action="probe.activate", limit=None)
         for event in events:
             before = (event.before or {}).get("version")
             after = (event.after or {}).get("version")

@@ -6,18 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
 
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation, TokenTrace
 from core.engine.activations import extract_activations
 from core.orchestration.registry import LoadedProbe, load_version
 from core.text.readable import plural
-from db.generations import get_generation, set_trace, to_core, trace_of
-from db.models import Generation as GenerationRow
-from db.models import Prediction
-from db.predictions import store_scores
-from db.probes import get_probe
+from db.generations import find_generation, generation_ids, get_generation, set_trace, to_core, trace_of
+from db.predictions import scored_generation_ids, store_scores
 
 RESCORE_CHUNK = 64  # generations per stored batch: a cancel keeps what is done
 
@@ -36,7 +32,7 @@ def read_answers(database, ids: list[int]) -> list[tuple[int, Generation, bool]]
     out = []
     with database.sessions() as session:
         for row_id in ids:
-            row = session.get(GenerationRow, row_id)
+            row = find_generation(session, row_id)
             if row is None:
                 continue
             gen, trace = to_core(row), trace_of(row)
@@ -65,7 +61,7 @@ def store_scored(database, version: int, scored: list[ScoredAnswer], counts: dic
     """Write scores (and new traces) in one transaction; writing the same chunk twice changes nothing."""
     with database.sessions() as session, session.begin():
         for item in scored:
-            row = session.get(GenerationRow, item.generation_id)
+            row = find_generation(session, item.generation_id)
             if row is None:
                 continue  # deleted meanwhile
             if item.new_trace is not None and trace_of(row) is None:
@@ -76,13 +72,11 @@ def store_scored(database, version: int, scored: list[ScoredAnswer], counts: dic
 
 
 def ids_to_score(database, version: int, only_missing: bool = True) -> list[int]:
+    """Ids of the stored answers to score with `version`: those without its scores, or all of them."""
     with database.sessions() as session:
-        probe_id = get_probe(session, version).id
-        ids = list(session.scalars(select(GenerationRow.id).order_by(GenerationRow.id)))
-        if only_missing:
-            done_ids = set(session.scalars(select(Prediction.generation_id).where(Prediction.probe_id == probe_id)))
-            ids = [i for i in ids if i not in done_ids]
-    return ids
+        done_ids = scored_generation_ids(session, version)  # also refuses an unknown version
+        ids = generation_ids(session)
+    return [i for i in ids if i not in done_ids] if only_missing else ids
 
 
 def rescore(
