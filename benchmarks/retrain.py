@@ -1,6 +1,6 @@
 """Retrain wall time with the embedded model: cold vs warm activation cache, and after 10 corrections.
 
-Each retrain is what the Probes page does: a worker process (`python -m core worker`)
+Each retrain is what the Probes page does: a worker process (`python -m core.orchestration.worker`)
 that loads the model, reads the labels, extracts or loads hidden states, trains,
 evaluates on the validation split, compares with the active probe (1,000 paired
 bootstrap resamples) and registers the version. The wall time is measured from the

@@ -1,6 +1,6 @@
 """Background runs (retrain, re-score) as rows: one at a time, alive only while they beat.
 
-A run is done by a separate worker process (`python -m core worker --run N`) so it
+A run is done by a separate worker process (`python -m core.orchestration.worker --run N`) so it
 survives page reloads and server restarts. The row is the only shared state: the worker
 writes its stage, progress and a heartbeat; the page reads them and may set
 `cancel_requested`. A worker that dies without finishing (`kill -9`, power loss) stops
@@ -10,7 +10,6 @@ never blocks the next start.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from core.base import settings
 from core.base.errors import UserError
+from core.base.processes import process_alive
 from db.events import log_event
-from db.models import RunKind, TrainRun, User, utcnow
+from db.models import RunKind, RunStatus, TrainRun, User, utcnow
 
-ACTIVE = ("queued", "running")
-FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 QUEUED_GRACE = timedelta(seconds=120)  # a worker that never started (import error, no resources)
-RUN_KINDS = tuple(k.value for k in RunKind)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -34,30 +33,6 @@ def _aware(moment: datetime | None) -> datetime | None:
         return None
 
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def process_alive(pid: int | None) -> bool:
-    """True while `pid` runs on this machine (a zombie, i.e. killed but not reaped, is dead)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    if state in ("Z", "X"):
-        try:
-            os.waitpid(pid, os.WNOHANG)  # reap our own child so the pid is freed
-        except ChildProcessError:
-            pass
-        return False
-    return True
 
 
 def _death_reason(run: TrainRun, now: datetime) -> str | None:
@@ -69,11 +44,15 @@ def _death_reason(run: TrainRun, now: datetime) -> str | None:
             f"'{run.stage or 'start'}' — killed or crashed; nothing was registered"
         )
     beat = _aware(run.heartbeat_at) or _aware(run.started_at)
-    if run.status == "running" and beat is not None and now - beat > timedelta(seconds=settings.worker_stale_seconds()):
+    if (
+        run.status == RunStatus.RUNNING
+        and beat is not None
+        and now - beat > timedelta(seconds=settings.worker_stale_seconds())
+    ):
         return (
             f"no heartbeat for {int((now - beat).total_seconds())} s at stage '{run.stage or 'start'}'; presumed dead"
         )
-    if run.status == "queued" and not run.pid and now - _aware(run.created_at) > QUEUED_GRACE:
+    if run.status == RunStatus.QUEUED and not run.pid and now - _aware(run.created_at) > QUEUED_GRACE:
         return "the worker never started"
     return None
 
@@ -85,7 +64,7 @@ def reap_dead(session: Session) -> list[TrainRun]:
     for run in session.scalars(select(TrainRun).where(TrainRun.status.in_(ACTIVE))):
         reason = _death_reason(run, now)
         if reason:
-            run.status, run.error, run.finished_at = "failed", reason, now
+            run.status, run.error, run.finished_at = RunStatus.FAILED, reason, now
             log_event(
                 session,
                 user=None,
@@ -114,7 +93,7 @@ def running_run(session: Session, kind: str | None = None) -> TrainRun | None:
 
 def create_run(session: Session, kind: str, params: dict[str, Any], actor: User | None) -> TrainRun:
     """A queued run, unless one is already running (then one clear refusal)."""
-    if kind not in RUN_KINDS:
+    if kind not in {k.value for k in RunKind}:
         raise UserError(f"unknown run kind {kind!r}")
     _lock(session)
     reap_dead(session)
@@ -128,7 +107,7 @@ def create_run(session: Session, kind: str, params: dict[str, Any], actor: User 
         )
     run = TrainRun(
         kind=kind,
-        status="queued",
+        status=RunStatus.QUEUED,
         params=params,
         created_by=actor.id if actor else None,
         timings={},
@@ -174,12 +153,12 @@ def claim(session: Session, run_id: int, pid: int, *, only_unassigned: bool = Fa
     """Atomically take a queued run for the worker `pid`; False if someone else has it."""
     from sqlalchemy import update
 
-    query = update(TrainRun).where(TrainRun.id == run_id, TrainRun.status == "queued")
+    query = update(TrainRun).where(TrainRun.id == run_id, TrainRun.status == RunStatus.QUEUED)
     if only_unassigned:
         query = query.where(TrainRun.pid.is_(None))
     now = utcnow()
     result = session.execute(
-        query.values(status="running", pid=pid, started_at=now, heartbeat_at=now).execution_options(
+        query.values(status=RunStatus.RUNNING, pid=pid, started_at=now, heartbeat_at=now).execution_options(
             synchronize_session=False
         )
     )
@@ -189,16 +168,19 @@ def claim(session: Session, run_id: int, pid: int, *, only_unassigned: bool = Fa
 def next_unassigned(session: Session) -> int | None:
     """The oldest queued run no worker process was started for (an idle worker may take it)."""
     return session.scalar(
-        select(TrainRun.id).where(TrainRun.status == "queued", TrainRun.pid.is_(None)).order_by(TrainRun.id).limit(1)
+        select(TrainRun.id)
+        .where(TrainRun.status == RunStatus.QUEUED, TrainRun.pid.is_(None))
+        .order_by(TrainRun.id)
+        .limit(1)
     )
 
 
 def mark_started(session: Session, run_id: int, pid: int | None) -> TrainRun:
     run = get_run(session, run_id)
-    if run.status != "queued":
+    if run.status != RunStatus.QUEUED:
         raise UserError(f"run {run_id} is {run.status}, not queued")
     now = utcnow()
-    run.status, run.pid, run.started_at, run.heartbeat_at = "running", pid, now, now
+    run.status, run.pid, run.started_at, run.heartbeat_at = RunStatus.RUNNING, pid, now, now
     session.flush()
     return run
 
@@ -214,7 +196,7 @@ def beat(
 ) -> bool:
     """Record progress and a heartbeat; returns whether a cancel was requested."""
     run = get_run(session, run_id)
-    if run.status != "running":
+    if run.status != RunStatus.RUNNING:
         return True  # reaped or finished meanwhile: stop
     run.stage, run.progress, run.message, run.heartbeat_at = stage, float(progress), message, utcnow()
     if timings is not None:
@@ -243,7 +225,7 @@ def finish(
         run.timings = dict(timings)
     if message is not None:
         run.message = message
-    if status == "succeeded":
+    if status == RunStatus.SUCCEEDED:
         run.progress = 1.0
     log_event(
         session,
@@ -263,7 +245,7 @@ STARTING_STAGES = ("start", "load")
 def eta_seconds(run: TrainRun, now: datetime | None = None) -> float | None:
     """Time left if the run keeps its pace since it started (None until there is a pace)."""
     started = _aware(run.started_at)
-    if run.status != "running" or started is None or not 0.0 < (run.progress or 0.0) < 1.0:
+    if run.status != RunStatus.RUNNING or started is None or not 0.0 < (run.progress or 0.0) < 1.0:
         return None
     if run.stage in STARTING_STAGES:
         return None  # loading the model is not the pace of the work: an ETA here would only grow

@@ -1,6 +1,6 @@
 """Retrain, promote, re-score, upload: the loop of issue #6 on a tiny random model and a real database.
 
-Kill -9 and cancel run a real worker process (`python -m core worker`), as the app does.
+Kill -9 and cancel run a real worker process (`python -m core.orchestration.worker`), as the app does.
 """
 
 from __future__ import annotations

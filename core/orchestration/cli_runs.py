@@ -1,4 +1,4 @@
-"""`python -m core retrain | runs | probes | worker`: the Probes page from the command line.
+"""`python -m core retrain | runs | probes`: the Probes page from the command line.
 
 The orchestration modules import torch; they are imported inside each command so that
 `python -m core users list` and the other database commands start in a fraction of a second.
@@ -16,8 +16,10 @@ from pathlib import Path
 from core.base.errors import UserError
 from core.probes.stored_metrics import headline_auc
 from db import open_database
+from db.models import RunKind, RunStatus
 from db.probes import get_probe, list_probes, probe_version_of
 from db.train_runs import (
+    ACTIVE,
     claim,
     create_run,
     describe,
@@ -112,17 +114,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         return 0
 
     with database.sessions() as session, session.begin():
-        run_id = create_run(session, "retrain", params.to_dict(), user_by_id(session, actor_id)).id
+        run_id = create_run(session, RunKind.RETRAIN, params.to_dict(), user_by_id(session, actor_id)).id
         claim(session, run_id, os.getpid())  # this process does it (no warm worker may take it)
     status = execute_run(database, run_id, claimed=True)
     info = _print_run(database, run_id)
-    if status == "succeeded" and params.activate:
+    if status == RunStatus.SUCCEEDED and params.activate:
         from core.engine.model import get_model
         from core.orchestration.rescore import rescore
 
         version = _version_of_probe(database, info["probe_id"])
         rescore(database, get_model(params.model), version, progress=_progress_line)
-    return 0 if status == "succeeded" else (130 if status == "cancelled" else 1)
+    return 0 if status == RunStatus.SUCCEEDED else (130 if status == RunStatus.CANCELLED else 1)
 
 
 def _version_of_probe(database, probe_id: int) -> int:
@@ -147,18 +149,11 @@ def cmd_seed(args: argparse.Namespace) -> int:
         if message and message != last:
             print(message, file=sys.stderr)
             last = message
-        if status not in ("queued", "running"):
+        if status not in ACTIVE:
             break
         time.sleep(0.5)
     info = _print_run(database, run_id)
-    return 0 if info["status"] == "succeeded" else (130 if info["status"] == "cancelled" else 1)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from core.orchestration.runs import worker_main
-
-    status = worker_main(_db(), args.run)
-    return 0 if status in ("succeeded", "idle") else 1
+    return 0 if info["status"] == RunStatus.SUCCEEDED else (130 if info["status"] == RunStatus.CANCELLED else 1)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -285,10 +280,6 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--background", action="store_true", help="start the worker and return at once")
     p.add_argument("--actor", default=None)
     register("seed", cmd_seed)
-
-    p = sub.add_parser("worker", help="run one queued run (started by the app; not for people)")
-    p.add_argument("--run", type=int, required=True)
-    register("worker", cmd_worker)
 
     p = sub.add_parser("runs", help="list retrain / re-score runs, or cancel one")
     p.add_argument("--cancel", type=int, default=None, metavar="RUN")

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from core.base.errors import UserError
+from core.base.processes import process_alive
 from core.engine.model import cache_root
 from core.orchestration import ray_cluster
-from db.models import RunKind
-from db.train_runs import create_run, finish, get_run, process_alive
+from db.models import RunKind, RunStatus
+from db.train_runs import create_run, finish, get_run
 from db.users import user_by_id
 
 IDLE_POLL_SECONDS = 0.2
+#: The worker process's own entry point (`python -m core.orchestration.worker --run N`).
+WORKER_MODULE = "core.orchestration.worker"
 IDLE_FRESH_SECONDS = 3.0
 
 
@@ -70,7 +73,7 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
         deadline = time.monotonic() + 2 * IDLE_FRESH_SECONDS
         while time.monotonic() < deadline:
             with database.sessions() as session:
-                if get_run(session, run_id).status != "queued":
+                if get_run(session, run_id).status != RunStatus.QUEUED:
                     return run_id
             time.sleep(0.05)
     logs = log_dir()
@@ -80,7 +83,7 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     with open(logs / f"run-{run_id}.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core", "worker", "--run", str(run_id)],
+            [sys.executable, "-m", WORKER_MODULE, "--run", str(run_id)],
             cwd=root,
             env=env,
             stdout=log,
@@ -103,8 +106,8 @@ def _submit_to_ray(database, run_id: int, kind: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the person gets one message; the row must not stay queued
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         with database.sessions() as session, session.begin():
-            finish(session, run_id, "failed", error=f"could not submit to Ray: {message}")
+            finish(session, run_id, RunStatus.FAILED, error=f"could not submit to Ray: {message}")
         raise UserError(f"could not submit the run to the Ray cluster: {message}") from None
 
 
-_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by db.train_runs.process_alive / poll
+_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by core.base.processes.process_alive / poll

@@ -6,9 +6,9 @@ import. The run's database row stays the single source of truth (status, progres
 heartbeat, cancel): a Ray task runs exactly the worker code (`runs.execute_run`) that a
 local worker process runs, so the pages do not change.
 
-The task names the worker by module path (`WORKER_ENTRY`) instead of importing it, as the
-local launcher names it on a command line: modules that start runs never import the modules
-a worker executes, and the import graph stays one-way.
+The task names the worker's entry by module path (`WORKER_ENTRY`: `core.orchestration.worker`)
+instead of importing it, as the local launcher names that module on a command line: modules
+that start runs never import the modules a worker executes, and the import graph stays one-way.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 
 from core.base import settings
 from core.base.errors import UserError
+from db.models import RunKind
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER_ENTRY = ("core.orchestration.runs", "run_in_ray_worker")
+WORKER_ENTRY = ("core.orchestration.worker", "run_in_ray_worker")
 #: Settings a Ray worker gets from the process that submits: the ones that say what to compute.
 #: Folders and the device are not sent: a worker on another machine keeps its caches (and its
 #: Hugging Face cache) on its own disk and picks its own device (its `ray start` environment).
@@ -47,7 +48,7 @@ CODE_EXCLUDES = [
     ".gl/",
 ]
 #: What a bulk run's actors may not do: restart after a death (the run fails instead, cleanly).
-BULK_KINDS = ("generate", "rescore")
+BULK_KINDS = (RunKind.GENERATE, RunKind.RESCORE)
 
 _SUBMITTED: dict[int, Any] = {}  # run id -> the ObjectRef of its task (kept so tests and callers can wait)
 

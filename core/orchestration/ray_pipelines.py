@@ -33,6 +33,7 @@ from core.orchestration.ray_cluster import cluster_shape, connect, replica_resou
 from core.orchestration.registry import load_version, load_version_or_none
 from core.orchestration.rescore import ScoredAnswer, ids_to_score, read_answers, score_answers, store_scored
 from core.text.readable import plural
+from db.models import RunStatus
 from db.probes import active_probe
 from db.train_runs import get_run
 
@@ -70,7 +71,7 @@ class _RowCancel:
             while not self.done.wait(CANCEL_POLL_SECONDS):
                 with database.sessions() as session:
                     run = get_run(session, self.run_id)
-                    if run.cancel_requested or run.status != "running":
+                    if run.cancel_requested or run.status != RunStatus.RUNNING:
                         self.token.cancel()
                         return
         except Exception:  # noqa: BLE001 - a lost database only means no early stop; the driver still cancels

@@ -24,6 +24,7 @@ from core.base.errors import ModelMismatchError, UserError
 from core.base.numbers import finite_or_none
 from core.orchestration.launcher import launch
 from core.orchestration.probe_cache import database_version_dir, version_dir
+from core.orchestration.run_params import RescoreParams
 from core.probes.archive import unpack_probe
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
@@ -275,7 +276,7 @@ def promote_and_rescore(database, version: int, actor_id: int | None, model: str
     changed, and the person gets that one message.
     """
     load_probe(database_version_dir(database, version))
-    run_id = launch(database, RunKind.RESCORE, {"version": version, "model": model}, actor_id)
+    run_id = launch(database, RunKind.RESCORE, RescoreParams(version, model).to_dict(), actor_id)
     promote(database, version, actor_id)
     return run_id
 

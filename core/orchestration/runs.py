@@ -1,9 +1,9 @@
-"""The worker: executes one run (retrain, re-score, batch generation, demo seed) against its row.
+"""Executing one run (retrain, re-score, batch generation, demo seed) against its row.
 
 A run's row is the single source of truth: a heartbeat thread writes stage, progress and
-message every second and reads the cancel flag. After its run a worker stays warm
-(`PROBELENS_WORKER_IDLE_SECONDS`) and claims the next unassigned run, so a retrain after a
-few corrections does not pay the process start-up again.
+message every second and reads the cancel flag. `RUN_KINDS` is the one table from a run kind
+to its params type and what it does (here and on Ray); the process that calls `execute_run`
+is `core.orchestration.worker`.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.base import settings
 from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken, ProgressFn, check
 from core.engine.model import lazy_model
 from core.orchestration.batch import BatchParams, run_batch
-from core.orchestration.launcher import IDLE_POLL_SECONDS, idle_dir
-from core.orchestration.ray_cluster import worker_defaults
 from core.orchestration.ray_pipelines import ray_generate, ray_rescore
 from core.orchestration.rescore import rescore
 from core.orchestration.retrain import RetrainParams, retrain
+from core.orchestration.run_params import RescoreParams, SeedParams
 from core.orchestration.seed import seed_demo
 from core.text.readable import plural
 from db.models import RunKind, RunStatus
 from db.train_runs import beat as write_beat
-from db.train_runs import claim, finish, get_run, mark_started, next_unassigned
+from db.train_runs import finish, get_run, mark_started
 
 HEARTBEAT_SECONDS = 1.0
 
@@ -91,8 +89,7 @@ class RunContext:
     cancel: CancelToken
 
 
-def _retrain(ctx: RunContext) -> str | None:
-    params = RetrainParams.from_dict(ctx.params)
+def _retrain(ctx: RunContext, params: RetrainParams) -> str | None:
     retrain(
         ctx.database,
         _model(ctx),
@@ -105,10 +102,9 @@ def _retrain(ctx: RunContext) -> str | None:
     return None  # the row was finished inside the registering transaction
 
 
-def _rescore(ctx: RunContext) -> str:
-    version = int(ctx.params["version"])
-    counts = rescore(ctx.database, _model(ctx), version, progress=ctx.progress, cancel=ctx.cancel)
-    return _rescored_message(counts, version)
+def _rescore(ctx: RunContext, params: RescoreParams) -> str:
+    counts = rescore(ctx.database, _model(ctx), params.version, progress=ctx.progress, cancel=ctx.cancel)
+    return _rescored_message(counts, params.version)
 
 
 def _rescored_message(counts: dict[str, int], version: int) -> str:
@@ -117,11 +113,11 @@ def _rescored_message(counts: dict[str, int], version: int) -> str:
     )
 
 
-def _generate(ctx: RunContext) -> str:
+def _generate(ctx: RunContext, params: BatchParams) -> str:
     result = run_batch(
         ctx.database,
         _model(ctx),
-        BatchParams.from_dict(ctx.params),
+        params,
         created_by=ctx.created_by,
         progress=ctx.progress,
         cancel=ctx.cancel,
@@ -142,8 +138,8 @@ def _generated_message(result: dict[str, Any]) -> str:
     )
 
 
-def _seed(ctx: RunContext) -> str:
-    result = seed_demo(ctx.database, _model(ctx), size=ctx.params.get("size"), progress=ctx.progress, cancel=ctx.cancel)
+def _seed(ctx: RunContext, params: SeedParams) -> str:
+    result = seed_demo(ctx.database, _model(ctx), size=params.size, progress=ctx.progress, cancel=ctx.cancel)
     if result.get("skipped"):
         return "the demo data already exists"
     note = "" if result.get("activated", True) else " (not made active: another probe was promoted meanwhile)"
@@ -158,49 +154,41 @@ def _model(ctx: RunContext):
     return lm
 
 
-#: What each kind of run does; the returned text is the run's final message.
-HANDLERS: dict[str, Callable[[RunContext], str | None]] = {
-    RunKind.RETRAIN: _retrain,
-    RunKind.RESCORE: _rescore,
-    RunKind.GENERATE: _generate,
-    RunKind.SEED: _seed,
-}
-
-
-def _generate_on_ray(ctx: RunContext) -> str:
-    params = BatchParams.from_dict(ctx.params)
+def _generate_on_ray(ctx: RunContext, params: BatchParams) -> str:
     result = ray_generate(
         ctx.database, params, run_id=ctx.run_id, created_by=ctx.created_by, progress=ctx.progress, cancel=ctx.cancel
     )
     return _generated_message(result)
 
 
-def _rescore_on_ray(ctx: RunContext) -> str:
-    version = int(ctx.params["version"])
+def _rescore_on_ray(ctx: RunContext, params: RescoreParams) -> str:
     counts = ray_rescore(
-        ctx.database, version, ctx.params.get("model"), run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel
+        ctx.database, params.version, params.model, run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel
     )
-    return _rescored_message(counts, version)
+    return _rescored_message(counts, params.version)
 
 
-#: On Ray, bulk runs fan out to model replicas; the others run in the Ray task like a local worker.
-RAY_HANDLERS: dict[str, Callable[[RunContext], str | None]] = {
-    **HANDLERS,
-    RunKind.GENERATE: _generate_on_ray,
-    RunKind.RESCORE: _rescore_on_ray,
+Handler = Callable[[RunContext, Any], str | None]
+
+
+@dataclass(frozen=True)
+class RunKindSpec:
+    """A run kind: its params type (read from the row's JSON with `from_dict`), what it does in a
+    local worker, and what it does in a Ray task (bulk runs fan out to model replicas there).
+    A handler's returned text is the run's final message (None: it finished the row itself)."""
+
+    params: Any  # a class with from_dict(dict) -> params and to_dict()
+    local: Handler
+    on_ray: Handler
+
+
+#: The one table from run kind to params type and handler.
+RUN_KINDS: dict[str, RunKindSpec] = {
+    RunKind.RETRAIN: RunKindSpec(RetrainParams, _retrain, _retrain),
+    RunKind.RESCORE: RunKindSpec(RescoreParams, _rescore, _rescore_on_ray),
+    RunKind.GENERATE: RunKindSpec(BatchParams, _generate, _generate_on_ray),
+    RunKind.SEED: RunKindSpec(SeedParams, _seed, _seed),
 }
-
-
-def run_in_ray_worker(database_url: str, run_id: int) -> str:
-    """A Ray task's body: run `run_id` against its row, as a local worker process would."""
-    from db import open_database
-
-    worker_defaults()
-    database = open_database(database_url, migrate=False)
-    try:
-        return execute_run(database, run_id, on_ray=True)
-    finally:
-        database.dispose()
 
 
 def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = False) -> str:
@@ -218,10 +206,13 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
     started = time.perf_counter()
     status, error = RunStatus.FAILED, None
     try:
-        handler = (RAY_HANDLERS if on_ray else HANDLERS).get(kind)
-        if handler is None:
+        spec = RUN_KINDS.get(kind)
+        if spec is None:
             raise UserError(f"unknown run kind {kind!r}")
-        message = handler(RunContext(database, run_id, params_json, created_by, beat, cancel))
+        handler = spec.on_ray if on_ray else spec.local
+        message = handler(
+            RunContext(database, run_id, params_json, created_by, beat, cancel), spec.params.from_dict(params_json)
+        )
         status = RunStatus.SUCCEEDED
         if message is not None:
             with database.sessions() as session, session.begin():
@@ -254,37 +245,3 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
                         timings={"total_s": time.perf_counter() - started},
                     )
     return str(status)
-
-
-def worker_main(database, run_id: int | None) -> str:
-    """A worker process: its own run first, then stay warm (model and imports loaded) for the
-    next unassigned run, so a retrain after a few corrections does not pay the start-up again."""
-
-    status = "idle"
-    me = os.getpid()
-    if run_id is not None:
-        with database.sessions() as session, session.begin():
-            mine = claim(session, run_id, me)
-        if mine:
-            status = execute_run(database, run_id, claimed=True)
-    folder = idle_dir(database)
-    marker = folder / str(me)
-    deadline = time.monotonic() + settings.worker_idle_seconds()
-    try:
-        while time.monotonic() < deadline:
-            folder.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            with database.sessions() as session, session.begin():
-                candidate = next_unassigned(session)
-                taken = candidate is not None and claim(session, candidate, me, only_unassigned=True)
-            if taken:
-                marker.unlink(missing_ok=True)
-                status = execute_run(database, candidate, claimed=True)
-                deadline = time.monotonic() + settings.worker_idle_seconds()
-                continue
-            time.sleep(IDLE_POLL_SECONDS)
-    except Exception:  # noqa: BLE001 - the database went away (or similar): stop being warm
-        traceback.print_exc()
-    finally:
-        marker.unlink(missing_ok=True)
-    return status

@@ -17,6 +17,7 @@ from core.base.types import Generation
 from core.engine.activations import ActivationCache, GenerationActivations, generation_key
 from core.orchestration.launcher import launch
 from core.orchestration.registry import register_version
+from core.orchestration.run_params import SeedParams
 from core.probes.config import ProbeConfig
 from core.probes.files import save_probe
 from core.probes.pipeline import GenerationSettings, generate_answers, split_key, train_from_generations
@@ -139,4 +140,4 @@ def _is_validation(generation: Generation) -> bool:
 
 def start_seed(database, actor_id: int | None = None, size: int | None = None, model: str | None = None) -> int:
     """Start the demo seed as a worker run (refused while one runs); returns the run id."""
-    return launch(database, RunKind.SEED, {"size": int(size or settings.demo_size()), "model": model}, actor_id)
+    return launch(database, RunKind.SEED, SeedParams(int(size or settings.demo_size()), model).to_dict(), actor_id)
