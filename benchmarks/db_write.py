@@ -119,8 +119,8 @@ def seed_once(database, writers: int):
 
 
 def bench_import_export(database, n: int, workdir: Path) -> tuple[float, float]:
+    from core.orchestration.imports import import_file
     from db.exporter import export_file
-    from db.importer import import_file
 
     source = workdir / "bulk.jsonl"
     with source.open("w", encoding="utf-8") as fh:

@@ -46,3 +46,9 @@ def scored_generation_ids(session: Session, probe_version: int) -> set[int]:
     """Ids of the answers that have cached scores of probe `probe_version` (UserError if unknown)."""
     probe_id = _probe_id(session, probe_version)
     return set(session.scalars(select(Prediction.generation_id).where(Prediction.probe_id == probe_id)))
+
+
+def has_scores(session: Session, probe_id: int, generation_id: int) -> bool:
+    """Whether the answer has cached scores of the probe row `probe_id`."""
+    query = select(Prediction.id).where(Prediction.probe_id == probe_id, Prediction.generation_id == generation_id)
+    return session.scalar(query) is not None

@@ -79,6 +79,16 @@ def get_probe(session: Session, version: int) -> Probe:
     return probe
 
 
+def find_probe(session: Session, version: int) -> Probe | None:
+    """Probe `version`, or None when there is no such version."""
+    return session.scalar(select(Probe).where(Probe.version == version))
+
+
+def any_probe(session: Session) -> bool:
+    """Whether any probe version was ever registered."""
+    return session.scalar(select(Probe.id).limit(1)) is not None
+
+
 def probe_version_of(session: Session, probe_id: int) -> int:
     """The version number of the probe row `probe_id` (runs record the row id)."""
     probe = session.get(Probe, probe_id)

@@ -30,9 +30,9 @@ user = require_page("annotate")
 st.title("Annotate")
 
 from core.orchestration import work_queue  # noqa: E402
+from core.orchestration.colour_status import no_colour_reason  # noqa: E402
 from db import assignments  # noqa: E402
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of  # noqa: E402
-from db.colour_status import no_colour_reason  # noqa: E402
 from db.comments import flagged_ids  # noqa: E402
 from db.generations import get_generation, list_datasets, to_core, trace_of  # noqa: E402
 from db.predictions import scores_for  # noqa: E402

@@ -19,11 +19,11 @@ user = require_page("data")
 st.title("Data")
 
 from core.orchestration import batch  # noqa: E402
+from core.orchestration.downloads import export_bytes  # noqa: E402
+from core.orchestration.imports import BadImportError, import_file, preview_import  # noqa: E402
 from core.text.formats import ServerPath, import_root  # noqa: E402
 from db import train_runs  # noqa: E402
-from db.downloads import export_bytes  # noqa: E402
 from db.generations import delete_dataset, list_datasets  # noqa: E402
-from db.importer import BadImportError, import_file, preview_import  # noqa: E402
 from db.users import list_users  # noqa: E402
 
 storage = database()

@@ -71,7 +71,7 @@ threshold = st.slider(
     help="Tokens at or above it count as flagged; marked on the legend.",
 )
 if not versions or (active is None and chosen is None):
-    from db.colour_status import no_colour_reason  # why: the seed/retrain run's stage, or what is missing
+    from core.orchestration.colour_status import no_colour_reason  # why: a run's stage, or what is missing
 
     with database().sessions() as session:
         st.info(no_colour_reason(session, scoring_version=None))

@@ -83,8 +83,8 @@ def test_a_bad_file_lists_each_bad_line_and_imports_nothing(env):
 
 
 def test_export_download_imports_back_to_the_same_content(env, tmp_path):
+    from core.orchestration.imports import import_file
     from db.exporter import export_records
-    from db.importer import import_file
 
     with env.sessions() as session, session.begin():
         import_file(session, lines(), dataset="lviv", actor=None, source_name="lviv.jsonl")
@@ -104,8 +104,8 @@ def test_export_download_imports_back_to_the_same_content(env, tmp_path):
 
 
 def test_delete_needs_the_typed_name_and_is_logged(env):
+    from core.orchestration.imports import import_file
     from db.events import list_events
-    from db.importer import import_file
 
     with env.sessions() as session, session.begin():
         import_file(session, lines(), dataset="lviv", actor=None, source_name="lviv.jsonl")

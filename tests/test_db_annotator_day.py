@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 import db.users as users
 from core.base.errors import UserError
 from core.base.types import Span
+from core.orchestration.colour_status import no_colour_reason, seed_step
 from core.orchestration.work_queue import counts, queue, reason, summary_line
 from core.probes.config import ProbeConfig
 from db import comments, guidelines, skips
 from db.annotations import save_annotation_set
 from db.assignments import ASSIGNED, EXPIRED, assign
-from db.colour_status import no_colour_reason, seed_step
 from db.engine import transaction
 from db.models import AnswerComment, Assignment, Event, Guideline, Skip
 from db.predictions import store_scores

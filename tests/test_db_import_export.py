@@ -15,20 +15,21 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-import db.importer as importer
+import core.orchestration.imports as importer
 from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken
 from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
+from core.orchestration.imports import BadImportError, import_file, preview_import
+from core.text.export_formats import bio_tags
 from core.text.formats import MAX_IMPORT_ENV
 from core.text.tokens import nfc
 from db.annotations import get_set, save_annotation_set, spans_of
 from db.arrays import pack_floats
 from db.engine import transaction
 from db.events import list_events
-from db.exporter import bio_tags, export_file, export_records
+from db.exporter import export_file, export_records
 from db.generations import add_generation, content_hash, get_dataset, get_or_create_dataset
-from db.importer import BadImportError, import_file, preview_import
 from db.models import AnnotationSet, Base, Generation, User
 
 LABELS = ["Not Supported", "Insufficient Information", "Supported", "N/A"]

@@ -64,9 +64,9 @@ def wait(database, run_id: int, timeout: float = 300.0):
 def test_import_retrain_promote_rescore_with_the_embedded_model(sqlite_db, isolated_cache, tmp_path, monkeypatch):
     from sqlalchemy import func, select
 
+    from core.orchestration.imports import import_file
     from core.orchestration.launcher import launch
     from core.orchestration.registry import promote
-    from db.importer import import_file
     from db.models import Generation, Prediction
     from db.probes import active_probe, get_probe
 

@@ -83,3 +83,25 @@ def test_labels_revision_changes_with_answers(sqlite_db, make_generation):
         before = labels_revision(session)
         make_generation(session, "One more answer.")
         assert labels_revision(session) != before
+
+
+def test_the_import_writer_stores_what_the_orchestration_validated(sqlite_db):
+    """Parsing is `core.orchestration.imports`; `db.importer.ImportWriter` only stores its items."""
+    from core.orchestration.imports import parse_item
+    from core.text.formats import RawItem
+    from db.importer import ImportWriter
+
+    record = {
+        "conversation": [{"role": "user", "content": "Who?"}, {"role": "assistant", "content": "Danylo of Galicia."}],
+        "spans": [{"start": 0, "end": 6, "label": "Supported"}],
+    }
+    first, again = (parse_item(RawItem(n, record), "train") for n in (1, 2))
+    with transaction(sqlite_db.sessions) as session:
+        writer = ImportWriter(session, "imported", None, None, "file.jsonl", "jsonl")
+        writer.write([first, again])
+        writer.log("train", None)
+        report = writer.report
+        assert (report.imported, report.duplicates, report.spans) == (1, 1, 1)
+        assert generation_ids(session) == report.generation_ids
+        assert answer_in_dataset(session, "imported", record["conversation"])
+        assert [e.action for e in list_events(session, action="dataset.import")] == ["dataset.import"]

@@ -15,8 +15,8 @@ from typing import Any
 
 from core.base.errors import UserError
 from core.base.progress import Cancelled
+from core.orchestration import cli_db as db_cli
 from core.orchestration import cli_runs
-from db import cli as db_cli
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=_fraction, default=0.2)
     p.add_argument("--seed", type=int, default=0)
 
-    # The database side lives in db/ (import, export, users, db); registered here so
+    # The database side (import, export, users, db) is cli_db's; registered here so
     # there is one `python -m core` for everything.
     register = lambda name, fn: _COMMANDS.__setitem__(name, fn)  # noqa: E731
     db_cli.add_commands(sub, register)

@@ -1,6 +1,7 @@
 """The database side of `python -m core`: import, export, users, db.
 
-Registered into core/cli.py's parser lazily, so `core` itself never needs the database.
+Registered into `core.orchestration.cli`'s parser; the database is imported lazily, inside the
+commands, so the model commands never pay for it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _actor(session, name: str | None):
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from db.importer import import_file
+    from core.orchestration.imports import import_file
 
     database = _db()
     with database.sessions() as session, session.begin():

@@ -125,8 +125,8 @@ def prompts_file(path: Path, n: int, text: str) -> Path:
 
 
 def test_bad_file_imports_nothing_good_file_imports_and_the_export_round_trips(page, served, tmp_path):
+    from core.orchestration.imports import import_file
     from db.exporter import export_records
-    from db.importer import import_file
 
     app, database = served
     open_data(page, app)
@@ -248,8 +248,8 @@ def test_a_batch_cancelled_midway_keeps_what_finished(page, served, tmp_path):
 
 
 def test_a_dataset_is_deleted_only_after_its_name_is_typed_and_the_delete_is_logged(page, served):
+    from core.orchestration.imports import import_file
     from db.events import list_events
-    from db.importer import import_file
 
     app, database = served
     with database.sessions() as session, session.begin():

@@ -155,7 +155,7 @@ def _records(answer: str = HOSTILE) -> bytes:
 
 @pytest.fixture()
 def hostile_app(app_database):
-    from db.importer import import_file
+    from core.orchestration.imports import import_file
 
     add_users(app_database, ("boss", "boss-password", "admin"), ("-evil", "evil-password", "annotator"))
     with app_database.sessions() as session, session.begin():

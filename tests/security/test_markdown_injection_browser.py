@@ -33,7 +33,7 @@ HOSTILE = "eve ![x](http:" + TARGET + ") [click](http:" + TARGET + ') <img src=x
 def served(tmp_path_factory):
     from argon2 import PasswordHasher
 
-    from db.importer import import_file
+    from core.orchestration.imports import import_file
     from db.models import User
     from db.users import name_key
 

@@ -100,7 +100,7 @@ def test_file_slug_keeps_plain_names_and_falls_back():
 @pytest.fixture()
 def hostile_dataset(sqlite_db):
     """Dataset 'lviv' (3 answers with gold) and an annotator whose stored name holds slashes."""
-    from db.importer import import_file
+    from core.orchestration.imports import import_file
     from db.models import User
 
     with sqlite_db.sessions() as session, session.begin():
@@ -111,7 +111,7 @@ def hostile_dataset(sqlite_db):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "conll", "parquet", "datasets"])
 def test_hostile_annotator_export_writes_only_inside_its_temporary_folder(hostile_dataset, tmp_path, monkeypatch, fmt):
-    import db.downloads as downloads
+    import core.orchestration.downloads as downloads
 
     scratch = tmp_path / "scratch" / "deep"
     scratch.mkdir(parents=True)
@@ -148,7 +148,7 @@ def test_hostile_annotator_export_writes_only_inside_its_temporary_folder(hostil
 
 
 def test_download_names_are_slugs_for_any_dataset_name(sqlite_db):
-    from db.downloads import download_name
+    from core.orchestration.downloads import download_name
 
     assert download_name("lviv", "gold") == "lviv-gold"
     for dataset in ("../../etc", "/abs/path", ".hidden", "東京", "a" * 400):
@@ -157,7 +157,7 @@ def test_download_names_are_slugs_for_any_dataset_name(sqlite_db):
 
 
 def test_the_data_page_offers_the_slugged_file_name(app_database):
-    from db.importer import import_file
+    from core.orchestration.imports import import_file
     from db.models import User
 
     add_users(app_database, ("boss", "boss-password", "admin"))
@@ -227,8 +227,8 @@ def test_every_path_outside_the_root_gets_one_message_and_imports_nothing(
     import_root, tmp_path, sqlite_db, monkeypatch
 ):
     import core.text.formats as formats
+    from core.orchestration.imports import import_file, preview_import
     from core.text.formats import OUTSIDE_IMPORT_ROOT, ServerPath
-    from db.importer import import_file, preview_import
 
     def no_walk(_path):
         raise AssertionError("a refused path must not be walked or measured")
@@ -246,8 +246,8 @@ def test_every_path_outside_the_root_gets_one_message_and_imports_nothing(
 
 
 def test_paths_inside_the_root_import_relative_or_absolute(import_root, sqlite_db):
+    from core.orchestration.imports import import_file, preview_import
     from core.text.formats import ServerPath
-    from db.importer import import_file, preview_import
 
     assert preview_import(ServerPath("good.jsonl")).records == 3
     assert preview_import(ServerPath(str(import_root / "good.jsonl"))).records == 3
@@ -268,8 +268,8 @@ def test_the_default_root_is_data_imports(monkeypatch, tmp_path):
 
 
 def test_messages_about_files_inside_the_root_quote_no_content(import_root, sqlite_db):
+    from core.orchestration.imports import BadImportError, import_file, preview_import
     from core.text.formats import ServerPath
-    from db.importer import BadImportError, import_file, preview_import
 
     (import_root / "columns.csv").write_text(f"{SECRET_HEADER},other\n{SECRET_VALUE},x\n", encoding="utf-8")
     with pytest.raises(UserError) as columns:
@@ -312,7 +312,7 @@ def test_messages_about_files_inside_the_root_quote_no_content(import_root, sqli
 
 def test_a_plain_path_stays_trusted_for_the_operator_cli(import_root, tmp_path, sqlite_db):
     """`python -m core import FILE` is run by someone with a shell: not confined (README, Security)."""
-    from db.importer import import_file
+    from core.orchestration.imports import import_file
 
     with sqlite_db.sessions() as session, session.begin():
         report = import_file(session, str(tmp_path / "secret" / "data.jsonl"), dataset="ops", actor=None)

@@ -2,7 +2,7 @@
 
 "No probe yet" is true but useless while the demo seed is still training its probe, or a
 retrain or re-score is on its way: the pages (Annotate, Generate) read the run rows
-(`train_runs`) and the probes table here and say what is happening, e.g. "The demo probe is
+(`db.train_runs`) and the probes (`db.probes`) through here and say what is happening, e.g. "The demo probe is
 still training (step 2 of 3: generating the demo answers, 80 of 200)." Read-only.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Prediction, Probe, RunKind, RunStatus, TrainRun
-from db.probes import active_probe
+from db.models import RunKind, RunStatus, TrainRun
+from db.predictions import has_scores
+from db.probes import active_probe, any_probe, find_probe
 from db.train_runs import ACTIVE, latest_run
 
 # The demo seed's stages as three steps a person understands (the worker's stage names).
@@ -78,7 +78,7 @@ def _why_no_probe(session: Session) -> str:
             f"The active probe v{active.version} was trained for another language model than the one loaded, "
             "so it cannot score these tokens; an admin can promote a probe for this model on the Probes page."
         )
-    if session.scalar(select(Probe.id).limit(1)) is not None:
+    if any_probe(session):
         return "No probe is active: an admin can promote one on the Probes page."
     seed = latest_run(session, RunKind.SEED)
     if seed is not None and seed.status in (RunStatus.FAILED, RunStatus.CANCELLED):
@@ -99,13 +99,10 @@ def no_colour_reason(session: Session, *, scoring_version: int | None, generatio
         return _why_no_probe(session)
     if generation_id is None:
         return None
-    probe = session.scalar(select(Probe).where(Probe.version == scoring_version))
+    probe = find_probe(session, scoring_version)
     if probe is None:
         return _why_no_probe(session)
-    stored = session.scalar(
-        select(Prediction.id).where(Prediction.probe_id == probe.id, Prediction.generation_id == generation_id)
-    )
-    if stored is not None:
+    if has_scores(session, probe.id, generation_id):
         return None
     rescore = _running(session, RunKind.RESCORE)
     if rescore is not None:

@@ -1,4 +1,4 @@
-"""Exports as bytes for a browser download (the file formats are db/exporter.py's).
+"""Exports as bytes for a browser download (contents: `db.exporter`; layouts: `core.text.export_formats`).
 
 Nothing user-named becomes a path: the export is written under a fixed name inside a fresh
 temporary folder, and the dataset and annotator names only shape the download's file name,
