@@ -47,10 +47,12 @@ def needs_first_admin() -> bool:
     from db.models import User
     from db.users import ensure_admin
 
-    with database().sessions() as session, session.begin():
+    storage = database()
+    with storage.reading() as session:  # every run asks: without the write lock
         has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin", User.active.is_(True)))
-        if has_admin:
-            return False
+    if has_admin:
+        return False
+    with storage.sessions() as session, session.begin():
         return ensure_admin(session) is None  # created from the environment variable, if set
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from core.base.errors import UserError
 from core.base.types import Span
 from db.annotations import owner_key
-from db.assignments import ASSIGNED, DONE, chunks, clock, expire_leases, live, utc
+from db.assignments import DONE, chunks, clock, live, utc
 from db.generations import get_dataset
 from db.models import (
     GOLD_OWNER,
@@ -268,6 +268,7 @@ def _candidates(
     sort: str,
     probe_id: int | None,
     limit: int,
+    moment: datetime,
     search: str | None = None,
 ) -> list[Any]:
     """One statement: the candidate rows with their set summary (and score blobs if sorting by them)."""
@@ -295,9 +296,7 @@ def _candidates(
         .join(Dataset, Dataset.id == Generation.dataset_id)
         .outerjoin(
             Assignment,
-            and_(
-                Assignment.generation_id == Generation.id, Assignment.user_id == user.id, Assignment.status == ASSIGNED
-            ),
+            and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id, live(moment)),
         )
         .outerjoin(summary, summary.c.generation_id == Generation.id)
         .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))
@@ -432,14 +431,14 @@ def queue(
     - "disagreement": 1 - mean pairwise character F1 of the annotators' sets, highest
       first (items with fewer than two sets last; see `disagreement`);
     - "newest": most recently added first.
-    Expired leases are swept first (`expire_leases`), which is this function's only write.
+    It only reads (a page run calls it): a lease that ran out already counts as no lease
+    (`live`); `assign` sweeps expired leases when it writes.
     """
     _check_queue_args(label_state, sort, threshold, limit)
     term = search_term(search)
     moment = clock(now)
     dataset_id = get_dataset(session, dataset).id if dataset is not None else None
     probe_id = _probe_id(session, probe_version)
-    expire_leases(session, moment)
     rows = _candidates(
         session,
         user,
@@ -449,6 +448,7 @@ def queue(
         sort=sort,
         probe_id=probe_id,
         limit=limit,
+        moment=moment,
         search=term,
     )
     if sort in ("assigned", "newest"):  # already ordered by the database (and cut to `limit` unless searching)

@@ -21,6 +21,7 @@ from core.probes.stored_metrics import headline_auc
 from core.text.markdown import md_escape
 from db.models import Generation, RunKind, RunStatus, User
 from db.sessions import create_session, revoke_all
+from db.sessions import peek as peek_session
 from db.sessions import resolve as resolve_session
 from db.sessions import revoke as revoke_session
 from db.train_runs import describe, get_run, latest_run, request_cancel
@@ -112,9 +113,14 @@ def current_user() -> SignedIn | None:
     if not token:
         st.session_state.pop("user", None)
         return None
-    with database().sessions() as session, session.begin():
-        user = resolve_session(session, token, _idle())
+    storage = database()
+    with storage.reading() as session:  # most runs only read: no write lock
+        user, must_write = peek_session(session, token, _idle())
         signed = SignedIn(user.id, user.name, user.role) if user is not None else None
+    if must_write:  # the visit is recorded (at most once a minute) or the idle session ended
+        with storage.sessions() as session, session.begin():
+            user = resolve_session(session, token, _idle())
+            signed = SignedIn(user.id, user.name, user.role) if user is not None else None
     if signed is None:
         _forget_session("Your session has ended (signed out, expired, or your account was changed). Sign in again.")
         return None

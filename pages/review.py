@@ -10,10 +10,10 @@ from core.base.errors import UserError
 from core.base.types import Span
 from core.components.heatmap import TokenView, token_heatmap
 from core.orchestration.review_queue import next_unsettled, review_candidates
-from core.text.editing import SpanGroup, diff_sets, merge_groups
+from core.text.editing import CURRENT_GOLD, SpanGroup, diff_sets, merge_groups, removed_spans
 from core.text.markdown import md_escape
 from core.text.readable import plural
-from core.text.review_groups import disagreeing_ranges, group_range, group_summary
+from core.text.review_groups import disagreeing_ranges, group_range, group_summary, version_said
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
@@ -84,9 +84,20 @@ def _gold_saved(generation_id: int, following: int | None, done: str) -> None:
     st.session_state["rev-force"] = True
 
 
-def save_merged(generation_id: int, groups: list[SpanGroup], expected_version: int, following: int | None) -> None:
+def _refused(generation_id: int, exc: UserError) -> None:
+    """A save that was not made: the message, and for a save that would remove gold spans,
+    a confirmation button on the next run."""
+    st.session_state["rev-flash"] = ("error", str(exc))
+    if isinstance(exc, reviewing.GoldRemovalError):
+        st.session_state["rev-confirm"] = generation_id
+
+
+def save_merged(
+    generation_id: int, groups: list[SpanGroup], expected_version: int, following: int | None, confirmed: bool = False
+) -> None:
     """ "Save merged gold" (a callback: it runs before the page is drawn, so the picker can move).
-    The picks are read from the radios' state here, so a pick made just before the click counts."""
+    The picks are read from the radios' state here, so a pick made just before the click counts.
+    A merge that would drop spans of the current gold is refused until confirmed."""
     try:
         picks = {i: st.session_state.get(f"pick-{generation_id}-{i}") for i in range(len(groups))}
         spans = merge_groups(groups, {i: p for i, p in picks.items() if p})
@@ -98,25 +109,48 @@ def save_merged(generation_id: int, groups: list[SpanGroup], expected_version: i
                 expected_version=expected_version,
                 reviewer=db_user(session, user),
                 decision="merged span by span",
+                allow_removal=confirmed,
             )
             version = saved.version
     except UserError as exc:
-        st.session_state["rev-flash"] = ("error", str(exc))
+        _refused(generation_id, exc)
         return
     _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id} has gold version {version}.")
 
 
-def take_whole(generation_id: int, name: str, expected_version: int, following: int | None) -> None:
+def take_whole(
+    generation_id: int, name: str, expected_version: int, following: int | None, confirmed: bool = False
+) -> None:
     """ "Use <name>'s spans as gold" (a callback, like save_merged)."""
     try:
         with storage.sessions() as session, session.begin():
             reviewing.pick_annotator(
-                session, generation_id, name, expected_version=expected_version, reviewer=db_user(session, user)
+                session,
+                generation_id,
+                name,
+                expected_version=expected_version,
+                reviewer=db_user(session, user),
+                allow_removal=confirmed,
+            )
+    except UserError as exc:
+        _refused(generation_id, exc)
+        return
+    _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id}'s gold is now {name}'s set.")
+
+
+def revert_to(generation_id: int, version: int, expected_version: int) -> None:
+    """ "Revert gold to vN" (a callback): the old spans become a new gold version."""
+    try:
+        with storage.sessions() as session, session.begin():
+            saved = reviewing.revert_gold(
+                session, generation_id, version, expected_version=expected_version, reviewer=db_user(session, user)
+            )
+            st.session_state["rev-flash"] = (
+                "success",
+                f"Gold of answer #{generation_id} reverted to version {version} (stored as version {saved.version}).",
             )
     except UserError as exc:
         st.session_state["rev-flash"] = ("error", str(exc))
-        return
-    _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id}'s gold is now {name}'s set.")
 
 
 tab_review, tab_agreement, tab_assign = st.tabs(
@@ -232,7 +266,10 @@ with tab_review:
     if bundle.probe_spans:
         sources["probe"] = list(bundle.probe_spans)
     people = {name: spans for name, spans in sources.items() if name != "probe"}
-    groups = diff_sets(people) if people else []
+    current_gold = bundle.gold[1] if bundle.gold else None
+    if current_gold is not None:
+        sources[CURRENT_GOLD] = list(current_gold)
+    groups = diff_sets(people, current_gold) if people or current_gold else []
     ranges = disagreeing_ranges(groups)  # the rows' own ranges, so header and rows match
     if ranges:
         st.caption(
@@ -262,19 +299,57 @@ with tab_review:
     st.markdown("**Merged gold (preview)** — what saving stores, underlined in each label's colour")
     token_heatmap(view, key=f"rev-{current}-merged", gold_spans=[s.__dict__ for s in merged], height=220)
     st.caption(f"{len(merged)} spans in the merged gold set; current gold version {gold_version}.")
+    confirming = st.session_state.get("rev-confirm") == current
+    removing = removed_spans(current_gold or [], merged)
+    if removing and not confirming:
+        st.warning(
+            md_escape(
+                f"Saving this merge removes {plural(len(removing), 'span')} of the current gold: "
+                + ", ".join(repr(completion[s.start : s.end]) for s in removing[:8])
+            )
+        )
     a, b = st.columns(2)
-    a.button(
-        "Save merged gold",
-        key=f"save-gold-{current}",
-        type="primary",
-        on_click=save_merged,
-        args=(current, groups, gold_version, following),
-    )
+    if confirming:
+        st.session_state.pop("rev-confirm", None)
+        a.button(
+            f"Save and remove {plural(len(removing), 'gold span')}",
+            key=f"save-gold-confirm-{current}",
+            type="primary",
+            on_click=save_merged,
+            args=(current, groups, gold_version, following, True),
+        )
+    else:
+        a.button(
+            "Save merged gold",
+            key=f"save-gold-{current}",
+            type="primary",
+            on_click=save_merged,
+            args=(current, groups, gold_version, following),
+        )
     pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
     if pick:
         b.button(
             f"Use {md_escape(pick)}'s spans as gold",
             key=f"use-{current}",
             on_click=take_whole,
-            args=(current, pick, gold_version, following),
+            args=(current, pick, gold_version, following, confirming),
         )
+    with storage.reading() as session:
+        history = reviewing.gold_history(session, current)
+    if history:
+        with st.expander(f"Gold history ({plural(len(history), 'version')})"):
+            for entry in reversed(history):
+                said = version_said(entry.spans, completion)
+                st.markdown(
+                    md_escape(
+                        f"v{entry.version} · {entry.at:%Y-%m-%d %H:%M} · {entry.by or 'import'} · "
+                        f"{entry.decision or entry.action} — {said}"
+                    )
+                )
+                if entry.version != gold_version:
+                    st.button(
+                        f"Revert gold to v{entry.version}",
+                        key=f"revert-{current}-{entry.version}",
+                        on_click=revert_to,
+                        args=(current, entry.version, gold_version),
+                    )
