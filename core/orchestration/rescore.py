@@ -47,15 +47,15 @@ def read_answers(database, ids: list[int]) -> list[tuple[int, Generation, bool]]
 
 
 def score_answers(
-    lm, loaded: LoadedProbe, answers: list[tuple[int, Generation, bool]], cancel: CancelToken | None = None
+    lm, probe: LoadedProbe, answers: list[tuple[int, Generation, bool]], cancel: CancelToken | None = None
 ) -> list[ScoredAnswer]:
-    """Per-token scores of answers under `loaded` (teacher forced, batched): the work of a re-score,
+    """Per-token scores of answers under `probe` (teacher forced, batched): the work of a re-score,
     done where the model is (this process, or a Ray replica)."""
-    acts = extract_activations(lm, [g for _i, g, _has in answers], [loaded.layer], use_cache=True, cancel=cancel)
+    acts = extract_activations(lm, [g for _i, g, _has in answers], [probe.layer], use_cache=True, cancel=cancel)
     out = []
     for (row_id, gen, has), a in zip(answers, acts):
-        hidden = a.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, gen.conversation, a.token_ids)
-        scores = np.asarray(loaded.probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
+        hidden = a.hidden[probe.layer] if probe.model is None else probe.hidden(lm, gen.conversation, a.token_ids)
+        scores = np.asarray(probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
         trace = None if has else a.trace()
         out.append(ScoredAnswer(row_id, scores, trace))
     return out
@@ -100,14 +100,14 @@ def rescore(
     which makes them editable token by token. Work is stored in chunks: a cancel keeps
     what is done, and a second call only does what is missing.
     """
-    loaded = load_version(database, lm, version)
+    probe = load_version(database, lm, version)
     ids = ids_to_score(database, version, only_missing)
     counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
     report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
     for start in range(0, len(ids), RESCORE_CHUNK):
         check(cancel)
         chunk = ids[start : start + RESCORE_CHUNK]
-        store_scored(database, version, score_answers(lm, loaded, read_answers(database, chunk), cancel), counts)
+        store_scored(database, version, score_answers(lm, probe, read_answers(database, chunk), cancel), counts)
         report(progress, "rescore", min(start + len(chunk), len(ids)), len(ids), f"v{version}")
     return counts
 
