@@ -227,6 +227,7 @@ class LoraKind(LinearKind):
         trained = train_lora_from_generations(
             lm, generations, layer=layer, val_fraction=val_fraction, settings=self.settings(options), progress=progress
         )
+        trained.config.kind = trained.metrics["kind"] = self.name  # the metrics are the config's too
         result = trained.result
         return TrainReport(
             TrainedProbe(result.head, result.model, result.history, result),
@@ -237,6 +238,8 @@ class LoraKind(LinearKind):
         )
 
     def save(self, directory, trained, config) -> Path:
+        if config.kind != self.name:
+            raise UserError(f"a {self.noun} needs a config of kind '{self.name}'")
         return save_lora_probe(directory, trained.state, config)
 
     def check_files(self, extra: Collection[str], where: str) -> None:
@@ -244,6 +247,8 @@ class LoraKind(LinearKind):
             raise UserError(f"{where}: a LoRA probe needs {' and '.join(self.extra_files)} in the zip")
 
     def prepare(self, lm, directory, head, config) -> Any | None:
+        if config.kind != self.name:
+            raise UserError(f"{directory} holds a {config.kind} probe, not a {self.noun}")
         return load_lora_probe(lm, directory)[0]
 
     def describe(self, config: ProbeConfig) -> str:
