@@ -69,23 +69,23 @@ def _span_chars(offsets: Sequence[tuple[int, int]], token_ranges: Sequence[tuple
 def evaluation_set(
     database,
     lm,
-    version: int,
+    probe_version: int,
     datasets: Sequence[str] | None = None,
     splits: Sequence[str] | None = ("validation",),
     *,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> EvalSet:
-    """Score every labelled answer of the chosen data with probe `version` (cached hidden states)."""
+    """Score every labelled answer of the chosen data with probe `probe_version` (cached hidden states)."""
 
-    probe = load_version(database, lm, version)
+    probe = load_version(database, lm, probe_version)
     layer = probe.layer
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
     items = probe.item_scores(lm, prepared)
     traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=version,
+        version=probe_version,
         layer=layer,
         row_ids=[x.row_id for x in labelled],
         splits=[x.split for x in labelled],
@@ -99,10 +99,10 @@ def evaluation_set(
     )
 
 
-def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
+def rescored(eval_set: EvalSet, database, lm, probe_version: int) -> EvalSet:
     """The same answers scored by another version (paired comparisons need the same items)."""
 
-    probe = load_version(database, lm, version)
+    probe = load_version(database, lm, probe_version)
     layer = probe.layer
     prepared = (
         eval_set.prepared
@@ -112,7 +112,7 @@ def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
     items = probe.item_scores(lm, prepared)
     traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=version,
+        version=probe_version,
         layer=layer,
         row_ids=eval_set.row_ids,
         splits=eval_set.splits,

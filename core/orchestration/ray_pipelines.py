@@ -300,7 +300,7 @@ def ray_generate(
 
 def ray_rescore(
     database,
-    version: int,
+    probe_version: int,
     model: str | None,
     *,
     run_id: int | None = None,
@@ -310,9 +310,9 @@ def ray_rescore(
 ) -> dict[str, int]:
     """`rescore` on the Ray cluster: scores computed by replicas, written here shard by shard."""
     connect()
-    ids = ids_to_score(database, version, only_missing)
+    ids = ids_to_score(database, probe_version, only_missing)
     counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
-    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
+    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{probe_version}")
     if not ids:
         return counts
     replicas, resources = replica_resources(cluster_shape())
@@ -320,7 +320,7 @@ def ray_rescore(
     data = _pipeline(
         [{"id": i} for i in ids],
         RescoreReplica,
-        {"database_url": database.full_url, "run_id": run_id, "model": model, "probe_version": version},
+        {"database_url": database.full_url, "run_id": run_id, "model": model, "probe_version": probe_version},
         shard,
         replicas,
         resources,
@@ -328,9 +328,9 @@ def ray_rescore(
     seen = 0
     for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
         scored = [_decode_scored(text) for text in batch["scored"]]
-        store_scored(database, version, scored, counts)
+        store_scored(database, probe_version, scored, counts)
         seen += len(scored)
-        report(progress, "rescore", seen, len(ids), f"v{version}")
+        report(progress, "rescore", seen, len(ids), f"v{probe_version}")
         if cancel is not None and cancel.cancelled:
             break
     check(cancel)

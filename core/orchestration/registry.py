@@ -111,7 +111,7 @@ def register_version(
     in_transaction: InTransaction | None = None,
     tag: str = "probe",
 ) -> Registered:
-    """Write a probe's files with `write(staging_dir, version)` and register them as version N.
+    """Write a probe's files with `write(staging_dir, probe_version)` and register them as version N.
 
     The files (head, config, a LoRA probe's adapter files) are stored in the database in the
     registering transaction and copied into the cache folder named by their content hash.
@@ -124,8 +124,8 @@ def register_version(
     target: Path | None = None
     try:
         with database.sessions() as session, session.begin():
-            version = next_version(session)
-            config = write(staging, version)
+            probe_version = next_version(session)
+            config = write(staging, probe_version)
             files = read_version_files(staging)
             fresh = not cache_folder(file_hashes(files), root).exists()  # else shared with identical files
             folder = materialise(files, root)
@@ -135,7 +135,7 @@ def register_version(
                 session,
                 artifact_dir=str(folder),
                 config=config,
-                version=version,
+                version=probe_version,
                 parent_version=parent_version,
                 created_by=actor,
                 activate=activate,
@@ -143,7 +143,7 @@ def register_version(
             )
             if in_transaction is not None:
                 in_transaction(session, row)
-            registered = Registered(version, row.id)
+            registered = Registered(probe_version, row.id)
     except BaseException:
         if target is not None and target.exists():
             shutil.rmtree(target, ignore_errors=True)
@@ -231,22 +231,22 @@ def upload_any(database, lm, data: bytes, actor_id: int | None) -> int:
     return upload_probe(database, lm, data, actor_id)
 
 
-def promote(database, version: int, actor_id: int | None) -> None:
-    """Make `version` the active probe now (its files are checked first)."""
+def promote(database, probe_version: int, actor_id: int | None) -> None:
+    """Make `probe_version` the active probe now (its files are checked first)."""
     with database.sessions() as session, session.begin():
-        load_probe(version_dir(session, version))  # refuse a version whose files are gone or damaged
-        set_active(session, version, session.get(User, actor_id) if actor_id else None)
+        load_probe(version_dir(session, probe_version))  # refuse a version whose files are gone or damaged
+        set_active(session, probe_version, session.get(User, actor_id) if actor_id else None)
 
 
-def promote_and_rescore(database, version: int, actor_id: int | None, model: str | None = None) -> int:
+def promote_and_rescore(database, probe_version: int, actor_id: int | None, model: str | None = None) -> int:
     """Promote and start the re-score that fills the heatmaps; returns the re-score run.
 
     The run is started first: if it is refused (a re-score is already running) nothing
     changed, and the person gets that one message.
     """
-    load_probe(database_version_dir(database, version))
-    run_id = launch(database, RunKind.RESCORE, {"version": version, "model": model}, actor_id)
-    promote(database, version, actor_id)
+    load_probe(database_version_dir(database, probe_version))
+    run_id = launch(database, RunKind.RESCORE, {"version": probe_version, "model": model}, actor_id)
+    promote(database, probe_version, actor_id)
     return run_id
 
 
