@@ -39,7 +39,7 @@ from db.predictions import scores_for  # noqa: E402
 
 storage = database()
 probe_info = active_probe()
-probe_version = probe_info.version if probe_info else None
+probe_version = probe_info.probe_version if probe_info else None
 
 with storage.sessions() as session:
     datasets = [d["name"] for d in list_datasets(session)]

@@ -39,10 +39,10 @@ with st.expander("Settings", expanded=False):
     chosen = c5.selectbox(
         "Probe",
         options,
-        index=options.index(active.version) if active else 0,
+        index=options.index(active.probe_version) if active else 0,
         key="gen-probe",
         format_func=lambda v: (
-            "none (no scores)" if v is None else f"v{v}" + (" (active)" if active and v == active.version else "")
+            "none (no scores)" if v is None else f"v{v}" + (" (active)" if active and v == active.probe_version else "")
         ),
     )
     early_kind = c6.selectbox(
@@ -76,7 +76,7 @@ if not versions or (active is None and chosen is None):
     with database().sessions() as session:
         st.info(no_colour_reason(session, scoring_version=None))
 elif probe_info is not None:
-    st.caption(f"Scoring with probe v{probe_info.version} · layer {probe_info.layer}")
+    st.caption(f"Scoring with probe v{probe_info.probe_version} · layer {probe_info.layer}")
 else:
     st.caption("Not scoring: choose a probe in Settings to colour tokens by risk.")
 
@@ -130,11 +130,11 @@ def save_pasted(conversation: list[dict[str, str]], trace, probe_version: int | 
 
 
 def start_generation(question: str) -> None:
-    probe, probe_layer, version = None, None, None
-    if probe_info is not None:
-        probe, probe_layer, version = probe_info.probe, probe_info.layer, probe_info.version
+    version = probe_info.probe_version if probe_info is not None else None
     messages = [{"role": "user", "content": question}]
-    rule = EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe else None
+    rule = (
+        EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe_info else None
+    )
     live = LiveGeneration(
         lm,
         messages,
@@ -142,11 +142,9 @@ def start_generation(question: str) -> None:
         temperature=float(temperature),
         top_p=float(top_p),
         seed=int(seed),
-        probe=probe,
-        probe_layer=probe_layer,
+        probe=probe_info,  # whole: a LoRA probe's model generates
         early_stop=rule,
         on_finish=lambda snap: _save(snap, messages, version),
-        model=probe_info.model if probe_info is not None else None,  # a LoRA probe's model generates
     )
     st.session_state["live"] = live.start()
     st.session_state["gen-focus"] = None
@@ -197,7 +195,7 @@ else:
             from core.engine.scoring import score_conversation
             from core.text.tokens import nfc
 
-            probe, layer = probe_info.probe, probe_info.layer
+            layer = probe_info.layer
             conversation = [
                 {"role": "user", "content": nfc(prompt_text)},
                 {"role": "assistant", "content": nfc(answer_text)},
@@ -208,7 +206,7 @@ else:
                 if probe_info.model is None
                 else probe_info.hidden(lm, conversation, result.token_ids)
             )
-            scores = [float(x) for x in probe.predict(hidden)]
+            scores = [float(x) for x in probe_info.predict(hidden)]
             st.session_state["pasted"] = (result, scores, conversation)
             st.session_state.pop("pasted-saved", None)
     pasted = st.session_state.get("pasted")
@@ -228,7 +226,7 @@ else:
         if st.button(f"Save to dataset '{md_escape(dataset_name)}' for annotation", key="pasted-save"):
             try:
                 st.session_state["pasted-saved"] = save_pasted(
-                    conversation, trace, probe_info.version if probe_info else None
+                    conversation, trace, probe_info.probe_version if probe_info else None
                 )
             except UserError as exc:
                 st.error(md_escape(str(exc)))

@@ -253,9 +253,6 @@ with tab_suspects:
 
 
 # --- layers ----------------------------------------------------------------------------------------
-def versions_kind(version: int) -> str:
-    """The kind of a registered version ("linear" or "lora"), from the versions table."""
-    return next((row["kind"] for row in registry.versions_table(database()) if row["version"] == version), "linear")
 
 
 with tab_layers:
@@ -263,10 +260,11 @@ with tab_layers:
         "A quick probe per layer, trained on the train split and measured on the chosen splits; "
         "runs the model once over every layer (cached afterwards)."
     )
-    if versions_kind(es.version) == "lora":
+    own_model = registry.reads_own_model(database(), es.version)
+    if own_model is not None:
         st.info(
             "The layer sweep is a linear-probe tool: it trains quick linear probes on the base model's "
-            f"hidden states. v{es.version} is a LoRA probe, so its own numbers are on the other tabs."
+            f"hidden states. v{es.version} is a {own_model}, so its own numbers are on the other tabs."
         )
     scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):

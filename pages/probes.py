@@ -83,16 +83,8 @@ with st.form("retrain"):
     epochs = b.number_input("Epochs (0 = auto)", 0, 10_000, 0)
     lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
-    kind = st.radio(
-        "Probe kind",
-        ["linear", "lora"],
-        horizontal=True,
-        key="rt-kind",
-        format_func={
-            "linear": "Linear (the head alone, on cached hidden states)",
-            "lora": "LoRA (adapters on blocks 0..layer trained with the head)",
-        }.get,
-    )
+    kinds = registry.kind_choices()
+    kind = st.radio("Probe kind", list(kinds), horizontal=True, key="rt-kind", format_func=kinds.get)
     e, f, g = st.columns(3)
     lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
     lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")

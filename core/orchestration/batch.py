@@ -250,8 +250,8 @@ def run_batch(
     """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
     scores) as soon as it ends; answers cut short by a cancel are not stored."""
     params.validate()
-    scoring = load_version_or_none(database, lm) if params.score else None
-    writer = AnswerWriter(database, params, scoring.version if scoring else None, created_by)
+    probe = load_version_or_none(database, lm) if params.score else None
+    writer = AnswerWriter(database, params, probe.probe_version if probe else None, created_by)
 
     def with_notes(stage: str, done: int, total: int, message: str = "") -> None:
         report(progress, stage, done, total, message + writer.notes())
@@ -260,12 +260,10 @@ def run_batch(
         lm,
         params.prompts,
         generation_settings(params),
-        probe=scoring.probe if scoring else None,
-        probe_layer=scoring.layer if scoring else None,
+        probe=probe,
         batch_size=params.batch_size,
         progress=with_notes,
         cancel=cancel,
-        model=scoring.model if scoring else None,
     )
     for answer in answers:
         writer.store([answer])
