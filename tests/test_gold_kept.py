@@ -62,7 +62,10 @@ def demo_like(app_database):
         add_user(session, "rita", "rita-password", role="reviewer")
         dataset = get_or_create_dataset(session, "demo")
         gen = Generation(
-            [{"role": "user", "content": "What is the capital of Afghanistan?"}, {"role": "assistant", "content": ANSWER}]
+            [
+                {"role": "user", "content": "What is the capital of Afghanistan?"},
+                {"role": "assistant", "content": ANSWER},
+            ]
         )
         row = add_generation(session, dataset, gen)
         save_annotation_set(session, row.id, [KABUL], owner=None, expected_version=0, actor=None)

@@ -70,4 +70,6 @@ def test_three_guessers_do_not_stall_a_signed_in_annotator(page, chromium, tmp_p
     assert failures >= 6, f"the guessers were not guessing ({failures} failures counted)"
     assert len(attacked) >= 5
     ratio = statistics.median(attacked) / statistics.median(quiet)
-    assert ratio <= 2.0, f"reloads took {statistics.median(attacked):.2f} s under attack vs {statistics.median(quiet):.2f} s"
+    assert ratio <= 2.0, (
+        f"reloads took {statistics.median(attacked):.2f} s under attack vs {statistics.median(quiet):.2f} s"
+    )
