@@ -28,6 +28,7 @@ class Team:
     storage: object
     actors: dict  # name -> Actor (signed in: each holds its own session token)
     ids: list[int]  # the answers of dataset "set1"
+    run: int | None = None  # a run a test made
 
 
 def team_on(tmp_path: Path) -> Team:
