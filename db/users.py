@@ -399,14 +399,17 @@ def login(db: Database, name: str, password: str, now: datetime | None = None) -
 # --- first start --------------------------------------------------------------------
 
 
+def has_active_admin(session: Session) -> bool:
+    return bool(session.scalar(select(func.count(User.id)).where(User.role == ADMIN_ROLE, User.active.is_(True))))
+
+
 def ensure_admin(session: Session, password: str | None = None) -> User | None:
     """Create the first admin so a fresh install can be used at all.
 
     Returns the new user, or None when nothing was created: an active admin already
     exists, or neither `password` nor PROBELENS_ADMIN_PASSWORD is set.
     """
-    admins = session.scalar(select(func.count(User.id)).where(User.role == ADMIN_ROLE, User.active.is_(True)))
-    if admins:
+    if has_active_admin(session):
         return None
     password = password or settings.admin_password()
     if not password:

@@ -16,13 +16,11 @@ st.title("Inspect")
 
 from core.analysis import charts, comparison, curves, mistakes  # noqa: E402
 from core.orchestration import eval_sets, registry  # noqa: E402
-from db.generations import list_datasets  # noqa: E402
-from db.probes import list_probes  # noqa: E402
+from core.orchestration.actions import shared  # noqa: E402
 
 storage = database()
-with storage.sessions() as session:
-    records = [(p.version, p.active, p.layer) for p in list_probes(session)]
-    dataset_names = [d["name"] for d in list_datasets(session)]
+records = shared.probe_records(storage)
+dataset_names = shared.dataset_names(storage)
 if not records:
     st.info("No probe yet: train one on the Probes page (or wait for the demo seed).")
     st.stop()

@@ -18,8 +18,7 @@ from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
     database,
-    db_user,
-    generation_exists,
+    linked_answer,
     require_page,
     trace_or_tokenise,
 )
@@ -27,34 +26,24 @@ from pages.common import (
 user = require_page("review")
 st.title("Review")
 
-from db import assignments  # noqa: E402
-from db import queue as work_queue  # noqa: E402
-from db import review as reviewing  # noqa: E402
-from db.agreement_items import agreement_items  # noqa: E402
-from db.generations import list_datasets  # noqa: E402
-from db.users import list_users  # noqa: E402
+from core.orchestration.actions import review as acts  # noqa: E402
+from core.orchestration.actions import shared  # noqa: E402
 
 storage = database()
 probe_info = active_probe()
 probe_version = probe_info.probe_version if probe_info else None
-with storage.sessions() as session:
-    datasets = [d["name"] for d in list_datasets(session)]
+datasets = shared.dataset_names(storage)
 if not datasets:
     st.info("No datasets yet.")
     st.stop()
 
-wanted = st.query_params.get("generation")
-if wanted and not (wanted.isdecimal() and len(wanted) <= 12 and generation_exists(int(wanted))):
-    st.warning("That link names no stored answer.")
-    wanted = None
+linked = linked_answer(".")
+wanted = str(linked) if linked is not None else None
 if wanted and st.session_state.get("rev-wanted-seen") != wanted:
     # opened from a link (Inspect's errors and label suspects): that answer, in its dataset
     st.session_state["rev-wanted-seen"] = wanted
-    from db.generations import get_generation
-
     try:
-        with storage.sessions() as session:
-            st.session_state["rev-dataset"] = get_generation(session, int(wanted)).dataset.name
+        st.session_state["rev-dataset"] = shared.answer_dataset(storage, int(wanted))
         st.session_state["rev-generation"] = int(wanted)
         st.session_state["rev-force"] = True
     except UserError as exc:
@@ -88,7 +77,7 @@ def _refused(generation_id: int, exc: UserError) -> None:
     """A save that was not made: the message, and for a save that would remove gold spans,
     a confirmation button on the next run."""
     st.session_state["rev-flash"] = ("error", str(exc))
-    if isinstance(exc, reviewing.GoldRemovalError):
+    if isinstance(exc, acts.GoldRemovalError):
         st.session_state["rev-confirm"] = generation_id
 
 
@@ -101,17 +90,7 @@ def save_merged(
     try:
         picks = {i: st.session_state.get(f"pick-{generation_id}-{i}") for i in range(len(groups))}
         spans = merge_groups(groups, {i: p for i, p in picks.items() if p})
-        with storage.sessions() as session, session.begin():
-            saved = reviewing.save_gold(
-                session,
-                generation_id,
-                spans,
-                expected_version=expected_version,
-                reviewer=db_user(session, user),
-                decision="merged span by span",
-                allow_removal=confirmed,
-            )
-            version = saved.version
+        version = acts.save_merged_gold(storage, user, generation_id, spans, expected_version, allow_removal=confirmed)
     except UserError as exc:
         _refused(generation_id, exc)
         return
@@ -123,15 +102,7 @@ def take_whole(
 ) -> None:
     """ "Use <name>'s spans as gold" (a callback, like save_merged)."""
     try:
-        with storage.sessions() as session, session.begin():
-            reviewing.pick_annotator(
-                session,
-                generation_id,
-                name,
-                expected_version=expected_version,
-                reviewer=db_user(session, user),
-                allow_removal=confirmed,
-            )
+        acts.take_annotator_set(storage, user, generation_id, name, expected_version, allow_removal=confirmed)
     except UserError as exc:
         _refused(generation_id, exc)
         return
@@ -141,14 +112,11 @@ def take_whole(
 def revert_to(generation_id: int, version: int, expected_version: int) -> None:
     """ "Revert gold to vN" (a callback): the old spans become a new gold version."""
     try:
-        with storage.sessions() as session, session.begin():
-            saved = reviewing.revert_gold(
-                session, generation_id, version, expected_version=expected_version, reviewer=db_user(session, user)
-            )
-            st.session_state["rev-flash"] = (
-                "success",
-                f"Gold of answer #{generation_id} reverted to version {version} (stored as version {saved.version}).",
-            )
+        stored = acts.revert_gold(storage, user, generation_id, version, expected_version)
+        st.session_state["rev-flash"] = (
+            "success",
+            f"Gold of answer #{generation_id} reverted to version {version} (stored as version {stored}).",
+        )
     except UserError as exc:
         st.session_state["rev-flash"] = ("error", str(exc))
 
@@ -161,8 +129,7 @@ with tab_agreement:
     from core.analysis.agreement import LABEL_COLUMNS, PAIR_COLUMNS, agreement_report
     from core.text.readable import readable_table
 
-    with storage.sessions() as session:
-        items, annotators, generation_ids = agreement_items(session, dataset)
+    items, annotators, generation_ids = acts.agreement_data(storage, dataset)
     if len(annotators) < 2:
         st.info("Agreement needs at least two annotators with labels in this dataset.")
     else:
@@ -209,18 +176,14 @@ with tab_agreement:
                 )
 
 with tab_assign:
-    with storage.sessions() as session:
-        names = [u.name for u in list_users(session) if u.active]
+    names = acts.active_user_names(storage)
     with st.form("assign"):
         who = st.multiselect("Annotators", names)
         k = st.number_input("Annotators per answer (k)", 1, 10, 2)
         hours = st.number_input("Lease (hours)", 1.0, 24.0 * 30, 24.0)
         if st.form_submit_button("Assign"):
             try:
-                with storage.sessions() as session, session.begin():
-                    made = assignments.assign(
-                        session, dataset, int(k), who, lease_hours=float(hours), actor=db_user(session, user)
-                    )
+                made = acts.assign_work(storage, user, dataset, int(k), who, float(hours))
                 st.success(f"Created {made} assignments.")
             except UserError as exc:
                 st.error(md_escape(str(exc)))
@@ -229,11 +192,7 @@ with tab_review:
     flash = st.session_state.pop("rev-flash", None)
     if flash is not None:
         (st.success if flash[0] == "success" else st.error)(md_escape(flash[1]))
-    with storage.sessions() as session:
-        me = db_user(session, user)
-        queue_items = work_queue.queue(
-            session, me, dataset=dataset, sort="disagreement", label_state="any", probe_version=probe_version, limit=300
-        )
+    queue_items = acts.review_queue(storage, user, dataset, probe_version)
     candidates = review_candidates(queue_items)  # unsettled first: a settled answer leaves the top
     settled = {i.generation_id for i in queue_items if i.has_gold}
     if not candidates:
@@ -256,8 +215,7 @@ with tab_review:
         **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}),
     )
     following = next_unsettled(candidates, settled, current)
-    with storage.sessions() as session:
-        bundle = reviewing.review_bundle(session, current, probe_version)
+    bundle = acts.review_bundle(storage, current, probe_version)
     trace = bundle.trace
     trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace)
@@ -334,8 +292,7 @@ with tab_review:
             on_click=take_whole,
             args=(current, pick, gold_version, following, confirming),
         )
-    with storage.reading() as session:
-        history = reviewing.gold_history(session, current)
+    history = acts.gold_history(storage, current)
     if history:
         with st.expander(f"Gold history ({plural(len(history), 'version')})"):
             for entry in reversed(history):
