@@ -145,7 +145,7 @@ if settings.seed_demo_enabled():
     seed_status(user)
 try:
     page.run()
-except Exception:  # noqa: BLE001 - no traceback reaches the browser; the server log has it
+except Exception:
     incident = uuid.uuid4().hex[:8]
     log.exception("page %s failed (incident %s)", page_key, incident)
     st.error(f"Something went wrong on this page. It was logged on the server as incident {incident}.")

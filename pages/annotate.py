@@ -28,8 +28,8 @@ from pages.common import (
 user = require_page("annotate")
 st.title("Annotate")
 
-from core.orchestration.actions import annotate as acts  # noqa: E402
-from core.orchestration.actions import shared  # noqa: E402
+from core.orchestration.actions import annotate as acts
+from core.orchestration.actions import shared
 
 storage = database()
 probe_info = active_probe()

@@ -61,7 +61,7 @@ def language_model(model_id: str | None = None):
 def _cookie_token() -> str | None:
     try:
         return st.context.cookies.get(COOKIE_NAME)
-    except Exception:  # noqa: BLE001 - no browser behind this run (AppTest, bare mode)
+    except Exception:
         return None
 
 

@@ -18,11 +18,11 @@ from pages.common import database, model_label, require_page
 user = require_page("data")
 st.title("Data")
 
-from core.orchestration import batch  # noqa: E402
-from core.orchestration.actions import data as acts  # noqa: E402
-from core.orchestration.actions import shared  # noqa: E402
-from core.orchestration.actions.data import BadImportError, ServerPath  # noqa: E402
-from pages.run_progress import RunView, run_progress  # noqa: E402
+from core.orchestration import batch
+from core.orchestration.actions import data as acts
+from core.orchestration.actions import shared
+from core.orchestration.actions.data import BadImportError, ServerPath
+from pages.run_progress import RunView, run_progress
 
 storage = database()
 SPLITS = ["train", "validation", "test"]

@@ -14,9 +14,9 @@ from pages.common import database, language_model, require_page
 require_page("inspect")
 st.title("Inspect")
 
-from core.analysis import charts, comparison, curves, mistakes  # noqa: E402
-from core.orchestration import eval_sets, registry  # noqa: E402
-from core.orchestration.actions import shared  # noqa: E402
+from core.analysis import charts, comparison, curves, mistakes
+from core.orchestration import eval_sets, registry
+from core.orchestration.actions import shared
 
 storage = database()
 records = shared.probe_records(storage)

@@ -14,10 +14,10 @@ from pages.common import database, language_model, model_label, require_page
 user = require_page("probes")
 st.title("Probes")
 
-from core.orchestration import registry, retrain  # noqa: E402
-from core.orchestration.actions import probes as acts  # noqa: E402
-from core.orchestration.actions import runs, shared  # noqa: E402
-from pages.run_progress import RunView, run_progress  # noqa: E402
+from core.orchestration import registry, retrain
+from core.orchestration.actions import probes as acts
+from core.orchestration.actions import runs, shared
+from pages.run_progress import RunView, run_progress
 
 storage = database()
 

@@ -26,8 +26,8 @@ from pages.common import (
 user = require_page("review")
 st.title("Review")
 
-from core.orchestration.actions import review as acts  # noqa: E402
-from core.orchestration.actions import shared  # noqa: E402
+from core.orchestration.actions import review as acts
+from core.orchestration.actions import shared
 
 storage = database()
 probe_info = active_probe()
@@ -49,7 +49,7 @@ if wanted and st.session_state.get("rev-wanted-seen") != wanted:
     except UserError as exc:
         st.warning(md_escape(str(exc)))
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
-from pages.annotate_parts import flagged_for_review  # noqa: E402  (issue #14: annotators' flags, read-only)
+from pages.annotate_parts import flagged_for_review
 
 flagged_for_review(dataset)
 SETTLE_TAB = "Settle gold"

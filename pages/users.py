@@ -16,8 +16,8 @@ from pages.common import database, require_page
 user = require_page("users")
 st.title("Users")
 
-from core.orchestration.actions import shared  # noqa: E402
-from core.orchestration.actions import users as acts  # noqa: E402
+from core.orchestration.actions import shared
+from core.orchestration.actions import users as acts
 
 storage = database()
 tab_accounts, tab_events, tab_team = st.tabs(["Accounts", "Event log", "Team progress"])

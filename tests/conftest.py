@@ -139,7 +139,7 @@ def _pg_unreachable() -> str | None:
         import psycopg
 
         psycopg.connect(PG_TEST_URL, connect_timeout=3).close()
-    except Exception as error:  # noqa: BLE001 - any failure means "skip", with the reason shown
+    except Exception as error:
         return f"PostgreSQL not reachable at {PG_TEST_URL}: {type(error).__name__}: {error}".strip()
     return None
 

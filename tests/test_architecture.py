@@ -56,6 +56,11 @@ def test_ruff_finds_nothing():
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def test_the_code_is_formatted():
+    result = _run(str(BIN / "ruff"), "format", "--check", ".")
+    assert result.returncode == 0, "run `.venv/bin/ruff format .`: " + result.stdout[-4000:] + result.stderr[-2000:]
+
+
 def _project_files() -> list[Path]:
     tracked = _run("git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
     return [ROOT / f for f in tracked if (ROOT / f).exists()]

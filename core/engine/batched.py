@@ -426,7 +426,7 @@ class SharedEngine:
                     self._wake.wait()
             try:
                 done = self.engine.step()
-            except Exception as exc:  # noqa: BLE001 - every waiting session must hear of it
+            except Exception as exc:
                 done = self._fail_all(exc)
             for answer in done:
                 with self._wake:

@@ -170,7 +170,7 @@ class LiveGeneration:
         if self.on_finish is not None and self.error is None:
             try:
                 self.result = self.on_finish(self.snapshot(running=False))
-            except Exception as exc:  # noqa: BLE001 - shown on the page, never lost silently
+            except Exception as exc:
                 self.error = f"could not save the answer: {exc}"
         self.running = False
 

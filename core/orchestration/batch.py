@@ -147,7 +147,7 @@ def check_model(model: str | None) -> str:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(resolved, "config.json")
-    except Exception:  # noqa: BLE001 - a malformed id is simply not in the cache
+    except Exception:
         cached = None
     if not isinstance(cached, str):
         raise UserError(

@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The database side lives in db/ (import, export, users, db); registered here so
     # there is one `python -m core` for everything.
-    register = lambda name, fn: _COMMANDS.__setitem__(name, fn)  # noqa: E731
+    register = lambda name, fn: _COMMANDS.__setitem__(name, fn)
     db_cli.add_commands(sub, register)
     cli_runs.add_commands(sub, register)
     return parser

@@ -73,7 +73,7 @@ class _RowCancel:
                     if run.cancel_requested or run.status != "running":
                         self.token.cancel()
                         return
-        except Exception:  # noqa: BLE001 - a lost database only means no early stop; the driver still cancels
+        except Exception:
             return
         finally:
             database.dispose()

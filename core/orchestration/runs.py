@@ -75,7 +75,7 @@ class _Beat:
             with self.database.sessions() as session, session.begin():
                 if beat(session, self.run_id, stage=self.stage, progress=self.fraction, message=self.message):
                     self.cancel.cancel()
-        except Exception:  # noqa: BLE001 - a busy database must not kill the work; next beat retries
+        except Exception:
             traceback.print_exc()
 
 
@@ -236,7 +236,7 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
         status, error = RunStatus.CANCELLED, None
     except UserError as exc:
         status, error = RunStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - the run row must say why
+    except Exception as exc:
         traceback.print_exc()
         status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
     finally:
@@ -283,7 +283,7 @@ def worker_main(database, run_id: int | None) -> str:
                 deadline = time.monotonic() + settings.worker_idle_seconds()
                 continue
             time.sleep(IDLE_POLL_SECONDS)
-    except Exception:  # noqa: BLE001 - the database went away (or similar): stop being warm
+    except Exception:
         traceback.print_exc()
     finally:
         marker.unlink(missing_ok=True)
