@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.base import settings
 from core.base.errors import UserError
+from core.orchestration.actions import account
 from core.text.markdown import md_escape
 from pages.common import (
     ROLE_PAGES,
@@ -17,6 +18,7 @@ from pages.common import (
     database,
     leave_legacy_pages_mode,
     model_label,
+    remember,
     sign_in,
     sign_out,
     sync_cookie,
@@ -42,27 +44,15 @@ PAGES = {
 
 def needs_first_admin() -> bool:
     """No active admin yet and none to create from PROBELENS_ADMIN_PASSWORD."""
-    from sqlalchemy import func, select
-
-    from db.models import User
-    from db.users import ensure_admin
-
-    with database().sessions() as session, session.begin():
-        has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin", User.active.is_(True)))
-        if has_admin:
-            return False
-        return ensure_admin(session) is None  # created from the environment variable, if set
+    return account.needs_first_admin(database())
 
 
 def first_run_setup() -> None:
     """Ask once for the admin password."""
-    from db.users import ADMIN_NAME, MIN_PASSWORD_LENGTH, ensure_admin
-
-    storage = database()
     st.title("Welcome to ProbeLens")
     st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
     with st.form("first-admin"):
-        first = st.text_input(f"Admin password (at least {MIN_PASSWORD_LENGTH} characters)", type="password")
+        first = st.text_input(f"Admin password (at least {account.MIN_PASSWORD_LENGTH} characters)", type="password")
         second = st.text_input("Repeat it", type="password")
         submitted = st.form_submit_button("Create the admin account")
     if submitted:
@@ -70,9 +60,8 @@ def first_run_setup() -> None:
             st.error("The two passwords differ.")
         else:
             try:
-                with storage.sessions() as session, session.begin():
-                    ensure_admin(session, first)
-                sign_in(ADMIN_NAME, first)  # the person who chose it is the admin: no second form
+                # the person who chose it is the admin: signed in at once, no second form
+                remember(account.create_first_admin(database(), first))
                 st.rerun()
             except UserError as exc:
                 st.error(md_escape(str(exc)))
@@ -151,12 +140,12 @@ if not allowed(page_key, user):
     st.error(f"Your role ({user.role}) does not have access to the {page.title} page.")
     st.stop()
 if settings.seed_demo_enabled():
-    from pages.common import seed_status
+    from pages.run_progress import seed_status
 
     seed_status(user)
 try:
     page.run()
-except Exception:  # noqa: BLE001 - no traceback reaches the browser; the server log has it
+except Exception:
     incident = uuid.uuid4().hex[:8]
     log.exception("page %s failed (incident %s)", page_key, incident)
     st.error(f"Something went wrong on this page. It was logged on the server as incident {incident}.")

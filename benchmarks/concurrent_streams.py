@@ -42,10 +42,12 @@ def _messages(i: int) -> list[dict[str, str]]:
 
 
 def shared(lm, probe, n: int, tokens: int) -> tuple[int, float, list[float]]:
+    from core.engine.batched import HeadOnLayer
     from core.engine.live import LiveGeneration
 
     began = time.perf_counter()
-    lives = [LiveGeneration(lm, _messages(i), max_new_tokens=tokens, probe=probe).start() for i in range(n)]
+    scorer = HeadOnLayer(probe, lm.default_layer)  # the bare head on the default layer, as TokenStream reads it
+    lives = [LiveGeneration(lm, _messages(i), max_new_tokens=tokens, probe=scorer).start() for i in range(n)]
     for live in lives:
         live.join()
     wall = time.perf_counter() - began

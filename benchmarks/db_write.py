@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text
 
-from core.base.types import Generation, Span  # noqa: E402
-from db import open_database  # noqa: E402
-from db.annotations import ConflictError, get_set, save_annotation_set  # noqa: E402
-from db.generations import add_generation, get_or_create_dataset  # noqa: E402
-from db.users import add_user  # noqa: E402
+from core.base.types import Generation, Span
+from db import open_database
+from db.annotations import ConflictError, get_set, save_annotation_set
+from db.generations import add_generation, get_or_create_dataset
+from db.users import add_user
 
 PG_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
 ANSWER = "Lviv was founded in 1256 by King Daniel of Galicia and named after his son Lev. " * 4

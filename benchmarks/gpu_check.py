@@ -336,7 +336,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             ),
             "every streamed token has a float score and a float32 CPU hidden state",
         )
-    except Exception as exc:  # noqa: BLE001 - report and go on with what can still run
+    except Exception as exc:
         report.failed("stream", exc)
 
     # 3. teacher forcing --------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             f"max |score difference| {worst:.3g} over {count} tokens (tolerance {tolerance:g}); "
             f"max |logit difference| {logit:.3g}; max |log-prob difference| {logprob:.3g}",
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report.failed("teacher_forcing", exc)
 
     # 4. the batched engine -----------------------------------------------------------------------
@@ -422,7 +422,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             [t.token_id for t in a.tokens] == [t.token_id for t in ts] for a, (_, _, ts) in zip(answers, streams)
         )
         report.stage("batched", same_tokens_as_lone_stream=f"{same} of {len(streams)} answers")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report.failed("batched", exc)
 
     # 5. extraction and the activation cache ------------------------------------------------------
@@ -476,7 +476,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             f"max |score difference| {worst:.3g} (tolerance {tolerance:g}; padded batches of up to "
             f"{args.token_budget} tokens)",
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report.failed("extraction", exc)
 
     # 6. LoRA training steps on the (bfloat16) model ----------------------------------------------
@@ -511,7 +511,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
             f"{len(losses)} steps, losses {', '.join(f'{x:.3f}' for x in losses)}; head {head.dtype} on {head.device}",
         )
         del result
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report.failed("lora", exc)
 
     if device.type == "cuda":
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PROBELENS_CACHE_DIR"] = str(Path(tmp) / "cache")  # model facts: not into the repository
         try:
             run(args, report, Path(tmp))
-        except Exception as exc:  # noqa: BLE001 - a setup failure is a result too
+        except Exception as exc:
             report.failed("setup", exc)
     data = report.data
     data["total_seconds"] = time.perf_counter() - started

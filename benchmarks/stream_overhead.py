@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
 from core.engine.model import load_model
-from core.engine.stream import TokenStream, prompt_ids  # noqa: E402
-from core.probes.linear import LinearProbe  # noqa: E402
+from core.engine.stream import TokenStream, prompt_ids
+from core.probes.linear import LinearProbe
 
 PROMPTS = [
     "Tell me about the history of the city of Lviv.",

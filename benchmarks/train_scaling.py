@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.probes.linear import TrainConfig, train_probe
-from core.probes.training_set import build_training_set  # noqa: E402
+from core.probes.training_set import build_training_set
 
 HIDDEN = 576
 

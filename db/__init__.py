@@ -1,5 +1,7 @@
 """Storage: SQLAlchemy models, engine/session, repository functions, Alembic migrations."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -14,6 +16,16 @@ class Database:
 
     engine: Engine
     sessions: sessionmaker[Session]
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only (see `db.engine.StoreSession`): it never takes the write
+        lock, so a slow writer does not stall everyone who only looks; ended by a rollback."""
+        with self.sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     @property
     def url(self) -> str:

@@ -286,7 +286,7 @@ def _latest_event(session: Session, set_id: int) -> Event | None:
     return session.scalar(query)
 
 
-def _spans_from_json(data: dict[str, Any]) -> list[Span]:
+def spans_from_json(data: dict[str, Any]) -> list[Span]:
     return [Span(s["start"], s["end"], s["label"], s.get("note")) for s in data.get("spans", [])]
 
 
@@ -306,7 +306,7 @@ def undo_last(session: Session, generation_id: int, owner: User | None, actor: U
     return save_annotation_set(
         session,
         generation_id,
-        _spans_from_json(event.before),
+        spans_from_json(event.before),
         owner=owner,
         expected_version=annotation_set.version,
         actor=actor,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from core.analysis.queue_order import SCORE_SORTS, SQL_SORTS
 from core.base.types import Span
 from db.annotations import owner_key
-from db.assignments import ASSIGNED, DONE, chunks, clock, live
+from db.assignments import DONE, chunks, clock, live
 from db.generations import get_dataset
 from db.models import (
     GOLD_OWNER,
@@ -119,6 +119,7 @@ def candidates(
     sort: str,
     probe_id: int | None,
     limit: int,
+    moment: datetime,
     search: str | None = None,
 ) -> list[Any]:
     """One statement: the candidate rows with their set summary (and score blobs if sorting by them).
@@ -149,9 +150,7 @@ def candidates(
         .join(Dataset, Dataset.id == Generation.dataset_id)
         .outerjoin(
             Assignment,
-            and_(
-                Assignment.generation_id == Generation.id, Assignment.user_id == user.id, Assignment.status == ASSIGNED
-            ),
+            and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id, live(moment)),
         )
         .outerjoin(summary, summary.c.generation_id == Generation.id)
         .outerjoin(Skip, and_(Skip.generation_id == Generation.id, Skip.user_id == user.id))

@@ -12,6 +12,7 @@ Functions take a Session and never commit: the caller owns the transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -20,10 +21,11 @@ from sqlalchemy.orm import Session
 from core.base.errors import UserError
 from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
+from core.text.editing import removed_spans
 from core.text.tokens import label_value, nfc, token_ranges_to_char_span
-from db.annotations import get_set, save_annotation_set, sets_for_generation, spans_of
+from db.annotations import ENTITY, get_set, save_annotation_set, sets_for_generation, spans_from_json, spans_of
 from db.generations import get_generation, to_core, trace_of
-from db.models import GOLD_OWNER, AnnotationSet, User
+from db.models import GOLD_OWNER, AnnotationSet, Event, User
 from db.predictions import scores_for
 from db.users import get_user
 
@@ -248,6 +250,19 @@ def _clean_decision(decision: object) -> str:
     return cleaned
 
 
+class GoldRemovalError(UserError):
+    """A gold save that would take spans away from the gold set, not yet confirmed.
+
+    `removed` lists them, so the page can say which and ask; nothing was written."""
+
+    def __init__(self, removed: list[Span], text: str) -> None:
+        self.removed = removed
+        shown = ", ".join(repr(text[s.start : s.end]) for s in removed[:5])
+        more = f" and {len(removed) - 5} more" if len(removed) > 5 else ""
+        noun = "span" if len(removed) == 1 else "spans"
+        super().__init__(f"this save would remove {len(removed)} gold {noun} ({shown}{more}); confirm to remove them")
+
+
 def save_gold(
     session: Session,
     generation_id: int,
@@ -256,13 +271,22 @@ def save_gold(
     expected_version: int,
     reviewer: User,
     decision: str,
+    allow_removal: bool = False,
 ) -> AnnotationSet:
     """Store `spans` as the gold set if it is still at `expected_version` (0 = no gold yet).
 
     The decision goes into the "review.gold" event's detail, so the log says not only what
-    gold became but why. ConflictError (nothing written) if another reviewer got there first.
+    gold became but why. ConflictError (nothing written) if another reviewer got there first;
+    GoldRemovalError (nothing written) if the save drops or changes spans of the current gold
+    and `allow_removal` is not set: gold is never lost without a reviewer saying so.
     """
     _check_reviewer(reviewer)
+    decision = _clean_decision(decision)
+    current = get_set(session, generation_id, None)
+    if not allow_removal and current is not None and current.version == expected_version:
+        removed = removed_spans(spans_of(current), spans)
+        if removed:
+            raise GoldRemovalError(removed, nfc(get_generation(session, generation_id).completion))
     return save_annotation_set(
         session,
         generation_id,
@@ -271,7 +295,59 @@ def save_gold(
         expected_version=expected_version,
         actor=reviewer,
         action=REVIEW_ACTION,
-        detail=_clean_decision(decision),
+        detail=decision,
+    )
+
+
+@dataclass(frozen=True)
+class GoldVersion:
+    """One version of an answer's gold set, as the event log recorded it."""
+
+    version: int
+    at: datetime
+    by: str | None
+    action: str
+    decision: str | None
+    spans: list[Span]
+
+
+def gold_history(session: Session, generation_id: int) -> list[GoldVersion]:
+    """Every stored version of the gold set, oldest first (from the append-only event log)."""
+    current = get_set(session, generation_id, None)
+    if current is None:
+        return []
+    query = (
+        select(Event, User.name)
+        .outerjoin(User, User.id == Event.user_id)
+        .where(Event.entity == ENTITY, Event.entity_id == current.id)
+        .order_by(Event.id)
+    )
+    history: list[GoldVersion] = []
+    for event, name in session.execute(query):
+        after = event.after or {}
+        if "version" not in after:
+            continue
+        history.append(
+            GoldVersion(int(after["version"]), event.at, name, event.action, event.detail, spans_from_json(after))
+        )
+    return history
+
+
+def revert_gold(
+    session: Session, generation_id: int, version: int, *, expected_version: int, reviewer: User
+) -> AnnotationSet:
+    """Gold := the spans it had at `version`, stored as a new version (audited, revertible)."""
+    found = [entry for entry in gold_history(session, generation_id) if entry.version == version]
+    if not found:
+        raise UserError(f"answer #{generation_id} has no gold version {version} in the event log")
+    return save_gold(
+        session,
+        generation_id,
+        found[-1].spans,
+        expected_version=expected_version,
+        reviewer=reviewer,
+        decision=f"reverted to gold version {version}",
+        allow_removal=True,
     )
 
 
@@ -282,6 +358,7 @@ def pick_annotator(
     *,
     expected_version: int,
     reviewer: User,
+    allow_removal: bool = False,
 ) -> AnnotationSet:
     """Gold := the named annotator's current spans (notes included); decision "picked <name>"."""
     _check_reviewer(reviewer)
@@ -296,4 +373,5 @@ def pick_annotator(
         expected_version=expected_version,
         reviewer=reviewer,
         decision=f"picked {person.name}",
+        allow_removal=allow_removal,
     )

@@ -40,26 +40,43 @@ def create_session(session: Session, user: User) -> str:
     return token
 
 
-def resolve(session: Session, token: str | None, idle: timedelta, now: datetime | None = None) -> User | None:
-    """The active user behind `token`, or None: unknown, revoked, idle too long, or deactivated."""
+def _lookup(session: Session, token: str | None, idle: timedelta, now: datetime) -> tuple[User | None, str | None]:
+    """(the active user behind `token` or None, the write it still needs: "idle", "touch" or None)."""
     if not token or not isinstance(token, str) or len(token) > 200:
-        return None
-    now = _aware(now) or utcnow()
+        return None, None
     found = session.execute(
         select(UserSession, User).join(User, User.id == UserSession.user_id).where(UserSession.id == _digest(token))
     ).first()
     if found is None:
-        return None
+        return None, None
     row, user = found
     if row.revoked_at is not None or not user.active:
-        return None
+        return None, None
     if now - _aware(row.last_seen_at) > idle:
+        return None, "idle"
+    return user, ("touch" if now - _aware(row.last_seen_at) > TOUCH_EVERY else None)
+
+
+def peek(session: Session, token: str | None, idle: timedelta, now: datetime | None = None) -> tuple[User | None, bool]:
+    """`resolve` without writing, for a read-only transaction: (the user or None, whether
+    `resolve` must still run in a writing one to record an idle end or the last visit)."""
+    user, pending = _lookup(session, token, idle, _aware(now) or utcnow())
+    return user, pending is not None
+
+
+def resolve(session: Session, token: str | None, idle: timedelta, now: datetime | None = None) -> User | None:
+    """The active user behind `token`, or None: unknown, revoked, idle too long, or deactivated."""
+    now = _aware(now) or utcnow()
+    user, pending = _lookup(session, token, idle, now)
+    if pending is None:
+        return user
+    row = session.get(UserSession, _digest(token))
+    if pending == "idle":
         row.revoked_at, row.revoked_reason = now, "idle"
         session.flush()
         return None
-    if now - _aware(row.last_seen_at) > TOUCH_EVERY:
-        row.last_seen_at = now
-        session.flush()
+    row.last_seen_at = now
+    session.flush()
     return user
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -280,11 +281,51 @@ def _wait_until(moment: datetime | None, now: datetime) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-def _count_failure(session: Session, user: User, now: datetime) -> None:
-    user.failed_logins = (user.failed_logins or 0) + 1
-    delay = delay_after(user.failed_logins)
-    user.locked_until = now + timedelta(seconds=delay) if delay else None
-    session.flush()
+@dataclass(frozen=True)
+class _Account:
+    """What a sign-in check needs of an account, read before any waiting or hashing."""
+
+    id: int
+    password_hash: str
+    locked_until: datetime | None
+
+
+def _account(session: Session, name: str) -> _Account | None:
+    user = _find(session, name)
+    return None if user is None else _Account(user.id, user.password_hash, user.locked_until)
+
+
+def _wait_and_verify(account: _Account | None, name: str, password: str, now: datetime) -> tuple[bool, datetime]:
+    """Wait out the name's slow-down, then check the password: the slow part of a sign-in,
+    done with no transaction open so it holds no lock anybody else needs."""
+    if account is None:
+        key = name_key(name) if isinstance(name, str) else ""
+        now = _wait_until(_unknown_failures.get(key, (0, None))[1], now)
+        _burn_time(password)
+        _unknown_name_failure(name, now)
+        return False, now
+    now = _wait_until(account.locked_until, now)
+    return _verify(account.password_hash, password), now
+
+
+def _count_failure(session: Session, user_id: int, now: datetime) -> None:
+    """One more failure, counted by the database itself (`failed_logins + 1` in one UPDATE), so
+    failures that arrive together are each counted; the slow-down follows the new count."""
+    failures = session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(failed_logins=func.coalesce(User.failed_logins, 0) + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    delay = delay_after(failures)
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(locked_until=now + timedelta(seconds=delay) if delay else None)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
 
 
 def _unknown_name_failure(name: str, now: datetime) -> None:
@@ -302,48 +343,69 @@ def _count_success(user: User, password: str) -> None:
         user.password_hash = hasher.hash(password)
 
 
-def authenticate(session: Session, name: str, password: str, now: datetime | None = None) -> User:
-    """Check a login. After five failures in a row every further try of that name waits
-    (1, 2, 4, 8, then 10 s) before the password is checked — and a right password still
-    gets in after the wait, so nobody can lock an admin out by guessing wrong on purpose.
-
-    Unknown names, wrong passwords and slowed-down names get the same message and the same
-    timing (unknown names are slowed down alike). Whether an account is deactivated is only
-    revealed to someone who knows its password. Failure bookkeeping is flushed, not
-    committed: commit before letting the error roll the transaction back, or use `login`.
-    """
-    now = _as_utc(now or utcnow())
-    password = password if isinstance(password, str) else ""
-    user = _find(session, name)
-    if user is None:
-        key = name_key(name) if isinstance(name, str) else ""
-        now = _wait_until(_unknown_failures.get(key, (0, None))[1], now)
-        _burn_time(password)
-        _unknown_name_failure(name, now)
+def _settle(session: Session, account: _Account | None, verified: bool, password: str, now: datetime) -> User:
+    """Record the outcome of a check in the caller's (writing) transaction; raises on failure
+    after the failure is flushed."""
+    if account is None:
         raise UserError(BAD_LOGIN)
-    now = _wait_until(user.locked_until, now)
-    if not _verify(user.password_hash, password):
-        _count_failure(session, user, now)
+    if not verified:
+        _count_failure(session, account.id, now)
+        raise UserError(BAD_LOGIN)
+    user = session.get(User, account.id)
+    if user is None:  # removed while the password was being checked
         raise UserError(BAD_LOGIN)
     if not user.active:
         raise UserError(f"account '{user.name}' is deactivated; ask an admin")
     _count_success(user, password)
+    session.flush()
     return user
 
 
+def authenticate(session: Session, name: str, password: str, now: datetime | None = None) -> User:
+    """Check a login inside the caller's session. After five failures in a row every further
+    try of that name waits (1, 2, 4, 8, then 10 s) before the password is checked — and a right
+    password still gets in after the wait, so nobody can lock an admin out by guessing wrong on
+    purpose.
+
+    Unknown names, wrong passwords and slowed-down names get the same message and the same
+    timing (unknown names are slowed down alike). Whether an account is deactivated is only
+    revealed to someone who knows its password. Failure bookkeeping is flushed, not
+    committed. The server signs people in with `login`, which waits outside any transaction.
+    """
+    now = _as_utc(now or utcnow())
+    password = password if isinstance(password, str) else ""
+    account = _account(session, name)
+    verified, now = _wait_and_verify(account, name, password, now)
+    return _settle(session, account, verified, password, now)
+
+
 def login(db: Database, name: str, password: str, now: datetime | None = None) -> User:
-    """`authenticate` in its own transaction, committed whether or not the login succeeds."""
+    """A sign-in as the server does it, in three steps so that no lock is held while it waits:
+    read the account (a read-only transaction), wait out the slow-down and hash the password
+    (no transaction), then record the outcome (a short writing transaction, committed whether
+    or not the sign-in succeeds)."""
+    now = _as_utc(now or utcnow())
+    password = password if isinstance(password, str) else ""
+    with db.reading() as session:
+        account = _account(session, name)
+    verified, now = _wait_and_verify(account, name, password, now)
+    failure: UserError | None = None
     with db.sessions() as session:
-        try:
-            user = authenticate(session, name, password, now)
-        except UserError:
-            session.commit()
-            raise
-        session.commit()
-        return user
+        with session.begin():
+            try:
+                user = _settle(session, account, verified, password, now)
+            except UserError as exc:
+                failure = exc  # committed all the same: the failure is counted
+    if failure is not None:
+        raise failure
+    return user
 
 
 # --- first start --------------------------------------------------------------------
+
+
+def has_active_admin(session: Session) -> bool:
+    return bool(session.scalar(select(func.count(User.id)).where(User.role == ADMIN_ROLE, User.active.is_(True))))
 
 
 def ensure_admin(session: Session, password: str | None = None) -> User | None:
@@ -352,8 +414,7 @@ def ensure_admin(session: Session, password: str | None = None) -> User | None:
     Returns the new user, or None when nothing was created: an active admin already
     exists, or neither `password` nor PROBELENS_ADMIN_PASSWORD is set.
     """
-    admins = session.scalar(select(func.count(User.id)).where(User.role == ADMIN_ROLE, User.active.is_(True)))
-    if admins:
+    if has_active_admin(session):
         return None
     password = password or settings.admin_password()
     if not password:

@@ -20,8 +20,7 @@ from pages.annotate_parts import comments_panel, guidelines_panel, skip_controls
 from pages.common import (
     active_probe,
     database,
-    db_user,
-    generation_exists,
+    linked_answer,
     require_page,
     trace_or_tokenise,
 )
@@ -29,20 +28,14 @@ from pages.common import (
 user = require_page("annotate")
 st.title("Annotate")
 
-from core.orchestration import work_queue  # noqa: E402
-from core.orchestration.colour_status import no_colour_reason  # noqa: E402
-from db import assignments  # noqa: E402
-from db.annotations import ConflictError, get_set, save_annotation_set, spans_of  # noqa: E402
-from db.comments import flagged_ids  # noqa: E402
-from db.generations import get_generation, list_datasets, to_core, trace_of  # noqa: E402
-from db.predictions import scores_for  # noqa: E402
+from core.orchestration.actions import annotate as acts
+from core.orchestration.actions import shared
 
 storage = database()
 probe_info = active_probe()
-probe_version = probe_info.version if probe_info else None
+probe_version = probe_info.probe_version if probe_info else None
 
-with storage.sessions() as session:
-    datasets = [d["name"] for d in list_datasets(session)]
+datasets = shared.dataset_names(storage)
 
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1.3, 1.3, 2])
 dataset = c1.selectbox(
@@ -81,40 +74,33 @@ sort = c4.selectbox(
 search = c5.text_input(
     "Search",
     key="ann-search",
-    max_chars=work_queue.MAX_SEARCH_CHARS,
+    max_chars=acts.MAX_SEARCH_CHARS,
     placeholder="words in the question or answer, or #N",
 )
 
-with storage.sessions() as session:
-    me = db_user(session, user)
-    try:
-        items = work_queue.queue(
-            session,
-            me,
-            dataset=dataset,
-            split=split,
-            label_state=label_state,
-            sort=sort,
-            probe_version=probe_version,
-            limit=300,
-            search=search,
-        )
-    except UserError as exc:
-        st.error(md_escape(str(exc)))
-        items = []
-    progress = work_queue.progress(session, me, dataset=dataset)
-    standing = work_queue.counts(session, me, dataset=dataset, split=split)
-    flagged = flagged_ids(session, [item.generation_id for item in items])
+shown = acts.open_queue(
+    storage,
+    user,
+    dataset=dataset,
+    split=split,
+    label_state=label_state,
+    sort=sort,
+    probe_version=probe_version,
+    search=search,
+)
+if shown.error:
+    st.error(md_escape(shown.error))
+items, progress, flagged = shown.items, shown.progress, shown.flagged
 
 done, assigned = progress.get("done", 0), progress.get("assigned", 0)
 st.progress(
     min(1.0, done / assigned) if assigned else 0.0,
     text=f"{done} done of {assigned} assigned to you" if assigned else f"{plural(done, 'answer')} labelled by you",
 )
-st.caption(work_queue.summary_line(standing))
-if label_state is None and standing.needs_second:
+st.caption(shown.summary)
+if label_state is None and shown.needs_second:
     st.button(
-        f"Show the {plural(standing.needs_second, 'answer')} that {'needs' if standing.needs_second == 1 else 'need'} "
+        f"Show the {plural(shown.needs_second, 'answer')} that {'needs' if shown.needs_second == 1 else 'need'} "
         "a second annotator",
         key="ann-go-second",
         on_click=lambda: st.session_state.update({"ann-state": "second"}),
@@ -125,10 +111,8 @@ ids = [item.generation_id for item in items]
 # this session had open unless it is that answer already (every run writes the open one back).
 # An answer opened that way stays open even if the filters leave it out ("pinned"), until the
 # filters change or another answer is opened.
-wanted = st.query_params.get("generation")
-if wanted and not (wanted.isdecimal() and len(wanted) <= 12 and generation_exists(int(wanted))):
-    st.warning("That link names no stored answer; showing your queue instead.")
-    wanted = None
+linked = linked_answer("; showing your queue instead.")
+wanted = str(linked) if linked is not None else None
 filters = (dataset, split, label_state, sort, search)
 if st.session_state.get("ann-filters") != filters:
     st.session_state["ann-filters"] = filters
@@ -153,7 +137,7 @@ with st.expander("Queue", expanded=True):
             {
                 "#": i.generation_id,
                 "answer": i.preview,
-                "why": work_queue.reason(i),
+                "why": shown.reasons[i.generation_id],
                 "risk": i.max_score,
                 "flag": "⚑" if i.generation_id in flagged else "",
             }
@@ -195,16 +179,9 @@ def move_on(after: int = current, queue_ids: tuple[int, ...] = tuple(ids)) -> No
         st.session_state["ann-current"] = None
 
 
-with storage.sessions() as session:
-    me = db_user(session, user)
-    row = get_generation(session, current)
-    generation, trace = to_core(row), trace_of(row)
-    where = f"{row.dataset.name} / {row.split}"
-    my_set = get_set(session, current, me)
-    my_spans = spans_of(my_set) if my_set else []
-    version = my_set.version if my_set else 0
-    scores = scores_for(session, probe_version, current) if probe_version else None
-    no_colours = no_colour_reason(session, scoring_version=probe_version, generation_id=current)
+opened = acts.open_answer(storage, user, current, probe_version)
+generation, trace, where = opened.generation, opened.trace, opened.where
+my_spans, version, scores, no_colours = opened.my_spans, opened.version, opened.scores, opened.no_colours
 
 right, side = st.columns([5, 2])
 with side:
@@ -241,23 +218,20 @@ with right:
         spans = [Span(int(s["start"]), int(s["end"]), s["label"], s.get("note")) for s in saved.get("spans", [])]
         base = int(saved.get("base_version", loaded_version))
         try:
-            with storage.sessions() as session, session.begin():
-                me = db_user(session, user)
-                stored = save_annotation_set(session, generation_id, spans, owner=me, expected_version=base, actor=me)
-                assignments.mark_done(session, generation_id, me)
-        except ConflictError as exc:
+            stored = acts.save_annotation(storage, user, generation_id, spans, base)
+        except UserError as exc:
+            st.session_state["ann-flash"] = ("error", str(exc))
+            return
+        if isinstance(stored, acts.Conflict):
             st.session_state[key] = {
                 "theirs": [
-                    {"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in exc.current_spans
+                    {"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in stored.their_spans
                 ],
-                "their_version": exc.current_version,
-                "saved_by": exc.saved_by,
+                "their_version": stored.their_version,
+                "saved_by": stored.saved_by,
                 "mine": saved.get("spans", []),
                 "base_version": base,
             }
-            return
-        except UserError as exc:
-            st.session_state["ann-flash"] = ("error", str(exc))
             return
         st.session_state.pop(key, None)
         st.session_state["ann-flash"] = ("saved", f"Saved answer #{generation_id} (version {stored.version}).")

@@ -1,7 +1,7 @@
 """Annotate's panels beside the editor: guidelines, skip, comments and flags (issue #14, item 9).
 
-Kept out of pages/annotate.py so that page stays a thin flow. Every action re-reads the acting
-account inside its own transaction (`db_user`), and every user-written string is shown through
+Kept out of pages/annotate.py so that page stays a thin flow. Every action (core/orchestration/
+actions/annotate.py) re-reads the acting account inside its own transaction, and every user-written string is shown through
 `md_escape` — except the guidelines, which an admin writes as markdown and which render as
 markdown with raw HTML off (st.markdown never gets `unsafe_allow_html`).
 """
@@ -13,8 +13,9 @@ from collections.abc import Callable
 import streamlit as st
 
 from core.base.errors import UserError
+from core.orchestration.actions import annotate as acts
 from core.text.markdown import md_escape
-from pages.common import SignedIn, database, db_user
+from pages.common import SignedIn, database
 
 FLASH = "ann-flash"
 
@@ -28,10 +29,7 @@ def _when(moment) -> str:
 
 def guidelines_panel(user: SignedIn) -> None:
     """The newest guidelines (markdown, no raw HTML) for everyone; a versioned editor for admins."""
-    from db import guidelines
-
-    with database().sessions() as session:
-        found = guidelines.current(session)
+    found = acts.current_guidelines(database())
     title = "Guidelines" + (f" (v{found.version})" if found else "")
     with st.expander(title, expanded=False):
         if found is None:
@@ -54,14 +52,13 @@ def guidelines_panel(user: SignedIn) -> None:
                 "Guidelines (markdown; raw HTML is shown as text)",
                 found.body if found else "",
                 height=240,
-                max_chars=guidelines.MAX_GUIDELINE_CHARS,
+                max_chars=acts.MAX_GUIDELINE_CHARS,
                 key=f"ann-guidelines-{shown}",
             )
             if st.form_submit_button("Save as a new version"):
                 try:
-                    with database().sessions() as session, session.begin():
-                        saved = guidelines.save(session, text, actor=db_user(session, user), expected_version=shown)
-                    st.session_state[FLASH] = ("saved", f"Guidelines saved as version {saved.version}.")
+                    saved = acts.save_guidelines(database(), user, text, shown)
+                    st.session_state[FLASH] = ("saved", f"Guidelines saved as version {saved}.")
                     st.rerun()
                 except UserError as exc:
                     st.error(md_escape(str(exc)))
@@ -72,11 +69,8 @@ def guidelines_panel(user: SignedIn) -> None:
 
 def skip_answer(user: SignedIn, generation_id: int, move_on: Callable[[], None]) -> None:
     """The Skip button's callback: store the skip, then open the next answer of the queue."""
-    from db import skips
-
     try:
-        with database().sessions() as session, session.begin():
-            skips.skip(session, generation_id, db_user(session, user))
+        acts.skip(database(), user, generation_id)
     except UserError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
@@ -85,11 +79,8 @@ def skip_answer(user: SignedIn, generation_id: int, move_on: Callable[[], None])
 
 
 def unskip_answer(user: SignedIn, generation_id: int) -> None:
-    from db import skips
-
     try:
-        with database().sessions() as session, session.begin():
-            skips.unskip(session, generation_id, db_user(session, user))
+        acts.unskip(database(), user, generation_id)
     except UserError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
@@ -98,11 +89,7 @@ def unskip_answer(user: SignedIn, generation_id: int) -> None:
 
 def skip_controls(user: SignedIn, generation_id: int, move_on: Callable[[], None]) -> None:
     """Skip (key S, as in Label Studio / Prodigy), or, on an answer I skipped, put it back."""
-    from db import skips
-
-    with database().sessions() as session:
-        me = db_user(session, user)
-        when = skips.skipped_at(session, generation_id, me)
+    when = acts.skipped_at(database(), user, generation_id)
     if when is None:
         st.button(
             "Skip",
@@ -126,13 +113,10 @@ def skip_controls(user: SignedIn, generation_id: int, move_on: Callable[[], None
 
 
 def _add_comment(user: SignedIn, generation_id: int) -> None:
-    from db import comments
-
     body = st.session_state.get(f"ann-comment-text-{generation_id}", "")
     flag = bool(st.session_state.get(f"ann-comment-flag-{generation_id}", False))
     try:
-        with database().sessions() as session, session.begin():
-            comments.add_comment(session, generation_id, body, author=db_user(session, user), flag=flag)
+        acts.add_comment(database(), user, generation_id, body, flag=flag)
     except UserError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
@@ -142,11 +126,8 @@ def _add_comment(user: SignedIn, generation_id: int) -> None:
 
 
 def _resolve(user: SignedIn, generation_id: int) -> None:
-    from db import comments
-
     try:
-        with database().sessions() as session, session.begin():
-            closed = comments.resolve_flags(session, generation_id, actor=db_user(session, user))
+        closed = acts.resolve_flags(database(), user, generation_id)
     except UserError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
@@ -155,10 +136,7 @@ def _resolve(user: SignedIn, generation_id: int) -> None:
 
 def comments_panel(user: SignedIn, generation_id: int) -> None:
     """The answer's comments (escaped), a box to add one or flag the answer for a reviewer."""
-    from db import comments
-
-    with database().sessions() as session:
-        found = comments.comments_for(session, generation_id)
+    found = acts.comments_for(database(), generation_id)
     flags = [c for c in found if c.open_flag]
     title = "Comments" + (f" ({len(found)})" if found else "") + (" · flagged for review" if flags else "")
     with st.expander(title, expanded=bool(flags)):
@@ -176,7 +154,7 @@ def comments_panel(user: SignedIn, generation_id: int) -> None:
         st.text_area(
             "Comment",
             key=f"ann-comment-text-{generation_id}",
-            max_chars=comments.MAX_COMMENT_CHARS,
+            max_chars=acts.MAX_COMMENT_CHARS,
             height=80,
             placeholder="What is unclear or wrong here?",
         )
@@ -184,7 +162,7 @@ def comments_panel(user: SignedIn, generation_id: int) -> None:
         st.button(
             "Add comment", key=f"ann-comment-add-{generation_id}", on_click=_add_comment, args=(user, generation_id)
         )
-        may_resolve = user.role in comments.REVIEW_ROLES or all(c.author == user.name for c in flags)
+        may_resolve = user.role in acts.REVIEW_ROLES or all(c.author == user.name for c in flags)
         if flags and may_resolve:
             st.button(
                 "Resolve the flag",
@@ -199,10 +177,8 @@ def flagged_for_review(dataset: str | None) -> None:
     import pandas as pd
 
     from core.text.spreadsheet import spreadsheet_safe
-    from db import comments
 
-    with database().sessions() as session:
-        flags = comments.open_flags(session, dataset)
+    flags = acts.open_flags(database(), dataset)
     if not flags:
         return
     with st.expander(f"Flagged for review: {len(flags)} open flag{'s' if len(flags) != 1 else ''}", expanded=True):

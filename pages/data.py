@@ -13,26 +13,19 @@ from core.text.filenames import widget_key
 from core.text.markdown import md_escape
 from core.text.readable import plural
 from core.text.spreadsheet import spreadsheet_safe
-from pages.common import database, db_user, model_label, require_page
+from pages.common import database, model_label, require_page
 
 user = require_page("data")
 st.title("Data")
 
-from core.orchestration import batch  # noqa: E402
-from core.orchestration.downloads import export_bytes  # noqa: E402
-from core.orchestration.imports import BadImportError, import_file, preview_import  # noqa: E402
-from core.text.formats import ServerPath, import_root  # noqa: E402
-from db import train_runs  # noqa: E402
-from db.generations import delete_dataset, list_datasets  # noqa: E402
-from db.users import list_users  # noqa: E402
+from core.orchestration import batch
+from core.orchestration.actions import data as acts
+from core.orchestration.actions import shared
+from core.orchestration.actions.data import BadImportError, ServerPath
+from pages.run_progress import RunView, run_progress
 
 storage = database()
 SPLITS = ["train", "validation", "test"]
-
-
-def actor_id() -> int:
-    with storage.sessions() as session:
-        return db_user(session, user).id
 
 
 def problems_table(problems: list[tuple[int, str]], unit: str = "line") -> None:
@@ -41,9 +34,8 @@ def problems_table(problems: list[tuple[int, str]], unit: str = "line") -> None:
     )
 
 
-with storage.sessions() as session:
-    datasets = list_datasets(session)
-    annotators = [u.name for u in list_users(session)]
+datasets = shared.datasets(storage)
+annotators = acts.user_names(storage)
 names = [d["name"] for d in datasets]
 
 tab_import, tab_export, tab_batch, tab_sets = st.tabs(["Import", "Export", "Batch generation", "Datasets"])
@@ -62,7 +54,7 @@ with tab_import:
         "…or a file or `datasets` folder in the server's import folder",
         key="imp-folder",
         placeholder="my-dataset",
-        help=f"Relative to `{import_root()}` (PROBELENS_IMPORT_ROOT); nothing outside it can be read.",
+        help=f"Relative to `{acts.server_import_root()}` (PROBELENS_IMPORT_ROOT); nothing outside it can be read.",
     )
     source: bytes | ServerPath | None = (
         uploaded.getvalue() if uploaded is not None else ServerPath(folder.strip()) if folder.strip() else None
@@ -79,7 +71,7 @@ with tab_import:
             format_func=lambda n: "the gold set" if n is None else f"{n}'s set",
         )
         try:
-            preview = preview_import(source, filename, split=split)
+            preview = acts.preview(source, filename, split)
         except UserError as exc:
             st.error(md_escape(str(exc)))
             preview = None
@@ -111,18 +103,9 @@ with tab_import:
                     bar.progress(min(1.0, done / total) if total else 0.0, text=f"{stage}: {message}")
 
                 try:
-                    with storage.sessions() as session, session.begin():
-                        me = db_user(session, user)
-                        result = import_file(
-                            session,
-                            source,
-                            dataset=target,
-                            split=split,
-                            as_user=as_user,
-                            actor=me,
-                            source_name=filename,
-                            progress=shown,
-                        )
+                    result = acts.import_data(
+                        storage, user, source, filename, dataset=target, split=split, as_user=as_user, progress=shown
+                    )
                     st.session_state["imp-flash"] = (
                         f"Imported {plural(result.imported, 'answer')} into '{result.dataset}' ({result.duplicates} already "
                         f"there were skipped; {result.spans} spans)."
@@ -168,11 +151,10 @@ with tab_export:
         wanted = (chosen, which, who, fmt)
         if st.button("Prepare the file", key="exp-go"):
             try:
-                with storage.sessions() as session:
-                    st.session_state["exp-ready"] = (
-                        wanted,
-                        *export_bytes(session, chosen, format=fmt, which=which, annotator=who),
-                    )
+                st.session_state["exp-ready"] = (
+                    wanted,
+                    *acts.export(storage, user, chosen, format=fmt, which=which, annotator=who),
+                )
             except UserError as exc:
                 st.error(md_escape(str(exc)))
         ready = st.session_state.get("exp-ready")
@@ -256,39 +238,14 @@ with tab_batch:
             batch_size=int(batch_size) or None,
         )
         try:
-            run_id = batch.start_batch(storage, params, actor_id())
+            run_id = acts.start_batch(storage, user, params)
             st.toast(f"Batch run {run_id} started.")
         except UserError as exc:
             st.error(md_escape(str(exc)))
 
-    def latest_batch() -> dict | None:
-        with storage.sessions() as session, session.begin():
-            train_runs.reap_dead(session)
-            run = train_runs.latest_run(session, "generate")
-            return train_runs.describe(run) if run else None
-
-    first = latest_batch()
-
-    @st.fragment(run_every=1.0 if first and first["status"] in train_runs.ACTIVE else None)
-    def batch_status() -> None:
-        run = latest_batch()
-        if run is None:
-            return
+    def batch_finished(run: dict, _seen_running: bool) -> None:
         total = len((run["params"] or {}).get("prompts", []))
-        if run["status"] in train_runs.ACTIVE:
-            eta = run["eta_s"]
-            st.progress(
-                min(1.0, run["progress"] or 0.0),
-                text=f"Batch run {run['id']} → '{run['params'].get('dataset')}' · {run['message'] or 'starting'}"
-                + (f" · about {eta:.0f} s left" if eta is not None else ""),
-            )
-            if run["cancel_requested"]:
-                st.caption("Cancel requested; stopping after the current token…")
-            elif st.button(f"Cancel batch run {run['id']}", key=f"batch-cancel-{run['id']}"):
-                with storage.sessions() as session, session.begin():
-                    train_runs.request_cancel(session, run["id"], db_user(session, user))
-                st.rerun(scope="fragment")
-        elif run["status"] == "succeeded":
+        if run["status"] == "succeeded":
             st.success(f"Batch run {run['id']} finished: {md_escape(run['message'])}.")
         elif run["status"] == "cancelled":
             st.warning(
@@ -297,10 +254,22 @@ with tab_batch:
             )
         else:
             st.error(f"Batch run {run['id']} failed: {md_escape(run['error'])}")
-        if first and first["status"] in train_runs.ACTIVE and run["status"] not in train_runs.ACTIVE:
-            st.rerun()  # the datasets table and the run-every timer follow
 
-    batch_status()
+    run_progress(
+        user,
+        {
+            "generate": RunView(
+                progress=lambda run: (
+                    f"Batch run {run['id']} → '{run['params'].get('dataset')}' · {run['message'] or 'starting'}"
+                    + (f" · about {run['eta_s']:.0f} s left" if run["eta_s"] is not None else "")
+                ),
+                finished=batch_finished,
+                cancel=lambda run: f"Cancel batch run {run['id']}",
+                cancel_key=lambda run: f"batch-cancel-{run['id']}",
+                cancelling="Cancel requested; stopping after the current token…",
+            )
+        },
+    )
 
 # --- datasets ---------------------------------------------------------------------------------------
 with tab_sets:
@@ -333,8 +302,7 @@ with tab_sets:
         )
         if st.button("Delete permanently", key="del-go", disabled=typed.strip() != doomed):
             try:
-                with storage.sessions() as session, session.begin():
-                    delete_dataset(session, doomed, db_user(session, user))
+                acts.delete_dataset(storage, user, doomed)
                 st.session_state.pop(widget_key("del-confirm", doomed), None)
                 st.toast(f"Deleted dataset '{md_escape(doomed)}'.")
                 st.rerun()

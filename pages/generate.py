@@ -9,13 +9,14 @@ import streamlit as st
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.engine.live import EarlyStopRule, LiveGeneration
+from core.orchestration.actions import generate as acts
+from core.orchestration.actions import shared
 from core.probes.pipeline import spans_from_scores
 from core.text.endings import ending
 from core.text.markdown import md_escape
 from pages.common import (
     active_probe,
     database,
-    db_user,
     language_model,
     probe_versions,
     require_page,
@@ -39,10 +40,10 @@ with st.expander("Settings", expanded=False):
     chosen = c5.selectbox(
         "Probe",
         options,
-        index=options.index(active.version) if active else 0,
+        index=options.index(active.probe_version) if active else 0,
         key="gen-probe",
         format_func=lambda v: (
-            "none (no scores)" if v is None else f"v{v}" + (" (active)" if active and v == active.version else "")
+            "none (no scores)" if v is None else f"v{v}" + (" (active)" if active and v == active.probe_version else "")
         ),
     )
     early_kind = c6.selectbox(
@@ -71,12 +72,9 @@ threshold = st.slider(
     help="Tokens at or above it count as flagged; marked on the legend.",
 )
 if not versions or (active is None and chosen is None):
-    from core.orchestration.colour_status import no_colour_reason  # why: a run's stage, or what is missing
-
-    with database().sessions() as session:
-        st.info(no_colour_reason(session, scoring_version=None))
+    st.info(shared.colour_reason(database(), None))  # why: the seed/retrain run's stage, or what is missing
 elif probe_info is not None:
-    st.caption(f"Scoring with probe v{probe_info.version} · layer {probe_info.layer}")
+    st.caption(f"Scoring with probe v{probe_info.probe_version} · layer {probe_info.layer}")
 else:
     st.caption("Not scoring: choose a probe in Settings to colour tokens by risk.")
 
@@ -91,50 +89,38 @@ mode = st.radio(
 
 def _save(snapshot, messages, probe_version):
     """Runs on the worker thread when the answer is finished: nothing is lost if the page closes."""
-    from core.base.types import Generation
-    from db.generations import save_generated
-
-    conversation = [*messages, {"role": "assistant", "content": snapshot.text}]
-    # How it ended stays with the answer (Annotate shows it; exports carry it as finish_reason).
-    extra = {"finish_reason": snapshot.finish_reason}
-    if snapshot.stop_note:
-        extra["stop_note"] = snapshot.stop_note
-    with database().sessions() as session, session.begin():
-        row = save_generated(
-            session,
-            dataset_name,
-            Generation(conversation, model=lm.model_id, extra=extra),
-            snapshot.trace,
-            user=db_user(session, user),
-            probe_version=probe_version,
-        )
-        return row.id
+    return acts.save_answer(
+        database(),
+        user,
+        dataset_name,
+        [*messages, {"role": "assistant", "content": snapshot.text}],
+        snapshot.trace,
+        model_id=lm.model_id,
+        probe_version=probe_version,
+        extra=acts.finished_answer_extra(snapshot.finish_reason, snapshot.stop_note),
+    )
 
 
 def save_pasted(conversation: list[dict[str, str]], trace, probe_version: int | None) -> int:
     """Store a scored pasted conversation (with its tokens and scores) so the team can label it."""
-    from core.base.types import Generation
-    from db.generations import save_generated
-
-    with database().sessions() as session, session.begin():
-        row = save_generated(
-            session,
-            dataset_name,
-            Generation(conversation, model=lm.model_id),
-            trace,
-            user=db_user(session, user),
-            probe_version=probe_version,
-            source="imported",
-        )
-        return row.id
+    return acts.save_answer(
+        database(),
+        user,
+        dataset_name,
+        conversation,
+        trace,
+        model_id=lm.model_id,
+        probe_version=probe_version,
+        source="imported",
+    )
 
 
 def start_generation(question: str) -> None:
-    probe, probe_layer, version = None, None, None
-    if probe_info is not None:
-        probe, probe_layer, version = probe_info.probe, probe_info.layer, probe_info.version
+    version = probe_info.probe_version if probe_info is not None else None
     messages = [{"role": "user", "content": question}]
-    rule = EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe else None
+    rule = (
+        EarlyStopRule(early_kind, early_threshold, span_floor=threshold) if early_kind != "off" and probe_info else None
+    )
     live = LiveGeneration(
         lm,
         messages,
@@ -142,11 +128,9 @@ def start_generation(question: str) -> None:
         temperature=float(temperature),
         top_p=float(top_p),
         seed=int(seed),
-        probe=probe,
-        probe_layer=probe_layer,
+        probe=probe_info,  # whole: a LoRA probe's model generates
         early_stop=rule,
         on_finish=lambda snap: _save(snap, messages, version),
-        model=probe_info.model if probe_info is not None else None,  # a LoRA probe's model generates
     )
     st.session_state["live"] = live.start()
     st.session_state["gen-focus"] = None
@@ -194,29 +178,11 @@ else:
         elif not prompt_text.strip() or not answer_text.strip():
             st.error("Give both the user message and the answer.")
         else:
-            from core.engine.scoring import score_conversation
-            from core.text.tokens import nfc
-
-            probe, layer = probe_info.probe, probe_info.layer
-            conversation = [
-                {"role": "user", "content": nfc(prompt_text)},
-                {"role": "assistant", "content": nfc(answer_text)},
-            ]
-            result = score_conversation(lm, conversation, [layer])
-            hidden = (
-                result.hidden[layer]
-                if probe_info.model is None
-                else probe_info.hidden(lm, conversation, result.token_ids)
-            )
-            scores = [float(x) for x in probe.predict(hidden)]
-            st.session_state["pasted"] = (result, scores, conversation)
+            st.session_state["pasted"] = acts.score_pasted(lm, probe_info, prompt_text, answer_text)
             st.session_state.pop("pasted-saved", None)
     pasted = st.session_state.get("pasted")
     if pasted:
-        from core.base.types import TokenTrace
-
-        result, scores, conversation = pasted
-        trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
+        conversation, trace = pasted.conversation, pasted.trace
         token_heatmap(
             TokenView.from_trace(trace),
             threshold=threshold,
@@ -224,11 +190,11 @@ else:
             focus=st.session_state.get("gen-focus"),
             height=420,
         )
-        summary(trace, result.text)
+        summary(trace, pasted.text)
         if st.button(f"Save to dataset '{md_escape(dataset_name)}' for annotation", key="pasted-save"):
             try:
                 st.session_state["pasted-saved"] = save_pasted(
-                    conversation, trace, probe_info.version if probe_info else None
+                    conversation, trace, probe_info.probe_version if probe_info else None
                 )
             except UserError as exc:
                 st.error(md_escape(str(exc)))

@@ -14,15 +14,13 @@ from pages.common import database, language_model, require_page
 require_page("inspect")
 st.title("Inspect")
 
-from core.analysis import charts, comparison, curves, mistakes  # noqa: E402
-from core.orchestration import eval_sets, registry  # noqa: E402
-from db.generations import list_datasets  # noqa: E402
-from db.probes import list_probes  # noqa: E402
+from core.analysis import charts, comparison, curves, mistakes
+from core.orchestration import eval_sets, registry
+from core.orchestration.actions import shared
 
 storage = database()
-with storage.sessions() as session:
-    records = [(p.version, p.active, p.layer) for p in list_probes(session)]
-    dataset_names = [d["name"] for d in list_datasets(session)]
+records = shared.probe_records(storage)
+dataset_names = shared.dataset_names(storage)
 if not records:
     st.info("No probe yet: train one on the Probes page (or wait for the demo seed).")
     st.stop()
@@ -253,9 +251,6 @@ with tab_suspects:
 
 
 # --- layers ----------------------------------------------------------------------------------------
-def versions_kind(version: int) -> str:
-    """The kind of a registered version ("linear" or "lora"), from the versions table."""
-    return next((row["kind"] for row in registry.versions_table(database()) if row["version"] == version), "linear")
 
 
 with tab_layers:
@@ -263,10 +258,11 @@ with tab_layers:
         "A quick probe per layer, trained on the train split and measured on the chosen splits; "
         "runs the model once over every layer (cached afterwards)."
     )
-    if versions_kind(es.version) == "lora":
+    own_model = registry.reads_own_model(database(), es.version)
+    if own_model is not None:
         st.info(
             "The layer sweep is a linear-probe tool: it trains quick linear probes on the base model's "
-            f"hidden states. v{es.version} is a LoRA probe, so its own numbers are on the other tabs."
+            f"hidden states. v{es.version} is a {own_model}, so its own numbers are on the other tabs."
         )
     scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):

@@ -9,45 +9,33 @@ from core.base.errors import UserError
 from core.probes.guard import small_validation_warning, version_validation_warning
 from core.probes.stored_metrics import section, whole
 from core.text.markdown import md_escape
-from pages.common import database, db_user, language_model, model_label, require_page
+from pages.common import database, language_model, model_label, require_page
 
 user = require_page("probes")
 st.title("Probes")
 
-from core.orchestration import registry, retrain  # noqa: E402
-from db import train_runs  # noqa: E402
-from db.generations import list_datasets  # noqa: E402
+from core.orchestration import registry, retrain
+from core.orchestration.actions import probes as acts
+from core.orchestration.actions import runs, shared
+from pages.run_progress import RunView, run_progress
 
 storage = database()
-
-
-def actor_id() -> int:
-    with storage.sessions() as session:
-        return db_user(session, user).id
 
 
 def activate(version: int, done: str) -> None:
     """Promote (or roll back to) `version` and start the re-score that fills its heatmaps."""
     try:
-        run_id = registry.promote_and_rescore(storage, version, actor_id())
+        run_id = acts.activate(storage, user, version)
         st.toast(done.format(v=version, run=run_id))
         st.rerun()
     except UserError as exc:
         st.error(md_escape(str(exc)))
 
 
-def latest_runs() -> dict[str, dict]:
-    with storage.sessions() as session, session.begin():
-        train_runs.reap_dead(session)
-        found = {kind: train_runs.latest_run(session, kind) for kind in ("retrain", "rescore")}
-        return {kind: train_runs.describe(run) for kind, run in found.items() if run is not None}
-
-
 # --- retrain ------------------------------------------------------------------------------------
 
 st.subheader("Retrain")
-with storage.sessions() as session:
-    dataset_names = [d["name"] for d in list_datasets(session)]
+dataset_names = shared.dataset_names(storage)
 chosen = st.multiselect("Datasets", dataset_names, placeholder="all datasets", key="rt-datasets")
 sources = st.multiselect(
     "Labels to learn from",
@@ -83,16 +71,8 @@ with st.form("retrain"):
     epochs = b.number_input("Epochs (0 = auto)", 0, 10_000, 0)
     lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
-    kind = st.radio(
-        "Probe kind",
-        ["linear", "lora"],
-        horizontal=True,
-        key="rt-kind",
-        format_func={
-            "linear": "Linear (the head alone, on cached hidden states)",
-            "lora": "LoRA (adapters on blocks 0..layer trained with the head)",
-        }.get,
-    )
+    kinds = registry.kind_choices()
+    kind = st.radio("Probe kind", list(kinds), horizontal=True, key="rt-kind", format_func=kinds.get)
     e, f, g = st.columns(3)
     lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
     lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")
@@ -104,7 +84,7 @@ with st.form("retrain"):
 
 def start(params: retrain.RetrainParams) -> None:
     try:
-        run_id = retrain.start_retrain(storage, params, actor_id())
+        run_id = acts.start_retrain(storage, user, params)
         st.session_state["probes-watching"] = run_id
         st.toast(f"Retrain run {run_id} started.")
     except UserError as exc:
@@ -146,30 +126,16 @@ if pending is not None:
         st.session_state.pop("rt-pending", None)
         st.rerun()
 
-runs = latest_runs()
-watching = any(r["status"] in train_runs.ACTIVE for r in runs.values())
+RUN_TITLES = {"retrain": "Retrain", "rescore": "Re-score"}
 
 
-@st.fragment(run_every=1.0 if watching else None)
-def run_status() -> None:
-    """Live progress from the run rows; a full rerun once a run ends, so the tables update."""
-    now = latest_runs()
-    for kind, run in now.items():
-        title = {"retrain": "Retrain", "rescore": "Re-score"}[kind]
-        if run["status"] in train_runs.ACTIVE:
-            st.progress(
-                min(1.0, max(0.0, run["progress"] or 0.0)),
-                text=f"{title} run {run['id']} · {run['stage'] or 'starting'} · {run['message'] or ''}",
-            )
-            if run["cancel_requested"]:
-                st.caption("Cancel requested; stopping at the next checkpoint…")
-            elif st.button(f"Cancel {title.lower()} run {run['id']}", key=f"cancel-{run['id']}"):
-                with storage.sessions() as session, session.begin():
-                    train_runs.request_cancel(session, run["id"], None)
-                st.rerun(scope="fragment")
-        elif not train_runs.outcome_is_news(run):
-            continue  # an old outcome: the versions table below tells the rest
-        elif run["status"] == "succeeded":
+def run_finished(title: str):
+    """How a finished run of this page reads; an old outcome is left to the versions table."""
+
+    def draw(run: dict, _seen_running: bool) -> None:
+        if not runs.outcome_is_news(run):
+            return
+        if run["status"] == "succeeded":
             st.success(
                 f"{title} run {run['id']} finished: {md_escape(run['message'] or 'done')} "
                 f"({(run['timings'] or {}).get('total_s', 0):.1f} s)."
@@ -178,12 +144,23 @@ def run_status() -> None:
             st.warning(f"{title} run {run['id']} was cancelled; nothing was registered.")
         else:
             st.error(f"{title} run {run['id']} failed: {md_escape(run['error'])}")
-    was_active = {k for k, r in runs.items() if r["status"] in train_runs.ACTIVE}
-    if was_active and not any(now[k]["status"] in train_runs.ACTIVE for k in was_active if k in now):
-        st.rerun()
+
+    return draw
 
 
-run_status()
+run_progress(
+    user,
+    {
+        kind: RunView(
+            progress=lambda run, title=title: (
+                f"{title} run {run['id']} · {run['stage'] or 'starting'} · {run['message'] or ''}"
+            ),
+            finished=run_finished(title),
+            cancel=lambda run, title=title: f"Cancel {title.lower()} run {run['id']}",
+        )
+        for kind, title in RUN_TITLES.items()
+    },
+)
 
 # --- versions -----------------------------------------------------------------------------------
 
@@ -218,11 +195,7 @@ else:
         format_func=lambda v: f"v{v}" + (" (active)" if v == active else ""),
         key=f"probe-version-{versions[0]}",
     )  # a new version resets the pick to it
-    from db.probes import get_probe
-
-    with storage.sessions() as session:
-        record = get_probe(session, version)
-        metrics = section(record.metrics)  # stored metrics may be odd: read tolerantly
+    metrics = section(acts.stored_metrics(storage, version))  # stored metrics may be odd: read tolerantly
     small = version_validation_warning(metrics)
     if small:
         st.warning(f"v{version}: {small}", icon=":material/warning:")
@@ -254,13 +227,10 @@ else:
         f"Promote v{version} to active", type="primary", key=f"promote-{version}"
     ):
         activate(version, "v{v} is active; re-scoring stored answers (run {run}).")
-    from core.orchestration.probe_cache import database_version_dir
-    from core.probes.archive import pack_probe
-
     try:
         download_col.download_button(
             f"Download v{version}",
-            pack_probe(database_version_dir(storage, version)),
+            acts.download(storage, version),
             file_name=f"probelens-probe-v{version}.zip",
             mime="application/zip",
             key=f"download-{version}",
@@ -279,7 +249,7 @@ st.caption(
 uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
 if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
     try:
-        new_version = registry.upload_any(storage, language_model(), uploaded.getvalue(), actor_id())
+        new_version = acts.upload(storage, language_model(), user, uploaded.getvalue())
         st.success(f"Registered as v{new_version}.")
     except UserError as exc:
         st.error(md_escape(str(exc)))

@@ -10,16 +10,15 @@ from core.base.errors import UserError
 from core.base.types import Span
 from core.components.heatmap import TokenView, token_heatmap
 from core.orchestration.review_queue import next_unsettled, review_candidates
-from core.text.editing import SpanGroup, diff_sets, merge_groups
+from core.text.editing import CURRENT_GOLD, SpanGroup, diff_sets, merge_groups, removed_spans
 from core.text.markdown import md_escape
 from core.text.readable import plural
-from core.text.review_groups import disagreeing_ranges, group_range, group_summary
+from core.text.review_groups import disagreeing_ranges, group_range, group_summary, version_said
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
     active_probe,
     database,
-    db_user,
-    generation_exists,
+    linked_answer,
     require_page,
     trace_or_tokenise,
 )
@@ -27,40 +26,30 @@ from pages.common import (
 user = require_page("review")
 st.title("Review")
 
-from core.orchestration import work_queue  # noqa: E402
-from core.orchestration.team import agreement_items  # noqa: E402
-from db import assignments  # noqa: E402
-from db import review as reviewing  # noqa: E402
-from db.generations import list_datasets  # noqa: E402
-from db.users import list_users  # noqa: E402
+from core.orchestration.actions import review as acts
+from core.orchestration.actions import shared
 
 storage = database()
 probe_info = active_probe()
-probe_version = probe_info.version if probe_info else None
-with storage.sessions() as session:
-    datasets = [d["name"] for d in list_datasets(session)]
+probe_version = probe_info.probe_version if probe_info else None
+datasets = shared.dataset_names(storage)
 if not datasets:
     st.info("No datasets yet.")
     st.stop()
 
-wanted = st.query_params.get("generation")
-if wanted and not (wanted.isdecimal() and len(wanted) <= 12 and generation_exists(int(wanted))):
-    st.warning("That link names no stored answer.")
-    wanted = None
+linked = linked_answer(".")
+wanted = str(linked) if linked is not None else None
 if wanted and st.session_state.get("rev-wanted-seen") != wanted:
     # opened from a link (Inspect's errors and label suspects): that answer, in its dataset
     st.session_state["rev-wanted-seen"] = wanted
-    from db.generations import get_generation
-
     try:
-        with storage.sessions() as session:
-            st.session_state["rev-dataset"] = get_generation(session, int(wanted)).dataset.name
+        st.session_state["rev-dataset"] = shared.answer_dataset(storage, int(wanted))
         st.session_state["rev-generation"] = int(wanted)
         st.session_state["rev-force"] = True
     except UserError as exc:
         st.warning(md_escape(str(exc)))
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
-from pages.annotate_parts import flagged_for_review  # noqa: E402  (issue #14: annotators' flags, read-only)
+from pages.annotate_parts import flagged_for_review
 
 flagged_for_review(dataset)
 SETTLE_TAB = "Settle gold"
@@ -84,39 +73,52 @@ def _gold_saved(generation_id: int, following: int | None, done: str) -> None:
     st.session_state["rev-force"] = True
 
 
-def save_merged(generation_id: int, groups: list[SpanGroup], expected_version: int, following: int | None) -> None:
+def _refused(generation_id: int, exc: UserError) -> None:
+    """A save that was not made: the message, and for a save that would remove gold spans,
+    a confirmation button on the next run."""
+    st.session_state["rev-flash"] = ("error", str(exc))
+    if isinstance(exc, acts.GoldRemovalError):
+        st.session_state["rev-confirm"] = generation_id
+
+
+def save_merged(
+    generation_id: int, groups: list[SpanGroup], expected_version: int, following: int | None, confirmed: bool = False
+) -> None:
     """ "Save merged gold" (a callback: it runs before the page is drawn, so the picker can move).
-    The picks are read from the radios' state here, so a pick made just before the click counts."""
+    The picks are read from the radios' state here, so a pick made just before the click counts.
+    A merge that would drop spans of the current gold is refused until confirmed."""
     try:
         picks = {i: st.session_state.get(f"pick-{generation_id}-{i}") for i in range(len(groups))}
         spans = merge_groups(groups, {i: p for i, p in picks.items() if p})
-        with storage.sessions() as session, session.begin():
-            saved = reviewing.save_gold(
-                session,
-                generation_id,
-                spans,
-                expected_version=expected_version,
-                reviewer=db_user(session, user),
-                decision="merged span by span",
-            )
-            version = saved.version
+        version = acts.save_merged_gold(storage, user, generation_id, spans, expected_version, allow_removal=confirmed)
     except UserError as exc:
-        st.session_state["rev-flash"] = ("error", str(exc))
+        _refused(generation_id, exc)
         return
     _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id} has gold version {version}.")
 
 
-def take_whole(generation_id: int, name: str, expected_version: int, following: int | None) -> None:
+def take_whole(
+    generation_id: int, name: str, expected_version: int, following: int | None, confirmed: bool = False
+) -> None:
     """ "Use <name>'s spans as gold" (a callback, like save_merged)."""
     try:
-        with storage.sessions() as session, session.begin():
-            reviewing.pick_annotator(
-                session, generation_id, name, expected_version=expected_version, reviewer=db_user(session, user)
-            )
+        acts.take_annotator_set(storage, user, generation_id, name, expected_version, allow_removal=confirmed)
     except UserError as exc:
-        st.session_state["rev-flash"] = ("error", str(exc))
+        _refused(generation_id, exc)
         return
     _gold_saved(generation_id, following, f"Gold saved. Answer #{generation_id}'s gold is now {name}'s set.")
+
+
+def revert_to(generation_id: int, version: int, expected_version: int) -> None:
+    """ "Revert gold to vN" (a callback): the old spans become a new gold version."""
+    try:
+        stored = acts.revert_gold(storage, user, generation_id, version, expected_version)
+        st.session_state["rev-flash"] = (
+            "success",
+            f"Gold of answer #{generation_id} reverted to version {version} (stored as version {stored}).",
+        )
+    except UserError as exc:
+        st.session_state["rev-flash"] = ("error", str(exc))
 
 
 tab_review, tab_agreement, tab_assign = st.tabs(
@@ -127,8 +129,7 @@ with tab_agreement:
     from core.analysis.agreement import LABEL_COLUMNS, PAIR_COLUMNS, agreement_report
     from core.text.readable import readable_table
 
-    with storage.sessions() as session:
-        items, annotators, generation_ids = agreement_items(session, dataset)
+    items, annotators, generation_ids = acts.agreement_data(storage, dataset)
     if len(annotators) < 2:
         st.info("Agreement needs at least two annotators with labels in this dataset.")
     else:
@@ -175,18 +176,14 @@ with tab_agreement:
                 )
 
 with tab_assign:
-    with storage.sessions() as session:
-        names = [u.name for u in list_users(session) if u.active]
+    names = acts.active_user_names(storage)
     with st.form("assign"):
         who = st.multiselect("Annotators", names)
         k = st.number_input("Annotators per answer (k)", 1, 10, 2)
         hours = st.number_input("Lease (hours)", 1.0, 24.0 * 30, 24.0)
         if st.form_submit_button("Assign"):
             try:
-                with storage.sessions() as session, session.begin():
-                    made = assignments.assign(
-                        session, dataset, int(k), who, lease_hours=float(hours), actor=db_user(session, user)
-                    )
+                made = acts.assign_work(storage, user, dataset, int(k), who, float(hours))
                 st.success(f"Created {made} assignments.")
             except UserError as exc:
                 st.error(md_escape(str(exc)))
@@ -195,11 +192,7 @@ with tab_review:
     flash = st.session_state.pop("rev-flash", None)
     if flash is not None:
         (st.success if flash[0] == "success" else st.error)(md_escape(flash[1]))
-    with storage.sessions() as session:
-        me = db_user(session, user)
-        queue_items = work_queue.queue(
-            session, me, dataset=dataset, sort="disagreement", label_state="any", probe_version=probe_version, limit=300
-        )
+    queue_items = acts.review_queue(storage, user, dataset, probe_version)
     candidates = review_candidates(queue_items)  # unsettled first: a settled answer leaves the top
     settled = {i.generation_id for i in queue_items if i.has_gold}
     if not candidates:
@@ -222,8 +215,7 @@ with tab_review:
         **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}),
     )
     following = next_unsettled(candidates, settled, current)
-    with storage.sessions() as session:
-        bundle = reviewing.review_bundle(session, current, probe_version)
+    bundle = acts.review_bundle(storage, current, probe_version)
     trace = bundle.trace
     trace = trace_or_tokenise(current, trace)
     view = TokenView.from_trace(trace)
@@ -232,7 +224,10 @@ with tab_review:
     if bundle.probe_spans:
         sources["probe"] = list(bundle.probe_spans)
     people = {name: spans for name, spans in sources.items() if name != "probe"}
-    groups = diff_sets(people) if people else []
+    current_gold = bundle.gold[1] if bundle.gold else None
+    if current_gold is not None:
+        sources[CURRENT_GOLD] = list(current_gold)
+    groups = diff_sets(people, current_gold) if people or current_gold else []
     ranges = disagreeing_ranges(groups)  # the rows' own ranges, so header and rows match
     if ranges:
         st.caption(
@@ -262,19 +257,56 @@ with tab_review:
     st.markdown("**Merged gold (preview)** — what saving stores, underlined in each label's colour")
     token_heatmap(view, key=f"rev-{current}-merged", gold_spans=[s.__dict__ for s in merged], height=220)
     st.caption(f"{len(merged)} spans in the merged gold set; current gold version {gold_version}.")
+    confirming = st.session_state.get("rev-confirm") == current
+    removing = removed_spans(current_gold or [], merged)
+    if removing and not confirming:
+        st.warning(
+            md_escape(
+                f"Saving this merge removes {plural(len(removing), 'span')} of the current gold: "
+                + ", ".join(repr(completion[s.start : s.end]) for s in removing[:8])
+            )
+        )
     a, b = st.columns(2)
-    a.button(
-        "Save merged gold",
-        key=f"save-gold-{current}",
-        type="primary",
-        on_click=save_merged,
-        args=(current, groups, gold_version, following),
-    )
+    if confirming:
+        st.session_state.pop("rev-confirm", None)
+        a.button(
+            f"Save and remove {plural(len(removing), 'gold span')}",
+            key=f"save-gold-confirm-{current}",
+            type="primary",
+            on_click=save_merged,
+            args=(current, groups, gold_version, following, True),
+        )
+    else:
+        a.button(
+            "Save merged gold",
+            key=f"save-gold-{current}",
+            type="primary",
+            on_click=save_merged,
+            args=(current, groups, gold_version, following),
+        )
     pick = b.selectbox("Or take one annotator's set whole", [None, *people], key=f"whole-{current}")
     if pick:
         b.button(
             f"Use {md_escape(pick)}'s spans as gold",
             key=f"use-{current}",
             on_click=take_whole,
-            args=(current, pick, gold_version, following),
+            args=(current, pick, gold_version, following, confirming),
         )
+    history = acts.gold_history(storage, current)
+    if history:
+        with st.expander(f"Gold history ({plural(len(history), 'version')})"):
+            for entry in reversed(history):
+                said = version_said(entry.spans, completion)
+                st.markdown(
+                    md_escape(
+                        f"v{entry.version} · {entry.at:%Y-%m-%d %H:%M} · {entry.by or 'import'} · "
+                        f"{entry.decision or entry.action} — {said}"
+                    )
+                )
+                if entry.version != gold_version:
+                    st.button(
+                        f"Revert gold to v{entry.version}",
+                        key=f"revert-{current}-{entry.version}",
+                        on_click=revert_to,
+                        args=(current, entry.version, gold_version),
+                    )

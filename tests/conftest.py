@@ -39,6 +39,29 @@ def warnings_are_errors():
 # Workers started by tests exit after their run instead of staying warm for 5 minutes
 # (tests/test_retrain.py turns warm workers on where it tests them).
 os.environ.setdefault("PROBELENS_WORKER_IDLE_SECONDS", "0")
+# One thread per process: the suite runs a test process, app servers, workers and Chromium side
+# by side on two cores, where PyTorch's thread pools only fight each other (set before torch loads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# `./test.sh -m "not slow"` is the day-to-day subset: everything but the browser, the embedded
+# model, Ray and the worker processes.
+SLOW_MARKERS = ("e2e", "integration")
+SLOW_MODULES = (
+    "test_ray_runs",
+    "test_retrain",
+    "test_lora_probe",
+    "test_lora_cli",
+    "test_seed_run",
+    "test_batch_cancel",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
+
 
 # Mixed scripts so the tiny vocabulary learns a few multi-byte merges (CJK, emoji, accents).
 _TINY_CORPUS = [
@@ -139,7 +162,7 @@ def _pg_unreachable() -> str | None:
         import psycopg
 
         psycopg.connect(PG_TEST_URL, connect_timeout=3).close()
-    except Exception as error:  # noqa: BLE001 - any failure means "skip", with the reason shown
+    except Exception as error:
         return f"PostgreSQL not reachable at {PG_TEST_URL}: {type(error).__name__}: {error}".strip()
     return None
 

@@ -34,7 +34,7 @@ def test_first_run_asks_for_the_admin_password(app_database):
     at.run()
     from db.users import authenticate
 
-    with app_database.sessions() as session:
+    with app_database.sessions() as session, session.begin():
         assert authenticate(session, "admin", "first-admin-pw").role == "admin"
     # and the admin is signed in at once: no sign-in form, the sidebar names them
     assert "User name" not in [t.label for t in at.text_input]
@@ -105,7 +105,7 @@ def test_admin_adds_a_user_on_the_users_page(app_database):
     at.run()
     from db.users import authenticate
 
-    with app_database.sessions() as session:
+    with app_database.sessions() as session, session.begin():
         assert authenticate(session, "newbie", "newbie-password").role == "annotator"
 
 

@@ -83,7 +83,7 @@ def test_import_export_round_trip(tmp_path, database, capsys):
     assert run(capsys, "import", str(exported), "--dataset", "again")[0] == 0
     again = tmp_path / "again.jsonl"
     assert run(capsys, "export", "--dataset", "again", "--out", str(again))[0] == 0
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "split"} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "split"} for r in rs]
     assert strip([json.loads(x) for x in again.read_text(encoding="utf-8").splitlines()]) == strip(rows)
 
     conll = tmp_path / "out.conll"

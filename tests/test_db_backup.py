@@ -48,7 +48,7 @@ def test_round_trip(sqlite_db, make_generation, tmp_path):
     reopened = open_database(url)
     try:
         assert _snapshot(reopened, gid) == saved
-        with reopened.sessions() as session:
+        with reopened.sessions() as session, session.begin():
             assert users.authenticate(session, "alice", "password123").name == "alice"
     finally:
         reopened.dispose()

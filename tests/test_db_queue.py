@@ -144,9 +144,11 @@ def test_expired_lease_returns_the_item_and_assign_renews_it(world):
         assert mine[0].lease_expires_at == T0 + timedelta(hours=1)
     with transaction(db.sessions) as session:
         alice = _user(session, "alice")
-        later = queue(session, alice, now=T0 + timedelta(hours=2))  # sweeps the leases
+        later = queue(session, alice, now=T0 + timedelta(hours=2))  # reads: a lapsed lease is no lease
         assert [item.assigned for item in later] == [False] * 9
         assert _ids(later) == ids  # still there: unlabelled items stay in the queue
+        assert {status for _, _, status in _assignments(session)} == {"assigned"}, "the queue only reads"
+        assert expire_leases(session, T0 + timedelta(hours=2)) == 9
         assert {status for _, _, status in _assignments(session)} == {EXPIRED}
         assert expire_leases(session, T0 + timedelta(hours=3)) == 0  # already swept
         assert progress(session, alice, "test-set", now=T0 + timedelta(hours=2))["assigned"] == 0

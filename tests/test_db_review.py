@@ -196,13 +196,11 @@ def test_stale_gold_save_conflicts_and_changes_nothing(world):
     with transaction(db.sessions) as session:
         pick_annotator(session, generation_id, "alice", expected_version=0, reviewer=_reviewer(session))
     with db.sessions() as session:
-        with pytest.raises(ConflictError) as caught:
+        with pytest.raises(ConflictError) as caught, session.begin():
             pick_annotator(session, generation_id, "bob", expected_version=0, reviewer=_reviewer(session))
         assert caught.value.current_version == 1 and caught.value.saved_by == "rita"
-        session.rollback()
-        with pytest.raises(ConflictError):
+        with pytest.raises(ConflictError), session.begin():
             save_gold(session, generation_id, [], expected_version=2, reviewer=_reviewer(session), decision="merged")
-        session.rollback()
         assert spans_of(get_set(session, generation_id, None)) == ALICE
         assert len(_gold_events(session)) == 1
 

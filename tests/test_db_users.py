@@ -143,9 +143,9 @@ def test_failures_must_be_consecutive(sqlite_db):
 def test_authenticate_in_callers_session_flushes_failures(sqlite_db):
     _add(sqlite_db)
     with sqlite_db.sessions() as session:
-        with pytest.raises(UserError, match="wrong user name or password"):
-            users.authenticate(session, "alice", "guess", now=T0)
-        session.commit()
+        with session.begin():  # writes need an explicit transaction
+            with pytest.raises(UserError, match="wrong user name or password"):
+                users.authenticate(session, "alice", "guess", now=T0)
     assert _user(sqlite_db, "alice").failed_logins == 1
 
 

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_embedded_lora_probe_streams_exactly_what_teacher_forcing_scores(tmp_path, isolated_cache):
+    from core.engine.batched import HeadOnLayer
     from core.engine.live import LiveGeneration
     from core.engine.model import get_model
     from core.probes.config import ProbeConfig
@@ -40,7 +41,7 @@ def test_embedded_lora_probe_streams_exactly_what_teacher_forcing_scores(tmp_pat
     model, head, _config = load_lora_probe(lm, folder)
     messages = [{"role": "user", "content": "What is the capital of Peru?"}]
     live = LiveGeneration(
-        lm, messages, max_new_tokens=16, temperature=0.0, probe=head, probe_layer=layer, model=model
+        lm, messages, max_new_tokens=16, temperature=0.0, probe=HeadOnLayer(head, layer, model)
     ).start()
     live.join(120)
     snap = live.snapshot()

@@ -42,7 +42,7 @@ def lora_version(sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch):
 
 
 def _forced(lm, loaded, conversation, ids):
-    return loaded.probe.predict(loaded.hidden(lm, conversation, ids)).tolist()
+    return loaded.head.predict(loaded.hidden(lm, conversation, ids)).tolist()
 
 
 def test_batch_and_rescore_use_the_adapters_and_agree_with_teacher_forcing(sqlite_db, tiny_lm, lora_version):
@@ -92,9 +92,7 @@ def test_live_streaming_with_a_lora_probe_equals_teacher_forcing(sqlite_db, tiny
         messages,
         max_new_tokens=12,
         temperature=0.0,
-        probe=loaded.probe,
-        probe_layer=loaded.layer,
-        model=loaded.model,
+        probe=loaded,
     ).start()
     live.join(60)
     snap = live.snapshot()

@@ -87,10 +87,10 @@ def test_a_paper_probe_scores_exactly_like_the_same_weights_in_our_format(sqlite
         [paper.layer],
     )
     hidden = scored.hidden[paper.layer]
-    assert torch.equal(paper.probe.predict(hidden), own.probe.predict(hidden))
+    assert torch.equal(paper.head.predict(hidden), own.head.predict(hidden))
     with torch.no_grad():
         expected = torch.sigmoid(linear(hidden.clone()).squeeze(-1))
-    assert torch.allclose(paper.probe.predict(hidden), expected, atol=1e-6)
+    assert torch.allclose(paper.head.predict(hidden), expected, atol=1e-6)
     with sqlite_db.sessions() as session:
         row = next(p for p in list_probes(session) if p.version == version)
         assert not row.active  # imported as a new, inactive version
@@ -189,5 +189,5 @@ def test_a_paper_lora_probe_imports_with_its_peft_adapter_and_scores_through_it(
 
     conversation = [{"role": "user", "content": "Capital of Peru?"}, {"role": "assistant", "content": "Lima."}]
     adapted.eval()
-    expected = loaded.probe.predict(lora_hidden(tiny_lm, adapted, conversation, 3))
-    assert torch.allclose(loaded.probe.predict(loaded.hidden(tiny_lm, conversation)), expected, atol=1e-6)
+    expected = loaded.head.predict(lora_hidden(tiny_lm, adapted, conversation, 3))
+    assert torch.allclose(loaded.head.predict(loaded.hidden(tiny_lm, conversation)), expected, atol=1e-6)

@@ -187,7 +187,7 @@ def test_probe_loss_matches_hand_computation():
     span2.backward()
     g = logits.grad
     assert g[3].item() == 0.0 and g[4].item() == 0.0 and g[1].item() == 0.0 and g[5].item() == 0.0
-    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    sig = lambda z: 1 / (1 + math.exp(-z))
     assert g[2].item() == pytest.approx((sig(2.0) - 1) / 2, rel=1e-6)
     assert g[0].item() == pytest.approx((sig(0.5) - 1) / 2, rel=1e-6)
 

@@ -46,7 +46,7 @@ def register_linear(database, lm, *, seed: int = 0, in_transaction=None) -> int:
 
 
 def scores(lm, loaded) -> list[float]:
-    return loaded.probe.predict(loaded.hidden(lm, CONVERSATION)).tolist()
+    return loaded.head.predict(loaded.hidden(lm, CONVERSATION)).tolist()
 
 
 def stored_rows(database) -> list[tuple[int, str, str, bytes]]:
@@ -201,7 +201,7 @@ lm, database = load_model(model_dir), open_database(url)
 out = {}
 for version in map(int, sys.argv[4:]):
     loaded = load_version(database, lm, version)
-    out[version] = {"kind": loaded.kind, "scores": loaded.probe.predict(loaded.hidden(lm, conversation)).tolist()}
+    out[version] = {"kind": loaded.kind, "scores": loaded.head.predict(loaded.hidden(lm, conversation)).tolist()}
 print(json.dumps(out))
 """
 

@@ -97,7 +97,7 @@ def test_0004_moves_existing_probe_folders_into_the_database(
     shutil.rmtree(old_probes)
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "cache-probes"))
     loaded = load_version(any_db, tiny_lm, 1)
-    forced = loaded.probe.predict(loaded.hidden(tiny_lm, CONVERSATION)).tolist()
+    forced = loaded.head.predict(loaded.hidden(tiny_lm, CONVERSATION)).tolist()
     assert forced == pytest.approx(probe.predict(loaded.hidden(tiny_lm, CONVERSATION)).tolist(), abs=1e-7)
     assert (tmp_path / "cache-probes" / hashes[1]).is_dir()
     with pytest.raises(UserError, match="probe version 2 has no files in the database"):

@@ -33,7 +33,7 @@ SQL = re.compile(r"(?<![.\w])(select|insert|update|delete)\(|session\.(add|execu
 def test_orchestration_writes_no_sql_of_its_own():
     found = [
         f"{path.relative_to(ROOT)}:{n}"
-        for path in sorted((ROOT / "core" / "orchestration").glob("*.py"))
+        for path in sorted((ROOT / "core" / "orchestration").rglob("*.py"))
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if SQL.search(line)
     ]

@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -50,6 +50,28 @@ def check_question(messages: Sequence[dict[str, str]]) -> None:
     last = messages[-1]
     if last.get("role") != "user" or not str(last.get("content", "")).strip():
         raise UserError("the question is empty: type a question to ask")
+
+
+class Scorer(Protocol):
+    """A loaded probe as the engine uses it, passed whole: the block it reads, the model that
+    generates and that it reads (None: the base model), and its score of a hidden state."""
+
+    layer: int
+    model: Any | None
+
+    def predict(self, hidden: torch.Tensor) -> Any: ...
+
+
+@dataclass
+class HeadOnLayer:
+    """A bare head on block `layer` as a Scorer (tests and benchmarks that hold only a head)."""
+
+    head: Any
+    layer: int
+    model: Any | None = None
+
+    def predict(self, hidden: torch.Tensor) -> Any:
+        return self.head.predict(hidden)
 
 
 @dataclass
@@ -404,7 +426,7 @@ class SharedEngine:
                     self._wake.wait()
             try:
                 done = self.engine.step()
-            except Exception as exc:  # noqa: BLE001 - every waiting session must hear of it
+            except Exception as exc:
                 done = self._fail_all(exc)
             for answer in done:
                 with self._wake:

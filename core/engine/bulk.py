@@ -17,7 +17,7 @@ import torch
 
 from core.base.progress import CancelToken, ProgressFn, report
 from core.base.types import Generation, TokenTrace
-from core.engine.batched import FinishedAnswer, GenerationRequest, auto_batch_size, generate_batched
+from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, auto_batch_size, generate_batched
 from core.engine.model import LoadedModel
 from core.engine.stream import prompt_ids
 
@@ -79,14 +79,13 @@ def bulk_requests(
     prompts: Sequence[Sequence[dict[str, str]]],
     settings: GenerationSettings,
     *,
-    probe: Any | None = None,
-    probe_layer: int | None = None,
+    probe: Scorer | None = None,
     layers: Sequence[int] = (),
     on_token: Callable[[Any], Any] | None = None,
     indices: Sequence[int] | None = None,
 ) -> Iterator[GenerationRequest]:
     """The engine requests of a bulk job: prompt n (its index in the whole job) samples with
-    seed `settings.seed + n` and is tagged n."""
+    seed `settings.seed + n` and is tagged n; `probe` (whole) scores every token."""
     if indices is not None and len(indices) != len(prompts):
         raise ValueError("indices must give one index per prompt")
     budget = max(1, settings.max_new_tokens)
@@ -100,7 +99,7 @@ def bulk_requests(
             top_p=settings.top_p,
             seed=seed,
             probe=probe,
-            probe_layer=probe_layer,
+            probe_layer=probe.layer if probe is not None else None,
             layers=tuple(layers),
             on_token=on_token,
             tag=n,
@@ -112,14 +111,12 @@ def generate_answers(
     prompts: Sequence[Sequence[dict[str, str]]],
     settings: GenerationSettings,
     *,
-    probe: Any | None = None,
-    probe_layer: int | None = None,
+    probe: Scorer | None = None,
     layers: Sequence[int] = (),
     batch_size: int | None = None,
     kv_cache_mb: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
-    model: Any | None = None,
     indices: Sequence[int] | None = None,
 ) -> Iterator[GeneratedAnswer]:
     """Answer every prompt, batched; yields each answer as it ends (not in prompt order).
@@ -127,7 +124,8 @@ def generate_answers(
     Prompt n samples with seed `settings.seed + n`: different samples per prompt, the same
     ones whatever the batch size. `indices` gives each prompt's n when these prompts are a
     shard of a larger list (a Ray shard), so a shard samples what the whole list would.
-    Answers cut short by a cancel are not yielded."""
+    Answers cut short by a cancel are not yielded. With `probe`, its model generates (a LoRA
+    probe's adapted copy) and it scores every token."""
     total = len(prompts)
     budget = max(1, settings.max_new_tokens)
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
@@ -150,11 +148,11 @@ def generate_answers(
             f"{state['answers']}/{total} answers · {state['tokens']} tokens · batches of {size}",
         )
 
-    requests = bulk_requests(
-        prompts, settings, probe=probe, probe_layer=probe_layer, layers=layers, on_token=count_token, indices=indices
-    )
+    requests = bulk_requests(prompts, settings, probe=probe, layers=layers, on_token=count_token, indices=indices)
     _report()
-    for finished in generate_batched(lm, requests, batch_size=size, cancel=cancel, model=model):
+    for finished in generate_batched(
+        lm, requests, batch_size=size, cancel=cancel, model=probe.model if probe is not None else None
+    ):
         state["flying"] -= len(finished.tokens)
         if finished.finish_reason == "cancelled":
             continue

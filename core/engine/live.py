@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.base.types import TokenTrace
-from core.engine.batched import FinishedAnswer, GenerationRequest, shared_engine
+from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, shared_engine
 from core.engine.model import LoadedModel
 from core.engine.stream import StreamedToken, prompt_ids
 
@@ -80,11 +80,9 @@ class LiveGeneration:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = 0
-    probe: Any | None = None
-    probe_layer: int | None = None
+    probe: Scorer | None = None  # passed whole: its model generates (a LoRA probe's copy) and it scores
     early_stop: EarlyStopRule | None = None
     on_finish: Callable[[LiveSnapshot], Any] | None = None
-    model: Any | None = None  # a LoRA probe's adapted model: it generates and scores
 
     id: str = field(default_factory=lambda: f"live-{time.time_ns()}")
     running: bool = False
@@ -110,18 +108,20 @@ class LiveGeneration:
             top_p=self.top_p,
             seed=self.seed,
             probe=self.probe,
-            probe_layer=self.probe_layer,
+            probe_layer=self.probe.layer if self.probe is not None else None,
             on_token=self._on_token,
         )
         request.validate()
         prompt_ids(self.lm, self.messages)
-        if self.probe_layer is not None:
-            self.lm.check_layer(self.probe_layer)
+        if self.probe is not None:
+            self.lm.check_layer(self.probe.layer)
         self._request = request
         self.running = True
         self._thread = threading.Thread(target=self._run, name=f"generate-{self.id}", daemon=True)
         self._thread.start()
-        shared_engine(self.lm, model=self.model).submit(request, self._ended_with)
+        shared_engine(self.lm, model=self.probe.model if self.probe is not None else None).submit(
+            request, self._ended_with
+        )
         return self
 
     def stop(self) -> None:
@@ -170,7 +170,7 @@ class LiveGeneration:
         if self.on_finish is not None and self.error is None:
             try:
                 self.result = self.on_finish(self.snapshot(running=False))
-            except Exception as exc:  # noqa: BLE001 - shown on the page, never lost silently
+            except Exception as exc:
                 self.error = f"could not save the answer: {exc}"
         self.running = False
 

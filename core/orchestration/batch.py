@@ -146,7 +146,7 @@ def check_model(model: str | None) -> str:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(resolved, "config.json")
-    except Exception:  # noqa: BLE001 - a malformed id is simply not in the cache
+    except Exception:
         cached = None
     if not isinstance(cached, str):
         raise UserError(
@@ -236,8 +236,8 @@ def run_batch(
     """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
     scores) as soon as it ends; answers cut short by a cancel are not stored."""
     params.validate()
-    scoring = load_version_or_none(database, lm) if params.score else None
-    writer = AnswerWriter(database, params, scoring.version if scoring else None, created_by)
+    probe = load_version_or_none(database, lm) if params.score else None
+    writer = AnswerWriter(database, params, probe.probe_version if probe else None, created_by)
 
     def with_notes(stage: str, done: int, total: int, message: str = "") -> None:
         report(progress, stage, done, total, message + writer.notes())
@@ -246,12 +246,10 @@ def run_batch(
         lm,
         params.prompts,
         generation_settings(params),
-        probe=scoring.probe if scoring else None,
-        probe_layer=scoring.layer if scoring else None,
+        probe=probe,
         batch_size=params.batch_size,
         progress=with_notes,
         cancel=cancel,
-        model=scoring.model if scoring else None,
     )
     for answer in answers:
         writer.store([answer])

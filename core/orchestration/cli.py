@@ -78,9 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be between 1 and {MAX_BATCH}")
     prompts = read_prompts(args.prompts)
     lm = _model(args.model)
-    probe = layer = None
-    if args.probe:
-        probe, layer = _probe_for(lm, args.probe)
+    probe = _probe_for(lm, args.probe) if args.probe else None
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     progress = StderrProgress(args.quiet)
     answers = generate_answers(
@@ -88,7 +86,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         [p.messages for p in prompts],
         settings,
         probe=probe,
-        probe_layer=layer,
         batch_size=args.batch_size,
         progress=progress,
     )
@@ -104,125 +101,74 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _probe_for(lm, probe_dir: str):
-    from core.probes.files import load_probe
+    """The probe folder loaded whole for `lm` (its kind prepares the model it reads)."""
+    from core.probes.kinds import load_probe_dir
 
-    probe, config = load_probe(
-        probe_dir,
-        expect_model_id=lm.model_id,
-        expect_tokenizer_hash=lm.tokenizer_hash,
-        expect_hidden_size=lm.hidden_size,
+    return load_probe_dir(lm, probe_dir)
+
+
+def _train_options(args: argparse.Namespace):
+    from core.probes.kinds import TrainOptions
+
+    layers = cli_runs.lora_layer_fields(args.lora_layers)
+    return TrainOptions(
+        lr=args.lr,
+        epochs=args.epochs,
+        seed=args.seed,
+        extra={
+            "rank": args.lora_rank,
+            "first_layer": layers.get("lora_first_layer", 0),
+            "last_layer": layers.get("lora_last_layer"),
+            "kl_weight": args.kl_weight,
+        },
     )
-    return probe, lm.check_layer(config.layer)
 
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.probes.files import save_probe
-    from core.probes.linear import TrainConfig
-    from core.probes.pipeline import train_from_generations
+    from core.probes.kinds import kind_of
 
-    if args.kind == "lora":
-        return _train_lora(args)
-    generations = _load_generations(args.data, need_labels=True)
-    config = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
-    lm = _model(args.model)
-    result = train_from_generations(
-        lm,
-        generations,
-        layer=args.layer,
-        val_fraction=args.val_fraction,
-        train_config=config,
-        progress=StderrProgress(args.quiet),
-    )
-    save_probe(args.out, result.probe, result.config)
-    print(
-        f"saved probe to {args.out} ({result.n_train} train / {result.n_validation} validation generations)",
-        file=sys.stderr,
-    )
-    _print_json(result.metrics)
-    return 0
-
-
-def _lora_settings(args: argparse.Namespace):
-    from core.probes.lora import LoraSettings
-
-    layers = cli_runs.lora_layer_fields(args.lora_layers)
-    return LoraSettings(
-        rank=args.lora_rank,
-        first_layer=layers.get("lora_first_layer", 0),
-        last_layer=layers.get("lora_last_layer"),
-        kl_weight=args.kl_weight,
-        epochs=args.epochs or 1,
-        seed=args.seed,
-    )
-
-
-def _train_lora(args: argparse.Namespace) -> int:
-    from core.probes.lora_pipeline import save_lora_probe, train_lora_from_generations
-
-    settings = _lora_settings(args)  # bad options: one message before the model loads
+    kind = kind_of(args.kind)
+    options = _train_options(args)
+    kind.check_options(options)  # bad options: one message before the model loads
     generations = _load_generations(args.data, need_labels=True)
     lm = _model(args.model)
-    trained = train_lora_from_generations(
-        lm,
-        generations,
-        layer=args.layer,
-        val_fraction=args.val_fraction,
-        settings=settings,
-        progress=StderrProgress(args.quiet),
+    report = kind.train_from_generations(
+        lm, generations, args.layer, args.val_fraction, options, progress=StderrProgress(args.quiet)
     )
-    save_lora_probe(args.out, trained.result, trained.config)
+    kind.save(args.out, report.trained, report.config)
     print(
-        f"saved LoRA probe to {args.out} ({trained.n_train} train / {trained.n_validation} validation generations)",
+        f"saved {kind.noun} to {args.out} ({report.n_train} train / {report.n_validation} validation generations)",
         file=sys.stderr,
     )
-    _print_json(trained.metrics)
+    _print_json(report.metrics)
     return 0
 
 
 def _probe_model(probe_dir: str, model: str | None):
-    """The model a probe was trained on, unless the user names another (then checked)."""
+    """The probe, loaded for the model it was trained on unless the user names another (then checked)."""
     from core.probes.files import load_probe
 
     _, config = load_probe(probe_dir)
     lm = _model(model if model is not None else config.model_id)
-    probe, _layer = _probe_for(lm, probe_dir)
-    return lm, probe, config
+    return lm, _probe_for(lm, probe_dir)
 
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.probes.pipeline import evaluate_probe
-
     generations = _load_generations(args.data, need_labels=True)
-    lm, probe, config = _probe_model(args.probe, args.model)
-    if config.kind == "lora":
-        from core.probes.lora_pipeline import evaluate_lora, load_lora_probe
-
-        adapted, head, config = load_lora_probe(lm, args.probe)
-        metrics = evaluate_lora(lm, adapted, head, config, generations, args.threshold, StderrProgress(args.quiet))
-    else:
-        metrics = evaluate_probe(
-            lm, generations, probe, config, threshold=args.threshold, progress=StderrProgress(args.quiet)
-        )
-    _print_json(metrics)
+    lm, probe = _probe_model(args.probe, args.model)
+    _print_json(probe.evaluate(lm, generations, args.threshold, StderrProgress(args.quiet)))
     return 0
 
 
 @command("score")
 def cmd_score(args: argparse.Namespace) -> int:
-    from core.probes.pipeline import score_generations
     from core.text.interchange import generation_to_record, write_jsonl
 
     generations = _load_generations(args.data, need_labels=False)
-    lm, probe, config = _probe_model(args.probe, args.model)
-    if config.kind == "lora":
-        from core.probes.lora_pipeline import load_lora_probe, score_with_lora
-
-        adapted, head, config = load_lora_probe(lm, args.probe)
-        traces = score_with_lora(lm, adapted, head, config, generations, progress=StderrProgress(args.quiet))
-    else:
-        traces = score_generations(lm, generations, probe, config, progress=StderrProgress(args.quiet))
+    lm, probe = _probe_model(args.probe, args.model)
+    traces = probe.traces(lm, generations, progress=StderrProgress(args.quiet))
     write_jsonl(args.out, [generation_to_record(g, t) for g, t in zip(generations, traces)])
     print(f"wrote scores of {len(traces)} generations to {args.out}", file=sys.stderr)
     return 0
@@ -311,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--kind",
-        choices=["linear", "lora"],
+        choices=["linear", "lora"],  # the kinds of core.probes.kinds.KINDS (listed here to keep --help fast)
         default="linear",
         help="lora: the paper's LoRA probe (adapters on blocks A-B trained with the head)",
     )
@@ -340,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The database side (import, export, users, db) is cli_db's; registered here so
     # there is one `python -m core` for everything.
-    register = lambda name, fn: _COMMANDS.__setitem__(name, fn)  # noqa: E731
+    register = lambda name, fn: _COMMANDS.__setitem__(name, fn)
     db_cli.add_commands(sub, register)
     cli_runs.add_commands(sub, register)
     return parser

@@ -14,7 +14,7 @@ from core.analysis.mistakes import label_error_suspects
 from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn
 from core.base.types import TokenTrace
-from core.orchestration.registry import load_version, scored_items
+from core.orchestration.registry import load_version
 from core.probes.metrics import ItemScores
 from core.probes.pipeline import best_layer, prepare, train_per_layer
 from db.labels import labelled_generations
@@ -63,23 +63,23 @@ def _span_chars(offsets: Sequence[tuple[int, int]], token_ranges: Sequence[tuple
 def evaluation_set(
     database,
     lm,
-    version: int,
+    probe_version: int,
     datasets: Sequence[str] | None = None,
     splits: Sequence[str] | None = ("validation",),
     *,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> EvalSet:
-    """Score every labelled answer of the chosen data with probe `version` (cached hidden states)."""
+    """Score every labelled answer of the chosen data with probe `probe_version` (cached hidden states)."""
 
-    loaded = load_version(database, lm, version)
-    layer = loaded.layer
+    probe = load_version(database, lm, probe_version)
+    layer = probe.layer
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
-    items = scored_items(lm, loaded, prepared)
+    items = probe.item_scores(lm, prepared)
     traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=version,
+        version=probe_version,
         layer=layer,
         row_ids=[x.row_id for x in labelled],
         splits=[x.split for x in labelled],
@@ -93,20 +93,20 @@ def evaluation_set(
     )
 
 
-def rescored(eval_set: EvalSet, database, lm, version: int) -> EvalSet:
+def rescored(eval_set: EvalSet, database, lm, probe_version: int) -> EvalSet:
     """The same answers scored by another version (paired comparisons need the same items)."""
 
-    loaded = load_version(database, lm, version)
-    layer = loaded.layer
+    probe = load_version(database, lm, probe_version)
+    layer = probe.layer
     prepared = (
         eval_set.prepared
         if layer == eval_set.layer
         else prepare(lm, [p.generation for p in eval_set.prepared], [layer])
     )
-    items = scored_items(lm, loaded, prepared)
+    items = probe.item_scores(lm, prepared)
     traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=version,
+        version=probe_version,
         layer=layer,
         row_ids=eval_set.row_ids,
         splits=eval_set.splits,

@@ -103,7 +103,7 @@ def _submit_to_ray(database, run_id: int, kind: str) -> None:
     """Hand the run to the Ray cluster; if that fails the row says why, and nothing waits on it."""
     try:
         ray_cluster.submit(database.full_url, run_id, kind)
-    except Exception as exc:  # noqa: BLE001 - the person gets one message; the row must not stay queued
+    except Exception as exc:
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         with database.sessions() as session, session.begin():
             finish(session, run_id, RunStatus.FAILED, error=f"could not submit to Ray: {message}")

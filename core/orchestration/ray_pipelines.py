@@ -74,7 +74,7 @@ class _RowCancel:
                     if run.cancel_requested or run.status != RunStatus.RUNNING:
                         self.token.cancel()
                         return
-        except Exception:  # noqa: BLE001 - a lost database only means no early stop; the driver still cancels
+        except Exception:
             return
         finally:
             database.dispose()
@@ -136,20 +136,19 @@ class GenerateReplica:
         self.lm = get_model(self.params.model)
         database = open_database(database_url, migrate=False)
         try:
-            self.scoring = load_version_or_none(database, self.lm, probe_version) if probe_version else None
+            self.probe = load_version_or_none(database, self.lm, probe_version) if probe_version else None
         finally:
             database.dispose()
         size = self.params.batch_size or auto_batch_size(self.lm, PROMPT_ALLOWANCE + int(self.params.max_new_tokens))
-        self.engine = SharedEngine(self.lm, size, self.scoring.model if self.scoring else None)
+        self.engine = SharedEngine(self.lm, size, self.probe.model if self.probe else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        scoring, cancel = self.scoring, _RowCancel(self.database_url, self.run_id)
+        probe, cancel = self.probe, _RowCancel(self.database_url, self.run_id)
         requests = list(
             bulk_requests(
                 [json.loads(p) for p in batch["prompt"]],
                 generation_settings(self.params),
-                probe=scoring.probe if scoring else None,
-                probe_layer=scoring.layer if scoring else None,
+                probe=probe,
                 indices=[int(i) for i in batch["index"]],
             )
         )
@@ -171,34 +170,34 @@ class GenerateReplica:
         if failed:
             raise RuntimeError(f"the model replica failed: {failed[0]}")
         kept = [
-            answer_from(a, self.lm.model_id, scoring is not None)
+            answer_from(a, self.lm.model_id, probe is not None)
             for a in answers
             if not (cancel.token.cancelled and a.finish_reason == "stopped")
         ]  # cut short: not stored
-        version = scoring.version if scoring else -1
+        probe_version = probe.probe_version if probe else -1
         return {
             "answer": np.array([encode_answer(a) for a in kept], dtype=object),
-            "probe_version": np.full(len(kept), version, dtype=np.int64),
+            "probe_version": np.full(len(kept), probe_version, dtype=np.int64),
         }
 
 
 class RescoreReplica:
     """One model replica that scores shards of stored answers with one probe version."""
 
-    def __init__(self, database_url: str, run_id: int | None, model: str | None, version: int) -> None:
+    def __init__(self, database_url: str, run_id: int | None, model: str | None, probe_version: int) -> None:
         from db import open_database
 
         worker_defaults()
         self.database_url, self.run_id = database_url, run_id
         self.lm = get_model(model)
         self.database = open_database(database_url, migrate=False)
-        self.loaded = load_version(self.database, self.lm, version)
+        self.probe = load_version(self.database, self.lm, probe_version)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cancel = _RowCancel(self.database_url, self.run_id)
         try:
             answers = read_answers(self.database, [int(i) for i in batch["id"]])
-            scored = score_answers(self.lm, self.loaded, answers, cancel.token) if answers else []
+            scored = score_answers(self.lm, self.probe, answers, cancel.token) if answers else []
         except Cancelled:
             scored = []
         finally:
@@ -302,7 +301,7 @@ def ray_generate(
 
 def ray_rescore(
     database,
-    version: int,
+    probe_version: int,
     model: str | None,
     *,
     run_id: int | None = None,
@@ -312,9 +311,9 @@ def ray_rescore(
 ) -> dict[str, int]:
     """`rescore` on the Ray cluster: scores computed by replicas, written here shard by shard."""
     connect()
-    ids = ids_to_score(database, version, only_missing)
+    ids = ids_to_score(database, probe_version, only_missing)
     counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
-    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
+    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{probe_version}")
     if not ids:
         return counts
     replicas, resources = replica_resources(cluster_shape())
@@ -322,7 +321,7 @@ def ray_rescore(
     data = _pipeline(
         [{"id": i} for i in ids],
         RescoreReplica,
-        {"database_url": database.full_url, "run_id": run_id, "model": model, "version": version},
+        {"database_url": database.full_url, "run_id": run_id, "model": model, "probe_version": probe_version},
         shard,
         replicas,
         resources,
@@ -330,9 +329,9 @@ def ray_rescore(
     seen = 0
     for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
         scored = [_decode_scored(text) for text in batch["scored"]]
-        store_scored(database, version, scored, counts)
+        store_scored(database, probe_version, scored, counts)
         seen += len(scored)
-        report(progress, "rescore", seen, len(ids), f"v{version}")
+        report(progress, "rescore", seen, len(ids), f"v{probe_version}")
         if cancel is not None and cancel.cancelled:
             break
     check(cancel)

@@ -9,6 +9,7 @@ database (through that cache, checked by hash): the row's artifact_path is infor
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -28,11 +29,8 @@ from core.orchestration.run_params import RescoreParams
 from core.probes.archive import unpack_probe
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
-from core.probes.linear import LinearProbe
-from core.probes.lora import lora_hidden
-from core.probes.lora_pipeline import load_lora_probe, lora_item_scores
+from core.probes.kinds import KINDS, LINEAR, LORA, LoadedProbe, kind_of, load_probe_dir
 from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_probe
-from core.probes.pipeline import item_scores
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from core.probes.version_files import cache_folder, file_hashes, materialise, read_version_files
 from db.events import list_events
@@ -49,29 +47,6 @@ from db.users import user_by_id
 
 
 @dataclass
-class LoadedProbe:
-    """A stored probe version, loaded and checked against the model it will read."""
-
-    version: int
-    probe: LinearProbe  # the head (a LoRA probe's too)
-    config: ProbeConfig
-    layer: int
-    model: Any | None = None  # a LoRA probe's adapted copy of the model; None for a linear probe
-
-    @property
-    def kind(self) -> str:
-        return self.config.kind
-
-    def hidden(self, lm, conversation, token_ids=None):
-        """Block `layer`'s states of an answer as this probe reads them (adapters on for LoRA) [T, H]."""
-        if self.model is not None:
-            return lora_hidden(lm, self.model, conversation, self.layer, token_ids)
-        from core.engine.scoring import score_conversation
-
-        return score_conversation(lm, conversation, [self.layer], token_ids).hidden[self.layer]
-
-
-@dataclass
 class Registered:
     version: int
     probe_id: int
@@ -81,54 +56,45 @@ def probes_dir() -> Path:
     return settings.probes_dir()
 
 
-def load_version(database, lm, version: int | None = None) -> LoadedProbe | None:
-    """The active probe (or `version`) for `lm`; None when no probe is active.
+def load_version(database, lm, probe_version: int | None = None) -> LoadedProbe | None:
+    """The active probe (or version `probe_version`) for `lm`; None when no probe is active.
 
     Raises UserError (ModelMismatchError among them) when the files are not in the database,
     damaged or were trained on another model: each caller decides whether that is an error or
     "unscored". The files come from the database, through the local cache folder.
     """
     with database.sessions() as session:
-        record = get_probe(session, version) if version is not None else active_probe(session)
+        record = get_probe(session, probe_version) if probe_version is not None else active_probe(session)
         if record is None:
             return None
-        version = record.version
-        path = version_dir(session, version)
-    probe, config = load_probe(
-        path, expect_model_id=lm.model_id, expect_tokenizer_hash=lm.tokenizer_hash, expect_hidden_size=lm.hidden_size
-    )
-    if config.kind == "lora":
-        model, probe, config = _adapted(lm, path)
-        return LoadedProbe(version, probe, config, lm.check_layer(config.layer), model)
-    return LoadedProbe(version, probe, config, lm.check_layer(config.layer))
+        probe_version = record.version
+        path = version_dir(session, probe_version)
+    probe = _loaded(lm, path)
+    return dataclasses.replace(probe, probe_version=probe_version)
 
 
-def scored_items(lm, loaded: LoadedProbe, prepared: list) -> list:
-    """ItemScores of prepared answers under this version: the adapted model's states for a LoRA
-    probe, the cached base states for a linear one (baselines always from the base model)."""
-    if loaded.model is not None:
-        return lora_item_scores(lm, loaded.model, loaded.probe, prepared, loaded.layer)
-    return item_scores(prepared, loaded.probe, loaded.layer)
+_LOADED: dict[tuple[int, str], LoadedProbe] = {}  # (model, cache folder, i.e. content) -> the loaded probe
+_LOADED_KEPT = 2  # a kind that prepares a model (LoRA) holds a copy of it: keep few
 
 
-_ADAPTED: dict[tuple[int, str], tuple] = {}  # (model, cache folder, i.e. content) -> (adapted model, head, config)
-_ADAPTED_KEPT = 2  # each is a copy of the model: keep few
-
-
-def _adapted(lm, path: str | Path) -> tuple:
-    """A LoRA version's adapted model, loaded once per process (a deep copy costs memory and ~1 s)."""
+def _loaded(lm, path: str | Path) -> LoadedProbe:
+    """A version's files loaded for `lm`, prepared once per process for kinds that prepare a model
+    (a LoRA probe's merged copy costs memory and ~1 s); other kinds load afresh (cheap, always checked)."""
     key = (id(lm), str(path))
-    if key not in _ADAPTED:
-        while len(_ADAPTED) >= _ADAPTED_KEPT:
-            _ADAPTED.pop(next(iter(_ADAPTED)))
-        _ADAPTED[key] = load_lora_probe(lm, path)
-    return _ADAPTED[key]
+    if key in _LOADED:
+        return _LOADED[key]
+    probe = load_probe_dir(lm, path)
+    if probe.model is not None:
+        while len(_LOADED) >= _LOADED_KEPT:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = probe
+    return probe
 
 
-def load_version_or_none(database, lm, version: int | None = None) -> LoadedProbe | None:
+def load_version_or_none(database, lm, probe_version: int | None = None) -> LoadedProbe | None:
     """`load_version`, with a probe that does not fit `lm` read as "no probe" (answers stay unscored)."""
     try:
-        return load_version(database, lm, version)
+        return load_version(database, lm, probe_version)
     except UserError:
         return None
 
@@ -147,7 +113,7 @@ def register_version(
     in_transaction: InTransaction | None = None,
     tag: str = "probe",
 ) -> Registered:
-    """Write a probe's files with `write(staging_dir, version)` and register them as version N.
+    """Write a probe's files with `write(staging_dir, probe_version)` and register them as version N.
 
     The files (head, config, a LoRA probe's adapter files) are stored in the database in the
     registering transaction and copied into the cache folder named by their content hash.
@@ -160,8 +126,8 @@ def register_version(
     target: Path | None = None
     try:
         with database.sessions() as session, session.begin():
-            version = next_version(session)
-            config = write(staging, version)
+            probe_version = next_version(session)
+            config = write(staging, probe_version)
             files = read_version_files(staging)
             fresh = not cache_folder(file_hashes(files), root).exists()  # else shared with identical files
             folder = materialise(files, root)
@@ -171,7 +137,7 @@ def register_version(
                 session,
                 artifact_dir=str(folder),
                 config=config,
-                version=version,
+                version=probe_version,
                 parent_version=parent_version,
                 created_by=actor,
                 activate=activate,
@@ -179,7 +145,7 @@ def register_version(
             )
             if in_transaction is not None:
                 in_transaction(session, row)
-            registered = Registered(version, row.id)
+            registered = Registered(probe_version, row.id)
     except BaseException:
         if target is not None and target.exists():
             shutil.rmtree(target, ignore_errors=True)
@@ -197,7 +163,7 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
     the sections that validate are kept, plus the version number it had where it came from."""
 
     def write(staging: Path, _version: int) -> ProbeConfig:
-        _probe, config = unpack_probe(
+        head, config = unpack_probe(
             data,
             staging,
             expect_model_id=lm.model_id,
@@ -205,12 +171,13 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
             expect_hidden_size=lm.hidden_size,
         )
         lm.check_layer(config.layer)
-        if config.kind == "lora":
-            load_lora_probe(lm, staging)  # the adapters must load onto this model, or nothing is registered
+        kind = kind_of(config.kind)
+        # the kind prepares its model now (LoRA: the adapters must load onto this model), or nothing is registered
+        kind.prepare(lm, staging, head, config)
         config.metrics = {
             **config.metrics,
             "uploaded_as_version_of": config.version,
-            **({"kind": "lora"} if config.kind == "lora" else {}),
+            **({"kind": kind.name} if kind is not LINEAR else {}),  # the versions table's default is linear
         }
         return config
 
@@ -231,25 +198,29 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
         )
     layer = lm.check_layer(paper.layer)
 
-    def write(staging: Path, version: int) -> ProbeConfig:
+    kind = LORA if lora else LINEAR  # the paper's probes: a head, with or without its adapters
+
+    def write(staging: Path, probe_version: int) -> ProbeConfig:
         config = ProbeConfig(
             model_id=lm.model_id,
             tokenizer_hash=lm.tokenizer_hash,
             layer=layer,
             hidden_size=lm.hidden_size,
-            version=version,
+            version=probe_version,
             source="paper",
             train_config={"source": "paper", "target_layer_name": paper.target_layer_name},
-            kind="lora" if lora else "linear",
+            kind=kind.name,
             lora=lora or {},
-            metrics={"kind": "lora" if lora else "linear"},
+            metrics={"kind": kind.name},
         )
         save_probe(staging, paper.probe, config)
         if lora is not None:
             (staging / ADAPTER_DIR).mkdir()
-            for name in ("adapter_config.json", "adapter_model.safetensors"):
+            for name in kind.extra_files:
                 (staging / ADAPTER_DIR / name).write_bytes(files[name])
-            load_lora_probe(lm, staging)  # the adapters must load onto this model, or nothing is registered
+        kind.prepare(
+            lm, staging, paper.probe, config
+        )  # the adapters must load onto this model, or nothing is registered
         return config
 
     return register_version(database, write, created_by=actor_id, tag="paper").version
@@ -262,22 +233,22 @@ def upload_any(database, lm, data: bytes, actor_id: int | None) -> int:
     return upload_probe(database, lm, data, actor_id)
 
 
-def promote(database, version: int, actor_id: int | None) -> None:
-    """Make `version` the active probe now (its files are checked first)."""
+def promote(database, probe_version: int, actor_id: int | None) -> None:
+    """Make `probe_version` the active probe now (its files are checked first)."""
     with database.sessions() as session, session.begin():
-        load_probe(version_dir(session, version))  # refuse a version whose files are gone or damaged
-        set_active(session, version, user_by_id(session, actor_id))
+        load_probe(version_dir(session, probe_version))  # refuse a version whose files are gone or damaged
+        set_active(session, probe_version, user_by_id(session, actor_id))
 
 
-def promote_and_rescore(database, version: int, actor_id: int | None, model: str | None = None) -> int:
+def promote_and_rescore(database, probe_version: int, actor_id: int | None, model: str | None = None) -> int:
     """Promote and start the re-score that fills the heatmaps; returns the re-score run.
 
     The run is started first: if it is refused (a re-score is already running) nothing
     changed, and the person gets that one message.
     """
-    load_probe(database_version_dir(database, version))
-    run_id = launch(database, RunKind.RESCORE, RescoreParams(version, model).to_dict(), actor_id)
-    promote(database, version, actor_id)
+    load_probe(database_version_dir(database, probe_version))
+    run_id = launch(database, RunKind.RESCORE, RescoreParams(probe_version, model).to_dict(), actor_id)
+    promote(database, probe_version, actor_id)
     return run_id
 
 
@@ -317,7 +288,7 @@ def versions_table(database) -> list[dict[str, Any]]:
                     "version": p.version,
                     "active": p.active,
                     "created": p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
-                    "kind": section(m).get("kind") if section(m).get("kind") in ("linear", "lora") else "linear",
+                    "kind": section(m).get("kind") if section(m).get("kind") in KINDS else LINEAR.name,
                     "layer": p.layer,
                     "train answers": whole(section(m).get("n_train")),
                     "validation answers": whole(section(m).get("n_validation")),
@@ -333,6 +304,19 @@ def versions_table(database) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def kind_choices() -> dict[str, str]:
+    """Every probe kind a retrain can train, with its one-line description (the Probes page's chooser)."""
+    return {name: kind.description for name, kind in KINDS.items()}
+
+
+def reads_own_model(database, probe_version: int) -> str | None:
+    """The noun of a version's kind ("LoRA probe") when that kind reads a model of its own, else None
+    (the Inspect page's layer sweep measures the base model's states only)."""
+    kind = next((row["kind"] for row in versions_table(database) if row["version"] == probe_version), LINEAR.name)
+    implementation = KINDS.get(kind, LINEAR)
+    return implementation.noun if implementation.adapts_model else None
 
 
 def comparison_rows(metrics: Any) -> list[dict[str, Any]]:

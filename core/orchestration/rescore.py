@@ -43,21 +43,21 @@ def read_answers(database, ids: list[int]) -> list[tuple[int, Generation, bool]]
 
 
 def score_answers(
-    lm, loaded: LoadedProbe, answers: list[tuple[int, Generation, bool]], cancel: CancelToken | None = None
+    lm, probe: LoadedProbe, answers: list[tuple[int, Generation, bool]], cancel: CancelToken | None = None
 ) -> list[ScoredAnswer]:
-    """Per-token scores of answers under `loaded` (teacher forced, batched): the work of a re-score,
+    """Per-token scores of answers under `probe` (teacher forced, batched): the work of a re-score,
     done where the model is (this process, or a Ray replica)."""
-    acts = extract_activations(lm, [g for _i, g, _has in answers], [loaded.layer], use_cache=True, cancel=cancel)
+    acts = extract_activations(lm, [g for _i, g, _has in answers], [probe.layer], use_cache=True, cancel=cancel)
     out = []
     for (row_id, gen, has), a in zip(answers, acts):
-        hidden = a.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, gen.conversation, a.token_ids)
-        scores = np.asarray(loaded.probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
+        hidden = a.hidden[probe.layer] if probe.model is None else probe.hidden(lm, gen.conversation, a.token_ids)
+        scores = np.asarray(probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
         trace = None if has else a.trace()
         out.append(ScoredAnswer(row_id, scores, trace))
     return out
 
 
-def store_scored(database, version: int, scored: list[ScoredAnswer], counts: dict[str, int]) -> None:
+def store_scored(database, probe_version: int, scored: list[ScoredAnswer], counts: dict[str, int]) -> None:
     """Write scores (and new traces) in one transaction; writing the same chunk twice changes nothing."""
     with database.sessions() as session, session.begin():
         for item in scored:
@@ -67,14 +67,14 @@ def store_scored(database, version: int, scored: list[ScoredAnswer], counts: dic
             if item.new_trace is not None and trace_of(row) is None:
                 set_trace(row, item.new_trace)
                 counts["tokens_added"] += 1
-            store_scores(session, version, item.generation_id, item.scores)
+            store_scores(session, probe_version, item.generation_id, item.scores)
             counts["scored"] += 1
 
 
-def ids_to_score(database, version: int, only_missing: bool = True) -> list[int]:
-    """Ids of the stored answers to score with `version`: those without its scores, or all of them."""
+def ids_to_score(database, probe_version: int, only_missing: bool = True) -> list[int]:
+    """Ids of the stored answers to score with `probe_version`: those without its scores, or all of them."""
     with database.sessions() as session:
-        done_ids = scored_generation_ids(session, version)  # also refuses an unknown version
+        done_ids = scored_generation_ids(session, probe_version)  # also refuses an unknown version
         ids = generation_ids(session)
     return [i for i in ids if i not in done_ids] if only_missing else ids
 
@@ -82,27 +82,27 @@ def ids_to_score(database, version: int, only_missing: bool = True) -> list[int]
 def rescore(
     database,
     lm,
-    version: int,
+    probe_version: int,
     *,
     only_missing: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, int]:
-    """Store probe `version`'s per-token scores for every stored answer, so heatmaps show it.
+    """Store probe `probe_version`'s per-token scores for every stored answer, so heatmaps show it.
 
     Answers imported without tokens get their tokens (and log-probs, entropies) stored too,
     which makes them editable token by token. Work is stored in chunks: a cancel keeps
     what is done, and a second call only does what is missing.
     """
-    loaded = load_version(database, lm, version)
-    ids = ids_to_score(database, version, only_missing)
+    probe = load_version(database, lm, probe_version)
+    ids = ids_to_score(database, probe_version, only_missing)
     counts = {"scored": 0, "tokens_added": 0, "total": len(ids)}
-    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{version}")
+    report(progress, "rescore", 0, len(ids), f"{plural(len(ids), 'answer')} to score with v{probe_version}")
     for start in range(0, len(ids), RESCORE_CHUNK):
         check(cancel)
         chunk = ids[start : start + RESCORE_CHUNK]
-        store_scored(database, version, score_answers(lm, loaded, read_answers(database, chunk), cancel), counts)
-        report(progress, "rescore", min(start + len(chunk), len(ids)), len(ids), f"v{version}")
+        store_scored(database, probe_version, score_answers(lm, probe, read_answers(database, chunk), cancel), counts)
+        report(progress, "rescore", min(start + len(chunk), len(ids)), len(ids), f"v{probe_version}")
     return counts
 
 

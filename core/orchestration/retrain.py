@@ -7,6 +7,7 @@ Runs inside a worker (`core.orchestration.runs`); registration is atomic (`regis
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,20 +15,18 @@ from typing import Any
 
 from core.analysis.comparison import compare_probes
 from core.base.errors import UserError
-from core.base.progress import CancelToken, ProgressFn, as_stage, check, report
+from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import LABEL_VALUES
 from core.orchestration.launcher import launch
 from core.orchestration.probe_cache import version_dir
-from core.orchestration.registry import load_version, register_version, scored_items
+from core.orchestration.registry import load_version, register_version
 from core.probes.config import ProbeConfig
-from core.probes.files import load_probe, save_probe
-from core.probes.linear import TrainConfig, train_probe
-from core.probes.lora import LoraSettings, train_lora_probe
-from core.probes.lora_pipeline import lora_item_scores, save_lora_probe, with_token_ids
+from core.probes.files import load_probe
+from core.probes.kinds import KINDS, ProbeKind, TrainOptions, fresh_probe, kind_of
 from core.probes.metrics import evaluate_items
-from core.probes.pipeline import data_hash, item_scores, labels_hash, prepare, training_examples
+from core.probes.pipeline import data_hash, labels_hash, prepare
 from core.probes.stored_metrics import section
-from core.probes.training_set import build_training_set, split_by_generation
+from core.probes.training_set import split_by_generation
 from db.labels import labelled_generations
 from db.models import RunKind, RunStatus
 from db.probes import active_probe
@@ -48,20 +47,24 @@ class RetrainParams:
     val_fraction: float = 0.2  # only when no answer is stored in the validation split
     n_boot: int = 1000
     activate: bool = False
-    kind: str = "linear"  # "lora": the paper's LoRA probe
+    kind: str = "linear"  # a name in core.probes.kinds.KINDS; lora_* and kl_weight are LoRA's settings
     lora_rank: int = 16
     lora_first_layer: int = 0
     lora_last_layer: int | None = None  # None: the probe's layer
     kl_weight: float = 10.0
 
-    def lora_settings(self) -> LoraSettings:
-        return LoraSettings(
-            rank=int(self.lora_rank),
-            first_layer=int(self.lora_first_layer),
-            last_layer=self.lora_last_layer,
-            kl_weight=float(self.kl_weight),
-            epochs=int(self.epochs or 1),
+    def train_options(self) -> TrainOptions:
+        """The kind-neutral training settings; the kind reads its own from `extra`."""
+        return TrainOptions(
+            lr=float(self.lr),
+            epochs=self.epochs,
             seed=int(self.seed),
+            extra={
+                "rank": self.lora_rank,
+                "first_layer": self.lora_first_layer,
+                "last_layer": self.lora_last_layer,
+                "kl_weight": self.kl_weight,
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,10 +90,9 @@ class RetrainParams:
             raise UserError("label sources must be 'gold' and/or 'majority'")
         if not 0 <= int(self.n_boot) <= 100_000:
             raise UserError("bootstrap resamples must be between 0 and 100000")
-        if self.kind not in ("linear", "lora"):
-            raise UserError(f"probe kind must be 'linear' or 'lora', got {self.kind!r}")
-        if self.kind == "lora":
-            self.lora_settings().check_values()  # the layer range needs the model: the run checks it
+        if self.kind not in KINDS:
+            raise UserError(f"probe kind must be one of {', '.join(map(repr, KINDS))}, got {self.kind!r}")
+        KINDS[self.kind].check_options(self.train_options())
 
 
 # --- choosing data -------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
         and sorted(trained.get("sources") or []) == sorted(params.sources)
         and params.layer in (None, config.layer)
         and config.kind == params.kind
-        and (params.kind != "lora" or config.lora == params.lora_settings().to_dict())
+        and all(getattr(config, k) == v for k, v in kind_of(params.kind).config_fields(params.train_options()).items())
     )
     same_labels = train_hash == summary.get("train_hash") and metrics.get("validation_data_hash") in (
         None,
@@ -209,7 +211,7 @@ def _comparison(database, lm, val_labelled, val_items, new_scores, layer, params
     )
     report(progress, "compare", 0, 1, f"v{active_version} vs new, {params.n_boot} bootstrap resamples")
     result = compare_probes(
-        scored_items(lm, old, old_items),
+        old.item_scores(lm, old_items),
         new_scores,
         n_boot=int(params.n_boot),
         seed=params.seed,
@@ -249,42 +251,17 @@ def retrain(
     timings["activations_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    config = TrainConfig(lr=float(params.lr), epochs=params.epochs, seed=int(params.seed))
-    lora = None
-    if params.kind == "lora":
-        # adapters + head on whole answers: the model runs forward and backward (no activation cache)
-        settings = params.lora_settings()
-        settings.validate(lm.num_layers, layer)
-        data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
-        # seconds, on cached states; reported as "head" so the bar moves again through the LoRA steps
-        start, _ = train_probe(data, config, progress=as_stage(progress, "head"), cancel=cancel)
-        lora = train_lora_probe(
-            lm,
-            [with_token_ids(i) for i in train_items],
-            layer,
-            settings,
-            progress=progress,
-            cancel=cancel,
-            init_head=start,
-        )
-        probe, history = lora.head, lora.history
-
-        def scores_of(its):
-            return lora_item_scores(lm, lora.model, lora.head, its, layer)
-    else:
-        data = build_training_set(training_examples(train_items, layer), span_weight=config.span_weight)
-        probe, history = train_probe(data, config, progress=progress, cancel=cancel)
-
-        def scores_of(its):
-            return item_scores(its, probe, layer)
-
+    kind, options = kind_of(params.kind), params.train_options()
+    trained = kind.train(lm, train_items, layer, options, progress=progress, cancel=cancel)
+    probe_config = _probe_config(lm, layer, kind, options, params)
+    fresh = fresh_probe(trained, probe_config)  # measured before it is registered
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")
-    val_scores = scores_of(val_items) if val_items else []
+    val_scores = fresh.item_scores(lm, val_items) if val_items else []
     metrics = evaluate_items(val_scores) if val_items else {}
-    metrics["train"] = evaluate_items(scores_of(train_items))
+    metrics["train"] = evaluate_items(fresh.item_scores(lm, train_items))
     metrics["kind"] = params.kind
     metrics.update(
         {
@@ -297,7 +274,7 @@ def retrain(
             "label_sources": {s: sum(1 for x in labelled if x.source == s) for s in ("gold", "majority")},
             "validation_ids": [x.row_id for x in val_l],
             "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
-            "final_loss": history[-1]["loss"] if history else None,
+            "final_loss": trained.history[-1]["loss"] if trained.history else None,
         }
     )
     comparison = _comparison(database, lm, val_l, val_items, val_scores, layer, params, progress, cancel)
@@ -309,53 +286,51 @@ def retrain(
     report(progress, "register", 0, 1, "saving the probe")
     outcome = _register(
         database,
-        lm,
-        probe,
-        layer,
+        kind,
+        trained,
+        probe_config,
         metrics,
         data_hash(train_items),
         params,
-        config,
         run_id=run_id,
         created_by=created_by,
         timings=timings,
         started=t0,
-        lora=lora,
     )
     report(progress, "register", 1, 1, f"registered v{outcome.version}")
     return outcome
 
 
+def _probe_config(lm, layer: int, kind: ProbeKind, options: TrainOptions, params: RetrainParams) -> ProbeConfig:
+    """The new version's config before its metrics, data hash and number are known."""
+    return ProbeConfig(
+        model_id=lm.model_id,
+        tokenizer_hash=lm.tokenizer_hash,
+        layer=layer,
+        hidden_size=lm.hidden_size,
+        train_config={
+            **options.head_config().to_dict(),
+            "val_fraction": params.val_fraction,
+            "datasets": params.datasets,
+            "sources": params.sources,
+        },
+        kind=kind.name,
+        **kind.config_fields(options),
+    )
+
+
 def _register(
-    database, lm, probe, layer, metrics, snapshot, params, config, *, run_id, created_by, timings, started, lora=None
+    database, kind, trained, probe_config, metrics, snapshot, params, *, run_id, created_by, timings, started
 ) -> RetrainOutcome:
     """Register the new version; the run row is marked succeeded in the same transaction."""
     with database.sessions() as session:
         active = active_probe(session)
         parent = active.version if active else None
 
-    def write(staging: Path, version: int) -> ProbeConfig:
-        probe_config = ProbeConfig(
-            model_id=lm.model_id,
-            tokenizer_hash=lm.tokenizer_hash,
-            layer=layer,
-            hidden_size=lm.hidden_size,
-            training_data_hash=snapshot,
-            metrics=metrics,
-            version=version,
-            train_config={
-                **config.to_dict(),
-                "val_fraction": params.val_fraction,
-                "datasets": params.datasets,
-                "sources": params.sources,
-            },
-        )
-        if lora is not None:
-            probe_config.kind, probe_config.lora = "lora", params.lora_settings().to_dict()
-            save_lora_probe(staging, lora, probe_config)
-        else:
-            save_probe(staging, probe, probe_config)
-        return probe_config
+    def write(staging: Path, probe_version: int) -> ProbeConfig:
+        config = dataclasses.replace(probe_config, training_data_hash=snapshot, metrics=metrics, version=probe_version)
+        kind.save(staging, trained, config)
+        return config
 
     def finish_run(session, row) -> None:
         if run_id is None:

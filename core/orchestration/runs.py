@@ -73,7 +73,7 @@ class _Beat:
             with self.database.sessions() as session, session.begin():
                 if beat(session, self.run_id, stage=self.stage, progress=self.fraction, message=self.message):
                     self.cancel.cancel()
-        except Exception:  # noqa: BLE001 - a busy database must not kill the work; next beat retries
+        except Exception:
             traceback.print_exc()
 
 
@@ -227,7 +227,7 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
         status, error = RunStatus.CANCELLED, None
     except UserError as exc:
         status, error = RunStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - the run row must say why
+    except Exception as exc:
         traceback.print_exc()
         status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
     finally:

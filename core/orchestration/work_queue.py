@@ -28,7 +28,7 @@ from core.analysis.queue_order import (
     search_term,
 )
 from core.analysis.queue_reasons import QueueCounts, reason, summary_line
-from db.assignments import clock, expire_leases, utc
+from db.assignments import clock, utc
 from db.generations import get_dataset
 from db.models import User
 from db.queue import annotator_spans, candidates, page_scores, probe_id_for, progress, queue_counts
@@ -91,14 +91,14 @@ def queue(
     - "disagreement": 1 - mean pairwise character F1 of the annotators' sets, highest
       first (items with fewer than two sets last; see `disagreement`);
     - "newest": most recently added first.
-    Expired leases are swept first (`expire_leases`), which is this function's only write.
+    It only reads (a page run calls it): a lease that ran out already counts as no lease
+    (`live`); `assign` sweeps expired leases when it writes.
     """
     check_queue_args(label_state, sort, threshold, limit)
     term = search_term(search)
     moment = clock(now)
     dataset_id = get_dataset(session, dataset).id if dataset is not None else None
     probe_id = probe_id_for(session, probe_version)
-    expire_leases(session, moment)
     rows = candidates(
         session,
         user,
@@ -108,6 +108,7 @@ def queue(
         sort=sort,
         probe_id=probe_id,
         limit=limit,
+        moment=moment,
         search=term,
     )
     if term:

@@ -64,7 +64,7 @@ def worker_main(database, run_id: int | None) -> str:
                 deadline = time.monotonic() + settings.worker_idle_seconds()
                 continue
             time.sleep(IDLE_POLL_SECONDS)
-    except Exception:  # noqa: BLE001 - the database went away (or similar): stop being warm
+    except Exception:  # the database went away (or similar): stop being warm
         traceback.print_exc()
     finally:
         marker.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from core.probes.config import (
     parse_config_json,
 )
 from core.probes.files import checked_probe, load_probe
+from core.probes.kinds import kind_of
 from core.probes.linear import LinearProbe
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a probe is hidden_size floats; 64 MB is far beyond any model here
@@ -159,10 +160,7 @@ def unpack_probe(
         untrusted=True,
     )
     adapter_files = [name for name in ADAPTER_MEMBERS if name in raw]
-    if config.kind == "lora" and len(adapter_files) != len(ADAPTER_MEMBERS):
-        raise UserError(f"{where}: a LoRA probe needs {' and '.join(ADAPTER_MEMBERS)} in the zip")
-    if config.kind != "lora" and adapter_files:
-        raise UserError(f"{where}: adapter files in a probe whose config is not of kind 'lora'")
+    kind_of(config.kind).check_files(adapter_files, where)  # an unknown kind is refused here too
     target = Path(destination)
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} already exists")

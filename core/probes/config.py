@@ -21,7 +21,7 @@ from core.probes.stored_metrics import trusted_metrics
 PROBE_FILE = "probe.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
-PROBE_KINDS = ("linear", "lora")
+MAX_KIND = 32  # a kind name: which implementation reads the files (`core.probes.kinds.KINDS`)
 ADAPTER_DIR = "adapter"  # PEFT's own files (adapter_config.json, adapter_model.safetensors)
 
 
@@ -45,7 +45,7 @@ class ProbeConfig:
     format_version: int = FORMAT_VERSION
     train_config: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # where the weights came from when not trained here: "paper"
-    kind: str = "linear"  # "lora": PEFT adapter files in adapter/ beside the head
+    kind: str = "linear"  # the name of its kind in `core.probes.kinds.KINDS` (LoRA: PEFT files in adapter/)
     lora: dict[str, Any] = field(default_factory=dict)  # the LoRA settings of a "lora" probe
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,9 +214,11 @@ def _validated(d: Any, untrusted: bool) -> ProbeConfig:
     if d.get("source") is not None:
         kwargs["source"] = _string(d, "source", 32)
     if "kind" in d:
+        # The name only: which names exist is the kinds table's business (torch-free here, so
+        # storage can read configs); loading or uploading a probe of an unknown kind is refused there.
         kind = d["kind"]
-        if kind not in PROBE_KINDS:
-            raise _bad("kind", f"one of {', '.join(PROBE_KINDS)}", kind)
+        if not isinstance(kind, str) or not kind.isidentifier() or len(kind) > MAX_KIND:
+            raise _bad("kind", f"a kind name (letters, digits and _, at most {MAX_KIND})", kind)
         kwargs["kind"] = kind
     if "lora" in d:
         kwargs["lora"] = _train_config(d["lora"])

@@ -1,7 +1,7 @@
 """LoRA probes end to end below the pages: train with a validation split, evaluate, save, load, score.
 
 A LoRA probe directory is a linear probe directory (`probe.safetensors` = the head,
-`config.json` with `kind: "lora"` and the LoRA settings) plus `adapter/` in PEFT's own
+`config.json` with the LoRA kind and its settings) plus `adapter/` in PEFT's own
 format. Baselines (log-prob, entropy) come from the base model, as for linear probes, so
 both kinds are measured against the same baselines on the same answers.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, as_stage, report
-from core.base.types import Generation, TokenTrace
+from core.base.types import Generation
 from core.engine.model import LoadedModel
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
@@ -100,7 +100,6 @@ def train_lora_from_generations(
             "train": train_metrics,
             "layer": layer,
             "model": lm.model_id,
-            "kind": "lora",
             "final_loss": result.history[-1]["loss"] if result.history else None,
         }
     )
@@ -111,7 +110,6 @@ def train_lora_from_generations(
         hidden_size=lm.hidden_size,
         training_data_hash=data_hash(train_items),
         metrics=metrics,
-        kind="lora",
         lora=settings.to_dict(),
         train_config={"val_fraction": val_fraction, "seed": settings.seed},
     )
@@ -121,8 +119,6 @@ def train_lora_from_generations(
 
 def save_lora_probe(directory: str | Path, result: LoraResult, config: ProbeConfig) -> Path:
     """The head as a linear probe directory, then the adapters in PEFT's format under adapter/."""
-    if config.kind != "lora":
-        raise UserError("save_lora_probe needs a config of kind 'lora'")
     target = save_probe(directory, result.head, config)
     result.model.save_pretrained(str(target / ADAPTER_DIR))
     return target
@@ -138,8 +134,6 @@ def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, Linear
         expect_tokenizer_hash=lm.tokenizer_hash,
         expect_hidden_size=lm.hidden_size,
     )
-    if config.kind != "lora":
-        raise UserError(f"{directory} holds a {config.kind} probe, not a LoRA probe")
     adapter = Path(directory) / ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"LoRA probe {directory}: its adapter files are missing ({ADAPTER_DIR}/)")
@@ -154,46 +148,3 @@ def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, Linear
     model = model.merge_and_unload()
     model.eval()
     return model, head, config
-
-
-def score_with_lora(
-    lm: LoadedModel,
-    model: Any,
-    head: LinearProbe,
-    config: ProbeConfig,
-    generations: Sequence[Generation],
-    progress: ProgressFn | None = None,
-) -> list[TokenTrace]:
-    """Per-token traces of stored answers scored by a LoRA probe (teacher forced, adapters on)."""
-    items = prepare(lm, generations, [config.layer], progress=progress)
-    traces = []
-    for item in items:
-        hidden = lora_hidden(lm, model, item.generation.conversation, config.layer, item.acts.token_ids)
-        acts = item.acts
-        traces.append(
-            TokenTrace(
-                acts.token_ids,
-                acts.texts,
-                list(acts.offsets),
-                acts.logprobs,
-                acts.entropies,
-                [float(x) for x in head.predict(hidden)],
-            )
-        )
-    return traces
-
-
-def evaluate_lora(
-    lm: LoadedModel,
-    model: Any,
-    head: LinearProbe,
-    config: ProbeConfig,
-    generations: Sequence[Generation],
-    threshold: float = 0.5,
-    progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """The metrics JSON of a LoRA probe on labelled answers (as `evaluate` gives for linear ones)."""
-    items = prepare(lm, generations, [config.layer], progress=progress)
-    metrics = evaluate_items(lora_item_scores(lm, model, head, items, config.layer), threshold)
-    metrics.update({"layer": config.layer, "model": lm.model_id, "kind": "lora"})
-    return metrics

@@ -127,7 +127,7 @@ def read_paper_probe(source: str | Path | bytes) -> tuple[PaperProbe, dict[str, 
 def _load_state_dict(data: bytes) -> dict[str, Any]:
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - pickle, zip and unpickler errors of many kinds: all one answer
+    except Exception:
         raise UserError(
             f"paper probe: {HEAD_FILE} is not a readable PyTorch state dict (only tensors are accepted)"
         ) from None

@@ -111,7 +111,7 @@ def load_countries(limit: int | None = None) -> list[CountryFacts]:
             name, capital, region = info.name(), info.capital(), info.region()
             subregion, codes = info.subregion() or "", info.calling_codes()
             alt = tuple(info.alt_spellings() or ())
-        except Exception:  # noqa: BLE001 - a few records lack fields; skip them
+        except Exception:
             continue
         capitals = [str(c) for c in capital] if isinstance(capital, (list, tuple)) else [str(capital)]
         codes = tuple(str(c).strip() for c in (codes or ()) if str(c).strip())

@@ -28,6 +28,7 @@ from core.text.tokens import (
 
 Offsets = Sequence[tuple[int, int]]
 NO_SPAN = "none"  # a pick in `merge_groups` meaning "no gold span here"
+CURRENT_GOLD = "current gold"  # the source in a merge that stands for the gold set as it is now
 
 # --- selections -----------------------------------------------------------------------
 
@@ -367,14 +368,18 @@ def _annotated(sets: Mapping[str, Sequence[Span] | None]) -> dict[str, list[Span
     return {name: _sorted([_checked(s) for s in spans]) for name, spans in sets.items() if spans is not None}
 
 
-def diff_sets(sets: Mapping[str, Sequence[Span] | None]) -> list[SpanGroup]:
+def diff_sets(sets: Mapping[str, Sequence[Span] | None], current_gold: Sequence[Span] | None = None) -> list[SpanGroup]:
     """Group overlapping spans across annotators, in text order.
 
     A group is a connected set of spans under character overlap, so every span lands in
     exactly one group and groups never overlap each other. Annotators mapped to None
-    (did not annotate) are left out.
+    (did not annotate) are left out. `current_gold` (the stored gold set, if any) joins as
+    the source `CURRENT_GOLD`, so a merge starts from it: a gold span nobody else marked
+    is a group of its own that keeps the gold by default.
     """
     by_name = _annotated(sets)
+    if current_gold is not None:
+        by_name[CURRENT_GOLD] = _sorted([_checked(s) for s in current_gold])
     tagged = sorted(((s, name) for name, spans in by_name.items() for s in spans), key=lambda t: (t[0].start, t[0].end))
     clusters: list[list[tuple[Span, str]]] = []
     reach = -1
@@ -388,9 +393,14 @@ def diff_sets(sets: Mapping[str, Sequence[Span] | None]) -> list[SpanGroup]:
     return [_group(cluster, list(by_name)) for cluster in clusters]
 
 
+def _people(spans: Mapping[str, tuple[Span, ...]]) -> dict[str, tuple[Span, ...]]:
+    """The annotators' versions of a group, without the current gold (which is no vote)."""
+    return {name: v for name, v in spans.items() if name != CURRENT_GOLD}
+
+
 def _group(cluster: list[tuple[Span, str]], names: list[str]) -> SpanGroup:
     spans = {name: tuple(_sorted([s for s, n in cluster if n == name])) for name in names}
-    versions = {_version(v) for v in spans.values()}
+    versions = {_version(v) for v in (_people(spans) or spans).values()}
     start = min(s.start for s, _ in cluster)
     end = max(s.end for s, _ in cluster)
     return SpanGroup(start, end, spans, agree=len(versions) == 1)
@@ -413,10 +423,16 @@ def _group_label(spans: tuple[Span, ...]) -> str:
 def default_pick(group: SpanGroup) -> str:
     """The preselected choice for a review row.
 
-    The version a strict majority holds exactly ("none" when that majority marked
-    nothing here); else the first annotator of the strict-majority label (again "none"
-    if that label is "no span"); else the first annotator.
+    Where the current gold marks the region and no annotator marks anything there, the
+    current gold (a merge never drops gold by default). Otherwise, among the annotators:
+    the version a strict majority holds exactly ("none" when that majority marked nothing
+    here); else the first annotator of the strict-majority label (again "none" if that label
+    is "no span"); else the first annotator.
     """
+    people = _people(group.spans)
+    if group.spans.get(CURRENT_GOLD) and not any(people.values()):
+        return CURRENT_GOLD
+    group = replace(group, spans=people)
     exact = _majority_version(group)
     if exact is not None:
         return exact if group.spans[exact] else NO_SPAN
@@ -425,6 +441,13 @@ def default_pick(group: SpanGroup) -> str:
     if votes * 2 > len(labels) and label != "mixed":
         return NO_SPAN if label == NO_SPAN else next(n for n, lab in labels.items() if lab == label)
     return next(iter(group.spans))
+
+
+def removed_spans(before: Sequence[Span], after: Sequence[Span]) -> list[Span]:
+    """Spans of `before` that `after` no longer holds with the same range and label: what a
+    save would take away (a changed label or range counts as removed)."""
+    kept = {(s.start, s.end, canonical_label(s.label)) for s in after}
+    return [s for s in _sorted(before) if (s.start, s.end, canonical_label(s.label)) not in kept]
 
 
 def merge_groups(groups: Sequence[SpanGroup], picks: Mapping[int, str] | None = None) -> list[Span]:

@@ -192,7 +192,7 @@ def test_a_batch_of_five_reaches_the_end_while_the_page_is_closed_and_reopened(c
     seen: list[float] = []  # the progress shown, first on this page, then on the reopened one
     try:
         seen.append(float(page.locator(PROGRESS).first.get_attribute("aria-valuenow", timeout=5_000) or 0))
-    except Exception:  # noqa: BLE001 - the bar is replaced when the run ends
+    except Exception:
         pass
     first.close()  # the page is gone; the worker goes on
 
@@ -207,7 +207,7 @@ def test_a_batch_of_five_reaches_the_end_while_the_page_is_closed_and_reopened(c
             if bar.count():
                 try:
                     seen.append(float(bar.first.get_attribute("aria-valuenow", timeout=500) or 0))
-                except Exception:  # noqa: BLE001 - the bar is replaced when the run ends
+                except Exception:
                     pass
             page.wait_for_timeout(250)
         page.get_by_text(re.compile(r"Batch run \d+ finished: generated 5 answers .* scored with v1")).wait_for(

@@ -60,7 +60,7 @@ def watch_run(page, done: re.Pattern, timeout_s: float = 120) -> list[tuple[floa
             if bar.count():
                 value = float(bar.first.get_by_role("progressbar").get_attribute("aria-valuenow", timeout=1_000) or 0)
                 seen.append((value, bar.first.inner_text(timeout=1_000)))
-        except Exception:  # noqa: BLE001 - the bar goes away when the run ends
+        except Exception:
             pass
         page.wait_for_timeout(250)
     page.get_by_text(done).first.wait_for(timeout=10_000)
@@ -143,7 +143,7 @@ def test_admin_retrains_a_lora_probe_promotes_it_and_generate_streams_with_it(pa
         if root.count() and page.get_by_text(re.compile(r"Generating… \d+ tokens")).count():
             try:
                 counts.append(int(root.first.get_attribute("data-token-count", timeout=1_000)))
-            except Exception:  # noqa: BLE001 - the heatmap is redrawn as tokens arrive
+            except Exception:
                 pass
         page.wait_for_timeout(100)
     link = page.get_by_text(re.compile(r"Open answer #\d+ in Annotate"))

@@ -138,7 +138,7 @@ def _choose(page, label: str, option: str) -> None:
         try:
             choice.click(timeout=5_000)
             break
-        except Exception:  # noqa: BLE001 - a rerun closed the list: open it again
+        except Exception:
             page.keyboard.press("Escape")
     page.wait_for_timeout(500)
 

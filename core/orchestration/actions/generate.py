@@ -1,0 +1,72 @@
+"""The Generate page's actions: store a live answer, score a pasted conversation and store it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.base.types import Generation, TokenTrace
+from core.orchestration.actions.acting import Actor, writing
+from core.orchestration.registry import LoadedProbe
+from db import Database
+from db.generations import save_generated
+
+PAGE = "generate"
+
+
+def save_answer(
+    storage: Database,
+    actor: Actor,
+    dataset: str,
+    conversation: list[dict[str, str]],
+    trace: TokenTrace,
+    *,
+    model_id: str,
+    probe_version: int | None,
+    extra: dict[str, Any] | None = None,
+    source: str = "generated",
+) -> int:
+    """Store an answer made on the page (with its tokens and, if scored, its scores); returns its id.
+    `source` is "imported" for a pasted conversation the model did not write."""
+    with writing(storage, actor, PAGE) as (session, me):
+        row = save_generated(
+            session,
+            dataset,
+            Generation(conversation, model=model_id, extra=extra or {}),
+            trace,
+            user=me,
+            probe_version=probe_version,
+            source=source,
+        )
+        return row.id
+
+
+def finished_answer_extra(finish_reason: str | None, stop_note: str | None) -> dict[str, Any]:
+    """How a live answer ended, kept with it (Annotate shows it; exports carry it as finish_reason)."""
+    extra: dict[str, Any] = {"finish_reason": finish_reason}
+    if stop_note:
+        extra["stop_note"] = stop_note
+    return extra
+
+
+@dataclass(frozen=True)
+class Pasted:
+    """A pasted conversation scored token by token with a probe."""
+
+    conversation: list[dict[str, str]]
+    trace: TokenTrace
+    text: str
+
+
+def score_pasted(lm, loaded: LoadedProbe, prompt: str, answer: str) -> Pasted:
+    """One teacher-forced pass over the pasted (NFC-normalised) conversation, scored by `loaded`
+    (a LoRA probe reads the states with its adapters on)."""
+    from core.engine.scoring import score_conversation
+    from core.text.tokens import nfc
+
+    conversation = [{"role": "user", "content": nfc(prompt)}, {"role": "assistant", "content": nfc(answer)}]
+    result = score_conversation(lm, conversation, [loaded.layer])
+    hidden = result.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, conversation, result.token_ids)
+    scores = [float(x) for x in loaded.predict(hidden)]
+    trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
+    return Pasted(conversation, trace, result.text)
