@@ -17,6 +17,7 @@ from core.base.types import TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, shared_engine
 from core.engine.model import LoadedModel
 from core.engine.stream import StreamedToken, prompt_ids
+from core.text.tokens import trailing_run
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,12 @@ class EarlyStopRule:
                     f"reached the early-stop threshold {self.threshold:.2f}"
                 )
             return None
-        start = last
-        while start >= 0 and scores[start] >= self.span_floor:
-            start -= 1
-        run = scores[start + 1 : last + 1]
+        first = trailing_run(scores, self.span_floor)  # the run over the floor ending with this token
+        run = scores[first:]
         if len(run) >= 2 and sum(run) / len(run) >= self.threshold:
-            text = "".join(texts[start + 1 : last + 1])
+            text = "".join(texts[first:])
             return (
-                f"stopped at token {last + 1}: the span {text!r} (tokens {start + 2}-{last + 1}) has mean risk "
+                f"stopped at token {last + 1}: the span {text!r} (tokens {first + 1}-{last + 1}) has mean risk "
                 f"{sum(run) / len(run):.2f}, at or above the early-stop threshold {self.threshold:.2f}"
             )
         return None

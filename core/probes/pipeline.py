@@ -7,7 +7,6 @@ generations and settings and returns plain data; progress and cancellation go th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from core.probes.training_set import (
     split_by_generation,
     training_data_hash,
 )
-from core.text.tokens import TokenLabels, token_labels
+from core.text.tokens import TokenLabels, runs_over, token_labels
 
 
 @dataclass
@@ -287,18 +286,12 @@ def layer_sweep(
 def spans_from_scores(
     offsets: Sequence[tuple[int, int]], scores: Sequence[float], threshold: float
 ) -> list[tuple[int, int, float]]:
-    """Predicted spans: runs of consecutive tokens scoring at or above the threshold."""
-    spans: list[tuple[int, int, float]] = []
-    run_start, run_max = None, -math.inf
-    for i, s in enumerate(list(scores) + [-math.inf]):
-        if s >= threshold:
-            if run_start is None:
-                run_start, run_max = i, s
-            run_max = max(run_max, s)
-        elif run_start is not None:
-            spans.append((offsets[run_start][0], offsets[i - 1][1], float(run_max)))
-            run_start = None
-    return spans
+    """Predicted spans: runs of consecutive tokens scoring at or above the threshold (`runs_over`),
+    each as (first token's start, last token's end, the run's highest score)."""
+    return [
+        (offsets[first][0], offsets[last - 1][1], float(max(scores[first:last])))
+        for first, last in runs_over(scores, threshold)
+    ]
 
 
 __all__ = [
