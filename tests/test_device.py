@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from core.base import settings
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.types import Generation
 from core.engine import model as model_module
@@ -271,7 +272,12 @@ def test_bf16_streaming_equals_teacher_forcing_within_the_bf16_tolerance(bf16_lm
 def test_the_bf16_batched_engine_agrees_with_teacher_forcing(bf16_lm, probe, batch_size):
     layer = bf16_lm.default_layer
     requests = [
-        GenerationRequest([{"role": "user", "content": p}], probe=probe, max_new_tokens=10 + 2 * n, layers=(1, layer))
+        GenerationRequest(
+            [{"role": "user", "content": p}],
+            DecodingSettings(max_new_tokens=10 + 2 * n),
+            probe=probe,
+            layers=(1, layer),
+        )
         for n, p in enumerate(PROMPTS)
     ]
     answers = list(generate_batched(bf16_lm, requests, batch_size=batch_size))

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 
 from core.base import settings
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
 from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import (
     IncrementalDecoder,
     StreamedToken,
-    check_decoding,
     distribution_stats,
     prompt_ids,
     sample_token,
@@ -57,10 +57,7 @@ class GenerationRequest:
     """One answer to generate; `on_token` may return True to stop it after that token."""
 
     messages: Sequence[dict[str, str]]
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
     probe: Any | None = None
     probe_layer: int | None = None
     layers: Sequence[int] = ()
@@ -69,8 +66,8 @@ class GenerationRequest:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def validate(self) -> None:
+        """The question; the decoding settings were checked when they were made."""
         check_question(self.messages)
-        check_decoding(self.max_new_tokens, self.temperature, self.top_p)
 
     def stop(self) -> None:
         """End this answer after the current step, whatever its neighbours do (thread-safe)."""
@@ -104,10 +101,11 @@ class _Row:
         self.probe_layer = probe_layer
         self.layers = layers
         self.decoder = IncrementalDecoder(lm.tokenizer)
+        decoding = request.decoding
         self.generator = (
-            torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
-            if request.temperature > 0
-            else None
+            None
+            if decoding.greedy
+            else torch.Generator().manual_seed(decoding.seed if decoding.seed is not None else 0)
         )
         self.pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         self.tokens: list[StreamedToken] = []
@@ -296,10 +294,11 @@ class BatchEngine:
                 finished.append(row.finish("cancelled"))
                 continue
             assert row.next_logits is not None
+            decoding = request.decoding
             token_id = (
                 greedy[i]
-                if request.temperature <= 0
-                else sample_token(row.next_logits, request.temperature, request.top_p, row.generator)
+                if decoding.greedy
+                else sample_token(row.next_logits, decoding.temperature, decoding.top_p, row.generator)
             )
             if token_id in self._eos:
                 finished.append(row.finish("eos"))
@@ -313,7 +312,7 @@ class BatchEngine:
                 self.rows[i].pending[-1] = (token_id, logprob, *self.rows[i].pending[-1][2:])
             self._forward(feed)
         for row in self.rows:
-            if row.finish_reason is None and row.fed >= row.request.max_new_tokens:
+            if row.finish_reason is None and row.fed >= row.request.decoding.max_new_tokens:
                 finished.append(row.finish("length"))
         self._drop([i for i, row in enumerate(self.rows) if row.finish_reason is None])
         return finished

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from core.base.decoding import DecodingSettings
 from core.base.progress import CancelToken, ProgressFn, report
 from core.base.types import Generation, TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, auto_batch_size, generate_batched
@@ -22,14 +23,6 @@ from core.engine.model import LoadedModel
 from core.engine.stream import prompt_ids
 
 PROGRESS_EVERY_SECONDS = 0.5
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
 
 
 @dataclass
@@ -77,7 +70,7 @@ def choose_batch_size(
 
 def bulk_requests(
     prompts: Sequence[Sequence[dict[str, str]]],
-    settings: GenerationSettings,
+    settings: DecodingSettings,
     *,
     probe: Any | None = None,
     probe_layer: int | None = None,
@@ -89,16 +82,11 @@ def bulk_requests(
     seed `settings.seed + n` and is tagged n."""
     if indices is not None and len(indices) != len(prompts):
         raise ValueError("indices must give one index per prompt")
-    budget = max(1, settings.max_new_tokens)
     for position, messages in enumerate(prompts):
         n = int(indices[position]) if indices is not None else position
-        seed = settings.seed + n if settings.seed is not None else None
         yield GenerationRequest(
             list(messages),
-            max_new_tokens=budget,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            seed=seed,
+            decoding=settings.for_prompt(n),
             probe=probe,
             probe_layer=probe_layer,
             layers=tuple(layers),
@@ -110,7 +98,7 @@ def bulk_requests(
 def generate_answers(
     lm: LoadedModel,
     prompts: Sequence[Sequence[dict[str, str]]],
-    settings: GenerationSettings,
+    settings: DecodingSettings,
     *,
     probe: Any | None = None,
     probe_layer: int | None = None,
@@ -129,7 +117,7 @@ def generate_answers(
     shard of a larger list (a Ray shard), so a shard samples what the whole list would.
     Answers cut short by a cancel are not yielded."""
     total = len(prompts)
-    budget = max(1, settings.max_new_tokens)
+    budget = settings.max_new_tokens
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
     state = {"answers": 0, "tokens": 0, "spent": 0, "flying": 0, "last": 0.0}
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.base.decoding import DecodingSettings
 from core.base.types import TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, shared_engine
 from core.engine.model import LoadedModel
@@ -75,10 +76,7 @@ class LiveGeneration:
 
     lm: LoadedModel
     messages: list[dict[str, str]]
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
     probe: Any | None = None
     probe_layer: int | None = None
     early_stop: EarlyStopRule | None = None
@@ -104,10 +102,7 @@ class LiveGeneration:
         # Checked here, not on the engine thread, so bad settings fail in the caller with a clear message.
         request = GenerationRequest(
             self.messages,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=self.seed,
+            decoding=self.decoding,
             probe=self.probe,
             probe_layer=self.probe_layer,
             on_token=self._on_token,

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
 from core.engine.model import LoadedModel, host_float, input_device
@@ -122,16 +123,6 @@ def distribution_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return logp, entropy
 
 
-def check_decoding(max_new_tokens: int, temperature: float, top_p: float) -> None:
-    """One clear refusal for decoding settings that make no sense (the stream and the engine)."""
-    if max_new_tokens < 1:
-        raise UserError("max new tokens must be at least 1")
-    if temperature < 0:
-        raise UserError("temperature must be >= 0")
-    if not 0 < top_p <= 1:
-        raise UserError("top-p must be in (0, 1]")
-
-
 def sample_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
     """Greedy (temperature 0) or a draw from `generator`, a CPU generator: the draw happens on
     the CPU in float32 whatever the model's device, so a seed means the same on any device."""
@@ -170,17 +161,13 @@ class TokenStream:
         probe_layer: int | None = None,
         cancel: CancelToken | None = None,
     ) -> None:
-        check_decoding(max_new_tokens, temperature, top_p)
+        self.decoding = DecodingSettings(max_new_tokens, temperature, top_p, seed)
         self.lm = lm
         self.messages = list(messages)
         self.probe = probe
         self.probe_layer = lm.check_layer(probe_layer if probe_layer is not None else lm.default_layer)
         wanted = list(layers) if layers is not None else [self.probe_layer]
         self.layers = sorted({lm.check_layer(x) for x in wanted} | ({self.probe_layer} if probe is not None else set()))
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.seed = seed
         self.cancel = cancel
         self.prompt_ids = prompt_ids(lm, self.messages)
         self.tokens: list[StreamedToken] = []
@@ -200,9 +187,10 @@ class TokenStream:
         from transformers import DynamicCache
 
         lm = self.lm
+        decoding = self.decoding
         generator = None
-        if self.temperature > 0:
-            generator = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+        if not decoding.greedy:
+            generator = torch.Generator().manual_seed(decoding.seed if decoding.seed is not None else 0)
         eos = lm.eos_ids
         pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         cache = DynamicCache()
@@ -216,7 +204,7 @@ class TokenStream:
             )
             logits = out.logits[0, -1]
             self.finish_reason = "length"
-            for _ in range(self.max_new_tokens):
+            for _ in range(decoding.max_new_tokens):
                 if self._stop.is_set():
                     self.finish_reason = "stopped"
                     break
@@ -224,7 +212,7 @@ class TokenStream:
                     self.finish_reason = "cancelled"
                     break
                 logp, entropy = distribution_stats(logits)
-                token_id = sample_token(logits, self.temperature, self.top_p, generator)
+                token_id = sample_token(logits, decoding.temperature, decoding.top_p, generator)
                 if token_id in eos:
                     self.finish_reason = "eos"
                     break

@@ -28,7 +28,7 @@ from core.base.types import Generation, Span, TokenTrace
 from core.engine.batched import FinishedAnswer, SharedEngine, auto_batch_size
 from core.engine.bulk import GeneratedAnswer, answer_from, bulk_requests
 from core.engine.model import get_model
-from core.orchestration.batch import AnswerWriter, BatchParams, generation_settings
+from core.orchestration.batch import AnswerWriter, BatchParams
 from core.orchestration.ray_cluster import cluster_shape, connect, replica_resources, worker_defaults
 from core.orchestration.registry import load_version, load_version_or_none
 from core.orchestration.rescore import ScoredAnswer, ids_to_score, read_answers, score_answers, store_scored
@@ -138,7 +138,9 @@ class GenerateReplica:
             self.scoring = load_version_or_none(database, self.lm, probe_version) if probe_version else None
         finally:
             database.dispose()
-        size = self.params.batch_size or auto_batch_size(self.lm, PROMPT_ALLOWANCE + int(self.params.max_new_tokens))
+        size = self.params.batch_size or auto_batch_size(
+            self.lm, PROMPT_ALLOWANCE + self.params.decoding.max_new_tokens
+        )
         self.engine = SharedEngine(self.lm, size, self.scoring.model if self.scoring else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,7 +148,7 @@ class GenerateReplica:
         requests = list(
             bulk_requests(
                 [json.loads(p) for p in batch["prompt"]],
-                generation_settings(self.params),
+                self.params.decoding,
                 probe=scoring.probe if scoring else None,
                 probe_layer=scoring.layer if scoring else None,
                 indices=[int(i) for i in batch["index"]],
@@ -261,7 +263,6 @@ def ray_generate(
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """`run_batch` on the Ray cluster: the same answers, stored the same way (one row per answer)."""
-    params.validate()
     connect()
     replicas, resources = replica_resources(cluster_shape())
     shard = shard_size(len(params.prompts), replicas, params.batch_size or DEFAULT_BATCH)

@@ -21,7 +21,7 @@ from core.engine.activations import (
     extract_activations,
     generation_key,
 )
-from core.engine.bulk import GeneratedAnswer, GenerationSettings, generate_answers
+from core.engine.bulk import GeneratedAnswer, generate_answers
 from core.engine.model import LoadedModel
 from core.probes.config import ProbeConfig
 from core.probes.linear import QUICK_TRAIN, LinearProbe, TrainConfig, train_probe
@@ -296,7 +296,6 @@ def spans_from_scores(
 
 __all__ = [
     "GeneratedAnswer",
-    "GenerationSettings",
     "PreparedItem",
     "TrainResult",
     "evaluate_probe",
