@@ -355,7 +355,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
         for item, (_, _, tokens) in zip(scored, done):
             d, lg = score_diffs(probe, item.hidden[layer], tokens, layer)
             worst, logit = max(worst, d), max(logit, lg)
-            logprob = max(logprob, float(np.abs(np.array(item.logprobs) - [t.logprob for t in tokens]).max()))
+            logprob = max(logprob, float(np.abs(np.array(item.trace.logprobs) - [t.logprob for t in tokens]).max()))
         report.stage(
             "teacher_forcing",
             answers=len(done),

@@ -204,17 +204,15 @@ else:
             hidden = (
                 result.hidden[layer]
                 if probe_info.model is None
-                else probe_info.hidden(lm, conversation, result.token_ids)
+                else probe_info.hidden(lm, conversation, result.trace.token_ids)
             )
             scores = [float(x) for x in probe.predict(hidden)]
             st.session_state["pasted"] = (result, scores, conversation)
             st.session_state.pop("pasted-saved", None)
     pasted = st.session_state.get("pasted")
     if pasted:
-        from core.base.types import TokenTrace
-
         result, scores, conversation = pasted
-        trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
+        trace = result.trace.with_scores(scores)
         token_heatmap(
             TokenView.from_trace(trace),
             threshold=threshold,

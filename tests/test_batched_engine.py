@@ -120,7 +120,7 @@ def _check_equal_to_lone_stream(lm, batch_size: int, prompts: list[str], budget)
             )
             scores = probe.predict(forced.hidden[lm.default_layer]).tolist()
             assert [t.score for t in answer.tokens] == pytest.approx(scores, abs=1e-4)
-            assert [t.logprob for t in answer.tokens] == pytest.approx(forced.logprobs, abs=1e-4)
+            assert [t.logprob for t in answer.tokens] == pytest.approx(forced.trace.logprobs, abs=1e-4)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8])

@@ -113,7 +113,7 @@ def test_inspect_scores_a_lora_version_with_its_adapters(sqlite_db, tiny_lm, lor
     assert eval_set.items
     first = eval_set.prepared[0]
     assert eval_set.items[0].probe.tolist() == pytest.approx(
-        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.token_ids), abs=1e-4
+        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.trace.token_ids), abs=1e-4
     )
 
 

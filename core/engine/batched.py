@@ -31,11 +31,13 @@ from core.base import settings
 from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
+from core.base.types import TokenTrace
 from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import (
     IncrementalDecoder,
     StreamedToken,
     distribution_stats,
+    emit_token,
     prompt_ids,
     sample_token,
 )
@@ -80,13 +82,15 @@ class GenerationRequest:
 
 @dataclass
 class FinishedAnswer:
-    """A request's complete result; `finish_reason` is eos, length, stopped or cancelled."""
+    """A request's complete result; `finish_reason` is eos, length, stopped or cancelled.
+    `trace` is the answer's per-token record; each of `tokens` is one position of it."""
 
     request: GenerationRequest
     tokens: list[StreamedToken]
     text: str
     finish_reason: str
     prompt_tokens: int
+    trace: TokenTrace
 
 
 class _Row:
@@ -109,6 +113,7 @@ class _Row:
         )
         self.pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         self.tokens: list[StreamedToken] = []
+        self.trace = TokenTrace.empty(scored=request.probe is not None)  # the answer's per-token record
         self.fed = 0
         self.next_logits: torch.Tensor | None = None
         self.finish_reason: str | None = None
@@ -117,7 +122,7 @@ class _Row:
         for (token_id, logprob, entropy, hidden), (text, start, end) in zip(self.pending[: len(pieces)], pieces):
             probe = self.request.probe
             score = float(probe.predict(hidden[self.probe_layer])) if probe is not None else None
-            token = StreamedToken(len(self.tokens), token_id, text, start, end, logprob, entropy, hidden, score)
+            token = emit_token(self.trace, token_id, (text, start, end), logprob, entropy, hidden, score)
             self.tokens.append(token)
             if self.request.on_token is not None and self.request.on_token(token):
                 self.request.stop()
@@ -126,7 +131,7 @@ class _Row:
     def finish(self, reason: str) -> FinishedAnswer:
         self.finish_reason = reason
         self.emit(self.decoder.flush())
-        return FinishedAnswer(self.request, self.tokens, self.decoder.text, reason, len(self.prompt))
+        return FinishedAnswer(self.request, self.tokens, self.decoder.text, reason, len(self.prompt), self.trace)
 
 
 def kv_bytes_per_token(lm: LoadedModel) -> int:
@@ -416,7 +421,12 @@ class SharedEngine:
         engine = self.engine
         failed = [
             FinishedAnswer(
-                row.request, row.tokens, row.decoder.text, f"error: {type(exc).__name__}: {exc}", len(row.prompt)
+                row.request,
+                row.tokens,
+                row.decoder.text,
+                f"error: {type(exc).__name__}: {exc}",
+                len(row.prompt),
+                row.trace,
             )
             for row in engine.rows
         ]

@@ -38,14 +38,7 @@ class GeneratedAnswer:
 
 def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> GeneratedAnswer:
     tokens = finished.tokens
-    trace = TokenTrace(
-        token_ids=[t.token_id for t in tokens],
-        texts=[t.text for t in tokens],
-        offsets=[(t.start, t.end) for t in tokens],
-        logprobs=[t.logprob for t in tokens],
-        entropies=[t.entropy for t in tokens],
-        scores=[t.score for t in tokens] if with_scores else None,
-    )
+    trace = finished.trace if with_scores else finished.trace.with_scores(None)
     layers = sorted(tokens[0].hidden) if tokens else list(finished.request.layers)
     hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0) for layer in layers}
     conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]

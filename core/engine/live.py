@@ -90,7 +90,7 @@ class LiveGeneration:
     error: str | None = None
     result: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _trace: TokenTrace = field(default_factory=lambda: TokenTrace([], [], [], [], [], []), repr=False)
+    _trace: TokenTrace = field(default_factory=lambda: TokenTrace.empty(scored=True), repr=False)
     _produced_at: list[float] = field(default_factory=list, repr=False)
     _text: str = ""
     _request: GenerationRequest | None = field(default=None, repr=False)
@@ -129,14 +129,7 @@ class LiveGeneration:
     def _on_token(self, token: StreamedToken) -> bool:
         """On the engine thread: record the token; True stops this answer (early stop)."""
         with self._lock:
-            t = self._trace
-            t.token_ids.append(token.token_id)
-            t.texts.append(token.text)
-            t.offsets.append((token.start, token.end))
-            t.logprobs.append(token.logprob)
-            t.entropies.append(token.entropy)
-            if t.scores is not None:
-                t.scores.append(token.score if token.score is not None else float("nan"))
+            self._trace.append_from(token.trace, token.index)
             self._produced_at.append(time.time())
             self._text += token.text
         if self.early_stop is not None and token.score is not None and self.stop_note is None:
@@ -170,15 +163,7 @@ class LiveGeneration:
 
     def snapshot(self, running: bool | None = None) -> LiveSnapshot:
         with self._lock:
-            t = self._trace
-            trace = TokenTrace(
-                list(t.token_ids),
-                list(t.texts),
-                list(t.offsets),
-                list(t.logprobs),
-                list(t.entropies),
-                list(t.scores) if self.probe is not None else None,
-            )
+            trace = self._trace.copy(scored=self.probe is not None)
             return LiveSnapshot(
                 trace,
                 list(self._produced_at),

@@ -16,6 +16,7 @@ import torch
 from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
+from core.base.types import TokenTrace
 from core.engine.model import LoadedModel, host_float, input_device
 
 # ----------------------------------------------------------------------------- prompts
@@ -101,19 +102,57 @@ def offsets_from_ids(tokenizer: Any, ids: Sequence[int]) -> tuple[list[str], lis
 # ----------------------------------------------------------------------------- streaming
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamedToken:
-    """One generated token with everything the heatmap and the probe need."""
+    """One generated token as it arrives: token `index` of its answer's growing `trace` (the
+    answer's one per-token record), plus this token's hidden states."""
 
+    trace: TokenTrace
     index: int
-    token_id: int
-    text: str
-    start: int
-    end: int
-    logprob: float
-    entropy: float
     hidden: dict[int, torch.Tensor]
-    score: float | None = None
+
+    @property
+    def token_id(self) -> int:
+        return self.trace.token_ids[self.index]
+
+    @property
+    def text(self) -> str:
+        return self.trace.texts[self.index]
+
+    @property
+    def start(self) -> int:
+        return self.trace.offsets[self.index][0]
+
+    @property
+    def end(self) -> int:
+        return self.trace.offsets[self.index][1]
+
+    @property
+    def logprob(self) -> float:
+        return self.trace.logprobs[self.index]
+
+    @property
+    def entropy(self) -> float:
+        return self.trace.entropies[self.index]
+
+    @property
+    def score(self) -> float | None:
+        return None if self.trace.scores is None else self.trace.scores[self.index]
+
+
+def emit_token(
+    trace: TokenTrace,
+    token_id: int,
+    piece: tuple[str, int, int],
+    logprob: float,
+    entropy: float,
+    hidden: dict[int, torch.Tensor],
+    score: float | None,
+) -> StreamedToken:
+    """Record a finished token in its answer's trace; the stream and the batched engine both do it."""
+    text, start, end = piece
+    trace.append(token_id, text, (start, end), logprob, entropy, score)
+    return StreamedToken(trace, len(trace.token_ids) - 1, hidden)
 
 
 def distribution_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +210,7 @@ class TokenStream:
         self.cancel = cancel
         self.prompt_ids = prompt_ids(lm, self.messages)
         self.tokens: list[StreamedToken] = []
+        self.trace = TokenTrace.empty(scored=probe is not None)  # the answer's per-token record
         self.finish_reason: str | None = None
         self._stop = threading.Event()
         self._decoder = IncrementalDecoder(lm.tokenizer)
@@ -236,7 +276,7 @@ class TokenStream:
             score = None
             if self.probe is not None:
                 score = float(self.probe.predict(hidden[self.probe_layer]))
-            token = StreamedToken(len(self.tokens), token_id, text, start, end, logprob, entropy, hidden, score)
+            token = emit_token(self.trace, token_id, (text, start, end), logprob, entropy, hidden, score)
             self.tokens.append(token)
             yield token
         del pending[: len(pieces)]

@@ -91,7 +91,7 @@ def encode_answer(answer: GeneratedAnswer) -> str:
                 "extra": gen.extra,
                 "spans": [asdict(s) for s in gen.spans],
             },
-            "trace": asdict(trace),
+            "trace": trace.to_dict(),
         }
     )
 
@@ -102,19 +102,7 @@ def decode_answer(text: str) -> GeneratedAnswer:
     generation = Generation(
         conversation=g["conversation"], model=g["model"], extra=g["extra"], spans=[Span(**s) for s in g["spans"]]
     )
-    return GeneratedAnswer(int(data["index"]), generation, _trace_from(t), data["finish_reason"])
-
-
-def _trace_from(data: dict[str, Any]) -> TokenTrace:
-    """A TokenTrace from its JSON form (`asdict`; offsets come back as lists)."""
-    return TokenTrace(
-        data["token_ids"],
-        data["texts"],
-        [tuple(o) for o in data["offsets"]],
-        data["logprobs"],
-        data["entropies"],
-        data["scores"],
-    )
+    return GeneratedAnswer(int(data["index"]), generation, TokenTrace.from_dict(t), data["finish_reason"])
 
 
 class GenerateReplica:
@@ -210,7 +198,9 @@ class RescoreReplica:
 def _decode_scored(text: str) -> ScoredAnswer:
     data = json.loads(text)
     trace = data["new_trace"]
-    return ScoredAnswer(int(data["generation_id"]), list(data["scores"]), _trace_from(trace) if trace else None)
+    return ScoredAnswer(
+        int(data["generation_id"]), list(data["scores"]), TokenTrace.from_dict(trace) if trace else None
+    )
 
 
 def _pipeline(

@@ -81,15 +81,7 @@ def seed_demo(
         hidden = {layer: cache.as_stored(answer.hidden[layer])} if trace.token_ids else {}
         if trace.token_ids:
             cache.put(
-                GenerationActivations(
-                    generation_key(generation),
-                    trace.token_ids,
-                    trace.texts,
-                    list(trace.offsets),
-                    trace.logprobs,
-                    trace.entropies,
-                    hidden,
-                )
+                GenerationActivations(generation_key(generation), trace, hidden)  # the cache keeps no scores
             )
         labelled[answer.index], traces[answer.index] = generation, trace
     check(cancel)

@@ -62,7 +62,8 @@ def prepare(
         raise UserError("no generations to work on")
     acts = extract_activations(lm, generations, layers, use_cache=use_cache, progress=progress, cancel=cancel)
     return [
-        PreparedItem(gen, split_key(gen), a, token_labels(a.offsets, gen.spans)) for gen, a in zip(generations, acts)
+        PreparedItem(gen, split_key(gen), a, token_labels(a.trace.offsets, gen.spans))
+        for gen, a in zip(generations, acts)
     ]
 
 
@@ -78,8 +79,8 @@ def item_scores(items: Sequence[PreparedItem], probe: LinearProbe | None, layer:
                 span_ids=item.labels.span_ids,
                 span_labels=item.labels.span_labels,
                 probe=scores,
-                logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
-                entropies=np.asarray(item.acts.entropies, dtype=np.float64),
+                logprobs=np.asarray(item.acts.trace.logprobs, dtype=np.float64),
+                entropies=np.asarray(item.acts.trace.entropies, dtype=np.float64),
             )
         )
     return out
@@ -216,7 +217,7 @@ def score_generations(
     traces = []
     for a in acts:
         scores = np.asarray(probe.predict(a.hidden[layer]), dtype=np.float64).reshape(-1)
-        traces.append(TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies, scores.tolist()))
+        traces.append(a.trace.with_scores(scores.tolist()))
     return traces
 
 
