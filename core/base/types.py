@@ -13,6 +13,13 @@ LABEL_VALUES: dict[str, int | None] = {
     "Supported": 0,
     "N/A": None,
 }
+# The word people see for each label (README "Labels"); the browser gets it in its payload.
+LABEL_WORDS: dict[str, str] = {
+    "Not Supported": "hallucinated",
+    "Insufficient Information": "unverifiable",
+    "Supported": "supported",
+    "N/A": "ignore",
+}
 IGNORE = -1  # token label meaning "not scored" (prompt tokens, N/A spans)
 
 
@@ -102,7 +109,7 @@ class TokenTrace:
 
     def with_scores(self, scores: Sequence[float] | None) -> TokenTrace:
         """The same tokens with these scores (None: unscored); the token lists are shared."""
-        return replace(self, scores=None if scores is None else [float(x) for x in scores])
+        return replace(self, scores=None if scores is None else list(scores))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, under the field names (`from_dict` reads it back)."""

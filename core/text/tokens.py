@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.base.errors import UserError
-from core.base.types import IGNORE, LABEL_VALUES, Span
+from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, Span
 
 # --- labels -------------------------------------------------------------------------
 
@@ -24,10 +24,7 @@ from core.base.types import IGNORE, LABEL_VALUES, Span
 # typed in the browser or a CSV can be read back without a lookup table elsewhere.
 _LABEL_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in LABEL_VALUES},
-    "hallucinated": "Not Supported",
-    "unverifiable": "Insufficient Information",
-    "supported": "Supported",
-    "ignore": "N/A",
+    **{word: name for name, word in LABEL_WORDS.items()},
     "na": "N/A",
 }
 

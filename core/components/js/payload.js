@@ -121,6 +121,7 @@ function normalise(data) {
     height: Number.isInteger(d.height) && d.height > 0 ? d.height : null,
     produced_at: d.produced_at ?? null,
     edit: d.mode === "edit" ? normaliseEdit(d.edit, n) : null,
+    style: d.style && typeof d.style === "object" ? d.style : null,
   };
 }
 
