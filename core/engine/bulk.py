@@ -38,7 +38,7 @@ class GeneratedAnswer:
 
 def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> GeneratedAnswer:
     tokens = finished.tokens
-    trace = finished.trace if with_scores else finished.trace.with_scores(None)
+    trace = finished.trace if with_scores or finished.trace.scores is None else finished.trace.with_scores(None)
     layers = sorted(tokens[0].hidden) if tokens else list(finished.request.layers)
     hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0) for layer in layers}
     conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]
