@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
+from core.base.types import NOT_SUPPORTED, Span, TokenTrace
 from core.base.types import Generation as CoreGeneration
-from core.base.types import Span, TokenTrace
 from core.text.tokens import label_value, nfc, runs_over, token_ranges_to_char_span, true_runs
 from db.annotations import get_set, save_annotation_set, sets_for_generation, spans_of
 from db.generations import get_generation, to_core, trace_of
@@ -29,7 +29,7 @@ from db.users import get_user
 
 REVIEW_ACTION = "review.gold"
 REVIEW_ROLES = ("reviewer", "admin")
-PROBE_LABEL = "Not Supported"
+PROBE_LABEL = NOT_SUPPORTED
 MAX_DECISION = 500
 
 

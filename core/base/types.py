@@ -13,12 +13,14 @@ LABEL_VALUES: dict[str, int | None] = {
     "Supported": 0,
     "N/A": None,
 }
+# The labels by name, for code that means one of them (the strings are LABEL_VALUES' keys).
+NOT_SUPPORTED, INSUFFICIENT_INFORMATION, SUPPORTED, NOT_APPLICABLE = LABEL_VALUES
 # The word people see for each label (README "Labels"); the browser gets it in its payload.
 LABEL_WORDS: dict[str, str] = {
-    "Not Supported": "hallucinated",
-    "Insufficient Information": "unverifiable",
-    "Supported": "supported",
-    "N/A": "ignore",
+    NOT_SUPPORTED: "hallucinated",
+    INSUFFICIENT_INFORMATION: "unverifiable",
+    SUPPORTED: "supported",
+    NOT_APPLICABLE: "ignore",
 }
 IGNORE = -1  # token label meaning "not scored" (prompt tokens, N/A spans)
 

@@ -35,7 +35,16 @@ import numpy as np
 
 from core.base.errors import UserError
 from core.base.numbers import finite_or_none
-from core.base.types import LABEL_VALUES, LABEL_WORDS, Span, TokenTrace
+from core.base.types import (
+    INSUFFICIENT_INFORMATION,
+    LABEL_VALUES,
+    LABEL_WORDS,
+    NOT_APPLICABLE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Span,
+    TokenTrace,
+)
 from core.text.editing import normalise_spans
 from core.text.tokens import canonical_label
 
@@ -57,10 +66,10 @@ LIGHT_TEXT_FROM = 0.8  # score at and above which text is white
 
 # Gold underline colour per label (the UI words in brackets).
 GOLD_COLOURS: dict[str, str] = {
-    "Not Supported": "#c2185b",  # hallucinated
-    "Insufficient Information": "#7b1fa2",  # unverifiable
-    "Supported": "#2a7230",  # supported
-    "N/A": "#666666",  # ignore
+    NOT_SUPPORTED: "#c2185b",  # hallucinated
+    INSUFFICIENT_INFORMATION: "#7b1fa2",  # unverifiable
+    SUPPORTED: "#2a7230",  # supported
+    NOT_APPLICABLE: "#666666",  # ignore
 }
 # Label underlines and suggestion overlines keep a WCAG contrast of at least 3:1 with the
 # token under them. The scale's lightness falls with the score, so one palette per band of
@@ -71,24 +80,24 @@ SUGGESTION_LINE = "suggestion"  # the key of the suggestion overline in LINE_COL
 LINE_COLOURS: tuple[dict[str, str], ...] = (
     {**GOLD_COLOURS, SUGGESTION_LINE: "#1565c0"},
     {
-        "Not Supported": "#6a0036",
-        "Insufficient Information": "#3f0f80",
-        "Supported": "#0b3d10",
-        "N/A": "#333333",
+        NOT_SUPPORTED: "#6a0036",
+        INSUFFICIENT_INFORMATION: "#3f0f80",
+        SUPPORTED: "#0b3d10",
+        NOT_APPLICABLE: "#333333",
         SUGGESTION_LINE: "#0b2e6b",
     },
     {
-        "Not Supported": "#ffdeed",
-        "Insufficient Information": "#efe3ff",
-        "Supported": "#c8f5c8",
-        "N/A": "#e8e8e8",
+        NOT_SUPPORTED: "#ffdeed",
+        INSUFFICIENT_INFORMATION: "#efe3ff",
+        SUPPORTED: "#c8f5c8",
+        NOT_APPLICABLE: "#e8e8e8",
         SUGGESTION_LINE: "#d6ebff",
     },
 )
 # Which label a token shows when it overlaps several spans: LABEL_VALUES' order, most severe first.
 _LABEL_PRIORITY = tuple(LABEL_VALUES)
 # The key of each label in CSS class names (heatmap.css: .g-ns underline, .t-ns their span).
-LABEL_KEYS: dict[str, str] = {"Not Supported": "ns", "Insufficient Information": "ii", "Supported": "s", "N/A": "na"}
+LABEL_KEYS: dict[str, str] = {NOT_SUPPORTED: "ns", INSUFFICIENT_INFORMATION: "ii", SUPPORTED: "s", NOT_APPLICABLE: "na"}
 
 # --- data ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from core.base.errors import UserError
-from core.base.types import Span
+from core.base.types import NOT_SUPPORTED, Span
 from core.text.tokens import (
     canonical_label,
     codepoint_to_utf16,
@@ -304,7 +304,7 @@ def accept_suggestions(
     spans: Sequence[Span],
     suggestions: Sequence[Suggestion],
     min_score: float,
-    label: str = "Not Supported",
+    label: str = NOT_SUPPORTED,
     *,
     overwrite: bool = False,
 ) -> list[Span]:

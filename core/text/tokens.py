@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.base.errors import UserError
-from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, Span
+from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, NOT_APPLICABLE, Span
 
 # --- labels -------------------------------------------------------------------------
 
@@ -25,7 +25,7 @@ from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, Span
 _LABEL_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in LABEL_VALUES},
     **{word: name for name, word in LABEL_WORDS.items()},
-    "na": "N/A",
+    "na": NOT_APPLICABLE,
 }
 
 
@@ -147,7 +147,7 @@ def _annotation_fields(ann: Any, pos: int) -> tuple[str, int | None, str, str | 
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
         raise UserError(f'{where}: "index" must be an integer or null')
     raw_label = ann.get("label")
-    label = "N/A" if raw_label is None else canonical_label(raw_label)
+    label = NOT_APPLICABLE if raw_label is None else canonical_label(raw_label)
     note = ann.get("verification_note")
     if note is not None and not isinstance(note, str):
         raise UserError(f'{where}: "verification_note" must be a string')
