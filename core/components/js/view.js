@@ -37,7 +37,7 @@ function prediction(d, i) {
   return finite(s) ? (s >= d.threshold ? 1 : 0) : null;
 }
 
-/** "TP" / "FP" / "FN" / null, as heatmap_data.token_outcomes. */
+/** "TP" / "FP" / "FN" / null (its Python twin for the tests: tests/support/heatmap_reference.py). */
 function outcome(d, i) {
   if (!d.gold || d.texts[i] === "") return null;
   const label = d.gold[i];
