@@ -42,8 +42,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.base.errors import UserError
+from core.base.types import INSUFFICIENT_INFORMATION, NOT_APPLICABLE, NOT_SUPPORTED, SUPPORTED, Span, TokenTrace
 from core.base.types import Generation as CoreGeneration
-from core.base.types import Span, TokenTrace
 from core.text.interchange import generation_to_record, write_jsonl
 from db.annotations import owner_key, spans_of
 from db.generations import get_dataset, to_core, trace_of
@@ -53,10 +53,10 @@ from db.users import get_user
 WHICH = ("gold", "annotator", "all")
 EXPORT_FORMATS = ("jsonl", "conll", "parquet", "datasets")
 BIO_TAGS: dict[str, str | None] = {
-    "Not Supported": "HAL",
-    "Insufficient Information": "UNV",
-    "Supported": "SUP",
-    "N/A": None,
+    NOT_SUPPORTED: "HAL",
+    INSUFFICIENT_INFORMATION: "UNV",
+    SUPPORTED: "SUP",
+    NOT_APPLICABLE: None,
 }
 TABLE_COLUMNS = ("id", "model", "split", "conversation", "annotations", "tokens", "extra")
 READ_CHUNK = 500
