@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=12, help="prompts for the one-at-a-time baseline")
     args = parser.parse_args()
     os.environ.setdefault("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
+    from core.base.decoding import DecodingSettings
     from core.engine.model import get_model
     from core.orchestration.batch import BatchParams, run_batch
     from core.probes.config import ProbeConfig
@@ -97,7 +98,11 @@ def main() -> None:
             register_probe(session, artifact_dir=str(Path(tmp) / "probe"), config=config, activate=True)
         all_prompts = prompts(args.prompts)
         plain_generate(lm, all_prompts[:2], 4)  # warm-up both paths
-        run_batch(database, lm, BatchParams(prompts=all_prompts[:2], dataset="warmup", max_new_tokens=4))
+        run_batch(
+            database,
+            lm,
+            BatchParams(prompts=all_prompts[:2], dataset="warmup", decoding=DecodingSettings(max_new_tokens=4)),
+        )
         t_plain = t_ours = t_single = 0.0
         n_plain = n_ours = n_single = answers = 0
         halves = [all_prompts[: len(all_prompts) // 2], all_prompts[len(all_prompts) // 2 :]]
@@ -110,7 +115,12 @@ def main() -> None:
             result = run_batch(
                 database,
                 lm,
-                BatchParams(prompts=half, dataset=f"bench{round_}", max_new_tokens=args.tokens, batch_size=size),
+                BatchParams(
+                    prompts=half,
+                    dataset=f"bench{round_}",
+                    decoding=DecodingSettings(max_new_tokens=args.tokens),
+                    batch_size=size,
+                ),
             )
             t_ours += time.perf_counter() - began
             n_ours += result["tokens"]

@@ -355,7 +355,7 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
         for item, (_, _, tokens) in zip(scored, done):
             d, lg = score_diffs(probe, item.hidden[layer], tokens, layer)
             worst, logit = max(worst, d), max(logit, lg)
-            logprob = max(logprob, float(np.abs(np.array(item.logprobs) - [t.logprob for t in tokens]).max()))
+            logprob = max(logprob, float(np.abs(np.array(item.trace.logprobs) - [t.logprob for t in tokens]).max()))
         report.stage(
             "teacher_forcing",
             answers=len(done),
@@ -376,12 +376,13 @@ def run(args: argparse.Namespace, report: Report, workdir: Path) -> None:
         report.failed("teacher_forcing", exc)
 
     # 4. the batched engine -----------------------------------------------------------------------
+    from core.base.decoding import DecodingSettings
     from core.engine.batched import GenerationRequest, generate_batched
 
     answers = []
     try:
         requests = [
-            GenerationRequest(m, max_new_tokens=new_tokens, probe=probe, tag=n, **settings[n])
+            GenerationRequest(m, DecodingSettings(max_new_tokens=new_tokens, **settings[n]), probe=probe, tag=n)
             for n, m in enumerate(shared)
         ]
         sync(device)

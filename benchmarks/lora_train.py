@@ -26,10 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 def greedy(model, lm, prompts, n: int) -> tuple[list[list[int]], float]:
     """Greedy tokens of each prompt (batched engine, our own decode loop) and tokens/s."""
+    from core.base.decoding import DecodingSettings
     from core.engine.batched import GenerationRequest, generate_batched
 
     requests = [
-        GenerationRequest([{"role": "user", "content": p}], max_new_tokens=n, tag=i) for i, p in enumerate(prompts)
+        GenerationRequest([{"role": "user", "content": p}], DecodingSettings(max_new_tokens=n), tag=i)
+        for i, p in enumerate(prompts)
     ]
     began = time.perf_counter()
     done = sorted(generate_batched(lm, requests, batch_size=8, model=model), key=lambda a: a.request.tag)

@@ -41,6 +41,7 @@ def main() -> None:
         os.environ["PROBELENS_RAY_ADDRESS"] = "local"
         import ray
 
+        from core.base.decoding import DecodingSettings
         from core.engine.model import load_model
         from core.orchestration.batch import BatchParams, run_batch
         from core.orchestration.ray_cluster import cluster_shape, connect
@@ -55,8 +56,7 @@ def main() -> None:
             return BatchParams(
                 prompts=prompts,
                 dataset=dataset,
-                max_new_tokens=args.tokens,
-                temperature=0.0,
+                decoding=DecodingSettings(max_new_tokens=args.tokens, temperature=0.0),
                 batch_size=args.batch_size,
                 score=False,
             )
@@ -71,7 +71,12 @@ def main() -> None:
         on_ray = ray_generate(database, params("ray"))
         ray_s = time.perf_counter() - began
         began = time.perf_counter()  # the fixed cost: a one-token job (replica start, imports, model load)
-        ray_generate(database, BatchParams(prompts=prompts[:1], dataset="start-up", max_new_tokens=1, score=False))
+        ray_generate(
+            database,
+            BatchParams(
+                prompts=prompts[:1], dataset="start-up", decoding=DecodingSettings(max_new_tokens=1), score=False
+            ),
+        )
         startup_s = time.perf_counter() - began
         ray.shutdown()
         database.dispose()

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
+from core.base.types import NOT_SUPPORTED, Span, TokenTrace
 from core.base.types import Generation as CoreGeneration
-from core.base.types import Span, TokenTrace
 from core.text.editing import removed_spans
-from core.text.tokens import label_value, nfc, token_ranges_to_char_span
+from core.text.tokens import label_value, nfc, runs_over, token_ranges_to_char_span, true_runs
 from db.annotations import ENTITY, get_set, save_annotation_set, sets_for_generation, spans_from_json, spans_of
 from db.generations import get_generation, to_core, trace_of
 from db.models import GOLD_OWNER, AnnotationSet, Event, User
@@ -31,7 +31,7 @@ from db.users import get_user
 
 REVIEW_ACTION = "review.gold"
 REVIEW_ROLES = ("reviewer", "admin")
-PROBE_LABEL = "Not Supported"
+PROBE_LABEL = NOT_SUPPORTED
 MAX_DECISION = 500
 
 
@@ -110,19 +110,6 @@ def _disagreeing_tokens(annotator_labels: list[list[frozenset[str]]], probe_flag
     return flags
 
 
-def _runs(flags: list[bool]) -> list[tuple[int, int]]:
-    """Maximal runs of True as token ranges [first, last exclusive)."""
-    runs: list[tuple[int, int]] = []
-    start: int | None = None
-    for i, flag in enumerate([*flags, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            runs.append((start, i))
-            start = None
-    return runs
-
-
 def _char_ranges(offsets: list[tuple[int, int]], runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Token runs as char ranges, dropping runs of only zero-width tokens."""
     ranges = [token_ranges_to_char_span(offsets, first, last) for first, last in runs]
@@ -144,7 +131,7 @@ def disagreement_ranges(
     if len(annotator_spans) + (probe_flags is not None) < 2 or not offsets:
         return []
     labels = [_token_label_sets(offsets, spans) for spans in annotator_spans]
-    return _char_ranges(offsets, _runs(_disagreeing_tokens(labels, probe_flags)))
+    return _char_ranges(offsets, true_runs(_disagreeing_tokens(labels, probe_flags)))
 
 
 def probe_spans(offsets: list[tuple[int, int]], scores: list[float], threshold: float = 0.5) -> list[Span]:
@@ -153,9 +140,8 @@ def probe_spans(offsets: list[tuple[int, int]], scores: list[float], threshold: 
     NaN scores (tokens the probe did not score) never reach the threshold, so they split runs.
     """
     n = min(len(offsets), len(scores))
-    flags = [bool(scores[i] >= threshold) for i in range(n)]
     spans: list[Span] = []
-    for first, last in _runs(flags):
+    for first, last in runs_over(scores[:n], threshold):
         start, end = token_ranges_to_char_span(offsets, first, last)
         if end > start:
             spans.append(Span(start, end, PROBE_LABEL, f"max {max(scores[first:last]):.3f}"))

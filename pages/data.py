@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.text.filenames import widget_key
 from core.text.markdown import md_escape
@@ -231,10 +232,7 @@ with tab_batch:
             dataset=target,
             split=split,
             model=None if model.strip() == model_label() else model.strip(),
-            max_new_tokens=int(max_new),
-            temperature=float(temperature),
-            top_p=float(top_p),
-            seed=int(seed),
+            decoding=DecodingSettings(int(max_new), float(temperature), float(top_p), int(seed)),
             batch_size=int(batch_size) or None,
         )
         try:

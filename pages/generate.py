@@ -6,6 +6,7 @@ import math
 
 import streamlit as st
 
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.engine.live import EarlyStopRule, LiveGeneration
@@ -124,10 +125,7 @@ def start_generation(question: str) -> None:
     live = LiveGeneration(
         lm,
         messages,
-        max_new_tokens=int(max_new_tokens),
-        temperature=float(temperature),
-        top_p=float(top_p),
-        seed=int(seed),
+        decoding=DecodingSettings(int(max_new_tokens), float(temperature), float(top_p), int(seed)),
         probe=probe_info,  # whole: a LoRA probe's model generates
         early_stop=rule,
         on_finish=lambda snap: _save(snap, messages, version),

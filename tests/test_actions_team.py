@@ -34,7 +34,9 @@ def test_gold_is_merged_or_taken_whole_by_a_reviewer_and_a_stale_save_refused(te
     assert review.save_merged_gold(team.storage, team.actors["rita"], answer, [Span(0, 4, "Supported")], 0) == 1
     with pytest.raises(UserError):
         review.save_merged_gold(team.storage, team.actors["boss"], answer, [], 0)  # rita saved since
-    review.take_annotator_set(team.storage, team.actors["boss"], answer, "bea", 1)
+    with pytest.raises(review.GoldRemovalError):  # bea's set drops rita's span: asked first
+        review.take_annotator_set(team.storage, team.actors["boss"], answer, "bea", 1)
+    review.take_annotator_set(team.storage, team.actors["boss"], answer, "bea", 1, allow_removal=True)
     assert review.review_bundle(team.storage, answer, None).gold[1] == [Span(0, 4, "Not Supported")]
     gold = events(team.storage, "review.gold")
     assert [e.user_id for e in gold] == [user_id(team.storage, "rita"), user_id(team.storage, "boss")]

@@ -66,10 +66,12 @@ def env(sqlite_db, isolated_cache, tmp_path, monkeypatch, tiny_model_dir):
 
 
 def _params(n: int, **kw) -> BatchParams:
-    return BatchParams(
-        prompts=[[{"role": "user", "content": p}] for p in (PROMPTS * (n // len(PROMPTS) + 1))[:n]],
-        dataset="batch",
-        **{"max_new_tokens": 12, "temperature": 1.0, **kw},
+    return BatchParams.from_dict(  # the run row's flat form: decoding settings beside the rest
+        {
+            "prompts": [[{"role": "user", "content": p}] for p in (PROMPTS * (n // len(PROMPTS) + 1))[:n]],
+            "dataset": "batch",
+            **{"max_new_tokens": 12, "temperature": 1.0, **kw},
+        }
     )
 
 

@@ -22,7 +22,9 @@ PROMPTS = [
 
 def _params(n: int, **kw) -> BatchParams:
     prompts = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n)]
-    return BatchParams(prompts=prompts, **{"dataset": "batch", "max_new_tokens": 10, "temperature": 0.0, **kw})
+    return BatchParams.from_dict(
+        {"prompts": prompts, "dataset": "batch", "max_new_tokens": 10, "temperature": 0.0, **kw}
+    )
 
 
 def _stored(database) -> list[tuple[str, str, int, str]]:

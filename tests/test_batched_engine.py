@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from core.base.decoding import DecodingSettings
 from core.base.progress import CancelToken
 from core.engine.batched import (
     BatchEngine,
@@ -39,6 +40,16 @@ PROMPTS = [
 _PROBES: dict[int, LinearProbe] = {}
 
 
+_DECODING = ("max_new_tokens", "temperature", "top_p", "seed")
+
+
+def _decoding(kw: dict) -> tuple[DecodingSettings, dict]:
+    """The decoding settings among keyword arguments, and the rest."""
+    return DecodingSettings(**{k: kw[k] for k in _DECODING if k in kw}), {
+        k: v for k, v in kw.items() if k not in _DECODING
+    }
+
+
 def _probe(lm) -> LinearProbe:
     if id(lm) not in _PROBES:
         torch.manual_seed(3)
@@ -49,7 +60,8 @@ def _probe(lm) -> LinearProbe:
 
 
 def _request(prompt: str, probe, **kw) -> GenerationRequest:
-    return GenerationRequest([{"role": "user", "content": prompt}], probe=probe, **kw)
+    decoding, rest = _decoding(kw)
+    return GenerationRequest([{"role": "user", "content": prompt}], decoding=decoding, probe=probe, **rest)
 
 
 _ALONE: dict[tuple, tuple] = {}
@@ -108,7 +120,7 @@ def _check_equal_to_lone_stream(lm, batch_size: int, prompts: list[str], budget)
             )
             scores = probe.predict(forced.hidden[lm.default_layer]).tolist()
             assert [t.score for t in answer.tokens] == pytest.approx(scores, abs=1e-4)
-            assert [t.logprob for t in answer.tokens] == pytest.approx(forced.logprobs, abs=1e-4)
+            assert [t.logprob for t in answer.tokens] == pytest.approx(forced.trace.logprobs, abs=1e-4)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
@@ -147,7 +159,9 @@ def test_finished_rows_are_refilled_so_the_batch_stays_full(tiny_lm):
     engine = BatchEngine(tiny_lm, batch_size=3)
     lengths = [2, 9, 4, 7, 3, 8]
     for n, length in enumerate(lengths):
-        engine.submit(GenerationRequest([{"role": "user", "content": PROMPTS[n]}], max_new_tokens=length))
+        engine.submit(
+            GenerationRequest([{"role": "user", "content": PROMPTS[n]}], DecodingSettings(max_new_tokens=length))
+        )
     done, full_while_queued = [], []
     while not engine.idle:
         queued = len(engine.waiting) > 0

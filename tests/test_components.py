@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.base.errors import UserError
-from core.base.types import IGNORE, LABEL_VALUES, Span, TokenTrace
+from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, Span, TokenTrace
 from core.components import heatmap as hm
 from core.components import heatmap_data
 from core.components.heatmap import (
@@ -23,17 +23,9 @@ from core.components.heatmap import (
     SCALE_STOPS,
     UNKNOWN_COLOR,
     TokenView,
-    dom_selection_to_span,
-    edit_token_labels,
     heatmap_payload,
-    legend,
     saved_spans,
-    score_color,
-    text_color,
     token_gold_labels,
-    token_outcomes,
-    token_selection_to_span,
-    visible_suggestions,
 )
 from core.text.editing import (
     Suggestion,
@@ -47,6 +39,16 @@ from core.text.editing import (
     utf16_selection_to_span,
 )
 from core.text.tokens import completion_offsets, token_labels
+from tests.support.heatmap_reference import (
+    dom_selection_to_span,
+    edit_token_labels,
+    legend,
+    score_color,
+    text_color,
+    token_outcomes,
+    token_selection_to_span,
+    visible_suggestions,
+)
 from tests.support.js_eval import NODE, js_runner, node_json
 
 JS_DIR = hm.JS_DIR
@@ -209,20 +211,45 @@ def test_legend_describes_scale_gold_and_outcomes():
 # --- the JS mirrors the Python --------------------------------------------------------------------
 
 
-def test_js_scale_and_colours_mirror_python():
-    colour = JS["colour.js"]
-    body = re.search(r"const STOPS = \[(.*?)\];", colour, re.S).group(1)
-    stops = [
-        (float(p), (int(r), int(g), int(b)))
-        for p, r, g, b in re.findall(r"\[([\d.]+),\s*\[(\d+),\s*(\d+),\s*(\d+)\]\]", body)
-    ]
-    assert stops == [(p, c) for p, c in SCALE_STOPS]
-    assert f'const UNKNOWN_COLOR = "{UNKNOWN_COLOR}"' in colour
-    assert f"const LIGHT_TEXT_FROM = {hm.LIGHT_TEXT_FROM}" in colour
-    assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in colour  # same rounding as Python
-    for label, color in GOLD_COLOURS.items():
-        assert re.search(rf'"?{re.escape(label)}"?: \{{ cls: "[\w-]+", color: "{color}"', colour), label
-        assert color in CSS
+def test_the_payload_carries_the_one_definition_of_labels_and_colours():
+    style = heatmap_payload(TokenView.from_lists(["a"]))["style"]
+    assert style == hm.style_payload() and json.loads(json.dumps(style)) == style
+    assert [(p, tuple(c)) for p, c in style["scale"]] == list(SCALE_STOPS)
+    assert style["unknown"] == UNKNOWN_COLOR and style["light_text_from"] == hm.LIGHT_TEXT_FROM
+    assert [lab["name"] for lab in style["labels"]] == list(LABEL_VALUES)  # most severe first
+    for lab in style["labels"]:
+        assert lab["color"] == GOLD_COLOURS[lab["name"]] and lab["value"] == LABEL_VALUES[lab["name"]]
+        assert lab["word"] == LABEL_WORDS[lab["name"]] and f".g-{lab['key']}" in CSS and f".t-{lab['key']}" in CSS
+    assert style["lines"] == [dict(p) for p in hm.LINE_COLOURS]
+
+
+def test_js_and_css_hold_no_copy_of_labels_or_colours():
+    """Label names and colours reach the browser only in the payload's style."""
+    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", ALL_JS, flags=re.S)
+    css = re.sub(r"/\*.*?\*/", "", CSS, flags=re.S)
+    for label in LABEL_VALUES:
+        if label != "Supported":  # a word of ordinary sentences too
+            assert label not in code, label
+    for word in LABEL_WORDS.values():
+        assert f'"{word}"' not in code, word
+    colours = {UNKNOWN_COLOR, heatmap_data.DARK_TEXT, heatmap_data.LIGHT_TEXT, *GOLD_COLOURS.values()}
+    colours |= {"#{:02x}{:02x}{:02x}".format(*c) for _, c in SCALE_STOPS}
+    colours |= {c for palette in hm.LINE_COLOURS for c in palette.values()}
+    for colour in colours:
+        assert colour not in code.lower(), colour
+        if colour not in ("#ffffff", "#1565c0"):  # white edges and the buttons' blue are not the scale's
+            assert colour not in css.lower(), colour
+    assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in JS["colour.js"]  # same rounding as Python
+
+
+def test_js_configured_from_the_payload_has_python_scale_and_labels(js_eval):
+    got = js_eval("colour.js", "(P) => ({stops: P.STOPS, gold: P.GOLD, unknown: P.scoreColor(null)})", None)
+    assert [(p, tuple(c)) for p, c in got["stops"]] == list(SCALE_STOPS)
+    assert got["unknown"] == UNKNOWN_COLOR
+    assert list(got["gold"]) == list(LABEL_VALUES)
+    for label, g in got["gold"].items():
+        assert g["color"] == GOLD_COLOURS[label] and g["word"] == LABEL_WORDS[label] and g["cls"] in CSS
+    assert js_eval("spans.js", "(P) => P.LABELS", None) == list(heatmap_data._LABEL_PRIORITY)
 
 
 def test_js_never_parses_model_text_as_html():
@@ -522,10 +549,9 @@ def test_edit_payload_for_2000_tokens_is_small_and_fast():
 
 
 def test_js_editor_mirrors_python_constants():
-    labels = re.search(r"const LABELS = \[(.*?)\];", JS["spans.js"]).group(1)
-    assert re.findall(r'"([^"]+)"', labels) == list(heatmap_data._LABEL_PRIORITY)
-    keys = re.search(r"const LABEL_KEYS = \{(.*?)\};", JS["actions.js"]).group(1)
-    assert re.findall(r'"(\d)": LABELS\[(\d)\]', keys) == [("1", "0"), ("2", "1"), ("3", "2"), ("0", "3")]
+    assert "const LABELS = [];" in JS["spans.js"]  # filled from the payload's style (most severe first)
+    keys = re.search(r"const LABEL_KEYS = \[(.*?)\];", JS["actions.js"]).group(1)
+    assert re.findall(r'"(\d)"', keys) == ["1", "2", "3", "0"]  # key k labels LABELS[rank of k]
     from core.text.editing import EditHistory
 
     assert "const HISTORY_LIMIT = 200;" in JS["spans.js"]

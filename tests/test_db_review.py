@@ -16,7 +16,7 @@ from db.engine import transaction
 from db.models import Event
 from db.predictions import store_scores
 from db.probes import register_probe
-from db.review import disagreement_ranges, pick_annotator, probe_spans, review_bundle, save_gold
+from db.review import GoldRemovalError, disagreement_ranges, pick_annotator, probe_spans, review_bundle, save_gold
 
 TEXT = "Marie Curie won the Nobel Prize in 1903."
 TOKENS = ["Marie", " Curie", " won", " the", " Nobel", " Prize", " in", " 1903", "."]
@@ -182,8 +182,13 @@ def test_pick_annotator_copies_their_spans(world):
     db, generation_id = world
     with transaction(db.sessions) as session:
         pick_annotator(session, generation_id, "alice", expected_version=0, reviewer=_reviewer(session))
+    with db.sessions() as session:  # bob's set drops or changes alice's spans: asked first
+        with pytest.raises(GoldRemovalError), session.begin():
+            pick_annotator(session, generation_id, "bob", expected_version=1, reviewer=_reviewer(session))
     with transaction(db.sessions) as session:
-        saved = pick_annotator(session, generation_id, "bob", expected_version=1, reviewer=_reviewer(session))
+        saved = pick_annotator(
+            session, generation_id, "bob", expected_version=1, reviewer=_reviewer(session), allow_removal=True
+        )
         assert saved.version == 2
     with db.sessions() as session:
         assert spans_of(get_set(session, generation_id, None)) == BOB

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from core.base import settings
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.types import Generation
 from core.engine import model as model_module
@@ -256,11 +257,11 @@ def test_bf16_streaming_equals_teacher_forcing_within_the_bf16_tolerance(bf16_lm
             bf16_lm, MESSAGES + [{"role": "assistant", "content": stream.text}], [layer], [t.token_id for t in tokens]
         )
         assert forced.hidden[layer].dtype == torch.float32
-        assert forced.offsets == [(t.start, t.end) for t in tokens]
+        assert forced.trace.offsets == [(t.start, t.end) for t in tokens]
         diff = np.abs(probe.predict(forced.hidden[layer]).numpy() - [t.score for t in tokens])
         worst = max(worst, float(diff.max()))
         # bfloat16 logits: log-probabilities agree to bf16 precision, not to 1e-4
-        np.testing.assert_allclose(forced.logprobs, [t.logprob for t in tokens], atol=0.25)
+        np.testing.assert_allclose(forced.trace.logprobs, [t.logprob for t in tokens], atol=0.25)
     assert worst <= BF16_TOLERANCE, worst
     # the same seed gives the same sample (the draw happens on the CPU in float32)
     again = [t.token_id for t in TokenStream(bf16_lm, MESSAGES, max_new_tokens=40, temperature=1.0, seed=2)]
@@ -271,7 +272,12 @@ def test_bf16_streaming_equals_teacher_forcing_within_the_bf16_tolerance(bf16_lm
 def test_the_bf16_batched_engine_agrees_with_teacher_forcing(bf16_lm, probe, batch_size):
     layer = bf16_lm.default_layer
     requests = [
-        GenerationRequest([{"role": "user", "content": p}], probe=probe, max_new_tokens=10 + 2 * n, layers=(1, layer))
+        GenerationRequest(
+            [{"role": "user", "content": p}],
+            DecodingSettings(max_new_tokens=10 + 2 * n),
+            probe=probe,
+            layers=(1, layer),
+        )
         for n, p in enumerate(PROMPTS)
     ]
     answers = list(generate_batched(bf16_lm, requests, batch_size=batch_size))
@@ -309,7 +315,7 @@ def test_bf16_extraction_and_its_cache(bf16_lm, tiny_lm, probe, tmp_path, monkey
         h = item.hidden[layer]
         assert h.dtype == torch.float32 and torch.equal(h, h.to(torch.bfloat16).float())  # bf16 values, exactly
         alone = score_conversation(bf16_lm, gen.conversation, [layer])  # one row, no padding
-        assert alone.token_ids == item.token_ids
+        assert alone.trace.token_ids == item.trace.token_ids
         diff = probe.predict(h) - probe.predict(alone.hidden[layer])
         assert float(diff.abs().max()) <= BF16_TOLERANCE
     monkeypatch.setattr(bf16_lm.model, "forward", lambda *a, **k: pytest.fail("the model ran on a warm cache"))

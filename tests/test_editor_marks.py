@@ -6,7 +6,8 @@
   tests/test_components.py).
 - Label underlines and suggestion overlines: the palette of each band of scores keeps a
   WCAG contrast of at least 3:1 with every background of its band, down to the darkest red;
-  js/colour.js mirrors the palettes and bands, and heatmap.css draws exactly those colours.
+  js/colour.js takes the palettes and bands from the payload's style, and heatmap.css draws
+  exactly those colours (through the variables the JS sets from them).
 """
 
 from __future__ import annotations
@@ -19,17 +20,9 @@ from pathlib import Path
 import pytest
 
 from core.components import heatmap as hm
-from core.components.heatmap import (
-    GOLD_COLOURS,
-    LINE_COLOURS,
-    LINE_TONE_FROM,
-    SUGGESTION_LINE,
-    UNKNOWN_COLOR,
-    line_colour,
-    line_tone,
-    score_color,
-)
+from core.components.heatmap import GOLD_COLOURS, LINE_COLOURS, LINE_TONE_FROM, SUGGESTION_LINE, UNKNOWN_COLOR
 from core.text.editing import is_edge_punctuation
+from tests.support.heatmap_reference import line_colour, line_tone, score_color
 from tests.support.js_eval import js_runner
 from tests.support.span_editor import contrast
 
@@ -106,11 +99,14 @@ def test_js_line_tones_and_colours_are_python_ones(js_eval):
     assert got["cls"] == ["", "ln1", "ln2"]
 
 
-def test_css_draws_the_palettes():
+def test_css_draws_the_palettes(js_eval):
+    """heatmap.css draws with variables; the JS gives them the payload's colours (cssVariables)."""
+    variables = js_eval("colour.js", "(P) => P.cssVariables()", None)
+
     def rule(selector: str, prop: str) -> str:
-        m = re.search(rf"(?m)^{re.escape(selector)}\s*\{{[^}}]*?{prop}:\s*(?:3px dotted\s+)?(#[0-9a-f]{{6}})", CSS)
+        m = re.search(rf"(?m)^{re.escape(selector)}\s*\{{[^}}]*?{prop}:\s*(?:3px dotted\s+)?var\((--[\w-]+)\)", CSS)
         assert m, (selector, prop)
-        return m.group(1)
+        return variables[m.group(1)]
 
     for label, cls in CLS.items():
         assert rule(f".{cls}", "text-decoration-color") == LINE_COLOURS[0][label]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from core.analysis.mistakes import flagged_spans, top_errors
-from core.components.heatmap_data import TokenView, heatmap_payload, token_outcomes
+from core.components.heatmap_data import TokenView, heatmap_payload
 from core.probes.metrics import ItemScores
+from tests.support.heatmap_reference import token_outcomes
 
 ANSWER = "Lviv was founded in 1256 by Daniel, a prince of Galicia."
 WORDS = ["Lviv", " was", " founded", " in", " 1256", " by", " Daniel", ",", " a", " prince", " of", " Galicia", "."]

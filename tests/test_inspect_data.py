@@ -193,8 +193,9 @@ def test_error_heatmaps_at_threshold_zero_outline_only_the_labelled_span(trained
     """Issue #14 item 13 on real answers: the Errors tab's heatmap, drawn as the page draws it,
     outlines each answer's one labelled span at threshold 0, not (nearly) every token."""
     from core.analysis.mistakes import flagged_spans
-    from core.components.heatmap_data import TokenView, heatmap_payload, token_outcomes
+    from core.components.heatmap_data import TokenView, heatmap_payload
     from core.orchestration.eval_sets import evaluation_set
+    from tests.support.heatmap_reference import token_outcomes
 
     database, lm, _ids, outcome = trained
     es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.base.decoding import DecodingSettings
 from core.base.types import Generation
 from tests.support.capitals import answers
 
@@ -41,7 +42,7 @@ def test_embedded_lora_probe_streams_exactly_what_teacher_forcing_scores(tmp_pat
     model, head, _config = load_lora_probe(lm, folder)
     messages = [{"role": "user", "content": "What is the capital of Peru?"}]
     live = LiveGeneration(
-        lm, messages, max_new_tokens=16, temperature=0.0, probe=HeadOnLayer(head, layer, model)
+        lm, messages, DecodingSettings(max_new_tokens=16, temperature=0.0), probe=HeadOnLayer(head, layer, model)
     ).start()
     live.join(120)
     snap = live.snapshot()

@@ -200,8 +200,10 @@ def test_lora_beats_linear_on_a_task_the_linear_probe_cannot_read(tiny_tokenizer
     # one token per letter, and block 0's output is exactly the embedding (the premise above)
     embed = lm.model.model.embed_tokens.weight
     for item in held_out[:3]:
-        assert len(item.acts.token_ids) == 16
-        assert torch.allclose(torch.as_tensor(item.acts.hidden[0]).float(), embed[list(item.acts.token_ids)], atol=1e-3)
+        assert len(item.acts.trace.token_ids) == 16
+        assert torch.allclose(
+            torch.as_tensor(item.acts.hidden[0]).float(), embed[list(item.acts.trace.token_ids)], atol=1e-3
+        )
 
     # the linear probe, fitted by the project's own path (as `train` and the retrain run fit it)
     linear, _history = train_probe(build_training_set(training_examples(train, 0)), TrainConfig(seed=0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.base.decoding import DecodingSettings
 from core.base.types import Generation
 from core.orchestration.registry import load_version, promote, register_version
 from core.probes.config import ProbeConfig
@@ -55,7 +56,9 @@ def test_batch_and_rescore_use_the_adapters_and_agree_with_teacher_forcing(sqlit
     assert loaded.kind == "lora" and loaded.model is not None
     prompts = [[{"role": "user", "content": f"What is the capital of country {i}?"}] for i in range(4)]
     result = run_batch(
-        sqlite_db, tiny_lm, BatchParams(prompts=prompts, dataset="lora", max_new_tokens=10, batch_size=3)
+        sqlite_db,
+        tiny_lm,
+        BatchParams(prompts=prompts, dataset="lora", decoding=DecodingSettings(max_new_tokens=10), batch_size=3),
     )
     assert result["probe_version"] == lora_version
     with sqlite_db.sessions() as session:
@@ -90,8 +93,7 @@ def test_live_streaming_with_a_lora_probe_equals_teacher_forcing(sqlite_db, tiny
     live = LiveGeneration(
         tiny_lm,
         messages,
-        max_new_tokens=12,
-        temperature=0.0,
+        DecodingSettings(max_new_tokens=12, temperature=0.0),
         probe=loaded,
     ).start()
     live.join(60)
@@ -109,7 +111,7 @@ def test_inspect_scores_a_lora_version_with_its_adapters(sqlite_db, tiny_lm, lor
     assert eval_set.items
     first = eval_set.prepared[0]
     assert eval_set.items[0].probe.tolist() == pytest.approx(
-        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.token_ids), abs=1e-4
+        _forced(tiny_lm, loaded, first.generation.conversation, first.acts.trace.token_ids), abs=1e-4
     )
 
 

@@ -100,9 +100,9 @@ def test_streaming_equals_teacher_forcing(tiny_lm):
     forced = score_conversation(tiny_lm, conversation, [tiny_lm.default_layer], [t.token_id for t in tokens])
     forced_scores = probe.predict(forced.hidden[tiny_lm.default_layer])
     np.testing.assert_allclose(np.asarray(forced_scores), [t.score for t in tokens], atol=1e-5)
-    np.testing.assert_allclose(forced.logprobs, [t.logprob for t in tokens], atol=1e-4)
-    np.testing.assert_allclose(forced.entropies, [t.entropy for t in tokens], atol=1e-4)
-    assert forced.offsets == [(t.start, t.end) for t in tokens]
+    np.testing.assert_allclose(forced.trace.logprobs, [t.logprob for t in tokens], atol=1e-4)
+    np.testing.assert_allclose(forced.trace.entropies, [t.entropy for t in tokens], atol=1e-4)
+    assert forced.trace.offsets == [(t.start, t.end) for t in tokens]
 
 
 def test_batch_padding_does_not_change_results(tiny_lm):
@@ -116,10 +116,10 @@ def test_batch_padding_does_not_change_results(tiny_lm):
     batched = score_batch(tiny_lm, convs, [1])
     for conv, item in zip(convs, batched):
         alone = score_conversation(tiny_lm, conv, [1])
-        assert alone.token_ids == item.token_ids
+        assert alone.trace.token_ids == item.trace.token_ids
         torch.testing.assert_close(alone.hidden[1], item.hidden[1], atol=1e-4, rtol=1e-4)
-        np.testing.assert_allclose(alone.logprobs, item.logprobs, atol=1e-4)
-        assert "".join(item.texts) == conv[-1]["content"]
+        np.testing.assert_allclose(alone.trace.logprobs, item.trace.logprobs, atol=1e-4)
+        assert "".join(item.trace.texts) == conv[-1]["content"]
 
 
 def test_offsets_from_ids_handle_split_characters(tiny_lm):

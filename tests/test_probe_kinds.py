@@ -93,7 +93,7 @@ def test_a_kind_registered_in_the_table_alone_goes_from_retrain_to_scores(sqlite
     eval_set = evaluation_set(sqlite_db, tiny_lm, probe_version, splits=None)
     first = eval_set.prepared[0]
     assert eval_set.items[0].probe.tolist() == pytest.approx(
-        _forced(tiny_lm, probe, first.generation.conversation, first.acts.token_ids), abs=1e-4
+        _forced(tiny_lm, probe, first.generation.conversation, first.acts.trace.token_ids), abs=1e-4
     )
 
 

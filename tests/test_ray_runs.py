@@ -68,10 +68,12 @@ def database(local_ray, tmp_path):
 
 def _params(n: int, dataset: str, **kw) -> BatchParams:
     prompts = (PROMPTS * (n // len(PROMPTS) + 1))[:n]
-    return BatchParams(
-        prompts=[[{"role": "user", "content": p}] for p in prompts],
-        dataset=dataset,
-        **{"max_new_tokens": 10, "temperature": 1.0, "seed": 3, **kw},
+    return BatchParams.from_dict(
+        {
+            "prompts": [[{"role": "user", "content": p}] for p in prompts],
+            "dataset": dataset,
+            **{"max_new_tokens": 10, "temperature": 1.0, "seed": 3, **kw},
+        }
     )
 
 

@@ -30,18 +30,16 @@ from typing import Literal
 import numpy as np
 
 from core.base.numbers import finite_or_none
-from core.base.types import Span
+from core.base.types import LABEL_WORDS, NOT_APPLICABLE, Span
 from core.text.tokens import canonical_label, offset_arrays
 
 # Code = index. Ordered by severity: a token under several spans of one annotator takes
 # the most severe, matching core.text.tokens.token_labels where 1 beats 0.
 CATEGORIES: tuple[str, ...] = ("none", "supported", "unverifiable", "hallucinated")
 BINARY_CATEGORIES: tuple[str, ...] = ("negative", "positive")  # 1 = hallucinated or unverifiable
+# A label's category is its UI word (N/A has none: ignored).
 LABEL_CATEGORY: dict[str, str | None] = {
-    "Supported": "supported",
-    "Insufficient Information": "unverifiable",
-    "Not Supported": "hallucinated",
-    "N/A": None,
+    label: None if label == NOT_APPLICABLE else LABEL_WORDS[label] for label in LABEL_WORDS
 }
 # Paper label of each non-background category, for the per-label table.
 CATEGORY_LABEL: dict[str, str] = {cat: label for label, cat in LABEL_CATEGORY.items() if cat}

@@ -17,6 +17,7 @@ from core.analysis.score_levels import require_probe, span_max_scores
 from core.base.errors import UserError
 from core.base.numbers import finite_or_none
 from core.base.progress import CancelToken, ProgressFn, check, report
+from core.base.types import NOT_SUPPORTED
 from core.probes.linear import QUICK_TRAIN, TrainConfig, train_probe
 from core.probes.metrics import ItemScores
 from core.probes.training_set import build_training_set
@@ -119,7 +120,7 @@ def flagged_spans(item: ItemScores, spans_char: Sequence[tuple[int, int]], thres
         raise ValueError(f"{item.span_labels.size} span labels but {len(spans_char)} char ranges")
     thr = float(threshold)
     return [
-        {"start": int(spans_char[j][0]), "end": int(spans_char[j][1]), "label": "Not Supported"}
+        {"start": int(spans_char[j][0]), "end": int(spans_char[j][1]), "label": NOT_SUPPORTED}
         for j, score in enumerate(span_max_scores(item).tolist())
         if not math.isnan(score) and score >= thr
     ]

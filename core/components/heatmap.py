@@ -1,8 +1,9 @@
 """Token heatmap: an LLM answer with every token coloured by its probe score, and (mode="edit")
 the span editor. One Streamlit components-v2 component (no iframe).
 
-- `heatmap_data.py` (re-exported here): `TokenView`, the colour scale, `heatmap_payload`
-  (the exact dict the browser gets) and the helpers that validate what comes back.
+- `heatmap_data.py` (re-exported here): `TokenView`, the labels and colour scale (sent in
+  every payload as `style`), `heatmap_payload` (the exact dict the browser gets) and the
+  helpers that validate what comes back.
 - this module: `token_heatmap(...)` mounts the component; `component_js()` assembles the
   browser code from `js/` (order and pattern below). Styles: `heatmap.css`.
 - `STREAMLIT_NOTES.md`: how to stream into it, what the editor sends back, runtime pitfalls.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from core.base.errors import UserError
 from core.components.heatmap_data import (
     GOLD_COLOURS,
+    LABEL_KEYS,
     LIGHT_TEXT_FROM,
     LINE_COLOURS,
     LINE_TONE_FROM,
@@ -30,22 +32,12 @@ from core.components.heatmap_data import (
     UNKNOWN_COLOR,
     TokenView,
     answer_text,
-    dom_selection_to_span,
     edit_payload,
-    edit_token_labels,
     heatmap_payload,
-    legend,
-    line_colour,
-    line_tone,
     saved_spans,
-    score_color,
-    score_rgb,
-    text_color,
+    style_payload,
     token_gold_labels,
-    token_outcomes,
     token_predictions,
-    token_selection_to_span,
-    visible_suggestions,
 )
 
 if TYPE_CHECKING:  # streamlit is imported lazily, only when the component is mounted
@@ -53,6 +45,7 @@ if TYPE_CHECKING:  # streamlit is imported lazily, only when the component is mo
 
 __all__ = [
     "GOLD_COLOURS",
+    "LABEL_KEYS",
     "LIGHT_TEXT_FROM",
     "LINE_COLOURS",
     "LINE_TONE_FROM",
@@ -63,22 +56,12 @@ __all__ = [
     "UNKNOWN_COLOR",
     "TokenView",
     "answer_text",
-    "dom_selection_to_span",
     "edit_payload",
-    "edit_token_labels",
     "heatmap_payload",
-    "legend",
-    "line_colour",
-    "line_tone",
     "saved_spans",
-    "score_color",
-    "score_rgb",
-    "text_color",
+    "style_payload",
     "token_gold_labels",
-    "token_outcomes",
     "token_predictions",
-    "token_selection_to_span",
-    "visible_suggestions",
     "COMPONENT_NAME",
     "JS_FILES",
     "component_js",
@@ -97,7 +80,7 @@ JS_DIR = _HERE / "js"
 # files above it; index.js is last and holds `export default`. colour.js and spans.js also
 # load on their own (a plain script, or node's require) for the parity tests.
 JS_FILES = (
-    "colour.js",  # Colour:   score colour scale, label colours (mirrors heatmap_data.py)
+    "colour.js",  # Colour:   score colour scale, label colours (from the payload's style)
     "spans.js",  # Spans:    span and selection rules (mirror core/text/editing.py); pure
     "perf.js",  # Perf:     timing instrumentation, off unless window.__probelensPerf
     "payload.js",  # Payload:  JSDoc types of the data in and out; normalise()

@@ -1,10 +1,11 @@
 """What the token heatmap sends to the browser and reads back from it (pure; no Streamlit).
 
-`TokenView` (the tokens), the colour scale (mirrored exactly by js/colour.js),
-`heatmap_payload` (the exact dict the browser gets: parallel arrays, code points), the
-edit-mode payload, and the helpers that validate or mirror what the browser does
-(`saved_spans`, `token_selection_to_span`, `dom_selection_to_span`, `token_outcomes`).
-`core.components.heatmap` re-exports all public names.
+`TokenView` (a TokenTrace as the browser's columns), the labels and the colour scale (sent
+in every payload as `style`: the JS and CSS hold no copy), `heatmap_payload` (the exact dict
+the browser gets: parallel arrays, code points), the edit-mode payload and `saved_spans`
+(what the editor sends back, validated). `core.components.heatmap` re-exports all public
+names. Python twins of what the JS computes (colours, outcomes, selections) exist only for
+the parity tests, in tests/support/heatmap_reference.py.
 
 Units: spans are `{start, end, label}` in Unicode code points of the NFC answer. In view
 mode they become per-token labels here, so the browser never sees a character offset;
@@ -15,7 +16,7 @@ Colour scale (`SCALE_STOPS`): piecewise-linear in sRGB between 0 -> #ffffff, 0.2
 #ffeda0, 0.5 -> #feb24c, 0.75 -> #f03b28, 1 -> #a50026; every channel is non-increasing so
 lightness falls monotonically with the score. Scores are clamped to [0, 1]; an unknown
 score (None, NaN) is light grey #e0e0e0. Text turns white from score 0.8 up. Underlines and
-overlines change colour with the score (`line_tone`) so they keep a 3:1 contrast.
+overlines change colour with the score (tones from LINE_TONE_FROM) so they keep a 3:1 contrast.
 
 Outcome styling (only when gold spans are given): the prediction is "token overlaps a
 predicted span" when `predicted_spans` is given, else "score >= threshold". Against the
@@ -25,17 +26,26 @@ gold value (Not Supported / Insufficient Information = 1, Supported or outside e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from core.base.errors import UserError
 from core.base.numbers import finite_or_none
-from core.base.types import LABEL_VALUES, Span, TokenTrace
-from core.text.editing import normalise_spans, selection_to_span, utf16_selection_to_span
+from core.base.types import (
+    INSUFFICIENT_INFORMATION,
+    LABEL_VALUES,
+    LABEL_WORDS,
+    NOT_APPLICABLE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Span,
+    TokenTrace,
+)
+from core.text.editing import normalise_spans
 from core.text.tokens import canonical_label
 
 PAYLOAD_VERSION = 1
@@ -56,10 +66,10 @@ LIGHT_TEXT_FROM = 0.8  # score at and above which text is white
 
 # Gold underline colour per label (the UI words in brackets).
 GOLD_COLOURS: dict[str, str] = {
-    "Not Supported": "#c2185b",  # hallucinated
-    "Insufficient Information": "#7b1fa2",  # unverifiable
-    "Supported": "#2a7230",  # supported
-    "N/A": "#666666",  # ignore
+    NOT_SUPPORTED: "#c2185b",  # hallucinated
+    INSUFFICIENT_INFORMATION: "#7b1fa2",  # unverifiable
+    SUPPORTED: "#2a7230",  # supported
+    NOT_APPLICABLE: "#666666",  # ignore
 }
 # Label underlines and suggestion overlines keep a WCAG contrast of at least 3:1 with the
 # token under them. The scale's lightness falls with the score, so one palette per band of
@@ -70,61 +80,78 @@ SUGGESTION_LINE = "suggestion"  # the key of the suggestion overline in LINE_COL
 LINE_COLOURS: tuple[dict[str, str], ...] = (
     {**GOLD_COLOURS, SUGGESTION_LINE: "#1565c0"},
     {
-        "Not Supported": "#6a0036",
-        "Insufficient Information": "#3f0f80",
-        "Supported": "#0b3d10",
-        "N/A": "#333333",
+        NOT_SUPPORTED: "#6a0036",
+        INSUFFICIENT_INFORMATION: "#3f0f80",
+        SUPPORTED: "#0b3d10",
+        NOT_APPLICABLE: "#333333",
         SUGGESTION_LINE: "#0b2e6b",
     },
     {
-        "Not Supported": "#ffdeed",
-        "Insufficient Information": "#efe3ff",
-        "Supported": "#c8f5c8",
-        "N/A": "#e8e8e8",
+        NOT_SUPPORTED: "#ffdeed",
+        INSUFFICIENT_INFORMATION: "#efe3ff",
+        SUPPORTED: "#c8f5c8",
+        NOT_APPLICABLE: "#e8e8e8",
         SUGGESTION_LINE: "#d6ebff",
     },
 )
-# Which label a token shows when it overlaps several spans (most severe first).
-_LABEL_PRIORITY = ("Not Supported", "Insufficient Information", "Supported", "N/A")
+# Which label a token shows when it overlaps several spans: LABEL_VALUES' order, most severe first.
+_LABEL_PRIORITY = tuple(LABEL_VALUES)
+# The key of each label in CSS class names (heatmap.css: .g-ns underline, .t-ns their span).
+LABEL_KEYS: dict[str, str] = {NOT_SUPPORTED: "ns", INSUFFICIENT_INFORMATION: "ii", SUPPORTED: "s", NOT_APPLICABLE: "na"}
 
 # --- data ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TokenView:
-    """What the heatmap shows: parallel per-token lists (positions in code points)."""
+    """What the heatmap shows: a `TokenTrace` (the one per-token record), read as the browser's
+    parallel columns (positions in code points; an unknown score, log-prob or entropy is None)."""
 
-    texts: list[str]
-    starts: list[int]
-    ends: list[int]
-    ids: list[int]
-    scores: list[float | None]
-    logprobs: list[float | None]
-    entropies: list[float | None]
+    trace: TokenTrace
 
     def __post_init__(self) -> None:
-        n = len(self.texts)
-        for name in ("starts", "ends", "ids", "scores", "logprobs", "entropies"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"TokenView.{name} has {len(getattr(self, name))} items, texts has {n}")
+        t = self.trace
+        n = len(t.texts)
+        for name in ("offsets", "token_ids", "logprobs", "entropies", *(("scores",) if t.scores is not None else ())):
+            if len(getattr(t, name)) != n:
+                raise ValueError(f"TokenView: the trace's {name} has {len(getattr(t, name))} items, texts has {n}")
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.trace.texts)
+
+    @property
+    def texts(self) -> list[str]:
+        return self.trace.texts
+
+    @cached_property
+    def starts(self) -> list[int]:
+        return [int(s) for s, _ in self.trace.offsets]
+
+    @cached_property
+    def ends(self) -> list[int]:
+        return [int(e) for _, e in self.trace.offsets]
+
+    @property
+    def ids(self) -> list[int]:
+        return self.trace.token_ids
+
+    @cached_property
+    def scores(self) -> list[float | None]:
+        scores = self.trace.scores
+        return list(scores) if scores is not None else [None] * len(self)
+
+    @property
+    def logprobs(self) -> list[float | None]:
+        return self.trace.logprobs  # type: ignore[return-value]  # a view from plain lists may hold None
+
+    @property
+    def entropies(self) -> list[float | None]:
+        return self.trace.entropies  # type: ignore[return-value]
 
     @classmethod
     def from_trace(cls, trace: TokenTrace, scores: Sequence[float | None] | None = None) -> TokenView:
         """From a `TokenTrace`; `scores` overrides `trace.scores` (None = not scored yet)."""
-        n = len(trace.token_ids)
-        chosen = scores if scores is not None else trace.scores
-        return cls(
-            texts=list(trace.texts),
-            starts=[int(s) for s, _ in trace.offsets],
-            ends=[int(e) for _, e in trace.offsets],
-            ids=[int(i) for i in trace.token_ids],
-            scores=list(chosen) if chosen is not None else [None] * n,
-            logprobs=list(trace.logprobs),
-            entropies=list(trace.entropies),
-        )
+        return cls(trace if scores is None else trace.with_scores(scores))  # type: ignore[arg-type]
 
     @classmethod
     def from_lists(
@@ -149,77 +176,49 @@ class TokenView:
                 e_list.append(pos)
             starts = s_list if starts is None else starts
             ends = e_list if ends is None else ends
-        nothing: list[None] = [None] * n
-        return cls(
+        if len(starts) != n or len(ends) != n:
+            raise ValueError(f"TokenView: {len(starts)} starts and {len(ends)} ends for {n} texts")
+        nothing: list[Any] = [None] * n
+        trace = TokenTrace(
+            token_ids=[int(i) for i in ids] if ids is not None else list(range(n)),
             texts=[str(t) for t in texts],
-            starts=[int(s) for s in starts],
-            ends=[int(e) for e in ends],
-            ids=[int(i) for i in ids] if ids is not None else list(range(n)),
-            scores=list(scores) if scores is not None else list(nothing),
+            offsets=[(int(s), int(e)) for s, e in zip(starts, ends)],
             logprobs=list(logprobs) if logprobs is not None else list(nothing),
             entropies=list(entropies) if entropies is not None else list(nothing),
+            scores=list(scores) if scores is not None else None,  # type: ignore[arg-type]
         )
+        return cls(trace)
 
 
-# --- colour scale ----------------------------------------------------------------------
+# --- labels and colours, as the browser receives them ----------------------------------------
 
 
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))  # JS: Math.floor(x + 0.5) -- not Python's banker's round
+def style_payload() -> dict[str, Any]:
+    """The labels and colours of every payload (`style`): the browser's only source for them.
 
-
-def score_rgb(score: float | None) -> tuple[int, int, int] | None:
-    """The scale's (r, g, b) for a score (clamped to [0, 1]); None for an unknown score."""
-    s = finite_or_none(score)
-    if s is None:
-        return None
-    s = min(1.0, max(0.0, s))
-    for (p0, c0), (p1, c1) in zip(SCALE_STOPS, SCALE_STOPS[1:]):
-        if s <= p1:
-            t = (s - p0) / (p1 - p0)
-            return tuple(_round_half_up(a + (b - a) * t) for a, b in zip(c0, c1))  # type: ignore[return-value]
-    return SCALE_STOPS[-1][1]
-
-
-def score_color(score: float | None) -> str:
-    """Background colour of a token with this probe score, as '#rrggbb' (mirrors the JS)."""
-    rgb = score_rgb(score)
-    if rgb is None:
-        return UNKNOWN_COLOR
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def text_color(score: float | None) -> str:
-    """Text colour that stays readable on `score_color(score)`."""
-    s = finite_or_none(score)
-    return LIGHT_TEXT if s is not None and s >= LIGHT_TEXT_FROM else DARK_TEXT
-
-
-def line_tone(score: float | None) -> int:
-    """The palette (index into LINE_COLOURS) of the lines drawn on a token with this score."""
-    s = finite_or_none(score)
-    if s is None:
-        return 0
-    return sum(1 for start in LINE_TONE_FROM if s >= start)
-
-
-def line_colour(label: str, score: float | None) -> str:
-    """The underline colour of `label` (or SUGGESTION_LINE: the overline) on a token with this score."""
-    return LINE_COLOURS[line_tone(score)][label]
-
-
-def legend(threshold: float = 0.5) -> dict[str, Any]:
-    """What the legend shows (the JS draws the same from the same constants)."""
+    Labels come most severe first (their rank in the editor), each with its UI word, training
+    value and the key of its CSS classes (`g-<key>` gold underline, `t-<key>` their span);
+    `scale` is SCALE_STOPS; `lines` the line palettes per tone (LINE_COLOURS), which the JS
+    hands to heatmap.css as variables."""
     return {
-        "scale": [{"at": p, "color": "#{:02x}{:02x}{:02x}".format(*c)} for p, c in SCALE_STOPS],
+        "labels": [
+            {
+                "name": label,
+                "word": LABEL_WORDS[label],
+                "value": LABEL_VALUES[label],
+                "key": LABEL_KEYS[label],
+                "color": GOLD_COLOURS[label],
+            }
+            for label in _LABEL_PRIORITY
+        ],
+        "scale": [[p, list(c)] for p, c in SCALE_STOPS],
         "unknown": UNKNOWN_COLOR,
-        "threshold": float(threshold),
-        "gold": dict(GOLD_COLOURS),
-        "outcomes": {
-            "TP": "solid dark outline: flagged and gold hallucinated",
-            "FP": "dashed blue outline: flagged but gold supported / outside gold spans",
-            "FN": "dotted red outline: not flagged but gold hallucinated",
-        },
+        "dark_text": DARK_TEXT,
+        "light_text": LIGHT_TEXT,
+        "light_text_from": LIGHT_TEXT_FROM,
+        "line_tone_from": list(LINE_TONE_FROM),
+        "lines": [dict(p) for p in LINE_COLOURS],
+        "suggestion": SUGGESTION_LINE,
     }
 
 
@@ -376,32 +375,8 @@ def heatmap_payload(
         "height": height,
         "produced_at": produced,
         "edit": edit,
+        "style": style_payload(),
     }
-
-
-def token_outcomes(payload: Mapping[str, Any]) -> list[str | None]:
-    """Per token 'TP' / 'FP' / 'FN' / None, exactly as the JS styles them (for tests)."""
-    gold, pred, scores, texts = payload["gold"], payload["pred"], payload["scores"], payload["texts"]
-    if gold is None:
-        return [None] * len(texts)
-    out: list[str | None] = []
-    for i, text in enumerate(texts):
-        g = 0 if gold[i] is None else LABEL_VALUES[gold[i]]
-        if pred is not None:
-            p: int | None = pred[i]
-        else:
-            p = None if scores[i] is None else int(scores[i] >= payload["threshold"])
-        if text == "" or g is None or p is None:
-            out.append(None)
-        elif p and g:
-            out.append("TP")
-        elif p:
-            out.append("FP")
-        elif g:
-            out.append("FN")
-        else:
-            out.append(None)
-    return out
 
 
 # --- edit mode ------------------------------------------------------------------------------
@@ -502,58 +477,6 @@ def edit_payload(
         "draft_key": draft_key,
         "conflict": conf,
     }
-
-
-def edit_token_labels(payload: Mapping[str, Any], spans: Sequence[Mapping[str, Any]] | None = None) -> list[str | None]:
-    """Per token, the label the editor draws for `spans` (default: the payload's spans).
-
-    The rule of `token_gold_labels` (and of the training labels): a token of non-zero
-    width overlapping a span shows its label, the most severe when several.
-    """
-    edit = payload["edit"]
-    return token_gold_labels(edit["starts"], edit["ends"], edit["spans"] if spans is None else spans)
-
-
-def visible_suggestions(payload: Mapping[str, Any], spans: Sequence[Mapping[str, Any]] | None = None) -> list[dict]:
-    """The suggestions the editor shows: those overlapping no span (rejections aside)."""
-    edit = payload["edit"]
-    current = edit["spans"] if spans is None else spans
-    return [
-        sg
-        for sg in edit["suggestions"]
-        if not any(sg["start"] < sp["end"] and sp["start"] < sg["end"] for sp in current)
-    ]
-
-
-def token_selection_to_span(tokens: TokenView, first: int, last: int) -> tuple[int, int]:
-    """What the JS makes of a token-snapped selection (drag or shift+click) from token
-    `first` to token `last` (inclusive, either order): `core.text.editing.selection_to_span`."""
-    offsets = list(zip(tokens.starts, tokens.ends))
-    return selection_to_span(offsets, first, last, text=answer_text(tokens))
-
-
-def dom_selection_to_span(
-    texts: Sequence[str], start_token: int, start_u16: int, end_token: int, end_u16: int
-) -> tuple[int, int]:
-    """What the JS makes of an Alt (character-precision) selection.
-
-    A DOM Selection reports positions as (text node of token i, offset in UTF-16 units).
-    Positions are made global in UTF-16 units and converted with
-    `core.text.editing.utf16_selection_to_span` (astral characters count 1; a boundary inside a
-    surrogate pair widens the span to the whole character). Either order.
-    """
-    n = len(texts)
-    before = [0]
-    for t in texts:
-        before.append(before[-1] + len(t.encode("utf-16-le", "surrogatepass")) // 2)
-    globals_ = []
-    for tok, off in ((start_token, start_u16), (end_token, end_u16)):
-        if not 0 <= tok < n:
-            raise UserError(f"token {tok} is outside the {n} tokens")
-        if not 0 <= off <= before[tok + 1] - before[tok]:
-            raise UserError(f"offset {off} is outside token {tok}")
-        globals_.append(before[tok] + off)
-    return utf16_selection_to_span("".join(texts), *globals_)
 
 
 def saved_spans(value: Any, tokens: TokenView) -> list[Span]:

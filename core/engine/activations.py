@@ -31,19 +31,11 @@ DEFAULT_TOKEN_BUDGET = 4096  # padded tokens per forward pass; bounds memory on 
 
 @dataclass
 class GenerationActivations:
-    """Per-token data of one generation plus its hidden states at the requested layers."""
+    """One generation's per-token data (unscored) plus its hidden states at the requested layers."""
 
     key: str
-    token_ids: list[int]
-    texts: list[str]
-    offsets: list[tuple[int, int]]
-    logprobs: list[float]
-    entropies: list[float]
+    trace: TokenTrace
     hidden: dict[int, torch.Tensor]  # layer -> float32 [T, H] on the CPU
-
-    def trace(self, scores: list[float] | None = None) -> TokenTrace:
-        """The per-token data as a TokenTrace (what is stored with an answer)."""
-        return TokenTrace(self.token_ids, self.texts, self.offsets, self.logprobs, self.entropies, scores)
 
 
 def stored_token_ids(gen: Generation) -> list[int] | None:
@@ -111,26 +103,13 @@ class ActivationCache:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             hidden = {x: load_file(self._layer_path(key, x))["hidden"].float() for x in layers}
-        except (OSError, ValueError, KeyError):
+            trace = TokenTrace.from_dict(meta)
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # a damaged entry is simply extracted again
-        return GenerationActivations(
-            key=key,
-            token_ids=meta["token_ids"],
-            texts=meta["texts"],
-            offsets=[tuple(o) for o in meta["offsets"]],
-            logprobs=meta["logprobs"],
-            entropies=meta["entropies"],
-            hidden=hidden,
-        )
+        return GenerationActivations(key, trace, hidden)
 
     def put(self, item: GenerationActivations) -> None:
-        meta = {
-            "token_ids": item.token_ids,
-            "texts": item.texts,
-            "offsets": [list(o) for o in item.offsets],
-            "logprobs": item.logprobs,
-            "entropies": item.entropies,
-        }
+        meta = {k: v for k, v in item.trace.to_dict().items() if k != "scores"}  # scores are never cached
         for layer, tensor in item.hidden.items():
             data = {"hidden": tensor.to(self.dtype).contiguous()}
             _atomic_write(self._layer_path(item.key, layer), lambda tmp, d=data: save_file(d, tmp))
@@ -190,9 +169,7 @@ def extract_activations(
             if cache is not None:
                 # Round as the cache stores it, so cold and warm runs agree exactly.
                 hidden = {layer: cache.as_stored(h) for layer, h in hidden.items()}
-            result = GenerationActivations(
-                keys[i], item.token_ids, item.texts, item.offsets, item.logprobs, item.entropies, hidden
-            )
+            result = GenerationActivations(keys[i], item.trace, hidden)
             if cache is not None:
                 cache.put(result)
             results[i] = result

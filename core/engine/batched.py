@@ -28,14 +28,16 @@ from typing import Any, Protocol
 import torch
 
 from core.base import settings
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
+from core.base.types import TokenTrace
 from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import (
     IncrementalDecoder,
     StreamedToken,
-    check_decoding,
     distribution_stats,
+    emit_token,
     prompt_ids,
     sample_token,
 )
@@ -79,10 +81,7 @@ class GenerationRequest:
     """One answer to generate; `on_token` may return True to stop it after that token."""
 
     messages: Sequence[dict[str, str]]
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
     probe: Any | None = None
     probe_layer: int | None = None
     layers: Sequence[int] = ()
@@ -91,8 +90,8 @@ class GenerationRequest:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def validate(self) -> None:
+        """The question; the decoding settings were checked when they were made."""
         check_question(self.messages)
-        check_decoding(self.max_new_tokens, self.temperature, self.top_p)
 
     def stop(self) -> None:
         """End this answer after the current step, whatever its neighbours do (thread-safe)."""
@@ -105,13 +104,15 @@ class GenerationRequest:
 
 @dataclass
 class FinishedAnswer:
-    """A request's complete result; `finish_reason` is eos, length, stopped or cancelled."""
+    """A request's complete result; `finish_reason` is eos, length, stopped or cancelled.
+    `trace` is the answer's per-token record; each of `tokens` is one position of it."""
 
     request: GenerationRequest
     tokens: list[StreamedToken]
     text: str
     finish_reason: str
     prompt_tokens: int
+    trace: TokenTrace
 
 
 class _Row:
@@ -126,13 +127,15 @@ class _Row:
         self.probe_layer = probe_layer
         self.layers = layers
         self.decoder = IncrementalDecoder(lm.tokenizer)
+        decoding = request.decoding
         self.generator = (
-            torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
-            if request.temperature > 0
-            else None
+            None
+            if decoding.greedy
+            else torch.Generator().manual_seed(decoding.seed if decoding.seed is not None else 0)
         )
         self.pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         self.tokens: list[StreamedToken] = []
+        self.trace = TokenTrace.empty(scored=request.probe is not None)  # the answer's per-token record
         self.fed = 0
         self.next_logits: torch.Tensor | None = None
         self.finish_reason: str | None = None
@@ -141,7 +144,7 @@ class _Row:
         for (token_id, logprob, entropy, hidden), (text, start, end) in zip(self.pending[: len(pieces)], pieces):
             probe = self.request.probe
             score = float(probe.predict(hidden[self.probe_layer])) if probe is not None else None
-            token = StreamedToken(len(self.tokens), token_id, text, start, end, logprob, entropy, hidden, score)
+            token = emit_token(self.trace, token_id, (text, start, end), logprob, entropy, hidden, score)
             self.tokens.append(token)
             if self.request.on_token is not None and self.request.on_token(token):
                 self.request.stop()
@@ -150,7 +153,7 @@ class _Row:
     def finish(self, reason: str) -> FinishedAnswer:
         self.finish_reason = reason
         self.emit(self.decoder.flush())
-        return FinishedAnswer(self.request, self.tokens, self.decoder.text, reason, len(self.prompt))
+        return FinishedAnswer(self.request, self.tokens, self.decoder.text, reason, len(self.prompt), self.trace)
 
 
 def kv_bytes_per_token(lm: LoadedModel) -> int:
@@ -318,10 +321,11 @@ class BatchEngine:
                 finished.append(row.finish("cancelled"))
                 continue
             assert row.next_logits is not None
+            decoding = request.decoding
             token_id = (
                 greedy[i]
-                if request.temperature <= 0
-                else sample_token(row.next_logits, request.temperature, request.top_p, row.generator)
+                if decoding.greedy
+                else sample_token(row.next_logits, decoding.temperature, decoding.top_p, row.generator)
             )
             if token_id in self._eos:
                 finished.append(row.finish("eos"))
@@ -335,7 +339,7 @@ class BatchEngine:
                 self.rows[i].pending[-1] = (token_id, logprob, *self.rows[i].pending[-1][2:])
             self._forward(feed)
         for row in self.rows:
-            if row.finish_reason is None and row.fed >= row.request.max_new_tokens:
+            if row.finish_reason is None and row.fed >= row.request.decoding.max_new_tokens:
                 finished.append(row.finish("length"))
         self._drop([i for i, row in enumerate(self.rows) if row.finish_reason is None])
         return finished
@@ -439,7 +443,12 @@ class SharedEngine:
         engine = self.engine
         failed = [
             FinishedAnswer(
-                row.request, row.tokens, row.decoder.text, f"error: {type(exc).__name__}: {exc}", len(row.prompt)
+                row.request,
+                row.tokens,
+                row.decoder.text,
+                f"error: {type(exc).__name__}: {exc}",
+                len(row.prompt),
+                row.trace,
             )
             for row in engine.rows
         ]

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from core.base.decoding import DecodingSettings
 from core.base.progress import CancelToken, ProgressFn, report
 from core.base.types import Generation, TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, auto_batch_size, generate_batched
@@ -22,14 +23,6 @@ from core.engine.model import LoadedModel
 from core.engine.stream import prompt_ids
 
 PROGRESS_EVERY_SECONDS = 0.5
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
 
 
 @dataclass
@@ -45,14 +38,7 @@ class GeneratedAnswer:
 
 def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> GeneratedAnswer:
     tokens = finished.tokens
-    trace = TokenTrace(
-        token_ids=[t.token_id for t in tokens],
-        texts=[t.text for t in tokens],
-        offsets=[(t.start, t.end) for t in tokens],
-        logprobs=[t.logprob for t in tokens],
-        entropies=[t.entropy for t in tokens],
-        scores=[t.score for t in tokens] if with_scores else None,
-    )
+    trace = finished.trace if with_scores or finished.trace.scores is None else finished.trace.with_scores(None)
     layers = sorted(tokens[0].hidden) if tokens else list(finished.request.layers)
     hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0) for layer in layers}
     conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]
@@ -77,7 +63,7 @@ def choose_batch_size(
 
 def bulk_requests(
     prompts: Sequence[Sequence[dict[str, str]]],
-    settings: GenerationSettings,
+    settings: DecodingSettings,
     *,
     probe: Scorer | None = None,
     layers: Sequence[int] = (),
@@ -88,16 +74,11 @@ def bulk_requests(
     seed `settings.seed + n` and is tagged n; `probe` (whole) scores every token."""
     if indices is not None and len(indices) != len(prompts):
         raise ValueError("indices must give one index per prompt")
-    budget = max(1, settings.max_new_tokens)
     for position, messages in enumerate(prompts):
         n = int(indices[position]) if indices is not None else position
-        seed = settings.seed + n if settings.seed is not None else None
         yield GenerationRequest(
             list(messages),
-            max_new_tokens=budget,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            seed=seed,
+            decoding=settings.for_prompt(n),
             probe=probe,
             probe_layer=probe.layer if probe is not None else None,
             layers=tuple(layers),
@@ -109,7 +90,7 @@ def bulk_requests(
 def generate_answers(
     lm: LoadedModel,
     prompts: Sequence[Sequence[dict[str, str]]],
-    settings: GenerationSettings,
+    settings: DecodingSettings,
     *,
     probe: Scorer | None = None,
     layers: Sequence[int] = (),
@@ -127,7 +108,7 @@ def generate_answers(
     Answers cut short by a cancel are not yielded. With `probe`, its model generates (a LoRA
     probe's adapted copy) and it scores every token."""
     total = len(prompts)
-    budget = max(1, settings.max_new_tokens)
+    budget = settings.max_new_tokens
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
     state = {"answers": 0, "tokens": 0, "spent": 0, "flying": 0, "last": 0.0}
 

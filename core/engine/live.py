@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.base.decoding import DecodingSettings
 from core.base.types import TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, shared_engine
 from core.engine.model import LoadedModel
 from core.engine.stream import StreamedToken, prompt_ids
+from core.text.tokens import trailing_run
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,12 @@ class EarlyStopRule:
                     f"reached the early-stop threshold {self.threshold:.2f}"
                 )
             return None
-        start = last
-        while start >= 0 and scores[start] >= self.span_floor:
-            start -= 1
-        run = scores[start + 1 : last + 1]
+        first = trailing_run(scores, self.span_floor)  # the run over the floor ending with this token
+        run = scores[first:]
         if len(run) >= 2 and sum(run) / len(run) >= self.threshold:
-            text = "".join(texts[start + 1 : last + 1])
+            text = "".join(texts[first:])
             return (
-                f"stopped at token {last + 1}: the span {text!r} (tokens {start + 2}-{last + 1}) has mean risk "
+                f"stopped at token {last + 1}: the span {text!r} (tokens {first + 1}-{last + 1}) has mean risk "
                 f"{sum(run) / len(run):.2f}, at or above the early-stop threshold {self.threshold:.2f}"
             )
         return None
@@ -76,10 +76,7 @@ class LiveGeneration:
 
     lm: LoadedModel
     messages: list[dict[str, str]]
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = 0
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
     probe: Scorer | None = None  # passed whole: its model generates (a LoRA probe's copy) and it scores
     early_stop: EarlyStopRule | None = None
     on_finish: Callable[[LiveSnapshot], Any] | None = None
@@ -91,7 +88,7 @@ class LiveGeneration:
     error: str | None = None
     result: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _trace: TokenTrace = field(default_factory=lambda: TokenTrace([], [], [], [], [], []), repr=False)
+    _trace: TokenTrace = field(default_factory=lambda: TokenTrace.empty(scored=True), repr=False)
     _produced_at: list[float] = field(default_factory=list, repr=False)
     _text: str = ""
     _request: GenerationRequest | None = field(default=None, repr=False)
@@ -103,10 +100,7 @@ class LiveGeneration:
         # Checked here, not on the engine thread, so bad settings fail in the caller with a clear message.
         request = GenerationRequest(
             self.messages,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=self.seed,
+            decoding=self.decoding,
             probe=self.probe,
             probe_layer=self.probe.layer if self.probe is not None else None,
             on_token=self._on_token,
@@ -135,14 +129,7 @@ class LiveGeneration:
     def _on_token(self, token: StreamedToken) -> bool:
         """On the engine thread: record the token; True stops this answer (early stop)."""
         with self._lock:
-            t = self._trace
-            t.token_ids.append(token.token_id)
-            t.texts.append(token.text)
-            t.offsets.append((token.start, token.end))
-            t.logprobs.append(token.logprob)
-            t.entropies.append(token.entropy)
-            if t.scores is not None:
-                t.scores.append(token.score if token.score is not None else float("nan"))
+            self._trace.append_from(token.trace, token.index)
             self._produced_at.append(time.time())
             self._text += token.text
         if self.early_stop is not None and token.score is not None and self.stop_note is None:
@@ -176,15 +163,7 @@ class LiveGeneration:
 
     def snapshot(self, running: bool | None = None) -> LiveSnapshot:
         with self._lock:
-            t = self._trace
-            trace = TokenTrace(
-                list(t.token_ids),
-                list(t.texts),
-                list(t.offsets),
-                list(t.logprobs),
-                list(t.entropies),
-                list(t.scores) if self.probe is not None else None,
-            )
+            trace = self._trace.copy(scored=self.probe is not None)
             return LiveSnapshot(
                 trace,
                 list(self._produced_at),

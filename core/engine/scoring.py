@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from core.base.errors import UserError
+from core.base.types import TokenTrace
 from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import distribution_stats, offsets_from_ids, prompt_ids
 
@@ -16,13 +17,10 @@ from core.engine.stream import distribution_stats, offsets_from_ids, prompt_ids
 
 @dataclass
 class ScoredCompletion:
-    """Per-token data of an existing answer, from one teacher-forced forward pass."""
+    """An existing answer after one teacher-forced forward pass: its per-token data (unscored)
+    plus the hidden states the probes read."""
 
-    token_ids: list[int]
-    texts: list[str]
-    offsets: list[tuple[int, int]]
-    logprobs: list[float]
-    entropies: list[float]
+    trace: TokenTrace
     hidden: dict[int, torch.Tensor]  # layer -> [T, H], float32 on the CPU whatever the model's device
     text: str
 
@@ -110,11 +108,7 @@ def score_batch(
             )
             results.append(
                 ScoredCompletion(
-                    token_ids=comp,
-                    texts=texts,
-                    offsets=offsets,
-                    logprobs=chosen.tolist(),
-                    entropies=entropy.tolist(),
+                    trace=TokenTrace(comp, texts, offsets, chosen.tolist(), entropy.tolist()),
                     hidden={layer: host_float(captured[layer][r, p : p + t]) for layer in layers},
                     text=completion,
                 )

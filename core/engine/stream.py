@@ -13,8 +13,10 @@ from typing import Any
 
 import torch
 
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
+from core.base.types import TokenTrace
 from core.engine.model import LoadedModel, host_float, input_device
 
 # ----------------------------------------------------------------------------- prompts
@@ -100,19 +102,57 @@ def offsets_from_ids(tokenizer: Any, ids: Sequence[int]) -> tuple[list[str], lis
 # ----------------------------------------------------------------------------- streaming
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamedToken:
-    """One generated token with everything the heatmap and the probe need."""
+    """One generated token as it arrives: token `index` of its answer's growing `trace` (the
+    answer's one per-token record), plus this token's hidden states."""
 
+    trace: TokenTrace
     index: int
-    token_id: int
-    text: str
-    start: int
-    end: int
-    logprob: float
-    entropy: float
     hidden: dict[int, torch.Tensor]
-    score: float | None = None
+
+    @property
+    def token_id(self) -> int:
+        return self.trace.token_ids[self.index]
+
+    @property
+    def text(self) -> str:
+        return self.trace.texts[self.index]
+
+    @property
+    def start(self) -> int:
+        return self.trace.offsets[self.index][0]
+
+    @property
+    def end(self) -> int:
+        return self.trace.offsets[self.index][1]
+
+    @property
+    def logprob(self) -> float:
+        return self.trace.logprobs[self.index]
+
+    @property
+    def entropy(self) -> float:
+        return self.trace.entropies[self.index]
+
+    @property
+    def score(self) -> float | None:
+        return None if self.trace.scores is None else self.trace.scores[self.index]
+
+
+def emit_token(
+    trace: TokenTrace,
+    token_id: int,
+    piece: tuple[str, int, int],
+    logprob: float,
+    entropy: float,
+    hidden: dict[int, torch.Tensor],
+    score: float | None,
+) -> StreamedToken:
+    """Record a finished token in its answer's trace; the stream and the batched engine both do it."""
+    text, start, end = piece
+    trace.append(token_id, text, (start, end), logprob, entropy, score)
+    return StreamedToken(trace, len(trace.token_ids) - 1, hidden)
 
 
 def distribution_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,16 +160,6 @@ def distribution_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     logp = torch.log_softmax(logits.float(), dim=-1)
     entropy = -(logp.exp() * logp).sum(dim=-1)
     return logp, entropy
-
-
-def check_decoding(max_new_tokens: int, temperature: float, top_p: float) -> None:
-    """One clear refusal for decoding settings that make no sense (the stream and the engine)."""
-    if max_new_tokens < 1:
-        raise UserError("max new tokens must be at least 1")
-    if temperature < 0:
-        raise UserError("temperature must be >= 0")
-    if not 0 < top_p <= 1:
-        raise UserError("top-p must be in (0, 1]")
 
 
 def sample_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
@@ -170,20 +200,17 @@ class TokenStream:
         probe_layer: int | None = None,
         cancel: CancelToken | None = None,
     ) -> None:
-        check_decoding(max_new_tokens, temperature, top_p)
+        self.decoding = DecodingSettings(max_new_tokens, temperature, top_p, seed)
         self.lm = lm
         self.messages = list(messages)
         self.probe = probe
         self.probe_layer = lm.check_layer(probe_layer if probe_layer is not None else lm.default_layer)
         wanted = list(layers) if layers is not None else [self.probe_layer]
         self.layers = sorted({lm.check_layer(x) for x in wanted} | ({self.probe_layer} if probe is not None else set()))
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.seed = seed
         self.cancel = cancel
         self.prompt_ids = prompt_ids(lm, self.messages)
         self.tokens: list[StreamedToken] = []
+        self.trace = TokenTrace.empty(scored=probe is not None)  # the answer's per-token record
         self.finish_reason: str | None = None
         self._stop = threading.Event()
         self._decoder = IncrementalDecoder(lm.tokenizer)
@@ -200,9 +227,10 @@ class TokenStream:
         from transformers import DynamicCache
 
         lm = self.lm
+        decoding = self.decoding
         generator = None
-        if self.temperature > 0:
-            generator = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+        if not decoding.greedy:
+            generator = torch.Generator().manual_seed(decoding.seed if decoding.seed is not None else 0)
         eos = lm.eos_ids
         pending: list[tuple[int, float, float, dict[int, torch.Tensor]]] = []
         cache = DynamicCache()
@@ -216,7 +244,7 @@ class TokenStream:
             )
             logits = out.logits[0, -1]
             self.finish_reason = "length"
-            for _ in range(self.max_new_tokens):
+            for _ in range(decoding.max_new_tokens):
                 if self._stop.is_set():
                     self.finish_reason = "stopped"
                     break
@@ -224,7 +252,7 @@ class TokenStream:
                     self.finish_reason = "cancelled"
                     break
                 logp, entropy = distribution_stats(logits)
-                token_id = sample_token(logits, self.temperature, self.top_p, generator)
+                token_id = sample_token(logits, decoding.temperature, decoding.top_p, generator)
                 if token_id in eos:
                     self.finish_reason = "eos"
                     break
@@ -248,7 +276,7 @@ class TokenStream:
             score = None
             if self.probe is not None:
                 score = float(self.probe.predict(hidden[self.probe_layer]))
-            token = StreamedToken(len(self.tokens), token_id, text, start, end, logprob, entropy, hidden, score)
+            token = emit_token(self.trace, token_id, (text, start, end), logprob, entropy, hidden, score)
             self.tokens.append(token)
             yield token
         del pending[: len(pieces)]

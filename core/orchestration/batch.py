@@ -9,15 +9,16 @@ cancel keeps every finished answer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.base import settings
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken, ProgressFn, report
 from core.engine.batched import MAX_BATCH
-from core.engine.bulk import GeneratedAnswer, GenerationSettings, generate_answers
+from core.engine.bulk import GeneratedAnswer, generate_answers
 from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version_or_none
@@ -92,41 +93,36 @@ def parse_prompts(data: bytes | str, filename: str = "prompts.jsonl") -> list[Pr
 
 @dataclass
 class BatchParams:
-    """What a `generate` run does; stored on its run row as JSON."""
+    """What a `generate` run does; stored on its run row as JSON (the decoding settings flat beside
+    the rest, as they always were). Checked once, by `start_batch`, when the run is created:
+    the worker and the Ray replicas read back what was checked."""
 
     prompts: list[list[dict[str, str]]]
     dataset: str
     split: str = "train"
     model: str | None = None
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
+    decoding: DecodingSettings = field(default_factory=lambda: DecodingSettings(max_new_tokens=128))
     score: bool = True  # with the active probe, when one fits the model
     batch_size: int | None = None  # None: as many as the KV-cache budget holds
 
     def validate(self) -> None:
+        """The run's own rules (its decoding settings checked themselves when they were made)."""
         if not self.prompts:
             raise UserError("no prompts")
         self.dataset = clean_dataset_name(self.dataset)
         self.split = check_split(self.split)
-        if not 1 <= int(self.max_new_tokens) <= 4096:
-            raise UserError("max new tokens must be between 1 and 4096")
-        if not 0.0 <= float(self.temperature) <= 5.0:
-            raise UserError("temperature must be between 0 and 5")
-        if not 0.0 < float(self.top_p) <= 1.0:
-            raise UserError("top-p must be in (0, 1]")
         if self.batch_size is not None and not 1 <= int(self.batch_size) <= MAX_BATCH:
             raise UserError(f"batch size must be between 1 and {MAX_BATCH}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = {k: v for k, v in self.__dict__.items() if k != "decoding"}
+        return {**data, **self.decoding.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchParams:
-        params = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-        params.validate()
-        return params
+        """What `to_dict` wrote (a run row's params), read back as it was checked at creation."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "decoding"}
+        return cls(**fields, decoding=DecodingSettings.from_dict(data, max_new_tokens=128))
 
 
 def check_model(model: str | None) -> str:
@@ -215,15 +211,6 @@ class AnswerWriter:
         }
 
 
-def generation_settings(params: BatchParams) -> GenerationSettings:
-    return GenerationSettings(
-        max_new_tokens=int(params.max_new_tokens),
-        temperature=float(params.temperature),
-        top_p=float(params.top_p),
-        seed=int(params.seed),
-    )
-
-
 def run_batch(
     database,
     lm,
@@ -235,7 +222,6 @@ def run_batch(
 ) -> dict[str, Any]:
     """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
     scores) as soon as it ends; answers cut short by a cancel are not stored."""
-    params.validate()
     probe = load_version_or_none(database, lm) if params.score else None
     writer = AnswerWriter(database, params, probe.probe_version if probe else None, created_by)
 
@@ -245,7 +231,7 @@ def run_batch(
     answers = generate_answers(
         lm,
         params.prompts,
-        generation_settings(params),
+        params.decoding,
         probe=probe,
         batch_size=params.batch_size,
         progress=with_notes,

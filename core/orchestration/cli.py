@@ -70,16 +70,17 @@ def _model(name: str | None):
 
 @command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
+    from core.base.decoding import DecodingSettings
     from core.engine.batched import MAX_BATCH
-    from core.engine.bulk import GenerationSettings, generate_answers
+    from core.engine.bulk import generate_answers
     from core.text.interchange import generation_to_record, read_prompts, write_jsonl
 
     if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
         raise UserError(f"--batch-size must be between 1 and {MAX_BATCH}")
+    settings = DecodingSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     prompts = read_prompts(args.prompts)
     lm = _model(args.model)
     probe = _probe_for(lm, args.probe) if args.probe else None
-    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     progress = StderrProgress(args.quiet)
     answers = generate_answers(
         lm,

@@ -77,7 +77,7 @@ def evaluation_set(
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
     items = probe.item_scores(lm, prepared)
-    traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
+    traces = [p.acts.trace.with_scores(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
         version=probe_version,
         layer=layer,
@@ -85,7 +85,7 @@ def evaluation_set(
         splits=[x.split for x in labelled],
         keys=[str(x.row_id) for x in labelled],
         texts=[x.generation.completion for x in labelled],
-        spans_char=[_span_chars(p.acts.offsets, p.labels.span_token_ranges) for p in prepared],
+        spans_char=[_span_chars(p.acts.trace.offsets, p.labels.span_token_ranges) for p in prepared],
         gold_spans=[[{"start": s.start, "end": s.end, "label": s.label} for s in x.generation.spans] for x in labelled],
         items=items,
         traces=traces,
@@ -104,7 +104,7 @@ def rescored(eval_set: EvalSet, database, lm, probe_version: int) -> EvalSet:
         else prepare(lm, [p.generation for p in eval_set.prepared], [layer])
     )
     items = probe.item_scores(lm, prepared)
-    traces = [p.acts.trace(it.probe.tolist()) for p, it in zip(prepared, items)]
+    traces = [p.acts.trace.with_scores(it.probe.tolist()) for p, it in zip(prepared, items)]
     return EvalSet(
         version=probe_version,
         layer=layer,
@@ -190,5 +190,5 @@ def token_scan(lm, eval_set: EvalSet, index: int, scan: LayerScan) -> dict[str, 
     layers = sorted(scan.probes)
     item = prepare(lm, [eval_set.prepared[index].generation], layers)[0]
     result = layer_token_matrix({x: item.acts.hidden[x] for x in layers}, scan.probes)
-    result["tokens"] = list(item.acts.texts)
+    result["tokens"] = list(item.acts.trace.texts)
     return result

@@ -28,7 +28,7 @@ from core.base.types import Generation, Span, TokenTrace
 from core.engine.batched import FinishedAnswer, SharedEngine, auto_batch_size
 from core.engine.bulk import GeneratedAnswer, answer_from, bulk_requests
 from core.engine.model import get_model
-from core.orchestration.batch import AnswerWriter, BatchParams, generation_settings
+from core.orchestration.batch import AnswerWriter, BatchParams
 from core.orchestration.ray_cluster import cluster_shape, connect, replica_resources, worker_defaults
 from core.orchestration.registry import load_version, load_version_or_none
 from core.orchestration.rescore import ScoredAnswer, ids_to_score, read_answers, score_answers, store_scored
@@ -92,7 +92,7 @@ def encode_answer(answer: GeneratedAnswer) -> str:
                 "extra": gen.extra,
                 "spans": [asdict(s) for s in gen.spans],
             },
-            "trace": asdict(trace),
+            "trace": trace.to_dict(),
         }
     )
 
@@ -103,19 +103,7 @@ def decode_answer(text: str) -> GeneratedAnswer:
     generation = Generation(
         conversation=g["conversation"], model=g["model"], extra=g["extra"], spans=[Span(**s) for s in g["spans"]]
     )
-    return GeneratedAnswer(int(data["index"]), generation, _trace_from(t), data["finish_reason"])
-
-
-def _trace_from(data: dict[str, Any]) -> TokenTrace:
-    """A TokenTrace from its JSON form (`asdict`; offsets come back as lists)."""
-    return TokenTrace(
-        data["token_ids"],
-        data["texts"],
-        [tuple(o) for o in data["offsets"]],
-        data["logprobs"],
-        data["entropies"],
-        data["scores"],
-    )
+    return GeneratedAnswer(int(data["index"]), generation, TokenTrace.from_dict(t), data["finish_reason"])
 
 
 class GenerateReplica:
@@ -139,7 +127,9 @@ class GenerateReplica:
             self.probe = load_version_or_none(database, self.lm, probe_version) if probe_version else None
         finally:
             database.dispose()
-        size = self.params.batch_size or auto_batch_size(self.lm, PROMPT_ALLOWANCE + int(self.params.max_new_tokens))
+        size = self.params.batch_size or auto_batch_size(
+            self.lm, PROMPT_ALLOWANCE + self.params.decoding.max_new_tokens
+        )
         self.engine = SharedEngine(self.lm, size, self.probe.model if self.probe else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -147,7 +137,7 @@ class GenerateReplica:
         requests = list(
             bulk_requests(
                 [json.loads(p) for p in batch["prompt"]],
-                generation_settings(self.params),
+                self.params.decoding,
                 probe=probe,
                 indices=[int(i) for i in batch["index"]],
             )
@@ -208,7 +198,9 @@ class RescoreReplica:
 def _decode_scored(text: str) -> ScoredAnswer:
     data = json.loads(text)
     trace = data["new_trace"]
-    return ScoredAnswer(int(data["generation_id"]), list(data["scores"]), _trace_from(trace) if trace else None)
+    return ScoredAnswer(
+        int(data["generation_id"]), list(data["scores"]), TokenTrace.from_dict(trace) if trace else None
+    )
 
 
 def _pipeline(
@@ -261,7 +253,6 @@ def ray_generate(
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """`run_batch` on the Ray cluster: the same answers, stored the same way (one row per answer)."""
-    params.validate()
     connect()
     replicas, resources = replica_resources(cluster_shape())
     shard = shard_size(len(params.prompts), replicas, params.batch_size or DEFAULT_BATCH)

@@ -50,9 +50,9 @@ def score_answers(
     acts = extract_activations(lm, [g for _i, g, _has in answers], [probe.layer], use_cache=True, cancel=cancel)
     out = []
     for (row_id, gen, has), a in zip(answers, acts):
-        hidden = a.hidden[probe.layer] if probe.model is None else probe.hidden(lm, gen.conversation, a.token_ids)
+        hidden = a.hidden[probe.layer] if probe.model is None else probe.hidden(lm, gen.conversation, a.trace.token_ids)
         scores = np.asarray(probe.predict(hidden), dtype=np.float64).reshape(-1).tolist()
-        trace = None if has else a.trace()
+        trace = None if has else a.trace
         out.append(ScoredAnswer(row_id, scores, trace))
     return out
 
@@ -117,7 +117,7 @@ def tokenise_answer(database, lm, generation_id: int):
             return existing
         gen = to_core(row)
     acts = extract_activations(lm, [gen], [lm.default_layer], use_cache=True)[0]
-    trace = acts.trace()
+    trace = acts.trace
     with database.sessions() as session, session.begin():
         set_trace(get_generation(session, generation_id), trace)
     return trace

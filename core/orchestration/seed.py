@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.base import settings
+from core.base.decoding import DecodingSettings
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation
 from core.engine.activations import ActivationCache, GenerationActivations, generation_key
@@ -20,7 +21,7 @@ from core.orchestration.registry import register_version
 from core.orchestration.run_params import SeedParams
 from core.probes.config import ProbeConfig
 from core.probes.files import save_probe
-from core.probes.pipeline import GenerationSettings, generate_answers, split_key, train_from_generations
+from core.probes.pipeline import generate_answers, split_key, train_from_generations
 from core.probes.training_set import split_by_generation
 from core.text.demo import demo_questions, label_answer
 from db.annotations import save_annotation_set
@@ -37,7 +38,7 @@ def needs_seed(database) -> bool:
 
 
 # Sampling (not greedy) gives varied answers, and with them more hallucinations.
-DEMO_SETTINGS = GenerationSettings(max_new_tokens=48, temperature=0.7, top_p=0.95, seed=0)
+DEMO_SETTINGS = DecodingSettings(max_new_tokens=48, temperature=0.7, top_p=0.95, seed=0)
 
 
 def seed_demo(
@@ -81,15 +82,7 @@ def seed_demo(
         hidden = {layer: cache.as_stored(answer.hidden[layer])} if trace.token_ids else {}
         if trace.token_ids:
             cache.put(
-                GenerationActivations(
-                    generation_key(generation),
-                    trace.token_ids,
-                    trace.texts,
-                    list(trace.offsets),
-                    trace.logprobs,
-                    trace.entropies,
-                    hidden,
-                )
+                GenerationActivations(generation_key(generation), trace, hidden)  # the cache keeps no scores
             )
         labelled[answer.index], traces[answer.index] = generation, trace
     check(cancel)

@@ -313,15 +313,15 @@ class LoadedProbe:
             if self.model is None:
                 hidden = item.acts.hidden[self.layer]
             else:
-                hidden = self.hidden(lm, item.generation.conversation, item.acts.token_ids)
+                hidden = self.hidden(lm, item.generation.conversation, item.acts.trace.token_ids)
             out.append(
                 ItemScores(
                     labels=item.labels.labels,
                     span_ids=item.labels.span_ids,
                     span_labels=item.labels.span_labels,
                     probe=_floats(self.predict(hidden)),
-                    logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
-                    entropies=np.asarray(item.acts.entropies, dtype=np.float64),
+                    logprobs=np.asarray(item.acts.trace.logprobs, dtype=np.float64),
+                    entropies=np.asarray(item.acts.trace.entropies, dtype=np.float64),
                 )
             )
         return out
@@ -353,8 +353,10 @@ class LoadedProbe:
         acts = extract_activations(lm, generations, [self.layer], use_cache=False, progress=progress, cancel=cancel)
         out = []
         for gen, a in zip(generations, acts):
-            hidden = a.hidden[self.layer] if self.model is None else self.hidden(lm, gen.conversation, a.token_ids)
-            out.append(a.trace(_floats(self.predict(hidden)).tolist()))
+            hidden = (
+                a.hidden[self.layer] if self.model is None else self.hidden(lm, gen.conversation, a.trace.token_ids)
+            )
+            out.append(a.trace.with_scores(_floats(self.predict(hidden)).tolist()))
         return out
 
 

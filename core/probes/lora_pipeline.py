@@ -41,7 +41,7 @@ class LoraTrainResult:
 def with_token_ids(item: PreparedItem) -> Generation:
     """The item's answer with the token ids its labels were computed on."""
     gen = copy.copy(item.generation)
-    gen.extra = {**item.generation.extra, "tokens": {"ids": list(item.acts.token_ids)}}
+    gen.extra = {**item.generation.extra, "tokens": {"ids": list(item.acts.trace.token_ids)}}
     return gen
 
 
@@ -51,15 +51,15 @@ def lora_item_scores(
     """The adapted model's scores of each item's tokens, with the base model's baselines."""
     out = []
     for item in items:
-        hidden = lora_hidden(lm, model, item.generation.conversation, layer, item.acts.token_ids)
+        hidden = lora_hidden(lm, model, item.generation.conversation, layer, item.acts.trace.token_ids)
         out.append(
             ItemScores(
                 labels=item.labels.labels,
                 span_ids=item.labels.span_ids,
                 span_labels=item.labels.span_labels,
                 probe=np.asarray(head.predict(hidden), dtype=np.float64).reshape(-1),
-                logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
-                entropies=np.asarray(item.acts.entropies, dtype=np.float64),
+                logprobs=np.asarray(item.acts.trace.logprobs, dtype=np.float64),
+                entropies=np.asarray(item.acts.trace.entropies, dtype=np.float64),
             )
         )
     return out

@@ -7,7 +7,6 @@ generations and settings and returns plain data; progress and cancellation go th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from core.engine.activations import (
     extract_activations,
     generation_key,
 )
-from core.engine.bulk import GeneratedAnswer, GenerationSettings, generate_answers
+from core.engine.bulk import GeneratedAnswer, generate_answers
 from core.engine.model import LoadedModel
 from core.probes.config import ProbeConfig
 from core.probes.linear import QUICK_TRAIN, LinearProbe, TrainConfig, train_probe
@@ -32,7 +31,7 @@ from core.probes.training_set import (
     split_by_generation,
     training_data_hash,
 )
-from core.text.tokens import TokenLabels, token_labels
+from core.text.tokens import TokenLabels, runs_over, token_labels
 
 
 @dataclass
@@ -63,7 +62,8 @@ def prepare(
         raise UserError("no generations to work on")
     acts = extract_activations(lm, generations, layers, use_cache=use_cache, progress=progress, cancel=cancel)
     return [
-        PreparedItem(gen, split_key(gen), a, token_labels(a.offsets, gen.spans)) for gen, a in zip(generations, acts)
+        PreparedItem(gen, split_key(gen), a, token_labels(a.trace.offsets, gen.spans))
+        for gen, a in zip(generations, acts)
     ]
 
 
@@ -79,8 +79,8 @@ def item_scores(items: Sequence[PreparedItem], probe: LinearProbe | None, layer:
                 span_ids=item.labels.span_ids,
                 span_labels=item.labels.span_labels,
                 probe=scores,
-                logprobs=np.asarray(item.acts.logprobs, dtype=np.float64),
-                entropies=np.asarray(item.acts.entropies, dtype=np.float64),
+                logprobs=np.asarray(item.acts.trace.logprobs, dtype=np.float64),
+                entropies=np.asarray(item.acts.trace.entropies, dtype=np.float64),
             )
         )
     return out
@@ -217,7 +217,7 @@ def score_generations(
     traces = []
     for a in acts:
         scores = np.asarray(probe.predict(a.hidden[layer]), dtype=np.float64).reshape(-1)
-        traces.append(TokenTrace(a.token_ids, a.texts, a.offsets, a.logprobs, a.entropies, scores.tolist()))
+        traces.append(a.trace.with_scores(scores.tolist()))
     return traces
 
 
@@ -287,23 +287,16 @@ def layer_sweep(
 def spans_from_scores(
     offsets: Sequence[tuple[int, int]], scores: Sequence[float], threshold: float
 ) -> list[tuple[int, int, float]]:
-    """Predicted spans: runs of consecutive tokens scoring at or above the threshold."""
-    spans: list[tuple[int, int, float]] = []
-    run_start, run_max = None, -math.inf
-    for i, s in enumerate(list(scores) + [-math.inf]):
-        if s >= threshold:
-            if run_start is None:
-                run_start, run_max = i, s
-            run_max = max(run_max, s)
-        elif run_start is not None:
-            spans.append((offsets[run_start][0], offsets[i - 1][1], float(run_max)))
-            run_start = None
-    return spans
+    """Predicted spans: runs of consecutive tokens scoring at or above the threshold (`runs_over`),
+    each as (first token's start, last token's end, the run's highest score)."""
+    return [
+        (offsets[first][0], offsets[last - 1][1], float(max(scores[first:last])))
+        for first, last in runs_over(scores, threshold)
+    ]
 
 
 __all__ = [
     "GeneratedAnswer",
-    "GenerationSettings",
     "PreparedItem",
     "TrainResult",
     "evaluate_probe",

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from core.base.types import Span
+from core.base.types import NOT_SUPPORTED, SUPPORTED, Span
 
 QUESTION_KINDS = ("capital", "region", "calling_code")
 _TEMPLATES = {
@@ -222,7 +222,7 @@ def _label_capital(facts: CountryFacts, answer: str) -> list[Span]:
         for s, e in _occurrences(answer, [v for c in facts.capitals for v in _capital_variants(c)])
         if not _names_the_country(answer, s, e, names)
     ]
-    spans = [Span(s, e, "Supported") for s, e in capitals]
+    spans = [Span(s, e, SUPPORTED) for s, e in capitals]
     for m in _CAPITALISED.finditer(answer):
         phrase = m.group(0)
         if phrase in _OPENERS or _is_code(phrase) and phrase in facts.alt_names:
@@ -231,7 +231,7 @@ def _label_capital(facts: CountryFacts, answer: str) -> list[Span]:
             continue  # the country's own name (every part of it), or the capital found above
         if all(w in name_words or w in _CONNECTORS for w in _words(phrase)):
             continue  # "Herzegovina", "Republic": pieces of the country's name written another way
-        spans.append(Span(m.start(), m.end(), "Not Supported"))
+        spans.append(Span(m.start(), m.end(), NOT_SUPPORTED))
     return sorted(spans, key=lambda s: s.start)
 
 
@@ -244,7 +244,7 @@ def _label_region(facts: CountryFacts, answer: str) -> list[Span]:
             continue  # "Africa" in "South Africa" is the country's name, not a claim
         folded = _fold(answer[start:end])
         ok = folded in truth or any(t in folded for t in truth)
-        spans.append(Span(start, end, "Supported" if ok else "Not Supported"))
+        spans.append(Span(start, end, SUPPORTED if ok else NOT_SUPPORTED))
     return spans
 
 
@@ -253,5 +253,5 @@ def _label_calling_code(facts: CountryFacts, answer: str) -> list[Span]:
     spans = []
     for m in _NUMBER.finditer(answer):
         ok = m.group(0).lstrip("+") in codes
-        spans.append(Span(m.start(), m.end(), "Supported" if ok else "Not Supported"))
+        spans.append(Span(m.start(), m.end(), SUPPORTED if ok else NOT_SUPPORTED))
     return spans

@@ -11,17 +11,17 @@ sorted by (start, end), so an index into a result refers to that order.
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from core.base.errors import UserError
-from core.base.types import Span
+from core.base.types import NOT_SUPPORTED, Span
 from core.text.tokens import (
     canonical_label,
     codepoint_to_utf16,
+    runs_over,
     token_ranges_to_char_span,
     utf16_to_codepoint,
 )
@@ -288,27 +288,12 @@ class Suggestion:
     score: float
 
 
-def _runs(scores: Sequence[float], threshold: float) -> list[tuple[int, int]]:
-    """(first, last exclusive) of each maximal run of scores >= threshold (NaN breaks runs)."""
-    runs, first = [], None
-    for i, s in enumerate(scores):
-        high = s is not None and not math.isnan(s) and s >= threshold
-        if high and first is None:
-            first = i
-        elif not high and first is not None:
-            runs.append((first, i))
-            first = None
-    if first is not None:
-        runs.append((first, len(scores)))
-    return runs
-
-
 def suggest_spans(offsets: Offsets, scores: Sequence[float], threshold: float, text: str) -> list[Suggestion]:
     """Suggested spans from per-token probe scores, whitespace-trimmed, whitespace-only runs dropped."""
     if len(scores) != len(offsets):
         raise UserError(f"{len(scores)} scores for {len(offsets)} tokens")
     out = []
-    for first, last in _runs(scores, threshold):
+    for first, last in runs_over(scores, threshold):
         start, end = token_ranges_to_char_span(list(offsets), first, last)
         start, end = _trim(text, max(start, 0), min(end, len(text)))
         if start < end:
@@ -320,7 +305,7 @@ def accept_suggestions(
     spans: Sequence[Span],
     suggestions: Sequence[Suggestion],
     min_score: float,
-    label: str = "Not Supported",
+    label: str = NOT_SUPPORTED,
     *,
     overwrite: bool = False,
 ) -> list[Span]:

@@ -16,13 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from core.base.errors import UserError
-from core.base.types import Generation, Span, TokenTrace
+from core.base.types import (
+    INSUFFICIENT_INFORMATION,
+    NOT_APPLICABLE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Generation,
+    Span,
+    TokenTrace,
+)
 
 BIO_TAGS: dict[str, str | None] = {
-    "Not Supported": "HAL",
-    "Insufficient Information": "UNV",
-    "Supported": "SUP",
-    "N/A": None,
+    NOT_SUPPORTED: "HAL",
+    INSUFFICIENT_INFORMATION: "UNV",
+    SUPPORTED: "SUP",
+    NOT_APPLICABLE: None,
 }
 TABLE_COLUMNS = ("id", "model", "split", "conversation", "annotations", "tokens", "extra")
 WRITE_CHUNK = 500  # rows per Parquet batch

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.base.types import Span
+from core.base.types import LABEL_WORDS, Span
 from core.text.editing import SpanGroup
 from core.text.tokens import canonical_label
 
-#: The word people see for each paper label (README "Labels").
-LABEL_WORDS: dict[str, str] = {
-    "Not Supported": "hallucinated",
-    "Insufficient Information": "unverifiable",
-    "Supported": "supported",
-    "N/A": "ignore",
-}
 NOTHING = "nothing marked"
 SEPARATOR = " · "
 

@@ -7,14 +7,16 @@ to tokens; UTF-16 units appear only at the browser boundary (helpers at the bott
 
 from __future__ import annotations
 
+import math
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.base.errors import UserError
-from core.base.types import IGNORE, LABEL_VALUES, Span
+from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, NOT_APPLICABLE, Span
 
 # --- labels -------------------------------------------------------------------------
 
@@ -22,11 +24,8 @@ from core.base.types import IGNORE, LABEL_VALUES, Span
 # typed in the browser or a CSV can be read back without a lookup table elsewhere.
 _LABEL_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in LABEL_VALUES},
-    "hallucinated": "Not Supported",
-    "unverifiable": "Insufficient Information",
-    "supported": "Supported",
-    "ignore": "N/A",
-    "na": "N/A",
+    **{word: name for name, word in LABEL_WORDS.items()},
+    "na": NOT_APPLICABLE,
 }
 
 
@@ -148,7 +147,7 @@ def _annotation_fields(ann: Any, pos: int) -> tuple[str, int | None, str, str | 
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
         raise UserError(f'{where}: "index" must be an integer or null')
     raw_label = ann.get("label")
-    label = "N/A" if raw_label is None else canonical_label(raw_label)
+    label = NOT_APPLICABLE if raw_label is None else canonical_label(raw_label)
     note = ann.get("verification_note")
     if note is not None and not isinstance(note, str):
         raise UserError(f'{where}: "verification_note" must be a string')
@@ -236,6 +235,41 @@ def token_ranges_to_char_span(offsets: list[tuple[int, int]], first: int, last_e
     if wide.any():
         starts, ends = starts[wide], ends[wide]
     return int(starts.min()), int(ends.max())
+
+
+def true_runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
+    """Maximal runs of true flags as token ranges [first, last exclusive)."""
+    runs: list[tuple[int, int]] = []
+    first: int | None = None
+    for i, flag in enumerate([*flags, False]):
+        if flag and first is None:
+            first = i
+        elif not flag and first is not None:
+            runs.append((first, i))
+            first = None
+    return runs
+
+
+def over_threshold(score: float | None, threshold: float) -> bool:
+    """The one rule for a flagged token: its score is known (not None, not NaN) and >= threshold."""
+    return score is not None and not math.isnan(score) and score >= threshold
+
+
+def runs_over(scores: Sequence[float | None], threshold: float) -> list[tuple[int, int]]:
+    """Maximal runs of tokens over the threshold (`over_threshold`), as [first, last exclusive).
+
+    What "tokens over the threshold form a span" means everywhere (suggestions, predicted
+    spans, the review's probe spans): an unknown score is never over, so it splits a run."""
+    return true_runs([over_threshold(s, threshold) for s in scores])
+
+
+def trailing_run(scores: Sequence[float | None], threshold: float) -> int:
+    """Where the run over the threshold that ends with the last score starts (len(scores) when
+    the last score is not over): the last of `runs_over`, found from the end in O(run)."""
+    first = len(scores)
+    while first > 0 and over_threshold(scores[first - 1], threshold):
+        first -= 1
+    return first
 
 
 def char_span_to_token_range(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:

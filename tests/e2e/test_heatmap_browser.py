@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from heatmap_cases import XSS_TOKENS, basic_case
 
-from core.components.heatmap import UNKNOWN_COLOR, heatmap_payload, score_color, text_color, token_outcomes
+from core.components.heatmap import UNKNOWN_COLOR, heatmap_payload
+from tests.support.heatmap_reference import score_color, text_color, token_outcomes
 
 pytestmark = [
     pytest.mark.e2e,

@@ -160,11 +160,11 @@ def test_admin_retrains_a_lora_probe_promotes_it_and_generate_streams_with_it(pa
     assert n > counts[0] and page.locator(f"{HEATMAP} .plh-text span[data-i]").count() == n
     # the streamed scores are the LoRA version's: its head on its adapted model's states, teacher forced
     conversation = row.conversation
-    expected = np.asarray(lora.probe.predict(lora.hidden(lm, conversation, trace.token_ids)), dtype=np.float64)
+    expected = np.asarray(lora.predict(lora.hidden(lm, conversation, trace.token_ids)), dtype=np.float64)
     assert np.abs(np.asarray(streamed) - expected).max() < 1e-4
     # ... and not the LoRA head on the base model's states: the adapters matter
     base_states = score_conversation(lm, conversation, [lora.layer], trace.token_ids).hidden[lora.layer]
-    without_adapters = np.asarray(lora.probe.predict(base_states), dtype=np.float64)
+    without_adapters = np.asarray(lora.predict(base_states), dtype=np.float64)
     assert np.abs(without_adapters - expected).max() > 1e-3
     # and the heatmap shows those scores (hovering tokens with visible text: a byte token that only
     # starts a character has none)

@@ -19,8 +19,8 @@ import pytest
 from heatmap_cases import EDIT_TEXTS, edit_case, their_spans
 
 from core.base.types import Span
-from core.components.heatmap import dom_selection_to_span, token_selection_to_span
 from core.text.editing import Suggestion, accept_suggestions, add_span
+from tests.support.heatmap_reference import dom_selection_to_span, token_selection_to_span
 from tests.support.span_editor import classes, open_editor, spans_of, tok
 
 pytestmark = [

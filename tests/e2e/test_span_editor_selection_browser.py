@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from heatmap_cases import EDIT_TEXTS, edit_case
 
-from core.components.heatmap import token_selection_to_span
+from tests.support.heatmap_reference import token_selection_to_span
 from tests.support.span_editor import CHARS_BOX, classes, drag_points, open_editor, shadow_eval, tok, wait_saves
 
 pytestmark = [

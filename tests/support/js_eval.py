@@ -3,7 +3,8 @@ colours against their Python twins): in node when there is one, else in Debian's
 
 `js_runner()` yields `run(name, fn, arg)`: `fn` is the source of a JS function
 `(P, arg) => result`, P the namespace that file defines (`colour.js` -> `Colour`); `arg` and
-the result travel as JSON.
+the result travel as JSON. A file that takes the payload's style (labels, colours) is first
+configured with Python's (`style_payload`), as the component does with every payload.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from core.components import heatmap as hm
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 NODE = shutil.which("node")
+# What the component does with each payload's `style` (index.js), for a file loaded alone.
+CONFIGURE = f"if (P.configure) P.configure({json.dumps(hm.style_payload())});"
 Runner = Callable[[str, str, Any], Any]
 
 
@@ -45,7 +48,7 @@ def js_runner() -> Iterator[Runner]:
 
         def run(name: str, fn: str, arg: Any) -> Any:
             script = (
-                f"const P = require({json.dumps(str(hm.JS_DIR / name))});\nconst f = {fn};\n"
+                f"const P = require({json.dumps(str(hm.JS_DIR / name))});\n{CONFIGURE}\nconst f = {fn};\n"
                 "let s = ''; process.stdin.on('data', (c) => (s += c)).on('end', () => "
                 "process.stdout.write(JSON.stringify(f(P, JSON.parse(s)))));"
             )
@@ -64,7 +67,7 @@ def js_runner() -> Iterator[Runner]:
         def run(name: str, fn: str, arg: Any) -> Any:
             page.set_content("<html><body></body></html>")
             page.add_script_tag(content=(hm.JS_DIR / name).read_text(encoding="utf-8"))  # a classic script
-            return page.evaluate(f"arg => ({fn})({namespace(name)}, arg)", arg)
+            return page.evaluate(f"arg => {{ const P = {namespace(name)}; {CONFIGURE} return ({fn})(P, arg); }}", arg)
 
         try:
             yield run

@@ -42,19 +42,22 @@ const { GOLD } = Colour;
 const C = Commands;
 const E = Editor;
 
-// Keys 1 / 2 / 3 / 0 label Not Supported / Insufficient Information / Supported / N/A
-// (buttons in LABELS order: an object iterates "0" first).
-const LABEL_KEYS = { "1": LABELS[0], "2": LABELS[1], "3": LABELS[2], "0": LABELS[3] };
+// Keys 1 / 2 / 3 / 0 label the labels in severity order (LABELS, from the payload's style:
+// hallucinated, unverifiable, supported, ignore); the buttons come in that order. The
+// label of each is read when the toolbar is built, after the payload configured LABELS.
+const LABEL_KEYS = ["1", "2", "3", "0"];
 
 const hasFocusedSpan = (ed) => E.focusIndex(ed) >= 0;
 const hasSuggestions = (ed) => E.visibleSuggestionIndexes(ed).length > 0;
 
 /** @type {Action[]} */
 const ACTIONS = [
-  ...LABELS.map((label) => [Object.keys(LABEL_KEYS).find((k) => LABEL_KEYS[k] === label), label]).map(([key, label]) => ({
-    id: `label-${key}`, bar: "edit", keys: [`NoShift+${key}`], kbd: key, text: GOLD[label].word, label,
-    title: `${label} (key ${key})`,
-    run: (ed) => C.label(ed, label),
+  ...LABEL_KEYS.map((key, rank) => ({
+    id: `label-${key}`, bar: "edit", keys: [`NoShift+${key}`], kbd: key,
+    get label() { return LABELS[rank]; },
+    get text() { return GOLD[LABELS[rank]].word; },
+    get title() { return `${LABELS[rank]} (key ${key})`; },
+    run: (ed) => C.label(ed, LABELS[rank]),
   })),
   { id: "delete", bar: "edit", sep: true, keys: ["Backspace", "Delete"], kbd: "⌫", text: "delete",
     title: "delete the focused span (Backspace / Delete)", run: C.remove,
@@ -79,7 +82,7 @@ const ACTIONS = [
     title: "focus the next probe suggestion (Tab)", run: (ed) => C.stepSuggestion(ed, 1),
     enabled: hasSuggestions, passIfDisabled: true },
   { id: "accept", bar: "suggest", keys: ["A"], kbd: "A", text: "accept",
-    title: "accept the focused suggestion as Not Supported (A)", run: C.accept, enabled: E.sugFocused },
+    get title() { return `accept the focused suggestion as ${LABELS[0]} (A)`; }, run: C.accept, enabled: E.sugFocused },
   { id: "reject", bar: "suggest", keys: ["R"], kbd: "R", text: "reject",
     title: "reject (hide) the focused suggestion (R)", run: C.reject, enabled: E.sugFocused },
   { id: "bulk", bar: "suggest", scope: "bulk", keys: ["Enter"], text: "accept all ≥",

@@ -1,42 +1,23 @@
-// colour.js — the score colour scale and the label colours (mirrors core/components/heatmap_data.py).
+// colour.js — the score colour scale and the label colours, as the payload's `style` gives them.
 //
-// Pure: no DOM, no state (a small cache of computed colours aside). Loadable on its own
-// (node: `require("./colour.js")`), which tests/test_components.py does to compare the
-// colours with Python's.
+// The labels (names, words, values, class keys) and the colours are defined once, in Python
+// (core/components/heatmap_data.py::style_payload); every payload carries them and
+// `configure(style)` takes them in. Nothing here holds a copy. Pure: no DOM, no state but
+// that style (and a small cache of computed colours). Loadable on its own (node:
+// `require("./colour.js")`), which the parity tests do after configuring it.
 
 // eslint-disable-next-line no-unused-vars
 const Colour = (() => {
 "use strict";
 
-// (position, [r, g, b]); every channel non-increasing => lightness monotonic in score.
-const STOPS = [
-  [0.0, [255, 255, 255]],
-  [0.25, [255, 237, 160]],
-  [0.5, [254, 178, 76]],
-  [0.75, [240, 59, 40]],
-  [1.0, [165, 0, 38]],
-];
-const UNKNOWN_COLOR = "#e0e0e0";
-const DARK_TEXT = "#000000";
-const LIGHT_TEXT = "#ffffff";
-const LIGHT_TEXT_FROM = 0.8;
-// Per label: CSS class of its underline, colour, the UI word, training value (1 / 0 / ignored).
-const GOLD = {
-  "Not Supported": { cls: "g-ns", color: "#c2185b", word: "hallucinated", value: 1 },
-  "Insufficient Information": { cls: "g-ii", color: "#7b1fa2", word: "unverifiable", value: 1 },
-  Supported: { cls: "g-s", color: "#2a7230", word: "supported", value: 0 },
-  "N/A": { cls: "g-na", color: "#666666", word: "ignore", value: null },
-};
-// Underlines and suggestion overlines keep a 3:1 contrast with the token under them: one
-// palette per band of scores (LINE_COLOURS in heatmap_data.py; heatmap.css has the rules).
-// Tone 0 (no class) below 0.5, tone 1 ("ln1", dark lines) from 0.5, tone 2 ("ln2", light) from 0.75.
-const LINE_TONE_FROM = [0.5, 0.75];
-const LINE_CLS = ["", "ln1", "ln2"];
-const LINE_COLOURS = [
-  { "Not Supported": "#c2185b", "Insufficient Information": "#7b1fa2", Supported: "#2a7230", "N/A": "#666666", suggestion: "#1565c0" },
-  { "Not Supported": "#6a0036", "Insufficient Information": "#3f0f80", Supported: "#0b3d10", "N/A": "#333333", suggestion: "#0b2e6b" },
-  { "Not Supported": "#ffdeed", "Insufficient Information": "#efe3ff", Supported: "#c8f5c8", "N/A": "#e8e8e8", suggestion: "#d6ebff" },
-];
+// Filled in place by configure(), so names other files took at load time stay valid.
+const STOPS = []; // [position, [r, g, b]]
+const GOLD = {}; // label -> { cls, key, color, word, value }, most severe first
+const LINE_TONE_FROM = []; // tone 0 below the first, 1 from it, 2 from the second
+const LINE_COLOURS = []; // per tone: label (or "suggestion") -> colour
+const LINE_CLS = ["", "ln1", "ln2"]; // heatmap.css classes of tones 1 and 2
+const S = { unknown: "", lightTextFrom: Infinity, darkText: "", lightText: "", suggestion: "suggestion", key: "" };
+// What the outcome outlines mean (UI text of this component, not a shared rule).
 const OUTCOMES = {
   TP: "flagged, gold hallucinated",
   FP: "flagged, gold not hallucinated",
@@ -50,6 +31,42 @@ function hex2(v) {
 
 function finite(x) {
   return typeof x === "number" && Number.isFinite(x);
+}
+
+const colorCache = new Map(); // scores arrive rounded to 4 decimals: at most 10,001 entries
+
+/** Take the payload's style (labels, scale, line palettes); true when it changed. */
+function configure(style) {
+  if (!style || typeof style !== "object" || !Array.isArray(style.labels) || !Array.isArray(style.scale)) return false;
+  const key = JSON.stringify(style);
+  if (key === S.key) return false;
+  S.key = key;
+  STOPS.splice(0, STOPS.length, ...style.scale.map(([p, c]) => [p, [c[0], c[1], c[2]]]));
+  for (const name of Object.keys(GOLD)) delete GOLD[name];
+  for (const l of style.labels) GOLD[l.name] = { cls: "g-" + l.key, key: l.key, color: l.color, word: l.word, value: l.value };
+  LINE_TONE_FROM.splice(0, LINE_TONE_FROM.length, ...(style.line_tone_from || []));
+  LINE_COLOURS.splice(0, LINE_COLOURS.length, ...(style.lines || []).map((p) => ({ ...p })));
+  S.unknown = style.unknown;
+  S.lightTextFrom = style.light_text_from;
+  S.darkText = style.dark_text;
+  S.lightText = style.light_text;
+  S.suggestion = style.suggestion || "suggestion";
+  colorCache.clear();
+  return true;
+}
+
+/** The line colours as CSS variables (heatmap.css draws with them): --plh-l<tone>-<key>. */
+function cssVariables() {
+  const vars = {};
+  LINE_COLOURS.forEach((palette, tone) => {
+    for (const [name, g] of Object.entries(GOLD)) vars[`--plh-l${tone}-${g.key}`] = palette[name];
+    vars[`--plh-l${tone}-sug`] = palette[S.suggestion];
+  });
+  vars["--plh-score-half"] = scoreColor(0.5);
+  vars["--plh-paper"] = scoreColor(0);
+  vars["--plh-dark-text"] = S.darkText;
+  vars["--plh-light-text"] = S.lightText;
+  return vars;
 }
 
 function computeColor(s) {
@@ -67,11 +84,9 @@ function computeColor(s) {
   return "#" + hex2(last[0]) + hex2(last[1]) + hex2(last[2]);
 }
 
-const colorCache = new Map(); // scores arrive rounded to 4 decimals: at most 10,001 entries
-
-/** Background colour of a token with this score, "#rrggbb" (score_color in Python). */
+/** Background colour of a token with this score, "#rrggbb". */
 function scoreColor(score) {
-  if (!finite(score)) return UNKNOWN_COLOR;
+  if (!finite(score) || !STOPS.length) return S.unknown;
   const s = Math.min(1, Math.max(0, score));
   let c = colorCache.get(s);
   if (c === undefined) {
@@ -81,12 +96,17 @@ function scoreColor(score) {
   return c;
 }
 
-/** Text colour that stays readable on scoreColor(score) (text_color in Python). */
-function textColor(score) {
-  return finite(score) && score >= LIGHT_TEXT_FROM ? LIGHT_TEXT : DARK_TEXT;
+/** Whether text on scoreColor(score) is light (the .hi class). */
+function isLight(score) {
+  return finite(score) && score >= S.lightTextFrom;
 }
 
-/** The palette of the lines on a token with this score: 0, 1 or 2 (line_tone in Python). */
+/** Text colour that stays readable on scoreColor(score). */
+function textColor(score) {
+  return isLight(score) ? S.lightText : S.darkText;
+}
+
+/** The palette of the lines on a token with this score: 0, 1 or 2. */
 function lineTone(score) {
   if (!finite(score)) return 0;
   let tone = 0;
@@ -94,9 +114,14 @@ function lineTone(score) {
   return tone;
 }
 
+/** The colour of a token whose score is unknown. */
+function unknownColor() {
+  return S.unknown;
+}
+
 return {
-  STOPS, UNKNOWN_COLOR, LIGHT_TEXT_FROM, GOLD, OUTCOMES, OUTCOME_WORDS, LINE_TONE_FROM, LINE_CLS, LINE_COLOURS,
-  finite, scoreColor, textColor, lineTone,
+  STOPS, GOLD, OUTCOMES, OUTCOME_WORDS, LINE_TONE_FROM, LINE_CLS, LINE_COLOURS,
+  configure, cssVariables, finite, scoreColor, textColor, isLight, lineTone, unknownColor,
 };
 })();
 if (typeof module !== "undefined" && module.exports) module.exports = Colour;

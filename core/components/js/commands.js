@@ -261,7 +261,7 @@ function bulk(ed, v) {
   commit(ed, nw, { focus: null });
   const now = E.visibleSuggestionIndexes(ed);
   const taken = shown.length - now.length;
-  say(ed, `accepted ${taken} suggestion${taken === 1 ? "" : "s"} with score ≥ ${v.toFixed(2)} as Not Supported`);
+  say(ed, `accepted ${taken} suggestion${taken === 1 ? "" : "s"} with score ≥ ${v.toFixed(2)} as ${LABELS[0]}`);
 }
 
 // --- notes ---------------------------------------------------------------------------------

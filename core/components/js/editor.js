@@ -80,7 +80,6 @@ const { visibleWhitespace } = View;
 const F_SEL = 1;
 const F_SPAN = 2;
 const F_SUG = 4;
-const THEIR_CLS = ["t-ns", "t-ii", "t-s", "t-na"];
 
 /** @returns {EditorState} */
 function create(st, d) {
@@ -275,7 +274,7 @@ function paintToken(ed, i) {
   let cls = ed.base[i];
   const r = ed.lab[i];
   if (r >= 0) cls += " " + GOLD[LABELS[r]].cls;
-  if (ed.conf.show && ed.thr[i] >= 0) cls += " " + THEIR_CLS[ed.thr[i]];
+  if (ed.conf.show && ed.thr[i] >= 0) cls += " t-" + GOLD[LABELS[ed.thr[i]]].key;
   if (ed.sugN[i] > 0) cls += " sug";
   const f = ed.flags[i];
   if (f & F_SUG) cls += " fsug";

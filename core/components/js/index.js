@@ -144,15 +144,26 @@ function renderEdit(st, d) {
   return same ? "update" : "full";
 }
 
+let styleVersion = 0; // bumped when a payload brings a different style (labels, colours)
+
 function render(parentElement, data, tData, api) {
   const root = parentElement.querySelector(".plh-root");
   if (!root) return;
   const d = Payload.normalise(data);
+  if (Colour.configure(d.style)) {
+    Spans.configure(d.style);
+    styleVersion += 1;
+  }
 
   let st = instances.get(parentElement);
   if (!st || st.root !== root || !root.isConnected) st = createState(parentElement, root);
   else st.attach();
   if (api) st.api = api;
+  if (st.styleVersion !== styleVersion) {
+    // heatmap.css draws label lines with these variables: one definition, the payload's.
+    for (const [name, value] of Object.entries(Colour.cssVariables())) st.root.style.setProperty(name, value);
+    st.styleVersion = styleVersion;
+  }
 
   st.width = st.box.clientWidth; // read before any DOM change: no forced layout
   if (st.mode === "edit" && d.mode !== "edit") {

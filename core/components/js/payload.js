@@ -20,6 +20,8 @@
  * @property {?number} height            max height of the text box in px (it scrolls)
  * @property {?(number|number[])} produced_at  epoch ms of the newest token, or one per token (timing only)
  * @property {?EditData} edit            edit mode only
+ * @property {?Object} style             labels (name, word, value, key, color; most severe first), colour scale
+ *                                      and line palettes: the only definition the browser has (style_payload)
  */
 /**
  * The span editor's part (all positions code points of the NFC answer).
@@ -121,6 +123,7 @@ function normalise(data) {
     height: Number.isInteger(d.height) && d.height > 0 ? d.height : null,
     produced_at: d.produced_at ?? null,
     edit: d.mode === "edit" ? normaliseEdit(d.edit, n) : null,
+    style: d.style && typeof d.style === "object" ? d.style : null,
   };
 }
 

@@ -28,10 +28,15 @@
 const Spans = (() => {
 "use strict";
 
-// Label order = severity order (core/components/heatmap_data.py::_LABEL_PRIORITY); the
-// rank of a label is its index here.
-const LABELS = ["Not Supported", "Insufficient Information", "Supported", "N/A"];
+// Label names in severity order, from the payload's style (configure); the rank of a label
+// is its index here. Filled in place, so names other files took at load time stay valid.
+const LABELS = [];
 const HISTORY_LIMIT = 200; // core.text.editing.EditHistory's default
+
+/** Take the label names of the payload's style (core/components/heatmap_data.py::style_payload). */
+function configure(style) {
+  if (style && Array.isArray(style.labels)) LABELS.splice(0, LABELS.length, ...style.labels.map((l) => l.name));
+}
 
 // Python's str.isspace() for one code point (JS \s differs: it has U+FEFF, lacks U+001C-1F, U+0085).
 const SPACE_RE = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/;
@@ -300,7 +305,7 @@ function prefixSums(texts) {
 }
 
 return {
-  LABELS, HISTORY_LIMIT,
+  LABELS, HISTORY_LIMIT, configure,
   isSpace, isEdgePunct, trimRange, trimSelection, mkSpan, overlap, sortSpans, normaliseSpans, addSpan, deleteSpan, relabelSpan, setNote,
   acceptSuggestions, spansKey, spanId, plainSpans, validSpanList,
   tokenSelectionSpan, charSelectionSpan, prefixSums,

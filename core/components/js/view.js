@@ -8,7 +8,7 @@
 const View = (() => {
 "use strict";
 
-const { STOPS, UNKNOWN_COLOR, LIGHT_TEXT_FROM, GOLD, OUTCOMES, OUTCOME_WORDS, LINE_CLS, finite, scoreColor, lineTone } = Colour;
+const { STOPS, GOLD, OUTCOMES, OUTCOME_WORDS, LINE_CLS, finite, scoreColor, lineTone, isLight, unknownColor } = Colour;
 
 // Tokens go into block "chunks" that end right after a token whose text ends with a
 // newline (so the line layout is exactly that of one flow: a block ending in "\n" adds no
@@ -37,7 +37,7 @@ function prediction(d, i) {
   return finite(s) ? (s >= d.threshold ? 1 : 0) : null;
 }
 
-/** "TP" / "FP" / "FN" / null, as heatmap_data.token_outcomes. */
+/** "TP" / "FP" / "FN" / null (its Python twin for the tests: tests/support/heatmap_reference.py). */
 function outcome(d, i) {
   if (!d.gold || d.texts[i] === "") return null;
   const label = d.gold[i];
@@ -56,7 +56,7 @@ function baseClass(d, i) {
   if (d.texts[i] === "") cls += " empty";
   const score = d.scores[i];
   if (!finite(score)) cls += " unknown";
-  else if (score >= LIGHT_TEXT_FROM) cls += " hi"; // light text: see Colour.textColor()
+  else if (isLight(score)) cls += " hi"; // light text: see Colour.textColor()
   const tone = lineTone(score); // lines that keep their contrast: see Colour.LINE_COLOURS
   if (tone) cls += " " + LINE_CLS[tone];
   return cls;
@@ -72,7 +72,7 @@ function styleToken(el, d, i) {
   else if (!d.gold && d.pred && d.pred[i]) cls += " flag";
   const score = d.scores[i];
   if (!finite(score)) cls += " unknown";
-  else if (score >= LIGHT_TEXT_FROM) cls += " hi";
+  else if (isLight(score)) cls += " hi";
   const tone = lineTone(score);
   if (tone) cls += " " + LINE_CLS[tone];
   el.className = cls;
@@ -108,7 +108,7 @@ function buildLegend(legendEl, d) {
 
   const unknown = h("span", "plh-item");
   const sw = h("span", "plh-swatch");
-  sw.style.backgroundColor = UNKNOWN_COLOR;
+  sw.style.backgroundColor = unknownColor();
   unknown.append(sw, document.createTextNode("not scored"));
   parts.push(unknown);
 

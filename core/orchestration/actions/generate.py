@@ -66,7 +66,8 @@ def score_pasted(lm, loaded: LoadedProbe, prompt: str, answer: str) -> Pasted:
 
     conversation = [{"role": "user", "content": nfc(prompt)}, {"role": "assistant", "content": nfc(answer)}]
     result = score_conversation(lm, conversation, [loaded.layer])
-    hidden = result.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, conversation, result.token_ids)
+    hidden = (
+        result.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, conversation, result.trace.token_ids)
+    )
     scores = [float(x) for x in loaded.predict(hidden)]
-    trace = TokenTrace(result.token_ids, result.texts, result.offsets, result.logprobs, result.entropies, scores)
-    return Pasted(conversation, trace, result.text)
+    return Pasted(conversation, result.trace.with_scores(scores), result.text)
