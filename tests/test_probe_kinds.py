@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.orchestration.registry import load_version, promote, versions_table
 from core.probes.kinds import KINDS, LinearKind, kind_of
@@ -66,7 +67,7 @@ def test_a_kind_registered_in_the_table_alone_goes_from_retrain_to_scores(sqlite
 
     # live streaming scores with the kind's own scoring, equal to teacher forcing
     messages = [{"role": "user", "content": "Tell me about Lima."}]
-    live = LiveGeneration(tiny_lm, messages, max_new_tokens=10, temperature=0.0, probe=probe).start()
+    live = LiveGeneration(tiny_lm, messages, DecodingSettings(max_new_tokens=10, temperature=0.0), probe=probe).start()
     live.join(60)
     snap = live.snapshot()
     assert snap.error is None and snap.trace.token_ids
@@ -76,7 +77,9 @@ def test_a_kind_registered_in_the_table_alone_goes_from_retrain_to_scores(sqlite
 
     # batch generation stores the toy's scores; a re-score (teacher forced) gives them again
     prompts = [[{"role": "user", "content": f"What is the capital of country {i}?"}] for i in range(3)]
-    result = run_batch(sqlite_db, tiny_lm, BatchParams(prompts=prompts, dataset="toy", max_new_tokens=8))
+    result = run_batch(
+        sqlite_db, tiny_lm, BatchParams(prompts=prompts, dataset="toy", decoding=DecodingSettings(max_new_tokens=8))
+    )
     assert result["probe_version"] == probe_version
     with sqlite_db.sessions() as session:
         streamed = {gid: scores_for(session, probe_version, gid) for gid in result["generation_ids"]}
