@@ -58,7 +58,7 @@ def worker_main(database, run_id: int | None) -> str:
             with database.sessions() as session, session.begin():
                 candidate = next_unassigned(session)
                 taken = candidate is not None and claim(session, candidate, me, only_unassigned=True)
-            if taken:
+            if taken and candidate is not None:
                 marker.unlink(missing_ok=True)
                 status = execute_run(database, candidate, claimed=True)
                 deadline = time.monotonic() + settings.worker_idle_seconds()
