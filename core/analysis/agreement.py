@@ -122,7 +122,7 @@ def _single_value(values: np.ndarray) -> bool:
 # --- the statistics -------------------------------------------------------------------
 
 
-def cohen_kappa(a: Sequence[float], b: Sequence[float]) -> float | None:
+def cohen_kappa(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
     """Cohen's kappa of two raters over the tokens both rated (sklearn).
 
     None when no token is rated by both or when both use one and the same category
@@ -163,7 +163,9 @@ def fleiss_kappa(matrix: np.ndarray) -> float | None:
         return finite_or_none(sm_fleiss_kappa(table, method="fleiss"))
 
 
-def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
+def krippendorff_alpha(
+    matrix: np.ndarray, level: Literal["nominal", "ordinal", "interval", "ratio"] = "nominal"
+) -> float | None:
     """Krippendorff's alpha (the `krippendorff` package), missing ratings allowed.
 
     Units with fewer than two ratings are removed first: they add nothing to alpha and
