@@ -234,7 +234,8 @@ def speed_up_small_batches(model: Any) -> None:
         return
     for module in model.modules():
         if type(module) is torch.nn.Linear:
-            module.forward = types.MethodType(_small_batch_linear, module)
+            # One instance's forward is replaced on purpose; mypy refuses any assignment to a method.
+            module.forward = types.MethodType(_small_batch_linear, module)  # type: ignore[method-assign]
 
 
 def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
@@ -286,7 +287,9 @@ def _dequantise_embedded(target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain float32 now; drop the GGUF quantiser so save_pretrained accepts them.
-    model.hf_quantizer = None
+    # transformers sets hf_quantizer in from_pretrained without declaring it, so mypy takes
+    # torch.nn.Module.__getattr__'s Tensor | Module for it.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
