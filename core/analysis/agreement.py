@@ -294,12 +294,14 @@ def _pair_report(items: Sequence[Item], a: str, b: str) -> tuple[dict, list[int]
     sub = [items[i] for i in both]
     full, _ = token_matrix(sub, [a, b])
     binary, _ = token_matrix(sub, [a, b], binary=True)
-    counts = {mode: [0, 0, 0, 0] for mode in ("exact", "overlap")}
+    modes: tuple[SpanMode, ...] = ("exact", "overlap")
+    counts = {mode: [0, 0, 0, 0] for mode in modes}
     disagree: list[int] = []
     for index, item in zip(both, sub):
         spans_a, spans_b = item[1][a], item[1][b]
+        assert spans_a is not None and spans_b is not None, "`both` holds the items both annotated"
         for mode, total in counts.items():
-            for k, c in enumerate(span_match_counts(spans_a, spans_b, mode)):  # type: ignore[arg-type]
+            for k, c in enumerate(span_match_counts(spans_a, spans_b, mode)):
                 total[k] += c
         m = item_matrix(item, [a, b])
         rated = ~np.isnan(m).any(axis=1)

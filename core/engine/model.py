@@ -356,6 +356,7 @@ def load_model(
     resolved = resolve_model_id(model_id)
     target = resolve_device(device)
     weights_dtype = check_dtype(dtype) or default_dtype(target)
+    source: Path | str  # a folder, or a Hugging Face id
     if resolved == EMBEDDED_MODEL_ID:
         source = embedded_cache_dir()
         if not (source / _CACHE_MARKER).exists():
@@ -370,7 +371,7 @@ def load_model(
         source = Path(resolved).expanduser()
         local = source.exists()
         if not local:
-            source = resolved  # type: ignore[assignment]
+            source = resolved
         kwargs = {} if local or settings.allow_downloads() else {"local_files_only": True}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

@@ -345,7 +345,8 @@ def _trace(tokens: dict, obj: dict) -> TokenTrace:
     logprobs = _floats(tokens["logprobs"])
     entropies = _floats(tokens["entropies"])
     scores = _floats(tokens["scores"]) if tokens.get("scores") is not None else None
-    lengths = {len(offsets), len(strings), len(logprobs), len(entropies), len(scores) if scores is not None else len(ids)}
+    given = len(scores) if scores is not None else len(ids)
+    lengths = {len(offsets), len(strings), len(logprobs), len(entropies), given}
     if lengths != {len(ids)}:
         raise ValueError("ids, offsets, texts, logprobs, entropies and scores differ in length")
     return TokenTrace(ids, strings, offsets, logprobs, entropies, scores)
