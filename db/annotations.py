@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.base.errors import UserError
 from core.base.types import Span
 from core.text.tokens import canonical_label, nfc
+from db.engine import rows_matched
 from db.events import log_event
 from db.models import (
     GOLD_OWNER,
@@ -202,7 +203,7 @@ def _bump_version(session: Session, generation_id: int, owner: str, expected: in
         .values(version=AnnotationSet.version + 1, updated_by=_user_id(actor), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return set_id if session.execute(statement).rowcount == 1 else None
+    return set_id if rows_matched(session.execute(statement)) == 1 else None
 
 
 def _replace_spans(session: Session, set_id: int, spans: list[Span]) -> None:
@@ -229,6 +230,7 @@ def _load_generation(session: Session, generation_id: int) -> Generation:
 def _reloaded(session: Session, set_id: int) -> AnnotationSet:
     # The UPDATE and the span rewrite bypassed the identity map: reload both.
     annotation_set = session.get(AnnotationSet, set_id, populate_existing=True)
+    assert annotation_set is not None, "the set was just updated in this transaction"
     session.expire(annotation_set, ["spans"])
     return annotation_set
 

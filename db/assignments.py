@@ -11,13 +11,14 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
+from db.engine import rows_matched
 from db.events import log_event
 from db.generations import get_dataset
 from db.models import (
@@ -38,6 +39,10 @@ IN_CHUNK = 500  # ids per IN (...) list: keeps statements small on both database
 # --- time -------------------------------------------------------------------------------
 
 
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
 def utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything stored here is UTC."""
     if moment is None:
@@ -84,7 +89,7 @@ def expire_leases(session: Session, now: datetime | None = None) -> int:
         .values(status=EXPIRED)
         .execution_options(synchronize_session="fetch")
     )
-    return session.execute(statement).rowcount or 0
+    return rows_matched(session.execute(statement)) or 0
 
 
 def mark_done(session: Session, generation_id: int, user: User, now: datetime | None = None) -> bool:
@@ -102,7 +107,7 @@ def mark_done(session: Session, generation_id: int, user: User, now: datetime | 
         .values(status=DONE)
         .execution_options(synchronize_session="fetch")
     )
-    return (session.execute(statement).rowcount or 0) > 0
+    return (rows_matched(session.execute(statement)) or 0) > 0
 
 
 # --- assigning --------------------------------------------------------------------------
@@ -166,6 +171,7 @@ def _covering_users(session: Session, dataset_id: int) -> dict[int, set[int]]:
     )
     for query in (assignments, sets):
         for generation_id, user_id in session.execute(query):
+            assert user_id is not None, "both queries select only rows that name a user"
             covered[generation_id].add(user_id)
     return covered
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.base.errors import UserError
 from db.assignments import chunks, clock, utc
+from db.engine import rows_matched
 from db.events import log_event
 from db.models import AnswerComment, Dataset, Generation, Role, User
 
@@ -107,9 +108,11 @@ def resolve_flags(session: Session, generation_id: int, *, actor: User, now: dat
         query = query.where(AnswerComment.user_id == actor.id)
     moment = clock(now)
     closed = (
-        session.execute(
-            query.values(resolved_at=moment, resolved_by=actor.id).execution_options(synchronize_session="fetch")
-        ).rowcount
+        rows_matched(
+            session.execute(
+                query.values(resolved_at=moment, resolved_by=actor.id).execution_options(synchronize_session="fetch")
+            )
+        )
         or 0
     )
     if closed:

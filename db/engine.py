@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransactionOrigin, sessionmaker
 
 from core.base import settings
@@ -99,7 +99,7 @@ def _refuse_implicit_statements(state: ORMExecuteState) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    factory = sessionmaker(
+    factory: sessionmaker[Session] = sessionmaker(
         engine,
         class_=StoreSession,
         expire_on_commit=False,
@@ -108,6 +108,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     event.listen(factory, "before_flush", _refuse_implicit_writes)
     event.listen(factory, "do_orm_execute", _refuse_implicit_statements)
     return factory
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. `Session.execute` is typed to return a `Result`,
+    but for such a statement it is a `CursorResult`, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 @contextmanager

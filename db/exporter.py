@@ -80,7 +80,11 @@ def _items(session: Session, dataset: str, which: str, annotator: str | None) ->
     """Generations in id order, read a chunk at a time with their sets (no query per row)."""
     _check_choice(which, annotator)
     ds = get_dataset(session, dataset)
-    main_owner = owner_key(get_user(session, annotator)) if which == "annotator" else GOLD_OWNER
+    if which == "annotator":
+        assert annotator is not None, "_check_choice requires the annotator's name for this choice"
+        main_owner = owner_key(get_user(session, annotator))
+    else:
+        main_owner = GOLD_OWNER
     names = {owner_key(u): u.name for u in session.scalars(select(User))} if which == "all" else {}
     ids = list(session.scalars(select(Generation.id).where(Generation.dataset_id == ds.id).order_by(Generation.id)))
     for i in range(0, len(ids), READ_CHUNK):

@@ -213,6 +213,7 @@ def get_or_create_model(
                 session.add(model)
         except IntegrityError:
             model = session.scalar(select(ModelRecord).where(ModelRecord.name == cleaned))
+            assert model is not None, "the insert lost to a concurrent one, so the name's row exists"
     for field, value in (("tokenizer_hash", tokenizer_hash), ("num_layers", num_layers), ("hidden_size", hidden_size)):
         if value is not None and getattr(model, field) is None:
             setattr(model, field, value)
@@ -503,6 +504,7 @@ def save_generated(
         row = session.scalar(
             select(Generation).where(Generation.dataset_id == dataset.id, Generation.content_hash == digest)
         )
+        assert row is not None, "add_generation stores nothing only when the dataset has this answer"
     else:
         log_event(
             session,

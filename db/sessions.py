@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from db.engine import rows_matched
 from db.models import User, UserSession, utcnow
 
 TOKEN_BYTES = 32
@@ -25,6 +27,10 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
@@ -70,7 +76,10 @@ def resolve(session: Session, token: str | None, idle: timedelta, now: datetime 
     user, pending = _lookup(session, token, idle, now)
     if pending is None:
         return user
+    # A pending write means `_lookup` found the open session row of this (non-empty) token.
+    assert token is not None
     row = session.get(UserSession, _digest(token))
+    assert row is not None, "the row _lookup just read is in this session"
     if pending == "idle":
         row.revoked_at, row.revoked_reason = now, "idle"
         session.flush()
@@ -96,7 +105,7 @@ def revoke_all(session: Session, user_id: int, reason: str) -> int:
         .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason[:100])
     )
-    return int(result.rowcount or 0)
+    return int(rows_matched(result) or 0)
 
 
 def open_sessions(session: Session, user_id: int) -> list[UserSession]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
 from db.assignments import ASSIGNED, EXPIRED, clock, utc
+from db.engine import rows_matched
 from db.events import log_event
 from db.models import Assignment, Generation, Skip, User
 
@@ -42,14 +43,18 @@ def skip(session: Session, generation_id: int, user: User, *, now: datetime | No
     else:
         found.skipped_at = moment
     released = (
-        session.execute(
-            update(Assignment)
-            .where(
-                Assignment.generation_id == generation_id, Assignment.user_id == user.id, Assignment.status == ASSIGNED
+        rows_matched(
+            session.execute(
+                update(Assignment)
+                .where(
+                    Assignment.generation_id == generation_id,
+                    Assignment.user_id == user.id,
+                    Assignment.status == ASSIGNED,
+                )
+                .values(status=EXPIRED)
+                .execution_options(synchronize_session="fetch")
             )
-            .values(status=EXPIRED)
-            .execution_options(synchronize_session="fetch")
-        ).rowcount
+        )
         or 0
     )
     session.flush()

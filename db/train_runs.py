@@ -11,7 +11,7 @@ never blocks the next start.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.base import settings
 from core.base.errors import UserError
 from core.base.processes import process_alive
+from db.engine import rows_matched
 from db.events import log_event
 from db.models import RunKind, RunStatus, TrainRun, User, utcnow
 
@@ -27,6 +28,10 @@ FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 QUEUED_GRACE = timedelta(seconds=120)  # a worker that never started (import error, no resources)
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if moment is None:
@@ -162,7 +167,7 @@ def claim(session: Session, run_id: int, pid: int, *, only_unassigned: bool = Fa
             synchronize_session=False
         )
     )
-    return result.rowcount == 1
+    return rows_matched(result) == 1
 
 
 def next_unassigned(session: Session) -> int | None:

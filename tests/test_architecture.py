@@ -56,6 +56,12 @@ def test_ruff_finds_nothing():
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def test_the_type_checker_is_clean():
+    """mypy on core/ and db/ (settings in pyproject.toml [tool.mypy]): no errors."""
+    result = _run(str(BIN / "mypy"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
 def test_the_code_is_formatted():
     result = _run(str(BIN / "ruff"), "format", "--check", ".")
     assert result.returncode == 0, "run `.venv/bin/ruff format .`: " + result.stdout[-4000:] + result.stderr[-2000:]

@@ -122,7 +122,7 @@ def _single_value(values: np.ndarray) -> bool:
 # --- the statistics -------------------------------------------------------------------
 
 
-def cohen_kappa(a: Sequence[float], b: Sequence[float]) -> float | None:
+def cohen_kappa(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
     """Cohen's kappa of two raters over the tokens both rated (sklearn).
 
     None when no token is rated by both or when both use one and the same category
@@ -163,7 +163,9 @@ def fleiss_kappa(matrix: np.ndarray) -> float | None:
         return finite_or_none(sm_fleiss_kappa(table, method="fleiss"))
 
 
-def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
+def krippendorff_alpha(
+    matrix: np.ndarray, level: Literal["nominal", "ordinal", "interval", "ratio"] = "nominal"
+) -> float | None:
     """Krippendorff's alpha (the `krippendorff` package), missing ratings allowed.
 
     Units with fewer than two ratings are removed first: they add nothing to alpha and
@@ -292,12 +294,14 @@ def _pair_report(items: Sequence[Item], a: str, b: str) -> tuple[dict, list[int]
     sub = [items[i] for i in both]
     full, _ = token_matrix(sub, [a, b])
     binary, _ = token_matrix(sub, [a, b], binary=True)
-    counts = {mode: [0, 0, 0, 0] for mode in ("exact", "overlap")}
+    modes: tuple[SpanMode, ...] = ("exact", "overlap")
+    counts = {mode: [0, 0, 0, 0] for mode in modes}
     disagree: list[int] = []
     for index, item in zip(both, sub):
         spans_a, spans_b = item[1][a], item[1][b]
+        assert spans_a is not None and spans_b is not None, "`both` holds the items both annotated"
         for mode, total in counts.items():
-            for k, c in enumerate(span_match_counts(spans_a, spans_b, mode)):  # type: ignore[arg-type]
+            for k, c in enumerate(span_match_counts(spans_a, spans_b, mode)):
                 total[k] += c
         m = item_matrix(item, [a, b])
         rated = ~np.isnan(m).any(axis=1)

@@ -136,7 +136,7 @@ def compare_probes(
     deltas: dict[tuple[str, str], list[float]] = {(lv, m): [] for lv in _COMPARE_LEVELS for m in _COMPARE_METRICS}
     rng = np.random.default_rng(seed)
     step = max(1, n_boot // 100)
-    for b in range(n_boot if n else 0):
+    for draw in range(n_boot if n else 0):
         check(cancel)
         idx = rng.integers(0, n, size=n)  # one resample, shared by both probes
         counts = np.bincount(idx, minlength=n).astype(np.float64)
@@ -144,8 +144,8 @@ def compare_probes(
             for m, (va, vb) in values(counts, lv).items():
                 if va is not None and vb is not None:
                     deltas[(lv, m)].append(vb - va)
-        if (b + 1) % step == 0 or b + 1 == n_boot:
-            report(progress, "bootstrap", b + 1, n_boot)
+        if (draw + 1) % step == 0 or draw + 1 == n_boot:
+            report(progress, "bootstrap", draw + 1, n_boot)
 
     out: dict[str, Any] = {"n_generations": n, "n_boot": int(n_boot), "seed": int(seed), "ci_level": 1.0 - alpha}
     for lv in _COMPARE_LEVELS:

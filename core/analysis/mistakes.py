@@ -210,7 +210,7 @@ def label_error_suspects(
             "no fold could be trained: every fold's training side lacks labelled tokens of one class; add data"
         )
     scored.sort()
-    out = []
+    out: list[dict[str, Any]] = []
     for neg_conf, i, j, label, score, f in scored:
         if -neg_conf <= min_confidence or len(out) >= top:
             break

@@ -47,9 +47,11 @@ def as_stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
     trainer, which reports "train", before its own "train" steps)."""
     if progress is None:
         return None
+    filed_under = stage
 
-    def renamed(_stage: str, done: int, total: int, message: str = "") -> None:
-        progress(stage, done, total, message)
+    # The parameter keeps the protocol's name `stage` (callers may pass it by keyword); it is ignored.
+    def renamed(stage: str, done: int, total: int, message: str = "") -> None:
+        progress(filed_under, done, total, message)
 
     return renamed
 

@@ -171,6 +171,7 @@ def token_heatmap(
     payload = heatmap_payload(tokens, **options)
     if mode != "edit":
         return _component()(key=key, data=payload, width="stretch", height="content")
+    assert key is not None, "edit mode without a key was refused above"
     return _component()(
         key=key,
         data=payload,

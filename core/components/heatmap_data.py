@@ -178,14 +178,18 @@ class TokenView:
             ends = e_list if ends is None else ends
         if len(starts) != n or len(ends) != n:
             raise ValueError(f"TokenView: {len(starts)} starts and {len(ends)} ends for {n} texts")
+        # A view's trace may hold None where a number is missing (the accessors above say so).
         nothing: list[Any] = [None] * n
+        given_logprobs: list[Any] = list(logprobs) if logprobs is not None else list(nothing)
+        given_entropies: list[Any] = list(entropies) if entropies is not None else list(nothing)
+        given_scores: list[Any] | None = list(scores) if scores is not None else None
         trace = TokenTrace(
             token_ids=[int(i) for i in ids] if ids is not None else list(range(n)),
             texts=[str(t) for t in texts],
             offsets=[(int(s), int(e)) for s, e in zip(starts, ends)],
-            logprobs=list(logprobs) if logprobs is not None else list(nothing),
-            entropies=list(entropies) if entropies is not None else list(nothing),
-            scores=list(scores) if scores is not None else None,  # type: ignore[arg-type]
+            logprobs=given_logprobs,
+            entropies=given_entropies,
+            scores=given_scores,
         )
         return cls(trace)
 
@@ -226,6 +230,8 @@ def style_payload() -> dict[str, Any]:
 
 
 def _span_fields(span: Span | Mapping[str, Any], where: str) -> tuple[int, int, str]:
+    start: Any  # whatever the caller passed, checked below
+    end: Any
     if isinstance(span, Span):
         start, end, label = span.start, span.end, span.label
     elif isinstance(span, Mapping):
@@ -329,6 +335,7 @@ def heatmap_payload(
         raise UserError(f"height must be an integer number of pixels >= 40, got {height!r}")
     gold = None if gold_spans is None else token_gold_labels(tokens.starts, tokens.ends, gold_spans)
     pred = None if predicted_spans is None else token_predictions(tokens.starts, tokens.ends, predicted_spans)
+    produced: float | list[float] | None
     if produced_at is None or isinstance(produced_at, (int, float)):
         produced = produced_at
     else:
@@ -423,8 +430,7 @@ def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
         start, end, score = sug.start, sug.end, sug.score
     else:
         raise UserError(f"{where} must be a {{start, end, score}} object")
-    for name, v in (("start", start), ("end", end)):
-        _int_field(v, f"{where}: {name}")
+    start, end = _int_field(start, f"{where}: start"), _int_field(end, f"{where}: end")
     if not 0 <= start < end <= length:
         raise UserError(f"{where}: needs 0 <= start < end <= {length}, got [{start}, {end})")
     sc = finite_or_none(score)

@@ -110,14 +110,15 @@ def generate_answers(
     total = len(prompts)
     budget = settings.max_new_tokens
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
-    state = {"answers": 0, "tokens": 0, "spent": 0, "flying": 0, "last": 0.0}
+    state = {"answers": 0, "tokens": 0, "spent": 0, "flying": 0}
+    last_report = [0.0]  # time.monotonic() of the last report
 
     def count_token(_token: Any) -> None:
         state["tokens"] += 1
         state["flying"] += 1
         now = time.monotonic()
-        if now - state["last"] >= PROGRESS_EVERY_SECONDS:
-            state["last"] = now
+        if now - last_report[0] >= PROGRESS_EVERY_SECONDS:
+            last_report[0] = now
             _report()
 
     def _report() -> None:

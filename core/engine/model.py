@@ -234,7 +234,8 @@ def speed_up_small_batches(model: Any) -> None:
         return
     for module in model.modules():
         if type(module) is torch.nn.Linear:
-            module.forward = types.MethodType(_small_batch_linear, module)
+            # One instance's forward is replaced on purpose; mypy refuses any assignment to a method.
+            module.forward = types.MethodType(_small_batch_linear, module)  # type: ignore[method-assign]
 
 
 def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
@@ -286,7 +287,9 @@ def _dequantise_embedded(target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain float32 now; drop the GGUF quantiser so save_pretrained accepts them.
-    model.hf_quantizer = None
+    # transformers sets hf_quantizer in from_pretrained without declaring it, so mypy takes
+    # torch.nn.Module.__getattr__'s Tensor | Module for it.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -353,6 +356,7 @@ def load_model(
     resolved = resolve_model_id(model_id)
     target = resolve_device(device)
     weights_dtype = check_dtype(dtype) or default_dtype(target)
+    source: Path | str  # a folder, or a Hugging Face id
     if resolved == EMBEDDED_MODEL_ID:
         source = embedded_cache_dir()
         if not (source / _CACHE_MARKER).exists():
@@ -367,7 +371,7 @@ def load_model(
         source = Path(resolved).expanduser()
         local = source.exists()
         if not local:
-            source = resolved  # type: ignore[assignment]
+            source = resolved
         kwargs = {} if local or settings.allow_downloads() else {"local_files_only": True}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

@@ -56,6 +56,12 @@ def _labelled(database, datasets: Sequence[str] | None, splits: Sequence[str] | 
     return found
 
 
+def _probe_scores(item: ItemScores) -> list[float]:
+    # A loaded probe's item_scores always carry its scores: only baselines have none.
+    assert item.probe is not None, "item scores of a probe without the probe's scores"
+    return item.probe.tolist()
+
+
 def _span_chars(offsets: Sequence[tuple[int, int]], token_ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(int(offsets[a][0]), int(offsets[b - 1][1])) for a, b in token_ranges]
 
@@ -77,7 +83,7 @@ def evaluation_set(
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
     items = probe.item_scores(lm, prepared)
-    traces = [p.acts.trace.with_scores(it.probe.tolist()) for p, it in zip(prepared, items)]
+    traces = [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
     return EvalSet(
         version=probe_version,
         layer=layer,
@@ -104,7 +110,7 @@ def rescored(eval_set: EvalSet, database, lm, probe_version: int) -> EvalSet:
         else prepare(lm, [p.generation for p in eval_set.prepared], [layer])
     )
     items = probe.item_scores(lm, prepared)
-    traces = [p.acts.trace.with_scores(it.probe.tolist()) for p, it in zip(prepared, items)]
+    traces = [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
     return EvalSet(
         version=probe_version,
         layer=layer,

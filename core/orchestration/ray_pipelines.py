@@ -44,7 +44,7 @@ DEFAULT_BATCH = 64
 CANCEL_POLL_SECONDS = 1.0
 PROMPT_ALLOWANCE = 256  # prompt tokens assumed when the KV-cache budget sets a replica's batch size
 CALLS_PER_REPLICA = 2  # shards a replica works on at once, so its engine never drains between them
-NO_RESTARTS = {"max_restarts": 0, "max_task_retries": 0}
+NO_RESTARTS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}  # extra ray_remote_args
 
 
 def shard_size(total: int, replicas: int, batch: int) -> int:
@@ -61,16 +61,16 @@ class _RowCancel:
         self.database_url, self.run_id = database_url, run_id
         self.done = threading.Event()
         if run_id is not None:
-            threading.Thread(target=self._poll, name=f"cancel-{run_id}", daemon=True).start()
+            threading.Thread(target=self._poll, args=(run_id,), name=f"cancel-{run_id}", daemon=True).start()
 
-    def _poll(self) -> None:
+    def _poll(self, run_id: int) -> None:
         from db import open_database
 
         database = open_database(self.database_url, migrate=False)
         try:
             while not self.done.wait(CANCEL_POLL_SECONDS):
                 with database.sessions() as session:
-                    run = get_run(session, self.run_id)
+                    run = get_run(session, run_id)
                     if run.cancel_requested or run.status != RunStatus.RUNNING:
                         self.token.cancel()
                         return
@@ -145,7 +145,7 @@ class GenerateReplica:
         finished: queue.Queue[FinishedAnswer] = queue.Queue()
         for request in requests:
             self.engine.submit(request, finished.put)
-        answers = []
+        answers: list[FinishedAnswer] = []
         try:
             while len(answers) < len(requests):
                 try:

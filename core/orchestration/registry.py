@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy.orm import Session
 
@@ -56,8 +56,13 @@ def probes_dir() -> Path:
     return settings.probes_dir()
 
 
+@overload
+def load_version(database, lm, probe_version: int) -> LoadedProbe: ...
+@overload
+def load_version(database, lm, probe_version: None = None) -> LoadedProbe | None: ...
 def load_version(database, lm, probe_version: int | None = None) -> LoadedProbe | None:
-    """The active probe (or version `probe_version`) for `lm`; None when no probe is active.
+    """The active probe (or version `probe_version`) for `lm`; None when no probe is active
+    (a version that is not there is a UserError, never None).
 
     Raises UserError (ModelMismatchError among them) when the files are not in the database,
     damaged or were trained on another model: each caller decides whether that is an error or
@@ -282,7 +287,8 @@ def versions_table(database) -> list[dict[str, Any]]:
             m = p.metrics
             comparison = section(m, "comparison")
             delta = section(comparison, "span_max", "auc")
-            ci = delta.get("ci") if isinstance(delta.get("ci"), list) else []
+            raw_ci = delta.get("ci")
+            ci = raw_ci if isinstance(raw_ci, list) else []
             rows.append(
                 {
                     "version": p.version,
@@ -328,7 +334,8 @@ def comparison_rows(metrics: Any) -> list[dict[str, Any]]:
             row = section(comparison, level, metric)
             if not row:
                 continue
-            ci = row.get("ci") if isinstance(row.get("ci"), list) and len(row.get("ci")) == 2 else [None, None]
+            raw_ci = row.get("ci")
+            ci = raw_ci if isinstance(raw_ci, list) and len(raw_ci) == 2 else [None, None]
             rows.append(
                 {
                     "level": level,

@@ -118,7 +118,8 @@ def _shown(value: Any) -> str:
     if isinstance(value, (int, float)):
         text = repr(value)
         return text if len(text) <= 24 else text[:20] + "..."
-    return {dict: "an object", list: "a list", str: "text"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "text"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _bad(key: str, want: str, value: Any) -> UserError:

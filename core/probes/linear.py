@@ -85,7 +85,7 @@ class LinearProbe(torch.nn.Module):
         """Probabilities for ``h`` of shape [..., H], computed in float32 on the probe's device
         (the CPU) whatever ``h``'s dtype and device; numpy in -> float32 numpy out."""
         as_numpy = not isinstance(h, torch.Tensor)
-        x = torch.from_numpy(np.asarray(h)) if as_numpy else h
+        x = h if isinstance(h, torch.Tensor) else torch.from_numpy(np.asarray(h))
         if x.shape[-1] != self.hidden_size:
             raise ModelMismatchError(
                 f"probe expects hidden size {self.hidden_size} but got vectors of size {x.shape[-1]}"

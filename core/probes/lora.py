@@ -110,6 +110,7 @@ class _Batch:
 
 def _batch(lm: LoadedModel, generations: Sequence[Generation], span_weight: float) -> _Batch:
     rows, seqs = [], []
+    span_labels: list[torch.Tensor]
     labels, weights, span_ids, span_labels = [], [], [], []
     for gen in generations:
         prompt = prompt_ids(lm, gen.conversation[:-1])

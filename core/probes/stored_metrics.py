@@ -147,7 +147,7 @@ def trusted_metrics(raw: Any) -> dict[str, Any]:
         if value is not None:
             out[key] = value
     for key in ("layer", "n_train", "n_validation"):
-        value = whole(raw.get(key))
-        if value is not None and value <= _MAX_COUNT:
-            out[key] = value
+        count = whole(raw.get(key))
+        if count is not None and count <= _MAX_COUNT:
+            out[key] = count
     return out

@@ -114,15 +114,15 @@ def load_countries(limit: int | None = None) -> list[CountryFacts]:
         except Exception:
             continue
         capitals = [str(c) for c in capital] if isinstance(capital, (list, tuple)) else [str(capital)]
-        codes = tuple(str(c).strip() for c in (codes or ()) if str(c).strip())
-        if name and any(capitals) and region and codes:
+        calling = tuple(str(c).strip() for c in (codes or ()) if str(c).strip())
+        if name and any(capitals) and region and calling:
             facts.append(
                 CountryFacts(
                     str(name).title() if name.islower() else str(name),
                     " / ".join(c for c in capitals if c),
                     str(region),
                     str(subregion),
-                    codes,
+                    calling,
                     tuple(str(a) for a in alt),
                 )
             )

@@ -221,11 +221,12 @@ def open_source(path_or_bytes: str | os.PathLike | bytes | ServerPath, filename:
         path_or_bytes = confine_to_import_root(typed)
         filename = filename or Path(typed.strip()).name or path_or_bytes.name
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        data: Path | bytes = bytes(path_or_bytes)
+        raw = bytes(path_or_bytes)
+        data: Path | bytes = raw
         if not filename:
             raise UserError("an uploaded file needs its file name, to tell its format")
         name = _display_name(Path(filename).name)
-        size = len(data)
+        size = len(raw)
         is_dir = False
     else:
         path = Path(path_or_bytes)

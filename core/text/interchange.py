@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from core.base.errors import UserError
 from core.base.numbers import finite_or_none
@@ -162,7 +162,7 @@ def _optional_str(value: Any, key: str, where: str) -> str | None:
     raise UserError(f'{where}: "{key}" must be a string')
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -341,16 +341,15 @@ def _trace(tokens: dict, obj: dict) -> TokenTrace:
     if texts is None:
         completion = nfc(obj["conversation"][-1]["content"])
         texts = [completion[s:e] for s, e in offsets]
-    columns = {
-        "texts": [str(t) for t in texts],
-        "logprobs": _floats(tokens["logprobs"]),
-        "entropies": _floats(tokens["entropies"]),
-    }
+    strings = [str(t) for t in texts]
+    logprobs = _floats(tokens["logprobs"])
+    entropies = _floats(tokens["entropies"])
     scores = _floats(tokens["scores"]) if tokens.get("scores") is not None else None
-    lengths = {len(offsets), *(len(v) for v in columns.values()), len(scores) if scores is not None else len(ids)}
+    given = len(scores) if scores is not None else len(ids)
+    lengths = {len(offsets), len(strings), len(logprobs), len(entropies), given}
     if lengths != {len(ids)}:
         raise ValueError("ids, offsets, texts, logprobs, entropies and scores differ in length")
-    return TokenTrace(ids, columns["texts"], offsets, columns["logprobs"], columns["entropies"], scores)
+    return TokenTrace(ids, strings, offsets, logprobs, entropies, scores)
 
 
 def _floats(values: list) -> list[float]:

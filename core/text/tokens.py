@@ -34,8 +34,9 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def canonical_label(label: str) -> str:
-    """Map any accepted spelling (paper label or UI alias, any case) to the paper label."""
+def canonical_label(label: object) -> str:
+    """Map any accepted spelling (paper label or UI alias, any case) to the paper label; any other
+    value (not text, or an unknown word) is a UserError."""
     if isinstance(label, str):
         found = _LABEL_ALIASES.get(" ".join(label.split()).lower())
         if found is not None:
@@ -221,7 +222,7 @@ def token_labels(offsets: list[tuple[int, int]], spans: list[Span]) -> TokenLabe
     return TokenLabels(labels, span_ids, np.asarray(span_labels, dtype=np.int8), ranges, in_span)
 
 
-def offset_arrays(offsets: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+def offset_arrays(offsets: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]
 

@@ -34,7 +34,9 @@ def sign_in(storage: Database, name: str, password: str) -> Actor:
     """Check the password (db.users.login) and open a new sign-in; refuses with one UserError."""
     user = login(storage, name, password)
     with storage.sessions() as session, session.begin():
-        token = create_session(session, user_by_id(session, user.id))
+        row = user_by_id(session, user.id)
+        assert row is not None, "login just found this account, and accounts are never deleted"
+        token = create_session(session, row)
     return Actor(user.id, user.name, user.role, token)
 
 

@@ -69,7 +69,7 @@ def event_log(
 ) -> list[dict[str, Any]]:
     """The newest events matching the filters, each naming its user ("system" when none)."""
     with reading(storage, actor, PAGE) as (session, _me):
-        names = {u.id: u.name for u in accounts.list_users(session)}
+        names: dict[int | None, str] = {u.id: u.name for u in accounts.list_users(session)}
         events = list_events(session, user_id=user_id, action=action, dataset=dataset, since=since, limit=limit)
         return [
             {
