@@ -146,8 +146,24 @@ def check_adapter_folder(lm: LoadedModel, directory: str | Path, layer: int, whe
         raise UserError(f"{where}: {ADAPTER_WEIGHTS} is not a readable safetensors file") from None
     if not all(t.dtype.is_floating_point and bool(t.isfinite().all()) for t in tensors.values()):
         raise UserError(f"{where}: the weights in {ADAPTER_WEIGHTS} must be finite floating-point numbers")
+    problem = misplaced_weights(set(tensors), {name for name, _ in lm.model.named_modules() if name})
+    if problem:
+        raise UserError(f"{where}: {problem}")
     trial_load(lm.model, adapter, where)
     return checked.settings
+
+
+def misplaced_weights(keys: set[str], modules: set[str]) -> str | None:
+    """The first sign, without PEFT, that adapter weights do not belong to the model: none at
+    all, or a name that is not `base_model.model.<a module of the model>.lora_A|lora_B.weight`."""
+    if not keys:
+        return f"its {ADAPTER_WEIGHTS} holds no weights"
+    for key in sorted(keys):
+        module, dot, tail = key.removeprefix("base_model.model.").rpartition(".lora_")
+        if not (key.startswith("base_model.model.") and dot and tail in ("A.weight", "B.weight") and module in modules):
+            shown = key if len(key) <= 80 else key[:77] + "..."
+            return f"its {ADAPTER_WEIGHTS} holds weights for a module the model does not have ({shown!r})"
+    return None
 
 
 def load_lora_probe(
