@@ -132,6 +132,9 @@ class Boom:
         ("no config", "probe_config.json missing"),
         ("bad config", "needs an integer layer_idx"),
         ("lora adapter", "must be in adapter_model.safetensors"),
+        ("huge lora rank", "LoRA rank must be between 1 and 256"),
+        ("infinite lora alpha", "lora_alpha must be a finite number"),
+        ("unknown adapter key", "holds an unknown key"),
     ],
 )
 def test_anything_off_is_refused_with_one_message_and_nothing_registered(
@@ -154,9 +157,21 @@ def test_anything_off_is_refused_with_one_message_and_nothing_registered(
     elif case == "bad config":
         paper_folder(folder, tiny_lm)
         (folder / "probe_config.json").write_text('{"layer_idx": "3", "hidden_size": 32}')
-    else:
+    elif case == "lora adapter":
         paper_folder(folder, tiny_lm)
         (folder / "adapter_config.json").write_text('{"r": 16}')
+    else:  # issue #22: the adapter config is checked against a strict schema before PEFT sees it
+        from safetensors.torch import save_file
+
+        paper_folder(folder, tiny_lm)
+        save_file({}, str(folder / "adapter_model.safetensors"))
+        extra = {
+            "huge lora rank": '"r": 4194304',
+            "infinite lora alpha": '"lora_alpha": 1e999',
+            "unknown adapter key": '"surprise": 1',
+        }[case]
+        text = '{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], ' + extra + "}"
+        (folder / "adapter_config.json").write_text(text.replace('"r": 4, ', "") if case == "huge lora rank" else text)
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
         import_paper_probe(sqlite_db, tiny_lm, folder, None)
     assert "code ran" not in capfd.readouterr().out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ from core.base.numbers import finite_or_none
 from core.orchestration.launcher import launch
 from core.orchestration.probe_cache import database_version_dir, version_dir
 from core.orchestration.run_params import RescoreParams
+from core.probes.adapter_schema import ADAPTER_CONFIG, check_adapter_config
 from core.probes.archive import unpack_probe
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
-from core.probes.kinds import KINDS, LINEAR, LORA, LoadedProbe, kind_of, load_probe_dir
-from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_probe
+from core.probes.kinds import KINDS, LINEAR, LORA, LoadedProbe, check_finite_scores, kind_of, load_probe_dir
+from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_probe, require_safetensors_adapter
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from core.probes.version_files import cache_folder, file_hashes, materialise, read_version_files
 from db.events import list_events
@@ -161,52 +163,66 @@ def register_version(
     return registered
 
 
+def _admitted(lm, directory: Path, head, config: ProbeConfig, where: str) -> None:
+    """The untrusted files in `directory` as the server will load them: the kind's own checks
+    (LoRA: the strict adapter schema and a trial load in a child process), then the probe
+    loaded and its scores of a fixed answer checked finite. Runs before any transaction opens."""
+    layer = lm.check_layer(config.layer)
+    model = kind_of(config.kind).admit(lm, directory, head, config, where)
+    check_finite_scores(lm, LoadedProbe(None, head, config, layer, model), where)
+
+
 def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
     """Register an uploaded probe zip as a new (inactive) version; checked against `lm` first.
 
     The zip, its config and its weights are untrusted (`unpack_probe`); of its metrics only
-    the sections that validate are kept, plus the version number it had where it came from."""
-
-    def write(staging: Path, _version: int) -> ProbeConfig:
+    the sections that validate are kept, plus the version number it had where it came from.
+    Every check (a LoRA probe's trial load among them) runs on a private temporary copy before
+    the registering transaction, so a slow or hostile file holds no database lock."""
+    with tempfile.TemporaryDirectory(prefix="probelens-upload-") as scratch:
+        checked = Path(scratch) / "probe"
         head, config = unpack_probe(
             data,
-            staging,
+            checked,
             expect_model_id=lm.model_id,
             expect_tokenizer_hash=lm.tokenizer_hash,
             expect_hidden_size=lm.hidden_size,
         )
-        lm.check_layer(config.layer)
+        _admitted(lm, checked, head, config, "uploaded probe")
         kind = kind_of(config.kind)
-        # the kind prepares its model now (LoRA: the adapters must load onto this model), or nothing is registered
-        kind.prepare(lm, staging, head, config)
         config.metrics = {
             **config.metrics,
             "uploaded_as_version_of": config.version,
             **({"kind": kind.name} if kind is not LINEAR else {}),  # the versions table's default is linear
         }
-        return config
 
-    return register_version(database, write, created_by=actor_id, tag="upload").version
+        def write(staging: Path, _version: int) -> ProbeConfig:
+            shutil.copytree(checked, staging)
+            return config
+
+        return register_version(database, write, created_by=actor_id, tag="upload").version
 
 
 def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int | None) -> int:
     """Register a probe written by the paper's code (a folder or a zip) as a new inactive version.
 
     Its files name no model, only a hidden size and a layer: both are checked against the
-    loaded model, and the version is recorded as `source: paper` for this model."""
+    loaded model, and the version is recorded as `source: paper` for this model. Its adapter,
+    if any, goes through the same checks as an uploaded LoRA probe's, before any transaction."""
+    where = "paper probe"
     paper, files = read_paper_probe(source)
-    lora = paper_lora_settings(files) if paper.has_adapter else None
     if paper.hidden_size != lm.hidden_size:
         raise ModelMismatchError(
             f"paper probe: it reads vectors of size {paper.hidden_size} but model "
             f"'{lm.model_id}' has hidden size {lm.hidden_size}"
         )
     layer = lm.check_layer(paper.layer)
+    if paper.has_adapter:
+        require_safetensors_adapter(files)
+    kind = LORA if paper.has_adapter else LINEAR  # the paper's probes: a head, with or without its adapters
 
-    kind = LORA if lora else LINEAR  # the paper's probes: a head, with or without its adapters
-
-    def write(staging: Path, probe_version: int) -> ProbeConfig:
-        config = ProbeConfig(
+    def config_for(probe_version: int, lora: dict[str, Any]) -> ProbeConfig:
+        return ProbeConfig(
             model_id=lm.model_id,
             tokenizer_hash=lm.tokenizer_hash,
             layer=layer,
@@ -215,20 +231,31 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
             source="paper",
             train_config={"source": "paper", "target_layer_name": paper.target_layer_name},
             kind=kind.name,
-            lora=lora or {},
+            lora=lora,
             metrics={"kind": kind.name},
         )
-        save_probe(staging, paper.probe, config)
-        if lora is not None:
-            (staging / ADAPTER_DIR).mkdir()
-            for name in kind.extra_files:
-                (staging / ADAPTER_DIR / name).write_bytes(files[name])
-        kind.prepare(
-            lm, staging, paper.probe, config
-        )  # the adapters must load onto this model, or nothing is registered
-        return config
 
-    return register_version(database, write, created_by=actor_id, tag="paper").version
+    lora: dict[str, Any] = {}
+    if paper.has_adapter:  # the schema alone here, for the settings; `_admitted` runs every check
+        checked_config = check_adapter_config(files[ADAPTER_CONFIG], lm.model, lm.num_layers, layer, where)
+        lora = paper_lora_settings(checked_config.settings)
+    with tempfile.TemporaryDirectory(prefix="probelens-paper-") as scratch:
+        checked = Path(scratch) / "probe"
+        save_probe(checked, paper.probe, config_for(0, lora))
+        if paper.has_adapter:
+            (checked / ADAPTER_DIR).mkdir()
+            for name in kind.extra_files:
+                (checked / ADAPTER_DIR / name).write_bytes(files[name])
+        _admitted(lm, checked, paper.probe, config_for(0, lora), where)  # the adapter config is now canonical
+
+        def write(staging: Path, probe_version: int) -> ProbeConfig:
+            config = config_for(probe_version, lora)
+            save_probe(staging, paper.probe, config)
+            if paper.has_adapter:
+                shutil.copytree(checked / ADAPTER_DIR, staging / ADAPTER_DIR)
+            return config
+
+        return register_version(database, write, created_by=actor_id, tag="paper").version
 
 
 def upload_any(database, lm, data: bytes, actor_id: int | None) -> int:

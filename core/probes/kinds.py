@@ -30,6 +30,7 @@ from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe, TrainConfig, train_probe
 from core.probes.lora import LoraSettings, lora_hidden, train_lora_probe
 from core.probes.lora_pipeline import (
+    check_adapter_folder,
     load_lora_probe,
     save_lora_probe,
     train_lora_from_generations,
@@ -122,6 +123,9 @@ class ProbeKind(Protocol):
     def prepare(self, lm: LoadedModel, directory: Path, head: LinearProbe, config: ProbeConfig) -> Any | None:
         """The model the probe reads, once per load (LoRA: a merged copy); None: the base model."""
 
+    def admit(self, lm: LoadedModel, directory: Path, head: LinearProbe, config: ProbeConfig, where: str) -> Any | None:
+        """`prepare` for untrusted files (an upload, an import), after the kind's own checks of them."""
+
     def score(self, head: LinearProbe, hidden: Any) -> Any:
         """Scores in [0, 1] of hidden states [..., H] (numpy in, numpy out; a tensor in, a tensor out)."""
 
@@ -177,6 +181,9 @@ class LinearKind:
 
     def prepare(self, lm, directory, head, config) -> Any | None:
         return None
+
+    def admit(self, lm, directory, head, config, where) -> Any | None:
+        return self.prepare(lm, directory, head, config)
 
     def score(self, head: LinearProbe, hidden: Any) -> Any:
         return head.predict(hidden)
@@ -250,6 +257,11 @@ class LoraKind(LinearKind):
         if config.kind != self.name:
             raise UserError(f"{directory} holds a {config.kind} probe, not a {self.noun}")
         return load_lora_probe(lm, directory)[0]
+
+    def admit(self, lm, directory, head, config, where) -> Any | None:
+        # the strict adapter schema and a trial load in a child process come before PEFT runs here
+        check_adapter_folder(lm, directory, lm.check_layer(config.layer), where)
+        return load_lora_probe(lm, directory, where)[0]
 
     def describe(self, config: ProbeConfig) -> str:
         return f"LoRA probe on layer {config.layer} (rank {config.lora.get('rank', '?')})"
@@ -358,6 +370,21 @@ class LoadedProbe:
             )
             out.append(a.trace.with_scores(_floats(self.predict(hidden)).tolist()))
         return out
+
+
+#: A fixed answer every untrusted probe scores before it is registered.
+PROBE_TEXT = [
+    {"role": "user", "content": "Who wrote the novel War and Peace, and when?"},
+    {"role": "assistant", "content": "Leo Tolstoy wrote War and Peace; it appeared from 1865 to 1869."},
+]
+
+
+def check_finite_scores(lm: LoadedModel, probe: LoadedProbe, where: str) -> None:
+    """Refuse a probe whose scores of `PROBE_TEXT` are not all finite numbers in [0, 1]
+    (a NaN alpha or weight would make every score NaN, and Inspect fail on that version)."""
+    scores = _floats(probe.predict(probe.hidden(lm, PROBE_TEXT)))
+    if scores.size == 0 or not bool(np.all(np.isfinite(scores))) or not bool(np.all((scores >= 0) & (scores <= 1))):
+        raise UserError(f"{where}: its scores on a test answer are not finite numbers in [0, 1]; refused")
 
 
 def _floats(scores: Any) -> np.ndarray:

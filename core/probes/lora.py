@@ -36,6 +36,7 @@ from core.engine.stream import prompt_ids
 from core.probes.linear import LinearProbe, probe_loss
 from core.text.tokens import token_labels
 
+MAX_ALPHA = 4096  # alpha / r scales the adapters' output; far beyond any published setting
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -60,7 +61,9 @@ class LoraSettings:
         """What needs no model: checked before a run starts, so a bad value starts nothing."""
         if not 1 <= self.rank <= 256:
             raise UserError(f"LoRA rank must be between 1 and 256, got {self.rank}")
-        if not 0 <= self.dropout < 1:
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and 0 < self.alpha <= MAX_ALPHA):
+            raise UserError(f"LoRA alpha must be a finite number in (0, {MAX_ALPHA}], got {self.alpha}")
+        if not (math.isfinite(self.dropout) and 0 <= self.dropout < 1):
             raise UserError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.kl_weight <= 1000:
             raise UserError(f"KL weight must be between 0 and 1000, got {self.kl_weight}")

@@ -20,6 +20,8 @@ from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, as_stage, report
 from core.base.types import Generation
 from core.engine.model import LoadedModel
+from core.probes.adapter_schema import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_config
+from core.probes.adapter_trial import adapter_key_problems, trial_load
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe, TrainConfig, train_probe
@@ -124,10 +126,56 @@ def save_lora_probe(directory: str | Path, result: LoraResult, config: ProbeConf
     return target
 
 
-def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, LinearProbe, ProbeConfig]:
-    """(adapted model, head, config), checked against `lm` like any probe; the shared model is not changed."""
-    from peft import PeftModel
+def check_adapter_folder(lm: LoadedModel, directory: str | Path, layer: int, where: str) -> LoraSettings:
+    """Admit an untrusted probe folder's adapter/ for a probe on block `layer` of `lm`.
 
+    The config is checked against the strict schema (`core.probes.adapter_schema`) and
+    replaced by its canonical form; the weights must be finite floating-point tensors; then
+    PEFT loads them in a child process (`trial_load`). Returns the adapter's settings."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    adapter = Path(directory) / ADAPTER_DIR
+    if not (adapter / ADAPTER_CONFIG).is_file() or not (adapter / ADAPTER_WEIGHTS).is_file():
+        raise UserError(f"{where}: a LoRA probe needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
+    checked = check_adapter_config((adapter / ADAPTER_CONFIG).read_bytes(), lm.model, lm.num_layers, layer, where)
+    (adapter / ADAPTER_CONFIG).write_bytes(checked.to_bytes())
+    try:
+        tensors = load_file(str(adapter / ADAPTER_WEIGHTS))
+    except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError, OSError):
+        raise UserError(f"{where}: {ADAPTER_WEIGHTS} is not a readable safetensors file") from None
+    if not all(t.dtype.is_floating_point and bool(t.isfinite().all()) for t in tensors.values()):
+        raise UserError(f"{where}: the weights in {ADAPTER_WEIGHTS} must be finite floating-point numbers")
+    problem = misplaced_weights(set(tensors), {name for name, _ in lm.model.named_modules() if name})
+    if problem:
+        raise UserError(f"{where}: {problem}")
+    trial_load(lm.model, adapter, where)
+    return checked.settings
+
+
+def misplaced_weights(keys: set[str], modules: set[str]) -> str | None:
+    """The first sign, without PEFT, that adapter weights do not belong to the model: none at
+    all, or a name that is not `base_model.model.<a module of the model>.lora_A|lora_B.weight`."""
+    if not keys:
+        return f"its {ADAPTER_WEIGHTS} holds no weights"
+    for key in sorted(keys):
+        module, dot, tail = key.removeprefix("base_model.model.").rpartition(".lora_")
+        if not (key.startswith("base_model.model.") and dot and tail in ("A.weight", "B.weight") and module in modules):
+            shown = key if len(key) <= 80 else key[:77] + "..."
+            return f"its {ADAPTER_WEIGHTS} holds weights for a module the model does not have ({shown!r})"
+    return None
+
+
+def load_lora_probe(
+    lm: LoadedModel, directory: str | Path, where: str | None = None
+) -> tuple[Any, LinearProbe, ProbeConfig]:
+    """(adapted model, head, config), checked against `lm` like any probe; the shared model is not changed.
+
+    Adapter weights PEFT would not place (missing or unexpected keys) are a refusal, not a warning."""
+    from peft import PeftModel
+    from safetensors import SafetensorError, safe_open
+
+    where = where or f"LoRA probe {directory}"
     head, config = load_probe(
         directory,
         expect_model_id=lm.model_id,
@@ -135,14 +183,19 @@ def load_lora_probe(lm: LoadedModel, directory: str | Path) -> tuple[Any, Linear
         expect_hidden_size=lm.hidden_size,
     )
     adapter = Path(directory) / ADAPTER_DIR
-    if not (adapter / "adapter_config.json").is_file():
-        raise UserError(f"LoRA probe {directory}: its adapter files are missing ({ADAPTER_DIR}/)")
+    if not (adapter / ADAPTER_CONFIG).is_file():
+        raise UserError(f"{where}: its adapter files are missing ({ADAPTER_DIR}/)")
     try:
+        with safe_open(str(adapter / ADAPTER_WEIGHTS), framework="pt") as weights:
+            keys = set(weights.keys())
         model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(adapter), is_trainable=False)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise UserError(
-            f"LoRA probe {directory}: its adapters do not fit model '{lm.model_id}' ({str(exc).splitlines()[0][:160]})"
+            f"{where}: its adapters do not fit model '{lm.model_id}' ({(str(exc).splitlines() or [''])[0][:160]})"
         ) from None
+    problem = adapter_key_problems(model, keys)
+    if problem:
+        raise UserError(f"{where}: {problem}")
     # Merged for inference: the same function (to float rounding) at the base model's speed.
     # Unmerged, PEFT's per-module adapter calls made decoding ~9x slower on 2 CPU cores.
     model = model.merge_and_unload()

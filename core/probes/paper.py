@@ -21,6 +21,7 @@ import torch
 from core.base.errors import UserError
 from core.probes.config import MAX_HIDDEN_SIZE, MAX_LAYER, parse_config_json
 from core.probes.linear import LinearProbe
+from core.probes.lora import LoraSettings
 
 HEAD_FILE = "probe_head.bin"
 CONFIG_FILE = "probe_config.json"
@@ -136,22 +137,19 @@ def _load_state_dict(data: bytes) -> dict[str, Any]:
     return state
 
 
-def paper_lora_settings(files: dict[str, bytes]) -> dict[str, Any]:
-    """Our LoRA settings from a paper probe's PEFT `adapter_config.json` (weights must be safetensors)."""
+def require_safetensors_adapter(files: dict[str, bytes]) -> None:
+    """A paper probe's adapter weights are read from safetensors only (the .bin is a pickle)."""
     if "adapter_model.safetensors" not in files:
         raise UserError(
             "paper probe: its LoRA adapters must be in adapter_model.safetensors "
             "(adapter_model.bin is a pickle and is not read)"
         )
-    config = parse_config_json(files["adapter_config.json"], "paper probe: adapter_config.json")
-    if not isinstance(config, dict) or config.get("peft_type") not in (None, "LORA"):
-        raise UserError("paper probe: adapter_config.json is not a PEFT LoRA config")
-    layers = config.get("layers_to_transform")
-    layers = [layers] if isinstance(layers, int) else layers
-    rank, alpha, dropout = config.get("r"), config.get("lora_alpha"), config.get("lora_dropout", 0.0)
-    if not (isinstance(rank, int) and isinstance(alpha, (int, float)) and isinstance(dropout, (int, float))):
-        raise UserError("paper probe: adapter_config.json needs integer r, and numbers lora_alpha and lora_dropout")
-    settings: dict[str, Any] = {"rank": rank, "alpha": alpha, "dropout": dropout}
-    if isinstance(layers, list) and layers and all(isinstance(x, int) for x in layers):
-        settings.update({"first_layer": min(layers), "last_layer": max(layers)})
-    return settings
+
+
+def paper_lora_settings(settings: LoraSettings) -> dict[str, Any]:
+    """Our config's `lora` record of a paper adapter, from its checked settings
+    (`core.probes.adapter_schema.check_adapter_config`: the same bounds as training)."""
+    out: dict[str, Any] = {"rank": settings.rank, "alpha": settings.alpha, "dropout": settings.dropout}
+    if settings.last_layer is not None:
+        out.update({"first_layer": settings.first_layer, "last_layer": settings.last_layer})
+    return out
