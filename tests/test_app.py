@@ -53,6 +53,8 @@ def test_wrong_passwords_slow_the_name_down_but_never_lock_the_owner_out(app_dat
 
     waits: list[float] = []
     monkeypatch.setattr(users, "sleep", waits.append)
+    frozen = users.utcnow()  # every try at the same instant: a slow machine cannot outwait the delay
+    monkeypatch.setattr(users, "utcnow", lambda: frozen)
     make_users(app_database)
     for _ in range(6):
         at = sign_in("ann", "nope-nope")
