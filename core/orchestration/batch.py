@@ -16,10 +16,15 @@ from typing import Any
 from core.base import settings
 from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
+from core.base.progress import Cancelled, CancelToken, ProgressFn, report
 from core.engine.batched import MAX_BATCH
+from core.engine.bulk import GeneratedAnswer, generate_answers
 from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
+from core.orchestration.registry import load_version_or_none
 from core.text.interchange import PromptItem, parse_prompt
-from db.generations import check_split, clean_dataset_name
+from core.text.readable import plural
+from db.generations import answer_in_dataset, check_split, clean_dataset_name, save_generated
+from db.users import user_by_id
 
 MAX_PROMPTS = 10_000
 MAX_PROMPT_CHARS = 20_000
@@ -143,3 +148,88 @@ def check_model(model: str | None) -> str:
             "and not in the local Hugging Face cache (nothing is downloaded)"
         )
     return resolved
+
+
+class AnswerWriter:
+    """Stores one batch run's finished answers, each once: an answer already in the dataset (a
+    retried shard, greedy decoding repeating itself) is not stored again, only counted."""
+
+    def __init__(self, database, params: BatchParams, probe_version: int | None, created_by: int | None) -> None:
+        self.database, self.params, self.probe_version, self.created_by = database, params, probe_version, created_by
+        self.stored: list[int] = []
+        self.skipped: list[tuple[int, str]] = []
+        self.repeated = 0
+        self.tokens = 0
+
+    def store(self, answers: list[GeneratedAnswer]) -> None:
+        """Store answers in one transaction; one unstorable answer (model output is untrusted: a
+        NUL character, say) is skipped and reported, and does not cost the others."""
+        with self.database.sessions() as session, session.begin():
+            user = user_by_id(session, self.created_by)
+            for answer in answers:
+                try:
+                    with session.begin_nested():
+                        known = answer_in_dataset(session, self.params.dataset, answer.generation.conversation)
+                        row = save_generated(
+                            session,
+                            self.params.dataset,
+                            answer.generation,
+                            answer.trace,
+                            user=user,
+                            probe_version=self.probe_version,
+                            split=self.params.split,
+                        )
+                except UserError as exc:
+                    self.skipped.append((answer.index + 1, str(exc)))
+                    continue
+                self.stored.append(row.id)
+                self.repeated += known
+                self.tokens += len(answer.trace.token_ids)
+
+    def notes(self) -> str:
+        return (f" · {self.repeated} already in the dataset" if self.repeated else "") + (
+            f" · {len(self.skipped)} skipped" if self.skipped else ""
+        )
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "answers": len(self.stored),
+            "tokens": self.tokens,
+            "generation_ids": self.stored,
+            "probe_version": self.probe_version,
+            "skipped": sorted(self.skipped),
+            "repeated": self.repeated,
+        }
+
+
+def run_batch(
+    database,
+    lm,
+    params: BatchParams,
+    *,
+    created_by: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
+    scores) as soon as it ends; answers cut short by a cancel are not stored."""
+    probe = load_version_or_none(database, lm) if params.score else None
+    writer = AnswerWriter(database, params, probe.probe_version if probe else None, created_by)
+
+    def with_notes(stage: str, done: int, total: int, message: str = "") -> None:
+        report(progress, stage, done, total, message + writer.notes())
+
+    answers = generate_answers(
+        lm,
+        params.prompts,
+        params.decoding,
+        probe=probe,
+        batch_size=params.batch_size,
+        progress=with_notes,
+        cancel=cancel,
+    )
+    for answer in answers:
+        writer.store([answer])
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled(f"cancelled after {plural(len(writer.stored), 'stored answer')}")
+    return writer.result()

@@ -24,7 +24,7 @@ from core.base.errors import UserError
 from core.orchestration import ray_cluster
 from core.orchestration.acting_as import ActingAs, acting_as
 from core.orchestration.batch import BatchParams, check_model
-from core.orchestration.registry import activate_in, check_version_files
+from core.orchestration.registry import activate_in
 from core.orchestration.retrain import RetrainParams
 from core.orchestration.run_params import RescoreParams, SeedParams
 from core.orchestration.warm_workers import IDLE_FRESH_SECONDS, idle_workers, log_dir
@@ -153,8 +153,8 @@ def promote_and_rescore(database, probe_version: int, actor: int | None | Acting
 
     The re-score's row and the promotion are written in one transaction, with the actor checked
     in it: if the run is refused (a re-score is already running) or the actor may no longer act,
-    nothing changed, and the person gets that one message."""
-    check_version_files(database, probe_version)
+    nothing changed, and the person gets that one message. The version's files are checked in that
+    transaction too, after the actor."""
 
     def promote(session, user: User | None) -> None:
         activate_in(session, probe_version, user)

@@ -24,7 +24,7 @@ from core.base import settings
 from core.base.errors import ModelMismatchError, UserError
 from core.base.numbers import finite_or_none
 from core.orchestration.acting_as import ActingAs, acting_as
-from core.orchestration.probe_cache import database_version_dir, version_dir
+from core.orchestration.probe_cache import version_dir
 from core.probes.archive import unpack_probe
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
@@ -230,11 +230,6 @@ def upload_any(database, lm, data: bytes, actor_id: int | None | ActingAs) -> in
     if is_paper_zip(data):
         return import_paper_probe(database, lm, data, actor_id)
     return upload_probe(database, lm, data, actor_id)
-
-
-def check_version_files(database, probe_version: int) -> None:
-    """Refuse (one UserError) a version whose files are gone or damaged, before anything changes."""
-    load_probe(database_version_dir(database, probe_version))
 
 
 def activate_in(session: Session, probe_version: int, actor: User | None) -> None:
