@@ -24,7 +24,9 @@ def _parse(url: str) -> URL:
 
 def without_password(url: str) -> str:
     """`url` with its password removed (user, host, port and database kept)."""
-    return _parse(url).set(password=None).render_as_string(hide_password=False)
+    u = _parse(url)  # URL.set ignores None, so the URL is made anew without the password
+    bare = URL.create(u.drivername, username=u.username, host=u.host, port=u.port, database=u.database, query=u.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def _same_database(a: URL, b: URL) -> bool:
