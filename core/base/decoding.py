@@ -8,7 +8,7 @@ below ever holds one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.base.errors import UserError
@@ -65,17 +65,6 @@ class DecodingSettings:
             "top_p": self.top_p,
             "seed": self.seed,
         }
-
-    @classmethod
-    def from_checked(cls, data: dict[str, Any], **defaults: Any) -> DecodingSettings:
-        """Settings that were checked when they were made, read back as stored (a run row's
-        params): not checked again, so a run's params are validated once, when it is created."""
-        names = [f.name for f in fields(cls)]
-        values = {**{f.name: f.default for f in fields(cls)}, **defaults, **{k: data[k] for k in names if k in data}}
-        settings = object.__new__(cls)
-        for name in names:
-            object.__setattr__(settings, name, values[name])
-        return settings
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **defaults: Any) -> DecodingSettings:

@@ -120,7 +120,7 @@ class BatchParams:
     def from_dict(cls, data: dict[str, Any]) -> BatchParams:
         """What `to_dict` wrote (a run row's params), read back as it was checked at creation."""
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "decoding"}
-        return cls(**fields, decoding=DecodingSettings.from_checked(data, max_new_tokens=128))
+        return cls(**fields, decoding=DecodingSettings.from_dict(data, max_new_tokens=128))
 
 
 def check_model(model: str | None) -> str:
