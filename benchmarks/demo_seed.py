@@ -31,7 +31,7 @@ def main() -> None:
         os.environ["PROBELENS_CACHE_DIR"] = str(Path(tmp) / "cache")
         os.environ["PROBELENS_PROBES_DIR"] = str(Path(tmp) / "probes")
         os.environ["PROBELENS_WORKER_IDLE_SECONDS"] = "0"
-        from core.orchestration.seed import start_seed
+        from core.orchestration.launcher import start_seed
         from db import open_database
         from db.probes import active_probe
         from db.train_runs import get_run

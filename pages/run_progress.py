@@ -68,7 +68,7 @@ def run_progress(user: SignedIn, views: dict[str, RunView], *, where: Any = None
 
 def seed_status(user: SignedIn) -> None:
     """A small live progress box in the sidebar while the demo seed runs (read from its run row)."""
-    if runs.seed_run(database()) is None:
+    if runs.seed_run(database(), user) is None:
         return
 
     def finished(run: Run, seen_running: bool) -> None:

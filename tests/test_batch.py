@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.base.errors import UserError
-from core.orchestration.batch import BadPromptsError, BatchParams, parse_prompts, run_batch, start_batch
+from core.orchestration.batch import BadPromptsError, BatchParams, parse_prompts, run_batch
+from core.orchestration.launcher import start_batch
 from tests.support.capitals import run_retrain, seed
 from tests.support.runs import wait_for_run
 

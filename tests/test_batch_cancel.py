@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken
-from core.orchestration.batch import BatchParams, check_model, run_batch, start_batch
+from core.orchestration.batch import BatchParams, check_model, run_batch
+from core.orchestration.launcher import start_batch
 
 PROMPTS = [
     "Who founded Lviv?",

@@ -162,7 +162,8 @@ def test_bad_lora_settings_start_no_run(sqlite_db, bad):
     """Refused before a run row exists (the worker would only fail after its start-up)."""
     from sqlalchemy import func, select
 
-    from core.orchestration.retrain import RetrainParams, start_retrain
+    from core.orchestration.launcher import start_retrain
+    from core.orchestration.retrain import RetrainParams
     from db.models import TrainRun
 
     with pytest.raises(UserError):

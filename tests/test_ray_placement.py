@@ -62,5 +62,7 @@ def test_ray_is_used_only_when_the_address_is_set(monkeypatch):
     assert not enabled()
     monkeypatch.setenv("PROBELENS_RAY_ADDRESS", "  ")
     assert not enabled()
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # a remote cluster needs Ray's token authentication
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "a-cluster-token")
     monkeypatch.setenv("PROBELENS_RAY_ADDRESS", "ray://head:10001")
     assert enabled()

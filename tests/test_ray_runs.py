@@ -218,8 +218,9 @@ def test_cancel_keeps_finished_answers_and_a_killed_replica_fails_the_run_cleanl
 
 
 def test_a_retrain_submitted_to_ray_registers_a_version_this_process_loads(database, tiny_lm, tiny_model_dir):
+    from core.orchestration.launcher import start_retrain
     from core.orchestration.registry import load_version
-    from core.orchestration.retrain import RetrainParams, start_retrain
+    from core.orchestration.retrain import RetrainParams
     from db.probes import list_probes
 
     seed(database)
@@ -236,7 +237,8 @@ def test_a_retrain_submitted_to_ray_registers_a_version_this_process_loads(datab
 def test_a_killed_ray_retrain_is_marked_failed_by_its_silence_and_registers_nothing(
     database, tiny_model_dir, monkeypatch
 ):
-    from core.orchestration.retrain import RetrainParams, start_retrain
+    from core.orchestration.launcher import start_retrain
+    from core.orchestration.retrain import RetrainParams
     from db.probes import list_probes
     from db.train_runs import reap_dead
 

@@ -96,7 +96,8 @@ def test_without_gold_the_annotator_majority_trains(sqlite_db, tiny_lm, env):
 
 
 def test_bad_options_are_refused_before_anything_starts(sqlite_db, env):
-    from core.orchestration.retrain import RetrainParams, start_retrain
+    from core.orchestration.launcher import start_retrain
+    from core.orchestration.retrain import RetrainParams
     from db.models import TrainRun
 
     for bad in ({"epochs": 0}, {"lr": -1}, {"sources": ["nobody"]}, {"val_fraction": 1.5}, {"layer": -2}):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.base.processes import process_alive
-from core.orchestration import launcher, ray_cluster
+from core.orchestration import launcher
 from core.orchestration.batch import BatchParams
 from core.orchestration.cli import main as user_cli
 from core.orchestration.retrain import RetrainParams
@@ -64,8 +64,7 @@ def test_the_worker_is_not_a_user_command(capsys):
 def test_the_worker_has_its_own_entry_point_that_the_launcher_and_ray_name():
     module = importlib.import_module(launcher.WORKER_MODULE)
     assert module.main is worker_cli
-    entry_module, name = ray_cluster.WORKER_ENTRY
-    assert getattr(importlib.import_module(entry_module), name) is run_in_ray_worker
+    assert launcher.RAY_ENTRY is run_in_ray_worker  # submitted by reference, not by a module path
     with pytest.raises(SystemExit):
         worker_cli(["--help"])
     result = subprocess.run(

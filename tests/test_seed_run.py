@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from core.orchestration.seed import DEMO_DATASET, needs_seed, start_seed
+from core.orchestration.launcher import start_seed
+from core.orchestration.seed import DEMO_DATASET, needs_seed
 from db.models import Dataset, Generation, Probe, RunKind
 from db.train_runs import get_run, request_cancel
 from tests.support.runs import wait_for_run

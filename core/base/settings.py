@@ -32,7 +32,12 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_KV_CACHE_MB": "KV-cache memory that sets the automatic generation batch size (default: 512)",
     "PROBELENS_DEVICE": "where models run: auto (a GPU when there is one), cpu, cuda, cuda:N (default: auto)",
     "PROBELENS_RAY_ADDRESS": "runs go to this Ray cluster (auto, ray://host:port, or local for an in-process Ray) "
-    "instead of a local worker process (default: unset)",
+    "instead of a local worker process (default: unset); an address other than local or a loopback host "
+    "needs Ray's token authentication",
+    "RAY_AUTH_MODE": "Ray's own setting: token turns on Ray's token authentication, required for a "
+    "PROBELENS_RAY_ADDRESS other than local or a loopback host (default: unset)",
+    "RAY_AUTH_TOKEN": "Ray's own setting: the cluster's token (else RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)",
+    "RAY_AUTH_TOKEN_PATH": "Ray's own setting: a file holding the cluster's token",
 }
 
 
@@ -49,6 +54,11 @@ def _float(name: str, default: float) -> float:
 
 def database_url() -> str:
     return _get("DATABASE_URL") or f"sqlite:///{Path.cwd() / 'data' / 'probelens.db'}"
+
+
+def database_url_if_set() -> str | None:
+    """`DATABASE_URL` as this process's environment gives it (a Ray worker reads its password there)."""
+    return _get("DATABASE_URL").strip() or None
 
 
 def model_id() -> str:
@@ -140,8 +150,47 @@ def set_device(value: str) -> str:
     return checked
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def _ray_host(address: str) -> str:
+    """The host of `ray://host:port`, `host:port` or `host` (`auto` has none: it finds the
+    cluster started on this machine, which listens on the network)."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    if rest.startswith("["):
+        return rest[: rest.find("]") + 1]
+    return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+
+
+def ray_token_configured() -> bool:
+    """Whether Ray's token authentication is on for this process: `RAY_AUTH_MODE=token` and a
+    token in `RAY_AUTH_TOKEN`, the file `RAY_AUTH_TOKEN_PATH` names, or `~/.ray/auth_token`."""
+    if _get("RAY_AUTH_MODE").strip().lower() != "token":
+        return False
+    if _get("RAY_AUTH_TOKEN").strip():
+        return True
+    path = Path(_get("RAY_AUTH_TOKEN_PATH").strip() or Path.home() / ".ray" / "auth_token")
+    try:
+        return bool(path.read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def ray_address() -> str | None:
-    return _get("PROBELENS_RAY_ADDRESS").strip() or None
+    """The Ray cluster runs go to (None: local worker processes).
+
+    A cluster runs the code of anyone who reaches it, so any address but `local` (a Ray inside
+    this process) or a loopback host is refused unless Ray's token authentication is configured."""
+    address = _get("PROBELENS_RAY_ADDRESS").strip() or None
+    if address is None or address == "local" or _ray_host(address).lower() in LOOPBACK_HOSTS:
+        return address
+    if not ray_token_configured():
+        raise UserError(
+            f"PROBELENS_RAY_ADDRESS={address!r} needs Ray's token authentication: a Ray cluster runs the "
+            "code of anyone who reaches it. Set RAY_AUTH_MODE=token and the cluster's token "
+            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) on the app and every node"
+        )
+    return address
 
 
 def present(names: tuple[str, ...]) -> dict[str, str]:

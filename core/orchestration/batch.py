@@ -20,12 +20,10 @@ from core.base.progress import Cancelled, CancelToken, ProgressFn, report
 from core.engine.batched import MAX_BATCH
 from core.engine.bulk import GeneratedAnswer, generate_answers
 from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
-from core.orchestration.launcher import launch
 from core.orchestration.registry import load_version_or_none
 from core.text.interchange import PromptItem, parse_prompt
 from core.text.readable import plural
 from db.generations import answer_in_dataset, check_split, clean_dataset_name, save_generated
-from db.models import RunKind
 from db.users import user_by_id
 
 MAX_PROMPTS = 10_000
@@ -150,13 +148,6 @@ def check_model(model: str | None) -> str:
             "and not in the local Hugging Face cache (nothing is downloaded)"
         )
     return resolved
-
-
-def start_batch(database, params: BatchParams, actor_id: int | None) -> int:
-    """Validate, then start the worker (refused while another batch runs); returns the run id."""
-    params.validate()
-    check_model(params.model)
-    return launch(database, RunKind.GENERATE, params.to_dict(), actor_id)
 
 
 class AnswerWriter:

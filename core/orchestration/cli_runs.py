@@ -86,7 +86,8 @@ def lora_layer_fields(text: str | None) -> dict:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
 
-    from core.orchestration.retrain import RetrainParams, start_retrain
+    from core.orchestration.launcher import start_retrain
+    from core.orchestration.retrain import RetrainParams
     from core.orchestration.runs import execute_run
 
     database = _db()
@@ -134,7 +135,7 @@ def _version_of_probe(database, probe_id: int) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """The first-run demo as a worker run: waits for it (printing progress) unless --background."""
-    from core.orchestration.seed import start_seed
+    from core.orchestration.launcher import start_seed
 
     database = _db()
     run_id = start_seed(database, _actor_id(database, args.actor), size=args.size, model=args.model)
@@ -170,12 +171,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_probes(args: argparse.Namespace) -> int:
-    from core.orchestration.registry import (
-        promote,
-        promote_and_rescore,
-        rollback_target,
-        upload_probe,
-    )
+    from core.orchestration.launcher import promote_and_rescore
+    from core.orchestration.registry import promote, rollback_target, upload_probe
 
     database = _db()
     action = args.probes_command

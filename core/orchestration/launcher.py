@@ -1,12 +1,17 @@
-"""Start a run: create its `train_runs` row, then hand it to a warm worker or a new process.
+"""Start a run: create its `train_runs` row, then hand it to a warm worker, a new process or Ray.
 
-Kept apart from the worker (`runs.py`) so that modules which start runs (batch, registry)
-need not import the modules a worker executes: the import graph stays one-way.
+The top of the run modules: it imports the worker, whose Ray entry (`run_in_ray_worker`) it
+submits by reference, and the `start_*` functions that validate a run's params live here, so
+the modules a worker executes (batch, retrain, registry, seed) never import the launcher and
+the import graph stays one-way. A run's params are validated once, here, when its row is
+created; the worker reads back what was checked.
+
+The acting account is checked inside the transaction that creates the row (`ActingAs`): an
+action passes its checker, so a revoked sign-in or a lost role writes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -14,58 +19,48 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.base import settings
 from core.base.errors import UserError
-from core.base.processes import process_alive
-from core.engine.model import cache_root
 from core.orchestration import ray_cluster
-from db.models import RunKind, RunStatus
+from core.orchestration.acting_as import ActingAs, acting_as
+from core.orchestration.batch import BatchParams, check_model
+from core.orchestration.registry import activate_in
+from core.orchestration.retrain import RetrainParams
+from core.orchestration.run_params import RescoreParams, SeedParams
+from core.orchestration.warm_workers import IDLE_FRESH_SECONDS, idle_workers, log_dir
+from core.orchestration.worker import run_in_ray_worker
+from db.credentials import without_password
+from db.models import RunKind, RunStatus, User
 from db.train_runs import create_run, finish, get_run
-from db.users import user_by_id
 
-IDLE_POLL_SECONDS = 0.2
 #: The worker process's own entry point (`python -m core.orchestration.worker --run N`).
 WORKER_MODULE = "core.orchestration.worker"
-IDLE_FRESH_SECONDS = 3.0
+#: What a Ray task runs: the worker's entry, by reference.
+RAY_ENTRY = run_in_ray_worker
+
+_SUBMITTED: dict[int, Any] = {}  # run id -> the ObjectRef of its Ray task (kept so tests and callers can wait)
+_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by core.base.processes.process_alive / poll
 
 
-def log_dir() -> Path:
+def launch(
+    database,
+    kind: RunKind,
+    params: dict[str, Any],
+    actor: int | None | ActingAs,
+    *,
+    in_transaction=None,
+) -> int:
+    """Create the run row (refused if one of its kind is running) and start its worker.
 
-    return cache_root() / "runs"
-
-
-def idle_dir(database) -> Path:
-    """Warm workers of one database leave a fresh marker file here while they wait."""
-    url = database.full_url
-    return log_dir() / "idle" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-
-
-def idle_workers(database) -> list[int]:
-    """Pids of warm workers of this database that are waiting right now."""
-
-    folder = idle_dir(database)
-    if not folder.is_dir():
-        return []
-    alive = []
-    for marker in folder.iterdir():
-        try:
-            fresh = time.time() - marker.stat().st_mtime < IDLE_FRESH_SECONDS
-            pid = int(marker.name)
-        except (OSError, ValueError):
-            continue
-        if fresh and process_alive(pid):
-            alive.append(pid)
-        elif not fresh:
-            marker.unlink(missing_ok=True)
-    return alive
-
-
-def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None) -> int:
-    """Create the run row (refused if one is running) and start its worker process."""
-
+    `actor` is checked inside the creating transaction; `in_transaction(session, user)` runs in
+    it too (promoting the version a re-score fills), so both are written or neither."""
+    use_ray = ray_cluster.enabled()  # a cluster that may not be used (no authentication) is refused before any write
     with database.sessions() as session, session.begin():
-        actor = user_by_id(session, actor_id)
-        run_id = create_run(session, kind, params, actor).id
-    if ray_cluster.enabled():
+        user = acting_as(actor, session)
+        run_id = create_run(session, kind, params, user).id
+        if in_transaction is not None:
+            in_transaction(session, user)
+    if use_ray:
         _submit_to_ray(database, run_id, str(kind))
         return run_id
     if idle_workers(database):
@@ -78,7 +73,7 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
             time.sleep(0.05)
     logs = log_dir()
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DATABASE_URL": database.full_url}
+    env = {**os.environ, "DATABASE_URL": database.full_url}  # the child's environment, never a command line
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     with open(logs / f"run-{run_id}.log", "ab") as log:
@@ -99,10 +94,25 @@ def launch(database, kind: RunKind, params: dict[str, Any], actor_id: int | None
     return run_id
 
 
+def task_arguments(database, run_id: int) -> tuple[str, int]:
+    """What a run's Ray task is handed: the database URL **without its password** and the run id.
+    Task arguments are visible to anyone who can list the cluster's tasks; the worker takes the
+    password from its own environment (`db.credentials.with_local_password`)."""
+    return without_password(database.full_url), run_id
+
+
 def _submit_to_ray(database, run_id: int, kind: str) -> None:
     """Hand the run to the Ray cluster; if that fails the row says why, and nothing waits on it."""
     try:
-        ray_cluster.submit(database.full_url, run_id, kind)
+        import ray
+
+        ray_cluster.connect()
+        options = {
+            **ray_cluster.task_resources(kind, ray_cluster.cluster_shape()),
+            "max_retries": 0,
+            "name": f"probelens-{kind}-{run_id}",
+        }
+        _SUBMITTED[run_id] = ray.remote(RAY_ENTRY).options(**options).remote(*task_arguments(database, run_id))
     except Exception as exc:
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         with database.sessions() as session, session.begin():
@@ -110,4 +120,45 @@ def _submit_to_ray(database, run_id: int, kind: str) -> None:
         raise UserError(f"could not submit the run to the Ray cluster: {message}") from None
 
 
-_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by core.base.processes.process_alive / poll
+def wait_on_ray(run_id: int, timeout: float | None = None) -> Any:
+    """A Ray task's return value (its final status); raises if the task itself died."""
+    import ray
+
+    return ray.get(_SUBMITTED[run_id], timeout=timeout)
+
+
+# --- starting each kind of run: validate once, then launch -------------------------------------
+
+
+def start_batch(database, params: BatchParams, actor: int | None | ActingAs) -> int:
+    """Validate, then start the worker (refused while another batch runs); returns the run id."""
+    params.validate()
+    check_model(params.model)
+    return launch(database, RunKind.GENERATE, params.to_dict(), actor)
+
+
+def start_retrain(database, params: RetrainParams, actor: int | None | ActingAs) -> int:
+    """Validate (bad options: one message, no row), then start the worker; returns the run id."""
+    params.validate()
+    return launch(database, RunKind.RETRAIN, params.to_dict(), actor)
+
+
+def start_seed(database, actor: int | None | ActingAs = None, size: int | None = None, model: str | None = None) -> int:
+    """Start the demo seed as a worker run (refused while one runs); returns the run id."""
+    return launch(database, RunKind.SEED, SeedParams(int(size or settings.demo_size()), model).to_dict(), actor)
+
+
+def promote_and_rescore(database, probe_version: int, actor: int | None | ActingAs, model: str | None = None) -> int:
+    """Promote `probe_version` and start the re-score that fills the heatmaps; returns that run.
+
+    The re-score's row and the promotion are written in one transaction, with the actor checked
+    in it: if the run is refused (a re-score is already running) or the actor may no longer act,
+    nothing changed, and the person gets that one message. The version's files are checked in that
+    transaction too, after the actor."""
+
+    def promote(session, user: User | None) -> None:
+        activate_in(session, probe_version, user)
+
+    return launch(
+        database, RunKind.RESCORE, RescoreParams(probe_version, model).to_dict(), actor, in_transaction=promote
+    )

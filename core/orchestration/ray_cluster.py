@@ -1,19 +1,19 @@
-"""Ray: connect to the cluster that `PROBELENS_RAY_ADDRESS` names and submit runs to it.
+"""Ray: connect to the cluster that `PROBELENS_RAY_ADDRESS` names, and the placement rules.
 
 Only used when that setting is present; the local subprocess worker stays the default that
 needs nothing to start. Ray is imported lazily, so the app and the local worker never pay its
 import. The run's database row stays the single source of truth (status, progress,
 heartbeat, cancel): a Ray task runs exactly the worker code (`runs.execute_run`) that a
-local worker process runs, so the pages do not change.
+local worker process runs, so the pages do not change. The launcher submits the worker's Ray
+entry (`worker.run_in_ray_worker`) by reference.
 
-The task names the worker's entry by module path (`WORKER_ENTRY`: `core.orchestration.worker`)
-instead of importing it, as the local launcher names that module on a command line: modules
-that start runs never import the modules a worker executes, and the import graph stays one-way.
+A Ray cluster runs the code of anyone who reaches it, so `settings.ray_address()` refuses an
+address other than `local` or a loopback host unless Ray's token authentication is configured
+(`RAY_AUTH_MODE=token` and a token): see the README's Security section.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,6 @@ from core.base.errors import UserError
 from db.models import RunKind
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER_ENTRY = ("core.orchestration.worker", "run_in_ray_worker")
 #: Settings a Ray worker gets from the process that submits: the ones that say what to compute.
 #: Folders and the device are not sent: a worker on another machine keeps its caches (and its
 #: Hugging Face cache) on its own disk and picks its own device (its `ray start` environment).
@@ -50,10 +49,10 @@ CODE_EXCLUDES = [
 #: What a bulk run's actors may not do: restart after a death (the run fails instead, cleanly).
 BULK_KINDS = (RunKind.GENERATE, RunKind.RESCORE)
 
-_SUBMITTED: dict[int, Any] = {}  # run id -> the ObjectRef of its task (kept so tests and callers can wait)
-
 
 def enabled() -> bool:
+    """Whether runs go to Ray; a non-local address without Ray's token authentication is refused
+    (one UserError) before anything is written."""
     return settings.ray_address() is not None
 
 
@@ -115,24 +114,6 @@ def replica_resources(shape: ClusterShape) -> tuple[int, dict[str, Any]]:
     if shape.gpus:
         return shape.gpus, {"num_gpus": 1, "num_cpus": 1}
     return shape.nodes, {"num_cpus": shape.node_cpus}
-
-
-def submit(database_url: str, run_id: int, kind: str) -> None:
-    """Start run `run_id` as a Ray task; its row says the rest (status, progress, failure)."""
-    import ray
-
-    connect()
-    module, name = WORKER_ENTRY
-    entry = getattr(importlib.import_module(module), name)
-    options = {**task_resources(kind, cluster_shape()), "max_retries": 0, "name": f"probelens-{kind}-{run_id}"}
-    _SUBMITTED[run_id] = ray.remote(entry).options(**options).remote(database_url, run_id)
-
-
-def wait(run_id: int, timeout: float | None = None) -> Any:
-    """The task's return value (its final status); raises if the task itself died."""
-    import ray
-
-    return ray.get(_SUBMITTED[run_id], timeout=timeout)
 
 
 def worker_defaults() -> None:

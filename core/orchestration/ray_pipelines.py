@@ -33,6 +33,7 @@ from core.orchestration.ray_cluster import cluster_shape, connect, replica_resou
 from core.orchestration.registry import load_version, load_version_or_none
 from core.orchestration.rescore import ScoredAnswer, ids_to_score, read_answers, score_answers, store_scored
 from core.text.readable import plural
+from db.credentials import with_local_password, without_password
 from db.models import RunStatus
 from db.probes import active_probe
 from db.train_runs import get_run
@@ -119,6 +120,7 @@ class GenerateReplica:
         from db import open_database
 
         worker_defaults()
+        database_url = with_local_password(database_url)  # handed without its password
         self.database_url, self.run_id = database_url, run_id
         self.params = BatchParams.from_dict(params)
         self.lm = get_model(self.params.model)
@@ -178,6 +180,7 @@ class RescoreReplica:
         from db import open_database
 
         worker_defaults()
+        database_url = with_local_password(database_url)  # handed without its password
         self.database_url, self.run_id = database_url, run_id
         self.lm = get_model(model)
         self.database = open_database(database_url, migrate=False)
@@ -262,7 +265,12 @@ def ray_generate(
     data = _pipeline(
         rows,
         GenerateReplica,
-        {"database_url": database.full_url, "run_id": run_id, "params": params.to_dict(), "probe_version": version},
+        {
+            "database_url": without_password(database.full_url),
+            "run_id": run_id,
+            "params": params.to_dict(),
+            "probe_version": version,
+        },
         shard,
         replicas,
         resources,
@@ -312,7 +320,12 @@ def ray_rescore(
     data = _pipeline(
         [{"id": i} for i in ids],
         RescoreReplica,
-        {"database_url": database.full_url, "run_id": run_id, "model": model, "probe_version": probe_version},
+        {
+            "database_url": without_password(database.full_url),
+            "run_id": run_id,
+            "model": model,
+            "probe_version": probe_version,
+        },
         shard,
         replicas,
         resources,

@@ -24,9 +24,8 @@ from sqlalchemy.orm import Session
 from core.base import settings
 from core.base.errors import ModelMismatchError, UserError
 from core.base.numbers import finite_or_none
-from core.orchestration.launcher import launch
-from core.orchestration.probe_cache import database_version_dir, version_dir
-from core.orchestration.run_params import RescoreParams
+from core.orchestration.acting_as import ActingAs, acting_as
+from core.orchestration.probe_cache import version_dir
 from core.probes.adapter_schema import ADAPTER_CONFIG, check_adapter_config
 from core.probes.archive import unpack_probe
 from core.probes.config import ADAPTER_DIR, ProbeConfig
@@ -36,7 +35,7 @@ from core.probes.paper import is_paper_zip, paper_lora_settings, read_paper_prob
 from core.probes.stored_metrics import headline_auc, number, section, whole
 from core.probes.version_files import cache_folder, file_hashes, materialise, read_version_files
 from db.events import list_events
-from db.models import Probe, RunKind
+from db.models import Probe, User
 from db.probes import (
     active_probe,
     get_probe,
@@ -45,7 +44,6 @@ from db.probes import (
     register_probe,
     set_active,
 )
-from db.users import user_by_id
 
 
 @dataclass
@@ -114,7 +112,7 @@ def register_version(
     database,
     write: WriteFiles,
     *,
-    created_by: int | None = None,
+    created_by: int | None | ActingAs = None,
     activate: bool = False,
     parent_version: int | None = None,
     in_transaction: InTransaction | None = None,
@@ -126,6 +124,7 @@ def register_version(
     registering transaction and copied into the cache folder named by their content hash.
     `in_transaction(session, row)` runs inside that transaction (finish the run row, store
     the demo's answers): if it raises, nothing is registered and no new folder stays.
+    `created_by` is checked first in that transaction (an action's checker, or an account id).
     """
     root = probes_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -133,13 +132,13 @@ def register_version(
     target: Path | None = None
     try:
         with database.sessions() as session, session.begin():
+            actor = acting_as(created_by, session)
             probe_version = next_version(session)
             config = write(staging, probe_version)
             files = read_version_files(staging)
             fresh = not cache_folder(file_hashes(files), root).exists()  # else shared with identical files
             folder = materialise(files, root)
             target = folder if fresh else None
-            actor = user_by_id(session, created_by)
             row = register_probe(
                 session,
                 artifact_dir=str(folder),
@@ -172,7 +171,7 @@ def _admitted(lm, directory: Path, head, config: ProbeConfig, where: str) -> Non
     check_finite_scores(lm, LoadedProbe(None, head, config, layer, model), where)
 
 
-def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
+def upload_probe(database, lm, data: bytes, actor_id: int | None | ActingAs) -> int:
     """Register an uploaded probe zip as a new (inactive) version; checked against `lm` first.
 
     The zip, its config and its weights are untrusted (`unpack_probe`); of its metrics only
@@ -203,7 +202,7 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None) -> int:
         return register_version(database, write, created_by=actor_id, tag="upload").version
 
 
-def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int | None) -> int:
+def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int | None | ActingAs) -> int:
     """Register a probe written by the paper's code (a folder or a zip) as a new inactive version.
 
     Its files name no model, only a hidden size and a layer: both are checked against the
@@ -258,30 +257,23 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
         return register_version(database, write, created_by=actor_id, tag="paper").version
 
 
-def upload_any(database, lm, data: bytes, actor_id: int | None) -> int:
+def upload_any(database, lm, data: bytes, actor_id: int | None | ActingAs) -> int:
     """An uploaded zip: the paper's format when it holds probe_head.bin, else ours."""
     if is_paper_zip(data):
         return import_paper_probe(database, lm, data, actor_id)
     return upload_probe(database, lm, data, actor_id)
 
 
-def promote(database, probe_version: int, actor_id: int | None) -> None:
-    """Make `probe_version` the active probe now (its files are checked first)."""
+def activate_in(session: Session, probe_version: int, actor: User | None) -> None:
+    """Make `probe_version` the active probe in the caller's transaction (its files checked first)."""
+    load_probe(version_dir(session, probe_version))  # refuse a version whose files are gone or damaged
+    set_active(session, probe_version, actor)
+
+
+def promote(database, probe_version: int, actor: int | None | ActingAs) -> None:
+    """Make `probe_version` the active probe now, with the actor checked in the same transaction."""
     with database.sessions() as session, session.begin():
-        load_probe(version_dir(session, probe_version))  # refuse a version whose files are gone or damaged
-        set_active(session, probe_version, user_by_id(session, actor_id))
-
-
-def promote_and_rescore(database, probe_version: int, actor_id: int | None, model: str | None = None) -> int:
-    """Promote and start the re-score that fills the heatmaps; returns the re-score run.
-
-    The run is started first: if it is refused (a re-score is already running) nothing
-    changed, and the person gets that one message.
-    """
-    load_probe(database_version_dir(database, probe_version))
-    run_id = launch(database, RunKind.RESCORE, RescoreParams(probe_version, model).to_dict(), actor_id)
-    promote(database, probe_version, actor_id)
-    return run_id
+        activate_in(session, probe_version, acting_as(actor, session))
 
 
 def rollback_target(database) -> int | None:

@@ -17,7 +17,6 @@ from core.analysis.comparison import compare_probes
 from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import LABEL_VALUES
-from core.orchestration.launcher import launch
 from core.orchestration.probe_cache import version_dir
 from core.orchestration.registry import load_version, register_version
 from core.probes.config import ProbeConfig
@@ -28,7 +27,7 @@ from core.probes.pipeline import data_hash, labels_hash, prepare
 from core.probes.stored_metrics import section
 from core.probes.training_set import split_by_generation
 from db.labels import labelled_generations
-from db.models import RunKind, RunStatus
+from db.models import RunStatus
 from db.probes import active_probe
 from db.train_runs import finish, get_run
 
@@ -72,10 +71,9 @@ class RetrainParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetrainParams:
+        """A run row's params, read back as `start_retrain` checked them when the run was created."""
         known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        params = cls(**known)
-        params.validate()
-        return params
+        return cls(**known)
 
     def validate(self) -> None:
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
@@ -367,9 +365,3 @@ def time_estimate(n_train: int) -> str:
         f"Linear: about {LINEAR_SECONDS} s once hidden states are cached. LoRA: about {lora} min for "
         f"{n_train} training answers on 2 CPU cores (the model runs forward and backward over every answer)."
     )
-
-
-def start_retrain(database, params: RetrainParams, actor_id: int | None) -> int:
-    """Validate (bad options: one message, no row), then start the worker; returns the run id."""
-    params.validate()
-    return launch(database, RunKind.RETRAIN, params.to_dict(), actor_id)

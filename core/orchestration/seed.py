@@ -16,9 +16,7 @@ from core.base.decoding import DecodingSettings
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.base.types import Generation
 from core.engine.activations import ActivationCache, GenerationActivations, generation_key
-from core.orchestration.launcher import launch
 from core.orchestration.registry import register_version
-from core.orchestration.run_params import SeedParams
 from core.probes.config import ProbeConfig
 from core.probes.files import save_probe
 from core.probes.pipeline import generate_answers, split_key, train_from_generations
@@ -26,7 +24,6 @@ from core.probes.training_set import split_by_generation
 from core.text.demo import demo_questions, label_answer
 from db.annotations import save_annotation_set
 from db.generations import add_generation, find_dataset, get_or_create_dataset
-from db.models import RunKind
 from db.probes import active_probe, set_active
 
 DEMO_DATASET = "demo"
@@ -129,8 +126,3 @@ def seed_demo(
 
 def _is_validation(generation: Generation) -> bool:
     return split_by_generation([split_key(generation)], 0.2)[0]
-
-
-def start_seed(database, actor_id: int | None = None, size: int | None = None, model: str | None = None) -> int:
-    """Start the demo seed as a worker run (refused while one runs); returns the run id."""
-    return launch(database, RunKind.SEED, SeedParams(int(size or settings.demo_size()), model).to_dict(), actor_id)

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 from core.base import settings
 from core.base.errors import UserError
-from core.orchestration.launcher import IDLE_POLL_SECONDS, idle_dir
 from core.orchestration.ray_cluster import worker_defaults
 from core.orchestration.runs import execute_run
+from core.orchestration.warm_workers import IDLE_POLL_SECONDS, idle_dir
 from db import open_database
+from db.credentials import with_local_password
 from db.models import RunStatus
 from db.train_runs import claim, next_unassigned
 
@@ -28,9 +29,12 @@ IDLE = "idle"  # what a warm worker that ran nothing reports (not a run's status
 
 
 def run_in_ray_worker(database_url: str, run_id: int) -> str:
-    """A Ray task's body: run `run_id` against its row, as a local worker process would."""
+    """A Ray task's body: run `run_id` against its row, as a local worker process would.
+
+    `database_url` comes without its password (task arguments are visible on the cluster); the
+    password comes from this worker's own environment."""
     worker_defaults()
-    database = open_database(database_url, migrate=False)
+    database = open_database(with_local_password(database_url), migrate=False)
     try:
         return execute_run(database, run_id, on_ray=True)
     finally:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.base import settings
 from core.base.errors import UserError
+from core.orchestration.acting_as import ActingAs
 from db import Database
 from db.models import User
 from db.sessions import peek, resolve
@@ -82,8 +83,12 @@ def reading(storage: Database, actor: Actor, page: str) -> Iterator[tuple[Sessio
         yield session, acting_user(session, actor, page, writes=False)
 
 
-def checked_id(storage: Database, actor: Actor, page: str) -> int:
-    """The actor's id after the check, for orchestration steps that open their own transactions
-    (starting a run, registering a probe): checked just before they start."""
-    with writing(storage, actor, page) as (_session, me):
-        return me.id
+def checker(actor: Actor, page: str) -> ActingAs:
+    """The check, for orchestration steps that open their own transaction (creating a run row,
+    registering or promoting a probe): they call it inside that transaction, so a sign-in revoked
+    or a role lost a moment before still writes nothing, and the event names the account."""
+
+    def check(session: Session) -> User:
+        return acting_user(session, actor, page)
+
+    return check

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.base.progress import ProgressFn
-from core.orchestration import batch
-from core.orchestration.actions.acting import Actor, checked_id, reading, writing
+from core.orchestration import batch, launcher
+from core.orchestration.actions.acting import Actor, checker, reading, writing
 from core.orchestration.downloads import export_bytes
 from core.orchestration.imports import BadImportError as BadImportError
 from core.orchestration.imports import ImportPreview, ImportReport, import_file, preview_import
@@ -77,4 +77,4 @@ def delete_dataset(storage: Database, actor: Actor, name: str) -> None:
 
 def start_batch(storage: Database, actor: Actor, params: batch.BatchParams) -> int:
     """Start a batch-generation run; returns its id."""
-    return batch.start_batch(storage, params, checked_id(storage, actor, PAGE))
+    return launcher.start_batch(storage, params, checker(actor, PAGE))

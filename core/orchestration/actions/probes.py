@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.orchestration import registry, retrain
-from core.orchestration.actions.acting import Actor, checked_id
+from core.orchestration import launcher, registry, retrain
+from core.orchestration.actions.acting import Actor, checker
 from db import Database
 from db.probes import get_probe
 
@@ -14,18 +14,18 @@ PAGE = "probes"
 
 def start_retrain(storage: Database, actor: Actor, params: retrain.RetrainParams) -> int:
     """Start a retrain run on the team's labels; returns its id."""
-    return retrain.start_retrain(storage, params, checked_id(storage, actor, PAGE))
+    return launcher.start_retrain(storage, params, checker(actor, PAGE))
 
 
 def activate(storage: Database, actor: Actor, version: int) -> int:
     """Promote (or roll back to) `version` and start the re-score that fills its heatmaps;
     returns the re-score's run id."""
-    return registry.promote_and_rescore(storage, version, checked_id(storage, actor, PAGE))
+    return launcher.promote_and_rescore(storage, version, checker(actor, PAGE))
 
 
 def upload(storage: Database, lm, actor: Actor, data: bytes) -> int:
     """Register an uploaded probe zip (ours or the paper's) as a new, inactive version."""
-    return registry.upload_any(storage, lm, data, checked_id(storage, actor, PAGE))
+    return registry.upload_any(storage, lm, data, checker(actor, PAGE))
 
 
 def stored_metrics(storage: Database, version: int) -> Any:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from core.base.errors import UserError
-from core.orchestration.actions.acting import Actor, checked_id, writing
-from core.orchestration.seed import needs_seed, start_seed
+from core.orchestration.actions.acting import Actor, checker, writing
+from core.orchestration.launcher import start_seed
+from core.orchestration.seed import needs_seed
 from db import Database, train_runs
 from db.models import RunKind
 from db.train_runs import ACTIVE as ACTIVE
@@ -42,9 +43,14 @@ def cancel_run(storage: Database, actor: Actor, run_id: int) -> None:
         train_runs.request_cancel(session, run_id, me)
 
 
-def seed_run(storage: Database) -> int | None:
+#: the page whose role may start the first seed by viewing the app (every role opens it)
+FIRST_SEED_PAGE = "generate"
+
+
+def seed_run(storage: Database, actor: Actor) -> int | None:
     """The demo seed's run: started by the first page view that finds no demo data, then only read.
 
+    The viewer's sign-in is checked in the transaction that creates the run, which names them.
     A failed or cancelled seed is not retried on its own; an admin can start it again."""
     with storage.sessions() as session:
         latest = train_runs.latest_run(session, RunKind.SEED)
@@ -53,8 +59,8 @@ def seed_run(storage: Database) -> int | None:
     if not needs_seed(storage):
         return None
     try:
-        return start_seed(storage)
-    except UserError:  # another session started it a moment ago
+        return start_seed(storage, checker(actor, FIRST_SEED_PAGE))
+    except UserError:  # another session started it a moment ago (or this sign-in has ended)
         with storage.sessions() as session:
             latest = train_runs.latest_run(session, RunKind.SEED)
         return latest.id if latest else None
@@ -67,4 +73,4 @@ def seed_needed(storage: Database) -> bool:
 
 def restart_seed(storage: Database, actor: Actor) -> int:
     """Start the demo seed again (after it failed or was cancelled); admins only."""
-    return start_seed(storage, checked_id(storage, actor, RUN_PAGES[RunKind.SEED]))
+    return start_seed(storage, checker(actor, RUN_PAGES[RunKind.SEED]))
