@@ -209,6 +209,7 @@ class BatchEngine:
         self.waiting: deque[GenerationRequest] = deque()
         self.filling: list[_Row] = []  # admitted, prompt not yet (wholly) in the cache
         self.prefill_chunk = prefill_chunk  # None: PROBELENS_PREFILL_CHUNK_TOKENS, read each step
+        self._chunked_last = False  # the last step read a chunk (the next one, if rows decode, reads none)
         self._lock = threading.Lock()
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
@@ -235,7 +236,7 @@ class BatchEngine:
 
         At most `prefill_chunk` prompt tokens are prefilled per step, so a
         long prompt is read in chunks between the running rows' tokens instead of in one pass
-        that holds every other answer up. Prompts that fit the budget together are prefilled
+        that holds every other answer up; while rows decode, chunks take every other step. Prompts that fit the budget together are prefilled
         in one pass, as before; a longer one gets its own cache, filled chunk by chunk.
         Returns the admitted answers stopped before their prompt was read."""
         with self._lock:
@@ -249,7 +250,10 @@ class BatchEngine:
         budget = max(1, self.prefill_chunk or settings.prefill_chunk_tokens())
         first = self.filling[0]
         if first.filled or len(first.prompt) > budget:
-            self._prefill_chunk(first, budget)
+            # While rows decode, a chunk every other step: their tokens slow by half a chunk at most.
+            self._chunked_last = not (self.rows and self._chunked_last)
+            if self._chunked_last:
+                self._prefill_chunk(first, budget)
             return stopped
         group, spent = [first], len(first.prompt)
         for row in self.filling[1:]:
