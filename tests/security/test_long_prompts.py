@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import statistics
 import threading
-import time
 
 import pytest
 import torch
@@ -154,9 +153,7 @@ def test_the_generate_page_refuses_an_over_long_question_or_pasted_answer_with_o
 def _per_token_seconds(produced_at: list[float], window: int = 16) -> float:
     """The median over windows of `window` tokens of the time per token (held-back byte tokens
     arrive together, so single gaps are too ragged to compare)."""
-    rates = [
-        (produced_at[i + window] - produced_at[i]) / window for i in range(0, len(produced_at) - window, window)
-    ]
+    rates = [(produced_at[i + window] - produced_at[i]) / window for i in range(0, len(produced_at) - window, window)]
     return statistics.median(rates)
 
 
