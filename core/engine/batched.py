@@ -234,11 +234,11 @@ class BatchEngine:
     def _admit(self) -> list[FinishedAnswer]:
         """Move waiting requests into free slots, then spend this step's prefill budget.
 
-        At most `prefill_chunk` prompt tokens are prefilled per step, so a
-        long prompt is read in chunks between the running rows' tokens instead of in one pass
-        that holds every other answer up; while rows decode, chunks take every other step. Prompts that fit the budget together are prefilled
-        in one pass, as before; a longer one gets its own cache, filled chunk by chunk.
-        Returns the admitted answers stopped before their prompt was read."""
+        At most `prefill_chunk` prompt tokens are prefilled per step, so a long prompt is read
+        in chunks between the running rows' tokens instead of in one pass that holds every
+        other answer up; while rows decode, chunks take every other step. Prompts that fit the
+        budget together are prefilled in one pass, as before; a longer one gets its own cache,
+        filled chunk by chunk. Returns the admitted answers stopped before their prompt was read."""
         with self._lock:
             free = self.batch_size - len(self.rows) - len(self.filling)
             new = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
