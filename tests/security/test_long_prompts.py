@@ -94,6 +94,21 @@ def test_the_cli_refuses_an_over_long_prompt_with_one_line_and_writes_nothing(
     assert not out.exists()
 
 
+def test_a_batch_run_refuses_an_over_long_prompt_before_storing_any(sqlite_db, tiny_lm, isolated_cache):
+    from core.orchestration.batch import BatchParams, run_batch, start_batch
+    from db.models import Generation, TrainRun
+
+    prompts = [_user("Hi"), _user(_question(tiny_lm, CONTEXT - 4))]
+    params = BatchParams(prompts, "batch", decoding=DecodingSettings(max_new_tokens=12))
+    with pytest.raises(UserError, match=r"prompt 2 is too long for the model: 1,020 prompt tokens \+ 12 new"):
+        run_batch(sqlite_db, tiny_lm, params)
+    with pytest.raises(UserError, match="prompt 2 is too long: 20,001 characters; at most 20,000"):
+        start_batch(sqlite_db, BatchParams([_user("Hi"), _user("y" * 20_001)], "batch"), None)
+    with sqlite_db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Generation)) == 0
+        assert session.scalar(select(func.count()).select_from(TrainRun)) == 0
+
+
 @pytest.fixture()
 def generate_env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_cache):
     """The tiny model as the server's model, with an active linear probe for it."""
