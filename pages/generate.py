@@ -9,6 +9,7 @@ import streamlit as st
 from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
+from core.engine.limits import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
 from core.engine.live import EarlyStopRule, LiveGeneration
 from core.orchestration.actions import generate as acts
 from core.orchestration.actions import shared
@@ -158,7 +159,9 @@ def summary(trace, text: str) -> None:
 live: LiveGeneration | None = st.session_state.get("live")
 
 if mode == "Ask a question":
-    question = st.chat_input("Ask the model a question", disabled=bool(live and live.running))
+    question = st.chat_input(
+        "Ask the model a question", disabled=bool(live and live.running), max_chars=MAX_PROMPT_CHARS
+    )
     if question:
         try:
             start_generation(question)
@@ -167,8 +170,8 @@ if mode == "Ask a question":
             st.error(md_escape(str(exc)))
 else:
     with st.form("score-form"):
-        prompt_text = st.text_area("User message", height=80)
-        answer_text = st.text_area("Assistant answer to score", height=160)
+        prompt_text = st.text_area("User message", height=80, max_chars=MAX_PROMPT_CHARS)
+        answer_text = st.text_area("Assistant answer to score", height=160, max_chars=MAX_ANSWER_CHARS)
         scored = st.form_submit_button("Score")
     if scored:
         if probe_info is None:
@@ -176,8 +179,11 @@ else:
         elif not prompt_text.strip() or not answer_text.strip():
             st.error("Give both the user message and the answer.")
         else:
-            st.session_state["pasted"] = acts.score_pasted(lm, probe_info, prompt_text, answer_text)
-            st.session_state.pop("pasted-saved", None)
+            try:
+                st.session_state["pasted"] = acts.score_pasted(lm, probe_info, prompt_text, answer_text)
+                st.session_state.pop("pasted-saved", None)
+            except UserError as exc:  # too long for the model: one message, nothing scored
+                st.error(md_escape(str(exc)))
     pasted = st.session_state.get("pasted")
     if pasted:
         conversation, trace = pasted.conversation, pasted.trace

@@ -270,3 +270,9 @@ def test_an_empty_or_blank_question_is_refused_and_nothing_runs(tiny_lm, questio
     with pytest.raises(UserError, match="the question is empty"):
         list(generate_batched(tiny_lm, [_request(question, None)], batch_size=2))
     assert engine.engine.forward_passes == passes and engine.engine.idle
+
+
+def test_prompts_read_in_chunks_give_the_answers_of_one_pass(tiny_lm, monkeypatch):
+    # Chunks of 7 tokens split most prompts (up to 162 tokens) into many passes beside decoding rows.
+    monkeypatch.setenv("PROBELENS_PREFILL_CHUNK_TOKENS", "7")
+    _check_equal_to_lone_stream(tiny_lm, 3, PROMPTS, lambda n: 10 + 2 * n)

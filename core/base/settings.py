@@ -30,6 +30,10 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_WORKER_STALE_SECONDS": "a run without a heartbeat for this long is marked failed (default: 60)",
     "PROBELENS_SESSION_IDLE_HOURS": "a sign-in unused for this long ends (default: 12)",
     "PROBELENS_KV_CACHE_MB": "KV-cache memory that sets the automatic generation batch size (default: 512)",
+    "PROBELENS_MAX_PROMPT_TOKENS": "longest prompt (question and earlier turns) a model is asked to answer or score, "
+    "in tokens; prompt plus answer must also fit the model's context (default: 4096)",
+    "PROBELENS_PREFILL_CHUNK_TOKENS": "most prompt tokens the batched engine reads in one step between other rows' "
+    "tokens, so a long prompt cannot stall other answers (default: 256)",
     "PROBELENS_DEVICE": "where models run: auto (a GPU when there is one), cpu, cuda, cuda:N (default: auto)",
     "PROBELENS_RAY_ADDRESS": "runs go to this Ray cluster (auto, ray://host:port, or local for an in-process Ray) "
     "instead of a local worker process (default: unset); an address other than local or a loopback host "
@@ -120,6 +124,26 @@ def session_idle_hours() -> float:
 
 def kv_cache_mb() -> int:
     return max(1, int(_float("PROBELENS_KV_CACHE_MB", 512)))
+
+
+def _positive_int(name: str, default: int) -> int:
+    """A whole number of at least 1, else one clear UserError naming the variable."""
+    raw = _get(name).strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"{name} must be a whole number of at least 1, got {raw[:40]!r}")
+    return int(raw)
+
+
+def max_prompt_tokens() -> int:
+    """PROBELENS_MAX_PROMPT_TOKENS: the longest prompt accepted, in tokens (default 4096)."""
+    return _positive_int("PROBELENS_MAX_PROMPT_TOKENS", 4096)
+
+
+def prefill_chunk_tokens() -> int:
+    """PROBELENS_PREFILL_CHUNK_TOKENS: prompt tokens the batched engine prefills per step (default 256)."""
+    return _positive_int("PROBELENS_PREFILL_CHUNK_TOKENS", 256)
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d{1,3}")

@@ -38,7 +38,7 @@ from core.engine.stream import (
     StreamedToken,
     distribution_stats,
     emit_token,
-    prompt_ids,
+    fit_prompt,
     sample_token,
 )
 
@@ -88,10 +88,14 @@ class GenerationRequest:
     on_token: Callable[[StreamedToken], bool | None] | None = None
     tag: Any = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _prompt: list[int] | None = field(default=None, repr=False)  # token ids, set once they fit the model
 
-    def validate(self) -> None:
-        """The question; the decoding settings were checked when they were made."""
+    def validate(self, lm: LoadedModel | None = None) -> None:
+        """The question, and with `lm` its length (PROBELENS_MAX_PROMPT_TOKENS, the model's
+        context); the decoding settings were checked when they were made."""
         check_question(self.messages)
+        if lm is not None and self._prompt is None:
+            self._prompt = fit_prompt(lm, self.messages, self.decoding.max_new_tokens)
 
     def stop(self) -> None:
         """End this answer after the current step, whatever its neighbours do (thread-safe)."""
@@ -139,6 +143,8 @@ class _Row:
         self.fed = 0
         self.next_logits: torch.Tensor | None = None
         self.finish_reason: str | None = None
+        self.cache: Any = None  # its own cache while a long prompt is prefilled in chunks
+        self.filled = 0  # prompt tokens already in `cache`
 
     def emit(self, pieces: list[tuple[str, int, int]]) -> None:
         for (token_id, logprob, entropy, hidden), (text, start, end) in zip(self.pending[: len(pieces)], pieces):
@@ -189,7 +195,9 @@ class BatchEngine:
     `SharedEngine` for live sessions); other threads only `submit` or `stop` requests.
     """
 
-    def __init__(self, lm: LoadedModel, batch_size: int, model: Any | None = None) -> None:
+    def __init__(
+        self, lm: LoadedModel, batch_size: int, model: Any | None = None, prefill_chunk: int | None = None
+    ) -> None:
         if batch_size < 1:
             raise UserError("batch size must be at least 1")
         self.lm = lm
@@ -199,6 +207,9 @@ class BatchEngine:
         self.batch_size = batch_size
         self.rows: list[_Row] = []
         self.waiting: deque[GenerationRequest] = deque()
+        self.filling: list[_Row] = []  # admitted, prompt not yet (wholly) in the cache
+        self.prefill_chunk = prefill_chunk  # None: PROBELENS_PREFILL_CHUNK_TOKENS, read each step
+        self._chunked_last = False  # the last step read a chunk (the next one, if rows decode, reads none)
         self._lock = threading.Lock()
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
@@ -210,21 +221,49 @@ class BatchEngine:
     # -- intake ------------------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> None:
-        request.validate()
+        """Queue a request once its question and length are checked (in the caller's thread)."""
+        request.validate(self.lm)
         with self._lock:
             self.waiting.append(request)
 
     @property
     def idle(self) -> bool:
         with self._lock:
-            return not self.rows and not self.waiting
+            return not self.rows and not self.waiting and not self.filling
 
-    def _admit(self) -> None:
+    def _admit(self) -> list[FinishedAnswer]:
+        """Move waiting requests into free slots, then spend this step's prefill budget.
+
+        At most `prefill_chunk` prompt tokens are prefilled per step, so a long prompt is read
+        in chunks between the running rows' tokens instead of in one pass that holds every
+        other answer up; while rows decode, chunks take every other step. Prompts that fit the
+        budget together are prefilled in one pass, as before; a longer one gets its own cache,
+        filled chunk by chunk. Returns the admitted answers stopped before their prompt was read."""
         with self._lock:
-            free = self.batch_size - len(self.rows)
+            free = self.batch_size - len(self.rows) - len(self.filling)
             new = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
-        if new:
-            self._prefill(new)
+        self.filling.extend(self._row_for(r) for r in new)
+        stopped = [row.finish("stopped") for row in self.filling if row.request.stop_requested]
+        self.filling = [row for row in self.filling if row.finish_reason is None]
+        if not self.filling:
+            return stopped
+        budget = max(1, self.prefill_chunk or settings.prefill_chunk_tokens())
+        first = self.filling[0]
+        if first.filled or len(first.prompt) > budget:
+            # While rows decode, a chunk every other step: their tokens slow by half a chunk at most.
+            self._chunked_last = not (self.rows and self._chunked_last)
+            if self._chunked_last:
+                self._prefill_chunk(first, budget)
+            return stopped
+        group, spent = [first], len(first.prompt)
+        for row in self.filling[1:]:
+            if row.filled or spent + len(row.prompt) > budget:
+                break
+            group.append(row)
+            spent += len(row.prompt)
+        self.filling = self.filling[len(group) :]
+        self._prefill(group)
+        return stopped
 
     def _row_for(self, request: GenerationRequest) -> _Row:
         lm = self.lm
@@ -233,12 +272,42 @@ class BatchEngine:
             {lm.check_layer(x) for x in request.layers}
             | ({probe_layer} if request.probe is not None or not request.layers else set())
         )
-        return _Row(lm, request, prompt_ids(lm, request.messages), probe_layer, layers)
+        if request._prompt is None:
+            request.validate(lm)
+        assert request._prompt is not None
+        return _Row(lm, request, request._prompt, probe_layer, layers)
 
-    def _prefill(self, requests: list[GenerationRequest]) -> None:
+    def _prefill_chunk(self, row: _Row, budget: int) -> None:
+        """Feed the next `budget` prompt tokens of a long prompt into its own cache; after the
+        last chunk its next-token logits are known and it joins the batch."""
         from transformers import DynamicCache
 
-        rows = [self._row_for(r) for r in requests]
+        if row.cache is None:
+            row.cache = DynamicCache()
+        start, end = row.filled, min(len(row.prompt), row.filled + budget)
+        input_ids = torch.tensor([row.prompt[start:end]], dtype=torch.long, device=self.device)
+        mask = torch.ones((1, end), dtype=torch.long, device=self.device)
+        positions = torch.arange(start, end, dtype=torch.long, device=self.device).unsqueeze(0)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=row.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        self.forward_passes += 1
+        row.filled = end
+        if end == len(row.prompt):
+            row.next_logits = out.logits[0, -1]
+            cache, row.cache = row.cache, None
+            self.filling.remove(row)
+            self._merge(cache, mask, [row])
+
+    def _prefill(self, rows: list[_Row]) -> None:
+        from transformers import DynamicCache
+
         width = max(len(r.prompt) for r in rows)
         pad = self.lm.tokenizer.pad_token_id if self.lm.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -300,12 +369,18 @@ class BatchEngine:
     # -- the step ------------------------------------------------------------------------------
 
     def step(self, cancel: CancelToken | None = None) -> list[FinishedAnswer]:
-        """Admit waiting requests, sample one token per row, feed them; returns answers that ended."""
-        self._admit()
+        """Admit waiting requests (and read at most one prefill chunk), sample one token per
+        row, feed them; returns answers that ended."""
+        if cancel is not None and cancel.cancelled:  # no waiting or half-read prompt starts
+            with self._lock:
+                new, self.waiting = list(self.waiting), deque()
+            finished = [row.finish("cancelled") for row in [*self.filling, *map(self._row_for, new)]]
+            self.filling = []
+        else:
+            finished = self._admit()
         self.last_step_rows = len(self.rows)
         if not self.rows:
-            return []
-        finished: list[FinishedAnswer] = []
+            return finished
         feed: list[tuple[int, int]] = []  # (row index, token id)
         logits = torch.stack([row.next_logits for row in self.rows])  # type: ignore[misc]
         logps, entropies = distribution_stats(logits)
@@ -393,7 +468,7 @@ def generate_batched(
     source = iter(requests)
     exhausted = False
     while True:
-        while not exhausted and len(engine.waiting) + len(engine.rows) < batch_size:
+        while not exhausted and len(engine.waiting) + len(engine.rows) + len(engine.filling) < batch_size:
             if cancel is not None and cancel.cancelled:
                 exhausted = True
                 break
@@ -450,9 +525,9 @@ class SharedEngine:
                 len(row.prompt),
                 row.trace,
             )
-            for row in engine.rows
+            for row in [*engine.rows, *engine.filling]
         ]
-        engine.rows, engine._cache, engine._mask = [], None, None
+        engine.rows, engine.filling, engine._cache, engine._mask = [], [], None, None
         return failed
 
 

@@ -20,7 +20,7 @@ from core.base.progress import CancelToken, ProgressFn, report
 from core.base.types import Generation, TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, auto_batch_size, generate_batched
 from core.engine.model import LoadedModel
-from core.engine.stream import prompt_ids
+from core.engine.stream import fit_prompt, prompt_ids
 
 PROGRESS_EVERY_SECONDS = 0.5
 
@@ -59,6 +59,16 @@ def choose_batch_size(
     longest = max((len(prompt_ids(lm, p)) for p in prompts[:256]), default=0)
     kwargs: dict[str, Any] = {"kv_cache_mb": kv_cache_mb} if kv_cache_mb else {}
     return min(len(prompts) or 1, auto_batch_size(lm, longest + max_new_tokens, **kwargs))
+
+
+def check_prompts(
+    lm: LoadedModel, prompts: Sequence[Sequence[dict[str, str]]], max_new_tokens: int, indices: Sequence[int] | None
+) -> None:
+    """Every prompt fits (`fit_prompt`) before any is answered: one message naming the first
+    that does not (prompt n counts from 1 in the whole job), and nothing generated."""
+    for position, messages in enumerate(prompts):
+        n = int(indices[position]) if indices is not None else position
+        fit_prompt(lm, messages, max_new_tokens, what=f"prompt {n + 1}")
 
 
 def bulk_requests(
@@ -109,6 +119,7 @@ def generate_answers(
     probe's adapted copy) and it scores every token."""
     total = len(prompts)
     budget = settings.max_new_tokens
+    check_prompts(lm, prompts, budget, indices)
     size = choose_batch_size(lm, prompts, budget, batch_size, kv_cache_mb)
     state = {"answers": 0, "tokens": 0, "spent": 0, "flying": 0}
     last_report = [0.0]  # time.monotonic() of the last report

@@ -17,7 +17,7 @@ from core.base.decoding import DecodingSettings
 from core.base.types import TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, shared_engine
 from core.engine.model import LoadedModel
-from core.engine.stream import StreamedToken, prompt_ids
+from core.engine.stream import StreamedToken
 from core.text.tokens import trailing_run
 
 
@@ -105,8 +105,7 @@ class LiveGeneration:
             probe_layer=self.probe.layer if self.probe is not None else None,
             on_token=self._on_token,
         )
-        request.validate()
-        prompt_ids(self.lm, self.messages)
+        request.validate(self.lm)  # the question, and that it fits (PROBELENS_MAX_PROMPT_TOKENS, the context)
         if self.probe is not None:
             self.lm.check_layer(self.probe.layer)
         self._request = request

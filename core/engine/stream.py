@@ -17,6 +17,7 @@ from core.base.decoding import DecodingSettings
 from core.base.errors import UserError
 from core.base.progress import CancelToken
 from core.base.types import TokenTrace
+from core.engine.limits import check_lengths, check_prompt_chars
 from core.engine.model import LoadedModel, host_float, input_device
 
 # ----------------------------------------------------------------------------- prompts
@@ -34,6 +35,17 @@ def prompt_ids(lm: LoadedModel, messages: Sequence[dict[str, str]]) -> list[int]
         return [int(i) for i in encoded]
     text = "\n\n".join(m["content"] for m in messages) + "\n\n"
     return [int(i) for i in tokenizer(text, add_special_tokens=True)["input_ids"]]
+
+
+def fit_prompt(
+    lm: LoadedModel, messages: Sequence[dict[str, str]], max_new_tokens: int, what: str = "the question"
+) -> list[int]:
+    """The prompt's token ids, once it is known to fit (characters first, then tokens with
+    `max_new_tokens` after it: `core.engine.limits`); else one clear UserError."""
+    check_prompt_chars(messages, what)
+    ids = prompt_ids(lm, messages)
+    check_lengths(lm, len(ids), int(max_new_tokens), what)
+    return ids
 
 
 # ----------------------------------------------------------------------------- decoding text
@@ -208,7 +220,7 @@ class TokenStream:
         wanted = list(layers) if layers is not None else [self.probe_layer]
         self.layers = sorted({lm.check_layer(x) for x in wanted} | ({self.probe_layer} if probe is not None else set()))
         self.cancel = cancel
-        self.prompt_ids = prompt_ids(lm, self.messages)
+        self.prompt_ids = fit_prompt(lm, self.messages, self.decoding.max_new_tokens)
         self.tokens: list[StreamedToken] = []
         self.trace = TokenTrace.empty(scored=probe is not None)  # the answer's per-token record
         self.finish_reason: str | None = None

@@ -19,6 +19,7 @@ from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken, ProgressFn, report
 from core.engine.batched import MAX_BATCH
 from core.engine.bulk import GeneratedAnswer, generate_answers
+from core.engine.limits import check_prompt_chars
 from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 from core.orchestration.registry import load_version_or_none
 from core.text.interchange import PromptItem, parse_prompt
@@ -107,6 +108,8 @@ class BatchParams:
         """The run's own rules (its decoding settings checked themselves when they were made)."""
         if not self.prompts:
             raise UserError("no prompts")
+        for n, messages in enumerate(self.prompts):  # tokens are checked by the worker, before any answer
+            check_prompt_chars(messages, f"prompt {n + 1}")
         self.dataset = clean_dataset_name(self.dataset)
         self.split = check_split(self.split)
         if self.batch_size is not None and not 1 <= int(self.batch_size) <= MAX_BATCH:

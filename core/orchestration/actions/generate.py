@@ -60,11 +60,16 @@ class Pasted:
 
 def score_pasted(lm, loaded: LoadedProbe, prompt: str, answer: str) -> Pasted:
     """One teacher-forced pass over the pasted (NFC-normalised) conversation, scored by `loaded`
-    (a LoRA probe reads the states with its adapters on)."""
+    (a LoRA probe reads the states with its adapters on). Too long a question or answer
+    (`core.engine.limits`) is one UserError before the model runs."""
+    from core.engine.limits import check_pasted
     from core.engine.scoring import score_conversation
+    from core.engine.stream import prompt_ids
     from core.text.tokens import nfc
 
     conversation = [{"role": "user", "content": nfc(prompt)}, {"role": "assistant", "content": nfc(answer)}]
+    # Before the model runs: a pasted answer past the context would hold the model for minutes.
+    check_pasted(lm, conversation[:1], conversation[1]["content"], prompt_ids)
     result = score_conversation(lm, conversation, [loaded.layer])
     hidden = (
         result.hidden[loaded.layer] if loaded.model is None else loaded.hidden(lm, conversation, result.trace.token_ids)
