@@ -61,7 +61,6 @@ STARTS = {
     "retrain": ("retrain", "train_runs", lambda t, a: probes.start_retrain(t.storage, a, retrain.RetrainParams())),
     "seed": ("seed", "train_runs", lambda t, a: runs.restart_seed(t.storage, a)),
     "promote": ("rescore", "train_runs", lambda t, a: probes.activate(t.storage, a, 1)),
-    "upload": (None, "probes", lambda t, a: probes.upload(t.storage, t.lm, a, b"PK\x05\x06" + b"\0" * 18)),
 }
 
 
@@ -83,6 +82,28 @@ def test_the_actor_is_checked_in_the_transaction_that_writes(tmp_path, tiny_lm, 
         assert writing, f"no transaction read {table}"
         assert any(_reads(t, "user_sessions") for t in writing), (
             "the sign-in was not re-read in the transaction that writes the row"
+        )
+    finally:
+        team.storage.dispose()
+
+
+def test_an_upload_checks_the_actor_in_the_registering_transaction(tmp_path, tiny_lm):
+    """The files are checked before any transaction (a slow adapter holds no lock); the actor is
+    checked first and again inside the transaction that registers the version."""
+    from tests.support.probe_zips import probe_zip
+
+    team = team_on(tmp_path)
+    try:
+        trace = Transactions(team.storage.engine)
+        try:
+            version = probes.upload(team.storage, tiny_lm, team.actors["boss"], probe_zip(tiny_lm))
+        finally:
+            trace.close()
+        assert version == 1
+        registering = [t for t in trace.log if any(re.match(r"\s*INSERT INTO probes\b", s) for s in t)]
+        assert registering, "no transaction registered the version"
+        assert all(_reads(t, "user_sessions") for t in registering), (
+            "the sign-in was not re-read in the transaction that registers the version"
         )
     finally:
         team.storage.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.orchestration import launcher, registry, retrain
-from core.orchestration.actions.acting import Actor, checker
+from core.orchestration.actions.acting import Actor, checker, writing
 from db import Database
 from db.probes import get_probe
 
@@ -24,7 +24,11 @@ def activate(storage: Database, actor: Actor, version: int) -> int:
 
 
 def upload(storage: Database, lm, actor: Actor, data: bytes) -> int:
-    """Register an uploaded probe zip (ours or the paper's) as a new, inactive version."""
+    """Register an uploaded probe zip (ours or the paper's) as a new, inactive version. The
+    actor is checked before the (slow) checks of the files and again inside the registering
+    transaction, so a revoked sign-in gets its refusal at once and can never register."""
+    with writing(storage, actor, PAGE):
+        pass
     return registry.upload_any(storage, lm, data, checker(actor, PAGE))
 
 
