@@ -33,6 +33,11 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_DEVICE": "where models run: auto (a GPU when there is one), cpu, cuda, cuda:N (default: auto)",
     "PROBELENS_RAY_ADDRESS": "runs go to this Ray cluster (auto, ray://host:port, or local for an in-process Ray) "
     "instead of a local worker process (default: unset)",
+    "PROBELENS_SERVE_MAX_TOKENS": "the serving API's cap on max_tokens, also its default (default: 1024)",
+    "PROBELENS_SERVE_MAX_PROMPT_TOKENS": "the serving API's longest prompt, in tokens (default: 4096)",
+    "PROBELENS_SERVE_MAX_IN_FLIGHT": "the serving API's requests in flight per key; more get 429 (default: 4)",
+    "PROBELENS_SERVE_MAX_BODY_KB": "the serving API's largest request body (default: 512)",
+    "PROBELENS_SERVE_PROBE_REFRESH_SECONDS": "how often the serving API re-reads the active probe version (default: 3)",
 }
 
 
@@ -142,6 +147,26 @@ def set_device(value: str) -> str:
 
 def ray_address() -> str | None:
     return _get("PROBELENS_RAY_ADDRESS").strip() or None
+
+
+def serve_max_tokens() -> int:
+    return max(1, min(4096, int(_float("PROBELENS_SERVE_MAX_TOKENS", 1024))))
+
+
+def serve_max_prompt_tokens() -> int:
+    return max(1, int(_float("PROBELENS_SERVE_MAX_PROMPT_TOKENS", 4096)))
+
+
+def serve_max_in_flight() -> int:
+    return max(1, int(_float("PROBELENS_SERVE_MAX_IN_FLIGHT", 4)))
+
+
+def serve_max_body_bytes() -> int:
+    return max(1, int(_float("PROBELENS_SERVE_MAX_BODY_KB", 512))) * 1024
+
+
+def serve_probe_refresh_seconds() -> float:
+    return max(0.2, _float("PROBELENS_SERVE_PROBE_REFRESH_SECONDS", 3.0))
 
 
 def present(names: tuple[str, ...]) -> dict[str, str]:

@@ -1,0 +1,186 @@
+"""`python -m core serve` as a real process, driven by the official `openai` client and raw httpx.
+
+One server for the module (the tiny model, a probe retrained on the capitals answers in a real
+SQLite file); each test uses its own prompts so captured answers do not collide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.browser import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Server:
+    def __init__(self, url: str, model: str, keys: dict[str, str], database, lm, proc) -> None:
+        self.url, self.model, self.keys, self.database, self.lm, self.proc = url, model, keys, database, lm, proc
+
+    def client(self, key: str = "plain", **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.keys.get(key, key), max_retries=0, **kwargs)
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(self.url + "/metrics").text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.split()[-1])
+        return total
+
+
+@pytest.fixture(scope="module")
+def server(tiny_lm, tiny_model_dir, tmp_path_factory):
+    from core.orchestration.registry import promote
+    from db import open_database
+    from db.api_keys import create_key
+    from db.users import add_user
+    from tests.support.capitals import run_retrain, seed
+
+    root = tmp_path_factory.mktemp("serve")
+    env = {
+        "DATABASE_URL": f"sqlite:///{root / 'serve.db'}",
+        "PROBELENS_PROBES_DIR": str(root / "probes"),
+        "PROBELENS_CACHE_DIR": str(root / "cache"),
+        "PROBELENS_DEVICE": "cpu",
+        "PROBELENS_SERVE_MAX_TOKENS": "48",
+        "PROBELENS_SERVE_MAX_PROMPT_TOKENS": "400",
+        "PROBELENS_SERVE_MAX_IN_FLIGHT": "2",
+        "PROBELENS_SERVE_MAX_BODY_KB": "16",
+        "PROBELENS_SERVE_PROBE_REFRESH_SECONDS": "0.3",
+        "OMP_NUM_THREADS": "1",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        database = open_database(env["DATABASE_URL"])
+        seed(database)
+        run_retrain(database, tiny_lm)
+        promote(database, 1, None)
+        keys = {}
+        with database.sessions() as session, session.begin():
+            ann = add_user(session, "ann", "annotator-password", "annotator")
+            keys["plain"] = create_key(session, ann, "plain", actor=None)[1]
+            keys["capture"] = create_key(
+                session, ann, "capture", actor=None, capture="all", capture_dataset="served"
+            )[1]
+            keys["flagged"] = create_key(
+                session, ann, "flagged", actor=None, capture="flagged", capture_dataset="flagged",
+                capture_threshold=1.0,
+            )[1]
+            keys["busy"] = create_key(session, ann, "busy", actor=None)[1]
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "serve", "--port", str(port), "--model", str(tiny_model_dir)],
+            cwd=REPO, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "serve exited"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline, "serve did not start"
+            time.sleep(0.2)
+        yield Server(url, tiny_lm.model_id, keys, database, tiny_lm, proc)
+        proc.terminate()
+        proc.wait(30)
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def served_rows(database, dataset: str) -> list:
+    from sqlalchemy import select
+
+    from db.models import Dataset, Generation
+
+    with database.sessions() as session:
+        return list(
+            session.scalars(
+                select(Generation).join(Dataset, Dataset.id == Generation.dataset_id).where(Dataset.name == dataset)
+            )
+        )
+
+
+def test_health_models_and_metrics(server):
+    assert httpx.get(server.url + "/health").json()["probe_version"] == 1
+    models = server.client().models.list()
+    assert [m.id for m in models.data] == [server.model]
+    assert models.data[0].model_extra["probelens"]["probe_version"] == 1
+    assert "probelens_time_to_first_token_seconds" in httpx.get(server.url + "/metrics").text
+
+
+def test_non_streaming_answer_follows_the_openai_schema_with_risks(server):
+    reply = server.client().chat.completions.create(
+        model=server.model, messages=ask("What is the capital of France?"), max_tokens=12, temperature=0,
+        logprobs=True, top_logprobs=2,
+    )
+    choice = reply.choices[0]
+    assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
+    assert choice.finish_reason in ("stop", "length") and choice.message.role == "assistant"
+    content = choice.logprobs.content
+    assert "".join(t.token for t in content) == choice.message.content
+    assert reply.usage.completion_tokens == len(content)
+    assert all(len(t.top_logprobs) == 2 for t in content)
+    risks = [t.model_extra["risk"] for t in content]
+    assert all(0.0 <= r <= 1.0 for r in risks)
+    extension = reply.model_extra["probelens"]
+    assert extension["probe_version"] == 1 and extension["risks"] == risks
+    assert extension["max_risk"] == pytest.approx(max(risks))
+
+
+def test_streamed_tokens_and_risks_equal_teacher_forced_scoring(server):
+    from core.engine.scoring import score_conversation
+    from core.orchestration.registry import load_version
+    from db.generations import trace_of
+    from db.predictions import scores_for
+
+    messages = ask("Tell me about Peru (stream).")
+    stream = server.client("capture").chat.completions.create(
+        model=server.model, messages=messages, max_tokens=20, temperature=0.9, seed=7, stream=True,
+        logprobs=True, stream_options={"include_usage": True},
+    )
+    texts, risks, finish, usage = [], [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.logprobs is not None:
+                texts += [t.token for t in choice.logprobs.content]
+                risks += [t.model_extra["risk"] for t in choice.logprobs.content]
+            finish = choice.finish_reason or finish
+    assert finish in ("stop", "length") and usage.completion_tokens == len(risks) > 0
+    # The same seed gives the same answer, streamed or not.
+    again = server.client().chat.completions.create(
+        model=server.model, messages=messages, max_tokens=20, temperature=0.9, seed=7
+    )
+    assert again.choices[0].message.content == "".join(texts)
+    # Captured (key "capture"): the stored token ids, teacher forced, score as streamed.
+    deadline = time.time() + 20
+    while not served_rows(server.database, "served") and time.time() < deadline:
+        time.sleep(0.1)
+    [row] = [r for r in served_rows(server.database, "served") if r.conversation[0]["content"] == messages[0]["content"]]
+    assert row.source == "served"
+    trace = trace_of(row)
+    probe = load_version(server.database, server.lm, 1)
+    forced = score_conversation(server.lm, row.conversation, [probe.layer], trace.token_ids)
+    expected = [float(x) for x in probe.predict(forced.hidden[probe.layer])]
+    assert expected == pytest.approx(risks, abs=1e-4)
+    with server.database.sessions() as session:
+        assert scores_for(session, 1, row.id) == pytest.approx(risks, abs=1e-4)
