@@ -184,3 +184,136 @@ def test_streamed_tokens_and_risks_equal_teacher_forced_scoring(server):
     assert expected == pytest.approx(risks, abs=1e-4)
     with server.database.sessions() as session:
         assert scores_for(session, 1, row.id) == pytest.approx(risks, abs=1e-4)
+
+
+def test_seed_reproducibility_and_stop_strings(server):
+    client = server.client()
+    messages = ask("Name a city in Japan.")
+    first = client.chat.completions.create(model=server.model, messages=messages, max_tokens=30, seed=3)
+    second = client.chat.completions.create(model=server.model, messages=messages, max_tokens=30, seed=3)
+    text = first.choices[0].message.content
+    assert second.choices[0].message.content == text and len(text) > 6
+    stop = text[3:6]
+    cut = client.chat.completions.create(model=server.model, messages=messages, max_tokens=30, seed=3, stop=[stop])
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.model_extra["probelens"]["stopped_by"] == "stop_string"
+    streamed = client.chat.completions.create(
+        model=server.model, messages=messages, max_tokens=30, seed=3, stop=stop, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == text[: text.index(stop)]
+
+
+def test_early_stop_by_risk(server):
+    reply = server.client().chat.completions.create(
+        model=server.model, messages=ask("Which region is Chile in?"), max_tokens=30, temperature=0,
+        extra_body={"probelens": {"early_stop": {"kind": "token", "threshold": 0.0001}}},
+    )
+    assert reply.choices[0].finish_reason == "content_filter"
+    assert reply.usage.completion_tokens == 1
+    early = reply.model_extra["probelens"]["early_stop"]
+    assert early["kind"] == "token" and "early-stop threshold" in early["note"]
+
+
+def test_bad_keys_get_401_in_openai_shape(server):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        server.client("pl-not-a-key").chat.completions.create(model=server.model, messages=ask("Hi?"))
+    assert caught.value.status_code == 401
+    assert caught.value.body["code"] == "invalid_api_key"
+    raw = httpx.post(server.url + "/v1/chat/completions", json={"model": server.model, "messages": ask("Hi?")})
+    assert raw.status_code == 401 and set(raw.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_over_limit_requests_are_refused_clearly(server):
+    client = server.client()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=server.model, messages=ask("Hi?"), max_tokens=49)
+    assert caught.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=server.model, messages=ask("word " * 500))
+    assert caught.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=server.model, messages=ask("Hi?"), n=2)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=ask("Hi?"))
+    big = httpx.post(
+        server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.keys['plain']}"},
+        json={"model": server.model, "messages": ask("x" * 20_000)},
+    )
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+
+
+def _open_stream(server, key: str, prompt: str, max_tokens: int = 48):
+    client = httpx.Client(timeout=30)
+    response = client.send(
+        client.build_request(
+            "POST", server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.keys[key]}"},
+            json={"model": server.model, "messages": ask(prompt), "stream": True, "max_tokens": max_tokens},
+        ),
+        stream=True,
+    )
+    return client, response
+
+
+def test_in_flight_limit_429_and_a_disconnect_frees_the_slot(server):
+    held = [_open_stream(server, "busy", f"Hold {i}") for i in range(2)]
+    for _client, response in held:
+        assert response.status_code == 200
+        next(response.iter_lines())
+    third = httpx.post(
+        server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.keys['busy']}"},
+        json={"model": server.model, "messages": ask("Third?")},
+    )
+    if third.status_code == 429:  # both streams still open
+        assert third.headers["Retry-After"] == "1"
+        assert third.json()["error"]["type"] == "rate_limit_exceeded"
+    for client, response in held:  # the clients go away mid-stream
+        response.close()
+        client.close()
+    deadline = time.time() + 10
+    while server.metric("probelens_requests_in_flight") > 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.metric("probelens_requests_in_flight") == 0
+    assert server.client("busy").chat.completions.create(model=server.model, messages=ask("After?"), max_tokens=3)
+
+
+def test_raw_sse_lines(server):
+    client, response = _open_stream(server, "plain", "Raw lines please.", max_tokens=8)
+    lines = list(response.iter_lines())
+    client.close()
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in lines if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert lines[1::2] == [""] * (len(lines) // 2)  # every event ends with a blank line
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    assert chunks[-1]["probelens"]["probe_version"] == 1
+
+
+def test_promote_during_a_stream_and_capture_off(server):
+    from core.orchestration.registry import promote
+    from tests.support.capitals import run_retrain
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROBELENS_PROBES_DIR", str(Path(server.database.engine.url.database).parent / "probes"))
+        run_retrain(server.database, server.lm, epochs=2, seed=1)
+    before = len(served_rows(server.database, "flagged"))
+    stream = server.client("flagged").chat.completions.create(
+        model=server.model, messages=ask("Promote while I stream."), max_tokens=30, stream=True
+    )
+    first = next(iter(stream))
+    assert first.model_extra["probelens"]["probe_version"] == 1
+    promote(server.database, 2, None)
+    time.sleep(1.0)  # the service re-reads the active version every 0.3 s here
+    *_rest, last = list(stream)
+    assert last.model_extra["probelens"]["probe_version"] == 1  # the stream keeps its version
+    reply = server.client().chat.completions.create(model=server.model, messages=ask("And now?"), max_tokens=3)
+    assert reply.model_extra["probelens"]["probe_version"] == 2
+    time.sleep(0.5)
+    assert len(served_rows(server.database, "flagged")) == before  # threshold 1.0: nothing flagged
+    assert not any(r.conversation[0]["content"] == "And now?" for r in served_rows(server.database, "served"))
+    promote(server.database, 1, None)
