@@ -168,6 +168,4 @@ def resolve_key(session: Session, token: str | None, now: datetime | None = None
     now = now or utcnow()
     if row.last_used_at is None or now - _aware(row.last_used_at) > TOUCH_EVERY:
         row.last_used_at = now
-    return KeyOwner(
-        row.id, row.name, user.id, user.name, row.capture, row.capture_dataset, row.capture_threshold
-    )
+    return KeyOwner(row.id, row.name, user.id, user.name, row.capture, row.capture_dataset, row.capture_threshold)

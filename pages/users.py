@@ -81,8 +81,13 @@ with tab_keys:
         if st.form_submit_button("Create"):
             try:
                 token = acts.create_api_key(
-                    storage, user, owner, key_name, capture=capture,
-                    capture_dataset=capture_dataset or None, capture_threshold=capture_threshold,
+                    storage,
+                    user,
+                    owner,
+                    key_name,
+                    capture=capture,
+                    capture_dataset=capture_dataset or None,
+                    capture_threshold=capture_threshold,
                 )
                 st.success("Copy the key now: it is not shown again.")
                 st.code(token, language=None)
@@ -90,7 +95,9 @@ with tab_keys:
                 st.error(md_escape(str(exc)))
     live = [k for k in keys if not k["revoked"]]
     revoke = st.selectbox(
-        "Key to revoke", [k["id"] for k in live], key="keys-revoke",
+        "Key to revoke",
+        [k["id"] for k in live],
+        key="keys-revoke",
         format_func=lambda i: next(f"{k['user']} / {k['name']} ({k['prefix']}…)" for k in live if k["id"] == i),
     )
     if revoke is not None and st.button("Revoke", key="keys-revoke-button"):

@@ -72,18 +72,26 @@ def server(tiny_lm, tiny_model_dir, tmp_path_factory):
         with database.sessions() as session, session.begin():
             ann = add_user(session, "ann", "annotator-password", "annotator")
             keys["plain"] = create_key(session, ann, "plain", actor=None)[1]
-            keys["capture"] = create_key(
-                session, ann, "capture", actor=None, capture="all", capture_dataset="served"
-            )[1]
+            keys["capture"] = create_key(session, ann, "capture", actor=None, capture="all", capture_dataset="served")[
+                1
+            ]
             keys["flagged"] = create_key(
-                session, ann, "flagged", actor=None, capture="flagged", capture_dataset="flagged",
+                session,
+                ann,
+                "flagged",
+                actor=None,
+                capture="flagged",
+                capture_dataset="flagged",
                 capture_threshold=1.0,
             )[1]
             keys["busy"] = create_key(session, ann, "busy", actor=None)[1]
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "core", "serve", "--port", str(port), "--model", str(tiny_model_dir)],
-            cwd=REPO, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stderr=subprocess.PIPE,
+            text=True,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -128,8 +136,12 @@ def test_health_models_and_metrics(server):
 
 def test_non_streaming_answer_follows_the_openai_schema_with_risks(server):
     reply = server.client().chat.completions.create(
-        model=server.model, messages=ask("What is the capital of France?"), max_tokens=12, temperature=0,
-        logprobs=True, top_logprobs=2,
+        model=server.model,
+        messages=ask("What is the capital of France?"),
+        max_tokens=12,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
     )
     choice = reply.choices[0]
     assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
@@ -153,8 +165,14 @@ def test_streamed_tokens_and_risks_equal_teacher_forced_scoring(server):
 
     messages = ask("Tell me about Peru (stream).")
     stream = server.client("capture").chat.completions.create(
-        model=server.model, messages=messages, max_tokens=20, temperature=0.9, seed=7, stream=True,
-        logprobs=True, stream_options={"include_usage": True},
+        model=server.model,
+        messages=messages,
+        max_tokens=20,
+        temperature=0.9,
+        seed=7,
+        stream=True,
+        logprobs=True,
+        stream_options={"include_usage": True},
     )
     texts, risks, finish, usage = [], [], None, None
     for chunk in stream:
@@ -175,7 +193,9 @@ def test_streamed_tokens_and_risks_equal_teacher_forced_scoring(server):
     deadline = time.time() + 20
     while not served_rows(server.database, "served") and time.time() < deadline:
         time.sleep(0.1)
-    [row] = [r for r in served_rows(server.database, "served") if r.conversation[0]["content"] == messages[0]["content"]]
+    [row] = [
+        r for r in served_rows(server.database, "served") if r.conversation[0]["content"] == messages[0]["content"]
+    ]
     assert row.source == "served"
     trace = trace_of(row)
     probe = load_version(server.database, server.lm, 1)
@@ -206,7 +226,10 @@ def test_seed_reproducibility_and_stop_strings(server):
 
 def test_early_stop_by_risk(server):
     reply = server.client().chat.completions.create(
-        model=server.model, messages=ask("Which region is Chile in?"), max_tokens=30, temperature=0,
+        model=server.model,
+        messages=ask("Which region is Chile in?"),
+        max_tokens=30,
+        temperature=0,
         extra_body={"probelens": {"early_stop": {"kind": "token", "threshold": 0.0001}}},
     )
     assert reply.choices[0].finish_reason == "content_filter"
@@ -237,7 +260,8 @@ def test_over_limit_requests_are_refused_clearly(server):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=ask("Hi?"))
     big = httpx.post(
-        server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.keys['plain']}"},
+        server.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {server.keys['plain']}"},
         json={"model": server.model, "messages": ask("x" * 20_000)},
     )
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
@@ -247,7 +271,9 @@ def _open_stream(server, key: str, prompt: str, max_tokens: int = 48):
     client = httpx.Client(timeout=30)
     response = client.send(
         client.build_request(
-            "POST", server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.keys[key]}"},
+            "POST",
+            server.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {server.keys[key]}"},
             json={"model": server.model, "messages": ask(prompt), "stream": True, "max_tokens": max_tokens},
         ),
         stream=True,
@@ -261,7 +287,8 @@ def test_in_flight_limit_429_and_a_disconnect_frees_the_slot(server):
         assert response.status_code == 200
         next(response.iter_lines())
     third = httpx.post(
-        server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {server.keys['busy']}"},
+        server.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {server.keys['busy']}"},
         json={"model": server.model, "messages": ask("Third?")},
     )
     if third.status_code == 429:  # both streams still open

@@ -156,8 +156,13 @@ def create_app(service: Service) -> FastAPI:
     async def models(request: Request) -> dict[str, Any]:
         await run_in_threadpool(authenticate, service.database, request.headers.get("authorization"))
         _probe, version = service.probes.current()
-        entry = {"id": service.model_id, "object": "model", "created": 0, "owned_by": "probelens",
-                 "probelens": {"probe_version": version}}
+        entry = {
+            "id": service.model_id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "probelens",
+            "probelens": {"probe_version": version},
+        }
         return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")
@@ -243,17 +248,29 @@ async def _stream(
     clock = _Clock(service.metrics)
     ended = False
     try:
-        yield _sse(schema.chunk(id, created, chat.model, {"role": "assistant", "content": ""},
-                                extra={"probe_version": version}))
+        yield _sse(
+            schema.chunk(
+                id, created, chat.model, {"role": "assistant", "content": ""}, extra={"probe_version": version}
+            )
+        )
         async for tokens in answer.tokens():
             clock.tick(tokens)
             text = "".join(t.text for t in tokens)
             yield _sse(
-                schema.chunk(id, created, chat.model, {"content": text}, logprobs=answer.logprobs(tokens),
-                             extra={"risks": [t.risk for t in tokens]})
+                schema.chunk(
+                    id,
+                    created,
+                    chat.model,
+                    {"content": text},
+                    logprobs=answer.logprobs(tokens),
+                    extra={"risks": [t.risk for t in tokens]},
+                )
             )
-        yield _sse(schema.chunk(id, created, chat.model, {}, finish_reason=answer.finish_reason,
-                                extra=answer.extension(version)))
+        yield _sse(
+            schema.chunk(
+                id, created, chat.model, {}, finish_reason=answer.finish_reason, extra=answer.extension(version)
+            )
+        )
         if chat.include_usage:
             yield _sse(schema.usage_chunk(id, created, chat.model, prompt_tokens, len(answer.served)))
         yield "data: [DONE]\n\n"

@@ -224,8 +224,14 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def chunk(
-    id: str, created: int, model: str, delta: dict[str, Any], *, finish_reason: str | None = None,
-    logprobs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+    id: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    *,
+    finish_reason: str | None = None,
+    logprobs: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk`; `extra` adds the top-level `probelens` extension."""
     out: dict[str, Any] = {
@@ -255,8 +261,16 @@ def usage_chunk(id: str, created: int, model: str, prompt_tokens: int, completio
 
 
 def completion(
-    id: str, created: int, model: str, text: str, finish_reason: str, *, logprobs: dict[str, Any] | None,
-    prompt_tokens: int, completion_tokens: int, extension: dict[str, Any],
+    id: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str,
+    *,
+    logprobs: dict[str, Any] | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    extension: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "id": id,

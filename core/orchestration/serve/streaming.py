@@ -64,8 +64,12 @@ class ServedAnswer:
 
     def start(self) -> ServedAnswer:
         engine = shared_engine(self.lm, model=self.probe.model if self.probe is not None else None)
-        engine.submit(self.request, lambda answer: self.loop.call_soon_threadsafe(self.queue.put_nowait, answer))
+        engine.submit(self.request, self._ended)
         return self
+
+    def _ended(self, answer: FinishedAnswer) -> None:
+        """On the engine thread: hand the finished answer to the loop."""
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, answer)
 
     def cancel(self, reason: str = "disconnected") -> None:
         """Stop generating now (thread-safe); the engine frees the row at its next step."""
