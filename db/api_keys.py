@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.base.errors import UserError
 from db.engine import rows_matched
 from db.events import log_event
+from db.generations import clean_dataset_name
 from db.models import ApiKey, CaptureMode, Role, User, utcnow
 
 KEY_PREFIX = "pl-"
@@ -56,8 +57,10 @@ def _require_admin(actor: User | None) -> None:
 def _check_capture(capture: str, dataset: str | None, threshold: float | None) -> None:
     if capture not in {m.value for m in CaptureMode}:
         raise UserError("capture must be off, all or flagged")
-    if capture != CaptureMode.OFF.value and not (dataset or "").strip():
-        raise UserError("capturing answers needs a dataset name")
+    if capture != CaptureMode.OFF.value:
+        if not (dataset or "").strip():
+            raise UserError("capturing answers needs a dataset name")
+        clean_dataset_name(dataset)  # refused now, not at the first captured answer
     if capture == CaptureMode.FLAGGED.value and (threshold is None or not 0.0 <= threshold <= 1.0):
         raise UserError("capturing flagged answers needs a threshold between 0 and 1")
 

@@ -7,6 +7,8 @@ import sys
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from core.base import settings
@@ -15,6 +17,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from core.orchestration.serve.probe import ProbeHolder
     from db import open_database
 
+    # The service's own lines (probe swaps, capture errors) on stderr; never a prompt or an answer.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     database = open_database()
     lm = get_model(args.model)
     probes = ProbeHolder(database, lm, args.probe, settings.serve_probe_refresh_seconds())

@@ -76,9 +76,6 @@ class ServedAnswer:
         self.stop_reason = self.stop_reason or reason
         self.request.stop()
 
-    def queued(self) -> int:
-        return len(shared_engine(self.lm).engine.waiting)
-
     # -- the engine thread -------------------------------------------------------------------
 
     def _on_token(self, token: StreamedToken) -> bool:
