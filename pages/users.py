@@ -93,15 +93,10 @@ with tab_keys:
                 st.code(token, language=None)
             except UserError as exc:
                 st.error(md_escape(str(exc)))
-    live = [k for k in keys if not k["revoked"]]
-    revoke = st.selectbox(
-        "Key to revoke",
-        [k["id"] for k in live],
-        key="keys-revoke",
-        format_func=lambda i: next(f"{k['user']} / {k['name']} ({k['prefix']}…)" for k in live if k["id"] == i),
-    )
-    if revoke is not None and st.button("Revoke", key="keys-revoke-button"):
-        run_change(acts.revoke_api_key, revoke, success="The key is revoked.")
+    for key in [k for k in keys if not k["revoked"]]:  # one button per live key
+        label = md_escape(f"Revoke {key['user']} / {key['name']} ({key['prefix']}…)")  # labels render markdown
+        if st.button(label, key=f"keys-revoke-{key['id']}"):
+            run_change(acts.revoke_api_key, key["id"], success="The key is revoked.")
 
 with tab_events:
     people = acts.people(storage)

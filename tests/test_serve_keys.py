@@ -66,3 +66,29 @@ def test_cli_api_key_create_list_revoke(tmp_path, monkeypatch, capsys):
     assert main(["users", "api-key", "revoke", "ann"]) == 0
     with open_database(url).sessions() as session:
         assert resolve_key(session, key) is None
+
+
+def test_the_users_page_creates_a_key_shown_once_and_revokes_it(app_database):
+    from tests.support.apptest import add_users, sign_in
+
+    add_users(app_database, ("boss", "boss-password", "admin"), ("ann", "ann-password", "annotator"))
+    at = sign_in("boss", "boss-password", "pages/users.py")
+    assert not at.exception
+    [name] = [t for t in at.text_input if t.label == "Key name"]
+    name.input("laptop")
+    [owner] = [s for s in at.selectbox if s.label == "For user"]
+    owner.select("ann")
+    [create] = [b for b in at.button if b.label == "Create"]
+    create.click()
+    at.run()
+    assert not at.exception
+    [shown] = [c.value for c in at.code]
+    with app_database.sessions() as session:
+        assert resolve_key(session, shown) is not None
+    at.run()
+    assert shown not in [c.value for c in at.code]  # shown once
+    [revoke] = [b for b in at.button if b.label.startswith("Revoke") and "laptop" in b.label]
+    revoke.click()
+    at.run()
+    with app_database.sessions() as session:
+        assert resolve_key(session, shown) is None
