@@ -71,6 +71,13 @@ class AssignmentStatus(StrEnum):
 class GenerationSource(StrEnum):
     GENERATED = "generated"
     IMPORTED = "imported"
+    SERVED = "served"  # answered by `python -m core serve` and captured (see ApiKey.capture)
+
+
+class CaptureMode(StrEnum):
+    OFF = "off"
+    ALL = "all"
+    FLAGGED = "flagged"  # only answers whose maximum risk reaches the key's threshold
 
 
 ROLES = tuple(r.value for r in Role)
@@ -110,6 +117,33 @@ class User(Base):
     @validates("role")
     def _check_role(self, _key: str, value: str) -> str:
         return _one_of(Role, "users.role", value)
+
+
+class ApiKey(Base):
+    """A key for the serving API (`python -m core serve`): the client keeps the secret, this
+    row only its sha256, so a leaked database gives no working key.
+
+    Revoked by an admin, and with all of the person's sign-ins when their role changes or they
+    are deactivated. `capture` says which served answers go into `capture_dataset`."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell keys apart
+    name: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(100))
+    capture: Mapped[str] = mapped_column(String(10), default=CaptureMode.OFF.value)  # CaptureMode
+    capture_dataset: Mapped[str | None] = mapped_column(String(200))
+    capture_threshold: Mapped[float | None] = mapped_column(Float)
+
+    @validates("capture")
+    def _check_capture(self, _key: str, value: str) -> str:
+        return _one_of(CaptureMode, "api_keys.capture", value)
 
 
 class UserSession(Base):

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.base import settings
 from core.base.errors import UserError
+from db.api_keys import revoke_user_keys
 from db.events import log_event
 from db.models import ROLES, User, utcnow
 from db.sessions import revoke_all
@@ -202,6 +203,7 @@ def set_role(session: Session, name: str, role: str, actor: User | None) -> User
     before = _public(user)
     user.role = role
     revoke_all(session, user.id, "role changed")
+    revoke_user_keys(session, user.id, "role changed")
     _record(session, "user.set_role", user, before, actor)
     return user
 
@@ -216,6 +218,7 @@ def deactivate(session: Session, name: str, actor: User | None) -> User:
     before = _public(user)
     user.active = False
     revoke_all(session, user.id, "deactivated")
+    revoke_user_keys(session, user.id, "deactivated")
     _record(session, "user.deactivate", user, before, actor)
     return user
 

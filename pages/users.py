@@ -20,7 +20,7 @@ from core.orchestration.actions import shared
 from core.orchestration.actions import users as acts
 
 storage = database()
-tab_accounts, tab_events, tab_team = st.tabs(["Accounts", "Event log", "Team progress"])
+tab_accounts, tab_keys, tab_events, tab_team = st.tabs(["Accounts", "API keys", "Event log", "Team progress"])
 
 
 def run_change(action, *args, success: str) -> None:
@@ -65,6 +65,38 @@ with tab_accounts:
     new_password = c3.text_input("New password", type="password", key="users-new-password")
     if c3.button("Reset password", key="users-reset"):
         run_change(acts.reset_password, target, new_password, success=f"Password of {target} reset.")
+
+with tab_keys:
+    st.caption("Keys of the serving API (`python -m core serve`). A key is shown once, when it is made.")
+    keys = acts.api_keys_table(storage, user)
+    st.dataframe(spreadsheet_safe(pd.DataFrame(keys)), hide_index=True, width="stretch")
+    with st.form("add-api-key", clear_on_submit=True):
+        st.subheader("Create a key")
+        c1, c2, c3, c4, c5 = st.columns(5)
+        owner = c1.selectbox("For user", names)
+        key_name = c2.text_input("Key name")
+        capture = c3.selectbox("Capture answers", ["off", "all", "flagged"])
+        capture_dataset = c4.text_input("Into dataset")
+        capture_threshold = c5.number_input("Flagged at risk", 0.0, 1.0, 0.5, 0.05)
+        if st.form_submit_button("Create"):
+            try:
+                token = acts.create_api_key(
+                    storage,
+                    user,
+                    owner,
+                    key_name,
+                    capture=capture,
+                    capture_dataset=capture_dataset or None,
+                    capture_threshold=capture_threshold,
+                )
+                st.success("Copy the key now: it is not shown again.")
+                st.code(token, language=None)
+            except UserError as exc:
+                st.error(md_escape(str(exc)))
+    for key in [k for k in keys if not k["revoked"]]:  # one button per live key
+        label = md_escape(f"Revoke {key['user']} / {key['name']} ({key['prefix']}…)")  # labels render markdown
+        if st.button(label, key=f"keys-revoke-{key['id']}"):
+            run_change(acts.revoke_api_key, key["id"], success="The key is revoked.")
 
 with tab_events:
     people = acts.people(storage)

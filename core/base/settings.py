@@ -42,6 +42,11 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_RAY_ADDRESS other than local or a loopback host (default: unset)",
     "RAY_AUTH_TOKEN": "Ray's own setting: the cluster's token (else RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)",
     "RAY_AUTH_TOKEN_PATH": "Ray's own setting: a file holding the cluster's token",
+    "PROBELENS_SERVE_MAX_TOKENS": "the serving API's cap on max_tokens, also its default (default: 1024)",
+    "PROBELENS_SERVE_MAX_PROMPT_TOKENS": "the serving API's longest prompt, in tokens (default: 4096)",
+    "PROBELENS_SERVE_MAX_IN_FLIGHT": "the serving API's requests in flight per key; more get 429 (default: 4)",
+    "PROBELENS_SERVE_MAX_BODY_KB": "the serving API's largest request body (default: 512)",
+    "PROBELENS_SERVE_PROBE_REFRESH_SECONDS": "how often the serving API re-reads the active probe version (default: 3)",
 }
 
 
@@ -215,6 +220,26 @@ def ray_address() -> str | None:
             "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) on the app and every node"
         )
     return address
+
+
+def serve_max_tokens() -> int:
+    return max(1, min(4096, int(_float("PROBELENS_SERVE_MAX_TOKENS", 1024))))
+
+
+def serve_max_prompt_tokens() -> int:
+    return max(1, int(_float("PROBELENS_SERVE_MAX_PROMPT_TOKENS", 4096)))
+
+
+def serve_max_in_flight() -> int:
+    return max(1, int(_float("PROBELENS_SERVE_MAX_IN_FLIGHT", 4)))
+
+
+def serve_max_body_bytes() -> int:
+    return max(1, int(_float("PROBELENS_SERVE_MAX_BODY_KB", 512))) * 1024
+
+
+def serve_probe_refresh_seconds() -> float:
+    return max(0.2, _float("PROBELENS_SERVE_PROBE_REFRESH_SECONDS", 3.0))
 
 
 def present(names: tuple[str, ...]) -> dict[str, str]:

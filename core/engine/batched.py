@@ -87,6 +87,11 @@ class GenerationRequest:
     layers: Sequence[int] = ()
     on_token: Callable[[StreamedToken], bool | None] | None = None
     tag: Any = None
+    # How many most likely alternatives to record per sampled token (the serving API's
+    # `top_logprobs`); the engine appends (token id, log-prob) lists to `alternatives`, one per
+    # sampled token in order, before that token is emitted, so `alternatives[token.index]` is there.
+    top_logprobs: int = 0
+    alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _prompt: list[int] | None = field(default=None, repr=False)  # token ids, set once they fit the model
 
@@ -412,12 +417,24 @@ class BatchEngine:
             tokens = torch.tensor([t for _, t in feed], device=logps.device)
             for (i, token_id), logprob in zip(feed, logps[rows, tokens].tolist()):
                 self.rows[i].pending[-1] = (token_id, logprob, *self.rows[i].pending[-1][2:])
+            self._record_alternatives(feed, logps)
             self._forward(feed)
         for row in self.rows:
             if row.finish_reason is None and row.fed >= row.request.decoding.max_new_tokens:
                 finished.append(row.finish("length"))
         self._drop([i for i, row in enumerate(self.rows) if row.finish_reason is None])
         return finished
+
+    def _record_alternatives(self, feed: list[tuple[int, int]], logps: torch.Tensor) -> None:
+        """The top `top_logprobs` tokens of each row that asks, in one top-k over those rows."""
+        want = [(i, self.rows[i].request.top_logprobs) for i, _ in feed if self.rows[i].request.top_logprobs > 0]
+        if not want:
+            return
+        k = min(max(n for _, n in want), logps.shape[-1])
+        index = torch.tensor([i for i, _ in want], device=logps.device)
+        values, ids = logps[index].topk(k, dim=-1)
+        for (i, n), row_values, row_ids in zip(want, values.tolist(), ids.tolist()):
+            self.rows[i].request.alternatives.append(list(zip(row_ids[:n], row_values[:n])))
 
     def _forward(self, feed: list[tuple[int, int]]) -> None:
         """Feed one token to each row in `feed` (the others were finished this step)."""

@@ -120,7 +120,40 @@ def cmd_users(args: argparse.Namespace) -> int:
             users.reactivate(session, args.name, actor=actor)
         elif args.users_command == "reset-password":
             users.reset_password(session, args.name, _password(args), actor=actor)
+        elif args.users_command == "api-key":
+            _api_key(session, args, actor)
     return 0
+
+
+def _api_key(session, args: argparse.Namespace, actor) -> None:
+    """create prints the key once (stdout); list prints id, user, name, prefix, last use, capture."""
+    from db import api_keys, users
+
+    if args.key_command == "create":
+        _row, token = api_keys.create_key(
+            session,
+            users.get_user(session, args.name),
+            args.key_name,
+            actor=actor,
+            capture=args.capture,
+            capture_dataset=args.capture_dataset,
+            capture_threshold=args.capture_threshold,
+        )
+        print(token)
+        print("the key is shown once: keep it now", file=sys.stderr)
+    elif args.key_command == "list":
+        owner = users.get_user(session, args.name) if args.name else None
+        for key in api_keys.list_keys(session, owner):
+            state = "revoked" if key["revoked"] else "active"
+            print(
+                f"{key['id']}\t{_one_field(key['user'])}\t{_one_field(key['name'])}\t{key['prefix']}\t{state}\t"
+                f"{key['last_used_at'] or 'never used'}\tcapture={key['capture']}"
+            )
+    elif args.key_command == "revoke":  # one key by --id, else every key of NAME
+        owner = users.get_user(session, args.name)
+        ids = [args.id] if args.id is not None else [k["id"] for k in api_keys.list_keys(session, owner)]
+        for key_id in ids:
+            api_keys.revoke_key(session, key_id, actor=actor)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -176,6 +209,18 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     q = users_sub.add_parser("reset-password")
     q.add_argument("name")
     q.add_argument("--password", default=None)
+    q = users_sub.add_parser("api-key", help="keys of the serving API (python -m core serve)")
+    keys_sub = q.add_subparsers(dest="key_command", required=True)
+    k = keys_sub.add_parser("create", help="make a key for user NAME; prints it once")
+    k.add_argument("name")
+    k.add_argument("--key-name", default="default", help="to tell a person's keys apart")
+    k.add_argument("--capture", choices=["off", "all", "flagged"], default="off")
+    k.add_argument("--capture-dataset", default=None, help="dataset that captured answers go into")
+    k.add_argument("--capture-threshold", type=float, default=None, help="for --capture flagged: max risk")
+    keys_sub.add_parser("list").add_argument("name", nargs="?", default=None)
+    k = keys_sub.add_parser("revoke", help="revoke every key of NAME, or one with --id")
+    k.add_argument("name")
+    k.add_argument("--id", type=int, default=None)
     register("users", cmd_users)
 
     p = sub.add_parser("db", help="schema migrations, backup and restore")

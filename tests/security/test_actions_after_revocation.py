@@ -82,6 +82,8 @@ WRITES = {
     "users.role": ("users", "boss", lambda t, a: users.set_role(t.storage, a, "ann", "admin")),
     "users.deactivate": ("users", "boss", lambda t, a: users.deactivate(t.storage, a, "root")),
     "users.reset": ("users", "boss", lambda t, a: users.reset_password(t.storage, a, "root", "taken-over")),
+    "users.api_key": ("users", "boss", lambda t, a: users.create_api_key(t.storage, a, "ann", "laptop")),
+    "users.revoke_key": ("users", "boss", lambda t, a: users.revoke_api_key(t.storage, a, 1)),
 }
 
 
@@ -169,7 +171,14 @@ def test_the_same_writes_go_through_for_an_unchanged_account(fresh, tmp_path):
     """The refusals above are the check's, not the actions': unchanged, they act and log who."""
     team = fresh(tmp_path)
     try:
-        for write in ("annotate.comment", "annotate.skip", "review.assign", "probes.cancel", "users.add"):
+        for write in (
+            "annotate.comment",
+            "annotate.skip",
+            "review.assign",
+            "probes.cancel",
+            "users.add",
+            "users.api_key",
+        ):
             _page, who, act = WRITES[write]
             team.run = _run(team.storage, RUN_OF[write]) if write in RUN_OF else None
             before = _counts(team.storage)

@@ -8,7 +8,7 @@ from typing import Any
 from core.orchestration.actions.acting import Actor, reading, writing
 from core.orchestration.team import TEAM_COLUMNS as TEAM_COLUMNS
 from core.orchestration.team import team_progress
-from db import Database
+from db import Database, api_keys
 from db import users as accounts
 from db.events import list_events
 
@@ -55,6 +55,41 @@ def reactivate(storage: Database, actor: Actor, name: str) -> None:
 def reset_password(storage: Database, actor: Actor, name: str, new_password: str) -> None:
     with writing(storage, actor, PAGE) as (session, me):
         accounts.reset_password(session, name, new_password, actor=me)
+
+
+def api_keys_table(storage: Database, actor: Actor) -> list[dict[str, Any]]:
+    """Every API key of the serving API (never the key itself): owner, name, last use, capture."""
+    with reading(storage, actor, PAGE) as (session, _me):
+        return api_keys.list_keys(session)
+
+
+def create_api_key(
+    storage: Database,
+    actor: Actor,
+    name: str,
+    key_name: str,
+    *,
+    capture: str = "off",
+    capture_dataset: str | None = None,
+    capture_threshold: float | None = None,
+) -> str:
+    """A new API key for user `name`; returns the key, which is shown once and never stored."""
+    with writing(storage, actor, PAGE) as (session, me):
+        _row, token = api_keys.create_key(
+            session,
+            accounts.get_user(session, name),
+            key_name,
+            actor=me,
+            capture=capture,
+            capture_dataset=capture_dataset,
+            capture_threshold=capture_threshold,
+        )
+        return token
+
+
+def revoke_api_key(storage: Database, actor: Actor, key_id: int) -> None:
+    with writing(storage, actor, PAGE) as (session, me):
+        api_keys.revoke_key(session, key_id, actor=me)
 
 
 def event_log(

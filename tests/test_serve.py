@@ -1,0 +1,355 @@
+"""`python -m core serve` as a real process, driven by the official `openai` client and raw httpx.
+
+One server for the module (the tiny model, a probe retrained on the capitals answers in a real
+SQLite file); each test uses its own prompts so captured answers do not collide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.browser import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Server:
+    def __init__(self, url: str, model: str, keys: dict[str, str], database, lm, proc) -> None:
+        self.url, self.model, self.keys, self.database, self.lm, self.proc = url, model, keys, database, lm, proc
+
+    def client(self, key: str = "plain", **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.keys.get(key, key), max_retries=0, **kwargs)
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(self.url + "/metrics").text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.split()[-1])
+        return total
+
+
+@pytest.fixture(scope="module")
+def server(tiny_lm, tiny_model_dir, tmp_path_factory):
+    from core.orchestration.registry import promote
+    from db import open_database
+    from db.api_keys import create_key
+    from db.users import add_user
+    from tests.support.capitals import run_retrain, seed
+
+    root = tmp_path_factory.mktemp("serve")
+    env = {
+        "DATABASE_URL": f"sqlite:///{root / 'serve.db'}",
+        "PROBELENS_PROBES_DIR": str(root / "probes"),
+        "PROBELENS_CACHE_DIR": str(root / "cache"),
+        "PROBELENS_DEVICE": "cpu",
+        "PROBELENS_SERVE_MAX_TOKENS": "48",
+        "PROBELENS_SERVE_MAX_PROMPT_TOKENS": "400",
+        "PROBELENS_SERVE_MAX_IN_FLIGHT": "2",
+        "PROBELENS_SERVE_MAX_BODY_KB": "16",
+        "PROBELENS_SERVE_PROBE_REFRESH_SECONDS": "0.3",
+        "OMP_NUM_THREADS": "1",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        database = open_database(env["DATABASE_URL"])
+        seed(database)
+        run_retrain(database, tiny_lm)
+        promote(database, 1, None)
+        keys = {}
+        with database.sessions() as session, session.begin():
+            ann = add_user(session, "ann", "annotator-password", "annotator")
+            keys["plain"] = create_key(session, ann, "plain", actor=None)[1]
+            keys["capture"] = create_key(session, ann, "capture", actor=None, capture="all", capture_dataset="served")[
+                1
+            ]
+            keys["flagged"] = create_key(
+                session,
+                ann,
+                "flagged",
+                actor=None,
+                capture="flagged",
+                capture_dataset="flagged",
+                capture_threshold=1.0,
+            )[1]
+            keys["busy"] = create_key(session, ann, "busy", actor=None)[1]
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "serve", "--port", str(port), "--model", str(tiny_model_dir)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "serve exited"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline, "serve did not start"
+            time.sleep(0.2)
+        yield Server(url, tiny_lm.model_id, keys, database, tiny_lm, proc)
+        proc.terminate()
+        proc.wait(30)
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def served_rows(database, dataset: str) -> list:
+    from sqlalchemy import select
+
+    from db.models import Dataset, Generation
+
+    with database.sessions() as session:
+        return list(
+            session.scalars(
+                select(Generation).join(Dataset, Dataset.id == Generation.dataset_id).where(Dataset.name == dataset)
+            )
+        )
+
+
+def test_health_models_and_metrics(server):
+    assert httpx.get(server.url + "/health").json()["probe_version"] == 1
+    models = server.client().models.list()
+    assert [m.id for m in models.data] == [server.model]
+    assert models.data[0].model_extra["probelens"]["probe_version"] == 1
+    assert "probelens_time_to_first_token_seconds" in httpx.get(server.url + "/metrics").text
+
+
+def test_non_streaming_answer_follows_the_openai_schema_with_risks(server):
+    reply = server.client().chat.completions.create(
+        model=server.model,
+        messages=ask("What is the capital of France?"),
+        max_tokens=12,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    choice = reply.choices[0]
+    assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
+    assert choice.finish_reason in ("stop", "length") and choice.message.role == "assistant"
+    content = choice.logprobs.content
+    assert "".join(t.token for t in content) == choice.message.content
+    assert reply.usage.completion_tokens == len(content)
+    assert all(len(t.top_logprobs) == 2 for t in content)
+    risks = [t.model_extra["risk"] for t in content]
+    assert all(0.0 <= r <= 1.0 for r in risks)
+    extension = reply.model_extra["probelens"]
+    assert extension["probe_version"] == 1 and extension["risks"] == risks
+    assert extension["max_risk"] == pytest.approx(max(risks))
+
+
+def test_streamed_tokens_and_risks_equal_teacher_forced_scoring(server):
+    from core.engine.scoring import score_conversation
+    from core.orchestration.registry import load_version
+    from db.generations import trace_of
+    from db.predictions import scores_for
+
+    messages = ask("Tell me about Peru (stream).")
+    stream = server.client("capture").chat.completions.create(
+        model=server.model,
+        messages=messages,
+        max_tokens=20,
+        temperature=0.9,
+        seed=7,
+        stream=True,
+        logprobs=True,
+        stream_options={"include_usage": True},
+    )
+    texts, risks, finish, usage = [], [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.logprobs is not None:
+                texts += [t.token for t in choice.logprobs.content]
+                risks += [t.model_extra["risk"] for t in choice.logprobs.content]
+            finish = choice.finish_reason or finish
+    assert finish in ("stop", "length") and usage.completion_tokens == len(risks) > 0
+    # The same seed gives the same answer, streamed or not.
+    again = server.client().chat.completions.create(
+        model=server.model, messages=messages, max_tokens=20, temperature=0.9, seed=7
+    )
+    assert again.choices[0].message.content == "".join(texts)
+    # Captured (key "capture"): the stored token ids, teacher forced, score as streamed.
+    deadline = time.time() + 20
+    while not served_rows(server.database, "served") and time.time() < deadline:
+        time.sleep(0.1)
+    [row] = [
+        r for r in served_rows(server.database, "served") if r.conversation[0]["content"] == messages[0]["content"]
+    ]
+    assert row.source == "served"
+    trace = trace_of(row)
+    probe = load_version(server.database, server.lm, 1)
+    forced = score_conversation(server.lm, row.conversation, [probe.layer], trace.token_ids)
+    expected = [float(x) for x in probe.predict(forced.hidden[probe.layer])]
+    assert expected == pytest.approx(risks, abs=1e-4)
+    with server.database.sessions() as session:
+        assert scores_for(session, 1, row.id) == pytest.approx(risks, abs=1e-4)
+
+
+def test_seed_reproducibility_and_stop_strings(server):
+    client = server.client()
+    messages = ask("Name a city in Japan.")
+    first = client.chat.completions.create(model=server.model, messages=messages, max_tokens=30, seed=3)
+    second = client.chat.completions.create(model=server.model, messages=messages, max_tokens=30, seed=3)
+    text = first.choices[0].message.content
+    assert second.choices[0].message.content == text and len(text) > 6
+    stop = text[3:6]
+    cut = client.chat.completions.create(model=server.model, messages=messages, max_tokens=30, seed=3, stop=[stop])
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.model_extra["probelens"]["stopped_by"] == "stop_string"
+    streamed = client.chat.completions.create(
+        model=server.model, messages=messages, max_tokens=30, seed=3, stop=stop, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == text[: text.index(stop)]
+
+
+def test_early_stop_by_risk(server):
+    reply = server.client().chat.completions.create(
+        model=server.model,
+        messages=ask("Which region is Chile in?"),
+        max_tokens=30,
+        temperature=0,
+        extra_body={"probelens": {"early_stop": {"kind": "token", "threshold": 0.0001}}},
+    )
+    assert reply.choices[0].finish_reason == "content_filter"
+    assert reply.usage.completion_tokens == 1
+    early = reply.model_extra["probelens"]["early_stop"]
+    assert early["kind"] == "token" and "early-stop threshold" in early["note"]
+
+
+def test_bad_keys_get_401_in_openai_shape(server):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        server.client("pl-not-a-key").chat.completions.create(model=server.model, messages=ask("Hi?"))
+    assert caught.value.status_code == 401
+    assert caught.value.body["code"] == "invalid_api_key"
+    raw = httpx.post(server.url + "/v1/chat/completions", json={"model": server.model, "messages": ask("Hi?")})
+    assert raw.status_code == 401 and set(raw.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_over_limit_requests_are_refused_clearly(server):
+    client = server.client()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=server.model, messages=ask("Hi?"), max_tokens=49)
+    assert caught.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=server.model, messages=ask("word " * 500))
+    assert caught.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=server.model, messages=ask("Hi?"), n=2)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=ask("Hi?"))
+    big = httpx.post(
+        server.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {server.keys['plain']}"},
+        json={"model": server.model, "messages": ask("x" * 20_000)},
+    )
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+
+
+def _open_stream(server, key: str, prompt: str, max_tokens: int = 48):
+    client = httpx.Client(timeout=30)
+    response = client.send(
+        client.build_request(
+            "POST",
+            server.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {server.keys[key]}"},
+            json={"model": server.model, "messages": ask(prompt), "stream": True, "max_tokens": max_tokens},
+        ),
+        stream=True,
+    )
+    return client, response
+
+
+def test_in_flight_limit_429_and_a_disconnect_frees_the_slot(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    held = [_open_stream(server, "busy", f"Hold {i}") for i in range(2)]
+    for _client, response in held:
+        assert response.status_code == 200
+        next(response.iter_lines())
+
+    def post(n: int) -> httpx.Response:
+        return httpx.post(
+            server.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {server.keys['busy']}"},
+            json={"model": server.model, "messages": ask(f"Burst {n}?"), "max_tokens": 48},
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        burst = list(pool.map(post, range(8)))
+    refused = [r for r in burst if r.status_code == 429]
+    assert refused and all(r.status_code in (200, 429) for r in burst)
+    assert refused[0].headers["Retry-After"] == "1"
+    assert refused[0].json()["error"]["type"] == "rate_limit_exceeded"
+    for client, response in held:  # the clients go away mid-stream
+        response.close()
+        client.close()
+    deadline = time.time() + 10
+    while server.metric("probelens_requests_in_flight") > 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.metric("probelens_requests_in_flight") == 0
+    assert server.client("busy").chat.completions.create(model=server.model, messages=ask("After?"), max_tokens=3)
+
+
+def test_raw_sse_lines(server):
+    client, response = _open_stream(server, "plain", "Raw lines please.", max_tokens=8)
+    lines = list(response.iter_lines())
+    client.close()
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in lines if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert lines[1::2] == [""] * (len(lines) // 2)  # every event ends with a blank line
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    assert chunks[-1]["probelens"]["probe_version"] == 1
+
+
+def test_promote_during_a_stream_and_capture_off(server):
+    from core.orchestration.registry import promote
+    from tests.support.capitals import run_retrain
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROBELENS_PROBES_DIR", str(Path(server.database.engine.url.database).parent / "probes"))
+        run_retrain(server.database, server.lm, epochs=2, seed=1)
+    before = len(served_rows(server.database, "flagged"))
+    stream = server.client("flagged").chat.completions.create(
+        model=server.model, messages=ask("Promote while I stream."), max_tokens=30, stream=True
+    )
+    first = next(iter(stream))
+    assert first.model_extra["probelens"]["probe_version"] == 1
+    promote(server.database, 2, None)
+    time.sleep(1.0)  # the service re-reads the active version every 0.3 s here
+    *_rest, last = list(stream)
+    assert last.model_extra["probelens"]["probe_version"] == 1  # the stream keeps its version
+    reply = server.client().chat.completions.create(model=server.model, messages=ask("And now?"), max_tokens=3)
+    assert reply.model_extra["probelens"]["probe_version"] == 2
+    time.sleep(0.5)
+    assert len(served_rows(server.database, "flagged")) == before  # threshold 1.0: nothing flagged
+    assert not any(r.conversation[0]["content"] == "And now?" for r in served_rows(server.database, "served"))
+    promote(server.database, 1, None)
