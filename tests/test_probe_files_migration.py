@@ -19,7 +19,7 @@ from core.probes.config import ProbeConfig
 from core.probes.files import save_probe
 from core.probes.linear import LinearProbe
 from core.probes.version_files import file_sha256, files_hash, read_version_files
-from db.migrate import current_revision, downgrade, upgrade
+from db.migrate import current_revision, downgrade, head_revision, upgrade
 from db.models import Base
 
 CONVERSATION = [{"role": "user", "content": "Capital of Kenya?"}, {"role": "assistant", "content": "Nairobi."}]
@@ -73,7 +73,7 @@ def test_0004_moves_existing_probe_folders_into_the_database(
 
     with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
         upgrade(any_db.engine)
-    assert current_revision(any_db.engine) == "0004"
+    assert current_revision(any_db.engine) == head_revision()  # 0004 and every later migration ran
     with any_db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
         stored = conn.execute(
