@@ -51,8 +51,16 @@ SLOW_MODULES = (
     "test_retrain",
     "test_lora_probe",
     "test_lora_cli",
+    "test_lora_versions",
     "test_seed_run",
+    "test_batch",
     "test_batch_cancel",
+    "test_probes_page",
+    "test_data_page",
+    "test_probe_files",
+    "test_gpu_check",
+    "test_serve",
+    "test_adapter_uploads",
 )
 
 
