@@ -160,4 +160,4 @@ def test_backup_and_restore_round_trip(tmp_path, database, capsys):
 def test_db_current_after_upgrade(database, capsys):
     assert run(capsys, "db", "upgrade")[0] == 0
     code, out, _ = run(capsys, "db", "current")
-    assert code == 0 and out.strip() == "0004"
+    assert code == 0 and out.strip() == "0005"
