@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from unittest.mock import MagicMock
 
-from core.components.session_cookie import COOKIE_NAME, HOST_COOKIE_NAME, _JS, cookie_half, split_token
+from core.components.session_cookie import _JS, COOKIE_NAME, HOST_COOKIE_NAME, cookie_half, split_token
 from db.models import User
 from db.sessions import create_session, resolve
 

@@ -35,7 +35,7 @@ def other_port() -> Iterator[str]:
     """A page on another port of the same host: the neighbour (a Jupyter, a dashboard)."""
 
     class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the handler's API
+        def do_GET(self) -> None:
             body = b"<!doctype html><title>neighbour</title><p>neighbour</p>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
