@@ -70,9 +70,19 @@ def _cookie_token() -> str | None:
         return None
     browser = read_browser_half()
     if browser is PENDING:
+        remember_wanted_page()  # this run ends before navigation: keep /annotate?generation=N
         st.caption("Restoring your sign-in…")
         st.stop()
     return cookie + browser if browser else None
+
+
+def remember_wanted_page() -> None:
+    """Keep the page and query the URL asked for, for a run that ends before navigation (the
+    sign-in form, or waiting for the browser's token half); app.py restores them afterwards."""
+    from urllib.parse import urlparse
+
+    st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
+    st.session_state.setdefault("wanted-query", {k: st.query_params[k] for k in st.query_params})
 
 
 def _has_cookie() -> bool:
