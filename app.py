@@ -19,6 +19,7 @@ from pages.common import (
     leave_legacy_pages_mode,
     model_label,
     remember,
+    remember_wanted_page,
     sign_in,
     sign_out,
     sync_cookie,
@@ -116,11 +117,7 @@ if needs_first_admin():
     st.stop()
 user = current_user()
 if user is None:
-    # Remember the page the URL asked for, so /users is still checked (and refused) after login.
-    from urllib.parse import urlparse
-
-    st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
-    st.session_state.setdefault("wanted-query", {k: st.query_params[k] for k in st.query_params})
+    remember_wanted_page()  # so /users is still checked (and refused) after login
     with st.sidebar:
         sync_cookie()  # clears the cookie of a session that has ended
     login_form()

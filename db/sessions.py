@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from db.engine import rows_matched
 from db.models import User, UserSession, utcnow
 
-TOKEN_BYTES = 32
+TOKEN_BYTES = 64  # split in two halves of 43 characters (core/components/session_cookie.py)
 #: last_seen_at is written at most this often, so a page's reruns do not each write a row
 TOUCH_EVERY = timedelta(seconds=60)
 

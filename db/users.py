@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.base import settings
 from core.base.errors import UserError
+from core.text.confusables import skeleton
 from db.api_keys import revoke_user_keys
 from db.events import log_event
 from db.models import ROLES, User, utcnow
@@ -56,8 +57,9 @@ _UNKNOWN_MAX = 10_000
 
 
 def name_key(name: str) -> str:
-    """What makes two names the same account: NFKC, then case-folded ("Ann" = "ann" = "ａｎｎ")."""
-    return unicodedata.normalize("NFKC", name.strip()).casefold()[:MAX_NAME_LENGTH]
+    """What makes two names the same account: NFKC, case-folded, and Cyrillic or Greek
+    look-alikes read as Latin ("Ann" = "ann" = "ａｎｎ", "аdm2" with a Cyrillic а = "adm2")."""
+    return skeleton(name.strip())[:MAX_NAME_LENGTH]
 
 
 def _clean_name(name: str) -> str:
@@ -108,9 +110,10 @@ def _find(session: Session, name: str) -> User | None:
         .where(
             or_(
                 User.name_key == name_key(name),
-                and_(User.name_key.is_(None), User.name == name.strip()),  # rows written without the key
+                User.name == name.strip(),  # rows written without the key, or keyed `<key>#<id>` on a clash
             )
         )
+        .order_by(case((User.name == name.strip(), 0), else_=1), User.id)  # the exact name first
         .limit(1)
     )
 

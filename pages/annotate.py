@@ -261,7 +261,7 @@ with right:
     )
     flash = st.session_state.pop("ann-flash", None)
     if flash and flash[0] == "saved":
-        st.toast(flash[1])
+        st.toast(md_escape(flash[1]))
     elif flash:
         st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")

@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.base.errors import UserError
 from core.orchestration.actions import annotate as acts
-from core.text.markdown import md_escape
+from core.text.markdown import app_images_only, md_escape
 from pages.common import SignedIn, database
 
 FLASH = "ann-flash"
@@ -42,7 +42,9 @@ def guidelines_panel(user: SignedIn) -> None:
                 f"Version {found.version}, by {md_escape(found.author or 'a removed user')}, {_when(found.created_at)}"
             )
             with st.container(height=420, border=False):  # long guidelines scroll beside the editor
-                st.markdown(found.body)  # the admin's markdown; raw HTML never renders (no unsafe_allow_html)
+                # the admin's markdown; raw HTML never renders (no unsafe_allow_html), and images
+                # load only from the app itself (a remote one would track every reader)
+                st.markdown(app_images_only(found.body))
     if user.role != "admin":
         return
     shown = found.version if found else 0

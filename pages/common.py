@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.base.types import TokenTrace
-from core.components.session_cookie import COOKIE_NAME, set_session_cookie
+from core.components.session_cookie import PENDING, cookie_half, read_browser_half, set_session_cookie
 from core.orchestration.actions import account, shared
 from core.orchestration.actions.acting import ROLE_PAGES, idle_limit
 from core.orchestration.actions.acting import Actor as SignedIn
@@ -59,10 +59,37 @@ def language_model(model_id: str | None = None):
 
 
 def _cookie_token() -> str | None:
+    """The sign-in token of a reload or a new tab: the cookie's half joined to the half this
+    browser keeps in localStorage, which a script on another port cannot read (see
+    core/components/session_cookie.py). Until the browser answers, the run stops here."""
     try:
-        return st.context.cookies.get(COOKIE_NAME)
+        cookie = cookie_half(st.context.cookies)
     except Exception:
         return None
+    if not cookie:
+        return None
+    browser = read_browser_half()
+    if browser is PENDING:
+        remember_wanted_page()  # this run ends before navigation: keep /annotate?generation=N
+        st.caption("Restoring your sign-in…")
+        st.stop()
+    return cookie + browser if browser else None
+
+
+def remember_wanted_page() -> None:
+    """Keep the page and query the URL asked for, for a run that ends before navigation (the
+    sign-in form, or waiting for the browser's token half); app.py restores them afterwards."""
+    from urllib.parse import urlparse
+
+    st.session_state.setdefault("wanted-page", urlparse(st.context.url or "").path.strip("/").split("/")[-1])
+    st.session_state.setdefault("wanted-query", {k: st.query_params[k] for k in st.query_params})
+
+
+def _has_cookie() -> bool:
+    try:
+        return cookie_half(st.context.cookies) is not None
+    except Exception:
+        return False
 
 
 def _forget_session(reason: str | None) -> None:
@@ -81,7 +108,8 @@ def current_user() -> SignedIn | None:
     new tab, from the cookie."""
     token = st.session_state.get("session-token") or _cookie_token()
     if not token:
-        st.session_state.pop("user", None)
+        if st.session_state.pop("user", None) is not None or _has_cookie():
+            _forget_session(None)  # a cookie without this browser's half: clear it
         return None
     signed = account.resolve(database(), token)
     if signed is None:

@@ -108,7 +108,7 @@ with tab_import:
                         storage, user, source, filename, dataset=target, split=split, as_user=as_user, progress=shown
                     )
                     st.session_state["imp-flash"] = (
-                        f"Imported {plural(result.imported, 'answer')} into '{result.dataset}' ({result.duplicates} already "
+                        f"Imported {plural(result.imported, 'answer')} into '{md_escape(result.dataset)}' ({result.duplicates} already "
                         f"there were skipped; {result.spans} spans)."
                     )
                     st.rerun()  # every tab's dataset list now includes it

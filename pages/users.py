@@ -56,15 +56,16 @@ with tab_accounts:
     target = st.selectbox("User", names, key="users-target")
     c1, c2, c3 = st.columns(3)
     new_role = c1.selectbox("New role", list(acts.ROLES), key="users-role")
+    shown = md_escape(target)  # a user name: markdown in it must not become a link
     if c1.button("Change role", key="users-set-role"):
-        run_change(acts.set_role, target, new_role, success=f"{target} is now {new_role}.")
+        run_change(acts.set_role, target, new_role, success=f"{shown} is now {new_role}.")
     if c2.button("Deactivate", key="users-deactivate"):
-        run_change(acts.deactivate, target, success=f"{target} is deactivated.")
+        run_change(acts.deactivate, target, success=f"{shown} is deactivated.")
     if c2.button("Reactivate", key="users-reactivate"):
-        run_change(acts.reactivate, target, success=f"{target} is active again.")
+        run_change(acts.reactivate, target, success=f"{shown} is active again.")
     new_password = c3.text_input("New password", type="password", key="users-new-password")
     if c3.button("Reset password", key="users-reset"):
-        run_change(acts.reset_password, target, new_password, success=f"Password of {target} reset.")
+        run_change(acts.reset_password, target, new_password, success=f"Password of {shown} reset.")
 
 with tab_keys:
     st.caption("Keys of the serving API (`python -m core serve`). A key is shown once, when it is made.")

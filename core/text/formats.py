@@ -39,6 +39,7 @@ from typing import Any
 
 from core.base import settings
 from core.base.errors import UserError
+from core.text import dataset_folder
 
 FORMATS = ("jsonl", "csv", "parquet", "datasets")
 EXTENSIONS = {
@@ -200,9 +201,11 @@ def _human(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size / 1024:.1f} KB"
 
 
-def _size_of(path: Path) -> int:
+def _size_of(path: Path, shown: str, root: Path | None) -> int:
+    """The bytes an import will read: for a `datasets` folder, the files its metadata names
+    (each checked by core.text.dataset_folder), not whatever else the folder holds."""
     if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return sum(p.stat().st_size for p in dataset_folder.files_to_read(path, shown, root))
     return path.stat().st_size
 
 
@@ -234,7 +237,7 @@ def open_source(path_or_bytes: str | os.PathLike | bytes | ServerPath, filename:
             raise UserError(f"no such file: {_display_name(str(path))}")
         data = path
         name = _display_name(filename or path.name)
-        size = _size_of(path)
+        size = _size_of(path, name, import_root() if redacted else None)
         is_dir = path.is_dir()
     limit_mb = max_import_mb()
     if size > limit_mb * 1024 * 1024:
@@ -472,7 +475,7 @@ def _load_dataset_folder(source: Source):
 
     try:
         return datasets.load_from_disk(str(source.data))
-    except (ValueError, OSError, KeyError, TypeError, pa.ArrowException) as exc:
+    except (ValueError, OSError, KeyError, TypeError, RecursionError, pa.ArrowException) as exc:
         raise UserError(
             f"{source.name}: not a folder saved with datasets' save_to_disk{_detail(source, exc)}"
         ) from None
