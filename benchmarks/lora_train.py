@@ -77,7 +77,7 @@ def main() -> None:
         seconds = time.perf_counter() - began
         metrics = outcome.metrics
         n_tokens = metrics["train"]["counts"]["tokens"]
-        loaded = load_version(database, lm, outcome.version)
+        loaded = load_version(database, lm, outcome.probe_version)
         prompts = [q.prompt for q in demo_questions(24)]
         base_tokens, base_tps = greedy(None, lm, prompts, 32)
         lora_tokens, lora_tps = greedy(loaded.model, lm, prompts, 32)

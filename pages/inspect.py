@@ -64,7 +64,7 @@ except UserError as exc:
     st.info(md_escape(str(exc)))
     st.stop()
 st.caption(
-    f"v{es.version} (layer {es.layer}) on {len(es.row_ids)} labelled answers "
+    f"v{es.probe_version} (layer {es.layer}) on {len(es.row_ids)} labelled answers "
     f"({', '.join(sorted(set(es.splits)))}); labels: gold, else the annotators' majority."
 )
 
@@ -258,11 +258,11 @@ with tab_layers:
         "A quick probe per layer, trained on the train split and measured on the chosen splits; "
         "runs the model once over every layer (cached afterwards)."
     )
-    own_model = registry.reads_own_model(database(), es.version)
+    own_model = registry.reads_own_model(database(), es.probe_version)
     if own_model is not None:
         st.info(
             "The layer sweep is a linear-probe tool: it trains quick linear probes on the base model's "
-            f"hidden states. v{es.version} is a {own_model}, so its own numbers are on the other tabs."
+            f"hidden states. v{es.probe_version} is a {own_model}, so its own numbers are on the other tabs."
         )
     scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):

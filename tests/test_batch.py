@@ -88,13 +88,13 @@ def test_run_batch_stores_answers_with_tokens_and_active_probe_scores(env, tiny_
 
     seed(env)
     first, _ = run_retrain(env, tiny_lm)
-    promote(env, first.version, None)
+    promote(env, first.probe_version, None)
     before = count(env, Generation)
     seen = []
     result = run_batch(
         env, tiny_lm, _params(5), progress=lambda stage, done, total, msg="": seen.append((done, total, msg))
     )
-    assert result["answers"] == 5 and result["probe_version"] == first.version
+    assert result["answers"] == 5 and result["probe_version"] == first.probe_version
     # progress is the token budget spent: it only grows, ends full, and the message counts answers
     assert seen[-1][0] == seen[-1][1] and [d for d, *_ in seen] == sorted(d for d, *_ in seen)
     assert seen[-1][2].startswith("5/5 answers")

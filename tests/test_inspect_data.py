@@ -24,7 +24,7 @@ def test_evaluation_set_is_the_validation_answers_with_the_registered_metrics(tr
     from core.probes.metrics import evaluate_items
 
     database, lm, ids, outcome = trained
-    es = evaluation_set(database, lm, outcome.version, splits=["validation"])
+    es = evaluation_set(database, lm, outcome.probe_version, splits=["validation"])
     validation = [i for i, a in zip(ids, answers()) if a[3] == "validation"]
     assert es.row_ids == validation and es.keys == [str(i) for i in validation]
     again = evaluate_items(es.items)
@@ -38,7 +38,7 @@ def test_evaluation_set_is_the_validation_answers_with_the_registered_metrics(tr
         assert es.texts[g][city["start"] : city["end"]] in es.texts[g][a:b]
         assert len(es.traces[g].scores) == len(es.traces[g].token_ids) == es.items[g].labels.size
     with pytest.raises(UserError, match="no labelled answers"):
-        evaluation_set(database, lm, outcome.version, datasets=["nothing-here"])
+        evaluation_set(database, lm, outcome.probe_version, datasets=["nothing-here"])
 
 
 def test_errors_and_suspects_point_at_real_rows_and_spans(trained):
@@ -46,7 +46,7 @@ def test_errors_and_suspects_point_at_real_rows_and_spans(trained):
     from core.orchestration.eval_sets import evaluation_set, first_token_of, suspects
 
     database, lm, ids, outcome = trained
-    es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
+    es = evaluation_set(database, lm, outcome.probe_version, splits=["train", "validation"])
     assert sorted(es.row_ids) == sorted(ids)
     errors = top_errors(es.items, es.keys, es.texts, es.spans_char, threshold=0.5, k=50)
     assert errors["n_false_positives"] + errors["n_false_negatives"] > 0  # a random model errs
@@ -69,8 +69,8 @@ def test_layer_scan_version_comparison_and_token_scan(trained):
 
     database, lm, ids, outcome = trained
     second, _ = run_retrain(database, lm, epochs=2, layer=1)
-    es = evaluation_set(database, lm, outcome.version)
-    other = rescored(es, database, lm, second.version)
+    es = evaluation_set(database, lm, outcome.probe_version)
+    other = rescored(es, database, lm, second.probe_version)
     assert other.layer == 1 and other.row_ids == es.row_ids
     assert not np.allclose(other.items[0].probe, es.items[0].probe)
     delta = compare_probes(es.items, other.items, n_boot=50)
@@ -163,7 +163,7 @@ def test_trained_probe_metrics_match_a_recount_from_the_heatmap_traces(trained):
     from core.orchestration.eval_sets import evaluation_set
 
     database, lm, ids, outcome = trained
-    es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
+    es = evaluation_set(database, lm, outcome.probe_version, splits=["train", "validation"])
     labels, scores = [], []
     for g, trace in enumerate(es.traces):
         ((start, end),) = es.spans_char[g]
@@ -198,7 +198,7 @@ def test_error_heatmaps_at_threshold_zero_outline_only_the_labelled_span(trained
     from tests.support.heatmap_reference import token_outcomes
 
     database, lm, _ids, outcome = trained
-    es = evaluation_set(database, lm, outcome.version, splits=["train", "validation"])
+    es = evaluation_set(database, lm, outcome.probe_version, splits=["train", "validation"])
     for g, trace in enumerate(es.traces):
         view = TokenView.from_trace(trace)
         outcomes = token_outcomes(

@@ -37,7 +37,7 @@ def lora_version(sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch):
         save_lora_probe(staging, result, config)
         return config
 
-    version = register_version(sqlite_db, write).version
+    version = register_version(sqlite_db, write).probe_version
     promote(sqlite_db, version, None)
     return version
 
@@ -126,15 +126,15 @@ def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
     seed(sqlite_db)
     linear, _ = run_retrain(sqlite_db, tiny_lm)
-    promote(sqlite_db, linear.version, None)
+    promote(sqlite_db, linear.probe_version, None)
     lora, _ = run_retrain(sqlite_db, tiny_lm, kind="lora", lora_rank=4, epochs=1, layer=3)
-    loaded = load_version(sqlite_db, tiny_lm, lora.version)
+    loaded = load_version(sqlite_db, tiny_lm, lora.probe_version)
     assert loaded.kind == "lora" and loaded.config.lora["rank"] == 4
-    assert (database_version_dir(sqlite_db, lora.version) / "adapter" / "adapter_config.json").is_file()
+    assert (database_version_dir(sqlite_db, lora.probe_version) / "adapter" / "adapter_config.json").is_file()
     # the paired bootstrap ran between the kinds, on the same validation answers
-    assert lora.comparison["against"] == linear.version and "span_max" in lora.comparison
+    assert lora.comparison["against"] == linear.probe_version and "span_max" in lora.comparison
     assert [row["kind"] for row in versions_table(sqlite_db)] == ["lora", "linear"]
-    assert load_probe(database_version_dir(sqlite_db, linear.version))[1].kind == "linear"
+    assert load_probe(database_version_dir(sqlite_db, linear.probe_version))[1].kind == "linear"
 
 
 def test_a_lora_retrains_progress_moves_through_its_training_steps(

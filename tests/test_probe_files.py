@@ -42,7 +42,7 @@ def register_linear(database, lm, *, seed: int = 0, in_transaction=None) -> int:
         save_probe(staging, probe, config)
         return config
 
-    return register_version(database, write, in_transaction=in_transaction).version
+    return register_version(database, write, in_transaction=in_transaction).probe_version
 
 
 def scores(lm, loaded) -> list[float]:
@@ -233,7 +233,7 @@ def lora_version(database, lm) -> int:
         save_lora_probe(staging, result, config)
         return config
 
-    return register_version(database, write).version
+    return register_version(database, write).probe_version
 
 
 def test_a_probe_registered_on_one_host_loads_on_another_from_the_database_alone(

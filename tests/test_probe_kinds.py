@@ -56,7 +56,7 @@ def test_a_kind_registered_in_the_table_alone_goes_from_retrain_to_scores(sqlite
     seed(sqlite_db)
     outcome, _run = run_retrain(sqlite_db, tiny_lm, kind="scaled")
     assert outcome.metrics["kind"] == "scaled"
-    probe_version = outcome.version
+    probe_version = outcome.probe_version
     row = next(r for r in versions_table(sqlite_db) if r["version"] == probe_version)
     assert row["kind"] == "scaled"
 
@@ -107,7 +107,7 @@ def test_a_toy_kind_travels_by_zip_and_an_unknown_kind_is_refused(sqlite_db, tin
 
     seed(sqlite_db)
     outcome, _run = run_retrain(sqlite_db, tiny_lm, kind="scaled")
-    data = pack_probe(database_version_dir(sqlite_db, outcome.version))
+    data = pack_probe(database_version_dir(sqlite_db, outcome.probe_version))
     uploaded = upload_any(sqlite_db, tiny_lm, data, None)
     assert load_version(sqlite_db, tiny_lm, uploaded).kind == "scaled"
     assert next(r for r in versions_table(sqlite_db) if r["version"] == uploaded)["kind"] == "scaled"
@@ -118,7 +118,7 @@ def test_a_toy_kind_travels_by_zip_and_an_unknown_kind_is_refused(sqlite_db, tin
         upload_any(sqlite_db, tiny_lm, data, None)
     assert len(versions_table(sqlite_db)) == before
     with pytest.raises(UserError, match="unknown probe kind"):
-        load_version(sqlite_db, tiny_lm, outcome.version)
+        load_version(sqlite_db, tiny_lm, outcome.probe_version)
 
 
 def test_retrain_refuses_a_kind_the_table_does_not_hold():

@@ -118,7 +118,7 @@ def test_batch_generation_and_rescore_on_ray_store_what_the_local_path_stores(da
 
     seed(database)
     first, _ = run_retrain(database, tiny_lm)
-    promote(database, first.version, None)
+    promote(database, first.probe_version, None)
     params = _params(9, "local", model=str(tiny_model_dir), batch_size=3)
     run_batch(database, tiny_lm, params)
     ray_params = _params(9, "on-ray", model=str(tiny_model_dir), batch_size=3)
@@ -131,15 +131,15 @@ def test_batch_generation_and_rescore_on_ray_store_what_the_local_path_stores(da
     _close(local, on_ray)
     # a second version re-scores every stored answer, locally and on Ray, to the same scores
     second, _ = run_retrain(database, tiny_lm)
-    rescore(database, tiny_lm, second.version)
+    rescore(database, tiny_lm, second.probe_version)
     expected = _stored(database, "local")
     from db.models import Prediction
     from db.probes import get_probe
 
     with database.sessions() as session, session.begin():
-        probe_id = get_probe(session, second.version).id
+        probe_id = get_probe(session, second.probe_version).id
         session.query(Prediction).filter(Prediction.probe_id == probe_id).delete()
-    run_id = launch(database, RunKind.RESCORE, {"version": second.version, "model": str(tiny_model_dir)}, None)
+    run_id = launch(database, RunKind.RESCORE, {"version": second.probe_version, "model": str(tiny_model_dir)}, None)
     run = wait_for_run(database, run_id, finished, timeout=240)
     assert run.status == "succeeded", (run.error, run.message)
     _close(expected, _stored(database, "local"))

@@ -41,7 +41,7 @@ def test_retrain_registers_a_version_with_metrics_on_the_stored_validation_split
 
     ids = seed(sqlite_db)
     outcome, run_id = run_retrain(sqlite_db, tiny_lm)
-    assert outcome.version == 1 and outcome.comparison is None  # nothing active to compare with
+    assert outcome.probe_version == 1 and outcome.comparison is None  # nothing active to compare with
     m = outcome.metrics
     validation = [i for i, a in zip(ids, answers()) if a[3] == "validation"]
     assert m["validation_ids"] == validation and m["n_validation"] == len(validation)
@@ -64,7 +64,7 @@ def test_second_version_is_compared_with_the_active_one(sqlite_db, tiny_lm, env)
 
     seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
-    promote(sqlite_db, first.version, None)
+    promote(sqlite_db, first.probe_version, None)
     second, _ = run_retrain(sqlite_db, tiny_lm, epochs=3, seed=1)
     c = second.comparison
     assert c["against"] == 1
@@ -194,25 +194,25 @@ def test_promotion_rescores_every_stored_answer_and_rollback_returns(sqlite_db, 
     ids = seed(sqlite_db)
     first, _ = run_retrain(sqlite_db, tiny_lm)
     second, _ = run_retrain(sqlite_db, tiny_lm, epochs=2)
-    promote(sqlite_db, first.version, None)
-    promote(sqlite_db, second.version, None)
-    counts = rescore(sqlite_db, tiny_lm, second.version)
+    promote(sqlite_db, first.probe_version, None)
+    promote(sqlite_db, second.probe_version, None)
+    counts = rescore(sqlite_db, tiny_lm, second.probe_version)
     assert counts == {"scored": len(ids), "tokens_added": len(ids), "total": len(ids)}
-    assert rescore(sqlite_db, tiny_lm, second.version)["scored"] == 0  # nothing missing any more
+    assert rescore(sqlite_db, tiny_lm, second.probe_version)["scored"] == 0  # nothing missing any more
     from core.probes.files import load_probe
 
-    probe, config = load_probe(database_version_dir(sqlite_db, second.version))
+    probe, config = load_probe(database_version_dir(sqlite_db, second.probe_version))
     with sqlite_db.sessions() as session:
         row = get_generation(session, ids[5])
-        stored, trace = scores_for(session, second.version, ids[5]), trace_of(row)
+        stored, trace = scores_for(session, second.probe_version, ids[5]), trace_of(row)
         gen = to_core(row)
     assert trace is not None and len(stored) == len(trace.token_ids)
     expected = score_generations(tiny_lm, [gen], probe, config)[0].scores
     assert np.allclose(stored, expected, atol=2e-3)  # the cache keeps float16 hidden states
-    assert rollback_target(sqlite_db) == first.version
-    promote(sqlite_db, first.version, None)
+    assert rollback_target(sqlite_db) == first.probe_version
+    promote(sqlite_db, first.probe_version, None)
     with sqlite_db.sessions() as session:
-        assert active_probe(session).version == first.version
+        assert active_probe(session).version == first.probe_version
 
 
 def test_probe_download_and_upload_checked_against_the_model(sqlite_db, tiny_lm, env, tmp_path):

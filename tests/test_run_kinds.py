@@ -26,7 +26,7 @@ from db.train_runs import ACTIVE, FINISHED
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {
     RunKind.RETRAIN: RetrainParams(model="m", epochs=3, n_boot=50),
-    RunKind.RESCORE: RescoreParams(version=4, model="m"),
+    RunKind.RESCORE: RescoreParams(probe_version=4, model="m"),
     RunKind.GENERATE: BatchParams(prompts=[[{"role": "user", "content": "Hi"}]], dataset="d"),
     RunKind.SEED: SeedParams(size=20, model="m"),
 }

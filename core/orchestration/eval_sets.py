@@ -25,7 +25,7 @@ from db.labels import labels_revision as stored_labels_revision
 class EvalSet:
     """One probe version on some labelled answers; index i is the same answer everywhere."""
 
-    version: int
+    probe_version: int
     layer: int
     row_ids: list[int]
     splits: list[str]
@@ -85,7 +85,7 @@ def evaluation_set(
     items = probe.item_scores(lm, prepared)
     traces = [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=probe_version,
+        probe_version=probe_version,
         layer=layer,
         row_ids=[x.row_id for x in labelled],
         splits=[x.split for x in labelled],
@@ -112,7 +112,7 @@ def rescored(eval_set: EvalSet, database, lm, probe_version: int) -> EvalSet:
     items = probe.item_scores(lm, prepared)
     traces = [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
     return EvalSet(
-        version=probe_version,
+        probe_version=probe_version,
         layer=layer,
         row_ids=eval_set.row_ids,
         splits=eval_set.splits,

@@ -48,7 +48,7 @@ from db.probes import (
 
 @dataclass
 class Registered:
-    version: int
+    probe_version: int
     probe_id: int
 
 
@@ -199,7 +199,7 @@ def upload_probe(database, lm, data: bytes, actor_id: int | None | ActingAs) -> 
             shutil.copytree(checked, staging)
             return config
 
-        return register_version(database, write, created_by=actor_id, tag="upload").version
+        return register_version(database, write, created_by=actor_id, tag="upload").probe_version
 
 
 def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int | None | ActingAs) -> int:
@@ -254,7 +254,7 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
                 shutil.copytree(checked / ADAPTER_DIR, staging / ADAPTER_DIR)
             return config
 
-        return register_version(database, write, created_by=actor_id, tag="paper").version
+        return register_version(database, write, created_by=actor_id, tag="paper").probe_version
 
 
 def upload_any(database, lm, data: bytes, actor_id: int | None | ActingAs) -> int:

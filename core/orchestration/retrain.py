@@ -180,7 +180,7 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
 
 @dataclass
 class RetrainOutcome:
-    version: int
+    probe_version: int
     probe_id: int
     metrics: dict[str, Any]
     comparison: dict[str, Any] | None
@@ -295,7 +295,7 @@ def retrain(
         timings=timings,
         started=t0,
     )
-    report(progress, "register", 1, 1, f"registered v{outcome.version}")
+    report(progress, "register", 1, 1, f"registered v{outcome.probe_version}")
     return outcome
 
 
@@ -350,7 +350,7 @@ def _register(
         in_transaction=finish_run,
         tag=f"run-{run_id}",
     )
-    return RetrainOutcome(done.version, done.probe_id, metrics, metrics.get("comparison"), timings)
+    return RetrainOutcome(done.probe_version, done.probe_id, metrics, metrics.get("comparison"), timings)
 
 
 # Measured by benchmarks/lora_train.py on this project's 2-core machine with the embedded model.

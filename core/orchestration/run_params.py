@@ -13,17 +13,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RescoreParams:
-    """Store the per-token scores of probe `version` for every answer (`model`: None = the default)."""
+    """Store the per-token scores of probe `probe_version` for every answer (`model`: None = the
+    default). The run row keeps the key "version", as rows written before always had."""
 
-    version: int
+    probe_version: int
     model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"version": self.probe_version, "model": self.model}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RescoreParams:
-        return cls(version=int(data["version"]), model=data.get("model"))
+        return cls(probe_version=int(data["version"]), model=data.get("model"))
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,8 @@ def _retrain(ctx: RunContext, params: RetrainParams) -> str | None:
 
 
 def _rescore(ctx: RunContext, params: RescoreParams) -> str:
-    counts = rescore(ctx.database, _model(ctx), params.version, progress=ctx.progress, cancel=ctx.cancel)
-    return _rescored_message(counts, params.version)
+    counts = rescore(ctx.database, _model(ctx), params.probe_version, progress=ctx.progress, cancel=ctx.cancel)
+    return _rescored_message(counts, params.probe_version)
 
 
 def _rescored_message(counts: dict[str, int], version: int) -> str:
@@ -163,9 +163,9 @@ def _generate_on_ray(ctx: RunContext, params: BatchParams) -> str:
 
 def _rescore_on_ray(ctx: RunContext, params: RescoreParams) -> str:
     counts = ray_rescore(
-        ctx.database, params.version, params.model, run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel
+        ctx.database, params.probe_version, params.model, run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel
     )
-    return _rescored_message(counts, params.version)
+    return _rescored_message(counts, params.probe_version)
 
 
 Handler = Callable[[RunContext, Any], str | None]

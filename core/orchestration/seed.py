@@ -118,7 +118,7 @@ def seed_demo(
     done = register_version(database, write, activate=False, in_transaction=store_answers, tag="seed")
     return {
         "answers": len(rows),
-        "probe_version": done.version,
+        "probe_version": done.probe_version,
         "activated": activated["done"],
         "metrics": result.metrics,
     }

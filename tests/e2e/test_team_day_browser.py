@@ -51,7 +51,7 @@ def _hot_probe(database, lm) -> int:
         save_probe(staging, probe, config)
         return config
 
-    return register_version(database, write, tag="hot").version
+    return register_version(database, write, tag="hot").probe_version
 
 
 @pytest.fixture(scope="module")

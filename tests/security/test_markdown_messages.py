@@ -29,7 +29,7 @@ ALLOWED = frozenset(
         "new_version",
         "same_as",
         "other",
-        "es.version",
+        "es.probe_version",
         "stored.version",
         "generation_id",  # integer answer id
         "saved",  # guidelines version number
