@@ -21,7 +21,7 @@ pytestmark = [
 
 ADMIN, ADMIN_PW = "admin", "admin-password-1"
 HEATMAP = ".plh-root[data-token-count]"
-EPOCHS = 12  # 24 training answers, 4 a batch: 72 LoRA steps (seconds), long enough to watch the bar move
+EPOCHS = 30  # 24 training answers, 4 a batch: 180 LoRA steps, long enough to watch a bar polled once a second move
 
 
 @pytest.fixture(scope="module")

@@ -435,6 +435,11 @@ def test_conflict_shows_theirs_and_keeps_local_edits(page, heatmap_app):
     banner = root.locator(".ple-conflict")
     banner.wait_for(state="visible", timeout=15_000)
     assert "bob saved version 1" in banner.inner_text()
+    page.wait_for_function(  # the app's own record of the refused save may be drawn a moment after the banner
+        """() => [...document.querySelectorAll('[data-testid=stCode]')]
+              .some(c => /"conflicts": 1\b/.test(c.textContent))""",
+        timeout=15_000,
+    )
     assert saved(page)["conflicts"] == 1 and saved(page)["saves"] == 0
     assert spans_of(root) == mine and root.get_attribute("data-dirty") == "1"
     assert "unsaved changes" in root.locator(".ple-state").inner_text()  # not "saving…"

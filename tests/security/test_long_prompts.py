@@ -95,7 +95,8 @@ def test_the_cli_refuses_an_over_long_prompt_with_one_line_and_writes_nothing(
 
 
 def test_a_batch_run_refuses_an_over_long_prompt_before_storing_any(sqlite_db, tiny_lm, isolated_cache):
-    from core.orchestration.batch import BatchParams, run_batch, start_batch
+    from core.orchestration.batch import BatchParams, run_batch
+    from core.orchestration.launcher import start_batch
     from db.models import Generation, TrainRun
 
     prompts = [_user("Hi"), _user(_question(tiny_lm, CONTEXT - 4))]
