@@ -437,7 +437,7 @@ def test_conflict_shows_theirs_and_keeps_local_edits(page, heatmap_app):
     assert "bob saved version 1" in banner.inner_text()
     page.wait_for_function(  # the app's own record of the refused save may be drawn a moment after the banner
         """() => [...document.querySelectorAll('[data-testid=stCode]')]
-              .some(c => /"conflicts": 1\b/.test(c.textContent))""",
+              .some(c => c.textContent.includes('"conflicts": 1'))""",
         timeout=15_000,
     )
     assert saved(page)["conflicts"] == 1 and saved(page)["saves"] == 0
