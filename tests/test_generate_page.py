@@ -4,46 +4,15 @@ a scored pasted conversation can be saved to a dataset for annotation."""
 from __future__ import annotations
 
 import pytest
-import torch
-from sqlalchemy import func, select
 
-from tests.support.apptest import add_users, plain, sign_in
+from tests.support.apptest import answer_count, plain, sign_in, with_tiny_model_and_probe
 
 
 @pytest.fixture()
 def env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_cache):
-    """The tiny model as the server's model, with an active probe for it."""
-    from core.orchestration.registry import register_version
-    from core.probes.config import ProbeConfig
-    from core.probes.files import save_probe
-    from core.probes.linear import LinearProbe
-
-    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
-    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    add_users(app_database, ("boss", "boss-password", "admin"))
-    torch.manual_seed(0)
-    probe = LinearProbe(tiny_lm.hidden_size)
-
-    def write(staging, version):
-        config = ProbeConfig(
-            model_id=tiny_lm.model_id,
-            tokenizer_hash=tiny_lm.tokenizer_hash,
-            layer=tiny_lm.default_layer,
-            hidden_size=tiny_lm.hidden_size,
-            version=version,
-        )
-        save_probe(staging, probe, config)
-        return config
-
-    register_version(app_database, write, activate=True)
+    """The tiny model as the server's model, with an active linear probe for it."""
+    with_tiny_model_and_probe(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm)
     return app_database
-
-
-def _answers(database) -> int:
-    from db.models import Generation
-
-    with database.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Generation))
 
 
 def test_a_blank_question_gets_one_message_and_generates_nothing(env):
@@ -52,7 +21,7 @@ def test_a_blank_question_gets_one_message_and_generates_nothing(env):
     assert not at.exception, at.exception
     assert [plain(e.value) for e in at.error] == ["the question is empty: type a question to ask"]
     assert not at.chat_message  # no empty user bubble
-    assert _answers(env) == 0
+    assert answer_count(env) == 0
 
 
 def test_a_scored_pasted_conversation_is_saved_for_annotation(env):
@@ -66,7 +35,7 @@ def test_a_scored_pasted_conversation_is_saved_for_annotation(env):
     next(b for b in at.get("form_submit_button") if b.label == "Score").click()
     at.run()
     assert not at.exception, at.exception
-    assert _answers(env) == 0  # scoring alone stores nothing
+    assert answer_count(env) == 0  # scoring alone stores nothing
     next(b for b in at.button if b.label.startswith("Save to dataset")).click()
     at.run()
     assert not at.exception, at.exception

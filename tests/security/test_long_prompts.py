@@ -14,7 +14,6 @@ import statistics
 import threading
 
 import pytest
-import torch
 from sqlalchemy import func, select
 
 from core.base.decoding import DecodingSettings
@@ -22,7 +21,7 @@ from core.base.errors import UserError
 from core.engine.batched import generate_batched, shared_engine
 from core.engine.live import LiveGeneration
 from core.engine.stream import prompt_ids
-from tests.support.apptest import add_users, plain, sign_in
+from tests.support.apptest import answer_count, plain, sign_in, with_tiny_model_and_probe
 
 CONTEXT = 1024  # max_position_embeddings of the tiny model
 _TEXT = "The city of Lviv (German: Lemberg) was founded in 1256 by King Daniel of Galicia. "
@@ -113,37 +112,8 @@ def test_a_batch_run_refuses_an_over_long_prompt_before_storing_any(sqlite_db, t
 @pytest.fixture()
 def generate_env(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm, isolated_cache):
     """The tiny model as the server's model, with an active linear probe for it."""
-    from core.orchestration.registry import register_version
-    from core.probes.config import ProbeConfig
-    from core.probes.files import save_probe
-    from core.probes.linear import LinearProbe
-
-    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
-    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    add_users(app_database, ("boss", "boss-password", "admin"))
-    torch.manual_seed(0)
-    probe = LinearProbe(tiny_lm.hidden_size)
-
-    def write(staging, version):
-        config = ProbeConfig(
-            model_id=tiny_lm.model_id,
-            tokenizer_hash=tiny_lm.tokenizer_hash,
-            layer=tiny_lm.default_layer,
-            hidden_size=tiny_lm.hidden_size,
-            version=version,
-        )
-        save_probe(staging, probe, config)
-        return config
-
-    register_version(app_database, write, activate=True)
+    with_tiny_model_and_probe(app_database, monkeypatch, tmp_path, tiny_model_dir, tiny_lm)
     return app_database
-
-
-def _answers(database) -> int:
-    from db.models import Generation
-
-    with database.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Generation))
 
 
 def test_the_generate_page_refuses_an_over_long_question_or_pasted_answer_with_one_message(generate_env, tiny_lm):
@@ -160,7 +130,7 @@ def test_the_generate_page_refuses_an_over_long_question_or_pasted_answer_with_o
     assert not at.exception, at.exception
     assert [plain(e.value) for e in at.error][-1].startswith("the pasted conversation is too long for the model")
     assert len(at.error) == 1 and "pasted" not in at.session_state
-    assert _answers(generate_env) == 0
+    assert answer_count(generate_env) == 0
 
 
 # ----------------------------------------------------------------------------- no starvation

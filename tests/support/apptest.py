@@ -71,3 +71,43 @@ def plain(markdown: str | None) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", markdown or "")
+
+
+def with_tiny_model_and_probe(database, monkeypatch, tmp_path: Path, tiny_model_dir, tiny_lm) -> None:
+    """The tiny model as the app server's model, an active linear probe for it, and an admin
+    "boss" (password "boss-password"): what the Generate page needs to stream and score."""
+    import torch
+
+    from core.orchestration.registry import register_version
+    from core.probes.config import ProbeConfig
+    from core.probes.files import save_probe
+    from core.probes.linear import LinearProbe
+
+    monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    add_users(database, ("boss", "boss-password", "admin"))
+    torch.manual_seed(0)
+    probe = LinearProbe(tiny_lm.hidden_size)
+
+    def write(staging, version):
+        config = ProbeConfig(
+            model_id=tiny_lm.model_id,
+            tokenizer_hash=tiny_lm.tokenizer_hash,
+            layer=tiny_lm.default_layer,
+            hidden_size=tiny_lm.hidden_size,
+            version=version,
+        )
+        save_probe(staging, probe, config)
+        return config
+
+    register_version(database, write, activate=True)
+
+
+def answer_count(database) -> int:
+    """How many answers the database holds."""
+    from sqlalchemy import func, select
+
+    from db.models import Generation
+
+    with database.reading() as session:
+        return int(session.scalar(select(func.count()).select_from(Generation)))
