@@ -117,3 +117,26 @@ def test_the_seed_never_replaces_a_probe_promoted_meanwhile(sqlite_db, tiny_lm, 
     assert again["probe_version"] == 2 and not again["activated"]
     with sqlite_db.sessions() as session:
         assert active_probe(session).version == 1
+
+
+def test_the_seed_stores_its_probes_scores_with_its_answers(sqlite_db, tiny_lm, probes_dir):
+    """The team's day, third round, bug 2: the demo's answers are coloured as soon as its probe is
+    active, with the scores teacher forcing gives (no re-score run needed)."""
+    from core.orchestration.registry import load_version
+    from core.orchestration.seed import seed_demo
+    from db.generations import generation_ids, get_generation, to_core, trace_of
+    from db.predictions import scores_for
+
+    result = seed_demo(sqlite_db, tiny_lm, size=8, batch_size=4)
+    assert result["activated"]
+    probe = load_version(sqlite_db, tiny_lm, result["probe_version"])
+    with sqlite_db.reading() as session:
+        ids = generation_ids(session)
+        assert len(ids) == 8
+        for generation_id in ids:
+            row = get_generation(session, generation_id)
+            trace = trace_of(row)
+            stored = scores_for(session, result["probe_version"], generation_id)
+            assert stored is not None and len(stored) == len(trace.token_ids), generation_id
+            forced = probe.predict(probe.hidden(tiny_lm, to_core(row).conversation, trace.token_ids))
+            assert stored == pytest.approx([float(x) for x in forced.reshape(-1).tolist()], abs=1e-4)

@@ -24,6 +24,7 @@ from core.probes.training_set import split_by_generation
 from core.text.demo import demo_questions, label_answer
 from db.annotations import save_annotation_set
 from db.generations import add_generation, find_dataset, get_or_create_dataset
+from db.predictions import store_scores
 from db.probes import active_probe, set_active
 
 DEMO_DATASET = "demo"
@@ -60,6 +61,7 @@ def seed_demo(
     layer = lm.default_layer
     labelled: list[Generation | None] = [None] * len(questions)
     traces: list[Any] = [None] * len(questions)
+    states: list[Any] = [None] * len(questions)  # block L's states, to score the answers once trained
     answers = generate_answers(
         lm,
         [[{"role": "user", "content": q.prompt}] for q in questions],
@@ -82,12 +84,18 @@ def seed_demo(
                 GenerationActivations(generation_key(generation), trace, hidden)  # the cache keeps no scores
             )
         labelled[answer.index], traces[answer.index] = generation, trace
+        states[answer.index] = answer.hidden[layer] if trace.token_ids else None
     check(cancel)
     report(progress, "generate", len(questions), len(questions), "answers ready")
-    rows = [(g, t) for g, t in zip(labelled, traces) if g is not None]
+    rows = [(g, t, h) for g, t, h in zip(labelled, traces, states) if g is not None]
     # Train before writing, so a cancelled or failed seed leaves nothing half-made.
-    result = train_from_generations(lm, [g for g, _ in rows], val_fraction=0.2, progress=progress, cancel=cancel)
+    result = train_from_generations(lm, [g for g, _, _ in rows], val_fraction=0.2, progress=progress, cancel=cancel)
     check(cancel)
+    # The seed's own probe scores its own answers now, from the states it generated them with, so
+    # their heatmaps are coloured as soon as that probe is active (no re-score run needed).
+    scores = [
+        None if h is None else [float(x) for x in result.probe.predict(h).reshape(-1).tolist()] for _, _, h in rows
+    ]
     activated = {"done": False}
 
     def write(staging: Path, version: int) -> ProbeConfig:
@@ -97,10 +105,12 @@ def seed_demo(
 
     def store_answers(session, row) -> None:
         dataset = get_or_create_dataset(session, DEMO_DATASET)
-        for generation, trace in rows:
+        for (generation, trace, _), answer_scores in zip(rows, scores):
             split = "validation" if _is_validation(generation) else "train"
             stored = add_generation(session, dataset, generation, split=split, source="generated", trace=trace)
             if stored is not None:
+                if answer_scores is not None:
+                    store_scores(session, row.version, stored.id, answer_scores)
                 save_annotation_set(
                     session,
                     stored.id,
