@@ -6,7 +6,7 @@ another version) the page asks for.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.analysis.comparison import layer_auc_ci, layer_token_matrix
@@ -82,8 +82,7 @@ def evaluation_set(
     layer = probe.layer
     labelled = _labelled(database, datasets, splits)
     prepared = prepare(lm, [x.generation for x in labelled], [layer], progress=progress, cancel=cancel)
-    items = probe.item_scores(lm, prepared)
-    traces = [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
+    items, traces = _scored(probe, lm, prepared)
     return EvalSet(
         probe_version=probe_version,
         layer=layer,
@@ -109,21 +108,14 @@ def rescored(eval_set: EvalSet, database, lm, probe_version: int) -> EvalSet:
         if layer == eval_set.layer
         else prepare(lm, [p.generation for p in eval_set.prepared], [layer])
     )
+    items, traces = _scored(probe, lm, prepared)
+    return replace(eval_set, probe_version=probe_version, layer=layer, items=items, traces=traces, prepared=prepared)
+
+
+def _scored(probe, lm, prepared: list[Any]) -> tuple[list[ItemScores], list[TokenTrace]]:
+    """Each prepared answer's scores by `probe`, and its trace carrying them (for the heatmaps)."""
     items = probe.item_scores(lm, prepared)
-    traces = [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
-    return EvalSet(
-        probe_version=probe_version,
-        layer=layer,
-        row_ids=eval_set.row_ids,
-        splits=eval_set.splits,
-        keys=eval_set.keys,
-        texts=eval_set.texts,
-        spans_char=eval_set.spans_char,
-        gold_spans=eval_set.gold_spans,
-        items=items,
-        traces=traces,
-        prepared=prepared,
-    )
+    return items, [p.acts.trace.with_scores(_probe_scores(it)) for p, it in zip(prepared, items)]
 
 
 def first_token_of(eval_set: EvalSet, index: int, start: int) -> int:
