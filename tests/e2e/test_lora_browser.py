@@ -68,9 +68,20 @@ def watch_run(page, done: re.Pattern, timeout_s: float = 120) -> list[tuple[floa
 
 
 def hovered_score(page, i: int) -> str:
-    page.locator(f"{HEATMAP} .plh-text span[data-i='{i}']").hover(timeout=5_000)
+    """The score the tooltip of token i shows. A rerun that re-attaches the heatmap hides its
+    tooltip, and a mouse already resting on the token sends no new mouseover: so leave and
+    come back until the tooltip shows (three tries)."""
+    token = page.locator(f"{HEATMAP} .plh-text span[data-i='{i}']")
     tip = page.locator(".plh-tip")
-    tip.wait_for(state="visible", timeout=5_000)
+    for attempt in range(3):
+        page.mouse.move(0, 0)
+        token.hover(timeout=5_000)
+        try:
+            tip.wait_for(state="visible", timeout=5_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     return re.search(r"score\s*(\d\.\d{3})", tip.inner_text()).group(1)
 
 
