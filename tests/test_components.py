@@ -54,7 +54,8 @@ from tests.support.js_eval import NODE, js_runner, node_json
 JS_DIR = hm.JS_DIR
 JS = {name: (JS_DIR / name).read_text(encoding="utf-8") for name in hm.JS_FILES}
 ALL_JS = hm.component_js(strip=False)
-CSS = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
+CSS_FILE = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
+CSS = hm.component_css()  # what the browser gets: the file and the label rules from Python
 
 
 def _luminance(hex_color: str) -> float:
@@ -224,22 +225,60 @@ def test_the_payload_carries_the_one_definition_of_labels_and_colours():
 
 
 def test_js_and_css_hold_no_copy_of_labels_or_colours():
-    """Label names and colours reach the browser only in the payload's style."""
+    """Label names, words, CSS keys, line styles, outcomes and colours reach the browser only
+    from Python: the payload's style, and label_css() appended to heatmap.css."""
     code = re.sub(r"//[^\n]*|/\*.*?\*/", "", ALL_JS, flags=re.S)
-    css = re.sub(r"/\*.*?\*/", "", CSS, flags=re.S)
+    css = re.sub(r"/\*.*?\*/", "", CSS_FILE, flags=re.S)
     for label in LABEL_VALUES:
         if label != "Supported":  # a word of ordinary sentences too
             assert label not in code, label
     for word in LABEL_WORDS.values():
         assert f'"{word}"' not in code, word
+    assert "hallucinated" not in code.lower() and "hallucinated" not in css.lower()
+    for name, outcome in hm.OUTCOMES.items():
+        assert outcome.word not in code and outcome.meaning not in code, name
+        assert f".o-{name.lower()}" not in css, name
+    for key in hm.LABEL_KEYS.values():  # the class names made of a label's key
+        assert not re.search(rf"\.[gt]-{key}\b", css), key
+        assert not re.search(rf"[\"'][gt]-{key}[\"']", code), key
+    assert not re.search(r"text-decoration-style:\s*(solid|dashed|double|dotted)", css)
     colours = {UNKNOWN_COLOR, heatmap_data.DARK_TEXT, heatmap_data.LIGHT_TEXT, *GOLD_COLOURS.values()}
     colours |= {"#{:02x}{:02x}{:02x}".format(*c) for _, c in SCALE_STOPS}
     colours |= {c for palette in hm.LINE_COLOURS for c in palette.values()}
+    scale_rgb = {"{}, {}, {}".format(*c) for _, c in SCALE_STOPS}
     for colour in colours:
         assert colour not in code.lower(), colour
         if colour not in ("#ffffff", "#1565c0"):  # white edges and the buttons' blue are not the scale's
             assert colour not in css.lower(), colour
+    for rgb in scale_rgb - {"255, 255, 255"}:
+        assert rgb not in code and rgb not in css, rgb
     assert "Math.floor(c0[j] + (c1[j] - c0[j]) * t + 0.5)" in JS["colour.js"]  # same rounding as Python
+
+
+def test_label_css_is_generated_from_the_python_definition(monkeypatch):
+    """Change a label's key or line style in Python and the browser's CSS follows."""
+    css = hm.label_css()
+    for label, key in hm.LABEL_KEYS.items():
+        assert f".g-{key} {{ text-decoration-color: var(--plh-l0-{key}); text-decoration-style: " in css
+        assert f"text-decoration-style: {hm.LABEL_LINE_STYLES[label]};" in css
+        assert f".t-{key} {{" in css and f".tok.sel.t-{key} {{" in css
+    for name, outcome in hm.OUTCOMES.items():
+        assert f".o-{name.lower()} {{ outline: {outcome.outline};" in css
+    assert CSS.endswith(css)
+    monkeypatch.setitem(heatmap_data.LABEL_KEYS, "Supported", "ok")
+    monkeypatch.setitem(heatmap_data.LABEL_LINE_STYLES, "Supported", "wavy")
+    changed = hm.label_css()
+    assert ".g-ok { text-decoration-color: var(--plh-l0-ok); text-decoration-style: wavy; }" in changed
+    assert ".g-s " not in changed and ".t-ok {" in changed
+    assert [lab["key"] for lab in hm.style_payload()["labels"]][2] == "ok"
+
+
+def test_outcome_words_come_from_python(js_eval):
+    style = hm.style_payload()
+    assert style["outcomes"] == {n: {"word": o.word, "meaning": o.meaning} for n, o in hm.OUTCOMES.items()}
+    got = js_eval("colour.js", "(P) => ({o: P.OUTCOMES, w: P.OUTCOME_WORDS})", None)
+    assert got["o"] == {n: o.meaning for n, o in hm.OUTCOMES.items()}
+    assert got["w"] == {n: o.word for n, o in hm.OUTCOMES.items()}
 
 
 def test_js_configured_from_the_payload_has_python_scale_and_labels(js_eval):

@@ -6,8 +6,8 @@
   tests/test_components.py).
 - Label underlines and suggestion overlines: the palette of each band of scores keeps a
   WCAG contrast of at least 3:1 with every background of its band, down to the darkest red;
-  js/colour.js takes the palettes and bands from the payload's style, and heatmap.css draws
-  exactly those colours (through the variables the JS sets from them).
+  js/colour.js takes the palettes and bands from the payload's style, and the component's CSS
+  draws exactly those colours (through the variables the JS sets from them).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from pathlib import Path
 
 import pytest
 
@@ -26,9 +25,9 @@ from tests.support.heatmap_reference import line_colour, line_tone, score_color
 from tests.support.js_eval import js_runner
 from tests.support.span_editor import contrast
 
-CSS = (Path(hm.__file__).parent / "heatmap.css").read_text(encoding="utf-8")
+CSS = hm.component_css()  # heatmap.css and the label rules generated from Python
 GRID = [None, float("nan"), -1.0, 1.5] + [i / 10_000 for i in range(10_001)]
-CLS = {"Not Supported": "g-ns", "Insufficient Information": "g-ii", "Supported": "g-s", "N/A": "g-na"}
+CLS = {label: f"g-{key}" for label, key in hm.LABEL_KEYS.items()}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ the span editor. One Streamlit components-v2 component (no iframe).
   every payload as `style`), `heatmap_payload` (the exact dict the browser gets) and the
   helpers that validate what comes back.
 - this module: `token_heatmap(...)` mounts the component; `component_js()` assembles the
-  browser code from `js/` (order and pattern below). Styles: `heatmap.css`.
+  browser code from `js/` (order and pattern below); `component_css()` the styles:
+  `heatmap.css` plus the rules that name a label (`heatmap_data.label_css`).
 - `STREAMLIT_NOTES.md`: how to stream into it, what the editor sends back, runtime pitfalls.
 
 Model text is untrusted: the JS sets token text with `textContent` only.
@@ -22,10 +23,12 @@ from core.base.errors import UserError
 from core.components.heatmap_data import (
     GOLD_COLOURS,
     LABEL_KEYS,
+    LABEL_LINE_STYLES,
     LIGHT_TEXT_FROM,
     LINE_COLOURS,
     LINE_TONE_FROM,
     MODES,
+    OUTCOMES,
     PAYLOAD_VERSION,
     SCALE_STOPS,
     SUGGESTION_LINE,
@@ -34,6 +37,7 @@ from core.components.heatmap_data import (
     answer_text,
     edit_payload,
     heatmap_payload,
+    label_css,
     saved_spans,
     style_payload,
     token_gold_labels,
@@ -46,10 +50,12 @@ if TYPE_CHECKING:  # streamlit is imported lazily, only when the component is mo
 __all__ = [
     "GOLD_COLOURS",
     "LABEL_KEYS",
+    "LABEL_LINE_STYLES",
     "LIGHT_TEXT_FROM",
     "LINE_COLOURS",
     "LINE_TONE_FROM",
     "MODES",
+    "OUTCOMES",
     "PAYLOAD_VERSION",
     "SCALE_STOPS",
     "SUGGESTION_LINE",
@@ -58,12 +64,14 @@ __all__ = [
     "answer_text",
     "edit_payload",
     "heatmap_payload",
+    "label_css",
     "saved_spans",
     "style_payload",
     "token_gold_labels",
     "token_predictions",
     "COMPONENT_NAME",
     "JS_FILES",
+    "component_css",
     "component_js",
     "token_heatmap",
 ]
@@ -124,6 +132,12 @@ def component_js(strip: bool = True) -> str:
 
 
 @lru_cache(maxsize=1)
+def component_css() -> str:
+    """The component's CSS: heatmap.css (no label in it) and the label rules from Python."""
+    return (_HERE / "heatmap.css").read_text(encoding="utf-8") + "\n" + label_css()
+
+
+@lru_cache(maxsize=1)
 def _component():
     """Register once per process (the registration is re-applied per runtime by Streamlit)."""
     import streamlit as st
@@ -131,7 +145,7 @@ def _component():
     return st.components.v2.component(
         COMPONENT_NAME,
         html='<div class="plh-root" data-testid="probelens-heatmap"></div>',
-        css=(_HERE / "heatmap.css").read_text(encoding="utf-8"),
+        css=component_css(),
         js=component_js(),
     )
 

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from heatmap_cases import XSS_TOKENS, basic_case
 
-from core.components.heatmap import UNKNOWN_COLOR, heatmap_payload
+from core.components.heatmap import (
+    LABEL_KEYS,
+    LABEL_LINE_STYLES,
+    LINE_COLOURS,
+    OUTCOMES,
+    UNKNOWN_COLOR,
+    heatmap_payload,
+)
 from tests.support.heatmap_reference import score_color, text_color, token_outcomes
 
 pytestmark = [
@@ -108,6 +115,38 @@ def test_colours_and_outcomes_match_python(page, heatmap_app):
     legend = root.locator(".plh-legend").inner_text()
     for word in ("threshold 0.50", "not scored", "hallucinated", "TP", "FP", "FN"):
         assert word in legend
+    for name, outcome in OUTCOMES.items():
+        assert f"{name} {outcome.word}" in legend, name
+
+
+def test_label_lines_and_outlines_are_the_python_definitions(page, heatmap_app):
+    """Underlines and outlines as Chromium draws them: the colours, line styles and outlines
+    defined in Python (heatmap_data), not a copy in the JS or CSS."""
+    view, payload = basic_payload()
+    root = open_case(page, heatmap_app, count=len(view), case="basic")
+    drawn = root.evaluate(
+        """root => [...root.querySelectorAll('.plh-text span[data-i]')].map(s => {
+            const cs = getComputedStyle(s);
+            return {cls: s.className, line: cs.textDecorationColor, style: cs.textDecorationStyle,
+                    outline: cs.outlineColor, outlineStyle: cs.outlineStyle};
+        })"""
+    )
+    by_key = {key: label for label, key in LABEL_KEYS.items()}
+    seen_labels, seen_outcomes = set(), set()
+    for i, d in enumerate(drawn):
+        classes = d["cls"].split()
+        tone = 2 if "ln2" in classes else 1 if "ln1" in classes else 0
+        for c in classes:
+            if c.startswith("g-") and c[2:] in by_key:
+                label = by_key[c[2:]]
+                assert rgb_to_hex(d["line"]) == LINE_COLOURS[tone][label], (i, label, tone)
+                assert d["style"] == LABEL_LINE_STYLES[label], (i, label)
+                seen_labels.add(label)
+            if c.startswith("o-"):
+                _width, style, colour = OUTCOMES[c[2:].upper()].outline.split()
+                assert (d["outlineStyle"], rgb_to_hex(d["outline"])) == (style, colour), (i, c)
+                seen_outcomes.add(c)
+    assert seen_labels and seen_outcomes, (seen_labels, seen_outcomes)
 
 
 def test_hover_shows_tooltip_with_id_score_and_visible_whitespace(page, heatmap_app):

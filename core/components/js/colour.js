@@ -1,4 +1,5 @@
-// colour.js — the score colour scale and the label colours, as the payload's `style` gives them.
+// colour.js — the score colour scale, the label colours and the outcomes' words, as the
+// payload's `style` gives them.
 //
 // The labels (names, words, values, class keys) and the colours are defined once, in Python
 // (core/components/heatmap_data.py::style_payload); every payload carries them and
@@ -17,13 +18,9 @@ const LINE_TONE_FROM = []; // tone 0 below the first, 1 from it, 2 from the seco
 const LINE_COLOURS = []; // per tone: label (or "suggestion") -> colour
 const LINE_CLS = ["", "ln1", "ln2"]; // heatmap.css classes of tones 1 and 2
 const S = { unknown: "", lightTextFrom: Infinity, darkText: "", lightText: "", suggestion: "suggestion", key: "" };
-// What the outcome outlines mean (UI text of this component, not a shared rule).
-const OUTCOMES = {
-  TP: "flagged, gold hallucinated",
-  FP: "flagged, gold not hallucinated",
-  FN: "missed, gold hallucinated",
-};
-const OUTCOME_WORDS = { TP: "true positive", FP: "false positive", FN: "missed" };
+// What the outcome outlines mean (TP/FP/FN -> meaning, legend word), from the style too.
+const OUTCOMES = {};
+const OUTCOME_WORDS = {};
 
 function hex2(v) {
   return (v < 16 ? "0" : "") + v.toString(16);
@@ -51,6 +48,12 @@ function configure(style) {
   S.darkText = style.dark_text;
   S.lightText = style.light_text;
   S.suggestion = style.suggestion || "suggestion";
+  for (const o of Object.keys(OUTCOMES)) delete OUTCOMES[o];
+  for (const o of Object.keys(OUTCOME_WORDS)) delete OUTCOME_WORDS[o];
+  for (const [o, v] of Object.entries(style.outcomes || {})) {
+    OUTCOMES[o] = v.meaning;
+    OUTCOME_WORDS[o] = v.word;
+  }
   colorCache.clear();
   return true;
 }

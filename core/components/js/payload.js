@@ -21,7 +21,7 @@
  * @property {?(number|number[])} produced_at  epoch ms of the newest token, or one per token (timing only)
  * @property {?EditData} edit            edit mode only
  * @property {?Object} style             labels (name, word, value, key, color; most severe first), colour scale
- *                                      and line palettes: the only definition the browser has (style_payload)
+ *                                      line palettes and outcomes: the only definition the browser has (style_payload)
  */
 /**
  * The span editor's part (all positions code points of the NFC answer).
