@@ -11,18 +11,17 @@ Functions take a Session and never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.analysis.review_compare import ReviewRecord
 from core.base.errors import UserError
-from core.base.types import NOT_SUPPORTED, Span, TokenTrace
-from core.base.types import Generation as CoreGeneration
+from core.base.types import Span
 from core.text.editing import removed_spans
-from core.text.tokens import label_value, nfc, runs_over, token_ranges_to_char_span, true_runs
+from core.text.tokens import nfc
 from db.annotations import ENTITY, get_set, save_annotation_set, sets_for_generation, spans_from_json, spans_of
 from db.generations import get_generation, to_core, trace_of
 from db.models import GOLD_OWNER, AnnotationSet, Event, User
@@ -31,124 +30,10 @@ from db.users import get_user
 
 REVIEW_ACTION = "review.gold"
 REVIEW_ROLES = ("reviewer", "admin")
-PROBE_LABEL = NOT_SUPPORTED
 MAX_DECISION = 500
 
 
-@dataclass
-class ReviewBundle:
-    """Everything the review page shows for one generation.
-
-    - annotators: {user name: (version, spans)} for every annotator set, by name;
-    - gold: (version, spans) of the gold set, or None if there is none yet;
-    - probe_scores: the cached per-token scores of `probe_version` (None if not cached;
-      also copied into `trace.scores` when the lengths match, for the heatmap);
-    - probe_spans: runs of consecutive tokens scoring >= threshold, labelled "Not Supported",
-      with the run's highest score in the note ("max 0.912");
-    - disagreements: char ranges [start, end) where the annotators (and the probe, if
-      asked for) do not agree; see `disagreement_ranges`.
-    """
-
-    generation_id: int
-    dataset: str
-    generation: CoreGeneration
-    trace: TokenTrace | None
-    annotators: dict[str, tuple[int, list[Span]]]
-    gold: tuple[int, list[Span]] | None
-    probe_version: int | None = None
-    threshold: float = 0.5
-    probe_scores: list[float] | None = None
-    probe_spans: list[Span] = field(default_factory=list)
-    disagreements: list[tuple[int, int]] = field(default_factory=list)
-
-
-# --- per-token comparison ---------------------------------------------------------------
-
-
-def _token_offsets(trace: TokenTrace | None, completion: str) -> list[tuple[int, int]]:
-    """The trace's offsets; one "token" per character for a generation stored without tokens.
-
-    Characters are the finest grain spans can have, so the comparison still works, only
-    the ranges are not token-snapped.
-    """
-    if trace is not None and trace.offsets:
-        return list(trace.offsets)
-    return [(i, i + 1) for i in range(len(completion))]
-
-
-def _token_label_sets(offsets: list[tuple[int, int]], spans: list[Span]) -> list[frozenset[str]]:
-    """For each token, the labels of the spans overlapping it (zero-width tokens get none)."""
-    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    starts, ends = bounds[:, 0], bounds[:, 1]
-    labels: list[set[str]] = [set() for _ in offsets]
-    for span in spans:
-        hit = np.flatnonzero((starts < span.end) & (span.start < ends) & (starts < ends))
-        for i in hit:
-            labels[i].add(span.label)
-    return [frozenset(found) for found in labels]
-
-
-def _hallucinated(labels: frozenset[str]) -> bool:
-    return any(label_value(label) == 1 for label in labels)
-
-
-def _disagreeing_tokens(annotator_labels: list[list[frozenset[str]]], probe_flags: list[bool] | None) -> list[bool]:
-    """Per token: do the sources differ?
-
-    Annotators are compared on their exact label sets (an explicit "Supported" span differs
-    from no span: one person judged the claim, the other did not see one). The probe only
-    says "hallucinated or not", so it is compared with each annotator on that alone.
-    """
-    n = len(annotator_labels[0]) if annotator_labels else len(probe_flags or [])
-    flags: list[bool] = []
-    for i in range(n):
-        sets = {labels[i] for labels in annotator_labels}
-        differ = len(sets) > 1
-        if probe_flags is not None and i < len(probe_flags):
-            differ = differ or any(_hallucinated(labels) != probe_flags[i] for labels in sets)
-        flags.append(differ)
-    return flags
-
-
-def _char_ranges(offsets: list[tuple[int, int]], runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Token runs as char ranges, dropping runs of only zero-width tokens."""
-    ranges = [token_ranges_to_char_span(offsets, first, last) for first, last in runs]
-    return [(start, end) for start, end in ranges if end > start]
-
-
-def disagreement_ranges(
-    offsets: list[tuple[int, int]],
-    annotator_spans: list[list[Span]],
-    probe_scores: list[float] | None = None,
-    threshold: float = 0.5,
-) -> list[tuple[int, int]]:
-    """Char ranges where the sources disagree, consecutive disagreeing tokens merged.
-
-    With a single source (one annotator and no probe) nothing can disagree. The gold set is
-    not a source: it is what the reviewer is about to decide.
-    """
-    probe_flags = None if probe_scores is None else [bool(s >= threshold) for s in probe_scores]
-    if len(annotator_spans) + (probe_flags is not None) < 2 or not offsets:
-        return []
-    labels = [_token_label_sets(offsets, spans) for spans in annotator_spans]
-    return _char_ranges(offsets, true_runs(_disagreeing_tokens(labels, probe_flags)))
-
-
-def probe_spans(offsets: list[tuple[int, int]], scores: list[float], threshold: float = 0.5) -> list[Span]:
-    """Runs of consecutive tokens scoring >= threshold as "Not Supported" spans; note = the run's max.
-
-    NaN scores (tokens the probe did not score) never reach the threshold, so they split runs.
-    """
-    n = min(len(offsets), len(scores))
-    spans: list[Span] = []
-    for first, last in runs_over(scores[:n], threshold):
-        start, end = token_ranges_to_char_span(offsets, first, last)
-        if end > start:
-            spans.append(Span(start, end, PROBE_LABEL, f"max {max(scores[first:last]):.3f}"))
-    return spans
-
-
-# --- the bundle -------------------------------------------------------------------------
+# --- the record ---------------------------------------------------------------------------
 
 
 def _annotator_names(session: Session, generation_id: int) -> dict[int, str]:
@@ -176,46 +61,21 @@ def _split_sets(
     return dict(sorted(annotators.items())), gold
 
 
-def review_bundle(
-    session: Session,
-    generation_id: int,
-    probe_version: int | None,
-    threshold: float = 0.5,
-    *,
-    include_probe: bool = False,
-) -> ReviewBundle:
-    """Load one generation for review.
-
-    `probe_version` None means no probe columns; an unknown version is a UserError. The
-    probe joins the disagreement comparison only with `include_probe` (by default the
-    ranges show where the *people* differ, which is what a reviewer has to settle).
-    """
+def review_record(session: Session, generation_id: int, probe_version: int | None) -> ReviewRecord:
+    """What storage holds for reviewing one generation: the answer, its sets by annotator, the
+    gold set and the cached scores of `probe_version` (None: no probe). The comparison is
+    core.analysis.review_compare's; an unknown version is a UserError."""
     row = get_generation(session, generation_id)
-    trace = trace_of(row)
-    completion = nfc(row.completion)
-    offsets = _token_offsets(trace, completion)
     annotators, gold = _split_sets(session, generation_id)
-    scores = scores_for(session, probe_version, generation_id) if probe_version is not None else None
-    predicted: list[Span] = []
-    if scores is not None and trace is not None:
-        predicted = probe_spans(list(trace.offsets), scores, threshold)
-        if len(scores) == len(trace.offsets):
-            trace.scores = list(scores)
-    compare_probe = scores if include_probe and trace is not None else None
-    return ReviewBundle(
+    return ReviewRecord(
         generation_id=row.id,
         dataset=row.dataset.name,
         generation=to_core(row),
-        trace=trace,
+        trace=trace_of(row),
         annotators=annotators,
         gold=gold,
         probe_version=probe_version,
-        threshold=threshold,
-        probe_scores=scores,
-        probe_spans=predicted,
-        disagreements=disagreement_ranges(
-            offsets, [spans for _, spans in annotators.values()], compare_probe, threshold
-        ),
+        probe_scores=scores_for(session, probe_version, generation_id) if probe_version is not None else None,
     )
 
 

@@ -1,4 +1,8 @@
-"""Review: the bundle (annotators, gold, probe spans, disagreements) and saving gold."""
+"""Review: the bundle (annotators, gold, probe spans, disagreements) and saving gold.
+
+Storage reads the record (db.review.review_record); the comparison is pure
+(core.analysis.review_compare); the tests take both together, as the Review page's action does.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
+from core.analysis.review_compare import disagreement_ranges, probe_spans
+from core.analysis.review_compare import review_bundle as compare
 from core.base.errors import UserError
 from core.base.types import Span
 from core.probes.config import ProbeConfig
@@ -16,7 +22,13 @@ from db.engine import transaction
 from db.models import Event
 from db.predictions import store_scores
 from db.probes import register_probe
-from db.review import GoldRemovalError, disagreement_ranges, pick_annotator, probe_spans, review_bundle, save_gold
+from db.review import GoldRemovalError, pick_annotator, review_record, save_gold
+
+
+def review_bundle(session, generation_id, probe_version, threshold=0.5, *, include_probe=False):
+    """The record storage holds, compared as the Review page shows it."""
+    return compare(review_record(session, generation_id, probe_version), threshold, include_probe=include_probe)
+
 
 TEXT = "Marie Curie won the Nobel Prize in 1903."
 TOKENS = ["Marie", " Curie", " won", " the", " Nobel", " Prize", " in", " 1903", "."]

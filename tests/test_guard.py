@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.base.progress import OUTCOME_NEWS_SECONDS, eta_seconds, outcome_is_news
 from core.probes.guard import MIN_ANSWERS, MIN_SPANS_PER_KIND, small_validation_warning, version_validation_warning
-from db.train_runs import OUTCOME_NEWS_SECONDS, outcome_is_news
 
 
 def test_a_one_answer_validation_set_is_called_too_small_with_its_numbers():
@@ -34,22 +34,42 @@ def test_a_registered_versions_warning_comes_from_its_stored_counts(metrics, exp
 
 def test_old_run_outcomes_stop_being_news():
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    recent = {"finished_at": (now - timedelta(seconds=OUTCOME_NEWS_SECONDS - 5)).isoformat()}
-    old = {"finished_at": (now - timedelta(seconds=OUTCOME_NEWS_SECONDS + 5)).replace(tzinfo=None).isoformat()}
+    recent = (now - timedelta(seconds=OUTCOME_NEWS_SECONDS - 5)).isoformat()
+    old = (now - timedelta(seconds=OUTCOME_NEWS_SECONDS + 5)).replace(tzinfo=None).isoformat()
     assert outcome_is_news(recent, now) and not outcome_is_news(old, now)
-    assert outcome_is_news({"finished_at": None}, now)
+    assert outcome_is_news(None, now)
 
 
 def test_no_eta_while_a_run_is_starting_then_one_from_its_pace():
-    from types import SimpleNamespace
-
-    from db.train_runs import eta_seconds
-
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    run = SimpleNamespace(status="running", started_at=now - timedelta(seconds=30), progress=0.04, stage="load")
-    assert eta_seconds(run, now) is None  # loading the model says nothing about the work's pace
-    run.stage, run.progress = "generate", 0.5
-    assert eta_seconds(run, now) == pytest.approx(30.0)
+    started = now - timedelta(seconds=30)
+    # loading the model says nothing about the work's pace
+    assert eta_seconds(running=True, stage="load", progress=0.04, started=started, now=now) is None
+    assert eta_seconds(running=True, stage="generate", progress=0.5, started=started, now=now) == pytest.approx(30.0)
+    naive = started.replace(tzinfo=None)  # as SQLite hands it back: UTC
+    assert eta_seconds(running=True, stage="generate", progress=0.5, started=naive, now=now) == pytest.approx(30.0)
+    assert eta_seconds(running=False, stage="generate", progress=0.5, started=started, now=now) is None
+    assert eta_seconds(running=True, stage="generate", progress=0.0, started=started, now=now) is None
+
+
+def test_a_run_view_carries_its_eta(tmp_path):
+    """describe (orchestration) reads the row db returns and adds the pace's ETA."""
+    from core.orchestration.run_view import describe
+    from db import open_database
+    from db.models import RunKind, TrainRun
+    from db.train_runs import beat, create_run, mark_started
+
+    database = open_database(f"sqlite:///{tmp_path / 'runs.db'}")
+    with database.sessions() as session, session.begin():
+        run = create_run(session, RunKind.RESCORE, {"probe_version": 1}, None)
+        run_id = run.id
+        assert describe(run)["eta_s"] is None and describe(run)["status"] == "queued"
+    with database.sessions() as session, session.begin():
+        mark_started(session, run_id, None)
+        beat(session, run_id, stage="score", progress=0.5, message=None)
+    with database.sessions() as session:
+        view = describe(session.get(TrainRun, run_id))
+    assert view["id"] == run_id and view["stage"] == "score" and view["eta_s"] is not None and view["eta_s"] >= 0
 
 
 def test_counted_words_and_stored_values_read_as_text():

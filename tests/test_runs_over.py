@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import random
 
+from core.analysis.review_compare import probe_spans
 from core.engine.live import EarlyStopRule
 from core.probes.pipeline import spans_from_scores
 from core.text.editing import suggest_spans
 from core.text.tokens import over_threshold, runs_over, trailing_run, true_runs
-from db.review import probe_spans
 
 NAN = float("nan")
 

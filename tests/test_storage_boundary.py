@@ -48,6 +48,16 @@ def test_db_holds_no_rules_that_moved_up():
         text = path.read_text(encoding="utf-8")
         assert "import statistics" not in text and "agreement_report" not in text, path.name
         assert "def span_f1" not in text and "def score_stats" not in text, path.name
+        # a run's pace and view (core.base.progress, core.orchestration.run_view) and the
+        # reviewer's comparison (core.analysis.review_compare) are not storage either
+        for rule in (
+            "def eta_seconds",
+            "def describe",
+            "def outcome_is_news",
+            "def disagreement_ranges",
+            "def probe_spans",
+        ):
+            assert rule not in text, (path.name, rule)
 
 
 def _probe(session, version: int):

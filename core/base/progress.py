@@ -7,6 +7,7 @@ CLI, background jobs and tests can all watch and stop it the same way.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -59,3 +60,37 @@ def as_stage(progress: ProgressFn | None, stage: str) -> ProgressFn | None:
 def check(cancel: CancelToken | None) -> None:
     if cancel is not None:
         cancel.check()
+
+
+# --- a run's pace, from what its row says (pure: the row's fields, not the row) ---------
+
+STARTING_STAGES = ("start", "load")
+OUTCOME_NEWS_SECONDS = 120
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored moment is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def eta_seconds(
+    *, running: bool, stage: str | None, progress: float | None, started: datetime | None, now: datetime | None = None
+) -> float | None:
+    """Time left if a run keeps its pace since it started (None until there is a pace)."""
+    done = progress or 0.0
+    if not running or started is None or not 0.0 < done < 1.0:
+        return None
+    if stage in STARTING_STAGES:
+        return None  # loading the model is not the pace of the work: an ETA here would only grow
+    elapsed = ((now or datetime.now(UTC)) - _utc(started)).total_seconds()
+    return max(0.0, elapsed * (1.0 - done) / done)
+
+
+def outcome_is_news(finished_at: str | None, now: datetime | None = None) -> bool:
+    """Whether a run that finished at `finished_at` (ISO text, None while it runs) ended recently
+    enough for its outcome box to still be shown; older outcomes clutter a page whose tables
+    already tell them."""
+    if not finished_at:
+        return True
+    ended = _utc(datetime.fromisoformat(finished_at))
+    return ((now or datetime.now(UTC)) - ended).total_seconds() < OUTCOME_NEWS_SECONDS

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from core.base.errors import UserError
+from core.orchestration.run_view import describe
 from core.probes.stored_metrics import headline_auc
 from db import open_database
 from db.models import RunKind, RunStatus
@@ -22,7 +23,6 @@ from db.train_runs import (
     ACTIVE,
     claim,
     create_run,
-    describe,
     get_run,
     list_runs,
     request_cancel,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.analysis.review_compare import ReviewBundle
+from core.analysis.review_compare import review_bundle as compare
 from core.base.types import Span
 from core.orchestration import work_queue
 from core.orchestration.actions.acting import Actor, reading, writing
@@ -13,7 +15,6 @@ from db import review as reviewing
 from db.users import list_users
 
 PAGE = "review"
-ReviewBundle = reviewing.ReviewBundle
 
 
 def review_queue(
@@ -35,7 +36,8 @@ def review_queue(
 def review_bundle(storage: Database, generation_id: int, probe_version: int | None) -> ReviewBundle:
     """One answer with every annotator's set, the gold set and the probe's spans."""
     with storage.sessions() as session:
-        return reviewing.review_bundle(session, generation_id, probe_version)
+        record = reviewing.review_record(session, generation_id, probe_version)
+    return compare(record)
 
 
 def agreement_data(storage: Database, dataset: str) -> tuple[list[Any], list[str], list[int]]:

@@ -6,16 +6,18 @@ cancelling transaction, and the event names who cancelled.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from core.base import progress
 from core.base.errors import UserError
 from core.orchestration.actions.acting import Actor, checker, writing
 from core.orchestration.launcher import start_seed
+from core.orchestration.run_view import describe
 from core.orchestration.seed import needs_seed
 from db import Database, train_runs
 from db.models import RunKind
 from db.train_runs import ACTIVE as ACTIVE
-from db.train_runs import outcome_is_news as outcome_is_news
 
 #: the page whose role a run's kind needs (to cancel it, or to start the seed again)
 RUN_PAGES: dict[str, str] = {
@@ -27,12 +29,17 @@ RUN_PAGES: dict[str, str] = {
 
 
 def latest_runs(storage: Database, kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """The newest run of each kind (as db.train_runs.describe gives it), after marking dead
+    """The newest run of each kind (as run_view.describe gives it), after marking dead
     workers' runs failed."""
     with storage.sessions() as session, session.begin():
         train_runs.reap_dead(session)
         found = {kind: train_runs.latest_run(session, kind) for kind in kinds}
-        return {kind: train_runs.describe(run) for kind, run in found.items() if run is not None}
+        return {kind: describe(run) for kind, run in found.items() if run is not None}
+
+
+def outcome_is_news(run: dict[str, Any], now: datetime | None = None) -> bool:
+    """Whether a finished run (as `latest_runs` gives it) still shows its outcome box."""
+    return progress.outcome_is_news(run.get("finished_at"), now)
 
 
 def cancel_run(storage: Database, actor: Actor, run_id: int) -> None:
