@@ -23,6 +23,8 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_DEMO_SIZE": "answers in the first-run demo (default: 200)",
     "PROBELENS_SEED_DEMO": "0 turns the first-run demo seed off (default: 1)",
     "PROBELENS_MAX_IMPORT_MB": "largest import file accepted (default: 200)",
+    "PROBELENS_ADAPTER_REGEX_SECONDS": "how long an uploaded LoRA adapter's target_modules pattern may take to match "
+    "the model's module names before the upload is refused (default: 5)",
     "PROBELENS_IMPORT_ROOT": "the only server folder the Data page imports from by path (default: data/imports)",
     "PROBELENS_ADMIN_PASSWORD": "creates the admin account on first start without the form",
     "PROBELENS_NEW_PASSWORD": "password for `users add` / `users reset-password` without a prompt",
@@ -68,6 +70,11 @@ def database_url() -> str:
 def database_url_if_set() -> str | None:
     """`DATABASE_URL` as this process's environment gives it (a Ray worker reads its password there)."""
     return _get("DATABASE_URL").strip() or None
+
+
+def adapter_regex_seconds() -> float:
+    """Seconds an uploaded adapter's pattern may match for (0.1 to 60): a sane one needs milliseconds."""
+    return min(60.0, max(0.1, _float("PROBELENS_ADAPTER_REGEX_SECONDS", 5.0)))
 
 
 def model_id() -> str:

@@ -11,7 +11,7 @@ module, so `r = 4194304` asked for gigabytes. Here:
 - `r`, `lora_alpha` and `lora_dropout` must satisfy the bounds training uses (`LoraSettings`),
   and the adapted layers must lie within the model and end at or below the probe's layer;
 - `target_modules` is a list of plain module names the model has, or a regular expression
-  that compiles and matches within `REGEX_SECONDS` in a separate process (a hang there is
+  that compiles and matches within `PROBELENS_ADAPTER_REGEX_SECONDS` (default 5 s) in a separate process (a hang there is
   killed); the expression is then replaced by the module names it matched, so PEFT never
   runs a pattern from the file;
 - what PEFT reads is the canonical config written here, never the uploaded bytes.
@@ -28,13 +28,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from core.base import settings
 from core.base.errors import UserError
 from core.probes.config import parse_config_json
 from core.probes.lora import LoraSettings
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-REGEX_SECONDS = 5.0  # matching a pattern against every module name; a sane one needs milliseconds
 MAX_PATTERN = 500
 MAX_NAMES = 64
 MAX_TEXT = 500
@@ -184,9 +184,12 @@ _REGEX_CHILD = (
 )
 
 
-def regex_matches(pattern: str, names: list[str], where: str, seconds: float = REGEX_SECONDS) -> list[str]:
+def regex_matches(pattern: str, names: list[str], where: str, seconds: float | None = None) -> list[str]:
     """The names `pattern` fully matches, found in a separate bare Python process killed after
-    `seconds`: a catastrophic pattern holds the GIL, so no thread here could stop it."""
+    `seconds` (default: the setting): a catastrophic pattern holds the GIL, so no thread here
+    could stop it."""
+    if seconds is None:
+        seconds = settings.adapter_regex_seconds()
     try:
         done = subprocess.run(
             [sys.executable, "-I", "-S", "-c", _REGEX_CHILD],
