@@ -387,7 +387,7 @@ class BatchEngine:
         if not self.rows:
             return finished
         feed: list[tuple[int, int]] = []  # (row index, token id)
-        logits = torch.stack([row.next_logits for row in self.rows])  # type: ignore[misc]
+        logits = torch.stack([row.next_logits for row in self.rows])
         logps, entropies = distribution_stats(logits)
         # One device-to-host copy per step for every row's greedy token and entropy, not one per row.
         greedy = logits.argmax(dim=-1).tolist()

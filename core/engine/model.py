@@ -235,7 +235,7 @@ def speed_up_small_batches(model: Any) -> None:
     for module in model.modules():
         if type(module) is torch.nn.Linear:
             # One instance's forward is replaced on purpose; mypy refuses any assignment to a method.
-            module.forward = types.MethodType(_small_batch_linear, module)  # type: ignore[method-assign]
+            module.forward = types.MethodType(_small_batch_linear, module)
 
 
 def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
@@ -289,7 +289,7 @@ def _dequantise_embedded(target: Path) -> None:
     # The weights are plain float32 now; drop the GGUF quantiser so save_pretrained accepts them.
     # transformers sets hf_quantizer in from_pretrained without declaring it, so mypy takes
     # torch.nn.Module.__getattr__'s Tensor | Module for it.
-    model.hf_quantizer = None  # type: ignore[assignment]
+    model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
