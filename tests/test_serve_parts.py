@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.base.errors import UserError
 from core.base.types import TokenTrace
 from core.orchestration.serve.schema import ApiError, parse_chat
 from db.api_keys import KeyOwner
@@ -105,3 +106,28 @@ def test_a_probe_for_another_model_is_refused_at_start(tiny_lm, tiny_tokenizer, 
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "model" in lines[0]
+    # `--ray` checks the same before it deploys anything.
+    on_ray = subprocess.run(
+        [sys.executable, "-m", "core", "serve", "--ray", "--port", "1", "--model", str(other)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert on_ray.returncode == 2
+    assert [line for line in on_ray.stderr.splitlines() if line.startswith("error:")] == lines
+    assert "Started a local Ray instance" not in on_ray.stderr
+
+
+def test_ray_replicas_one_per_gpu_else_the_cpu_replicas_asked_for():
+    from core.orchestration.ray_cluster import ClusterShape
+    from core.orchestration.serve.ray_serve import replica_plan
+
+    assert replica_plan(ClusterShape(gpus=3, node_cpus=8, nodes=2), 5).replicas == 3
+    assert replica_plan(ClusterShape(gpus=3, node_cpus=8, nodes=2), None).resources == {"num_gpus": 1, "num_cpus": 1}
+    cpu = replica_plan(ClusterShape(gpus=0, node_cpus=2, nodes=1), None)
+    assert (cpu.replicas, cpu.resources) == (2, {"num_cpus": 1})
+    assert replica_plan(ClusterShape(gpus=0, node_cpus=2, nodes=1), 4).replicas == 4
+    with pytest.raises(UserError, match="--replicas"):
+        replica_plan(ClusterShape(gpus=0, node_cpus=2, nodes=1), 0)
