@@ -60,6 +60,7 @@ SLOW_MODULES = (
     "test_probe_files",
     "test_gpu_check",
     "test_serve",
+    "test_serve_ray",
     "test_adapter_uploads",
 )
 

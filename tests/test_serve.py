@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Server:
-    def __init__(self, url: str, model: str, keys: dict[str, str], database, lm, proc) -> None:
+    def __init__(self, url: str, model: str, keys: dict[str, str], database, lm, proc, log: Path) -> None:
         self.url, self.model, self.keys, self.database, self.lm, self.proc = url, model, keys, database, lm, proc
+        self.log = log  # the service's stderr
 
     def client(self, key: str = "plain", **kwargs) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=self.keys.get(key, key), max_retries=0, **kwargs)
@@ -84,19 +85,29 @@ def server(tiny_lm, tiny_model_dir, tmp_path_factory):
                 capture_dataset="flagged",
                 capture_threshold=1.0,
             )[1]
+            keys["flagged_low"] = create_key(
+                session,
+                ann,
+                "flagged-low",
+                actor=None,
+                capture="flagged",
+                capture_dataset="flagged-low",
+                capture_threshold=0.0,
+            )[1]
             keys["busy"] = create_key(session, ann, "busy", actor=None)[1]
         port = free_port()
+        log = root / "serve.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "core", "serve", "--port", str(port), "--model", str(tiny_model_dir)],
             cwd=REPO,
             env={**os.environ, **env},
-            stderr=subprocess.PIPE,
+            stderr=log.open("w"),
             text=True,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
         while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "serve exited"
+            assert proc.poll() is None, log.read_text()
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
@@ -104,7 +115,7 @@ def server(tiny_lm, tiny_model_dir, tmp_path_factory):
                 pass
             assert time.time() < deadline, "serve did not start"
             time.sleep(0.2)
-        yield Server(url, tiny_lm.model_id, keys, database, tiny_lm, proc)
+        yield Server(url, tiny_lm.model_id, keys, database, tiny_lm, proc, log)
         proc.terminate()
         proc.wait(30)
 
@@ -353,3 +364,90 @@ def test_promote_during_a_stream_and_capture_off(server):
     assert len(served_rows(server.database, "flagged")) == before  # threshold 1.0: nothing flagged
     assert not any(r.conversation[0]["content"] == "And now?" for r in served_rows(server.database, "served"))
     promote(server.database, 1, None)
+
+
+def test_spans_are_the_runs_over_the_threshold_in_code_points(server):
+    from core.text.tokens import runs_over
+
+    args = {
+        "model": server.model,
+        "messages": ask("Describe Zürich 😀 (spans)."),
+        "max_tokens": 24,
+        "temperature": 0,
+        "logprobs": True,
+    }
+    client = server.client()
+    risks = [t.model_extra["risk"] for t in client.chat.completions.create(**args).choices[0].logprobs.content]
+    threshold = sorted(risks)[len(risks) // 2]  # the median: some tokens over it, some not
+    reply = client.chat.completions.create(**args, extra_body={"probelens": {"threshold": threshold}})
+    content = reply.choices[0].message.content
+    tokens = [t.token for t in reply.choices[0].logprobs.content]
+    assert [t.model_extra["risk"] for t in reply.choices[0].logprobs.content] == risks
+    extension = reply.model_extra["probelens"]
+    assert extension["threshold"] == threshold and extension["max_risk"] == pytest.approx(max(risks))
+    spans = extension["spans"]
+    assert [tuple(s["tokens"]) for s in spans] == runs_over(risks, threshold) != []
+    for span in spans:
+        first, last = span["tokens"]
+        assert span["start"] == len("".join(tokens[:first])) and span["end"] == len("".join(tokens[:last]))
+        assert span["text"] == content[span["start"] : span["end"]] == "".join(tokens[first:last])
+        assert span["max_risk"] == pytest.approx(max(risks[first:last]))
+        assert span["mean_risk"] == pytest.approx(sum(risks[first:last]) / (last - first))
+    *_chunks, last_chunk = list(
+        client.chat.completions.create(**args, stream=True, extra_body={"probelens": {"threshold": threshold}})
+    )
+    assert last_chunk.model_extra["probelens"]["spans"] == spans
+
+
+def test_metrics_count_requests_tokens_latency_and_flags(server):
+    names = (
+        'probelens_requests_total{outcome="200"}',
+        'probelens_tokens_total{kind="completion"}',
+        'probelens_tokens_total{kind="prompt"}',
+        "probelens_time_to_first_token_seconds_count",
+        "probelens_time_between_tokens_seconds_count",
+        "probelens_flagged_answers_total",
+    )
+    before = {name: server.metric(name) for name in names}
+    reply = server.client().chat.completions.create(
+        model=server.model,
+        messages=ask("Count me (metrics)."),
+        max_tokens=6,
+        temperature=0,
+        extra_body={"probelens": {"threshold": 0.000001}},  # every scored token is flagged
+    )
+    after = {name: server.metric(name) for name in names}
+    made = reply.usage.completion_tokens
+    assert made > 1
+    assert after[names[0]] == before[names[0]] + 1
+    assert after[names[1]] == before[names[1]] + made
+    assert after[names[2]] == before[names[2]] + reply.usage.prompt_tokens
+    assert after[names[3]] == before[names[3]] + 1
+    assert after[names[4]] > before[names[4]]
+    assert after[names[5]] == before[names[5]] + 1
+    text = httpx.get(server.url + "/metrics").text
+    assert "probelens_queue_length " in text and "probelens_requests_in_flight " in text
+
+
+def test_flagged_capture_stores_answers_at_its_threshold(server):
+    reply = server.client("flagged_low").chat.completions.create(
+        model=server.model, messages=ask("Flag me (threshold 0)."), max_tokens=5, temperature=0
+    )
+    deadline = time.time() + 20
+    while not served_rows(server.database, "flagged-low") and time.time() < deadline:
+        time.sleep(0.1)
+    [row] = served_rows(server.database, "flagged-low")
+    assert row.source == "served" and row.completion == reply.choices[0].message.content
+    assert row.extra["api_key"] == "flagged-low"
+
+
+def test_the_service_log_holds_no_prompt_or_answer(server):
+    prompt = "A secret prompt: the launch code is 0000 (log)."
+    reply = server.client().chat.completions.create(model=server.model, messages=ask(prompt), max_tokens=12)
+    answer = reply.choices[0].message.content
+    time.sleep(0.5)
+    log = server.log.read_text()
+    assert "serving" in log  # the log is the service's stderr
+    assert prompt not in log and "launch code" not in log
+    assert len(answer.strip()) < 4 or answer not in log
+    assert "What is the capital of France?" not in log  # an earlier test's prompt

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.base.errors import UserError
 from core.base.types import TokenTrace
 from core.orchestration.serve.schema import ApiError, parse_chat
 from db.api_keys import KeyOwner
@@ -105,3 +106,114 @@ def test_a_probe_for_another_model_is_refused_at_start(tiny_lm, tiny_tokenizer, 
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "model" in lines[0]
+    # `--ray` checks the same before it deploys anything.
+    on_ray = subprocess.run(
+        [sys.executable, "-m", "core", "serve", "--ray", "--port", "1", "--model", str(other)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert on_ray.returncode == 2
+    assert [line for line in on_ray.stderr.splitlines() if line.startswith("error:")] == lines
+    assert "Started a local Ray instance" not in on_ray.stderr
+
+
+def test_ray_replicas_one_per_gpu_else_the_cpu_replicas_asked_for():
+    from core.orchestration.ray_cluster import ClusterShape
+    from core.orchestration.serve.ray_serve import replica_plan
+
+    assert replica_plan(ClusterShape(gpus=3, node_cpus=8, nodes=2), 5).replicas == 3
+    assert replica_plan(ClusterShape(gpus=3, node_cpus=8, nodes=2), None).resources == {"num_gpus": 1, "num_cpus": 1}
+    cpu = replica_plan(ClusterShape(gpus=0, node_cpus=2, nodes=1), None)
+    assert (cpu.replicas, cpu.resources) == (2, {"num_cpus": 1})
+    assert replica_plan(ClusterShape(gpus=0, node_cpus=2, nodes=1), 4).replicas == 4
+    with pytest.raises(UserError, match="--replicas"):
+        replica_plan(ClusterShape(gpus=0, node_cpus=2, nodes=1), 0)
+
+
+@pytest.fixture()
+def live_service(tiny_lm, tmp_path, monkeypatch):
+    """The real app on uvicorn in this process (a free port), following the active probe every 0.1 s,
+    over a real SQLite file whose active version v1 is a linear probe for the tiny model."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from core.orchestration.serve.app import Limits, Service, create_app
+    from core.orchestration.serve.probe import ProbeHolder
+    from db import open_database
+    from db.api_keys import create_key
+    from db.users import add_user
+    from tests.support.browser import free_port
+    from tests.support.probe_versions import register_linear_probe
+
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    database = open_database(f"sqlite:///{tmp_path / 'serve.db'}")
+    assert register_linear_probe(database, tiny_lm) == 1
+    with database.sessions() as session, session.begin():
+        key = create_key(session, add_user(session, "ann", "annotator-password"), "k", actor=None)[1]
+    holder = ProbeHolder(database, tiny_lm, "active", 0.1)
+    holder.start()
+    app = create_app(Service(database, tiny_lm, holder, Limits(16, 400, 4, 16_384)))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", key, database, holder
+    server.should_exit = True
+    thread.join(10)
+    holder.stop()
+    database.dispose()
+
+
+@pytest.mark.slow
+def test_a_version_for_another_model_promoted_mid_run_is_logged_and_never_used(live_service, tiny_lm, caplog):
+    import time
+
+    import httpx
+    import openai
+
+    from core.orchestration.registry import promote
+    from tests.support.probe_versions import register_linear_probe
+
+    url, key, database, holder = live_service
+    client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+
+    def served_version(stream: bool = False) -> int | None:
+        args = {"model": tiny_lm.model_id, "messages": [{"role": "user", "content": "Hi?"}], "max_tokens": 4}
+        if not stream:
+            reply = client.chat.completions.create(**args, logprobs=True)
+            assert all(t.model_extra["risk"] is not None for t in reply.choices[0].logprobs.content)
+            return reply.model_extra["probelens"]["probe_version"]
+        *_chunks, last = list(client.chat.completions.create(**args, stream=True))
+        return last.model_extra["probelens"]["probe_version"]
+
+    assert served_version() == 1
+    other = register_linear_probe(
+        database, tiny_lm, activate=False, seed=1, model_id="someone/another-model", hidden_size=tiny_lm.hidden_size * 2
+    )
+    promote(database, other, None)
+    refused = f"probe v{other} is active but cannot score this model, keeping v1"
+    deadline = time.time() + 10
+    while refused not in caplog.text:
+        assert time.time() < deadline, "the service did not notice the promote"
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more refreshes: still refused, and logged once
+    assert caplog.text.count(refused) == 1
+    assert served_version() == 1 and served_version(stream=True) == 1
+    assert httpx.get(url + "/health").json()["probe_version"] == 1
+    assert client.models.list().data[0].model_extra["probelens"]["probe_version"] == 1
+    assert holder.current()[1] == 1
+    # A fitting version promoted after it is picked up: the refusal did not stop the following.
+    fitting = register_linear_probe(database, tiny_lm, activate=True, seed=2)
+    deadline = time.time() + 10
+    while served_version() != fitting:
+        assert time.time() < deadline, "the next fitting version was not picked up"
+        time.sleep(0.1)

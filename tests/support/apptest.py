@@ -76,31 +76,12 @@ def plain(markdown: str | None) -> str:
 def with_tiny_model_and_probe(database, monkeypatch, tmp_path: Path, tiny_model_dir, tiny_lm) -> None:
     """The tiny model as the app server's model, an active linear probe for it, and an admin
     "boss" (password "boss-password"): what the Generate page needs to stream and score."""
-    import torch
-
-    from core.orchestration.registry import register_version
-    from core.probes.config import ProbeConfig
-    from core.probes.files import save_probe
-    from core.probes.linear import LinearProbe
+    from tests.support.probe_versions import register_linear_probe
 
     monkeypatch.setenv("PROBELENS_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
     add_users(database, ("boss", "boss-password", "admin"))
-    torch.manual_seed(0)
-    probe = LinearProbe(tiny_lm.hidden_size)
-
-    def write(staging, version):
-        config = ProbeConfig(
-            model_id=tiny_lm.model_id,
-            tokenizer_hash=tiny_lm.tokenizer_hash,
-            layer=tiny_lm.default_layer,
-            hidden_size=tiny_lm.hidden_size,
-            version=version,
-        )
-        save_probe(staging, probe, config)
-        return config
-
-    register_version(database, write, activate=True)
+    register_linear_probe(database, tiny_lm, activate=True)
 
 
 def answer_count(database) -> int:

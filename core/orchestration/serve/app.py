@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.base import settings
 from core.engine.batched import shared_engine
-from core.engine.model import LoadedModel
+from core.engine.model import LoadedModel, get_model
 from core.engine.stream import prompt_ids
 from core.orchestration.actions.generate import finished_answer_extra
 from core.orchestration.serve import schema
@@ -33,6 +33,8 @@ from db import Database
 from db.api_keys import KeyOwner
 
 log = logging.getLogger("probelens.serve")
+#: The service's own log lines (probe swaps, capture errors); never a prompt or an answer.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass
@@ -188,6 +190,17 @@ def create_app(service: Service) -> FastAPI:
         return await _whole(service, owner, answer, version, prompt_tokens)
 
     return app
+
+
+def build_app(
+    database: Database, model: str | None, probe_spec: str, limits: Limits, refresh_seconds: float
+) -> tuple[FastAPI, ProbeHolder]:
+    """Load the model and the probe, and make the app: the plain service and every Ray Serve
+    replica build theirs the same way, so both serve exactly the same API."""
+    lm = get_model(model)
+    probes = ProbeHolder(database, lm, probe_spec, refresh_seconds)
+    probes.start()
+    return create_app(Service(database, lm, probes, limits)), probes
 
 
 class _Clock:
