@@ -7,9 +7,6 @@ SQLite file); each test uses its own prompts so captured answers do not collide.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,11 +14,9 @@ import httpx
 import openai
 import pytest
 
-from tests.support.browser import free_port
+from tests.support.serving import start_serve, stop_serve
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Server:
@@ -95,29 +90,10 @@ def server(tiny_lm, tiny_model_dir, tmp_path_factory):
                 capture_threshold=0.0,
             )[1]
             keys["busy"] = create_key(session, ann, "busy", actor=None)[1]
-        port = free_port()
         log = root / "serve.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "core", "serve", "--port", str(port), "--model", str(tiny_model_dir)],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stderr=log.open("w"),
-            text=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "serve did not start"
-            time.sleep(0.2)
+        url, proc = start_serve(env, log, "--model", str(tiny_model_dir))
         yield Server(url, tiny_lm.model_id, keys, database, tiny_lm, proc, log)
-        proc.terminate()
-        proc.wait(30)
+        stop_serve(proc)
 
 
 def ask(text: str) -> list[dict[str, str]]:

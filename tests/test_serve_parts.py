@@ -154,7 +154,9 @@ def live_service(tiny_lm, tmp_path, monkeypatch):
     database = open_database(f"sqlite:///{tmp_path / 'serve.db'}")
     assert register_linear_probe(database, tiny_lm) == 1
     with database.sessions() as session, session.begin():
-        key = create_key(session, add_user(session, "ann", "annotator-password"), "k", actor=None)[1]
+        ann = add_user(session, "ann", "annotator-password")
+        key = create_key(session, ann, "k", actor=None)[1]
+        capture_key = create_key(session, ann, "cap", actor=None, capture="all", capture_dataset="captured")[1]
     holder = ProbeHolder(database, tiny_lm, "active", 0.1)
     holder.start()
     app = create_app(Service(database, tiny_lm, holder, Limits(16, 400, 4, 16_384)))
@@ -166,7 +168,7 @@ def live_service(tiny_lm, tmp_path, monkeypatch):
     while not server.started:
         assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key, database, holder
+    yield f"http://127.0.0.1:{port}", key, database, holder, capture_key
     server.should_exit = True
     thread.join(10)
     holder.stop()
@@ -183,7 +185,7 @@ def test_a_version_for_another_model_promoted_mid_run_is_logged_and_never_used(l
     from core.orchestration.registry import promote
     from tests.support.probe_versions import register_linear_probe
 
-    url, key, database, holder = live_service
+    url, key, database, holder, _capture_key = live_service
     client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
 
     def served_version(stream: bool = False) -> int | None:
@@ -217,3 +219,33 @@ def test_a_version_for_another_model_promoted_mid_run_is_logged_and_never_used(l
     while served_version() != fitting:
         assert time.time() < deadline, "the next fitting version was not picked up"
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_capture_the_database_refuses_is_counted_and_the_answer_still_served(live_service, tiny_lm, caplog):
+    import time
+
+    import httpx
+    import openai
+    from sqlalchemy import text
+
+    url, _key, database, _holder, capture_key = live_service
+    with database.engine.begin() as connection:
+        connection.execute(text("DROP TABLE generations"))  # every capture write now fails for real
+    client = openai.OpenAI(base_url=url + "/v1", api_key=capture_key, max_retries=0)
+    args = {"model": tiny_lm.model_id, "messages": [{"role": "user", "content": "Store me?"}], "max_tokens": 4}
+    whole = client.chat.completions.create(**args)
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    streamed = list(client.chat.completions.create(**args, stream=True))
+    assert streamed[-1].choices[0].finish_reason in ("stop", "length")
+
+    def errors() -> float:
+        lines = httpx.get(url + "/metrics").text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith("probelens_capture_errors_total"))
+
+    deadline = time.time() + 10
+    while errors() < 2:
+        assert time.time() < deadline, "the failed captures were not counted"
+        time.sleep(0.05)
+    assert caplog.text.count("could not capture a served answer") == 2
+    assert "Store me?" not in caplog.text

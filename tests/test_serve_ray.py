@@ -4,7 +4,6 @@ HTTP proxy, and after one replica's actor is killed new requests are still answe
 
 from __future__ import annotations
 
-import os
 import time
 
 import httpx
@@ -121,4 +120,3 @@ def test_two_replicas_answer_and_survive_a_killed_replica(ray_service):
         assert time.time() < deadline, f"the killed replica was not replaced: {names}"
         time.sleep(0.5)
     assert _ask(client, model, "Capital of Peru?") == before
-    assert os.environ.get("PROBELENS_RAY_ADDRESS") is None

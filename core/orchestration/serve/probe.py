@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from core.base.errors import UserError
-from core.engine.model import LoadedModel
+from core.engine.model import LazyModel, LoadedModel
 from core.orchestration.registry import load_version
 from db import Database
 from db.probes import active_probe
@@ -22,8 +22,9 @@ log = logging.getLogger("probelens.serve")
 
 
 class ProbeHolder:
-    def __init__(self, database: Database, lm: LoadedModel, spec: str, refresh_seconds: float) -> None:
-        """`spec`: "active" (follow promotions), "none", or a version number."""
+    def __init__(self, database: Database, lm: LoadedModel | LazyModel, spec: str, refresh_seconds: float) -> None:
+        """`spec`: "active" (follow promotions), "none", or a version number. `lm` may be a
+        `LazyModel` where only the check matters (`serve --ray` before it deploys)."""
         self.database = database
         self.lm = lm
         self.follow = spec == "active"

@@ -91,12 +91,11 @@ def deploy(
 
     plan = replica_plan(ray_cluster.cluster_shape(), cpu_replicas)
     deployment = serve.deployment(
-        serve.ingress()(ProbeLensReplica),
         name=DEPLOYMENT_NAME,
         num_replicas=plan.replicas,
         ray_actor_options=plan.resources,
         max_ongoing_requests=MAX_ONGOING_REQUESTS,
-    )
+    )(serve.ingress()(ProbeLensReplica))
     serve.start(http_options={"host": host, "port": port})
     serve.run(
         deployment.bind(database_url, model, probe_spec, limits, refresh_seconds),
