@@ -15,7 +15,7 @@ pytest.register_assert_rewrite("tests.support")
 
 # One Chromium for the whole run (tests/e2e and tests/security): two sync Playwright sessions
 # cannot be open at once.
-from tests.support.browser_fixtures import chromium, page  # noqa: E402,F401
+from tests.support.browser_fixtures import chromium, demo_seeded, page  # noqa: E402,F401
 
 
 # Each test's report on its item, so fixtures can tell a failure (screenshots).

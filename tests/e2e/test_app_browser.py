@@ -27,16 +27,13 @@ HEATMAP = ".plh-root[data-token-count]"
 
 
 @pytest.fixture(scope="module")
-def probelens(tmp_path_factory):
-    """A fresh database with two users and a small demo (answers + an active probe), served."""
-    from core.engine.model import get_model
-    from core.orchestration.seed import seed_demo
+def probelens(tmp_path_factory, demo_seeded):
+    """A copy of the session's small demo (answers + an active probe) with two users, served."""
 
     def prepare(database) -> None:
         add_users(database, (ADMIN, ADMIN_PW, "admin"), (ANN, ANN_PW, "annotator"))
-        seed_demo(database, get_model(None), size=9)
 
-    with served_app(tmp_path_factory.mktemp("probelens"), prepare) as (app, database, url):
+    with served_app(tmp_path_factory.mktemp("probelens"), prepare, start_from=demo_seeded) as (app, database, url):
         yield app, database
 
 

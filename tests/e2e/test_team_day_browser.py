@@ -55,13 +55,12 @@ def _hot_probe(database, lm) -> int:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory):
+def team(tmp_path_factory, demo_seeded):
     """A demo (answers + active probe), a hot probe, and two annotators who disagree on two answers."""
     from sqlalchemy import select
 
     from core.base.types import Span
     from core.engine.model import get_model
-    from core.orchestration.seed import seed_demo
     from db.annotations import save_annotation_set
     from db.generations import get_generation, trace_of
     from db.models import Dataset, Generation
@@ -72,7 +71,6 @@ def team(tmp_path_factory):
     def prepare(database) -> None:
         lm = get_model(None)
         add_users(database, (ADMIN, ADMIN_PW, "admin"), (REV, REV_PW, "reviewer"))
-        seed_demo(database, lm, size=9)
         facts["hot"] = _hot_probe(database, lm)
         with database.sessions() as session, session.begin():
             rows = session.scalars(
@@ -92,7 +90,7 @@ def team(tmp_path_factory):
                 )
                 facts["disputed"].append(row.id)
 
-    with served_app(tmp_path_factory.mktemp("team"), prepare) as (app, database, _url):
+    with served_app(tmp_path_factory.mktemp("team"), prepare, start_from=demo_seeded) as (app, database, _url):
         yield app, database, facts
 
 

@@ -8,6 +8,7 @@ tests/e2e/conftest.py; benchmarks import from here too.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -125,27 +126,68 @@ def wait_for_session_cookie(page, timeout_s: float = 15.0) -> dict:
     raise AssertionError("the page set no session cookie")
 
 
-@contextmanager
-def served_app(
-    tmp: Path, prepare: Callable[[Any], None] | None = None, *, model: str | None = None
-) -> Iterator[tuple[StreamlitApp, Any, str]]:
-    """ProbeLens served on a fresh SQLite file under `tmp`: its own probes and cache folders,
-    the shared de-quantised model (or `model`, e.g. the tiny test model's folder), no demo
-    seed. `prepare(database)` fills it before the server starts. Yields (app, database, url);
-    everything is stopped afterwards."""
+DB_FILE = "probelens.db"
+
+
+def _app_environment(mp: pytest.MonkeyPatch, tmp: Path, model: str | None) -> str:
+    """The environment of an app on `tmp`: its database, probes and cache folders, the shared
+    de-quantised model (or `model`), no demo seed. Returns the database URL."""
+    url = f"sqlite:///{tmp / DB_FILE}"
+    mp.setenv("DATABASE_URL", url)
+    mp.setenv("PROBELENS_PROBES_DIR", str(tmp / "probes"))
+    mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
+    mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
+    mp.setenv("PROBELENS_SEED_DEMO", "0")
+    if model is None:
+        mp.delenv("PROBELENS_MODEL", raising=False)  # the embedded model
+    else:
+        mp.setenv("PROBELENS_MODEL", model)
+    return url
+
+
+def seed_demo_once(folder: Path, size: int = 9) -> Path:
+    """A demo (answers with their scores, an active probe, the activation cache) seeded with the
+    embedded model into `folder`, for `served_app(..., start_from=folder)` to copy: the browser
+    tests that need a demo share one seed instead of generating it per module."""
+    from core.engine.model import get_model
+    from core.orchestration.seed import seed_demo
     from db import open_database
 
-    url = f"sqlite:///{tmp / 'probelens.db'}"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATABASE_URL", url)
-        mp.setenv("PROBELENS_PROBES_DIR", str(tmp / "probes"))
-        mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
-        mp.setenv("PROBELENS_MODEL_CACHE_DIR", str(ROOT / "data" / "cache" / "models"))
-        mp.setenv("PROBELENS_SEED_DEMO", "0")
-        if model is None:
-            mp.delenv("PROBELENS_MODEL", raising=False)  # the embedded model
-        else:
-            mp.setenv("PROBELENS_MODEL", model)
+        database = open_database(_app_environment(mp, folder, None))
+        try:
+            seed_demo(database, get_model(None), size=size)
+        finally:
+            database.dispose()
+    return folder
+
+
+def _copy_start(start_from: Path, tmp: Path) -> None:
+    """The seeded database file (and any WAL beside it) and activation cache, copied to `tmp`."""
+    for path in start_from.glob(DB_FILE + "*"):
+        shutil.copy2(path, tmp / path.name)
+    if (start_from / "cache").is_dir():
+        shutil.copytree(start_from / "cache", tmp / "cache")
+
+
+@contextmanager
+def served_app(
+    tmp: Path,
+    prepare: Callable[[Any], None] | None = None,
+    *,
+    model: str | None = None,
+    start_from: Path | None = None,
+) -> Iterator[tuple[StreamlitApp, Any, str]]:
+    """ProbeLens served on a fresh SQLite file under `tmp` (or a copy of `start_from`'s, made by
+    `seed_demo_once`): its own probes and cache folders, the shared de-quantised model (or
+    `model`, e.g. the tiny test model's folder), no demo seed. `prepare(database)` fills it
+    before the server starts. Yields (app, database, url); everything is stopped afterwards."""
+    from db import open_database
+
+    if start_from is not None:
+        _copy_start(start_from, tmp)
+    with pytest.MonkeyPatch.context() as mp:
+        url = _app_environment(mp, tmp, model)
         database = open_database(url)
         try:
             if prepare is not None:

@@ -1,6 +1,6 @@
-"""Pytest fixtures for browser tests (tests/e2e and tests/security import them in their conftest):
-one Chromium per session, a fresh page per test with its page errors collected and a
-screenshot saved on failure."""
+"""Pytest fixtures for browser tests (tests/conftest.py imports them): one Chromium per session,
+a fresh page per test with its page errors collected and a screenshot saved on failure, and one
+demo seeded with the embedded model per session for the apps that start from it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, seed_demo_once
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +43,10 @@ def page(chromium, request):
         except Exception as exc:
             print(f"screenshot failed: {exc}")
     context.close()
+
+
+@pytest.fixture(scope="session")
+def demo_seeded(tmp_path_factory) -> Path:
+    """A folder holding a seeded demo (9 answers, an active probe, the activation cache): pass
+    it to `served_app(..., start_from=...)`, which serves a copy, so each app changes only its own."""
+    return seed_demo_once(tmp_path_factory.mktemp("demo-seeded"))
