@@ -19,6 +19,7 @@ import pytest
 from heatmap_cases import EDIT_TEXTS, edit_case, their_spans
 
 from core.base.types import Span
+from core.components.heatmap import LABEL_KEYS
 from core.text.editing import Suggestion, accept_suggestions, add_span
 from tests.support.heatmap_reference import dom_selection_to_span, token_selection_to_span
 from tests.support.span_editor import classes, open_editor, spans_of, tok
@@ -32,7 +33,7 @@ pytestmark = [
 ]
 
 TEXT = "".join(EDIT_TEXTS)
-LABEL_CLS = {"Not Supported": "g-ns", "Insufficient Information": "g-ii", "Supported": "g-s", "N/A": "g-na"}
+LABEL_CLS = {label: f"g-{key}" for label, key in LABEL_KEYS.items()}  # the classes label_css() draws
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -1,6 +1,10 @@
 """Security, second round, item 1, in a real Chromium: three anonymous browsers guessing one
-name's password for 30 s do not slow a signed-in annotator's reloads past twice their quiet
-time, and nobody sees "database is locked"."""
+name's password for 12 s (and at least five reloads) do not slow a signed-in annotator's
+reloads past twice their quiet time, and nobody sees "database is locked".
+
+12 s covers the free tries and the slow-down's first waits (the guessers pass the 6 failures
+checked below within a few seconds), so every reload timed under attack meets hashing and
+waiting sign-ins; a longer window only adds longer waits of the same kind."""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from tests.support.browser import served_app, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-ATTACK_SECONDS = 30.0
+ATTACK_SECONDS = 12.0
+ATTACKED_RELOADS = 5  # the attack goes on until this many reloads were timed under it, too
 
 
 def _timed_reload(page, url: str) -> float:
@@ -52,7 +57,7 @@ def test_three_guessers_do_not_stall_a_signed_in_annotator(page, chromium, tmp_p
                 guesser.get_by_label("User name").wait_for(timeout=60_000)
             attacked: list[float] = []
             ends = time.monotonic() + ATTACK_SECONDS
-            while time.monotonic() < ends:
+            while time.monotonic() < ends or len(attacked) < ATTACKED_RELOADS:
                 for guesser in guessers:
                     _guess(guesser)
                 attacked.append(_timed_reload(page, annotate))
@@ -68,7 +73,7 @@ def test_three_guessers_do_not_stall_a_signed_in_annotator(page, chromium, tmp_p
             failures = session.scalar(select(User.failed_logins).where(User.name == "boss"))
     assert "database is locked" not in log
     assert failures >= 6, f"the guessers were not guessing ({failures} failures counted)"
-    assert len(attacked) >= 5
+    assert len(attacked) >= ATTACKED_RELOADS
     ratio = statistics.median(attacked) / statistics.median(quiet)
     assert ratio <= 2.0, (
         f"reloads took {statistics.median(attacked):.2f} s under attack vs {statistics.median(quiet):.2f} s"
