@@ -89,11 +89,15 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
     model, head, _ = load_lora_probe(tiny_lm, out)
     hidden = lora_hidden(tiny_lm, model, first["conversation"], 3, first["tokens"]["ids"])
     assert first["tokens"]["scores"] == pytest.approx(head.predict(hidden).tolist(), abs=1e-6)
-    # the adapters matter: the same head on the base model's block 3 scores differently
+    # the adapters matter once a trained checkpoint is kept: the same head on the base model's
+    # block 3 scores differently; when the start (checkpoint 0) scored best, they change nothing
     from core.engine.scoring import score_conversation
 
     base = score_conversation(tiny_lm, first["conversation"], [3], first["tokens"]["ids"]).hidden[3]
-    assert not torch.allclose(head.predict(base), head.predict(hidden), atol=1e-5)
+    kept = metrics["checkpoints"]
+    assert kept["scores"][0]["step"] == 0 and config["metrics"]["checkpoints"] == kept
+    same = torch.allclose(head.predict(base), head.predict(hidden), atol=1e-5)
+    assert same == (kept["kept_step"] == 0), kept
 
     capsys.readouterr()
     assert (
