@@ -56,10 +56,14 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
             "2",
             "--layer",
             "3",
+            "--checkpoint-every",
+            "1",
         ]
     )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads(capsys.readouterr().out)
+    assert metrics["checkpoints"]["every"] == 1
+    assert [c["step"] for c in metrics["checkpoints"]["scores"]] == list(range(metrics["checkpoints"]["last_step"] + 1))
     assert metrics["kind"] == "lora" and metrics["split"] == "validation" and "span_max" in metrics
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "lora" and config["lora"]["rank"] == 4 and config["lora"]["first_layer"] == 1
@@ -161,7 +165,7 @@ def test_a_lora_probe_refuses_another_model_and_bad_options(
     assert "--lora-layers must look like 0-20" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"kl_weight": -1.0}, {"epochs": 101}])
+@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"kl_weight": -1.0}, {"epochs": 101}, {"checkpoint_every": 0}])
 def test_bad_lora_settings_start_no_run(sqlite_db, bad):
     """Refused before a run row exists (the worker would only fail after its start-up)."""
     from sqlalchemy import func, select

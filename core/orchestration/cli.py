@@ -122,6 +122,7 @@ def _train_options(args: argparse.Namespace):
             "first_layer": layers.get("lora_first_layer", 0),
             "last_layer": layers.get("lora_last_layer"),
             "kl_weight": args.kl_weight,
+            "checkpoint_every": args.checkpoint_every,
         },
     )
 
@@ -266,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-layers", default=None, metavar="A-B", help="blocks that get adapters (default 0-LAYER)")
     p.add_argument("--kl-weight", type=float, default=10.0, help="weight of KL(frozen || adapted) (LoRA)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="LoRA: steps between checkpoints scored (default: 4 an epoch)",
+    )
 
     p = sub.add_parser("evaluate", help="metrics JSON of a probe on labelled generations")
     p.add_argument("--data", required=True)

@@ -51,6 +51,7 @@ class RetrainParams:
     lora_first_layer: int = 0
     lora_last_layer: int | None = None  # None: the probe's layer
     kl_weight: float = 10.0
+    checkpoint_every: int | None = None  # LoRA: steps between scored checkpoints (None: 4 per epoch)
 
     def train_options(self) -> TrainOptions:
         """The kind-neutral training settings; the kind reads its own from `extra`."""
@@ -63,6 +64,7 @@ class RetrainParams:
                 "first_layer": self.lora_first_layer,
                 "last_layer": self.lora_last_layer,
                 "kl_weight": self.kl_weight,
+                "checkpoint_every": self.checkpoint_every,
             },
         )
 

@@ -196,6 +196,14 @@ class LinearKind:
         return f"{self.name} probe on layer {config.layer}"
 
 
+def _whole_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"checkpoint interval must be a whole number of steps, got {value!r}")
+    return value
+
+
 class LoraKind(LinearKind):
     """LoRA adapters on blocks first..L trained with the head; loaded as a merged copy of the model."""
 
@@ -212,6 +220,7 @@ class LoraKind(LinearKind):
             first_layer=int(extra.get("first_layer", 0)),
             last_layer=extra.get("last_layer"),
             kl_weight=float(extra.get("kl_weight", 10.0)),
+            checkpoint_every=_whole_or_none(extra.get("checkpoint_every")),
             epochs=int(options.epochs or 1),
             seed=int(options.seed),
         )
