@@ -4,7 +4,8 @@ Seeds the demo (200 answers, labelled by the countryinfo rule; the linear demo p
 trained and made active as on a first start), then runs a LoRA retrain exactly as the
 Probes page does (`retrain` with kind "lora", in-process), and prints: its wall time, the
 training tokens/s (forward + backward + the frozen forward of the KL term), the linear and
-LoRA span_max AUC on the same validation answers, and — for the choice of which model
+LoRA span_max AUC on the same validation answers, the scored checkpoints (which step was kept
+and its gain over the starting head), and — for the choice of which model
 generates — greedy-token agreement of the adapted model with the base model and both
 models' decode tokens/s.
 
@@ -98,6 +99,12 @@ def main() -> None:
         f"span_max AUC on the same {metrics['n_validation']} validation answers: linear {linear_auc:.3f}, "
         f"lora {metrics['span_max']['auc']:.3f}; paired bootstrap Δ {comparison.get('delta')} "
         f"CI {comparison.get('ci')}"
+    )
+    kept = metrics.get("checkpoints") or {}
+    scores = ", ".join(f"{c['step']}: {c['span_max_auc']}" for c in kept.get("scores", []))
+    print(
+        f"checkpoints (step: validation span_max AUC) {scores}; kept step {kept.get('kept_step')} of "
+        f"{kept.get('last_step')}, gain over the start {kept.get('gain_over_start')}"
     )
     print(
         f"generation: greedy tokens equal to the base model's {agree}/{total} "

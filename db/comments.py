@@ -186,3 +186,49 @@ def flagged_ids(session: Session, generation_ids: list[int]) -> set[int]:
             )
         )
     return found
+
+
+def list_comments(
+    session: Session, *, generation_id: int | None = None, dataset: str | None = None, open_only: bool = False
+) -> list[Comment]:
+    """Comments (oldest first) of one answer, a dataset or all, optionally open flags only (the CLI)."""
+    query = _comment_query()
+    if generation_id is not None:
+        query = query.where(AnswerComment.generation_id == generation_id)
+    if dataset is not None:
+        query = query.where(Dataset.name == dataset)
+    if open_only:
+        query = query.where(AnswerComment.flagged.is_(True), AnswerComment.resolved_at.is_(None))
+    return [_comment(*row) for row in session.execute(query.order_by(AnswerComment.id))]
+
+
+def comments_by_answer(session: Session, generation_ids: list[int]) -> dict[int, list[Comment]]:
+    """Every comment of these answers, oldest first, by answer (exports read a chunk at a time)."""
+    found: dict[int, list[Comment]] = {}
+    for chunk in chunks(generation_ids):
+        query = _comment_query().where(AnswerComment.generation_id.in_(chunk)).order_by(AnswerComment.id)
+        for row in session.execute(query):
+            comment = _comment(*row)
+            found.setdefault(comment.generation_id, []).append(comment)
+    return found
+
+
+def restore_comment(
+    session: Session,
+    generation_id: int,
+    body: str,
+    *,
+    author: User,
+    flagged: bool,
+    created_at: datetime | None,
+    resolved_at: datetime | None,
+    resolved_by: User | None,
+) -> AnswerComment:
+    """An imported comment: stored as `add_comment` stores one (same checks, one event), then its
+    resolution as the file says (an exported comment keeps whether its flag was resolved)."""
+    row = add_comment(session, generation_id, body, author=author, flag=flagged, now=created_at)
+    if flagged and resolved_at is not None:
+        row.resolved_at = clock(resolved_at)
+        row.resolved_by = resolved_by.id if resolved_by is not None else None
+        session.flush()
+    return row

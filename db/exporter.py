@@ -4,7 +4,8 @@ layouts are `core.text.export_formats`; this module reads what goes into them).
 Which spans go out:
 - which="gold": the gold set; which="annotator": the named person's set;
 - which="all": gold in `annotations`, plus `"annotations_by": {name: [...]}` for every
-  annotator's set.
+  annotator's set, and the team's notes: `comments_by` and `skips_by`
+  (`core.text.team_notes`), which the importer reads back.
 A record has no `annotations` key when the chosen set does not exist; an empty list means
 "annotated, nothing to mark". The importer keeps that difference (it creates a set only
 for records that have the key), so import(export(x)) == x.
@@ -43,9 +44,12 @@ from core.base.types import Generation as CoreGeneration
 from core.base.types import Span, TokenTrace
 from core.text.export_formats import RecordCounter, conll_sentence, write_conll, write_datasets, write_parquet
 from core.text.interchange import generation_to_record, write_jsonl
+from core.text.team_notes import NoteComment, NoteSkip, notes_fields
 from db.annotations import owner_key, spans_of
+from db.comments import comments_by_answer
 from db.generations import get_dataset, to_core, trace_of
 from db.models import GOLD_OWNER, AnnotationSet, Generation, User
+from db.skips import skips_by_answer
 from db.users import get_user
 
 WHICH = ("gold", "annotator", "all")
@@ -62,6 +66,7 @@ class _Item:
     trace: TokenTrace | None
     has_set: bool
     others: dict[str, list[Span]]  # annotator name -> spans (which="all" only)
+    notes: dict[str, Any] | None = None  # comments_by and skips_by (which="all" only)
 
 
 # --- choosing sets ------------------------------------------------------------------------------
@@ -101,6 +106,8 @@ def _items(session: Session, dataset: str, which: str, annotator: str | None) ->
         by_generation: dict[int, dict[str, AnnotationSet]] = {}
         for found in session.scalars(sets_query.options(selectinload(AnnotationSet.spans))):
             by_generation.setdefault(found.generation_id, {})[found.owner] = found
+        comments = comments_by_answer(session, list(chunk)) if which == "all" else {}
+        skips = skips_by_answer(session, list(chunk)) if which == "all" else {}
         for row in rows:
             sets = by_generation.get(row.id, {})
             gen = to_core(row)
@@ -111,7 +118,18 @@ def _items(session: Session, dataset: str, which: str, annotator: str | None) ->
                 for owner, found in sets.items()
                 if which == "all" and owner != GOLD_OWNER
             }
-            yield _Item(row, gen, trace_of(row), main is not None, dict(sorted(others.items())))
+            notes = (
+                notes_fields(
+                    [
+                        NoteComment(c.author or "", c.body, c.flagged, c.created_at, c.resolved_at, c.resolved_by)
+                        for c in comments.get(row.id, [])
+                    ],
+                    [NoteSkip(s.user, s.skipped_at) for s in skips.get(row.id, [])],
+                )
+                if which == "all"
+                else None
+            )
+            yield _Item(row, gen, trace_of(row), main is not None, dict(sorted(others.items())), notes)
 
 
 # --- records ----------------------------------------------------------------------------------------
@@ -129,6 +147,7 @@ def _record(item: _Item, which: str) -> dict[str, Any]:
     record["split"] = item.row.split
     if which == "all":
         record["annotations_by"] = {name: _annotations(item.gen, spans) for name, spans in item.others.items()}
+        record.update(item.notes or {})
     return record
 
 

@@ -53,7 +53,7 @@ INT32_MAX = 2**31 - 1
 
 # Record keys that have their own home (a column, the token arrays, the annotation sets):
 # keeping them in `extra` too would give an export two competing values.
-RESERVED_EXTRA_KEYS = frozenset({"tokens", "split", "annotations_by"})
+RESERVED_EXTRA_KEYS = frozenset({"tokens", "split", "annotations_by", "comments_by", "skips_by"})
 
 HALLUCINATED_LABELS = tuple(label for label, value in LABEL_VALUES.items() if value == 1)
 

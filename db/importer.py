@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from core.base.errors import UserError
 from core.base.types import Generation as CoreGeneration
 from core.base.types import TokenTrace
+from core.text.team_notes import TeamNotes
 from core.text.tokens import UnmatchedSpan
 from db.annotations import save_annotation_set
+from db.comments import restore_comment
 from db.events import log_event
 from db.generations import build_generation, existing_hashes, get_or_create_dataset, get_or_create_model
 from db.models import ModelRecord, User
+from db.skips import skip
+from db.users import get_user
 
 
 @dataclass
@@ -33,6 +38,7 @@ class ParsedItem:
     by_index: int
     by_search: int
     digest: str
+    notes: TeamNotes = field(default_factory=TeamNotes)  # comments_by / skips_by of the record
 
 
 @dataclass
@@ -46,6 +52,8 @@ class ImportReport:
     by_search: int = 0
     # Annotations that could not be placed, of imported generations: (line, span text, reason).
     unmatched: list[tuple[int, str, str]] = field(default_factory=list)
+    comments: int = 0
+    skips: int = 0
     generation_ids: list[int] = field(default_factory=list)
     dataset: str = ""
     format: str = ""
@@ -72,6 +80,7 @@ class ImportWriter:
         self.detail = f"import of {file}"
         self.seen: set[str] = set()
         self.models: dict[str, ModelRecord] = {}
+        self.people: dict[str, User] = {}
         self.report = ImportReport(dataset=self.dataset.name, format=format, file=file)
 
     def _model(self, name: str | None) -> ModelRecord | None:
@@ -80,6 +89,39 @@ class ImportWriter:
         if name not in self.models:
             self.models[name] = get_or_create_model(self.session, name)
         return self.models[name]
+
+    def _person(self, name: str, number: int) -> User:
+        if name not in self.people:
+            try:
+                self.people[name] = get_user(self.session, name)
+            except UserError:
+                raise UserError(
+                    f"line {number}: the comments or skips name '{name}', who has no account here; "
+                    "add the account first (python -m core users add), then import again"
+                ) from None
+        return self.people[name]
+
+    def _notes(self, item: ParsedItem, generation_id: int) -> None:
+        """The record's comments and skips, stored as their authors' (each an event, as in the app)."""
+        try:
+            for c in item.notes.comments:
+                restore_comment(
+                    self.session,
+                    generation_id,
+                    c.body,
+                    author=self._person(c.author, item.number),
+                    flagged=c.flagged,
+                    created_at=c.created_at,
+                    resolved_at=c.resolved_at,
+                    resolved_by=self._person(c.resolved_by, item.number) if c.resolved_by else None,
+                )
+            for s in item.notes.skips:
+                skip(self.session, generation_id, self._person(s.user, item.number), now=s.skipped_at)
+        except UserError as exc:
+            text = str(exc)
+            raise UserError(text if text.startswith("line ") else f"line {item.number}: {text}") from None
+        self.report.comments += len(item.notes.comments)
+        self.report.skips += len(item.notes.skips)
 
     def _new_items(self, chunk: list[ParsedItem]) -> list[ParsedItem]:
         fresh = []
@@ -122,6 +164,7 @@ class ImportWriter:
                     action="import",
                     detail=self.detail,
                 )
+            self._notes(item, row.id)
             self.report.generation_ids.append(row.id)
             self.report.imported += 1
             self.report.spans += len(item.gen.spans)
@@ -139,6 +182,8 @@ class ImportWriter:
             "by_index": r.by_index,
             "by_search": r.by_search,
             "unmatched": len(r.unmatched),
+            "comments": r.comments,
+            "skips": r.skips,
         }
         log_event(
             self.session,

@@ -8,16 +8,17 @@ Unskipping puts it back. Functions take a Session and never commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core.base.errors import UserError
-from db.assignments import ASSIGNED, EXPIRED, clock, utc
+from db.assignments import ASSIGNED, EXPIRED, chunks, clock, utc
 from db.engine import rows_matched
 from db.events import log_event
-from db.models import Assignment, Generation, Skip, User
+from db.models import Assignment, Dataset, Generation, Skip, User
 
 ENTITY = "skip"
 
@@ -100,3 +101,43 @@ def skipped_at(session: Session, generation_id: int, user: User) -> datetime | N
     return utc(
         session.scalar(select(Skip.skipped_at).where(Skip.generation_id == generation_id, Skip.user_id == user.id))
     )
+
+
+@dataclass(frozen=True)
+class SkipRow:
+    """A skip as the CLI and exports show it (names resolved)."""
+
+    generation_id: int
+    dataset: str
+    user: str
+    skipped_at: datetime | None
+
+
+def _skip_query():
+    return (
+        select(Skip, User.name, Dataset.name)
+        .join(User, User.id == Skip.user_id)
+        .join(Generation, Generation.id == Skip.generation_id)
+        .join(Dataset, Dataset.id == Generation.dataset_id)
+    )
+
+
+def list_skips(session: Session, *, user: User | None = None, dataset: str | None = None) -> list[SkipRow]:
+    """Skips (by answer, then person), optionally one person's or one dataset's."""
+    query = _skip_query()
+    if user is not None:
+        query = query.where(Skip.user_id == user.id)
+    if dataset is not None:
+        query = query.where(Dataset.name == dataset)
+    rows = session.execute(query.order_by(Skip.generation_id, User.name))
+    return [SkipRow(s.generation_id, ds, name, utc(s.skipped_at)) for s, name, ds in rows]
+
+
+def skips_by_answer(session: Session, generation_ids: list[int]) -> dict[int, list[SkipRow]]:
+    """Every skip of these answers, by answer (exports read a chunk at a time)."""
+    found: dict[int, list[SkipRow]] = {}
+    for chunk in chunks(generation_ids):
+        query = _skip_query().where(Skip.generation_id.in_(chunk)).order_by(Skip.generation_id, User.name)
+        for s, name, ds in session.execute(query):
+            found.setdefault(s.generation_id, []).append(SkipRow(s.generation_id, ds, name, utc(s.skipped_at)))
+    return found

@@ -71,7 +71,11 @@ threshold = st.slider(
     0.5,
     0.01,
     key="gen-threshold",
-    help="Tokens at or above it count as flagged; marked on the legend.",
+    help=(
+        "Sets the summary under the answer (tokens over it, riskiest spans) and the span early-stop "
+        "floor. The slider in the heatmap's legend starts here and outlines the tokens at or over it "
+        "in the text as you move it, without reloading the page."
+    ),
 )
 if not versions or (active is None and chosen is None):
     st.info(shared.colour_reason(database(), None))  # why: the seed/retrain run's stage, or what is missing
@@ -190,6 +194,7 @@ else:
         token_heatmap(
             TokenView.from_trace(trace),
             threshold=threshold,
+            threshold_control=True,
             key="pasted-heatmap",
             focus=st.session_state.get("gen-focus"),
             height=420,
@@ -242,6 +247,7 @@ def live_view() -> None:
     token_heatmap(
         TokenView.from_trace(snap.trace),
         threshold=threshold,
+        threshold_control=True,
         key="gen-heatmap",
         doc_id=live.id,
         focus=st.session_state.get("gen-focus"),

@@ -50,6 +50,7 @@ SLOW_MODULES = (
     "test_ray_runs",
     "test_retrain",
     "test_lora_probe",
+    "test_lora_checkpoints",
     "test_lora_cli",
     "test_lora_versions",
     "test_seed_run",

@@ -56,10 +56,14 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
             "2",
             "--layer",
             "3",
+            "--checkpoint-every",
+            "1",
         ]
     )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads(capsys.readouterr().out)
+    assert metrics["checkpoints"]["every"] == 1
+    assert [c["step"] for c in metrics["checkpoints"]["scores"]] == list(range(metrics["checkpoints"]["last_step"] + 1))
     assert metrics["kind"] == "lora" and metrics["split"] == "validation" and "span_max" in metrics
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "lora" and config["lora"]["rank"] == 4 and config["lora"]["first_layer"] == 1
@@ -89,11 +93,15 @@ def test_train_score_and_evaluate_a_lora_probe(tmp_path, labelled, tiny_model_di
     model, head, _ = load_lora_probe(tiny_lm, out)
     hidden = lora_hidden(tiny_lm, model, first["conversation"], 3, first["tokens"]["ids"])
     assert first["tokens"]["scores"] == pytest.approx(head.predict(hidden).tolist(), abs=1e-6)
-    # the adapters matter: the same head on the base model's block 3 scores differently
+    # the adapters matter once a trained checkpoint is kept: the same head on the base model's
+    # block 3 scores differently; when the start (checkpoint 0) scored best, they change nothing
     from core.engine.scoring import score_conversation
 
     base = score_conversation(tiny_lm, first["conversation"], [3], first["tokens"]["ids"]).hidden[3]
-    assert not torch.allclose(head.predict(base), head.predict(hidden), atol=1e-5)
+    kept = metrics["checkpoints"]
+    assert kept["scores"][0]["step"] == 0 and config["metrics"]["checkpoints"] == kept
+    same = torch.allclose(head.predict(base), head.predict(hidden), atol=1e-5)
+    assert same == (kept["kept_step"] == 0), kept
 
     capsys.readouterr()
     assert (
@@ -157,7 +165,7 @@ def test_a_lora_probe_refuses_another_model_and_bad_options(
     assert "--lora-layers must look like 0-20" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"kl_weight": -1.0}, {"epochs": 101}])
+@pytest.mark.parametrize("bad", [{"lora_rank": 0}, {"kl_weight": -1.0}, {"epochs": 101}, {"checkpoint_every": 0}])
 def test_bad_lora_settings_start_no_run(sqlite_db, bad):
     """Refused before a run row exists (the worker would only fail after its start-up)."""
     from sqlalchemy import func, select

@@ -134,6 +134,11 @@ def test_a_lora_retrain_registers_a_lora_version_compared_with_the_active_linear
     # the paired bootstrap ran between the kinds, on the same validation answers
     assert lora.comparison["against"] == linear.probe_version and "span_max" in lora.comparison
     assert [row["kind"] for row in versions_table(sqlite_db)] == ["lora", "linear"]
+    # checkpoints were scored on the validation answers, the start (step 0) among them, and the
+    # kept one is recorded with the version: never below the start
+    kept = loaded.config.metrics["checkpoints"]
+    assert kept["scores"][0]["step"] == 0 and kept["kept_step"] in [s["step"] for s in kept["scores"]]
+    assert kept["start_auc"] is None or kept["kept_auc"] >= kept["start_auc"]
     assert load_probe(database_version_dir(sqlite_db, linear.probe_version))[1].kind == "linear"
 
 

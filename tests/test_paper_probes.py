@@ -114,6 +114,25 @@ def test_a_zip_upload_and_the_cli_import_the_paper_format(
     assert "paper probe folder not found" in capsys.readouterr().err and _count(sqlite_db) == 3
 
 
+def test_layer_idx_minus_one_imports_as_the_last_block(sqlite_db, tiny_lm, probes_dir, tmp_path):
+    """The paper's loader takes Python's -1 for the last layer: stored as that block's number."""
+    from core.engine.scoring import score_conversation
+    from core.orchestration.probe_cache import database_version_dir
+
+    last = tiny_lm.num_layers - 1
+    folder, linear = paper_folder(tmp_path / "paper", tiny_lm, layer=-1)
+    version = import_paper_probe(sqlite_db, tiny_lm, folder, None)
+    loaded = load_version(sqlite_db, tiny_lm, version)
+    assert loaded.layer == loaded.config.layer == last
+    stored = json.loads((database_version_dir(sqlite_db, version) / "config.json").read_text())
+    assert stored["layer"] == last and stored["train_config"]["layer_idx"] == -1
+    conversation = [{"role": "user", "content": "Capital of Peru?"}, {"role": "assistant", "content": "Lima."}]
+    hidden = score_conversation(tiny_lm, conversation, [last]).hidden[last]
+    with torch.no_grad():
+        expected = torch.sigmoid(linear(hidden.clone()).squeeze(-1))
+    assert torch.allclose(loaded.head.predict(hidden), expected, atol=1e-6)
+
+
 class Boom:
     """Pickled by torch.save; `weights_only=True` must refuse to build it."""
 
@@ -126,6 +145,7 @@ class Boom:
     [
         ("other hidden size", "it reads vectors of size 7 but model"),
         ("layer out of range", "layer 99 is out of range"),
+        ("negative layer", "of the negative values only -1"),
         ("wrong shape", "must hold 'weight' [1, 32] and 'bias' [1]"),
         ("not finite", "must be finite floating-point numbers"),
         ("a pickled object", "is not a readable PyTorch state dict"),
@@ -145,6 +165,8 @@ def test_anything_off_is_refused_with_one_message_and_nothing_registered(
         paper_folder(folder, tiny_lm, hidden=7)
     elif case == "layer out of range":
         paper_folder(folder, tiny_lm, layer=99)
+    elif case == "negative layer":
+        paper_folder(folder, tiny_lm, layer=-2)
     elif case == "wrong shape":
         paper_folder(folder, tiny_lm, head={"weight": torch.zeros(2, 32), "bias": torch.zeros(1)})
     elif case == "not finite":

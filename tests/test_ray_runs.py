@@ -276,3 +276,28 @@ def _task_pids(name: str) -> list[int]:
         for e in Path("/proc").iterdir()
         if e.name.isdigit() and _title(int(e.name)).startswith(f"ray::{name}")
     ]
+
+
+def test_ray_generation_reports_tokens_from_the_replicas_before_any_shard_returns(database, tiny_model_dir):
+    """One shard holds every prompt, so nothing comes back until all of them end; the tokens the
+    replica makes still move the bar (the budget spent, as a local run reports it), forward only."""
+    from core.orchestration.ray_pipelines import ray_generate
+
+    seen: list[tuple[str, int, int, str]] = []
+
+    def progress(stage: str, done: int, total: int, message: str = "") -> None:
+        seen.append((stage, done, total, message))
+
+    params = _params(16, "ray-progress", model=str(tiny_model_dir), batch_size=16, max_new_tokens=400)
+    result = ray_generate(database, params, progress=progress)
+    assert result["answers"] > 0  # (repeated prompts may give the same answer: stored once)
+    generate = [(done, total, message) for stage, done, total, message in seen if stage == "generate"]
+    assert generate, seen
+    assert all(total == 16 * 400 for _, total, _ in generate)
+    before_any = [(done, message) for done, _, message in generate if message.startswith("0/16 answers stored")]
+    assert before_any and any(0 < done < 16 * 400 for done, _ in before_any), generate[:5]
+    assert all(" · 0 tokens " not in message for _, message in before_any)  # "generate" only once tokens flow
+    dones = [done for done, _, _ in generate]
+    assert dones == sorted(dones) and dones[-1] == 16 * 400  # never backwards, and full at the end
+    stages = [stage for stage, *_ in seen]
+    assert stages.index("load") < stages.index("generate")

@@ -49,6 +49,8 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_SERVE_MAX_IN_FLIGHT": "the serving API's requests in flight per key; more get 429 (default: 4)",
     "PROBELENS_SERVE_MAX_BODY_KB": "the serving API's largest request body (default: 512)",
     "PROBELENS_SERVE_PROBE_REFRESH_SECONDS": "how often the serving API re-reads the active probe version (default: 3)",
+    "PROBELENS_WEBHOOK_URLS": "http(s) URLs, separated by spaces or commas, that get a JSON POST after each "
+    "annotation or gold save (default: none)",
 }
 
 
@@ -247,6 +249,16 @@ def serve_max_body_bytes() -> int:
 
 def serve_probe_refresh_seconds() -> float:
     return max(0.2, _float("PROBELENS_SERVE_PROBE_REFRESH_SECONDS", 3.0))
+
+
+def webhook_urls() -> list[str]:
+    """The webhook URLs (UserError naming the first one that is not an http(s) URL with a host)."""
+    urls = [u for u in re.split(r"[\s,]+", _get("PROBELENS_WEBHOOK_URLS").strip()) if u]
+    for url in urls:
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+            raise UserError(f"PROBELENS_WEBHOOK_URLS: {url[:80]!r} is not an http(s) URL with a host")
+    return urls
 
 
 def present(names: tuple[str, ...]) -> dict[str, str]:

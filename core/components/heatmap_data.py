@@ -349,6 +349,7 @@ def heatmap_payload(
     tokens: TokenView,
     *,
     threshold: float = 0.5,
+    threshold_control: bool = False,
     gold_spans: Sequence[Span | Mapping[str, Any]] | None = None,
     predicted_spans: Sequence[Span | Mapping[str, Any]] | None = None,
     mode: str = "view",
@@ -369,7 +370,9 @@ def heatmap_payload(
     itself null when no gold spans were given (then no TP/FP/FN styling); `pred` is a
     per-token 0/1 from `predicted_spans`, or null (then the threshold decides).
     `produced_at` (epoch ms of the newest token, or one per token) is only for latency
-    measurement and is recorded by the browser on paint.
+    measurement and is recorded by the browser on paint. `threshold_control` (view mode) puts
+    a slider in the legend that outlines the tokens at or over it in the browser, without a
+    rerun; `threshold` is its starting value, and a new one from the page resets it.
 
     Edit mode (`mode="edit"`) adds `edit`: per-token code-point `starts`/`ends`, the
     annotator's `spans` (validated, labels canonical, made consistent by
@@ -426,6 +429,7 @@ def heatmap_payload(
         "doc_id": "" if doc_id is None else str(doc_id),
         "mode": mode,
         "threshold": thr,
+        "threshold_control": bool(threshold_control) and mode == "view",
         "n": n,
         "texts": list(tokens.texts),
         "ids": [int(i) for i in tokens.ids],

@@ -16,7 +16,7 @@ from typing import Any
 from core.base.errors import UserError
 from core.base.progress import Cancelled
 from core.orchestration import cli_db as db_cli
-from core.orchestration import cli_runs
+from core.orchestration import cli_notes, cli_runs
 from core.orchestration.serve import cli as serve_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -122,6 +122,7 @@ def _train_options(args: argparse.Namespace):
             "first_layer": layers.get("lora_first_layer", 0),
             "last_layer": layers.get("lora_last_layer"),
             "kl_weight": args.kl_weight,
+            "checkpoint_every": args.checkpoint_every,
         },
     )
 
@@ -266,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-layers", default=None, metavar="A-B", help="blocks that get adapters (default 0-LAYER)")
     p.add_argument("--kl-weight", type=float, default=10.0, help="weight of KL(frozen || adapted) (LoRA)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="LoRA: steps between checkpoints scored (default: 4 an epoch)",
+    )
 
     p = sub.add_parser("evaluate", help="metrics JSON of a probe on labelled generations")
     p.add_argument("--data", required=True)
@@ -290,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     # there is one `python -m core` for everything.
     register = lambda name, fn: _COMMANDS.__setitem__(name, fn)
     db_cli.add_commands(sub, register)
+    cli_notes.add_commands(sub, register)
     cli_runs.add_commands(sub, register)
     serve_cli.add_commands(sub, register)
     return parser

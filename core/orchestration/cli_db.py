@@ -53,6 +53,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "by_index": report.by_index,
                 "by_search": report.by_search,
                 "unmatched": len(report.unmatched),
+                "comments": report.comments,
+                "skips": report.skips,
             }
         )
     )

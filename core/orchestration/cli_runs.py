@@ -105,6 +105,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         kind=args.kind,
         lora_rank=args.lora_rank,
         kl_weight=args.kl_weight,
+        checkpoint_every=args.checkpoint_every,
         **lora_layer_fields(args.lora_layers),
     )
     params.validate()
@@ -266,6 +267,7 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-layers", default=None, metavar="A-B")
     p.add_argument("--kl-weight", type=float, default=10.0)
+    p.add_argument("--checkpoint-every", type=int, default=None, help="LoRA: steps between checkpoints scored")
     p.add_argument("--background", action="store_true", help="start a worker process and return at once")
     p.add_argument("--actor", default=None)
     register("retrain", cmd_retrain)

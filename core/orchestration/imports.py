@@ -29,6 +29,7 @@ from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.text.formats import RawItem, ServerPath, Source, open_source, redact_values
 from core.text.interchange import parse_record, trace_from_record
+from core.text.team_notes import parse_notes
 from db.annotations import validate_spans
 from db.generations import RESERVED_EXTRA_KEYS, check_split, check_storable, clean_dataset_name, content_hash
 from db.importer import ImportReport, ImportWriter, ParsedItem, unmatched_of
@@ -97,6 +98,7 @@ def parse_item(raw: RawItem, default_split: str, *, detail: bool = True) -> Pars
         split = check_split(obj["split"]) if obj.get("split") is not None else default_split
         trace = trace_from_record(obj)
         gen.extra = {k: v for k, v in gen.extra.items() if k not in RESERVED_EXTRA_KEYS}
+        notes = parse_notes(obj)
         gen.spans = validate_spans(gen.completion, gen.spans)
         check_storable(gen, trace)
     except UserError as exc:
@@ -106,7 +108,7 @@ def parse_item(raw: RawItem, default_split: str, *, detail: bool = True) -> Pars
         raise UserError(f"could not read this record ({shown})") from None
     annotated = obj.get("annotations") is not None or obj.get("spans") is not None
     return ParsedItem(
-        raw.number, gen, trace, split, annotated, unmatched, by_index, by_search, content_hash(gen.conversation)
+        raw.number, gen, trace, split, annotated, unmatched, by_index, by_search, content_hash(gen.conversation), notes
     )
 
 

@@ -30,6 +30,7 @@ from core.engine.bulk import GeneratedAnswer, answer_from, bulk_requests
 from core.engine.model import get_model
 from core.orchestration.batch import AnswerWriter, BatchParams
 from core.orchestration.ray_cluster import cluster_shape, connect, replica_resources, worker_defaults
+from core.orchestration.ray_progress import DriverProgress, ReplicaCounter, TokenTally
 from core.orchestration.registry import load_version, load_version_or_none
 from core.orchestration.rescore import ScoredAnswer, ids_to_score, read_answers, score_answers, store_scored
 from core.text.readable import plural
@@ -115,11 +116,17 @@ class GenerateReplica:
     draining at the end of each shard."""
 
     def __init__(
-        self, database_url: str, run_id: int | None, params: dict[str, Any], probe_version: int | None
+        self,
+        database_url: str,
+        run_id: int | None,
+        params: dict[str, Any],
+        probe_version: int | None,
+        tally: Any | None = None,
     ) -> None:
         from db import open_database
 
         worker_defaults()
+        self.counter = ReplicaCounter(tally)  # tokens as they are made, for the driver's progress
         database_url = with_local_password(database_url)  # handed without its password
         self.database_url, self.run_id = database_url, run_id
         self.params = BatchParams.from_dict(params)
@@ -142,11 +149,17 @@ class GenerateReplica:
                 self.params.decoding,
                 probe=probe,
                 indices=[int(i) for i in batch["index"]],
+                on_token=self.counter.token,
             )
         )
         finished: queue.Queue[FinishedAnswer] = queue.Queue()
+
+        def ended(answer: FinishedAnswer) -> None:
+            self.counter.ended(len(answer.tokens))
+            finished.put(answer)
+
         for request in requests:
-            self.engine.submit(request, finished.put)
+            self.engine.submit(request, ended)
         answers: list[FinishedAnswer] = []
         try:
             while len(answers) < len(requests):
@@ -158,6 +171,7 @@ class GenerateReplica:
                             request.stop()
         finally:
             cancel.done.set()
+            self.counter.flush()
         failed = [a.finish_reason for a in answers if a.finish_reason.startswith("error")]
         if failed:
             raise RuntimeError(f"the model replica failed: {failed[0]}")
@@ -262,6 +276,16 @@ def ray_generate(
     version = _active_version(database) if params.score else None
     rows = [{"index": i, "prompt": json.dumps(p)} for i, p in enumerate(params.prompts)]
     report(progress, "load", 0, 1, f"starting {plural(replicas, 'model replica')} on Ray")
+    import ray
+
+    tally: Any = ray.remote(TokenTally).options(num_cpus=0).remote()
+    writer = AnswerWriter(database, params, None, created_by)
+
+    def tokens_report(done: int, total: int, tokens: int) -> None:
+        message = f"{len(writer.stored)}/{len(rows)} answers stored · {tokens} tokens · shards of {shard}"
+        report(progress, "generate", done, total, message + writer.notes())
+
+    watcher = DriverProgress(tally, params.decoding.max_new_tokens, len(rows), tokens_report).start()
     data = _pipeline(
         rows,
         GenerateReplica,
@@ -270,29 +294,29 @@ def ray_generate(
             "run_id": run_id,
             "params": params.to_dict(),
             "probe_version": version,
+            "tally": tally,
         },
         shard,
         replicas,
         resources,
         calls_per_replica=CALLS_PER_REPLICA,
     )
-    writer = AnswerWriter(database, params, None, created_by)
-    done = 0
-    for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
-        answers = [decode_answer(text) for text in batch["answer"]]
-        versions = {int(v) for v in batch["probe_version"]} - {-1}
-        writer.probe_version = versions.pop() if versions else None
-        writer.store(answers)
-        done += len(answers)
-        report(
-            progress,
-            "generate",
-            done,
-            len(rows),
-            f"{done}/{len(rows)} answers · {writer.tokens} tokens · shards of {shard}" + writer.notes(),
-        )
-        if cancel is not None and cancel.cancelled:
-            break
+    returned = 0
+    try:
+        for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
+            answers = [decode_answer(text) for text in batch["answer"]]
+            versions = {int(v) for v in batch["probe_version"]} - {-1}
+            writer.probe_version = versions.pop() if versions else None
+            writer.store(answers)
+            returned += len(answers)
+            watcher.poll()
+            watcher.at_least(returned * params.decoding.max_new_tokens, writer.tokens)
+            watcher.report_now()
+            if cancel is not None and cancel.cancelled:
+                break
+    finally:
+        watcher.close()
+        ray.kill(tally)
     if cancel is not None and cancel.cancelled:
         raise Cancelled(f"cancelled after {plural(len(writer.stored), 'stored answer')}")
     return writer.result()

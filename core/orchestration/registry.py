@@ -215,7 +215,7 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
             f"paper probe: it reads vectors of size {paper.hidden_size} but model "
             f"'{lm.model_id}' has hidden size {lm.hidden_size}"
         )
-    layer = lm.check_layer(paper.layer)
+    layer = lm.check_layer(paper.resolved_layer(lm.num_layers))  # layer_idx -1: stored as the last block's number
     if paper.has_adapter:
         require_safetensors_adapter(files)
     kind = LORA if paper.has_adapter else LINEAR  # the paper's probes: a head, with or without its adapters
@@ -228,7 +228,11 @@ def import_paper_probe(database, lm, source: str | Path | bytes, actor_id: int |
             hidden_size=lm.hidden_size,
             version=probe_version,
             source="paper",
-            train_config={"source": "paper", "target_layer_name": paper.target_layer_name},
+            train_config={
+                "source": "paper",
+                "target_layer_name": paper.target_layer_name,
+                "layer_idx": paper.layer,  # as the paper's file said (-1: the last block, stored as `layer`)
+            },
             kind=kind.name,
             lora=lora,
             metrics={"kind": kind.name},

@@ -51,6 +51,7 @@ class RetrainParams:
     lora_first_layer: int = 0
     lora_last_layer: int | None = None  # None: the probe's layer
     kl_weight: float = 10.0
+    checkpoint_every: int | None = None  # LoRA: steps between scored checkpoints (None: 4 per epoch)
 
     def train_options(self) -> TrainOptions:
         """The kind-neutral training settings; the kind reads its own from `extra`."""
@@ -63,6 +64,7 @@ class RetrainParams:
                 "first_layer": self.lora_first_layer,
                 "last_layer": self.lora_last_layer,
                 "kl_weight": self.kl_weight,
+                "checkpoint_every": self.checkpoint_every,
             },
         )
 
@@ -250,7 +252,7 @@ def retrain(
 
     t = time.perf_counter()
     kind, options = kind_of(params.kind), params.train_options()
-    trained = kind.train(lm, train_items, layer, options, progress=progress, cancel=cancel)
+    trained = kind.train(lm, train_items, layer, options, progress=progress, cancel=cancel, validation=val_items)
     probe_config = _probe_config(lm, layer, kind, options, params)
     fresh = fresh_probe(trained, probe_config)  # measured before it is registered
     timings["train_s"] = time.perf_counter() - t
@@ -273,6 +275,7 @@ def retrain(
             "validation_ids": [x.row_id for x in val_l],
             "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
             "final_loss": trained.history[-1]["loss"] if trained.history else None,
+            **trained.metrics,
         }
     )
     comparison = _comparison(database, lm, val_l, val_items, val_scores, layer, params, progress, cancel)

@@ -34,6 +34,7 @@ from core.probes.lora_pipeline import (
     load_lora_probe,
     save_lora_probe,
     train_lora_from_generations,
+    validation_scorer,
     with_token_ids,
 )
 from core.probes.metrics import ItemScores, evaluate_items
@@ -63,6 +64,7 @@ class TrainedProbe:
     model: Any | None = None  # the model the head reads (None: the base model)
     history: list[dict[str, float]] = field(default_factory=list)
     state: Any = None  # the kind's own training result, for saving (LoRA: its LoraResult)
+    metrics: dict[str, Any] = field(default_factory=dict)  # what training adds to the version's metrics
 
 
 @dataclass
@@ -100,8 +102,10 @@ class ProbeKind(Protocol):
         *,
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
+        validation: Sequence[PreparedItem] = (),
     ) -> TrainedProbe:
-        """Train on prepared answers (cached base-model states of block `layer`, labels)."""
+        """Train on prepared answers (cached base-model states of block `layer`, labels);
+        `validation` (held-out answers) may choose among checkpoints, never train."""
 
     def train_from_generations(
         self,
@@ -148,7 +152,7 @@ class LinearKind:
     def config_fields(self, options: TrainOptions) -> dict[str, Any]:
         return {}
 
-    def train(self, lm, items, layer, options, *, progress=None, cancel=None) -> TrainedProbe:
+    def train(self, lm, items, layer, options, *, progress=None, cancel=None, validation=()) -> TrainedProbe:
         config = options.head_config()
         data = build_training_set(training_examples(items, layer), span_weight=config.span_weight)
         head, history = train_probe(data, config, progress=progress, cancel=cancel)
@@ -192,6 +196,14 @@ class LinearKind:
         return f"{self.name} probe on layer {config.layer}"
 
 
+def _whole_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"checkpoint interval must be a whole number of steps, got {value!r}")
+    return value
+
+
 class LoraKind(LinearKind):
     """LoRA adapters on blocks first..L trained with the head; loaded as a merged copy of the model."""
 
@@ -208,6 +220,7 @@ class LoraKind(LinearKind):
             first_layer=int(extra.get("first_layer", 0)),
             last_layer=extra.get("last_layer"),
             kl_weight=float(extra.get("kl_weight", 10.0)),
+            checkpoint_every=_whole_or_none(extra.get("checkpoint_every")),
             epochs=int(options.epochs or 1),
             seed=int(options.seed),
         )
@@ -218,7 +231,7 @@ class LoraKind(LinearKind):
     def config_fields(self, options: TrainOptions) -> dict[str, Any]:
         return {"lora": self.settings(options).to_dict()}
 
-    def train(self, lm, items, layer, options, *, progress=None, cancel=None) -> TrainedProbe:
+    def train(self, lm, items, layer, options, *, progress=None, cancel=None, validation=()) -> TrainedProbe:
         # adapters + head on whole answers: the model runs forward and backward (no activation cache)
         settings = self.settings(options)
         settings.validate(lm.num_layers, layer)
@@ -226,9 +239,17 @@ class LoraKind(LinearKind):
         # the bar moves again through the LoRA steps
         start = super().train(lm, items, layer, options, progress=as_stage(progress, "head"), cancel=cancel).head
         result = train_lora_probe(
-            lm, [with_token_ids(i) for i in items], layer, settings, progress=progress, cancel=cancel, init_head=start
+            lm,
+            [with_token_ids(i) for i in items],
+            layer,
+            settings,
+            progress=progress,
+            cancel=cancel,
+            init_head=start,
+            scorer=validation_scorer(lm, validation, layer),
         )
-        return TrainedProbe(result.head, result.model, result.history, result)
+        extra = {"checkpoints": result.checkpoints} if result.checkpoints is not None else {}
+        return TrainedProbe(result.head, result.model, result.history, result, extra)
 
     def train_from_generations(self, lm, generations, layer, val_fraction, options, progress=None) -> TrainReport:
         trained = train_lora_from_generations(
@@ -237,7 +258,7 @@ class LoraKind(LinearKind):
         trained.config.kind = trained.metrics["kind"] = self.name  # the metrics are the config's too
         result = trained.result
         return TrainReport(
-            TrainedProbe(result.head, result.model, result.history, result),
+            TrainedProbe(result.head, result.model, result.history, result, {}),
             trained.config,
             trained.metrics,
             trained.n_train,

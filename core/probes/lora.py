@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ class LoraSettings:
     batch_answers: int = 4
     span_weight: float = 10.0
     seed: int = 0
+    checkpoint_every: int | None = None  # steps between scored checkpoints; None: 4 per epoch
 
     def check_values(self) -> None:
         """What needs no model: checked before a run starts, so a bad value starts nothing."""
@@ -69,6 +70,8 @@ class LoraSettings:
             raise UserError(f"KL weight must be between 0 and 1000, got {self.kl_weight}")
         if not 1 <= self.epochs <= 100 or not 1 <= self.batch_answers <= 256:
             raise UserError("epochs must be 1-100 and answers per batch 1-256")
+        if self.checkpoint_every is not None and not 1 <= self.checkpoint_every <= 100_000:
+            raise UserError(f"checkpoint interval must be 1-100000 steps, got {self.checkpoint_every}")
 
     def validate(self, num_layers: int, layer: int) -> None:
         self.check_values()
@@ -176,6 +179,87 @@ class LoraResult:
     model: Any  # the PEFT model (adapters trained), in eval mode
     head: LinearProbe
     history: list[dict[str, float]] = field(default_factory=list)
+    checkpoints: dict[str, Any] | None = None  # which scored checkpoint was kept (see `Checkpoints`)
+
+
+#: Scores a checkpoint (the adapted model in eval mode, a CPU copy of the head): higher is better,
+#: None when the score is undefined (e.g. the validation answers hold one class only), NaN when
+#: the checkpoint's scores are not finite (training diverged: never kept).
+CheckpointScorer = Callable[[Any, LinearProbe], "float | None"]
+
+
+class Checkpoints:
+    """Keeps the best-scoring training state, so a LoRA probe never ends worse than it started.
+
+    Checkpoint 0 is the starting state (the linear head, adapters that change nothing); then
+    one every `every` steps and one at the last step. Only the trainable tensors (adapters and
+    head) are copied, in memory. Ties keep the earlier checkpoint. When a score is undefined
+    nothing can be compared and the last state is kept, as without selection."""
+
+    def __init__(self, model: Any, head: LinearProbe, scorer: CheckpointScorer, every: int, total: int) -> None:
+        self.model, self.head, self.scorer, self.every, self.total = model, head, scorer, every, total
+        self.scores: list[dict[str, Any]] = []
+        self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None
+        self.undefined = False
+
+    def steps(self) -> list[int]:
+        """The steps at which a checkpoint is scored (0 and the last included)."""
+        return sorted({0, self.total, *range(self.every, self.total, self.every)})
+
+    def due(self, step: int) -> bool:
+        return step == 0 or step == self.total or step % self.every == 0
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        state = {f"model.{n}": p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        state.update({f"head.{n}": p.detach().clone() for n, p in self.head.named_parameters()})
+        return state
+
+    def score(self, step: int) -> float | None:
+        """Score the current state (eval mode, no dropout) and remember it if it is the best."""
+        was_training = self.model.training
+        self.model.eval()
+        head = copy.deepcopy(self.head).to("cpu").eval()
+        try:
+            value = self.scorer(self.model, head)
+        finally:
+            self.model.train(was_training)
+        diverged = value is not None and not math.isfinite(value)
+        value = None if value is None or diverged else float(value)
+        self.scores.append({"step": step, "span_max_auc": value, **({"diverged": True} if diverged else {})})
+        if diverged:
+            return None
+        if value is None:
+            self.undefined = True
+        elif self.best is None or value > self.best[1]:
+            self.best = (step, value, self._state())
+        return value
+
+    def restore_best(self) -> dict[str, Any]:
+        """Put the best state back (unless a score was undefined) and say what was kept."""
+        last = self.scores[-1]["step"] if self.scores else self.total
+        start = self.scores[0]["span_max_auc"] if self.scores else None
+        if self.undefined or self.best is None:
+            kept, auc = last, self.scores[-1]["span_max_auc"] if self.scores else None
+            rule = "last step (a validation score was undefined, so nothing was compared)"
+        else:
+            kept, auc, state = self.best
+            params = dict(self.model.named_parameters())
+            heads = dict(self.head.named_parameters())
+            with torch.no_grad():
+                for key, value in state.items():
+                    where, _, name = key.partition(".")
+                    (params if where == "model" else heads)[name].copy_(value)
+            rule = "best validation span_max AUC (ties keep the earlier step)"
+        return {
+            "every": self.every,
+            "scores": self.scores,
+            "kept_step": kept,
+            "last_step": last,
+            "kept_auc": auc,
+            "start_auc": start,
+            "gain_over_start": None if auc is None or start is None else auc - start,
+            "rule": rule,
+        }
 
 
 def train_lora_probe(
@@ -187,13 +271,17 @@ def train_lora_probe(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     init_head: LinearProbe | None = None,
+    scorer: CheckpointScorer | None = None,
 ) -> LoraResult:
     """Train adapters and head together on labelled answers (see the module docstring).
 
     `init_head`: start the head from a linear probe fitted on the base model's (cached)
     states. Fresh adapters change nothing (PEFT starts B at zero), so training starts
     from the linear probe's quality instead of from chance: on 2 CPU cores a LoRA epoch
-    is a few hundred optimiser steps at most, too few to fit a head from scratch."""
+    is a few hundred optimiser steps at most, too few to fit a head from scratch.
+
+    `scorer`: score checkpoints (the start is checkpoint 0) and end with the best one
+    (`Checkpoints`); the result's `checkpoints` says which step was kept."""
     layer = lm.check_layer(layer)
     settings.validate(lm.num_layers, layer)
     usable = [g for g in generations if g.completion]
@@ -217,7 +305,20 @@ def train_lora_probe(
     per_epoch = math.ceil(len(usable) / settings.batch_answers)
     total = per_epoch * settings.epochs
     history: list[dict[str, float]] = []
+    every = settings.checkpoint_every or max(1, math.ceil(per_epoch / 4))
+    checkpoints = Checkpoints(model, head, scorer, every, total) if scorer is not None else None
+
+    def checkpoint(step: int) -> None:
+        if checkpoints is None or not checkpoints.due(step):
+            return
+        done = checkpoints.steps().index(step)
+        report(progress, "checkpoint", done, len(checkpoints.steps()), f"scoring step {step} on the validation answers")
+        value = checkpoints.score(step)
+        shown = "undefined" if value is None else f"{value:.4f}"
+        report(progress, "checkpoint", done + 1, len(checkpoints.steps()), f"step {step}: span_max AUC {shown}")
+
     step = 0
+    checkpoint(0)
     for _epoch in range(settings.epochs):
         order = list(range(len(usable)))
         order_rng.shuffle(order)
@@ -253,10 +354,12 @@ def train_lora_probe(
             }
             history.append({"step": step, **values})
             report(progress, "train", step, total, f"loss {values['loss']:.4f} (KL {values['kl']:.4f})")
+            checkpoint(step)
+    kept = checkpoints.restore_best() if checkpoints is not None else None
     model.eval()
     head.eval()
     head.to("cpu")
-    return LoraResult(model, head, history)
+    return LoraResult(model, head, history, kept)
 
 
 def lora_hidden(

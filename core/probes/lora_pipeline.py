@@ -9,6 +9,7 @@ both kinds are measured against the same baselines on the same answers.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ from core.probes.adapter_trial import adapter_key_problems, trial_load
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
 from core.probes.linear import LinearProbe, TrainConfig, train_probe
-from core.probes.lora import LoraResult, LoraSettings, lora_hidden, train_lora_probe
-from core.probes.metrics import ItemScores, evaluate_items
+from core.probes.lora import CheckpointScorer, LoraResult, LoraSettings, lora_hidden, train_lora_probe
+from core.probes.metrics import ItemScores, evaluate_items, level_metric
 from core.probes.pipeline import PreparedItem, data_hash, prepare, split_items, training_examples
 from core.probes.training_set import build_training_set
 
@@ -67,6 +68,21 @@ def lora_item_scores(
     return out
 
 
+def validation_scorer(lm: LoadedModel, items: Sequence[PreparedItem], layer: int) -> CheckpointScorer | None:
+    """A checkpoint's span_max AUC on held-out answers (the headline metric); None without any."""
+    if not items:
+        return None
+    auc = level_metric("span_max", "auc")
+
+    def score(model: Any, head: LinearProbe) -> float | None:
+        scores = lora_item_scores(lm, model, head, items, layer)
+        if not all(s.probe is not None and np.isfinite(s.probe).all() for s in scores):
+            return math.nan  # training diverged: this checkpoint can never be kept
+        return auc(scores)
+
+    return score
+
+
 def train_lora_from_generations(
     lm: LoadedModel,
     generations: Sequence[Generation],
@@ -87,7 +103,14 @@ def train_lora_from_generations(
     data = build_training_set(training_examples(train_items, layer))
     start, _ = train_probe(data, TrainConfig(seed=settings.seed), progress=as_stage(progress, "head"), cancel=cancel)
     result = train_lora_probe(
-        lm, [with_token_ids(i) for i in train_items], layer, settings, progress=progress, cancel=cancel, init_head=start
+        lm,
+        [with_token_ids(i) for i in train_items],
+        layer,
+        settings,
+        progress=progress,
+        cancel=cancel,
+        init_head=start,
+        scorer=validation_scorer(lm, val_items, layer),
     )
     report(progress, "evaluate", 0, 1, "metrics on the validation answers")
     train_metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, train_items, layer), threshold)
@@ -105,6 +128,8 @@ def train_lora_from_generations(
             "final_loss": result.history[-1]["loss"] if result.history else None,
         }
     )
+    if result.checkpoints is not None:
+        metrics["checkpoints"] = result.checkpoints
     config = ProbeConfig(
         model_id=lm.model_id,
         tokenizer_hash=lm.tokenizer_hash,

@@ -28,6 +28,7 @@ CONFIG_FILE = "probe_config.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 MAX_HEAD_BYTES = 64 * 1024 * 1024
 MAX_CONFIG_BYTES = 1024 * 1024
+LAST_LAYER = -1  # layer_idx -1: Python's last layer, which the paper's own loader accepts
 
 
 @dataclass
@@ -35,10 +36,14 @@ class PaperProbe:
     """A paper-format probe, checked: the head as our LinearProbe, and where it reads."""
 
     probe: LinearProbe
-    layer: int
+    layer: int  # as its config says: a block number, or -1 for the last block (`resolved_layer`)
     hidden_size: int
     target_layer_name: str | None
     has_adapter: bool
+
+    def resolved_layer(self, num_layers: int) -> int:
+        """The block number on a model with `num_layers` blocks (-1: the last one)."""
+        return num_layers - 1 if self.layer == LAST_LAYER else self.layer
 
 
 def is_paper_zip(data: bytes) -> bool:
@@ -96,7 +101,14 @@ def read_paper_probe(source: str | Path | bytes) -> tuple[PaperProbe, dict[str, 
     if not isinstance(config, dict):
         raise UserError(f"paper probe: {CONFIG_FILE} must be a JSON object")
     layer, hidden = config.get("layer_idx"), config.get("hidden_size")
-    if not (isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer < MAX_LAYER):
+    if not (isinstance(layer, int) and not isinstance(layer, bool) and LAST_LAYER <= layer < MAX_LAYER):
+        if isinstance(layer, int) and not isinstance(layer, bool) and layer < 0:
+            raise UserError(
+                f"paper probe: {CONFIG_FILE} has layer_idx {layer}; of the negative values only -1 (the last "
+                "block, as the paper's loader reads it) is accepted, because a probe's layer is a block number "
+                "and which block another value counts back to depends on the model it was trained on: "
+                "write the block number (0 = the first block) instead"
+            )
         raise UserError(f"paper probe: {CONFIG_FILE} needs an integer layer_idx, got {layer!r}"[:200])
     if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 < hidden <= MAX_HIDDEN_SIZE):
         raise UserError(f"paper probe: {CONFIG_FILE} needs a positive integer hidden_size, got {hidden!r}"[:200])

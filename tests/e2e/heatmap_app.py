@@ -1,5 +1,5 @@
 """Test app for the token heatmap: `streamlit run tests/e2e/heatmap_app.py`, then
-`?case=basic`, `?case=xss`, `?case=n5000` (any `n<count>`), or `?case=stream`.
+`?case=basic`, `?case=control` (the legend's threshold slider), `?case=xss`, `?case=n5000` (any `n<count>`), or `?case=stream`.
 
 The stream case simulates generation: a background thread appends one token every
 `interval` ms (default 50, `total` tokens, default 120) to a plain object in
@@ -115,6 +115,10 @@ if case == "basic":
 elif case == "nogold":
     view, _ = basic_case()
     token_heatmap(view, threshold=0.5, key="nogold")
+elif case == "control":  # the Generate page's heatmap: a threshold slider in the legend
+    view, _ = basic_case()
+    st.caption(f"runs {st.session_state['runs']}")
+    token_heatmap(view, threshold=float(params.get("threshold", 0.5)), threshold_control=True, key="control")
 elif case == "xss":
     view = TokenView.from_lists(XSS_TOKENS, scores=[0.1 + 0.05 * i for i in range(len(XSS_TOKENS))])
     token_heatmap(view, key="xss")

@@ -293,3 +293,34 @@ def test_5000_tokens_render(page, heatmap_app):
     last.scroll_into_view_if_needed()
     last.wait_for(state="visible")
     assert page.errors == []
+
+
+def test_the_legend_threshold_outlines_tokens_without_a_rerun(page, heatmap_app):
+    """Generate's heatmap: the legend's slider outlines every token at or over it, in the browser
+    (the script does not run again), and counts them."""
+    view, _ = basic_case()
+    scores = [s for s in view.scores]
+    expected = lambda t: sorted(
+        i for i, s in enumerate(scores) if s is not None and s == s and s >= t and view.texts[i] != ""
+    )
+    root = open_case(page, heatmap_app, case="control", threshold=0.5)
+    runs = page.get_by_text(re.compile(r"^runs \d+$")).inner_text()
+
+    def outlined() -> list[int]:
+        return sorted(int(i) for i in root.locator(".tok.over").evaluate_all("els => els.map(e => e.dataset.i)"))
+
+    assert outlined() == expected(0.5) and expected(0.5)
+    assert root.get_attribute("data-over-count") == str(len(expected(0.5)))
+    slider = root.locator(".plh-thr-input")
+    for value in (0.8, 0.2, 0.95):
+        slider.fill(str(value))  # sets the value and fires "input", as a drag does
+        assert root.get_attribute("data-threshold") == f"{value:.2f}"
+        assert outlined() == expected(value), value
+        text = root.locator(".plh-thr-text").inner_text()
+        assert text.startswith(f"{len(expected(value))} token") and f"{value:.2f}" in text
+        left = root.locator(".plh-thr").evaluate("el => el.style.left")
+        assert float(left.rstrip("%")) == pytest.approx(value * 100)
+    assert expected(0.2) != expected(0.95)
+    page.wait_for_timeout(500)
+    assert page.get_by_text(re.compile(r"^runs \d+$")).inner_text() == runs  # no rerun of the script
+    assert page.errors == []

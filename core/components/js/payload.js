@@ -8,6 +8,7 @@
  * @property {string} doc_id             a new doc_id always re-renders (else appends)
  * @property {"view"|"edit"} mode
  * @property {number} threshold          in [0, 1]; score >= threshold is "flagged"
+ * @property {boolean} threshold_control  view mode: a legend slider outlines tokens >= it, in the browser
  * @property {number} n                  number of tokens
  * @property {string[]} texts            token texts (untrusted model output: textContent only)
  * @property {number[]} ids              token ids
@@ -111,6 +112,7 @@ function normalise(data) {
     doc_id: typeof d.doc_id === "string" ? d.doc_id : "",
     mode: d.mode === "edit" ? "edit" : "view",
     threshold: finite(d.threshold) ? Math.min(1, Math.max(0, d.threshold)) : 0.5,
+    threshold_control: d.threshold_control === true && d.mode !== "edit",
     n,
     texts,
     ids: col(d.ids),

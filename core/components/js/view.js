@@ -62,6 +62,12 @@ function baseClass(d, i) {
   return cls;
 }
 
+/** Outlined as at or over the threshold: only with the threshold control and nothing else to outline. */
+function over(d, i) {
+  const s = d.scores[i];
+  return d.threshold_control && !d.gold && !d.pred && d.texts[i] !== "" && finite(s) && s >= d.threshold;
+}
+
 function styleToken(el, d, i) {
   let cls = "tok";
   if (d.texts[i] === "") cls += " empty";
@@ -70,6 +76,7 @@ function styleToken(el, d, i) {
   const o = outcome(d, i);
   if (o) cls += " o-" + o.toLowerCase();
   else if (!d.gold && d.pred && d.pred[i]) cls += " flag";
+  else if (over(d, i)) cls += " over";
   const score = d.scores[i];
   if (!finite(score)) cls += " unknown";
   else if (isLight(score)) cls += " hi";
@@ -103,7 +110,16 @@ function buildLegend(legendEl, d) {
   bar.appendChild(mark);
   scale.append(h("span", "plh-end", "0"), bar, h("span", "plh-end", "1"));
   const thr = h("span", "plh-item plh-thr-item");
-  thr.append(h("span", "plh-thr-sample"), document.createTextNode(`threshold ${d.threshold.toFixed(2)}`));
+  if (d.threshold_control) {
+    // A control in the page's browser: moving it outlines tokens at or over it, with no rerun.
+    const input = h("input", "plh-thr-input");
+    Object.assign(input, { type: "range", min: "0", max: "1", step: "0.01", value: String(d.threshold) });
+    input.setAttribute("aria-label", "risk threshold: tokens at or over it are outlined");
+    const sample = h("span", "plh-sample plh-box-sample over", "abc");
+    thr.append(h("span", "plh-thr-sample"), input, sample, h("span", "plh-thr-text"));
+  } else {
+    thr.append(h("span", "plh-thr-sample"), document.createTextNode(`threshold ${d.threshold.toFixed(2)}`));
+  }
   parts.push(h("span", "plh-title", "probe score"), scale, thr);
 
   const unknown = h("span", "plh-item");
@@ -135,12 +151,57 @@ function buildLegend(legendEl, d) {
   legendEl.replaceChildren(...parts);
 }
 
+function legendKey(d) {
+  return `${d.threshold}|${d.gold ? 1 : 0}|${d.pred ? 1 : 0}|${d.threshold_control ? 1 : 0}`;
+}
+
 /** The legend, rebuilt only when what it shows changes (or `force`). */
 function legend(st, d, force) {
-  const key = `${d.threshold}|${d.gold ? 1 : 0}|${d.pred ? 1 : 0}`;
-  if (!force && key === st.legendKey) return;
-  buildLegend(st.legendEl, d);
-  st.legendKey = key;
+  const key = legendKey(d);
+  if (force || key !== st.legendKey) {
+    buildLegend(st.legendEl, d);
+    st.legendKey = key;
+    const input = st.legendEl.querySelector(".plh-thr-input");
+    if (input) input.addEventListener("input", () => setThreshold(st, Number(input.value)));
+  }
+  if (d.threshold_control) thresholdText(st, d);
+}
+
+/** "N tokens at or over T (outlined)" beside the control; the root's data-threshold for tests. */
+function thresholdText(st, d) {
+  let count = 0;
+  for (let i = 0; i < d.n; i++) if (over(d, i)) count += 1;
+  const text = st.legendEl.querySelector(".plh-thr-text");
+  if (text) text.textContent = `${count} token${count === 1 ? "" : "s"} at or over ${d.threshold.toFixed(2)} outlined`;
+  st.root.setAttribute("data-threshold", d.threshold.toFixed(2));
+  st.root.setAttribute("data-over-count", String(count));
+}
+
+/** The legend's threshold control moved: restyle the tokens here, in the browser (no rerun). */
+function setThreshold(st, value) {
+  const d = st.d;
+  if (!d || !d.threshold_control || !finite(value)) return;
+  st.thrOverride = Math.min(1, Math.max(0, value));
+  d.threshold = st.thrOverride;
+  for (let i = 0; i < st.spans.length && i < d.n; i++) styleToken(st.spans[i], d, i);
+  const mark = st.legendEl.querySelector(".plh-thr");
+  if (mark) {
+    mark.style.left = `${d.threshold * 100}%`;
+    mark.title = `threshold ${d.threshold.toFixed(2)}`;
+  }
+  st.legendKey = legendKey(d);
+  thresholdText(st, d);
+}
+
+/** The browser-side threshold holds over streamed updates until the page sends another one. */
+function keepThreshold(st, d) {
+  if (!d.threshold_control) {
+    st.thrOverride = null;
+    return;
+  }
+  if (st.thrPage !== d.threshold) st.thrOverride = null; // the page's own value changed: it wins
+  st.thrPage = d.threshold;
+  if (st.thrOverride != null) d.threshold = st.thrOverride;
 }
 
 // --- chunks, full render, appends ------------------------------------------------------
@@ -255,6 +316,7 @@ function finishRender(st, d) {
  * @returns {string} "append" or "full"
  */
 function render(st, d) {
+  keepThreshold(st, d);
   const prev = st.d;
   const incremental = prev !== null && st.docId === d.doc_id && st.mode === d.mode && sameLeading(prev, d);
   if (incremental) appendRender(st, prev, d);

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from core.base.errors import UserError
 from core.base.types import Generation, Span, TokenTrace
-from core.orchestration import work_queue
+from core.orchestration import webhooks, work_queue
 from core.orchestration.actions.acting import Actor, reading, writing
 from core.orchestration.colour_status import no_colour_reason
 from db import Database, assignments, comments, guidelines, skips
@@ -134,9 +134,14 @@ def save_annotation(
                 session, generation_id, spans, owner=me, expected_version=base_version, actor=me
             )
             assignments.mark_done(session, generation_id, me)
-            return Saved(stored.version)
+            version, who, saved = stored.version, me.name, spans_of(stored)
     except ConflictError as exc:
         return Conflict(list(exc.current_spans), exc.current_version, exc.saved_by)
+    webhooks.notify(  # after the commit: receivers never see a save that did not happen
+        "annotation.save",
+        {"generation_id": generation_id, "version": version, "user": who, "spans": webhooks.spans_json(saved)},
+    )
+    return Saved(version)
 
 
 def skip(storage: Database, actor: Actor, generation_id: int) -> None:

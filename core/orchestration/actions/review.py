@@ -7,7 +7,7 @@ from typing import Any
 from core.analysis.review_compare import ReviewBundle
 from core.analysis.review_compare import review_bundle as compare
 from core.base.types import Span
-from core.orchestration import work_queue
+from core.orchestration import webhooks, work_queue
 from core.orchestration.actions.acting import Actor, reading, writing
 from core.orchestration.team import agreement_items
 from db import Database, assignments
@@ -55,6 +55,14 @@ GoldRemovalError = reviewing.GoldRemovalError
 GoldVersion = reviewing.GoldVersion
 
 
+def _gold_saved(generation_id: int, version: int, who: str, how: str, spans: list[Span] | None) -> None:
+    """The webhooks' "gold.save", after the commit (spans when the save knows them)."""
+    payload: dict[str, Any] = {"generation_id": generation_id, "version": version, "user": who, "how": how}
+    if spans is not None:
+        payload["spans"] = webhooks.spans_json(spans)
+    webhooks.notify("gold.save", payload)
+
+
 def save_merged_gold(
     storage: Database,
     actor: Actor,
@@ -77,7 +85,9 @@ def save_merged_gold(
             decision="merged span by span",
             allow_removal=allow_removal,
         )
-        return saved.version
+        version, who = saved.version, me.name
+    _gold_saved(generation_id, version, who, "merge", spans)
+    return version
 
 
 def take_annotator_set(
@@ -91,9 +101,11 @@ def take_annotator_set(
 ) -> None:
     """Gold := `name`'s current set of the answer (GoldRemovalError as for a merge)."""
     with writing(storage, actor, PAGE) as (session, me):
-        reviewing.pick_annotator(
+        saved = reviewing.pick_annotator(
             session, generation_id, name, expected_version=expected_version, reviewer=me, allow_removal=allow_removal
         )
+        version, who = saved.version, me.name
+    _gold_saved(generation_id, version, who, f"took {name}'s set", None)
 
 
 def gold_history(storage: Database, generation_id: int) -> list[GoldVersion]:
@@ -105,9 +117,12 @@ def gold_history(storage: Database, generation_id: int) -> list[GoldVersion]:
 def revert_gold(storage: Database, actor: Actor, generation_id: int, version: int, expected_version: int) -> int:
     """Gold := the spans of gold `version`, stored as a new version; returns its number."""
     with writing(storage, actor, PAGE) as (session, me):
-        return reviewing.revert_gold(
+        new_version = reviewing.revert_gold(
             session, generation_id, version, expected_version=expected_version, reviewer=me
         ).version
+        who = me.name
+    _gold_saved(generation_id, new_version, who, f"reverted to version {version}", None)
+    return new_version
 
 
 def assign_work(
