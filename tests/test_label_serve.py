@@ -69,13 +69,15 @@ def test_a_label_run_against_serve_with_the_embedded_model(sqlite_db, make_gener
         assert first.answers == 2 and first.labelled + first.failed == 2, first.message()
         assert first.input_tokens > 0 and first.output_tokens > 0
         with sqlite_db.reading() as session:
-            results = {r.generation_id: r for r in session.scalars(select(JudgeResult))}
+            results = {
+                r.generation_id: (r.status, r.reason, list(r.spans)) for r in session.scalars(select(JudgeResult))
+            }
             texts = {g.id: g.completion for g in session.scalars(select(Generation))}
         assert set(results) == set(ids)
-        for generation_id, result in results.items():
-            assert result.status in (JudgeStatus.OK, JudgeStatus.FAILED)
-            assert (result.status == JudgeStatus.FAILED) == bool(result.reason)
-            for span in result.spans:  # whatever it said, what is stored lies on the answer's text
+        for generation_id, (status, reason, spans) in results.items():
+            assert status in (JudgeStatus.OK, JudgeStatus.FAILED)
+            assert (status == JudgeStatus.FAILED) == bool(reason)
+            for span in spans:  # whatever it said, what is stored lies on the answer's text
                 assert 0 <= span["start"] < span["end"] <= len(texts[generation_id])
         second = run_label(sqlite_db, LabelParams("facts", "smol"))
         assert second.cached == 2 and second.input_tokens == 0
