@@ -356,3 +356,8 @@ def answers_to_judge(
         users = [m.get("content") for m in conversation or [] if isinstance(m, dict) and m.get("role") == "user"]
         out.append(AnswerToJudge(gen_id, users[-1] if users else None, completion))
     return out
+
+
+def bot_names(session: Session) -> set[str]:
+    """The names of the model (judge) accounts, as agreement tables name annotators."""
+    return set(session.scalars(select(User.name).where(User.bot.is_(True))))
