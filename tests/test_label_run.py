@@ -332,3 +332,37 @@ def test_cli_judges_and_label_run_through_the_runs_machinery(team, monkeypatch, 
     assert main(["--quiet", "judges", "list"]) == 0
     listed = capsys.readouterr().out
     assert "JUDGE_TEST_KEY" in listed and "secret-key-123" not in listed
+
+
+def test_a_worker_process_runs_it_and_a_cancel_through_the_row_keeps_what_is_done(team, isolated_cache):
+    from core.orchestration.launcher import start_label
+    from db.train_runs import request_cancel
+    from tests.support.runs import finished, wait_for_run
+
+    def slow(request: dict, n: int) -> Reply:
+        reply = good(request, n)
+        reply.delay = 1.5
+        return reply
+
+    with scripted_judge(slow) as server:
+        _judge(team, server.url, concurrency=1)
+        run_id = start_label(team, LabelParams("facts", "scripted"), None)
+        wait_for_run(team, run_id, lambda _run: len(_results(team)) >= 1)
+        with team.sessions() as session, session.begin():
+            request_cancel(session, run_id, None)
+        run = wait_for_run(team, run_id, finished)
+        assert run.status == "cancelled"
+        kept = len(_results(team))
+        assert 1 <= kept < 3
+        again = wait_for_run(team, start_label(team, LabelParams("facts", "scripted"), None), finished)
+        assert again.status == "succeeded" and f"{kept} from the cache" in again.message
+    assert len(_results(team)) == 3
+
+
+def test_on_ray_a_label_run_holds_one_cpu_and_no_gpu():
+    from core.orchestration.ray_cluster import ClusterShape, task_resources
+    from core.orchestration.runs import RUN_KINDS
+    from db.models import RunKind
+
+    assert task_resources(RunKind.LABEL, ClusterShape(gpus=4, node_cpus=16, nodes=2)) == {"num_cpus": 1}
+    assert RUN_KINDS[RunKind.LABEL].on_ray is RUN_KINDS[RunKind.LABEL].local  # it calls out: nothing to fan out
