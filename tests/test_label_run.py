@@ -23,7 +23,7 @@ from db.events import list_events
 from db.judges import add_judge, save_instructions
 from db.models import JudgeResult, JudgeStatus, User
 from db.references import import_documents
-from db.users import add_user, authenticate, list_users, shown_role
+from db.users import add_user, authenticate, list_users, reset_password, set_role, shown_role
 from tests.support.judge_server import Reply, answer_of, completion, error, scripted_judge, spans_reply
 
 ANSWERS = [
@@ -293,6 +293,14 @@ def test_the_judges_account_cannot_sign_in(team):
         bot.password_hash = __import__("db.users", fromlist=["hasher"]).hasher.hash("knownpassword")
     with team.sessions() as session, session.begin(), pytest.raises(UserError, match="wrong user name or password"):
         authenticate(session, "judge-scripted", "knownpassword")
+    with team.sessions() as session, session.begin():
+        boss = add_user(session, "boss", "password123", role="admin")
+        for change in (
+            lambda: set_role(session, "judge-scripted", "admin", boss),
+            lambda: reset_password(session, "judge-scripted", "newpassword1", boss),
+        ):
+            with pytest.raises(UserError, match="an LLM judge's account"):
+                change()
 
 
 def test_bad_judge_settings_get_one_message(team):
