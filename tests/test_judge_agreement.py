@@ -47,3 +47,12 @@ def test_the_review_action_finds_the_judges_among_the_annotators(sqlite_db, make
     rows = judge_agreement_rows(sqlite_db, "facts")
     assert {(r["judge"], r["against"]) for r in rows} == {("judge-x", "ann")}
     assert len(rows) == 4  # all labels + the three paper labels
+
+
+def test_work_is_not_assigned_to_a_judges_account(sqlite_db):
+    from core.orchestration.actions.review import active_user_names
+
+    with sqlite_db.sessions() as session, session.begin():
+        add_judge(session, "x", base_url="http://127.0.0.1:1/v1", model="m")
+        add_user(session, "ann", "password123")
+    assert active_user_names(sqlite_db) == ["ann"]
