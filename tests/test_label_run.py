@@ -374,3 +374,21 @@ def test_on_ray_a_label_run_holds_one_cpu_and_no_gpu():
 
     assert task_resources(RunKind.LABEL, ClusterShape(gpus=4, node_cpus=16, nodes=2)) == {"num_cpus": 1}
     assert RUN_KINDS[RunKind.LABEL].on_ray is RUN_KINDS[RunKind.LABEL].local  # it calls out: nothing to fan out
+
+
+def test_on_both_databases_results_are_stored_and_a_rerun_is_free(any_db, make_generation):
+    with any_db.sessions() as session, session.begin():
+        ids = [make_generation(session, text, dataset="facts").id for text in ANSWERS]
+        import_documents(
+            session,
+            parse_reference_text("# Tokyo\n\nTokyo is the capital of Japan.", "t.md"),
+            collection="c",
+            actor=None,
+        )
+    with scripted_judge(good) as server:
+        _judge(any_db, server.url)
+        assert run_label(any_db, LabelParams("facts", "scripted")).labelled == 3
+        again = run_label(any_db, LabelParams("facts", "scripted"))
+    assert again.cached == 3 and server.calls == 3 and again.with_passages == 1
+    assert [r.generation_id for r in _results(any_db)] == ids
+    assert [ANSWERS[1][s.start : s.end] for s in _bot_spans(any_db, ids[1])] == ["Tokyo", "Japan", "Kyoto"]
