@@ -130,6 +130,11 @@ def user_by_id(session: Session, user_id: int | None) -> User | None:
     return session.get(User, user_id) if user_id else None
 
 
+def shown_role(user: User) -> str:
+    """The role column wherever accounts are listed: a judge's bot account shows as "model"."""
+    return "model" if user.bot else user.role
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.name)))
 
@@ -195,10 +200,17 @@ def _record(
     )
 
 
+def _not_a_model(user: User, what: str) -> None:
+    """A judge's account has no role or password of its own: it is managed through its judge."""
+    if user.bot:
+        raise UserError(f"'{user.name}' is an LLM judge's account (a model): its {what} cannot be changed")
+
+
 def set_role(session: Session, name: str, role: str, actor: User | None) -> User:
     _require_admin(actor)
     _check_role(role)
     user = get_user(session, name)
+    _not_a_model(user, "role")
     if user.role == role:
         return user
     if _is_active_admin(user):
@@ -244,6 +256,7 @@ def reset_password(session: Session, name: str, new_password: str, actor: User |
     _require_admin(actor)
     _check_password(new_password)
     user = get_user(session, name)
+    _not_a_model(user, "password")
     before = _public(user)
     user.password_hash = hasher.hash(new_password)
     user.failed_logins = 0
@@ -359,6 +372,8 @@ def _settle(session: Session, account: _Account | None, verified: bool, password
         raise UserError(BAD_LOGIN)
     user = session.get(User, account.id)
     if user is None:  # removed while the password was being checked
+        raise UserError(BAD_LOGIN)
+    if user.bot:  # a judge's account: its password is random and it never signs in
         raise UserError(BAD_LOGIN)
     if not user.active:
         raise UserError(f"account '{user.name}' is deactivated; ask an admin")

@@ -17,6 +17,7 @@ from core.base.errors import UserError
 from core.base.progress import Cancelled
 from core.orchestration import cli_db as db_cli
 from core.orchestration import cli_notes, cli_runs
+from core.orchestration import cli_judges, cli_runs
 from core.orchestration.serve import cli as serve_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -299,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_cli.add_commands(sub, register)
     cli_notes.add_commands(sub, register)
     cli_runs.add_commands(sub, register)
+    cli_judges.add_commands(sub, register)
     serve_cli.add_commands(sub, register)
     return parser
 
