@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.analysis.agreement import judge_agreement
 from core.analysis.review_compare import ReviewBundle
 from core.analysis.review_compare import review_bundle as compare
-from core.analysis.agreement import judge_agreement
 from core.base.types import Span
 from core.orchestration import webhooks, work_queue
 from core.orchestration.actions.acting import Actor, reading, writing
