@@ -115,9 +115,10 @@ def _read_text(name: str) -> str:
 def cmd_label(args: argparse.Namespace) -> int:
     from core.orchestration.label_run import LabelParams
     from core.orchestration.launcher import start_label
+    from core.orchestration.run_view import describe
     from core.orchestration.runs import execute_run
     from db.models import RunKind, RunStatus
-    from db.train_runs import claim, create_run, describe, get_run
+    from db.train_runs import claim, create_run, get_run
     from db.users import get_user, user_by_id
 
     database = _db()
