@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.base.errors import UserError
 from core.base.types import LABEL_VALUES, TokenTrace
 from core.base.types import Generation as CoreGeneration
-from core.text.tokens import nfc
+from core.text.tokens import nfc, nfc_trace
 from db.arrays import (
     pack_floats,
     pack_ints,
@@ -152,7 +152,7 @@ def check_storable(gen: CoreGeneration, trace: TokenTrace | None = None) -> None
         _check_string(gen.model, '"model"')
     _check_json(gen.extra, "extra field")
     if trace is not None:
-        check_trace(trace, nfc(gen.completion))
+        check_trace(nfc_trace(trace), nfc(gen.completion))
 
 
 # --- datasets and models ------------------------------------------------------------------
@@ -259,7 +259,9 @@ def build_generation(
 
 
 def set_trace(row: Generation, trace: TokenTrace) -> None:
-    """Store the per-token arrays on a row (new, or imported without tokens and scored later)."""
+    """Store the per-token arrays on a row (new, or imported without tokens and scored later),
+    their offsets counted on the stored NFC text (`nfc_trace`)."""
+    trace = nfc_trace(trace)
     check_trace(trace, row.completion)
     row.token_ids = pack_ints(trace.token_ids)
     row.token_offsets = pack_offsets(trace.offsets)

@@ -21,6 +21,7 @@ from core.base.types import Generation, TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, Scorer, auto_batch_size, generate_batched
 from core.engine.model import LoadedModel
 from core.engine.stream import fit_prompt, prompt_ids
+from core.text.tokens import nfc, nfc_trace
 
 PROGRESS_EVERY_SECONDS = 0.5
 
@@ -39,9 +40,10 @@ class GeneratedAnswer:
 def answer_from(finished: FinishedAnswer, model_id: str, with_scores: bool) -> GeneratedAnswer:
     tokens = finished.tokens
     trace = finished.trace if with_scores or finished.trace.scores is None else finished.trace.with_scores(None)
+    trace = nfc_trace(trace)  # answers are stored and labelled in NFC
     layers = sorted(tokens[0].hidden) if tokens else list(finished.request.layers)
     hidden = {layer: torch.stack([t.hidden[layer] for t in tokens]) if tokens else torch.zeros(0) for layer in layers}
-    conversation = [*finished.request.messages, {"role": "assistant", "content": finished.text}]
+    conversation = [*finished.request.messages, {"role": "assistant", "content": nfc(finished.text)}]
     generation = Generation(conversation=conversation, model=model_id, extra={"finish_reason": finished.finish_reason})
     return GeneratedAnswer(int(finished.request.tag), generation, trace, finished.finish_reason, hidden)
 

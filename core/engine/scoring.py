@@ -11,6 +11,7 @@ from core.base.errors import UserError
 from core.base.types import TokenTrace
 from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import distribution_stats, offsets_from_ids, prompt_ids
+from core.text.tokens import completion_offsets, nfc, nfc_trace
 
 # ----------------------------------------------------------------------------- teacher forcing
 
@@ -31,9 +32,12 @@ def completion_tokens(lm: LoadedModel, completion: str, token_ids: Sequence[int]
         ids = [int(i) for i in token_ids]
         texts, offsets, decoded = offsets_from_ids(lm.tokenizer, ids)
         if decoded != completion:
-            raise UserError("the stored token ids do not decode to the answer text")
+            # Stored answers are NFC; the model may have written a form NFC changes.
+            if nfc(decoded) != completion:
+                raise UserError("the stored token ids do not decode to the answer text")
+            mapped = nfc_trace(TokenTrace(ids, texts, offsets, [0.0] * len(ids), [0.0] * len(ids)))
+            texts, offsets = mapped.texts, mapped.offsets
         return ids, texts, offsets
-    from core.text.tokens import completion_offsets
 
     ids, offsets = completion_offsets(lm.tokenizer, completion)
     return ids, _fix_texts(completion, offsets), offsets

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from core.base.errors import UserError
-from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, NOT_APPLICABLE, Span
+from core.base.types import IGNORE, LABEL_VALUES, LABEL_WORDS, NOT_APPLICABLE, Span, TokenTrace
 
 # --- labels -------------------------------------------------------------------------
 
@@ -32,6 +32,36 @@ _LABEL_ALIASES: dict[str, str] = {
 def nfc(text: str) -> str:
     """NFC-normalise: spans are counted on NFC text so composed/decomposed inputs agree."""
     return unicodedata.normalize("NFC", text)
+
+
+def nfc_trace(trace: TokenTrace) -> TokenTrace:
+    """The trace of the NFC form of its answer. A model may write characters that NFC changes
+    (U+2329 becomes U+3008; e + U+0301 becomes é) while answers and spans are stored in NFC, so
+    the pieces' offsets move to the NFC text: a boundary b goes to len(nfc(raw[:b])), which never
+    decreases, and a piece keeps its text only where it ends a group (pieces still concatenate to
+    the text). A trace whose pieces do not spell its offsets (an imported one) is returned as is."""
+    raw = "".join(trace.texts)
+    text = nfc(raw)
+    if text == raw or (trace.offsets and trace.offsets[-1][1] != len(raw)):
+        return trace
+    positions: dict[int, int] = {}
+
+    def moved(boundary: int) -> int:
+        if boundary not in positions:
+            positions[boundary] = min(len(nfc(raw[:boundary])), len(text))
+        return positions[boundary]
+
+    offsets: list[tuple[int, int]] = []
+    texts: list[str] = []
+    floor = 0
+    for piece, (start, end) in zip(trace.texts, trace.offsets):
+        new_start = max(moved(start), floor)
+        new_end = max(moved(end), new_start)
+        offsets.append((new_start, new_end))
+        texts.append(text[floor:new_end] if piece else "")
+        if piece:
+            floor = new_end
+    return replace(trace, texts=texts, offsets=offsets)
 
 
 def canonical_label(label: object) -> str:
