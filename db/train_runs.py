@@ -244,18 +244,15 @@ def finish(
     return run
 
 
-STARTING_STAGES = ("start", "load")
-
-
 def eta_seconds(run: TrainRun, now: datetime | None = None) -> float | None:
-    """Time left if the run keeps its pace since it started (None until there is a pace)."""
-    started = _aware(run.started_at)
-    if run.status != RunStatus.RUNNING or started is None or not 0.0 < (run.progress or 0.0) < 1.0:
+    """Time left as the worker measured it at its last heartbeat (`timings["eta_s"]`, written
+    only once the current stage's pace is measured), less the time since: None until then."""
+    timings = run.timings or {}
+    beat_at = _aware(run.heartbeat_at)
+    eta = timings.get("eta_s")
+    if run.status != RunStatus.RUNNING or beat_at is None or not isinstance(eta, int | float):
         return None
-    if run.stage in STARTING_STAGES:
-        return None  # loading the model is not the pace of the work: an ETA here would only grow
-    elapsed = ((now or utcnow()) - started).total_seconds()
-    return max(0.0, elapsed * (1.0 - run.progress) / run.progress)
+    return max(0.0, float(eta) - ((now or utcnow()) - beat_at).total_seconds())
 
 
 def describe(run: TrainRun) -> dict[str, Any]:

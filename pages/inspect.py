@@ -10,6 +10,7 @@ from core.components.heatmap import TokenView, token_heatmap
 from core.text.markdown import md_escape
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, language_model, require_page
+from pages.run_progress import progress_bar
 
 require_page("inspect")
 st.title("Inspect")
@@ -209,13 +210,8 @@ with tab_suspects:
     )
     suspects_key = ("suspects", *key)
     if st.button("Find label suspects", key="insp-suspects-go"):
-        bar = st.progress(0.0, text="training fold probes…")
-        st.session_state[suspects_key] = eval_sets.suspects(
-            es,
-            progress=lambda stage, done, total, message="": bar.progress(
-                min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total}"
-            ),
-        )
+        bar, on_bar = progress_bar("training fold probes…", {"folds": (0.0, 1.0)})
+        st.session_state[suspects_key] = eval_sets.suspects(es, progress=on_bar)
         bar.empty()
     found = st.session_state.get(suspects_key)
     if found is not None:
@@ -266,16 +262,14 @@ with tab_layers:
         )
     scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):
-        bar = st.progress(0.0, text="extracting hidden states…")
+        bar, on_bar = progress_bar("extracting hidden states…", eval_sets.LAYER_SCAN_SHARES)
         try:
             st.session_state[scan_key] = eval_sets.layer_scan(
                 storage,
                 language_model(),
                 datasets or None,
                 [s for s in (splits or ["validation"]) if s != "train"] or ["validation"],
-                progress=lambda stage, done, total, message="": bar.progress(
-                    min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total} {message}"
-                ),
+                progress=on_bar,
             )
         except UserError as exc:
             st.info(md_escape(str(exc)))

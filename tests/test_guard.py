@@ -40,18 +40,6 @@ def test_old_run_outcomes_stop_being_news():
     assert outcome_is_news({"finished_at": None}, now)
 
 
-def test_no_eta_while_a_run_is_starting_then_one_from_its_pace():
-    from types import SimpleNamespace
-
-    from db.train_runs import eta_seconds
-
-    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    run = SimpleNamespace(status="running", started_at=now - timedelta(seconds=30), progress=0.04, stage="load")
-    assert eta_seconds(run, now) is None  # loading the model says nothing about the work's pace
-    run.stage, run.progress = "generate", 0.5
-    assert eta_seconds(run, now) == pytest.approx(30.0)
-
-
 def test_counted_words_and_stored_values_read_as_text():
     from core.text.readable import plural, readable
 

@@ -256,10 +256,12 @@ def retrain(
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    report(progress, "evaluate", 0, 1, "metrics on the validation answers")
-    val_scores = fresh.item_scores(lm, val_items) if val_items else []
+    scored = len(val_items) + len(train_items)  # every answer scored, counted in the "evaluate" stage
+    val_scores = fresh.item_scores(lm, val_items, progress=progress, counted=(0, scored)) if val_items else []
     metrics = evaluate_items(val_scores) if val_items else {}
-    metrics["train"] = evaluate_items(fresh.item_scores(lm, train_items))
+    metrics["train"] = evaluate_items(
+        fresh.item_scores(lm, train_items, progress=progress, counted=(len(val_items), scored))
+    )
     metrics["kind"] = params.kind
     metrics.update(
         {
