@@ -252,6 +252,17 @@ with tab_batch:
             )
         else:
             st.error(f"Batch run {run['id']} failed: {md_escape(run['error'])}")
+        left = acts.prompts_left(storage, run["id"]) if run["status"] in ("cancelled", "failed") else None
+        if left and st.button(
+            f"Resume batch run {run['id']}: answer the {plural(left, 'prompt')} without an answer",
+            key=f"batch-resume-{run['id']}",
+            help="finished answers are kept and never generated again; each prompt keeps its seed",
+        ):
+            try:
+                st.toast(f"Batch run {acts.resume_batch(storage, user, run['id'])} started.")
+                st.rerun()
+            except UserError as exc:
+                st.error(md_escape(str(exc)))
 
     run_progress(
         user,

@@ -123,6 +123,7 @@ def _generate(ctx: RunContext, params: BatchParams) -> str:
         _model(ctx),
         params,
         created_by=ctx.created_by,
+        run_id=ctx.run_id,
         progress=ctx.progress,
         cancel=ctx.cancel,
     )
@@ -227,8 +228,10 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
                     message=message,
                     timings={"total_s": time.perf_counter() - started},
                 )
-    except Cancelled:
+    except Cancelled as exc:
         status, error = RunStatus.CANCELLED, None
+        if str(exc) not in ("", "cancelled"):  # the work said what it kept (a batch: its answers)
+            beat.message = str(exc)
     except UserError as exc:
         status, error = RunStatus.FAILED, str(exc)
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.base.errors import UserError
 from core.base.progress import ProgressFn
 from core.orchestration import batch, launcher
 from core.orchestration.actions.acting import Actor, checker, reading, writing
@@ -78,3 +79,16 @@ def delete_dataset(storage: Database, actor: Actor, name: str) -> None:
 def start_batch(storage: Database, actor: Actor, params: batch.BatchParams) -> int:
     """Start a batch-generation run; returns its id."""
     return launcher.start_batch(storage, params, checker(actor, PAGE))
+
+
+def resume_batch(storage: Database, actor: Actor, run_id: int) -> int:
+    """Resume a cancelled or failed batch run: only its prompts without a stored answer; returns the new run's id."""
+    return launcher.resume_batch(storage, run_id, checker(actor, PAGE))
+
+
+def prompts_left(storage: Database, run_id: int) -> int | None:
+    """How many prompts a resume of batch run `run_id` would answer (None: it cannot be resumed)."""
+    try:
+        return len(batch.resume_params(storage, run_id).prompts)
+    except UserError:
+        return None
