@@ -31,6 +31,24 @@ def readable(value: Any) -> str:
     return str(value)
 
 
+def readable_lines(value: Any) -> str:
+    """A stored JSON value in full, one top-level field a line (the event log's before/after,
+    shown whole where a table cell would cut it off)."""
+    if isinstance(value, dict) and value:
+        return "\n".join(f"{key.replace('_', ' ')}: {readable(item)}" for key, item in value.items())
+    return readable(value)
+
+
+def event_summary(action: str, entity: str, entity_id: int | None, detail: str | None, before: Any, after: Any) -> str:
+    """What an event did, in one line naming whom or what (its stored detail when it has one):
+    "added bob as annotator", "deactivate user bob", "save annotation_set #12"."""
+    if detail:
+        return detail
+    named = next((side.get("name") for side in (after, before) if isinstance(side, dict) and side.get("name")), None)
+    target = f"{entity} {named}" if named else (f"{entity} #{entity_id}" if entity_id is not None else entity)
+    return f"{action.rsplit('.', 1)[-1]} {target}"
+
+
 def readable_table(rows: Sequence[dict], columns: dict[str, str], digits: int = 3) -> list[dict]:
     """Rows with human headings and floats rounded for reading (None stays None: shown blank)."""
 
