@@ -9,7 +9,7 @@ from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.markdown import md_escape
 from core.text.spreadsheet import spreadsheet_safe
-from pages.common import database, language_model, require_page
+from pages.common import database, fitted_columns, language_model, require_page
 from pages.run_progress import progress_bar
 
 require_page("inspect")
@@ -174,7 +174,7 @@ with tab_errors:
             on_select="rerun",
             selection_mode="single-row",
             key=f"insp-{kind}",
-            column_config={"score": st.column_config.NumberColumn(format="%.3f")},
+            column_config=fitted_columns(frame.to_dict("records"), ("score",)),
         )
         if chosen and chosen.selection and chosen.selection.rows:
             picked = rows[chosen.selection.rows[0]]
@@ -236,6 +236,7 @@ with tab_suspects:
             on_select="rerun",
             selection_mode="single-row",
             key="insp-suspects",
+            column_config=fitted_columns(frame.to_dict("records"), ("probe", "confidence")),
         )
         if chosen and chosen.selection and chosen.selection.rows:
             s = found[chosen.selection.rows[0]]
@@ -319,13 +320,18 @@ with tab_compare:
                             "metric": metric,
                             f"v{version}": r["a"],
                             f"v{other}": r["b"],
-                            "delta": r["delta"],
+                            f"Δ (v{other} − v{version})": r["delta"],
                             "CI low": r["ci"][0],
                             "CI high": r["ci"][1],
                             f"P(v{other} better)": r["prob_b_better"],
                         }
                     )
-            st.dataframe(pd.DataFrame(rows), hide_index=True, key="insp-compare-table")
+            st.dataframe(
+                pd.DataFrame(rows),
+                hide_index=True,
+                key="insp-compare-table",
+                column_config=fitted_columns(rows, tuple(k for k in rows[0] if k not in ("level", "metric"))),
+            )
             which = st.selectbox(
                 "Answer",
                 es.row_ids,

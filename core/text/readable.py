@@ -56,3 +56,18 @@ def readable_table(rows: Sequence[dict], columns: dict[str, str], digits: int = 
         return round(value, digits) if isinstance(value, float) else value
 
     return [{columns.get(key, key.replace("_", " ")): shown(value) for key, value in row.items()} for row in rows]
+
+
+#: Table column widths in pixels: per character of the widest text, padding (sort arrow, margins), bounds.
+CHAR_PX, PAD_PX, MIN_PX, MAX_PX = 8, 32, 56, 640
+
+
+def fitted_widths(rows: Sequence[dict], digits: int = 3) -> dict[str, int]:
+    """A pixel width per column that shows its header and its longest value whole (floats as
+    shown, with `digits` decimals), so no column of a wide table is cut off."""
+    widest: dict[str, int] = {}
+    for row in rows:
+        for key, value in row.items():
+            text = f"{value:.{digits}f}" if isinstance(value, float) else ("" if value is None else str(value))
+            widest[key] = max(widest.get(key, len(str(key))), len(text), len(str(key)))
+    return {key: max(MIN_PX, min(MAX_PX, n * CHAR_PX + PAD_PX)) for key, n in widest.items()}
