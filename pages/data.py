@@ -23,6 +23,7 @@ from core.orchestration import batch
 from core.orchestration.actions import data as acts
 from core.orchestration.actions import shared
 from core.orchestration.actions.data import BadImportError, ServerPath
+from pages.data_answers import answers_tab
 from pages.run_progress import RunView, run_progress
 
 storage = database()
@@ -39,7 +40,9 @@ datasets = shared.datasets(storage)
 annotators = acts.user_names(storage)
 names = [d["name"] for d in datasets]
 
-tab_import, tab_export, tab_batch, tab_sets = st.tabs(["Import", "Export", "Batch generation", "Datasets"])
+tab_import, tab_export, tab_batch, tab_sets, tab_answers = st.tabs(
+    ["Import", "Export", "Batch generation", "Datasets", "Answers"]
+)
 
 # --- import -----------------------------------------------------------------------------------------
 with tab_import:
@@ -317,3 +320,7 @@ with tab_sets:
                 st.rerun()
             except UserError as exc:
                 st.error(md_escape(str(exc)))
+
+# --- answers: choose some, act on all (assign, skip, split) or delete one -------------------------------
+with tab_answers:
+    answers_tab(storage, user, names, annotators)

@@ -249,3 +249,14 @@ def test_prompts_can_be_pasted_as_text_or_jsonl(tiny_env):
     assert [p[-1]["content"] for p in run.params["prompts"]] == ["Who founded Lviv?", "Name a river.", "What is Go?"]
     at.text_area(key="batch-pasted").set_value('{"prompt": "ok"}\n{"prompt": ""}\n').run()
     assert any("1 bad line" in e.value for e in at.error)
+
+
+def test_the_answers_tab_lists_a_datasets_answers_to_choose_from(env):
+    from tests.support.capitals import seed
+
+    ids = seed(env)
+    at = data_page()
+    table = next(d.value for d in at.dataframe if "assigned to" in d.value.columns)
+    assert list(table["id"]) == ids and set(table["split"]) == {"train", "validation"}
+    assert (table["annotation sets"] == 1).all()  # the gold set of each
+    assert any(c.value == "No answer selected." for c in at.caption)
