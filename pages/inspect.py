@@ -8,6 +8,7 @@ import streamlit as st
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.markdown import md_escape
+from core.text.readable import label_word
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, fitted_columns, language_model, require_page
 from pages.run_progress import progress_bar
@@ -222,7 +223,7 @@ with tab_suspects:
                 {
                     "answer": s["row_id"],
                     "span": s["span_text"],
-                    "gold": s["label"],
+                    "gold": label_word(s["label"]),
                     "probe": s["score"],
                     "confidence": s["confidence"],
                     "kind": s["kind"],

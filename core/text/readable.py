@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.base.types import LABEL_WORDS
+from core.text.tokens import canonical_label
+
 _IRREGULAR = {"entry": "entries", "reply": "replies", "was": "were", "is": "are"}
 
 
@@ -29,6 +32,19 @@ def readable(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(readable(item) for item in value) if value else "—"
     return str(value)
+
+
+def label_word(label: str) -> str:
+    """The one word people see for a label, everywhere (hallucinated, unverifiable, supported,
+    ignore); the paper's names (or the words themselves, any case) are accepted."""
+    return LABEL_WORDS[canonical_label(label)]
+
+
+def label_both(label: str) -> str:
+    """The word and the paper's name, where a file format needs the paper's words:
+    "hallucinated (Not Supported)"."""
+    name = canonical_label(label)
+    return f"{LABEL_WORDS[name]} ({name})"
 
 
 def readable_lines(value: Any) -> str:
