@@ -80,3 +80,25 @@ def test_a_retrains_evaluate_stage_counts_the_answers_it_scores(
     assert {total for _, total in evaluate} == {len(ids)}  # every scored answer, not "0/1" then done
     assert [done for done, _ in evaluate] == sorted(done for done, _ in evaluate)
     assert evaluate[-1] == (len(ids), len(ids)) and len(evaluate) > 2
+
+
+def test_the_comparison_with_the_active_version_counts_the_answers_it_scores(
+    sqlite_db, tiny_lm, isolated_cache, tmp_path, monkeypatch
+):
+    from core.orchestration.registry import promote
+    from core.orchestration.retrain import RetrainParams, retrain
+
+    monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
+    seed(sqlite_db)
+    first = retrain(sqlite_db, tiny_lm, RetrainParams(n_boot=0, epochs=1))
+    promote(sqlite_db, first.probe_version, None)
+    seen: list[tuple[str, int, int]] = []
+    retrain(
+        sqlite_db,
+        tiny_lm,
+        RetrainParams(n_boot=10, epochs=1),
+        progress=lambda stage, done, total, message="": seen.append((stage, done, total)),
+    )
+    compare = [(done, total) for stage, done, total in seen if stage == "compare" and total > 1]
+    n_validation = first.metrics["n_validation"]
+    assert compare[0] == (0, n_validation) and compare[-1] == (n_validation, n_validation)

@@ -209,7 +209,7 @@ def _comparison(database, lm, val_labelled, val_items, new_scores, layer, params
     )
     report(progress, "compare", 0, 1, f"v{active_version} vs new, {params.n_boot} bootstrap resamples")
     result = compare_probes(
-        old.item_scores(lm, old_items),
+        old.item_scores(lm, old_items, progress=progress, stage="compare"),  # a LoRA version: a pass per answer
         new_scores,
         n_boot=int(params.n_boot),
         seed=params.seed,

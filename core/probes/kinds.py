@@ -324,15 +324,16 @@ class LoadedProbe:
         *,
         progress: ProgressFn | None = None,
         counted: tuple[int, int] | None = None,
+        stage: str = "evaluate",
     ) -> list[ItemScores]:
         """ItemScores of prepared answers: cached base states when it reads the base model, else
         one teacher-forced pass of its model per answer; baselines always from the base model.
-        Reports "evaluate" per answer (`counted`: answers scored before these, and the total),
+        Reports `stage` per answer (`counted`: answers scored before these, and the total),
         so a LoRA probe's slow passes show as progress, not as a stage stuck at 0."""
         before, total = counted if counted is not None else (0, len(items))
         out = []
         for n, item in enumerate(items):
-            report(progress, "evaluate", before + n, total, "scoring answers")
+            report(progress, stage, before + n, total, "scoring answers")
             if self.model is None:
                 hidden = item.acts.hidden[self.layer]
             else:
@@ -347,7 +348,7 @@ class LoadedProbe:
                     entropies=np.asarray(item.acts.trace.entropies, dtype=np.float64),
                 )
             )
-        report(progress, "evaluate", before + len(items), total, "scoring answers")
+        report(progress, stage, before + len(items), total, "scoring answers")
         return out
 
     def evaluate(
