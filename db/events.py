@@ -50,14 +50,17 @@ def list_events(
     until: datetime | None = None,
     limit: int | None = 500,
 ) -> list[Event]:
-    """Events newest first, filtered; `limit=None` reads them all."""
+    """Events newest first, filtered (`action`: that action or any under it, "annotation" for
+    annotation.save); `limit=None` reads them all."""
     query = select(Event).order_by(Event.id.desc())
     if limit is not None:
         query = query.limit(limit)
     if user_id is not None:
         query = query.where(Event.user_id == user_id)
-    if action is not None:
-        query = query.where(Event.action == action)
+    if action is not None and action.strip():
+        # A prefix, whole words: "annotation" finds annotation.save and annotation.skip (not "annotations.x").
+        action = action.strip().removesuffix(".")
+        query = query.where((Event.action == action) | Event.action.startswith(action + ".", autoescape=True))
     if dataset is not None:
         query = query.where(Event.dataset == dataset)
     if generation_id is not None:

@@ -321,6 +321,21 @@ def answer_in_dataset(session: Session, dataset_name: str, conversation: list[di
     return session.scalar(query) is not None
 
 
+#: `extra` key of an answer a batch run stored: {"run": the batch's first run id, "prompt": its number}.
+BATCH_MARK = "batch"
+
+
+def answered_prompts(session: Session, dataset_name: str, batch_run: int) -> set[int]:
+    """The prompt numbers of batch `batch_run` (its first run's id) with an answer stored in the dataset."""
+    query = select(Generation.extra).join(Dataset).where(Dataset.name == dataset_name)
+    found: set[int] = set()
+    for extra in session.scalars(query):
+        mark = (extra or {}).get(BATCH_MARK)
+        if isinstance(mark, dict) and mark.get("run") == batch_run and isinstance(mark.get("prompt"), int):
+            found.add(mark["prompt"])
+    return found
+
+
 def existing_hashes(session: Session, dataset_id: int, digests: list[str]) -> set[str]:
     """Which of `digests` the dataset already holds (asked in chunks: IN lists stay small)."""
     found: set[str] = set()

@@ -164,7 +164,15 @@ def add_user(session: Session, name: str, password: str, role: str = "annotator"
             session.add(user)
     except IntegrityError:
         raise UserError(f"user '{name}' already exists") from None
-    log_event(session, user=actor, action="user.add", entity="user", entity_id=user.id, after=_public(user))
+    log_event(
+        session,
+        user=actor,
+        action="user.add",
+        entity="user",
+        entity_id=user.id,
+        after=_public(user),
+        detail=f"added {user.name} as {user.role}",
+    )
     return user
 
 

@@ -15,6 +15,7 @@ from core.orchestration.actions import account, shared
 from core.orchestration.actions.acting import ROLE_PAGES, idle_limit
 from core.orchestration.actions.acting import Actor as SignedIn
 from core.orchestration.registry import LoadedProbe, load_version_or_none
+from core.text.readable import fitted_widths
 
 __all__ = ["ROLE_PAGES", "SignedIn"]
 
@@ -212,3 +213,16 @@ def model_label() -> str:
 
 def active_probe_summary() -> str:
     return shared.active_probe_summary(database())
+
+
+def fitted_columns(rows: list[dict], numbers: tuple[str, ...] = (), helps: dict[str, str] | None = None) -> dict:
+    """`column_config` for a table of `rows` whose columns are wide enough for their header and
+    longest value (no column cut off); `numbers` are shown with three decimals."""
+    config = {}
+    for column, width in fitted_widths(rows).items():
+        helped = (helps or {}).get(column)
+        if column in numbers:
+            config[column] = st.column_config.NumberColumn(column, format="%.3f", width=width, help=helped)
+        else:
+            config[column] = st.column_config.Column(column, width=width, help=helped)
+    return config

@@ -23,6 +23,7 @@ from core.orchestration import batch
 from core.orchestration.actions import data as acts
 from core.orchestration.actions import shared
 from core.orchestration.actions.data import BadImportError, ServerPath
+from pages.data_answers import answers_tab
 from pages.run_progress import RunView, run_progress
 
 storage = database()
@@ -39,8 +40,8 @@ datasets = shared.datasets(storage)
 annotators = acts.user_names(storage)
 names = [d["name"] for d in datasets]
 
-tab_import, tab_export, tab_batch, tab_sets, tab_judge = st.tabs(
-    ["Import", "Export", "Batch generation", "Datasets", "LLM judge"]
+tab_import, tab_export, tab_batch, tab_sets, tab_answers, tab_judge = st.tabs(
+    ["Import", "Export", "Batch generation", "Datasets", "Answers", "LLM judge"]
 )
 
 # --- import -----------------------------------------------------------------------------------------
@@ -254,6 +255,17 @@ with tab_batch:
             )
         else:
             st.error(f"Batch run {run['id']} failed: {md_escape(run['error'])}")
+        left = acts.prompts_left(storage, run["id"]) if run["status"] in ("cancelled", "failed") else None
+        if left and st.button(
+            f"Resume batch run {run['id']}: answer the {plural(left, 'prompt')} without an answer",
+            key=f"batch-resume-{run['id']}",
+            help="finished answers are kept and never generated again; each prompt keeps its seed",
+        ):
+            try:
+                st.toast(f"Batch run {acts.resume_batch(storage, user, run['id'])} started.")
+                st.rerun()
+            except UserError as exc:
+                st.error(md_escape(str(exc)))
 
     run_progress(
         user,
@@ -308,6 +320,10 @@ with tab_sets:
                 st.rerun()
             except UserError as exc:
                 st.error(md_escape(str(exc)))
+
+# --- answers: choose some, act on all (assign, skip, split) or delete one -------------------------------
+with tab_answers:
+    answers_tab(storage, user, names, annotators)
 
 # --- the LLM judge ----------------------------------------------------------------------------------
 with tab_judge:

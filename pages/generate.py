@@ -16,6 +16,7 @@ from core.orchestration.actions import shared
 from core.probes.pipeline import spans_from_scores
 from core.text.endings import ending
 from core.text.markdown import md_escape
+from core.text.tokens import whole_word_spans
 from pages.common import (
     active_probe,
     database,
@@ -23,6 +24,7 @@ from pages.common import (
     probe_versions,
     require_page,
 )
+from pages.generate_parts import answer_links, earlier_answers, keep_in_history
 
 user = require_page("generate")
 st.title("Generate")
@@ -148,14 +150,15 @@ def summary(trace, text: str) -> None:
     c1.metric("Tokens", len(trace.token_ids))
     c2.metric("Over threshold", over)
     c3.metric("Max risk", f"{max(scores):.2f}" if scores else "–")
-    spans = spans_from_scores(trace.offsets, [s if not math.isnan(s) else 0.0 for s in trace.scores], threshold)
+    runs = spans_from_scores(trace.offsets, [s if not math.isnan(s) else 0.0 for s in trace.scores], threshold)
+    spans = whole_word_spans(text, runs)  # a run over the threshold inside a word names the whole word
     if spans:
         st.markdown("**Riskiest spans** (click to scroll to it)")
         ranked = sorted(spans, key=lambda s: -s[2])[:8]
         cols = st.columns(min(4, len(ranked)))
         for n, (start, end, risk) in enumerate(ranked):
             token_index = next(i for i, (s, e) in enumerate(trace.offsets) if e > start)
-            label = f"{md_escape(repr(text[start:end].strip()[:40]))} · {risk:.2f}"
+            label = f"{md_escape(repr(text[start:end][:40]))} · {risk:.2f}"
             if cols[n % len(cols)].button(label, key=f"risk-span-{n}"):
                 st.session_state["gen-focus"] = token_index
 
@@ -217,6 +220,8 @@ else:
             )
     st.stop()
 
+earlier_answers(live)
+
 if live is None:
     st.caption(
         "Ask a question below. Tokens appear as they are generated, coloured from white (low risk) "
@@ -265,10 +270,6 @@ live_view()
 if not live.running:
     snap = live.snapshot()
     summary(snap.trace, snap.text)
+    keep_in_history(live, snap)
     if isinstance(snap.result, int):
-        st.page_link(
-            "pages/annotate.py",
-            label=f"Open answer #{snap.result} in Annotate",
-            icon=":material/label:",
-            query_params={"generation": str(snap.result)},
-        )
+        answer_links(snap.result, database(), user)

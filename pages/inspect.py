@@ -8,8 +8,10 @@ import streamlit as st
 from core.base.errors import UserError
 from core.components.heatmap import TokenView, token_heatmap
 from core.text.markdown import md_escape
+from core.text.readable import label_word
 from core.text.spreadsheet import spreadsheet_safe
-from pages.common import database, language_model, require_page
+from pages.common import database, fitted_columns, language_model, require_page
+from pages.run_progress import progress_bar
 
 require_page("inspect")
 st.title("Inspect")
@@ -173,7 +175,7 @@ with tab_errors:
             on_select="rerun",
             selection_mode="single-row",
             key=f"insp-{kind}",
-            column_config={"score": st.column_config.NumberColumn(format="%.3f")},
+            column_config=fitted_columns(frame.to_dict("records"), ("score",)),
         )
         if chosen and chosen.selection and chosen.selection.rows:
             picked = rows[chosen.selection.rows[0]]
@@ -209,13 +211,8 @@ with tab_suspects:
     )
     suspects_key = ("suspects", *key)
     if st.button("Find label suspects", key="insp-suspects-go"):
-        bar = st.progress(0.0, text="training fold probes…")
-        st.session_state[suspects_key] = eval_sets.suspects(
-            es,
-            progress=lambda stage, done, total, message="": bar.progress(
-                min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total}"
-            ),
-        )
+        bar, on_bar = progress_bar("training fold probes…", {"folds": (0.0, 1.0)})
+        st.session_state[suspects_key] = eval_sets.suspects(es, progress=on_bar)
         bar.empty()
     found = st.session_state.get(suspects_key)
     if found is not None:
@@ -226,7 +223,7 @@ with tab_suspects:
                 {
                     "answer": s["row_id"],
                     "span": s["span_text"],
-                    "gold": s["label"],
+                    "gold": label_word(s["label"]),
                     "probe": s["score"],
                     "confidence": s["confidence"],
                     "kind": s["kind"],
@@ -240,6 +237,7 @@ with tab_suspects:
             on_select="rerun",
             selection_mode="single-row",
             key="insp-suspects",
+            column_config=fitted_columns(frame.to_dict("records"), ("probe", "confidence")),
         )
         if chosen and chosen.selection and chosen.selection.rows:
             s = found[chosen.selection.rows[0]]
@@ -266,16 +264,14 @@ with tab_layers:
         )
     scan_key = ("layers", tuple(datasets), tuple(splits or ()), eval_sets.labels_revision(storage))
     if st.button("Run layer sweep", key="insp-layers-go"):
-        bar = st.progress(0.0, text="extracting hidden states…")
+        bar, on_bar = progress_bar("extracting hidden states…", eval_sets.LAYER_SCAN_SHARES)
         try:
             st.session_state[scan_key] = eval_sets.layer_scan(
                 storage,
                 language_model(),
                 datasets or None,
                 [s for s in (splits or ["validation"]) if s != "train"] or ["validation"],
-                progress=lambda stage, done, total, message="": bar.progress(
-                    min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total} {message}"
-                ),
+                progress=on_bar,
             )
         except UserError as exc:
             st.info(md_escape(str(exc)))
@@ -325,13 +321,18 @@ with tab_compare:
                             "metric": metric,
                             f"v{version}": r["a"],
                             f"v{other}": r["b"],
-                            "delta": r["delta"],
+                            f"Δ (v{other} − v{version})": r["delta"],
                             "CI low": r["ci"][0],
                             "CI high": r["ci"][1],
                             f"P(v{other} better)": r["prob_b_better"],
                         }
                     )
-            st.dataframe(pd.DataFrame(rows), hide_index=True, key="insp-compare-table")
+            st.dataframe(
+                pd.DataFrame(rows),
+                hide_index=True,
+                key="insp-compare-table",
+                column_config=fitted_columns(rows, tuple(k for k in rows[0] if k not in ("level", "metric"))),
+            )
             which = st.selectbox(
                 "Answer",
                 es.row_ids,

@@ -9,7 +9,7 @@ from core.base.errors import UserError
 from core.probes.guard import small_validation_warning, version_validation_warning
 from core.probes.stored_metrics import section, whole
 from core.text.markdown import md_escape
-from pages.common import database, language_model, model_label, require_page
+from pages.common import database, fitted_columns, language_model, model_label, require_page
 
 user = require_page("probes")
 st.title("Probes")
@@ -59,6 +59,10 @@ small = small_validation_warning(
 if summary["answers"] and small:
     st.warning(small, icon=":material/warning:")
 
+kinds = registry.kind_choices()
+# Outside the form, so choosing a kind shows its own settings at once (a form reruns only on submit).
+kind = st.radio("Probe kind", list(kinds), horizontal=True, key="rt-kind", format_func=kinds.get)
+defaults = retrain.RetrainParams()
 with st.form("retrain"):
     lm = language_model()
     a, b, c, d = st.columns(4)
@@ -72,12 +76,16 @@ with st.form("retrain"):
     epochs = b.number_input("Epochs (0 = auto)", 0, 10_000, 0)
     lr = c.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4f")
     seed = d.number_input("Seed", 0, 2**31 - 1, 0)
-    kinds = registry.kind_choices()
-    kind = st.radio("Probe kind", list(kinds), horizontal=True, key="rt-kind", format_func=kinds.get)
-    e, f, g = st.columns(3)
-    lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
-    lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")
-    kl_weight = g.number_input("KL weight", 0.0, 1000.0, 10.0, help="LoRA only: keeps generation as the base model's")
+    lora_rank, lora_first, kl_weight = defaults.lora_rank, defaults.lora_first_layer, defaults.kl_weight
+    if registry.adapts_model(kind):  # the LoRA settings, only when a kind with adapters is chosen
+        e, f, g = st.columns(3)
+        lora_rank = e.number_input("LoRA rank", 1, 256, defaults.lora_rank)
+        lora_first = f.number_input(
+            "Adapters from block", 0, lm.num_layers - 1, defaults.lora_first_layer, help="up to the layer"
+        )
+        kl_weight = g.number_input(
+            "KL weight", 0.0, 1000.0, defaults.kl_weight, help="keeps generation as the base model's"
+        )
     n_train = summary["by_split"].get("train", 0)
     st.caption(retrain.time_estimate(n_train))
     pressed = st.form_submit_button("Retrain", type="primary")
@@ -176,10 +184,11 @@ else:
         frame,
         hide_index=True,
         key="probe-versions",
-        column_config={
-            k: st.column_config.NumberColumn(format="%.3f")
-            for k in ("token AUC", "span_max AUC", "recall@10%FPR", "Δ span_max AUC", "Δ CI low", "Δ CI high")
-        },
+        column_config=fitted_columns(
+            frame.to_dict("records"),
+            ("token AUC", "span_max AUC", "recall@10%FPR", registry.DELTA_COLUMN, "Δ CI low", "Δ CI high"),
+            {registry.DELTA_COLUMN: registry.DELTA_HELP},
+        ),
     )
     versions = [row["version"] for row in table]
     active = next((row["version"] for row in table if row["active"]), None)
@@ -213,10 +222,9 @@ else:
             pd.DataFrame(rows),
             hide_index=True,
             key="probe-comparison",
-            column_config={
-                k: st.column_config.NumberColumn(format="%.3f")
-                for k in ("active", "new", "delta", "CI low", "CI high", "P(new better)")
-            },
+            column_config=fitted_columns(
+                rows, ("active", "new", "Δ (new − active)", "CI low", "CI high", "P(new better)")
+            ),
         )
     elif comparison.get("skipped"):
         st.caption(f"No comparison: {md_escape(comparison['skipped'])}")

@@ -12,7 +12,7 @@ from core.components.heatmap import TokenView, token_heatmap
 from core.orchestration.review_queue import next_unsettled, review_candidates
 from core.text.editing import CURRENT_GOLD, SpanGroup, diff_sets, merge_groups, removed_spans
 from core.text.markdown import md_escape
-from core.text.readable import plural
+from core.text.readable import label_word, plural
 from core.text.review_groups import disagreeing_ranges, group_range, group_summary, version_said
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import (
@@ -155,7 +155,8 @@ with tab_agreement:
         st.markdown("**Per label** (one label against the rest)")
         st.dataframe(
             pd.DataFrame(
-                readable_table(list(report["per_label"].values()), LABEL_COLUMNS), index=list(report["per_label"])
+                readable_table(list(report["per_label"].values()), LABEL_COLUMNS),
+                index=[label_word(name) for name in report["per_label"]],
             ),
             key="rev-labels",
         )

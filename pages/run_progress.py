@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from core.base.errors import UserError
+from core.base.progress import StagedProgress
 from core.orchestration.actions import runs
 from core.text.markdown import md_escape
 from pages.common import SignedIn, database
@@ -31,6 +32,19 @@ class RunView:
     cancel: Callable[[Run], str] | None = None  # the cancel button's label; None: no button
     cancel_key: Callable[[Run], str] = lambda run: f"cancel-{run['id']}"
     cancelling: str = "Cancel requested; stopping at the next checkpoint…"
+
+
+def progress_bar(text: str, shares: dict[str, tuple[float, float]]) -> tuple[Any, StagedProgress]:
+    """A bar for work done while the page waits (Inspect's layer sweep): one fraction over the
+    work's stages that never goes backwards; returns the bar (to empty) and the ProgressFn."""
+    bar = st.progress(0.0, text=text)
+
+    class OnBar(StagedProgress):
+        def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
+            super().__call__(stage, done, total, message)
+            bar.progress(min(1.0, self.fraction), text=self.message)
+
+    return bar, OnBar(shares)
 
 
 def run_progress(user: SignedIn, views: dict[str, RunView], *, where: Any = None, rerun_when_done: bool = True) -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.base.errors import UserError
 from core.text.markdown import md_escape
-from core.text.readable import readable, readable_table
+from core.text.readable import readable, readable_lines, readable_table
 from core.text.spreadsheet import spreadsheet_safe
 from pages.common import database, require_page
 
@@ -104,7 +104,12 @@ with tab_events:
     datasets = shared.dataset_names(storage)
     c1, c2, c3, c4 = st.columns(4)
     who = c1.selectbox("User", [None, *people], format_func=lambda n: n or "anyone", key="ev-user")
-    action = c2.text_input("Action (e.g. annotation.save)", key="ev-action") or None
+    action = (
+        c2.text_input(
+            "Action", key="ev-action", help="the start of an action: annotation finds annotation.save, .skip, …"
+        )
+        or None
+    )
     dataset = c3.selectbox("Dataset", [None, *datasets], format_func=lambda d: d or "any", key="ev-dataset")
     since = c4.date_input("Since", value=None, key="ev-since")
     events = acts.event_log(
@@ -126,7 +131,26 @@ with tab_events:
             for event in events
         ]
     )
-    st.dataframe(spreadsheet_safe(table), hide_index=True, width="stretch", height=480)
+    picked = st.dataframe(
+        spreadsheet_safe(table),
+        hide_index=True,
+        width="stretch",
+        height=480,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="ev-table",
+        column_config={c: st.column_config.TextColumn(c, width="large") for c in ("what", "before", "after")},
+    )
+    st.caption("Select a row to read its before and after in full.")
+    rows = picked.selection.rows if picked and picked.selection else []
+    if rows and rows[0] < len(events):
+        chosen = events[rows[0]]
+        st.markdown(f"**{md_escape(chosen['action'])}** · {md_escape(chosen['what'])}")
+        b1, b2 = st.columns(2)
+        b1.caption("before")
+        b1.text(readable_lines(chosen["before"]))  # st.text: shown as typed, never as markdown
+        b2.caption("after")
+        b2.text(readable_lines(chosen["after"]))
 
 with tab_team:
     datasets = shared.dataset_names(storage)

@@ -69,6 +69,30 @@ def test_an_admin_manages_accounts_and_reads_the_log_naming_who_did_it(team):
         users.add_user(team.storage, team.actors["rita"], "eve", "eve-password", "admin")
 
 
+def test_the_event_log_filters_by_action_prefix_and_says_who_was_added(team):
+    boss = team.actors["boss"]
+    users.add_user(team.storage, boss, "dora", "dora-password", "annotator")
+    users.deactivate(team.storage, boss, "dora")
+    under_user = users.event_log(team.storage, boss, action="user")
+    assert {e["action"] for e in under_user} >= {"user.add", "user.deactivate"}
+    assert all(e["action"].startswith("user.") for e in under_user)
+    assert users.event_log(team.storage, boss, action="use") == []  # a prefix of whole words, not of letters
+    added = next(e for e in under_user if e["action"] == "user.add" and e["after"]["name"] == "dora")
+    assert added["what"] == "added dora as annotator"
+    gone = next(e for e in under_user if e["action"] == "user.deactivate")
+    assert gone["what"] == "deactivate user dora"
+
+
+def test_before_and_after_read_whole_one_field_a_line():
+    from core.text.readable import readable_lines
+
+    long_note = "a note " * 40
+    assert readable_lines({"spans": [[0, 5, "Supported"]], "note": long_note}) == (
+        f"spans: 0, 5, Supported\nnote: {long_note}"
+    )
+    assert readable_lines(None) == "—"
+
+
 def test_import_export_and_delete_a_dataset(team):
     boss = team.actors["boss"]
     record = {

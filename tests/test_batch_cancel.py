@@ -90,7 +90,7 @@ def test_cancel_inside_an_answer_keeps_the_finished_ones_and_drops_the_unfinishe
         if _answers_done(msg) == 2:
             token.arm()  # cancel three steps into the answers still in flight
 
-    with pytest.raises(Cancelled, match="after 2 stored answers"):
+    with pytest.raises(Cancelled, match="2 answers kept, 3 prompts left to resume"):
         run_batch(sqlite_db, tiny_lm, _params(5, dataset="cut", batch_size=batch_size), progress=progress, cancel=token)
     cut = [row for row in _stored(sqlite_db) if row[0] == "cut"]
     reference = [row for row in _stored(sqlite_db) if row[0] == "reference"]
@@ -134,3 +134,46 @@ def test_the_same_greedy_batch_twice_stores_each_answer_once_and_says_so(sqlite_
     assert first["repeated"] == 0 and again["repeated"] == 3
     assert again["generation_ids"] == first["generation_ids"] and len(_stored(sqlite_db)) == 3
     assert messages[-1].endswith("3 already in the dataset")
+
+
+def _prompt_numbers(database, dataset: str) -> list[int]:
+    from db.models import Dataset, Generation
+
+    with database.sessions() as session:
+        extras = session.scalars(select(Generation.extra).join(Dataset).where(Dataset.name == dataset)).all()
+        return sorted(e["batch"]["prompt"] for e in extras)
+
+
+def test_a_cancelled_batch_says_what_it_kept_and_a_resume_answers_only_the_rest(
+    sqlite_db, tiny_model_dir, tiny_lm, isolated_cache
+):
+    """The worker's cancelled row says how many answers it kept; resuming it answers only the
+    prompts without an answer (each with its own number, so its own seed), never a finished one."""
+    from dataclasses import replace
+
+    from core.base.decoding import DecodingSettings
+    from core.orchestration.batch import resume_params
+    from db.train_runs import request_cancel
+    from tests.support.runs import finished, wait_for_run
+
+    n = 150
+    params = _params(n, model=str(tiny_model_dir), max_new_tokens=200, batch_size=1)
+    params.prompts = [[{"role": "user", "content": f"Question {i}: {PROMPTS[i % 5]}"}] for i in range(n)]  # unique
+    run_id = start_batch(sqlite_db, params, None)
+    wait_for_run(sqlite_db, run_id, lambda r: "· 1/150 answers" in (r.message or "") or finished(r))
+    with sqlite_db.sessions() as session, session.begin():
+        request_cancel(session, run_id, None)
+    run = wait_for_run(sqlite_db, run_id, finished, timeout=60)
+    kept = len(_stored(sqlite_db))
+    assert run.status == "cancelled" and 1 <= kept < n
+    assert run.message == f"cancelled; {kept} answer{'s' if kept > 1 else ''} kept, {n - kept} prompts left to resume"
+
+    resumed = resume_params(sqlite_db, run_id)
+    answered = _prompt_numbers(sqlite_db, "batch")
+    assert resumed.resumes == run_id and sorted(resumed.indices + answered) == list(range(n))
+    assert resumed.prompts == [params.prompts[i] for i in resumed.indices]
+    short = DecodingSettings(max_new_tokens=4, temperature=0.0)  # which prompts, not how long: kept quick
+    run_batch(sqlite_db, tiny_lm, replace(resumed, decoding=short, batch_size=None), run_id=run_id + 1)
+    assert _prompt_numbers(sqlite_db, "batch") == list(range(n))  # every prompt once: none answered twice
+    with pytest.raises(UserError, match="nothing to resume"):
+        resume_params(sqlite_db, run_id)

@@ -217,7 +217,21 @@ def test_cancel_on_a_reopened_page_stops_the_batch_and_keeps_finished_answers(ti
         event = list_events(session, action="generate.cancel")[0]
         assert event.user_id == get_user(session, "boss").id and event.entity_id == run.id
     last = data_page()
-    assert any(f"Batch run {run.id} was cancelled" in w.value for w in last.warning)
+    assert any(
+        f"Batch run {run.id} was cancelled" in w.value and f"{kept} answers kept" in w.value for w in last.warning
+    )
+    resume = next(b for b in last.button if b.label.startswith(f"Resume batch run {run.id}"))
+    assert f"the {300 - kept} prompts without an answer" in resume.label
+    resume.click().run()
+    assert not last.exception, last.exception
+    resumed = wait_run(tiny_env, lambda r: r.id != run.id)
+    assert resumed.params["resumes"] == run.id and len(resumed.params["prompts"]) == 300 - kept
+    with tiny_env.sessions() as session, session.begin():
+        from db.train_runs import request_cancel
+
+        if resumed.status in ("queued", "running"):
+            request_cancel(session, resumed.id, None)
+    wait_run(tiny_env, lambda r: r.id == resumed.id and r.status not in ("queued", "running"), timeout=60)
 
 
 def test_prompts_can_be_pasted_as_text_or_jsonl(tiny_env):
@@ -235,3 +249,14 @@ def test_prompts_can_be_pasted_as_text_or_jsonl(tiny_env):
     assert [p[-1]["content"] for p in run.params["prompts"]] == ["Who founded Lviv?", "Name a river.", "What is Go?"]
     at.text_area(key="batch-pasted").set_value('{"prompt": "ok"}\n{"prompt": ""}\n').run()
     assert any("1 bad line" in e.value for e in at.error)
+
+
+def test_the_answers_tab_lists_a_datasets_answers_to_choose_from(env):
+    from tests.support.capitals import seed
+
+    ids = seed(env)
+    at = data_page()
+    table = next(d.value for d in at.dataframe if "assigned to" in d.value.columns)
+    assert list(table["id"]) == ids and set(table["split"]) == {"train", "validation"}
+    assert (table["annotation sets"] == 1).all()  # the gold set of each
+    assert any(c.value == "No answer selected." for c in at.caption)

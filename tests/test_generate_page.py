@@ -45,3 +45,40 @@ def test_a_scored_pasted_conversation_is_saved_for_annotation(env):
         assert row.dataset.name == "playground"
         assert len(scores_for(session, 1, row.id)) == len(trace_of(row).token_ids) > 0
     assert any(link.label == "Open answer #1 in Annotate" for link in at.get("page_link"))
+
+
+def ask(at, question: str):
+    """Ask on the page and rerun it until the live answer has ended and been stored."""
+    import time
+
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        live = at.session_state["live"]
+        if not live.running and isinstance(live.snapshot().result, int):
+            break
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception, at.exception
+    return live.snapshot().result
+
+
+def test_earlier_answers_stay_on_the_page_and_an_answer_can_be_discarded(env):
+    from db.events import list_events
+    from db.generations import find_generation
+
+    at = sign_in("boss", "boss-password", "pages/generate.py")
+    at.number_input(key="gen-max").set_value(6).run()
+    first = ask(at, "Who founded Lviv?")
+    second = ask(at, "Name a river in *Peru*.")
+    assert [plain(e.label) for e in at.expander if "Lviv" in e.label] == [f"Who founded Lviv? · #{first}"]
+    next(b for b in at.button if b.label == "Discard this answer").click().run()
+    assert not at.exception, at.exception
+    with env.sessions() as session:
+        assert find_generation(session, second) is None and find_generation(session, first) is not None
+        assert list_events(session, action="generation.discard")[0].generation_id == second
+    assert any(f"Answer #{second} was discarded" in c.value for c in at.caption)
+    ask(at, "And a third?")
+    labels = [plain(e.label) for e in at.expander]
+    assert any("Lviv" in x for x in labels) and any("Peru" in x and "discarded" in x for x in labels)

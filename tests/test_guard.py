@@ -40,18 +40,6 @@ def test_old_run_outcomes_stop_being_news():
     assert outcome_is_news(None, now)
 
 
-def test_no_eta_while_a_run_is_starting_then_one_from_its_pace():
-    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    started = now - timedelta(seconds=30)
-    # loading the model says nothing about the work's pace
-    assert eta_seconds(running=True, stage="load", progress=0.04, started=started, now=now) is None
-    assert eta_seconds(running=True, stage="generate", progress=0.5, started=started, now=now) == pytest.approx(30.0)
-    naive = started.replace(tzinfo=None)  # as SQLite hands it back: UTC
-    assert eta_seconds(running=True, stage="generate", progress=0.5, started=naive, now=now) == pytest.approx(30.0)
-    assert eta_seconds(running=False, stage="generate", progress=0.5, started=started, now=now) is None
-    assert eta_seconds(running=True, stage="generate", progress=0.0, started=started, now=now) is None
-
-
 def test_a_run_view_carries_its_eta(tmp_path):
     """describe (orchestration) reads the row db returns and adds the pace's ETA."""
     from core.orchestration.run_view import describe
@@ -66,7 +54,7 @@ def test_a_run_view_carries_its_eta(tmp_path):
         assert describe(run)["eta_s"] is None and describe(run)["status"] == "queued"
     with database.sessions() as session, session.begin():
         mark_started(session, run_id, None)
-        beat(session, run_id, stage="score", progress=0.5, message=None)
+        beat(session, run_id, stage="score", progress=0.5, message=None, timings={"eta_s": 30.0})
     with database.sessions() as session:
         view = describe(session.get(TrainRun, run_id))
     assert view["id"] == run_id and view["stage"] == "score" and view["eta_s"] is not None and view["eta_s"] >= 0

@@ -77,7 +77,19 @@ def test_layer_scan_version_comparison_and_token_scan(trained):
     assert delta["token"]["auc"]["a"] == pytest.approx(outcome.metrics["token"]["auc"])
     assert delta["token"]["auc"]["b"] == pytest.approx(second.metrics["token"]["auc"])
 
-    scan = layer_scan(database, lm, None, ["validation"], layers=[1, 2, 3], n_boot=20)
+    from core.base.progress import StagedProgress
+    from core.orchestration.eval_sets import LAYER_SCAN_SHARES
+
+    bar, seen = StagedProgress(LAYER_SCAN_SHARES), []
+
+    def progress(stage: str, done: int, total: int, message: str = "") -> None:
+        bar(stage, done, total, message)
+        seen.append((stage, bar.fraction))
+
+    scan = layer_scan(database, lm, None, ["validation"], layers=[1, 2, 3], n_boot=20, progress=progress)
+    assert [stage for stage, _ in seen if stage not in ("extract",)][-1] == "intervals"
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)  # one bar, forward only
     assert [r["layer"] for r in scan.rows] == [1, 2, 3] and set(scan.probes) == {1, 2, 3}
     assert scan.best_layer in (1, 2, 3)
     matrix = token_scan(lm, es, 0, scan)

@@ -154,3 +154,33 @@ def test_guard_rails_warn_of_a_small_validation_set_and_of_a_retrain_that_change
     with env.sessions() as session:
         assert session.query(TrainRun).count() == 2
     assert wait_run(env, "retrain").status == "succeeded"
+
+
+def test_lora_settings_show_only_for_lora_and_every_delta_says_new_minus_reference(env, tiny_lm):
+    from core.text.readable import fitted_widths
+
+    run_retrain(env, tiny_lm, epochs=2)
+    from core.orchestration.registry import promote
+
+    promote(env, 1, None)
+    run_retrain(env, tiny_lm, epochs=3)
+    at = probes_page()
+    lora_labels = {"LoRA rank", "Adapters from block", "KL weight"}
+    assert not lora_labels & {n.label for n in at.number_input}  # linear: no LoRA fields
+    at.radio(key="rt-kind").set_value("lora").run()
+    assert lora_labels <= {n.label for n in at.number_input}
+    versions = at.dataframe[0].value
+    assert "Δ span_max AUC (this − vs)" in versions.columns
+    comparison = next(d.value for d in at.dataframe if "P(new better)" in d.value.columns)
+    assert "Δ (new − active)" in comparison.columns and "delta" not in comparison.columns
+    widths = fitted_widths(versions.to_dict("records"))
+    assert widths["Δ span_max AUC (this − vs)"] >= len("Δ span_max AUC (this − vs)") * 8  # the header fits
+
+
+def test_a_column_is_as_wide_as_its_header_or_longest_value():
+    from core.text.readable import CHAR_PX, MAX_PX, PAD_PX, fitted_widths
+
+    widths = fitted_widths([{"v": 1, "a rather long heading": 0.5, "text": "x" * 30}, {"v": 12, "text": None}])
+    assert widths["a rather long heading"] == len("a rather long heading") * CHAR_PX + PAD_PX
+    assert widths["text"] == 30 * CHAR_PX + PAD_PX
+    assert fitted_widths([{"t": "y" * 1000}])["t"] == MAX_PX

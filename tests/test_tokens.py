@@ -332,3 +332,15 @@ def test_completion_offsets_repairs_trimmed_offsets(tiny_tokenizer):
     assert any(s == e for s, e in raw)  # the raw offsets really do leave holes
     _, offsets = completion_offsets(trimmed, text)
     _assert_covers(text, offsets)
+
+
+def test_riskiest_spans_are_whole_words():
+    from core.text.tokens import whole_word_spans
+
+    text = "The city of Lemberg was founded in 1256 by Daniel."
+    lem, year = text.index("Lemberg"), text.index("1256")
+    # runs over the threshold that cut words: "mbe" and "rg" of Lemberg, " 12" of the year
+    runs = [(lem + 2, lem + 5, 0.7), (lem + 5, lem + 7, 0.9), (year - 1, year + 2, 0.6)]
+    assert whole_word_spans(text, runs) == [(lem, lem + 7, 0.9), (year, year + 4, 0.6)]
+    assert whole_word_spans(text, [(3, 4, 0.8)]) == []  # only a space: nothing to show
+    assert whole_word_spans("naïve café", [(1, 2, 0.5)]) == [(0, 5, 0.5)]

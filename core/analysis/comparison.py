@@ -194,7 +194,7 @@ def layer_auc_ci(
     layers = sorted(items_per_layer)
     for n, layer in enumerate(layers):
         check(cancel)
-        report(progress, "layers", n, len(layers), f"layer {layer}")
+        report(progress, "intervals", n, len(layers), f"layer {layer}")
         items = list(items_per_layer[layer])
         require_probe(items)
         row: dict[str, Any] = {"layer": int(layer)}
@@ -204,7 +204,7 @@ def layer_auc_ci(
             lo, hi = bootstrap_ci(items, level_metric(lv, "auc"), n_boot=n_boot, seed=seed, cancel=cancel)
             row[f"{lv}_ci"] = [lo, hi]
         rows.append(row)
-    report(progress, "layers", len(layers), len(layers), "done")
+    report(progress, "intervals", len(layers), len(layers), "done")
     return rows
 
 

@@ -9,7 +9,7 @@ cancel keeps every finished answer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,16 @@ from core.engine.model import EMBEDDED_MODEL_ID, resolve_model_id
 from core.orchestration.registry import load_version_or_none
 from core.text.interchange import PromptItem, parse_prompt
 from core.text.readable import plural
-from db.generations import answer_in_dataset, check_split, clean_dataset_name, save_generated
+from db.generations import (
+    BATCH_MARK,
+    answer_in_dataset,
+    answered_prompts,
+    check_split,
+    clean_dataset_name,
+    save_generated,
+)
+from db.models import RunKind, RunStatus
+from db.train_runs import get_run
 from db.users import user_by_id
 
 MAX_PROMPTS = 10_000
@@ -103,6 +112,13 @@ class BatchParams:
     decoding: DecodingSettings = field(default_factory=lambda: DecodingSettings(max_new_tokens=128))
     score: bool = True  # with the active probe, when one fits the model
     batch_size: int | None = None  # None: as many as the KV-cache budget holds
+    # A resumed batch: each prompt's position in the first run's file (its seed is S + n), and that run's id.
+    indices: list[int] | None = None
+    resumes: int | None = None
+
+    def prompt_number(self, position: int) -> int:
+        """Prompt `position`'s n in the whole batch (its position in the first run's file)."""
+        return int(self.indices[position]) if self.indices is not None else position
 
     def validate(self) -> None:
         """The run's own rules (its decoding settings checked themselves when they were made)."""
@@ -114,6 +130,8 @@ class BatchParams:
         self.split = check_split(self.split)
         if self.batch_size is not None and not 1 <= int(self.batch_size) <= MAX_BATCH:
             raise UserError(f"batch size must be between 1 and {MAX_BATCH}")
+        if self.indices is not None and len(self.indices) != len(self.prompts):
+            raise UserError("a resumed batch needs one prompt number per prompt")
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "decoding"}
@@ -153,12 +171,46 @@ def check_model(model: str | None) -> str:
     return resolved
 
 
+def resume_params(database, run_id: int) -> BatchParams:
+    """The params of a batch that answers only the prompts of batch run `run_id` (and of the
+    runs it resumed) that have no stored answer yet: each keeps its number, so its seed and its
+    marker are those of the first run. One clear UserError when there is nothing to resume."""
+    with database.sessions() as session:
+        run = get_run(session, run_id)
+        if run.kind != RunKind.GENERATE:
+            raise UserError(f"run {run_id} is a {run.kind} run, not a batch")
+        if run.status not in (RunStatus.CANCELLED, RunStatus.FAILED):
+            raise UserError(f"batch run {run_id} is {run.status}: only a cancelled or failed batch can be resumed")
+        params = BatchParams.from_dict(dict(run.params or {}))
+        first = params.resumes or run.id
+        answered = answered_prompts(session, params.dataset, first)
+    left = [n for n in range(len(params.prompts)) if params.prompt_number(n) not in answered]
+    if not left:
+        raise UserError(f"every prompt of batch run {run_id} has a stored answer: nothing to resume")
+    return replace(
+        params,
+        prompts=[params.prompts[n] for n in left],
+        indices=[params.prompt_number(n) for n in left],
+        resumes=first,
+    )
+
+
 class AnswerWriter:
     """Stores one batch run's finished answers, each once: an answer already in the dataset (a
-    retried shard, greedy decoding repeating itself) is not stored again, only counted."""
+    retried shard, greedy decoding repeating itself) is not stored again, only counted. Each
+    answer is marked with its batch (the first run's id) and prompt number (`extra["batch"]`),
+    so a resumed batch knows which prompts are answered."""
 
-    def __init__(self, database, params: BatchParams, probe_version: int | None, created_by: int | None) -> None:
+    def __init__(
+        self,
+        database,
+        params: BatchParams,
+        probe_version: int | None,
+        created_by: int | None,
+        run_id: int | None = None,
+    ) -> None:
         self.database, self.params, self.probe_version, self.created_by = database, params, probe_version, created_by
+        self.batch = params.resumes or run_id
         self.stored: list[int] = []
         self.skipped: list[tuple[int, str]] = []
         self.repeated = 0
@@ -170,6 +222,8 @@ class AnswerWriter:
         with self.database.sessions() as session, session.begin():
             user = user_by_id(session, self.created_by)
             for answer in answers:
+                if self.batch is not None:
+                    answer.generation.extra[BATCH_MARK] = {"run": self.batch, "prompt": answer.index}
                 try:
                     with session.begin_nested():
                         known = answer_in_dataset(session, self.params.dataset, answer.generation.conversation)
@@ -211,13 +265,14 @@ def run_batch(
     params: BatchParams,
     *,
     created_by: int | None = None,
+    run_id: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """Answer every prompt in batches, storing each answer (tokens, log-probs, entropies, probe
     scores) as soon as it ends; answers cut short by a cancel are not stored."""
     probe = load_version_or_none(database, lm) if params.score else None
-    writer = AnswerWriter(database, params, probe.probe_version if probe else None, created_by)
+    writer = AnswerWriter(database, params, probe.probe_version if probe else None, created_by, run_id)
 
     def with_notes(stage: str, done: int, total: int, message: str = "") -> None:
         report(progress, stage, done, total, message + writer.notes())
@@ -230,9 +285,18 @@ def run_batch(
         batch_size=params.batch_size,
         progress=with_notes,
         cancel=cancel,
+        indices=params.indices,
     )
-    for answer in answers:
-        writer.store([answer])
+    try:
+        for answer in answers:
+            writer.store([answer])
+    except Cancelled:
+        pass  # said below, with what was kept
     if cancel is not None and cancel.cancelled:
-        raise Cancelled(f"cancelled after {plural(len(writer.stored), 'stored answer')}")
+        raise Cancelled(kept_message(len(writer.stored), len(params.prompts)))
     return writer.result()
+
+
+def kept_message(kept: int, prompts: int) -> str:
+    """What a cancelled batch says: how many answers it kept, and what a resume would answer."""
+    return f"cancelled; {plural(kept, 'answer')} kept, {plural(prompts - kept, 'prompt')} left to resume"

@@ -165,6 +165,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
             request_cancel(session, args.cancel, None)
         print(f"cancel requested for run {args.cancel}", file=sys.stderr)
         return 0
+    if args.resume is not None:
+        from core.orchestration.launcher import resume_batch
+
+        run_id = resume_batch(database, args.resume, None)
+        print(f"batch run {run_id} started: the prompts of run {args.resume} without an answer", file=sys.stderr)
+        return 0
     with database.sessions() as session, session.begin():
         runs = [describe(r) for r in list_runs(session, limit=args.limit)]
     print(json.dumps(runs, indent=2, default=str))
@@ -285,8 +291,11 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     p.add_argument("--actor", default=None)
     register("seed", cmd_seed)
 
-    p = sub.add_parser("runs", help="list retrain / re-score runs, or cancel one")
+    p = sub.add_parser("runs", help="list runs, cancel one, or resume a cancelled or failed batch")
     p.add_argument("--cancel", type=int, default=None, metavar="RUN")
+    p.add_argument(
+        "--resume", type=int, default=None, metavar="RUN", help="answer only the prompts of batch RUN not yet answered"
+    )
     p.add_argument("--limit", type=int, default=20)
     register("runs", cmd_runs)
 

@@ -153,6 +153,10 @@ class LayerScan:
     best_layer: int | None
 
 
+#: The layer sweep's stages and their shares of one bar: hidden states, a probe per layer, the CIs.
+LAYER_SCAN_SHARES = {"extract": (0.0, 0.5), "layers": (0.5, 0.8), "intervals": (0.8, 1.0)}
+
+
 def layer_scan(
     database,
     lm,
@@ -164,7 +168,8 @@ def layer_scan(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> LayerScan:
-    """A quick probe per layer trained on the train split, AUC with CIs on the chosen splits."""
+    """A quick probe per layer trained on the train split, AUC with CIs on the chosen splits
+    (progress: the stages of `LAYER_SCAN_SHARES`, each pass counted from 0)."""
 
     chosen = sorted({lm.check_layer(x) for x in (layers if layers is not None else range(lm.num_layers))})
     train_l = _labelled(database, datasets, ["train"])

@@ -30,6 +30,7 @@ from core.base.progress import CancelToken, ProgressFn, check, report
 from core.text.formats import RawItem, ServerPath, Source, open_source, redact_values
 from core.text.interchange import parse_record, trace_from_record
 from core.text.team_notes import parse_notes
+from core.text.readable import label_both
 from db.annotations import validate_spans
 from db.generations import RESERVED_EXTRA_KEYS, check_split, check_storable, clean_dataset_name, content_hash
 from db.importer import ImportReport, ImportWriter, ParsedItem, unmatched_of
@@ -133,7 +134,8 @@ def _summary(item: ParsedItem) -> dict[str, Any]:
         "prompt": prompt,
         "completion": text,
         "spans": [
-            {"start": s.start, "end": s.end, "label": s.label, "text": text[s.start : s.end]} for s in item.gen.spans
+            {"start": s.start, "end": s.end, "label": label_both(s.label), "text": text[s.start : s.end]}
+            for s in item.gen.spans
         ],
         "tokens": len(item.trace.token_ids) if item.trace is not None else None,
     }

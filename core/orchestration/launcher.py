@@ -23,7 +23,7 @@ from core.base import settings
 from core.base.errors import UserError
 from core.orchestration import ray_cluster
 from core.orchestration.acting_as import ActingAs, acting_as
-from core.orchestration.batch import BatchParams, check_model
+from core.orchestration.batch import BatchParams, check_model, resume_params
 from core.orchestration.label_run import LabelParams
 from core.orchestration.registry import activate_in
 from core.orchestration.retrain import RetrainParams
@@ -136,6 +136,12 @@ def start_batch(database, params: BatchParams, actor: int | None | ActingAs) -> 
     params.validate()
     check_model(params.model)
     return launch(database, RunKind.GENERATE, params.to_dict(), actor)
+
+
+def resume_batch(database, run_id: int, actor: int | None | ActingAs) -> int:
+    """Start a batch answering only the prompts of cancelled or failed batch run `run_id` that
+    have no stored answer (never a finished one again); returns the new run's id."""
+    return start_batch(database, resume_params(database, run_id), actor)
 
 
 def start_retrain(database, params: RetrainParams, actor: int | None | ActingAs) -> int:

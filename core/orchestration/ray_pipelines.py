@@ -28,7 +28,7 @@ from core.base.types import Generation, Span, TokenTrace
 from core.engine.batched import FinishedAnswer, SharedEngine, auto_batch_size
 from core.engine.bulk import GeneratedAnswer, answer_from, bulk_requests
 from core.engine.model import get_model
-from core.orchestration.batch import AnswerWriter, BatchParams
+from core.orchestration.batch import AnswerWriter, BatchParams, kept_message
 from core.orchestration.ray_cluster import cluster_shape, connect, replica_resources, worker_defaults
 from core.orchestration.ray_progress import DriverProgress, ReplicaCounter, TokenTally
 from core.orchestration.registry import load_version, load_version_or_none
@@ -274,12 +274,12 @@ def ray_generate(
     replicas, resources = replica_resources(cluster_shape())
     shard = shard_size(len(params.prompts), replicas, params.batch_size or DEFAULT_BATCH)
     version = _active_version(database) if params.score else None
-    rows = [{"index": i, "prompt": json.dumps(p)} for i, p in enumerate(params.prompts)]
+    rows = [{"index": params.prompt_number(i), "prompt": json.dumps(p)} for i, p in enumerate(params.prompts)]
     report(progress, "load", 0, 1, f"starting {plural(replicas, 'model replica')} on Ray")
     import ray
 
     tally: Any = ray.remote(TokenTally).options(num_cpus=0).remote()
-    writer = AnswerWriter(database, params, None, created_by)
+    writer = AnswerWriter(database, params, None, created_by, run_id)
 
     def tokens_report(done: int, total: int, tokens: int) -> None:
         message = f"{len(writer.stored)}/{len(rows)} answers stored · {tokens} tokens · shards of {shard}"
@@ -318,7 +318,7 @@ def ray_generate(
         watcher.close()
         ray.kill(tally)
     if cancel is not None and cancel.cancelled:
-        raise Cancelled(f"cancelled after {plural(len(writer.stored), 'stored answer')}")
+        raise Cancelled(kept_message(len(writer.stored), len(rows)))
     return writer.result()
 
 

@@ -300,6 +300,11 @@ def rollback_target(database) -> int | None:
 # --- views for the Probes page and the CLI ----------------------------------------------------
 
 
+#: Every Δ reads new − reference; the header says which is which.
+DELTA_COLUMN = "Δ span_max AUC (this − vs)"
+DELTA_HELP = "this version's span_max AUC minus that of the version in 'vs' (active when it was trained), same answers"
+
+
 def versions_table(database) -> list[dict[str, Any]]:
     """One row per probe version, newest first: what a person compares before promoting.
 
@@ -325,7 +330,7 @@ def versions_table(database) -> list[dict[str, Any]]:
                     "span_max AUC": headline_auc(m),
                     "recall@10%FPR": number(m, "span_max", "recall_at_fpr_0.1"),
                     "vs": whole(comparison.get("against")),
-                    "Δ span_max AUC": finite_or_none(delta.get("delta")),
+                    DELTA_COLUMN: finite_or_none(delta.get("delta")),
                     "Δ CI low": finite_or_none(ci[0]) if len(ci) > 0 else None,
                     "Δ CI high": finite_or_none(ci[1]) if len(ci) > 1 else None,
                     "data hash": (p.training_data_hash or "")[:12],
@@ -338,6 +343,11 @@ def versions_table(database) -> list[dict[str, Any]]:
 def kind_choices() -> dict[str, str]:
     """Every probe kind a retrain can train, with its one-line description (the Probes page's chooser)."""
     return {name: kind.description for name, kind in KINDS.items()}
+
+
+def adapts_model(kind: str) -> bool:
+    """Whether a probe kind trains a model of its own (LoRA: its rank, blocks and KL weight are asked for)."""
+    return KINDS.get(kind, LINEAR).adapts_model
 
 
 def reads_own_model(database, probe_version: int) -> str | None:
@@ -365,7 +375,7 @@ def comparison_rows(metrics: Any) -> list[dict[str, Any]]:
                     "metric": metric,
                     "active": finite_or_none(row.get("a")),
                     "new": finite_or_none(row.get("b")),
-                    "delta": finite_or_none(row.get("delta")),
+                    "Δ (new − active)": finite_or_none(row.get("delta")),
                     "CI low": finite_or_none(ci[0]),
                     "CI high": finite_or_none(ci[1]),
                     "P(new better)": finite_or_none(row.get("prob_b_better")),

@@ -211,7 +211,7 @@ def _comparison(database, lm, val_labelled, val_items, new_scores, layer, params
     )
     report(progress, "compare", 0, 1, f"v{active_version} vs new, {params.n_boot} bootstrap resamples")
     result = compare_probes(
-        old.item_scores(lm, old_items),
+        old.item_scores(lm, old_items, progress=progress, stage="compare"),  # a LoRA version: a pass per answer
         new_scores,
         n_boot=int(params.n_boot),
         seed=params.seed,
@@ -258,10 +258,12 @@ def retrain(
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    report(progress, "evaluate", 0, 1, "metrics on the validation answers")
-    val_scores = fresh.item_scores(lm, val_items) if val_items else []
+    scored = len(val_items) + len(train_items)  # every answer scored, counted in the "evaluate" stage
+    val_scores = fresh.item_scores(lm, val_items, progress=progress, counted=(0, scored)) if val_items else []
     metrics = evaluate_items(val_scores) if val_items else {}
-    metrics["train"] = evaluate_items(fresh.item_scores(lm, train_items))
+    metrics["train"] = evaluate_items(
+        fresh.item_scores(lm, train_items, progress=progress, counted=(len(val_items), scored))
+    )
     metrics["kind"] = params.kind
     metrics.update(
         {

@@ -1,6 +1,6 @@
 """A run's row as the plain view pages and the CLI show: its fields and the time left.
 
-The ETA is a rule about pace (core.base.progress.eta_seconds), not storage, so it is computed
+The ETA is the worker's measured pace (core.base.progress.eta_seconds), not storage, so it is computed
 here from the row db.train_runs returns. Imports no torch: database-only CLI commands use it.
 """
 
@@ -13,9 +13,9 @@ from db.models import RunStatus, TrainRun
 
 
 def run_eta(run: TrainRun) -> float | None:
-    """Seconds left for a running run at its pace so far, else None."""
+    """Seconds left for a running run as its worker measured the pace, else None."""
     return eta_seconds(
-        running=run.status == RunStatus.RUNNING, stage=run.stage, progress=run.progress, started=run.started_at
+        running=run.status == RunStatus.RUNNING, measured=(run.timings or {}).get("eta_s"), beat_at=run.heartbeat_at
     )
 
 

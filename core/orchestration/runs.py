@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.base.errors import UserError
-from core.base.progress import Cancelled, CancelToken, ProgressFn, check
+from core.base.progress import Cancelled, CancelToken, ProgressFn, StagedProgress, check
 from core.engine.model import lazy_model
 from core.orchestration.batch import BatchParams, run_batch
 from core.orchestration.label_run import LabelParams, run_label
@@ -34,14 +34,9 @@ from db.train_runs import finish, get_run, mark_started
 HEARTBEAT_SECONDS = 1.0
 
 
-class _Beat:
-    """Latest progress in memory; a thread writes it with a heartbeat and reads the cancel flag."""
-
-    def __init__(self, database, run_id: int, cancel: CancelToken) -> None:
-        self.database, self.run_id, self.cancel = database, run_id, cancel
-        self.stage, self.fraction, self.message = "start", 0.0, ""
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
+class _Beat(StagedProgress):
+    """Latest progress in memory (never backwards, an ETA once the pace is measured); a thread
+    writes it with a heartbeat and reads the cancel flag."""
 
     # Overall progress: stages take these shares of the bar.
     # "head": a LoRA run's starting head (seconds), before its "train" steps.
@@ -60,11 +55,11 @@ class _Beat:
         "label": (0.0, 1.0),
     }
 
-    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
-        lo, hi = self.SHARES.get(stage, (self.fraction, self.fraction))
-        part = min(1.0, done / total) if total else 0.0
-        self.stage, self.fraction = stage, max(self.fraction if stage == self.stage else 0.0, lo + (hi - lo) * part)
-        self.message = f"{stage}: {done}/{total}" + (f" · {message}" if message else "")
+    def __init__(self, database, run_id: int, cancel: CancelToken) -> None:
+        super().__init__(self.SHARES, untimed=("start", "load"))  # loading is not the work's pace
+        self.database, self.run_id, self.cancel = database, run_id, cancel
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
 
     def _loop(self) -> None:
         while not self.stop.wait(HEARTBEAT_SECONDS):
@@ -73,7 +68,16 @@ class _Beat:
     def write(self, beat) -> None:
         try:
             with self.database.sessions() as session, session.begin():
-                if beat(session, self.run_id, stage=self.stage, progress=self.fraction, message=self.message):
+                eta = self.eta()
+                timings = {"eta_s": round(eta, 1)} if eta is not None else {}
+                if beat(
+                    session,
+                    self.run_id,
+                    stage=self.stage,
+                    progress=self.fraction,
+                    message=self.message,
+                    timings=timings,
+                ):
                     self.cancel.cancel()
         except Exception:
             traceback.print_exc()
@@ -121,6 +125,7 @@ def _generate(ctx: RunContext, params: BatchParams) -> str:
         _model(ctx),
         params,
         created_by=ctx.created_by,
+        run_id=ctx.run_id,
         progress=ctx.progress,
         cancel=ctx.cancel,
     )
@@ -232,8 +237,10 @@ def execute_run(database, run_id: int, *, claimed: bool = False, on_ray: bool = 
                     message=message,
                     timings={"total_s": time.perf_counter() - started},
                 )
-    except Cancelled:
+    except Cancelled as exc:
         status, error = RunStatus.CANCELLED, None
+        if str(exc) not in ("", "cancelled"):  # the work said what it kept (a batch: its answers)
+            beat.message = str(exc)
     except UserError as exc:
         status, error = RunStatus.FAILED, str(exc)
     except Exception as exc:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from core.base.errors import UserError
-from core.base.progress import CancelToken, ProgressFn, as_stage
+from core.base.progress import CancelToken, ProgressFn, as_stage, report
 from core.base.types import Generation, TokenTrace
 from core.engine.activations import extract_activations
 from core.engine.model import LoadedModel
@@ -338,11 +338,23 @@ class LoadedProbe:
 
         return score_conversation(lm, conversation, [self.layer], token_ids).hidden[self.layer]
 
-    def item_scores(self, lm: LoadedModel, items: Sequence[PreparedItem]) -> list[ItemScores]:
+    def item_scores(
+        self,
+        lm: LoadedModel,
+        items: Sequence[PreparedItem],
+        *,
+        progress: ProgressFn | None = None,
+        counted: tuple[int, int] | None = None,
+        stage: str = "evaluate",
+    ) -> list[ItemScores]:
         """ItemScores of prepared answers: cached base states when it reads the base model, else
-        one teacher-forced pass of its model per answer; baselines always from the base model."""
+        one teacher-forced pass of its model per answer; baselines always from the base model.
+        Reports `stage` per answer (`counted`: answers scored before these, and the total),
+        so a LoRA probe's slow passes show as progress, not as a stage stuck at 0."""
+        before, total = counted if counted is not None else (0, len(items))
         out = []
-        for item in items:
+        for n, item in enumerate(items):
+            report(progress, stage, before + n, total, "scoring answers")
             if self.model is None:
                 hidden = item.acts.hidden[self.layer]
             else:
@@ -357,6 +369,7 @@ class LoadedProbe:
                     entropies=np.asarray(item.acts.trace.entropies, dtype=np.float64),
                 )
             )
+        report(progress, stage, before + len(items), total, "scoring answers")
         return out
 
     def evaluate(

@@ -49,11 +49,21 @@ def with_token_ids(item: PreparedItem) -> Generation:
 
 
 def lora_item_scores(
-    lm: LoadedModel, model: Any, head: LinearProbe, items: Sequence[PreparedItem], layer: int
+    lm: LoadedModel,
+    model: Any,
+    head: LinearProbe,
+    items: Sequence[PreparedItem],
+    layer: int,
+    *,
+    progress: ProgressFn | None = None,
+    counted: tuple[int, int] | None = None,
 ) -> list[ItemScores]:
-    """The adapted model's scores of each item's tokens, with the base model's baselines."""
+    """The adapted model's scores of each item's tokens, with the base model's baselines.
+    Reports "evaluate" per answer (`counted`: answers scored before these, and the total)."""
+    before, total = counted if counted is not None else (0, len(items))
     out = []
-    for item in items:
+    for n, item in enumerate(items):
+        report(progress, "evaluate", before + n, total, "scoring answers")
         hidden = lora_hidden(lm, model, item.generation.conversation, layer, item.acts.trace.token_ids)
         out.append(
             ItemScores(
@@ -112,10 +122,16 @@ def train_lora_from_generations(
         init_head=start,
         scorer=validation_scorer(lm, val_items, layer),
     )
-    report(progress, "evaluate", 0, 1, "metrics on the validation answers")
-    train_metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, train_items, layer), threshold)
+    scored = len(train_items) + len(val_items)
+    train_metrics = evaluate_items(
+        lora_item_scores(lm, result.model, result.head, train_items, layer, progress=progress, counted=(0, scored)),
+        threshold,
+    )
     if val_items:
-        metrics = evaluate_items(lora_item_scores(lm, result.model, result.head, val_items, layer), threshold)
+        val_scores = lora_item_scores(
+            lm, result.model, result.head, val_items, layer, progress=progress, counted=(len(train_items), scored)
+        )
+        metrics = evaluate_items(val_scores, threshold)
         metrics["split"] = "validation"
     else:
         metrics = dict(train_metrics)
@@ -140,7 +156,7 @@ def train_lora_from_generations(
         lora=settings.to_dict(),
         train_config={"val_fraction": val_fraction, "seed": settings.seed},
     )
-    report(progress, "evaluate", 1, 1, "done")
+    report(progress, "evaluate", scored, scored, "done")
     return LoraTrainResult(result, config, metrics, len(train_items), len(val_items))
 
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.base.types import LABEL_WORDS, Span
+from core.base.types import LABEL_WORDS as LABEL_WORDS
+from core.base.types import Span
 from core.text.editing import SpanGroup
-from core.text.tokens import canonical_label
+from core.text.readable import label_word as label_word
 
 NOTHING = "nothing marked"
 SEPARATOR = " · "
-
-
-def label_word(label: str) -> str:
-    """The UI word for any accepted spelling of a label."""
-    return LABEL_WORDS[canonical_label(label)]
 
 
 def version_said(spans: Sequence[Span], text: str) -> str:

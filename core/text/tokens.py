@@ -303,6 +303,38 @@ def trailing_run(scores: Sequence[float | None], threshold: float) -> int:
     return first
 
 
+def _in_word(ch: str) -> bool:
+    return ch.isalnum() or ch in "_'’-"
+
+
+def whole_word_spans(text: str, spans: Sequence[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """Spans (start, end, risk) widened to whole words (a run over the threshold that starts or
+    ends inside a word takes the whole word) and trimmed of surrounding spaces; spans that then
+    touch or overlap are one, with the higher risk. Ordered by start."""
+    widened: list[tuple[int, int, float]] = []
+    for start, end, risk in spans:
+        start, end = max(0, start), min(len(text), end)
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start >= end:
+            continue
+        while start > 0 and _in_word(text[start - 1]) and _in_word(text[start]):
+            start -= 1
+        while end < len(text) and _in_word(text[end]) and _in_word(text[end - 1]):
+            end += 1
+        widened.append((start, end, risk))
+    merged: list[tuple[int, int, float]] = []
+    for start, end, risk in sorted(widened):
+        if merged and start <= merged[-1][1]:
+            first, last, top = merged[-1]
+            merged[-1] = (first, max(last, end), max(top, risk))
+        else:
+            merged.append((start, end, risk))
+    return merged
+
+
 def char_span_to_token_range(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
     """Tokens overlapping [start, end) as (first, last exclusive); None if no token does."""
     if not offsets:

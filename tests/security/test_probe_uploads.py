@@ -445,7 +445,7 @@ def test_readers_tolerate_odd_stored_metrics(sqlite_db, tiny_lm, probes_dir, met
             "train answers",
             "validation answers",
             "vs",
-            "Δ span_max AUC",
+            "Δ span_max AUC (this − vs)",
             "Δ CI low",
             "Δ CI high",
         )

@@ -9,6 +9,7 @@ const Commands = (() => {
 const { LABELS, HISTORY_LIMIT, mkSpan, addSpan, deleteSpan, relabelSpan, setNote, acceptSuggestions, spansKey, spanId,
   plainSpans } = Spans;
 const E = Editor;
+const { GOLD } = Colour;
 
 const SAVE_CONFIRM_MS = 5000;
 
@@ -191,6 +192,37 @@ function stepSuggestion(ed, dir) {
 }
 
 /** Escape: close the note, else clear the selection, else the focus. */
+// --- keyboard-only selection ---------------------------------------------------------------
+
+/** The next token from `i` in direction `step` (±1) with visible text, or `i` at either end. */
+function nextWordToken(ed, i, step) {
+  let j = i + step;
+  while (j >= 0 && j < ed.n && !ed.texts[j].trim()) j += step;
+  return j >= 0 && j < ed.n ? j : i;
+}
+
+/** Arrow keys: the caret is a one-token selection moved by token (blank tokens are stepped
+ * over); with `extend` (Shift) the selection grows or shrinks from its anchor instead. The
+ * label keys then apply to it as to a dragged selection. It starts at the focused span, else
+ * at the text's first (→) or last (←) token. */
+function moveCaret(ed, step, extend) {
+  if (!ed.n) return;
+  const sel = ed.sel && ed.sel.kind === "tok" ? ed.sel : null;
+  let from = sel ? sel.b : null;
+  let anchor = sel ? sel.a : null;
+  if (from == null && ed.focusFlag) {
+    const r = ed.focusFlag.r;
+    from = step > 0 ? r[1] : r[0];
+    anchor = step > 0 ? r[0] : r[1];
+  }
+  const to = from == null ? nextWordToken(ed, step > 0 ? -1 : ed.n, step) : nextWordToken(ed, from, step);
+  const a = extend && anchor != null ? anchor : to;
+  E.focusTo(ed, null);
+  E.setSelection(ed, { kind: "tok", a, b: to });
+  ed.anchor = a;
+  ed.scrollTo = to;
+}
+
 function escape(ed) {
   if (ed.noteFor != null) closeNote(ed);
   else if (ed.sel) {
@@ -216,7 +248,7 @@ function acceptOne(ed, k, lab) {
   const as = sg.label || lab || LABELS[0]; // a judge's suggestion carries its label and note
   const nw = addSpan(ed.cur, mkSpan(sg.start, sg.end, as, sg.note || null), ed.chars);
   commit(ed, nw, { focus: E.focusOnSpan(containing(nw, sg.start, sg.end, as)) });
-  say(ed, `accepted suggestion (score ${sg.score.toFixed(2)}) as ${as}`);
+  say(ed, `accepted suggestion (score ${sg.score.toFixed(2)}) as ${GOLD[as] ? GOLD[as].word : as}`);
   focusNextSuggestionAfter(ed, k);
 }
 
@@ -324,7 +356,7 @@ function save(ed, next) {
 }
 
 return {
-  commit, say, label, remove, undo, redo, stepSpan, stepSuggestion, escape,
+  commit, say, label, remove, undo, redo, stepSpan, stepSuggestion, moveCaret, escape,
   accept, reject, restoreRejected, bulk, openNote, commitNote, closeNote, save,
 };
 })();

@@ -26,7 +26,7 @@ function fill(tip, d, i, ed) {
   add("entropy", fmt(d.entropies[i], 3));
   if (d.gold) {
     const label = d.gold[i];
-    add("gold", label == null ? "— (outside gold spans)" : `${label} (${GOLD[label] ? GOLD[label].word : "?"})`);
+    add("gold", label == null ? "— (outside gold spans)" : (GOLD[label] ? GOLD[label].word : label));
     const o = outcome(d, i);
     if (o) add("outcome", `${o}: ${OUTCOMES[o]}`);
   } else if (!ed) {

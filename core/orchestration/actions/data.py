@@ -19,7 +19,7 @@ from core.text.filenames import file_slug
 from core.text.formats import ServerPath as ServerPath
 from core.text.formats import import_root, max_import_mb
 from core.text.references import parse_reference_text, read_references
-from db import Database, judges, references
+from db import Database, answer_admin, judges, references
 from db.generations import delete_dataset as delete_stored_dataset
 from db.users import list_users
 
@@ -141,3 +141,49 @@ def import_references(
 def start_label(storage: Database, actor: Actor, params: LabelParams) -> int:
     """Start a label run (the judge pre-annotates a dataset); returns its id."""
     return launcher.start_label(storage, params, checker(actor, PAGE))
+
+
+def resume_batch(storage: Database, actor: Actor, run_id: int) -> int:
+    """Resume a cancelled or failed batch run: only its prompts without a stored answer; returns the new run's id."""
+    return launcher.resume_batch(storage, run_id, checker(actor, PAGE))
+
+
+def prompts_left(storage: Database, run_id: int) -> int | None:
+    """How many prompts a resume of batch run `run_id` would answer (None: it cannot be resumed)."""
+    try:
+        return len(batch.resume_params(storage, run_id).prompts)
+    except UserError:
+        return None
+
+
+# --- chosen answers: delete one, bulk actions (Label Studio's data manager) ---------------------
+
+
+def answers(storage: Database, actor: Actor, dataset: str) -> list[dict]:
+    """The dataset's answers to choose from (id, split, source, text start, sets, lease holders)."""
+    with reading(storage, actor, PAGE) as (session, _me):
+        return answer_admin.answers_overview(session, dataset)
+
+
+def delete_answer(storage: Database, actor: Actor, generation_id: int) -> None:
+    """Delete one answer with its annotations (logged; cannot be undone)."""
+    with writing(storage, actor, PAGE) as (session, me):
+        answer_admin.delete_answer(session, generation_id, me)
+
+
+def bulk_assign(storage: Database, actor: Actor, ids: list[int], annotator: str, lease_hours: float = 24) -> int:
+    """Put the chosen answers in `annotator`'s queue; returns how many were new to them."""
+    with writing(storage, actor, PAGE) as (session, me):
+        return answer_admin.assign_answers(session, ids, annotator, lease_hours=lease_hours, actor=me)
+
+
+def bulk_skip(storage: Database, actor: Actor, ids: list[int], annotator: str) -> int:
+    """Skip the chosen answers for `annotator`; returns how many were newly skipped."""
+    with writing(storage, actor, PAGE) as (session, me):
+        return answer_admin.skip_answers(session, ids, annotator, actor=me)
+
+
+def bulk_split(storage: Database, actor: Actor, ids: list[int], split: str) -> int:
+    """Move the chosen answers to `split`; returns how many moved."""
+    with writing(storage, actor, PAGE) as (session, me):
+        return answer_admin.move_to_split(session, ids, split, actor=me)

@@ -8,7 +8,7 @@ from typing import Any
 from core.base.types import Generation, TokenTrace
 from core.orchestration.actions.acting import Actor, writing
 from core.orchestration.registry import LoadedProbe
-from db import Database
+from db import Database, answer_admin
 from db.generations import save_generated
 
 PAGE = "generate"
@@ -76,3 +76,10 @@ def score_pasted(lm, loaded: LoadedProbe, prompt: str, answer: str) -> Pasted:
     )
     scores = [float(x) for x in loaded.predict(hidden)]
     return Pasted(conversation, result.trace.with_scores(scores), result.text)
+
+
+def discard_answer(storage: Database, actor: Actor, generation_id: int) -> None:
+    """Discard an answer made on the page that nobody has labelled: it is deleted (logged as
+    generation.discard), so it never reaches a queue, a retrain or an export."""
+    with writing(storage, actor, PAGE) as (session, me):
+        answer_admin.discard_own(session, generation_id, me)

@@ -8,6 +8,7 @@ from typing import Any
 from core.orchestration.actions.acting import Actor, reading, writing
 from core.orchestration.team import TEAM_COLUMNS as TEAM_COLUMNS
 from core.orchestration.team import team_progress
+from core.text.readable import event_summary
 from db import Database, api_keys
 from db import users as accounts
 from db.events import list_events
@@ -102,7 +103,8 @@ def event_log(
     since: datetime | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """The newest events matching the filters, each naming its user ("system" when none)."""
+    """The newest events matching the filters (`action`: a prefix, "annotation" for
+    annotation.save), each naming its user ("system" when none) and saying what it did."""
     with reading(storage, actor, PAGE) as (session, _me):
         names: dict[int | None, str] = {u.id: u.name for u in accounts.list_users(session)}
         events = list_events(session, user_id=user_id, action=action, dataset=dataset, since=since, limit=limit)
@@ -111,6 +113,7 @@ def event_log(
                 "when": e.at,
                 "user": names.get(e.user_id, "system"),
                 "action": e.action,
+                "what": event_summary(e.action, e.entity, e.entity_id, e.detail, e.before, e.after),
                 "entity": e.entity,
                 "id": e.entity_id,
                 "dataset": e.dataset,
