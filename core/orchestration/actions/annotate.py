@@ -14,6 +14,7 @@ from db import Database, assignments, comments, guidelines, skips
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.generations import get_generation, to_core, trace_of
 from db.predictions import scores_for
+from db.queue import PREVIEW_CHARS as PREVIEW_CHARS
 
 PAGE = "annotate"
 MAX_SEARCH_CHARS = work_queue.MAX_SEARCH_CHARS
