@@ -48,7 +48,8 @@ sources = st.multiselect(
 summary = retrain.label_summary(storage, chosen or None, tuple(sources) or ("gold", "majority"))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Labelled answers", summary["answers"])
-c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summary['by_split'].get('validation', 0)}")
+used = summary["used"]
+c2.metric("Train / validation", f"{used['train']} / {used['validation']}", help=f"validation: {used['how']}")
 c3.metric("Gold / majority", f"{summary['by_source'].get('gold', 0)} / {summary['by_source'].get('majority', 0)}")
 c4.metric("Hallucinated spans", summary["hallucinated_spans"])
 validation = summary.get("validation", {})
@@ -77,7 +78,7 @@ with st.form("retrain"):
     lora_rank = e.number_input("LoRA rank", 1, 256, 16, help="LoRA only")
     lora_first = f.number_input("Adapters from block", 0, lm.num_layers - 1, 0, help="LoRA only; up to the layer")
     kl_weight = g.number_input("KL weight", 0.0, 1000.0, 10.0, help="LoRA only: keeps generation as the base model's")
-    n_train = summary["by_split"].get("train", 0)
+    n_train = used["train"]
     st.caption(retrain.time_estimate(n_train))
     pressed = st.form_submit_button("Retrain", type="primary")
 

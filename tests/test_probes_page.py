@@ -154,3 +154,22 @@ def test_guard_rails_warn_of_a_small_validation_set_and_of_a_retrain_that_change
     with env.sessions() as session:
         assert session.query(TrainRun).count() == 2
     assert wait_run(env, "retrain").status == "succeeded"
+
+
+def test_train_validation_figures_and_the_guard_count_the_same_answers(env):
+    """#25 bug 5: with no stored validation answers the page said "Train / validation 32 / 0"
+    and, under it, "The validation set holds 3 answers": both now read the split a retrain uses."""
+    from sqlalchemy import update
+
+    from core.orchestration.retrain import label_summary
+    from db.models import Generation
+
+    with env.sessions() as session, session.begin():
+        session.execute(update(Generation).values(split="train"))
+    used = label_summary(env)["used"]
+    assert used["validation"] > 0 and used["train"] + used["validation"] == len(answers())
+    at = probes_page()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Train / validation"] == f"{used['train']} / {used['validation']}"
+    small = [w.value for w in at.warning if "The validation set holds" in w.value]
+    assert small and small[0].startswith(f"The validation set holds {used['validation']} answers"), small
