@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,36 @@ WORKER_MODULE = "core.orchestration.worker"
 RAY_ENTRY = run_in_ray_worker
 
 _SUBMITTED: dict[int, Any] = {}  # run id -> the ObjectRef of its Ray task (kept so tests and callers can wait)
-_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by core.base.processes.process_alive / poll
+_CHILDREN: dict[int, subprocess.Popen] = {}  # run id -> its local worker, until the reaper has waited on it
+_CHILDREN_LOCK = threading.Lock()
+_REAPER: threading.Thread | None = None
+REAP_SECONDS = 1.0
+
+
+def _reap_until_none() -> None:
+    """The reaper thread: waits on (polls) every worker this process started as each one exits,
+    since a finished child nobody waits on stays a zombie of the app server; it stops when none
+    is left, and the next launch starts it again."""
+    global _REAPER
+    while True:
+        time.sleep(REAP_SECONDS)
+        with _CHILDREN_LOCK:
+            for run_id, proc in list(_CHILDREN.items()):
+                if proc.poll() is not None:
+                    del _CHILDREN[run_id]
+            if not _CHILDREN:
+                _REAPER = None
+                return
+
+
+def _watch(run_id: int, proc: subprocess.Popen) -> None:
+    """Keep the worker until it exits, and make sure a reaper thread waits on it then."""
+    global _REAPER
+    with _CHILDREN_LOCK:
+        _CHILDREN[run_id] = proc
+        if _REAPER is None:
+            _REAPER = threading.Thread(target=_reap_until_none, name="probelens-worker-reaper", daemon=True)
+            _REAPER.start()
 
 
 def launch(
@@ -86,7 +116,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    _CHILDREN[run_id] = proc
+    _watch(run_id, proc)
     with database.sessions() as session, session.begin():
         run = get_run(session, run_id)
         if run.pid is None:
