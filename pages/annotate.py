@@ -187,6 +187,16 @@ if st.query_params.get("generation") != str(current):
     st.query_params["generation"] = str(current)  # a reload reopens this answer (and its draft)
 
 
+def start_rescore(version: int) -> None:
+    """An admin's Re-score (a callback): the run fills the scores; the colour note follows it."""
+    try:
+        run_id = acts.start_rescore(storage, user, version)
+    except UserError as exc:
+        st.session_state["ann-flash"] = ("error", str(exc))
+        return
+    st.session_state["ann-flash"] = ("saved", f"Re-score run {run_id} started: colours appear as it reaches answers.")
+
+
 def move_on(after: int = current, queue_ids: tuple[int, ...] = tuple(ids)) -> None:
     """Open the answer after `after` in the queue this page showed (Save & next, Skip); with no
     other answer, the first of the queue as it is now (nothing, if `after` has left it)."""
@@ -208,6 +218,14 @@ with right:
         st.caption(f"When it was generated: {md_escape(ended)}")
     if no_colours:
         st.info(no_colours)
+    if opened.rescore_version is not None and user.role == "admin":
+        st.button(
+            f"Re-score with probe v{opened.rescore_version}",
+            key=f"ann-rescore-{current}",
+            on_click=start_rescore,
+            args=(opened.rescore_version,),
+            help="Stores the probe's scores for every answer that lacks them (a background run, as after a promote).",
+        )
     st.chat_message("user").markdown(
         md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False)
     )

@@ -90,3 +90,34 @@ def test_guidelines_are_written_by_admins_only(team):
         acts.save_guidelines(team.storage, team.actors["root"], "other rules", 0)  # boss saved since
     found = acts.current_guidelines(team.storage)
     assert (found.version, found.body, found.author) == (1, "# Rules", "boss")
+
+
+def test_an_answer_without_scores_says_what_an_admin_can_do_and_an_admin_starts_the_rescore(
+    team, tmp_path, monkeypatch
+):
+    """#25 friction 3: no command line on a page; an admin gets a Re-score (annotators are refused)."""
+    from sqlalchemy import func, select
+
+    from core.probes.config import ProbeConfig
+    from db.models import TrainRun
+    from db.probes import register_probe
+    from db.train_runs import get_run
+
+    monkeypatch.setenv("PROBELENS_MODEL", str(tmp_path / "no-model"))  # the worker started here stops at once
+    monkeypatch.setenv("PROBELENS_CACHE_DIR", str(tmp_path / "cache"))
+    with team.storage.sessions() as session, session.begin():
+        config = ProbeConfig(model_id="tiny-test-model", tokenizer_hash=None, layer=1, hidden_size=4)
+        register_probe(session, artifact_dir="/nowhere", config=config, version=1)
+    opened = acts.open_answer(team.storage, team.actors["ann"], team.ids[0], 1)
+    assert opened.no_colours and "python -m" not in opened.no_colours and "An admin can re-score" in opened.no_colours
+    assert opened.rescore_version == 1
+    with pytest.raises(UserError):
+        acts.start_rescore(team.storage, team.actors["ann"], 1)
+    with team.storage.sessions() as session:
+        assert session.scalar(select(func.count(TrainRun.id))) == 0
+    with pytest.raises(UserError, match="no probe v7"):
+        acts.start_rescore(team.storage, team.actors["boss"], 7)
+    run_id = acts.start_rescore(team.storage, team.actors["boss"], 1)
+    with team.storage.sessions() as session:
+        run = get_run(session, run_id)
+        assert run.kind == "rescore" and run.params["version"] == 1 and run.created_by == user_id(team.storage, "boss")

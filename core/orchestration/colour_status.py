@@ -110,7 +110,14 @@ def no_colour_reason(session: Session, *, scoring_version: int | None, generatio
             f"Probe v{scoring_version}'s scores are being computed for every answer "
             f"(re-score run {rescore.id}{_percent(rescore)}); this answer gets its colours when it is reached."
         )
+    return missing_scores_note(scoring_version)
+
+
+def missing_scores_note(scoring_version: int) -> str:
+    """What an answer without stored scores says: what an admin can do, never a command line
+    (Annotate gives admins a Re-score button beside it)."""
     return (
         f"This answer has no stored scores from probe v{scoring_version} (it was added after the last "
-        f"re-score); `python -m core probes rescore {scoring_version}` scores the answers that lack them."
+        f"re-score). An admin can re-score: it stores probe v{scoring_version}'s scores for every "
+        "answer that lacks them."
     )

@@ -173,6 +173,20 @@ def start_retrain(database, params: RetrainParams, actor: int | None | ActingAs)
     return launch(database, RunKind.RETRAIN, params.to_dict(), actor)
 
 
+def start_rescore(database, probe_version: int, actor: int | None | ActingAs, model: str | None = None) -> int:
+    """Store `probe_version`'s scores for the answers that lack them (no promote); refused with
+    one message when there is no such version or a re-score already runs. Returns the run id."""
+    from db.probes import find_probe
+
+    def exists(session, _user: User | None) -> None:
+        if find_probe(session, int(probe_version)) is None:
+            raise UserError(f"there is no probe v{probe_version} to re-score with")
+
+    return launch(
+        database, RunKind.RESCORE, RescoreParams(int(probe_version), model).to_dict(), actor, in_transaction=exists
+    )
+
+
 def start_seed(database, actor: int | None | ActingAs = None, size: int | None = None, model: str | None = None) -> int:
     """Start the demo seed as a worker run (refused while one runs); returns the run id."""
     return launch(database, RunKind.SEED, SeedParams(int(size or settings.demo_size()), model).to_dict(), actor)

@@ -74,6 +74,7 @@ WRITES = {
     "data.cancel": ("data", "boss", lambda t, a: runs.cancel_run(t.storage, a, t.run)),
     "seed.cancel": ("data", "boss", lambda t, a: runs.cancel_run(t.storage, a, t.run)),
     "seed.restart": ("data", "boss", lambda t, a: runs.restart_seed(t.storage, a)),
+    "annotate.rescore": ("probes", "boss", lambda t, a: annotate.start_rescore(t.storage, a, 1)),
     "probes.cancel": ("probes", "boss", lambda t, a: runs.cancel_run(t.storage, a, t.run)),
     "probes.retrain": ("probes", "boss", lambda t, a: probes.start_retrain(t.storage, a, retrain.RetrainParams())),
     "probes.promote": ("probes", "boss", lambda t, a: probes.activate(t.storage, a, 1)),

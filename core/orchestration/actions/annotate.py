@@ -7,9 +7,9 @@ from datetime import datetime
 
 from core.base.errors import UserError
 from core.base.types import Generation, Span, TokenTrace
-from core.orchestration import work_queue
-from core.orchestration.actions.acting import Actor, reading, writing
-from core.orchestration.colour_status import no_colour_reason
+from core.orchestration import launcher, work_queue
+from core.orchestration.actions.acting import Actor, checker, reading, writing
+from core.orchestration.colour_status import missing_scores_note, no_colour_reason
 from db import Database, assignments, comments, guidelines, skips
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.generations import get_generation, to_core, trace_of
@@ -17,6 +17,7 @@ from db.predictions import scores_for
 from db.queue import PREVIEW_CHARS as PREVIEW_CHARS
 
 PAGE = "annotate"
+RESCORE_PAGE = "probes"  # starting a re-score is an admin's, as on the Probes page
 MAX_SEARCH_CHARS = work_queue.MAX_SEARCH_CHARS
 MAX_COMMENT_CHARS = comments.MAX_COMMENT_CHARS
 MAX_GUIDELINE_CHARS = guidelines.MAX_GUIDELINE_CHARS
@@ -93,12 +94,16 @@ class OpenAnswer:
     version: int
     scores: list[float] | None
     no_colours: str | None
+    #: the version whose scores this answer lacks, with no re-score running: an admin may start one
+    rescore_version: int | None = None
 
 
 def open_answer(storage: Database, actor: Actor, generation_id: int, probe_version: int | None) -> OpenAnswer:
     with reading(storage, actor, PAGE) as (session, me):
         row = get_generation(session, generation_id)
         my_set = get_set(session, generation_id, me)
+        no_colours = no_colour_reason(session, scoring_version=probe_version, generation_id=generation_id)
+        missing = probe_version is not None and no_colours == missing_scores_note(probe_version)
         return OpenAnswer(
             generation=to_core(row),
             trace=trace_of(row),
@@ -106,8 +111,15 @@ def open_answer(storage: Database, actor: Actor, generation_id: int, probe_versi
             my_spans=spans_of(my_set) if my_set else [],
             version=my_set.version if my_set else 0,
             scores=scores_for(session, probe_version, generation_id) if probe_version else None,
-            no_colours=no_colour_reason(session, scoring_version=probe_version, generation_id=generation_id),
+            no_colours=no_colours,
+            rescore_version=probe_version if missing else None,
         )
+
+
+def start_rescore(storage: Database, actor: Actor, probe_version: int) -> int:
+    """An admin's Re-score from Annotate: store `probe_version`'s scores for every answer that
+    lacks them. Checked against the Probes page (admins only) inside the run's transaction."""
+    return launcher.start_rescore(storage, probe_version, checker(actor, RESCORE_PAGE))
 
 
 @dataclass(frozen=True)
