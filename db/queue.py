@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Text, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.analysis.queue_order import SCORE_SORTS, SQL_SORTS
+from core.analysis.queue_order import DEMO_DATASET, SCORE_SORTS, SQL_SORTS
 from core.base.types import Span
 from db.annotations import owner_key
 from db.assignments import DONE, chunks, clock, live
@@ -66,10 +66,15 @@ def set_summary(user: User):
     )
 
 
+def _practice(summary):
+    """A demo answer with gold and no annotator: in everyone's queue to practise on."""
+    return and_(Dataset.name == DEMO_DATASET, func.coalesce(summary.c.n_annotators, 0) == 0, summary.c.has_gold == 1)
+
+
 def _pool_filter(label_state: str | None, summary, mine_assigned, skipped):
     """Which generations are candidates at all (see `queue`)."""
-    if label_state is None:
-        return and_(or_(mine_assigned, summary.c.generation_id.is_(None)), skipped.is_(None))
+    if label_state is None:  # + the demo's answers nobody labelled, to practise on (gold pre-filled)
+        return and_(or_(mine_assigned, summary.c.generation_id.is_(None), _practice(summary)), skipped.is_(None))
     if label_state == "unlabelled":
         return summary.c.generation_id.is_(None)
     if label_state == "second":
@@ -217,11 +222,13 @@ def queue_counts(
         (summary.c.generation_id.is_(None), "unlabelled"),
         (n_sets == 1, "needs_second"),
         (n_sets >= 2, "others"),
+        (Dataset.name == DEMO_DATASET, "practice"),
         else_="gold_only",
     ).label("bucket")
     query = (
         select(bucket, func.count(Generation.id))
         .select_from(Generation)
+        .join(Dataset, Dataset.id == Generation.dataset_id)
         .outerjoin(summary, summary.c.generation_id == Generation.id)
         .outerjoin(
             Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id, live(moment))

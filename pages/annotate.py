@@ -218,6 +218,12 @@ with right:
         st.caption(f"When it was generated: {md_escape(ended)}")
     if no_colours:
         st.info(no_colours)
+    if opened.prefilled:
+        st.caption(
+            f"A demo answer to practise on: the editor starts from its gold (version {opened.gold_version}, "
+            "the demo's labelling rule). Change what you disagree with and save: your own set is stored, "
+            "the gold stays as it is."
+        )
     if opened.rescore_version is not None and user.role == "admin":
         st.button(
             f"Re-score with probe v{opened.rescore_version}",
@@ -301,6 +307,11 @@ with right:
     elif flash:
         st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
+    if opened.gold_spans and not opened.prefilled:
+        with st.expander(f"Gold (version {opened.gold_version}): {plural(len(opened.gold_spans), 'span')}"):
+            token_heatmap(
+                view, key=f"ann-gold-{current}", gold_spans=[s.__dict__ for s in opened.gold_spans], height=200
+            )
 
     if conflict:
         st.warning(

@@ -121,3 +121,40 @@ def test_an_answer_without_scores_says_what_an_admin_can_do_and_an_admin_starts_
     with team.storage.sessions() as session:
         run = get_run(session, run_id)
         assert run.kind == "rescore" and run.params["version"] == 1 and run.created_by == user_id(team.storage, "boss")
+
+
+def test_demo_answers_are_in_the_queue_to_practise_on_with_their_gold_pre_filled(team):
+    """#25 friction 1 (and 11: gold shown where it exists): a demo answer with gold and no
+    annotator is in everyone's queue, opening with its gold as editable pre-annotations; gold of
+    another dataset is shown beside the editor, never pre-filled, and keeps it out of the queue."""
+    from core.base.types import Generation
+    from db.annotations import save_annotation_set
+    from db.generations import add_generation, get_or_create_dataset
+    from tests.support.actions import word_trace
+
+    text = "The capital of Afghanistan is Kabul."
+    gold = [Span(30, 35, "Supported")]
+    with team.storage.sessions() as session, session.begin():
+        demo = get_or_create_dataset(session, "demo")
+        row = add_generation(
+            session,
+            demo,
+            Generation([{"role": "user", "content": "Q?"}, {"role": "assistant", "content": text}]),
+            trace=word_trace(text),
+        )
+        save_annotation_set(session, row.id, gold, owner=None, expected_version=0, actor=None)
+        save_annotation_set(session, team.ids[1], gold, owner=None, expected_version=0, actor=None)
+        demo_id = row.id
+    shown = _queue(team, "ann")
+    assert demo_id in [i.generation_id for i in shown.items]
+    assert team.ids[1] not in [i.generation_id for i in shown.items]  # gold of another dataset: not a practice
+    assert "practise" in shown.reasons[demo_id] and "1 demo answer to practise on" in shown.summary
+    opened = acts.open_answer(team.storage, team.actors["ann"], demo_id, None)
+    assert opened.prefilled and opened.my_spans == gold and opened.version == 0 and opened.gold_version == 1
+    other = acts.open_answer(team.storage, team.actors["ann"], team.ids[1], None)
+    assert not other.prefilled and other.my_spans == [] and other.gold_spans == gold
+    saved = acts.save_annotation(team.storage, team.actors["ann"], demo_id, [Span(30, 35, "Not Supported")], 0)
+    assert isinstance(saved, acts.Saved)
+    assert demo_id not in [i.generation_id for i in _queue(team, "ann").items]  # labelled by me: it leaves
+    # for the others it is now an answer that needs a second annotator, as any other
+    assert demo_id in [i.generation_id for i in _queue(team, "bea", label_state="second").items]

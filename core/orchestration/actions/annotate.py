@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.analysis.queue_order import DEMO_DATASET
 from core.base.errors import UserError
 from core.base.types import Generation, Span, TokenTrace
 from core.orchestration import launcher, work_queue
@@ -96,6 +97,11 @@ class OpenAnswer:
     no_colours: str | None
     #: the version whose scores this answer lacks, with no re-score running: an admin may start one
     rescore_version: int | None = None
+    #: the answer's gold spans (empty without gold) and its gold version (0: none)
+    gold_spans: list[Span] = field(default_factory=list)
+    gold_version: int = 0
+    #: True when `my_spans` are the demo's gold, pre-filled for practice (nothing of mine stored yet)
+    prefilled: bool = False
 
 
 def open_answer(storage: Database, actor: Actor, generation_id: int, probe_version: int | None) -> OpenAnswer:
@@ -103,16 +109,23 @@ def open_answer(storage: Database, actor: Actor, generation_id: int, probe_versi
         row = get_generation(session, generation_id)
         my_set = get_set(session, generation_id, me)
         no_colours = no_colour_reason(session, scoring_version=probe_version, generation_id=generation_id)
+        gold = get_set(session, generation_id, None)
+        gold_spans = spans_of(gold) if gold else []
+        # a demo answer I have not labelled opens with its gold as editable pre-annotations
+        prefilled = my_set is None and gold is not None and row.dataset.name == DEMO_DATASET
         missing = probe_version is not None and no_colours == missing_scores_note(probe_version)
         return OpenAnswer(
             generation=to_core(row),
             trace=trace_of(row),
             where=f"{row.dataset.name} / {row.split}",
-            my_spans=spans_of(my_set) if my_set else [],
+            my_spans=spans_of(my_set) if my_set else list(gold_spans) if prefilled else [],
             version=my_set.version if my_set else 0,
             scores=scores_for(session, probe_version, generation_id) if probe_version else None,
             no_colours=no_colours,
             rescore_version=probe_version if missing else None,
+            gold_spans=gold_spans,
+            gold_version=gold.version if gold else 0,
+            prefilled=prefilled,
         )
 
 
