@@ -26,12 +26,13 @@ class QueueCounts:
     unlabelled: int = 0  # nobody has labelled it and it has no gold
     needs_second: int = 0  # exactly one other annotator labelled it
     others: int = 0  # two or more others labelled it
+    overlap: int = 0  # others labelled it, fewer than its dataset's overlap asks (in my queue)
     practice: int = 0  # a demo answer: gold by the demo's rule and no annotator (in my queue)
     gold_only: int = 0  # a gold set (reviewer, import) and no annotator
 
     @property
     def in_my_queue(self) -> int:
-        return self.assigned + self.unlabelled + self.practice
+        return self.assigned + self.unlabelled + self.overlap + self.practice
 
 
 def summary_line(found: QueueCounts) -> str:
@@ -39,6 +40,11 @@ def summary_line(found: QueueCounts) -> str:
     inside = (
         f"Your queue: {plural(found.assigned, 'answer')} assigned to you and "
         f"{plural(found.unlabelled, 'answer')} nobody has labelled yet"
+        + (
+            f", {plural(found.overlap, 'answer')} its dataset's overlap asks more annotators for"
+            if found.overlap
+            else ""
+        )
         + (
             f", and {plural(found.practice, 'demo answer')} to practise on (its gold pre-filled)."
             if found.practice

@@ -63,6 +63,7 @@ WRITES = {
         "boss",
         lambda t, a: data.import_data(t.storage, a, JSONL, "x.jsonl", dataset="new", split="train", as_user=None),
     ),
+    "data.overlap": ("data", "boss", lambda t, a: data.set_overlap(t.storage, a, "set1", 2, 100)),
     "data.delete": ("data", "boss", lambda t, a: data.delete_dataset(t.storage, a, "set1")),
     "data.batch": (
         "data",
