@@ -87,12 +87,16 @@ def login_form() -> None:
 
 
 def sidebar(user) -> None:
-    from pages.common import active_probe_summary
+    from pages.common import active_probe_summary, open_flag_count
 
     with st.sidebar:
         st.markdown("### ProbeLens")
         for key in ROLE_PAGES[user.role]:
-            st.page_link(PAGES[key])
+            if key == "review" and (flags := open_flag_count()):
+                # a badge: flags reach reviewers whichever page (and dataset) they are on
+                st.page_link(PAGES[key], label=f"Review · {flags} ⚑", help=f"{flags} open flag(s) from annotators")
+            else:
+                st.page_link(PAGES[key])
         st.divider()
         st.markdown(f"**{md_escape(user.name)}** · {user.role}")
         st.caption(f"Model: {md_escape(model_label())}")

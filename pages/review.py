@@ -51,7 +51,7 @@ if wanted and st.session_state.get("rev-wanted-seen") != wanted:
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
 from pages.annotate_parts import flagged_for_review
 
-flagged_for_review(dataset)
+flagged_for_review(None)  # every dataset's flags: a flag is never hidden by the dataset picked
 SETTLE_TAB = "Settle gold"
 
 
