@@ -49,23 +49,33 @@ def needs_first_admin() -> bool:
 
 
 def first_run_setup() -> None:
-    """Ask once for the admin password."""
-    st.title("Welcome to ProbeLens")
-    st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
-    with st.form("first-admin"):
-        first = st.text_input(f"Admin password (at least {account.MIN_PASSWORD_LENGTH} characters)", type="password")
-        second = st.text_input("Repeat it", type="password")
-        submitted = st.form_submit_button("Create the admin account")
-    if submitted:
-        if first != second:
-            st.error("The two passwords differ.")
-        else:
+    """Ask once for the admin password. The form lives in one placeholder, replaced by a plain
+    note once the account exists: the next run loads the model, and meanwhile the browser would
+    otherwise keep a greyed copy of the form (and of any earlier error) on screen."""
+    holder = st.empty()
+    with holder.container():
+        st.title("Welcome to ProbeLens")
+        st.write("Choose the password of the **admin** account. You will use it to sign in and to add your team.")
+        with st.form("first-admin"):
+            first = st.text_input(
+                f"Admin password (at least {account.MIN_PASSWORD_LENGTH} characters)", type="password"
+            )
+            second = st.text_input("Repeat it", type="password")
+            submitted = st.form_submit_button("Create the admin account")
+        problem = None
+        if submitted and first != second:
+            problem = "The two passwords differ."
+        elif submitted:
             try:
                 # the person who chose it is the admin: signed in at once, no second form
                 remember(account.create_first_admin(database(), first))
-                st.rerun()
             except UserError as exc:
-                st.error(md_escape(str(exc)))
+                problem = str(exc)
+            else:
+                holder.info("The admin account is ready: signing you in and loading the model…")
+                st.rerun()
+        if problem:
+            st.error(md_escape(problem))
 
 
 def login_form() -> None:
@@ -87,12 +97,16 @@ def login_form() -> None:
 
 
 def sidebar(user) -> None:
-    from pages.common import active_probe_summary
+    from pages.common import active_probe_summary, open_flag_count
 
     with st.sidebar:
         st.markdown("### ProbeLens")
         for key in ROLE_PAGES[user.role]:
-            st.page_link(PAGES[key])
+            if key == "review" and (flags := open_flag_count()):
+                # a badge: flags reach reviewers whichever page (and dataset) they are on
+                st.page_link(PAGES[key], label=f"Review · {flags} ⚑", help=f"{flags} open flag(s) from annotators")
+            else:
+                st.page_link(PAGES[key])
         st.divider()
         st.markdown(f"**{md_escape(user.name)}** · {user.role}")
         st.caption(f"Model: {md_escape(model_label())}")

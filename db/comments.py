@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.base.errors import UserError
@@ -232,3 +232,11 @@ def restore_comment(
         row.resolved_by = resolved_by.id if resolved_by is not None else None
         session.flush()
     return row
+
+
+def open_flag_count(session: Session) -> int:
+    """Unresolved flags in every dataset: the badge on the Review page's link."""
+    query = select(func.count(AnswerComment.id)).where(
+        AnswerComment.flagged.is_(True), AnswerComment.resolved_at.is_(None)
+    )
+    return int(session.scalar(query) or 0)

@@ -536,3 +536,29 @@ def save_generated(
     if probe_version is not None and trace.scores is not None:
         store_scores(session, probe_version, row.id, trace.scores)
     return row
+
+
+MAX_OVERLAP_K = 10
+
+
+def set_overlap(session: Session, name: str, k: int, percent: int, actor: User | None) -> Dataset:
+    """The dataset's overlap: `k` annotators for `percent`% of its answers (k = 1: none). Bad
+    values are one message and change nothing; the change is an event (`dataset.overlap`)."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_OVERLAP_K:
+        raise UserError(f"overlap must be 1 to {MAX_OVERLAP_K} annotators per answer, got {k!r}")
+    if not isinstance(percent, int) or isinstance(percent, bool) or not 1 <= percent <= 100:
+        raise UserError(f"the share of answers with overlap must be 1 to 100 percent, got {percent!r}")
+    dataset = get_dataset(session, name)
+    before = {"k": dataset.overlap_k or 1, "percent": dataset.overlap_percent or 100}
+    dataset.overlap_k, dataset.overlap_percent = (None, None) if k == 1 else (k, percent)
+    log_event(
+        session,
+        user=actor,
+        action="dataset.overlap",
+        entity="dataset",
+        entity_id=dataset.id,
+        dataset=dataset.name,
+        before=before,
+        after={"k": k, "percent": percent if k > 1 else 100},
+    )
+    return dataset

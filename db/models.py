@@ -194,6 +194,9 @@ class Dataset(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: overlap: `overlap_k` annotators (NULL = 1) for `overlap_percent`% of the answers (NULL = 100)
+    overlap_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    overlap_percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     generations: Mapped[list[Generation]] = relationship(back_populates="dataset", passive_deletes=True)
 

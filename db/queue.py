@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Text, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.analysis.queue_order import SCORE_SORTS, SQL_SORTS
+from core.analysis.queue_order import DEMO_DATASET, SCORE_SORTS, SQL_SORTS
 from core.base.types import Span
 from db.annotations import owner_key
 from db.assignments import DONE, chunks, clock, live
@@ -66,10 +66,31 @@ def set_summary(user: User):
     )
 
 
+def _practice(summary):
+    """A demo answer with gold and no annotator: in everyone's queue to practise on."""
+    return and_(Dataset.name == DEMO_DATASET, func.coalesce(summary.c.n_annotators, 0) == 0, summary.c.has_gold == 1)
+
+
+def needed_annotators():
+    """How many annotators an answer's dataset asks for (its overlap): `overlap_k` for the
+    `overlap_percent`% of its answers picked by a fixed spread of their ids, else 1."""
+    picked = (Generation.id * 37) % 100 < func.coalesce(Dataset.overlap_percent, 100)
+    return case((picked, func.coalesce(Dataset.overlap_k, 1)), else_=1)
+
+
+def _overlap(summary):
+    """Labelled by fewer annotators than the dataset's overlap asks, not by me, not settled by gold."""
+    n_sets = func.coalesce(summary.c.n_annotators, 0)
+    return and_(n_sets >= 1, n_sets < needed_annotators(), summary.c.my_version.is_(None), summary.c.has_gold == 0)
+
+
 def _pool_filter(label_state: str | None, summary, mine_assigned, skipped):
     """Which generations are candidates at all (see `queue`)."""
-    if label_state is None:
-        return and_(or_(mine_assigned, summary.c.generation_id.is_(None)), skipped.is_(None))
+    if label_state is None:  # + the demo's answers nobody labelled, to practise on (gold pre-filled)
+        return and_(
+            or_(mine_assigned, summary.c.generation_id.is_(None), _practice(summary), _overlap(summary)),
+            skipped.is_(None),
+        )
     if label_state == "unlabelled":
         return summary.c.generation_id.is_(None)
     if label_state == "second":
@@ -215,13 +236,16 @@ def queue_counts(
         (summary.c.my_version.is_not(None), "mine"),
         (Assignment.id.is_not(None), "assigned"),
         (summary.c.generation_id.is_(None), "unlabelled"),
+        (_overlap(summary), "overlap"),
         (n_sets == 1, "needs_second"),
         (n_sets >= 2, "others"),
+        (Dataset.name == DEMO_DATASET, "practice"),
         else_="gold_only",
     ).label("bucket")
     query = (
         select(bucket, func.count(Generation.id))
         .select_from(Generation)
+        .join(Dataset, Dataset.id == Generation.dataset_id)
         .outerjoin(summary, summary.c.generation_id == Generation.id)
         .outerjoin(
             Assignment, and_(Assignment.generation_id == Generation.id, Assignment.user_id == user.id, live(moment))

@@ -120,8 +120,10 @@ if st.session_state.get("ann-filters") != filters:
 current = st.session_state.get("ann-current")
 if wanted and st.session_state.get("ann-wanted-seen") != wanted:
     current = st.session_state["ann-pinned"] = int(wanted)
+    st.session_state["ann-pinned-at"] = 0
 if current is not None and current == st.session_state.get("ann-pinned") and current not in ids:
-    ids.insert(0, current)
+    # a saved answer leaves "my queue": it stays open, on the row it had (Save is not Save & next)
+    ids.insert(min(int(st.session_state.get("ann-pinned-at", 0)), len(ids)), current)
 if current not in ids:
     current = ids[0] if ids else None
 if current is None:
@@ -131,24 +133,43 @@ if current is None:
 
 # The queue spans the page so its text can be read; its expander folds it away while editing
 # (a constant label keeps the fold across reruns). Guidelines, Skip and comments sit beside the editor.
+by_id = {i.generation_id: i for i in items}
+opened = acts.open_answer(storage, user, current, probe_version)
+generation, trace, where = opened.generation, opened.trace, opened.where
+my_spans, version, scores, no_colours = opened.my_spans, opened.version, opened.scores, opened.no_colours
+
+
+def pick_row() -> None:
+    """A click on a queue row opens that row's answer: the row is read against the ids the
+    table showed (the queue may have changed since), never against the queue as it is now."""
+    state = st.session_state.get("ann-table")
+    rows = list(state["selection"]["rows"]) if state else []
+    shown_ids = st.session_state.get("ann-table-ids", [])
+    if rows and rows[0] < len(shown_ids):
+        st.session_state["ann-current"] = shown_ids[rows[0]]
+
+
 with st.expander("Queue", expanded=True):
     table = pd.DataFrame(
         [
             {
-                "#": i.generation_id,
-                "answer": i.preview,
-                "why": shown.reasons[i.generation_id],
-                "risk": i.max_score,
-                "flag": "⚑" if i.generation_id in flagged else "",
+                "#": gid,
+                "answer": by_id[gid].preview if gid in by_id else generation.completion[: acts.PREVIEW_CHARS],
+                "why": shown.reasons.get(gid, "open (no longer in this queue)"),
+                "risk": by_id[gid].max_score if gid in by_id else None,
+                "flag": "⚑" if gid in flagged else "",
             }
-            for i in items
+            for gid in ids
         ]
     )
-    picked = st.dataframe(
+    # the ticked row is always the open answer (a save, a skip or a link moves both)
+    st.session_state["ann-table-ids"] = list(ids)
+    st.session_state["ann-table"] = {"selection": {"rows": [ids.index(current)], "columns": [], "cells": []}}
+    st.dataframe(
         spreadsheet_safe(table),
         hide_index=True,
         height=250,
-        on_select="rerun",
+        on_select=pick_row,
         selection_mode="single-row",
         key="ann-table",
         width="stretch",
@@ -160,14 +181,20 @@ with st.expander("Queue", expanded=True):
             "flag": st.column_config.TextColumn(width="small"),
         },
     )
-    rows = picked.selection.rows if picked and picked.selection else []
-    if rows and st.session_state.get("ann-last-row") != rows[0] and rows[0] < len(items):
-        st.session_state["ann-last-row"] = rows[0]
-        current = items[rows[0]].generation_id
 st.session_state["ann-current"] = current
 st.session_state["ann-wanted-seen"] = str(current)
 if st.query_params.get("generation") != str(current):
     st.query_params["generation"] = str(current)  # a reload reopens this answer (and its draft)
+
+
+def start_rescore(version: int) -> None:
+    """An admin's Re-score (a callback): the run fills the scores; the colour note follows it."""
+    try:
+        run_id = acts.start_rescore(storage, user, version)
+    except UserError as exc:
+        st.session_state["ann-flash"] = ("error", str(exc))
+        return
+    st.session_state["ann-flash"] = ("saved", f"Re-score run {run_id} started: colours appear as it reaches answers.")
 
 
 def move_on(after: int = current, queue_ids: tuple[int, ...] = tuple(ids)) -> None:
@@ -178,10 +205,6 @@ def move_on(after: int = current, queue_ids: tuple[int, ...] = tuple(ids)) -> No
     else:
         st.session_state["ann-current"] = None
 
-
-opened = acts.open_answer(storage, user, current, probe_version)
-generation, trace, where = opened.generation, opened.trace, opened.where
-my_spans, version, scores, no_colours = opened.my_spans, opened.version, opened.scores, opened.no_colours
 
 right, side = st.columns([5, 2])
 with side:
@@ -195,6 +218,20 @@ with right:
         st.caption(f"When it was generated: {md_escape(ended)}")
     if no_colours:
         st.info(no_colours)
+    if opened.prefilled:
+        st.caption(
+            f"A demo answer to practise on: the editor starts from its gold (version {opened.gold_version}, "
+            "the demo's labelling rule). Change what you disagree with and save: your own set is stored, "
+            "the gold stays as it is."
+        )
+    if opened.rescore_version is not None and user.role == "admin":
+        st.button(
+            f"Re-score with probe v{opened.rescore_version}",
+            key=f"ann-rescore-{current}",
+            on_click=start_rescore,
+            args=(opened.rescore_version,),
+            help="Stores the probe's scores for every answer that lacks them (a background run, as after a promote).",
+        )
     st.chat_message("user").markdown(
         md_escape(generation.prompt_messages[-1]["content"] if generation.prompt_messages else "", inline=False)
     )
@@ -217,7 +254,9 @@ with right:
         suggestions = suggestions + opened.judge_suggestions
     conflict_key = f"conflict-{current}"
 
-    def store(saved: dict, generation_id: int = current, loaded_version: int = version) -> None:
+    def store(
+        saved: dict, generation_id: int = current, loaded_version: int = version, queue_ids: list[int] = ids
+    ) -> None:
         """The save, as a callback: it runs before the script body, so the body already
         renders the stored version (or the conflict) and never flashes a stale one."""
         from core.base.types import Span
@@ -245,6 +284,9 @@ with right:
         st.session_state["ann-flash"] = ("saved", f"Saved answer #{generation_id} (version {stored.version}).")
         if saved.get("next"):
             move_on(generation_id)
+        else:  # Save stays on the answer, even when the save takes it out of this queue
+            st.session_state["ann-current"] = st.session_state["ann-pinned"] = generation_id
+            st.session_state["ann-pinned-at"] = queue_ids.index(generation_id) if generation_id in queue_ids else 0
 
     conflict = st.session_state.get(conflict_key)
     editor_spans = [{"start": s.start, "end": s.end, "label": s.label, "note": s.note} for s in my_spans]
@@ -273,6 +315,11 @@ with right:
     elif flash:
         st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
+    if opened.gold_spans and not opened.prefilled:
+        with st.expander(f"Gold (version {opened.gold_version}): {plural(len(opened.gold_spans), 'span')}"):
+            token_heatmap(
+                view, key=f"ann-gold-{current}", gold_spans=[s.__dict__ for s in opened.gold_spans], height=200
+            )
 
     if conflict:
         st.warning(

@@ -211,6 +211,10 @@ def model_label() -> str:
     return resolve_model_id(None)
 
 
+def open_flag_count() -> int:
+    return shared.open_flag_count(database())
+
+
 def active_probe_summary() -> str:
     return shared.active_probe_summary(database())
 

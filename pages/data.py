@@ -302,6 +302,24 @@ with tab_sets:
             ]
         )
         st.dataframe(spreadsheet_safe(frame), hide_index=True, key="sets-table")
+        st.markdown("**Overlap** — how many annotators label each answer, for agreement")
+        tuned = st.selectbox("Dataset", names, key="ovl-dataset")
+        k_now, percent_now = acts.overlap_of(storage, user, tuned)
+        with st.form(widget_key("ovl-form", tuned)):
+            a, b = st.columns(2)
+            k_new = a.number_input("Annotators per answer (k)", 1, 10, k_now, help="1: no overlap")
+            percent_new = b.number_input("Of the answers (%)", 1, 100, percent_now, help="a fixed pick by answer id")
+            if st.form_submit_button("Save overlap"):
+                try:
+                    acts.set_overlap(storage, user, tuned, int(k_new), int(percent_new))
+                    st.success(
+                        f"Overlap of '{md_escape(tuned)}': {int(k_new)} annotators for {int(percent_new)}% of its "
+                        "answers. An answer stays in the other annotators' queues until it has that many."
+                        if k_new > 1
+                        else f"No overlap for '{md_escape(tuned)}': one annotator per answer."
+                    )
+                except UserError as exc:
+                    st.error(md_escape(str(exc)))
         st.markdown("**Delete a dataset**")
         doomed = st.selectbox("Dataset to delete", names, key="del-dataset")
         info = next(d for d in datasets if d["name"] == doomed)

@@ -226,7 +226,7 @@ with tab_suspects:
                     "gold": label_word(s["label"]),
                     "probe": s["score"],
                     "confidence": s["confidence"],
-                    "kind": s["kind"],
+                    "kind": mistakes.suspect_kind_words(s["kind"]),
                 }
                 for s in found
             ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import pandas as pd
 import streamlit as st
 
@@ -22,14 +24,23 @@ from pages.run_progress import RunView, run_progress
 storage = database()
 
 
+FLASH = "probes-flash"
+
+
+def redraw(kind: str, text: str) -> NoReturn:
+    """Say `text` above the versions table and draw the page again: the table and the active
+    version were read before the action (another admin may have changed them meanwhile)."""
+    st.session_state[FLASH] = (kind, text)
+    st.rerun()
+
+
 def activate(version: int, done: str) -> None:
     """Promote (or roll back to) `version` and start the re-score that fills its heatmaps."""
     try:
         run_id = acts.activate(storage, user, version)
-        st.toast(done.format(v=version, run=run_id))
-        st.rerun()
     except UserError as exc:
-        st.error(md_escape(str(exc)))
+        redraw("error", str(exc))
+    redraw("success", done.format(v=version, run=run_id))
 
 
 # --- retrain ------------------------------------------------------------------------------------
@@ -49,7 +60,8 @@ sources = st.multiselect(
 summary = retrain.label_summary(storage, chosen or None, tuple(sources) or ("gold", "majority"))
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Labelled answers", summary["answers"])
-c2.metric("Train / validation", f"{summary['by_split'].get('train', 0)} / {summary['by_split'].get('validation', 0)}")
+used = summary["used"]
+c2.metric("Train / validation", f"{used['train']} / {used['validation']}", help=f"validation: {used['how']}")
 c3.metric("Gold / majority", f"{summary['by_source'].get('gold', 0)} / {summary['by_source'].get('majority', 0)}")
 c4.metric("Hallucinated spans", summary["hallucinated_spans"])
 validation = summary.get("validation", {})
@@ -86,7 +98,7 @@ with st.form("retrain"):
         kl_weight = g.number_input(
             "KL weight", 0.0, 1000.0, defaults.kl_weight, help="keeps generation as the base model's"
         )
-    n_train = summary["by_split"].get("train", 0)
+    n_train = used["train"]
     st.caption(retrain.time_estimate(n_train))
     pressed = st.form_submit_button("Retrain", type="primary")
 
@@ -174,6 +186,9 @@ run_progress(
 # --- versions -----------------------------------------------------------------------------------
 
 st.subheader("Versions")
+flash = st.session_state.pop(FLASH, None)
+if flash is not None:
+    (st.success if flash[0] == "success" else st.error)(md_escape(flash[1]))
 table = registry.versions_table(storage)
 if not table:
     st.info("No probe yet. Label some answers and press Retrain, or upload a probe below.")
@@ -259,6 +274,7 @@ uploaded = st.file_uploader("Probe zip", type=["zip"], key="probe-upload")
 if uploaded is not None and st.button("Register uploaded probe", key="probe-upload-go"):
     try:
         new_version = acts.upload(storage, language_model(), user, uploaded.getvalue())
-        st.success(f"Registered as v{new_version}.")
     except UserError as exc:
         st.error(md_escape(str(exc)))
+    else:
+        redraw("success", f"Registered as v{new_version}.")

@@ -51,7 +51,7 @@ if wanted and st.session_state.get("rev-wanted-seen") != wanted:
 dataset = st.selectbox("Dataset", datasets, key="rev-dataset")
 from pages.annotate_parts import flagged_for_review
 
-flagged_for_review(dataset)
+flagged_for_review(None)  # every dataset's flags: a flag is never hidden by the dataset picked
 SETTLE_TAB = "Settle gold"
 
 
@@ -212,17 +212,11 @@ with tab_review:
         candidates.insert(0, current)  # linked to, though nobody has labelled it yet
     if current not in candidates:
         current = candidates[0]
-    if st.session_state.pop("rev-force", False):
-        st.session_state["rev-pick"] = current  # a link (or a save) wins over the answer picked earlier
-    if st.session_state.get("rev-pick") not in candidates:
-        st.session_state.pop("rev-pick", None)
-    current = st.selectbox(
-        "Answer",
-        candidates,
-        key="rev-pick",
-        format_func=lambda g: f"#{g}",
-        **({} if "rev-pick" in st.session_state else {"index": candidates.index(current)}),
-    )
+    forced = st.session_state.pop("rev-force", False)  # a link (or a save) wins over the answer picked earlier
+    if forced or st.session_state.get("rev-pick") not in candidates:
+        # written, never dropped: a dropped key left the browser showing the old dataset's answer
+        st.session_state["rev-pick"] = current
+    current = st.selectbox("Answer", candidates, key="rev-pick", format_func=lambda g: f"#{g}")
     following = next_unsettled(candidates, settled, current)
     bundle = acts.review_bundle(storage, current, probe_version)
     trace = bundle.trace

@@ -99,7 +99,9 @@ def seed_status(user: SignedIn) -> None:
             st.success("Demo data and a demo probe are ready.")
 
     view = RunView(
-        progress=lambda run: f"Preparing demo data: {md_escape(run['message'] or run['status'])}",
+        progress=lambda run: (
+            f"Preparing demo data: {md_escape(runs.seed_progress_label(run['stage'], run['message']))}"
+        ),
         finished=finished,
         cancel=(lambda _run: "Cancel demo seeding") if user.role == "admin" else None,
         cancel_key=lambda _run: "cancel-seed",

@@ -54,6 +54,7 @@ SLOW_MODULES = (
     "test_lora_cli",
     "test_lora_versions",
     "test_seed_run",
+    "test_workers_reaped",
     "test_batch",
     "test_batch_cancel",
     "test_probes_page",

@@ -124,6 +124,32 @@ def test_delete_needs_the_typed_name_and_is_logged(env):
         assert event.user_id == get_user(session, "boss").id and event.before["generations"] == 3
 
 
+def test_overlap_is_set_once_per_dataset_on_the_datasets_tab(env):
+    """#25 friction 4: the admin's project setting, stored and shown back."""
+    from core.orchestration.imports import import_file
+    from db.generations import get_dataset
+
+    with env.sessions() as session, session.begin():
+        import_file(session, lines(), dataset="lviv", actor=None, source_name="lviv.jsonl")
+    at = data_page()
+    k_box = next(n for n in at.number_input if n.label == "Annotators per answer (k)")
+    share = next(n for n in at.number_input if n.label == "Of the answers (%)")
+    assert (k_box.value, share.value) == (1, 100)
+    k_box.set_value(3)
+    share.set_value(40)
+    button(at, "Save overlap").click().run()
+    assert not at.exception, at.exception
+    assert any("3 annotators for 40%" in plain(s.value) for s in at.success)
+    with env.sessions() as session:
+        found = get_dataset(session, "lviv")
+        assert (found.overlap_k, found.overlap_percent) == (3, 40)
+    at = data_page()
+    assert [n.value for n in at.number_input if n.label in ("Annotators per answer (k)", "Of the answers (%)")] == [
+        3,
+        40,
+    ]
+
+
 def test_a_bad_prompts_file_starts_no_batch(env):
     from db.models import TrainRun
 

@@ -298,6 +298,19 @@ def _probe(session, version=None):
     return register_probe(session, artifact_dir="/nowhere", config=config, version=version)
 
 
+def test_the_seed_progress_label_gives_each_figure_its_unit():
+    """#25 friction 11: "generate: 80/200 · 4 answers at a time" mixed units in the sidebar."""
+    from core.orchestration.colour_status import seed_progress_label
+
+    said = seed_progress_label("generate", "generate: 80/200 · 4 answers at a time")
+    assert said == "step 2 of 3, generating the demo answers: 80 of 200 answers"
+    assert (
+        seed_progress_label("train", "train: 3/10 · loss 0.5") == "step 3 of 3, training the demo probe: 3 of 10 steps"
+    )
+    assert seed_progress_label("load", "load: 0/1") == "step 1 of 3, loading the model"
+    assert seed_progress_label(None, None) == "step 1 of 3, loading the model"
+
+
 def test_the_seed_stage_is_said_as_a_step(team):
     db, ids = team
     assert seed_step("load") == (1, "loading the model")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.base.progress import OUTCOME_NEWS_SECONDS, eta_seconds, outcome_is_news
+from core.base.progress import OUTCOME_NEWS_SECONDS, outcome_is_news
 from core.probes.guard import MIN_ANSWERS, MIN_SPANS_PER_KIND, small_validation_warning, version_validation_warning
 
 

@@ -23,7 +23,7 @@ from core.analysis.curves import (
     score_histograms,
     threshold_table,
 )
-from core.analysis.mistakes import label_error_suspects, top_errors
+from core.analysis.mistakes import label_error_suspects, suspect_kind_words, top_errors
 from core.analysis.score_levels import span_max_scores
 from core.probes.linear import LinearProbe, TrainConfig
 from core.probes.metrics import (
@@ -433,6 +433,8 @@ def test_label_error_suspects_finds_flipped_spans():
     assert confs == sorted(confs, reverse=True) and all(c > 0.5 for c in confs)
     for s in suspects:
         assert s["kind"] == ("gold_1_low_score" if s["label"] == 1 else "gold_0_high_score")
+        words = suspect_kind_words(s["kind"])  # the table's kind column: words, not codes (#25 friction 11)
+        assert "_" not in words and ("hallucinated" if s["label"] == 1 else "supported") in words
         assert s["confidence"] == pytest.approx(abs(s["score"] - s["label"]))
         assert 0 <= s["fold"] < 5
 

@@ -193,3 +193,38 @@ def test_taking_one_set_whole_also_moves_on(three):
             (0, 4, "Not Supported"),
             (28, 34, "Supported"),
         ]
+
+
+def test_flags_show_as_a_badge_and_are_never_filtered_away_by_the_dataset(env):
+    """#25 friction 11: a flag in another dataset than the one Review shows was hidden, and
+    nothing told a reviewer on another page that flags were waiting."""
+    from db.comments import add_comment
+    from db.generations import add_generation, get_or_create_dataset
+    from db.users import get_user
+
+    database, _generation_id = env
+    with database.sessions() as session, session.begin():
+        other = get_or_create_dataset(session, "aaa-first")  # sorts first: the dataset Review opens on
+        gen = Generation([{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "Rome."}])
+        add_generation(session, other, gen)
+        flagged = get_generation_in(session, "set1")
+        add_comment(session, flagged, "is 1256 right?", author=get_user(session, "alice"), flag=True)
+    at = sign_in("boss", "boss-password")
+    assert not at.exception, at.exception
+    links = [p.proto.label for p in at.get("page_link")]
+    assert "Review · 1 ⚑" in links, links
+    at.switch_page("pages/review.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="rev-dataset").value == "aaa-first"
+    labels = [getattr(e, "label", "") for e in at.expander]
+    assert any("Flagged for review: 1 open flag" in x for x in labels), labels
+
+
+def get_generation_in(session, dataset: str) -> int:
+    from sqlalchemy import select
+
+    from db.models import Dataset
+    from db.models import Generation as Row
+
+    return session.scalar(select(Row.id).join(Dataset).where(Dataset.name == dataset))

@@ -121,8 +121,23 @@ def test_upload_through_the_page_checks_the_model(env, tiny_lm, tmp_path):
     at.file_uploader(key="probe-upload").set_value(("mine.zip", mine, "application/zip")).run()
     next(b for b in at.button if b.label == "Register uploaded probe").click().run()
     assert any("Registered as v2" in s.value for s in at.success)
+    assert sorted(at.dataframe[0].value["version"]) == [1, 2]  # #25 bug 7: the table under the message is new
     with env.sessions() as session:
         assert session.query(Probe).count() == 2
+
+    # another admin promotes v1 meanwhile (its re-score still running): this page's promote of v2
+    # is refused, and the page is drawn again with the version that is active now
+    from core.orchestration.registry import activate_in
+    from db.train_runs import create_run, mark_started
+
+    with env.sessions() as session, session.begin():
+        activate_in(session, 1, None)
+        mark_started(session, create_run(session, "rescore", {}, None).id, os.getpid())
+    next(b for b in at.button if b.label == "Promote v2 to active").click().run()
+    assert not at.exception, at.exception
+    assert any("already running" in plain(e.value) for e in at.error)
+    table = at.dataframe[0].value
+    assert list(table.loc[table["version"] == 1, "active"]) == ["●"]
 
 
 def test_guard_rails_warn_of_a_small_validation_set_and_of_a_retrain_that_changes_nothing(env):
@@ -184,3 +199,22 @@ def test_a_column_is_as_wide_as_its_header_or_longest_value():
     assert widths["a rather long heading"] == len("a rather long heading") * CHAR_PX + PAD_PX
     assert widths["text"] == 30 * CHAR_PX + PAD_PX
     assert fitted_widths([{"t": "y" * 1000}])["t"] == MAX_PX
+
+
+def test_train_validation_figures_and_the_guard_count_the_same_answers(env):
+    """#25 bug 5: with no stored validation answers the page said "Train / validation 32 / 0"
+    and, under it, "The validation set holds 3 answers": both now read the split a retrain uses."""
+    from sqlalchemy import update
+
+    from core.orchestration.retrain import label_summary
+    from db.models import Generation
+
+    with env.sessions() as session, session.begin():
+        session.execute(update(Generation).values(split="train"))
+    used = label_summary(env)["used"]
+    assert used["validation"] > 0 and used["train"] + used["validation"] == len(answers())
+    at = probes_page()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Train / validation"] == f"{used['train']} / {used['validation']}"
+    small = [w.value for w in at.warning if "The validation set holds" in w.value]
+    assert small and small[0].startswith(f"The validation set holds {used['validation']} answers"), small

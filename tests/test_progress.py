@@ -4,7 +4,6 @@ data (issue #25, friction 2)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 

@@ -227,3 +227,15 @@ def label_error_suspects(
             }
         )
     return out
+
+
+#: What a suspect's kind says, in words for the Label suspects table (the codes stay in the data).
+SUSPECT_KIND_WORDS = {
+    "gold_1_low_score": "gold: hallucinated · probe: low risk",
+    "gold_0_high_score": "gold: supported · probe: high risk",
+}
+
+
+def suspect_kind_words(kind: str) -> str:
+    """A suspect's kind as people read it (an unknown code is shown as it is)."""
+    return SUSPECT_KIND_WORDS.get(kind, kind)

@@ -27,6 +27,9 @@ SCORE_SORTS = ("uncertainty", "risk")
 #: Sorts the database does alone (the others rank every candidate here).
 SQL_SORTS = ("assigned", "newest")
 MAX_SEARCH_CHARS = 200
+#: The demo seed's dataset: its answers (gold by the demo's rule, no annotator) are in everyone's
+#: queue to practise on, their gold pre-filled as editable pre-annotations.
+DEMO_DATASET = "demo"
 SCORE_DTYPE = "<f4"  # the layout db.arrays.pack_floats writes; read with numpy, not via lists
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.analysis.queue_order import QueueItem
+from core.analysis.queue_order import DEMO_DATASET, QueueItem
 from core.text.readable import plural
 
 
@@ -26,18 +26,30 @@ class QueueCounts:
     unlabelled: int = 0  # nobody has labelled it and it has no gold
     needs_second: int = 0  # exactly one other annotator labelled it
     others: int = 0  # two or more others labelled it
-    gold_only: int = 0  # a gold set (reviewer, import, demo rule) and no annotator
+    overlap: int = 0  # others labelled it, fewer than its dataset's overlap asks (in my queue)
+    practice: int = 0  # a demo answer: gold by the demo's rule and no annotator (in my queue)
+    gold_only: int = 0  # a gold set (reviewer, import) and no annotator
 
     @property
     def in_my_queue(self) -> int:
-        return self.assigned + self.unlabelled
+        return self.assigned + self.unlabelled + self.overlap + self.practice
 
 
 def summary_line(found: QueueCounts) -> str:
     """What "my queue" holds and what it leaves out, in one paragraph (plain text: escape it to render)."""
     inside = (
         f"Your queue: {plural(found.assigned, 'answer')} assigned to you and "
-        f"{plural(found.unlabelled, 'answer')} nobody has labelled yet."
+        f"{plural(found.unlabelled, 'answer')} nobody has labelled yet"
+        + (
+            f", {plural(found.overlap, 'answer')} its dataset's overlap asks more annotators for"
+            if found.overlap
+            else ""
+        )
+        + (
+            f", and {plural(found.practice, 'demo answer')} to practise on (its gold pre-filled)."
+            if found.practice
+            else "."
+        )
     )
     left = [
         part
@@ -65,6 +77,8 @@ def reason(item: QueueItem) -> str:
         return f"you labelled it (v{item.my_version})"
     if item.assigned:
         return "assigned to you"
+    if item.n_annotators == 0 and item.has_gold and item.dataset == DEMO_DATASET:
+        return "demo answer: practise on it (gold pre-filled)"
     if item.n_annotators == 0:
         return "has gold, no annotator" if item.has_gold else "nobody labelled it yet"
     if item.n_annotators == 1:

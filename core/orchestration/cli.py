@@ -15,8 +15,8 @@ from typing import Any
 
 from core.base.errors import UserError
 from core.base.progress import Cancelled
-from core.orchestration import cli_db as db_cli
 from core.orchestration import cli_answers, cli_judges, cli_notes, cli_runs
+from core.orchestration import cli_db as db_cli
 from core.orchestration.serve import cli as serve_cli
 
 Handler = Callable[[argparse.Namespace], int]

@@ -33,6 +33,28 @@ def seed_step(stage: str | None) -> tuple[int, str]:
     return len(SEED_STEPS), SEED_STEPS[-1][0]
 
 
+#: what a stage's "done/total" counts, so a label never puts answers and steps side by side
+STAGE_UNITS = {
+    "generate": "answers",
+    "labels": "answers",
+    "extract": "answers",
+    "train": "steps",
+    "bootstrap": "resamples",
+}
+
+
+def seed_progress_label(stage: str | None, message: str | None) -> str:
+    """The seed's progress as one unit per figure: "step 2 of 3, generating the demo answers: 80
+    of 200 answers" (the worker's message, "generate: 80/200 · 4 answers at a time", mixed them)."""
+    number, words = seed_step(stage)
+    found = _STAGE_COUNT.match(message or "")
+    count = ""
+    if found and found.group(1) == (stage or "") and int(found.group(3)) > 1:
+        unit = STAGE_UNITS.get(found.group(1), "")
+        count = f": {found.group(2)} of {found.group(3)}" + (f" {unit}" if unit else "")
+    return f"step {number} of {len(SEED_STEPS)}, {words}{count}"
+
+
 def _percent(run: TrainRun) -> str:
     return f", {round(100 * float(run.progress or 0.0))}%" if run.status == RunStatus.RUNNING else ""
 
@@ -110,7 +132,14 @@ def no_colour_reason(session: Session, *, scoring_version: int | None, generatio
             f"Probe v{scoring_version}'s scores are being computed for every answer "
             f"(re-score run {rescore.id}{_percent(rescore)}); this answer gets its colours when it is reached."
         )
+    return missing_scores_note(scoring_version)
+
+
+def missing_scores_note(scoring_version: int) -> str:
+    """What an answer without stored scores says: what an admin can do, never a command line
+    (Annotate gives admins a Re-score button beside it)."""
     return (
         f"This answer has no stored scores from probe v{scoring_version} (it was added after the last "
-        f"re-score); `python -m core probes rescore {scoring_version}` scores the answers that lack them."
+        f"re-score). An admin can re-score: it stores probe v{scoring_version}'s scores for every "
+        "answer that lacks them."
     )

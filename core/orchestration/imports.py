@@ -29,8 +29,8 @@ from core.base.errors import UserError
 from core.base.progress import CancelToken, ProgressFn, check, report
 from core.text.formats import RawItem, ServerPath, Source, open_source, redact_values
 from core.text.interchange import parse_record, trace_from_record
-from core.text.team_notes import parse_notes
 from core.text.readable import label_both
+from core.text.team_notes import parse_notes
 from db.annotations import validate_spans
 from db.generations import RESERVED_EXTRA_KEYS, check_split, check_storable, clean_dataset_name, content_hash
 from db.importer import ImportReport, ImportWriter, ParsedItem, unmatched_of

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,36 @@ WORKER_MODULE = "core.orchestration.worker"
 RAY_ENTRY = run_in_ray_worker
 
 _SUBMITTED: dict[int, Any] = {}  # run id -> the ObjectRef of its Ray task (kept so tests and callers can wait)
-_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by core.base.processes.process_alive / poll
+_CHILDREN: dict[int, subprocess.Popen] = {}  # run id -> its local worker, until the reaper has waited on it
+_CHILDREN_LOCK = threading.Lock()
+_REAPER: threading.Thread | None = None
+REAP_SECONDS = 1.0
+
+
+def _reap_until_none() -> None:
+    """The reaper thread: waits on (polls) every worker this process started as each one exits,
+    since a finished child nobody waits on stays a zombie of the app server; it stops when none
+    is left, and the next launch starts it again."""
+    global _REAPER
+    while True:
+        time.sleep(REAP_SECONDS)
+        with _CHILDREN_LOCK:
+            for run_id, proc in list(_CHILDREN.items()):
+                if proc.poll() is not None:
+                    del _CHILDREN[run_id]
+            if not _CHILDREN:
+                _REAPER = None
+                return
+
+
+def _watch(run_id: int, proc: subprocess.Popen) -> None:
+    """Keep the worker until it exits, and make sure a reaper thread waits on it then."""
+    global _REAPER
+    with _CHILDREN_LOCK:
+        _CHILDREN[run_id] = proc
+        if _REAPER is None:
+            _REAPER = threading.Thread(target=_reap_until_none, name="probelens-worker-reaper", daemon=True)
+            _REAPER.start()
 
 
 def launch(
@@ -87,7 +117,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    _CHILDREN[run_id] = proc
+    _watch(run_id, proc)
     with database.sessions() as session, session.begin():
         run = get_run(session, run_id)
         if run.pid is None:
@@ -148,6 +178,20 @@ def start_retrain(database, params: RetrainParams, actor: int | None | ActingAs)
     """Validate (bad options: one message, no row), then start the worker; returns the run id."""
     params.validate()
     return launch(database, RunKind.RETRAIN, params.to_dict(), actor)
+
+
+def start_rescore(database, probe_version: int, actor: int | None | ActingAs, model: str | None = None) -> int:
+    """Store `probe_version`'s scores for the answers that lack them (no promote); refused with
+    one message when there is no such version or a re-score already runs. Returns the run id."""
+    from db.probes import find_probe
+
+    def exists(session, _user: User | None) -> None:
+        if find_probe(session, int(probe_version)) is None:
+            raise UserError(f"there is no probe v{probe_version} to re-score with")
+
+    return launch(
+        database, RunKind.RESCORE, RescoreParams(int(probe_version), model).to_dict(), actor, in_transaction=exists
+    )
 
 
 def start_seed(database, actor: int | None | ActingAs = None, size: int | None = None, model: str | None = None) -> int:

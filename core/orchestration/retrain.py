@@ -133,7 +133,13 @@ def label_summary(
         out["by_split"][x.split] = out["by_split"].get(x.split, 0) + 1
         out["by_source"][x.source] = out["by_source"].get(x.source, 0) + 1
     out["hallucinated_spans"] = sum(1 for x in labelled for s in x.generation.spans if LABEL_VALUES.get(s.label) == 1)
-    train, val, _how = _choose_splits(labelled, RetrainParams().val_fraction) if labelled else ([], [], "")
+    try:
+        train, val, how = _choose_splits(labelled, RetrainParams().val_fraction) if labelled else ([], [], "")
+    except UserError:  # labelled answers, none in the train split: the retrain says why
+        train, val, how = [], [x for x in labelled if x.split == "validation"], "stored validation split"
+    # what a retrain trains and validates on: the figures above the guard and the guard itself
+    # read these two counts (one computation), never the stored splits' own counts
+    out["used"] = {"train": len(train), "validation": len(val), "how": how}
     out["validation"] = {
         "answers": len(val),
         "hallucinated": sum(1 for x in val for s in x.generation.spans if LABEL_VALUES.get(s.label) == 1),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.analysis.queue_order import DEMO_DATASET as DEMO_DATASET
 from core.base import settings
 from core.base.decoding import DecodingSettings
 from core.base.progress import CancelToken, ProgressFn, check, report
@@ -26,8 +27,6 @@ from db.annotations import save_annotation_set
 from db.generations import add_generation, find_dataset, get_or_create_dataset
 from db.predictions import store_scores
 from db.probes import active_probe, set_active
-
-DEMO_DATASET = "demo"
 
 
 def needs_seed(database) -> bool:

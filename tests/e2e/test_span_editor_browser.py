@@ -466,6 +466,24 @@ def test_conflict_shows_theirs_and_keeps_local_edits(page, heatmap_app):
     assert page.errors == []
 
 
+def test_a_refused_save_never_reads_saved_in_the_toolbar(page, heatmap_app):
+    """#25 bug 6: a conflict on an unchanged answer said "v0 · saved" above "not saved: ..."."""
+    root = open_editor(page, heatmap_app)
+    page.get_by_role("button", name="Simulate another save").click()  # bob saves version 1
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+        ".some(c => c.textContent.includes('version 1'))"
+    )
+    root.focus()
+    page.keyboard.press("Enter")  # nothing edited, saved on version 0: refused
+    root.locator(".ple-conflict").wait_for(state="visible", timeout=15_000)
+    assert "not saved" in root.locator(".ple-msg").inner_text()
+    state = root.locator(".ple-state").inner_text()
+    assert "saved" not in state.replace("unsaved", ""), state
+    assert root.get_attribute("data-dirty") == "1"
+    assert page.errors == []
+
+
 # --- long answers ----------------------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ WRITES = {
         "boss",
         lambda t, a: data.import_data(t.storage, a, JSONL, "x.jsonl", dataset="new", split="train", as_user=None),
     ),
+    "data.overlap": ("data", "boss", lambda t, a: data.set_overlap(t.storage, a, "set1", 2, 100)),
     "data.delete": ("data", "boss", lambda t, a: data.delete_dataset(t.storage, a, "set1")),
     "data.batch": (
         "data",
@@ -74,6 +75,7 @@ WRITES = {
     "data.cancel": ("data", "boss", lambda t, a: runs.cancel_run(t.storage, a, t.run)),
     "seed.cancel": ("data", "boss", lambda t, a: runs.cancel_run(t.storage, a, t.run)),
     "seed.restart": ("data", "boss", lambda t, a: runs.restart_seed(t.storage, a)),
+    "annotate.rescore": ("probes", "boss", lambda t, a: annotate.start_rescore(t.storage, a, 1)),
     "probes.cancel": ("probes", "boss", lambda t, a: runs.cancel_run(t.storage, a, t.run)),
     "probes.retrain": ("probes", "boss", lambda t, a: probes.start_retrain(t.storage, a, retrain.RetrainParams())),
     "probes.promote": ("probes", "boss", lambda t, a: probes.activate(t.storage, a, 1)),

@@ -186,7 +186,9 @@ function update(ed) {
       if (b.lastChild.textContent !== text) b.lastChild.textContent = text;
     }
   }
-  const dirty = spansKey(ed.cur) !== ed.props.key || ed.baseVersion !== ed.props.base;
+  // a refused save (a conflict) is never "saved", even when the page hands the editor back
+  // the person's own spans as its props (Annotate keeps them there while the conflict lasts)
+  const dirty = spansKey(ed.cur) !== ed.props.key || ed.baseVersion !== ed.props.base || !!ed.conf.data;
   ui.state.textContent = `v${ed.baseVersion}${ed.save.busy ? " · saving…" : dirty ? " · unsaved changes" : " · saved"}`;
   ui.state.classList.toggle("ple-dirty", dirty);
   ui.statusText.textContent = statusText(ed);

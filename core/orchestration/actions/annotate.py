@@ -6,20 +6,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.analysis.queue_order import DEMO_DATASET
 from core.base.errors import UserError
 from core.base.types import Generation, Span, TokenTrace
-from core.orchestration import webhooks, work_queue
-from core.orchestration.actions.acting import Actor, reading, writing
-from core.orchestration.colour_status import no_colour_reason
+from core.orchestration import launcher, webhooks, work_queue
+from core.orchestration.actions.acting import Actor, checker, reading, writing
+from core.orchestration.colour_status import missing_scores_note, no_colour_reason
 from core.text.tokens import nfc
 from db import Database, assignments, comments, guidelines, skips
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.generations import get_generation, to_core, trace_of
 from db.judges import judged_spans
 from db.predictions import scores_for
+from db.queue import PREVIEW_CHARS as PREVIEW_CHARS
 from db.references import passages_by_id
 
 PAGE = "annotate"
+RESCORE_PAGE = "probes"  # starting a re-score is an admin's, as on the Probes page
 MAX_SEARCH_CHARS = work_queue.MAX_SEARCH_CHARS
 MAX_COMMENT_CHARS = comments.MAX_COMMENT_CHARS
 MAX_GUIDELINE_CHARS = guidelines.MAX_GUIDELINE_CHARS
@@ -98,6 +101,13 @@ class OpenAnswer:
     no_colours: str | None
     # the LLM judges' spans as editor suggestions: {start, end, score, label, note, source}
     judge_suggestions: list[dict[str, Any]] = field(default_factory=list)
+    #: the version whose scores this answer lacks, with no re-score running: an admin may start one
+    rescore_version: int | None = None
+    #: the answer's gold spans (empty without gold) and its gold version (0: none)
+    gold_spans: list[Span] = field(default_factory=list)
+    gold_version: int = 0
+    #: True when `my_spans` are the demo's gold, pre-filled for practice (nothing of mine stored yet)
+    prefilled: bool = False
 
 
 PASSAGE_CHARS_SHOWN = 300
@@ -130,16 +140,32 @@ def open_answer(storage: Database, actor: Actor, generation_id: int, probe_versi
     with reading(storage, actor, PAGE) as (session, me):
         row = get_generation(session, generation_id)
         my_set = get_set(session, generation_id, me)
+        no_colours = no_colour_reason(session, scoring_version=probe_version, generation_id=generation_id)
+        gold = get_set(session, generation_id, None)
+        gold_spans = spans_of(gold) if gold else []
+        # a demo answer I have not labelled opens with its gold as editable pre-annotations
+        prefilled = my_set is None and gold is not None and row.dataset.name == DEMO_DATASET
+        missing = probe_version is not None and no_colours == missing_scores_note(probe_version)
         return OpenAnswer(
             judge_suggestions=_judge_suggestions(session, generation_id, len(nfc(row.completion))),
             generation=to_core(row),
             trace=trace_of(row),
             where=f"{row.dataset.name} / {row.split}",
-            my_spans=spans_of(my_set) if my_set else [],
+            my_spans=spans_of(my_set) if my_set else list(gold_spans) if prefilled else [],
             version=my_set.version if my_set else 0,
             scores=scores_for(session, probe_version, generation_id) if probe_version else None,
-            no_colours=no_colour_reason(session, scoring_version=probe_version, generation_id=generation_id),
+            no_colours=no_colours,
+            rescore_version=probe_version if missing else None,
+            gold_spans=gold_spans,
+            gold_version=gold.version if gold else 0,
+            prefilled=prefilled,
         )
+
+
+def start_rescore(storage: Database, actor: Actor, probe_version: int) -> int:
+    """An admin's Re-score from Annotate: store `probe_version`'s scores for every answer that
+    lacks them. Checked against the Probes page (admins only) inside the run's transaction."""
+    return launcher.start_rescore(storage, probe_version, checker(actor, RESCORE_PAGE))
 
 
 @dataclass(frozen=True)

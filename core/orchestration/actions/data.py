@@ -21,6 +21,8 @@ from core.text.formats import import_root, max_import_mb
 from core.text.references import parse_reference_text, read_references
 from db import Database, answer_admin, judges, references
 from db.generations import delete_dataset as delete_stored_dataset
+from db.generations import get_dataset
+from db.generations import set_overlap as store_overlap
 from db.users import list_users
 
 PAGE = "data"
@@ -80,6 +82,20 @@ def delete_dataset(storage: Database, actor: Actor, name: str) -> None:
     """Delete a dataset with everything stored of its answers (logged; cannot be undone)."""
     with writing(storage, actor, PAGE) as (session, me):
         delete_stored_dataset(session, name, me)
+
+
+def overlap_of(storage: Database, actor: Actor, name: str) -> tuple[int, int]:
+    """(k annotators per answer, percent of the answers) the dataset's queue follows (1, 100: none)."""
+    with reading(storage, actor, PAGE) as (session, _me):
+        dataset = get_dataset(session, name)
+        return dataset.overlap_k or 1, dataset.overlap_percent or 100
+
+
+def set_overlap(storage: Database, actor: Actor, name: str, k: int, percent: int) -> None:
+    """Set the dataset's overlap once (admins): the queue keeps an answer in the others' queues
+    until it has k annotators, for `percent`% of the answers (a fixed pick by answer id)."""
+    with writing(storage, actor, PAGE) as (session, me):
+        store_overlap(session, name, k, percent, me)
 
 
 def start_batch(storage: Database, actor: Actor, params: batch.BatchParams) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 from core.base import progress
 from core.base.errors import UserError
 from core.orchestration.actions.acting import Actor, checker, writing
+from core.orchestration.colour_status import seed_progress_label as seed_progress_label
 from core.orchestration.launcher import start_seed
 from core.orchestration.run_view import describe
 from core.orchestration.seed import needs_seed

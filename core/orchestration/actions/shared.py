@@ -7,7 +7,7 @@ from typing import Any
 from core.base.types import TokenTrace
 from core.orchestration.colour_status import no_colour_reason
 from core.probes.stored_metrics import headline_auc
-from db import Database, open_database
+from db import Database, comments, open_database
 from db.generations import find_generation, get_generation, list_datasets
 from db.probes import active_probe as find_active
 from db.probes import list_probes
@@ -40,6 +40,12 @@ def probe_records(storage: Database) -> list[tuple[int, bool, int]]:
     """(version, active, layer) of every registered probe, newest first."""
     with storage.sessions() as session:
         return [(p.version, p.active, p.layer) for p in list_probes(session)]
+
+
+def open_flag_count(storage: Database) -> int:
+    """How many flags annotators raised that nobody resolved yet (every dataset)."""
+    with storage.sessions() as session:
+        return comments.open_flag_count(session)
 
 
 def active_probe_summary(storage: Database) -> str:
