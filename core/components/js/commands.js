@@ -78,7 +78,7 @@ function label(ed, lab) {
     acceptOne(ed, ed.focus.k, lab);
     return;
   }
-  say(ed, "select a span first: drag over the text (hold Alt for exact characters)", "error");
+  say(ed, "select a span first: drag over the text (hold Alt for exact characters), or Shift+→ from the caret", "error");
 }
 
 /** Delete the focused span (or reject the focused suggestion). */
@@ -158,6 +158,12 @@ function stepSpan(ed, dir) {
   }
   E.setSelection(ed, null);
   E.focusTo(ed, E.focusOnSpan(ed.cur[idx]), true);
+  caretToFocus(ed);
+}
+
+// The caret follows J / K and Tab to the first token of what they focused (arrows go on from there).
+function caretToFocus(ed) {
+  if (ed.focusFlag) ed.caret = ed.focusFlag.r[0];
 }
 
 /** Focus the next / previous shown suggestion (cycling). */
@@ -187,16 +193,18 @@ function stepSuggestion(ed, dir) {
   }
   E.setSelection(ed, null);
   E.focusTo(ed, { kind: "sug", k: vis[pos] }, true);
+  caretToFocus(ed);
   return true;
 }
 
-/** Escape: close the note, else clear the selection, else the focus. */
+/** Escape: close the note, else clear the selection, else the focus, else hide the caret. */
 function escape(ed) {
   if (ed.noteFor != null) closeNote(ed);
   else if (ed.sel) {
     E.setSelection(ed, null);
     E.clearNativeSelection(ed);
-  } else E.focusTo(ed, null);
+  } else if (ed.focus) E.focusTo(ed, null);
+  else ed.caretOn = false;
 }
 
 // --- suggestions ---------------------------------------------------------------------------
