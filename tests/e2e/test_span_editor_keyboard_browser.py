@@ -186,3 +186,19 @@ def test_keys_typed_in_a_text_box_do_not_move_the_caret(page, heatmap_app):
     assert caret(root) == "1"
     assert re.search(r"«Berg»", root.locator(".ple-status-text").inner_text())
     assert page.errors == []
+
+
+def test_end_on_a_long_answer_scrolls_to_the_caret_and_draws_it(page, heatmap_app):
+    root = open_editor(page, heatmap_app, n=2000, height=420, draft_key="kbd-long")
+    page.keyboard.press("End")
+    last = int(caret(root))
+    assert last > 1900
+    page.keyboard.press("Shift+ArrowLeft")  # the caret's token
+    page.keyboard.press("Shift+ArrowLeft")
+    page.keyboard.press("2")
+    assert len(spans_of(root)) == 1 and spans_of(root)[0]["label"] == "Insufficient Information"
+    got = shadow_eval(page, CARET)
+    box = root.locator(".plh-text").bounding_box()
+    assert got["count"] == 1 and got["named"] == last - 1
+    assert box["y"] <= got["box"]["y"] and got["box"]["b"] <= box["y"] + box["height"] + 1  # in view, drawn
+    assert page.errors == []
