@@ -100,6 +100,7 @@ JS_FILES = (
     "toolbar.js",  # Toolbar:  buttons, banners, status, built from the actions table
     "commands.js",  # Commands: what each action does to the state (commit, undo, save...)
     "sync.js",  # Sync:     new data from the app, stored drafts, conflicts
+    "caret.js",  # Caret:    the keyboard caret (arrows, Home / End) and Shift+arrow selections
     "actions.js",  # Actions:  THE actions table (keys, buttons, legend) and key matching
     "keys.js",  # Keys:     keyboard and button clicks through the table
     "mouse.js",  # Mouse:    token drags, shift+click, Alt character selection

@@ -230,6 +230,7 @@ elif case == "edit":
     )
     st.code("DRAFT " + json.dumps(result.draft, ensure_ascii=False), language=None)
     st.text_input("Another input", key="other-input")
+    st.text_area("Comment", key="comment")  # as Annotate's comment box: its keys stay its own
     st.caption(f"runs {st.session_state['runs']} · version {store['version']}")
 else:
     st.error(f"unknown case {case!r}")

@@ -4,7 +4,8 @@
 // their enabled / shown / pressed states (toolbar.js), and the key legend, which is the
 // toolbar itself: each key is shown once, on its button (`kbd`), and each button explains
 // itself in its tooltip (`title`); the mouse gestures (GESTURES) are in the status line's
-// hint. There is no second legend. To add an action, add a row here.
+// hint. There is no second legend. To add an action, add a row here. Actions with keys and
+// no button (the caret's arrows) have their keys on the button that explains them.
 //
 // Key specs: "Mod+" = Ctrl or ⌘ held (without it neither may be, nor Alt, ever);
 // "Shift+" = Shift held, "NoShift+" = not held, neither = either way. A letter matches in
@@ -72,19 +73,8 @@ const ACTIONS = [
     title: "focus the previous span (K)", run: (ed) => C.stepSpan(ed, -1), enabled: (ed) => ed.cur.length > 0 },
   { id: "next-span", bar: "edit", keys: ["J"], kbd: "J", text: "next span",
     title: "focus the next span (J)", run: (ed) => C.stepSpan(ed, 1), enabled: (ed) => ed.cur.length > 0 },
-  // Keyboard-only selection: one button (the legend) for the four arrow keys.
-  { id: "caret-next", bar: "edit", sep: true, keys: ["NoShift+ArrowRight"], kbd: "←→", text: "token",
-    title: "select the next (→) or previous (←) token; Shift+→ extends the selection, Shift+← too; "
-      + "then 1 2 3 0 label it",
-    run: (ed) => C.moveCaret(ed, 1, false), enabled: (ed) => ed.n > 0 },
-  { id: "caret-prev", keys: ["NoShift+ArrowLeft"], title: "select the previous token (←)",
-    run: (ed) => C.moveCaret(ed, -1, false) },
-  { id: "extend-prev", keys: ["Shift+ArrowLeft"], title: "extend the selection by a token to the left (Shift+←)",
-    run: (ed) => C.moveCaret(ed, -1, true) },
-  { id: "extend-next", keys: ["Shift+ArrowRight"], title: "extend the selection by a token to the right (Shift+→)",
-    run: (ed) => C.moveCaret(ed, 1, true) },
   { id: "clear", bar: "edit", keys: ["Escape"], kbd: "Esc", text: "clear",
-    title: "clear the selection / focus, close the note (Esc)", run: C.escape },
+    title: "clear the selection / focus, hide the caret, close the note (Esc)", run: C.escape },
 
   { id: "prev-sug", bar: "suggest", keys: ["Shift+Tab"], kbd: "⇧Tab", text: "prev",
     title: "focus the previous probe suggestion (Shift+Tab)", run: (ed) => C.stepSuggestion(ed, -1),
@@ -101,7 +91,24 @@ const ACTIONS = [
     run: (ed) => C.bulk(ed, Number(ed.ui.bulkInput.value)), enabled: hasSuggestions },
   { id: "restore-rejected", bar: "suggest", text: (ed) => `show ${ed.rejected.size} rejected`,
     title: "show the rejected suggestions again", run: C.restoreRejected, shown: (ed) => ed.rejected.size > 0 },
-  { id: "precise", bar: "suggest", sep: true, kbd: "Alt", text: "exact chars",
+  // The keyboard caret (caret.js): its button carries the legend of its keys (those below).
+  { id: "caret", bar: "suggest", sep: true, kbd: "← →", text: "caret",
+    title: "move a caret by token: ← / →, Home / End to the first / last token; Shift+← / Shift+→ select "
+      + "the caret's token, then grow or shrink the selection by a token (Shift+Home / Shift+End: to the "
+      + "first / last token); then label it (1 2 3 0). Click: show or hide the caret",
+    run: Caret.toggle, pressed: (ed) => ed.caretOn },
+  { id: "caret-left", keys: ["NoShift+ArrowLeft"], title: "the caret to the previous token (←)", run: (ed) => Caret.move(ed, -1) },
+  { id: "caret-right", keys: ["NoShift+ArrowRight"], title: "the caret to the next token (→)", run: (ed) => Caret.move(ed, 1) },
+  { id: "caret-home", keys: ["NoShift+Home"], title: "the caret to the first token (Home)", run: (ed) => Caret.jump(ed, -1) },
+  { id: "caret-end", keys: ["NoShift+End"], title: "the caret to the last token (End)", run: (ed) => Caret.jump(ed, 1) },
+  { id: "extend-left", keys: ["Shift+ArrowLeft"], title: "select / extend to the previous token (Shift+←)",
+    run: (ed) => Caret.extend(ed, -1) },
+  { id: "extend-right", keys: ["Shift+ArrowRight"], title: "select / extend to the next token (Shift+→)",
+    run: (ed) => Caret.extend(ed, 1) },
+  { id: "extend-home", keys: ["Shift+Home"], title: "select to the first token (Shift+Home)", run: (ed) => Caret.extendToEnd(ed, -1) },
+  { id: "extend-end", keys: ["Shift+End"], title: "select to the last token (Shift+End)", run: (ed) => Caret.extendToEnd(ed, 1) },
+
+  { id: "precise", bar: "suggest", kbd: "Alt", text: "exact chars",
     title: "select exact characters instead of whole tokens (or hold Alt while dragging)",
     run: (ed) => { ed.precise = !ed.precise; }, pressed: (ed) => ed.precise },
 

@@ -79,7 +79,7 @@ function label(ed, lab) {
     acceptOne(ed, ed.focus.k, lab);
     return;
   }
-  say(ed, "select a span first: drag over the text (hold Alt for exact characters)", "error");
+  say(ed, "select a span first: drag over the text (hold Alt for exact characters), or Shift+→ from the caret", "error");
 }
 
 /** Delete the focused span (or reject the focused suggestion). */
@@ -159,6 +159,12 @@ function stepSpan(ed, dir) {
   }
   E.setSelection(ed, null);
   E.focusTo(ed, E.focusOnSpan(ed.cur[idx]), true);
+  caretToFocus(ed);
+}
+
+// The caret follows J / K and Tab to the first token of what they focused (arrows go on from there).
+function caretToFocus(ed) {
+  if (ed.focusFlag) ed.caret = ed.focusFlag.r[0];
 }
 
 /** Focus the next / previous shown suggestion (cycling). */
@@ -188,47 +194,18 @@ function stepSuggestion(ed, dir) {
   }
   E.setSelection(ed, null);
   E.focusTo(ed, { kind: "sug", k: vis[pos] }, true);
+  caretToFocus(ed);
   return true;
 }
 
-/** Escape: close the note, else clear the selection, else the focus. */
-// --- keyboard-only selection ---------------------------------------------------------------
-
-/** The next token from `i` in direction `step` (±1) with visible text, or `i` at either end. */
-function nextWordToken(ed, i, step) {
-  let j = i + step;
-  while (j >= 0 && j < ed.n && !ed.texts[j].trim()) j += step;
-  return j >= 0 && j < ed.n ? j : i;
-}
-
-/** Arrow keys: the caret is a one-token selection moved by token (blank tokens are stepped
- * over); with `extend` (Shift) the selection grows or shrinks from its anchor instead. The
- * label keys then apply to it as to a dragged selection. It starts at the focused span, else
- * at the text's first (→) or last (←) token. */
-function moveCaret(ed, step, extend) {
-  if (!ed.n) return;
-  const sel = ed.sel && ed.sel.kind === "tok" ? ed.sel : null;
-  let from = sel ? sel.b : null;
-  let anchor = sel ? sel.a : null;
-  if (from == null && ed.focusFlag) {
-    const r = ed.focusFlag.r;
-    from = step > 0 ? r[1] : r[0];
-    anchor = step > 0 ? r[0] : r[1];
-  }
-  const to = from == null ? nextWordToken(ed, step > 0 ? -1 : ed.n, step) : nextWordToken(ed, from, step);
-  const a = extend && anchor != null ? anchor : to;
-  E.focusTo(ed, null);
-  E.setSelection(ed, { kind: "tok", a, b: to });
-  ed.anchor = a;
-  ed.scrollTo = to;
-}
-
+/** Escape: close the note, else clear the selection, else the focus, else hide the caret. */
 function escape(ed) {
   if (ed.noteFor != null) closeNote(ed);
   else if (ed.sel) {
     E.setSelection(ed, null);
     E.clearNativeSelection(ed);
-  } else E.focusTo(ed, null);
+  } else if (ed.focus) E.focusTo(ed, null);
+  else ed.caretOn = false;
 }
 
 // --- suggestions ---------------------------------------------------------------------------
@@ -356,7 +333,7 @@ function save(ed, next) {
 }
 
 return {
-  commit, say, label, remove, undo, redo, stepSpan, stepSuggestion, moveCaret, escape,
+  commit, say, label, remove, undo, redo, stepSpan, stepSuggestion, escape,
   accept, reject, restoreRejected, bulk, openNote, commitNote, closeNote, save,
 };
 })();

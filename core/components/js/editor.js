@@ -33,6 +33,9 @@
  * @property {number} scrollTo           token to scroll into view at the next redraw, or -1
  * @property {HTMLElement[]} outlines    the focus outline's boxes (outline.js)
  * @property {string} outlineKey         what they were drawn for
+ * @property {HTMLElement[]} caretBoxes  the caret's boxes (outline.js)
+ * @property {string} caretKey           what they were drawn for
+ * @property {?HTMLElement} caretEl      the token carrying the caret's id (aria-activedescendant)
  *
  * Spans and history:
  * @property {Span[]} cur                the spans shown (sorted, normalised)
@@ -46,6 +49,8 @@
  * @property {?{r: number[], flag: number}} focusFlag   tokens carrying the focus flag
  * @property {?({kind: "tok", a: number, b: number}|{kind: "char", start: number, end: number})} sel
  * @property {?number} anchor            token a shift+click extends from
+ * @property {number} caret              the keyboard caret's token (caret.js), -1 none yet
+ * @property {boolean} caretOn           the caret is shown (after a caret key; Esc hides it)
  * @property {?{a: number, b: number, moved: boolean}} drag     token drag in progress
  * @property {?{i: number}} nativeDrag   character (Alt) drag in progress
  * @property {boolean} precise           the "exact chars" toggle
@@ -116,11 +121,11 @@ function create(st, d) {
     dirty: new Uint8Array(n),
     dirtyList: [],
     scrollTo: -1,
-    outlines: [], outlineKey: "",
+    outlines: [], outlineKey: "", caretBoxes: [], caretKey: "", caretEl: null,
     cur: spans, undo: [], redo: [],
     props: { base: e.base_version, spans, key },
     baseVersion: e.base_version,
-    focus: null, focusFlag: null, sel: null, anchor: null,
+    focus: null, focusFlag: null, sel: null, anchor: null, caret: -1, caretOn: false,
     drag: null, nativeDrag: null, precise: false, noteFor: null,
     sugs: e.suggestions, sugVisible: new Uint8Array(e.suggestions.length), rejected: new Set(),
     sugKey: JSON.stringify(e.suggestions), bulkMin: 0.8,

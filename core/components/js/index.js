@@ -79,7 +79,8 @@ function createState(parentElement, root) {
 }
 
 const EDIT_ATTRIBUTES = ["data-spans", "data-focus", "data-selection", "data-suggestions-shown", "data-base-version",
-  "data-dirty", "data-undo", "data-redo", "data-saves", "data-key-ms", "data-draft-restored", "data-drafts-sent"];
+  "data-dirty", "data-undo", "data-redo", "data-saves", "data-key-ms", "data-draft-restored", "data-drafts-sent",
+  "data-caret", "role", "aria-label", "aria-activedescendant"];
 
 function teardownEditor(st) {
   const ed = st.ed;
@@ -122,7 +123,10 @@ function renderEdit(st, d) {
     Toolbar.build(ed, Actions.ACTIONS, Actions.GESTURES);
     st.root.classList.add("edit");
     st.root.tabIndex = 0;
-    st.root.setAttribute("aria-label", "span editor: select text, then label it with the keys 1 2 3 0");
+    // the editor takes its keys itself (arrows move its caret): an application to screen readers
+    st.root.setAttribute("role", "application");
+    st.root.setAttribute("aria-label",
+      "span editor: arrow keys move a caret by token, Shift+arrows or the mouse select, the keys 1 2 3 0 label");
     Sync.applyConflict(ed, d.edit.conflict);
     st.d = d;
     Sync.openStoredDraft(ed);

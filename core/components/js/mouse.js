@@ -2,7 +2,7 @@
 // editor draws the selection, no native one); with Alt held or the "exact chars" toggle
 // the browser selects characters and the DOM Selection is read on mouseup, converted from
 // UTF-16 units to code points (Spans.charSelectionSpan). A click on a span focuses it; a
-// second click selects the token under it.
+// second click selects the token under it. The keyboard caret (caret.js) follows the mouse.
 
 // eslint-disable-next-line no-unused-vars
 const Mouse = (() => {
@@ -62,6 +62,7 @@ function tokenIndex(st, target) {
 }
 
 function clickToken(ed, i) {
+  Caret.follow(ed, i);
   const s = E.tokenSpanAt(ed, i);
   const onFocused = s && ed.focus && ed.focus.kind === "span" && ed.focus.id === spanId(s);
   if (s && !onFocused) {
@@ -96,6 +97,7 @@ function onDown(st, e) {
     ed.anchor = a;
     E.focusTo(ed, null);
     E.setSelection(ed, { kind: "tok", a, b: i });
+    Caret.follow(ed, i);
     Toolbar.redraw(ed, "shift-click", e.timeStamp);
     return;
   }
@@ -124,7 +126,10 @@ function onUp(st, e) {
     ed.drag = null;
     ed.anchor = a;
     if (!moved) clickToken(ed, a);
-    else E.setSelection(ed, { kind: "tok", a, b });
+    else {
+      E.setSelection(ed, { kind: "tok", a, b });
+      Caret.follow(ed, b);
+    }
     Toolbar.redraw(ed, moved ? "drag" : "click", e.timeStamp);
   } else if (ed.nativeDrag) {
     const nd = ed.nativeDrag;

@@ -1,5 +1,6 @@
 // outline.js — the focused span (or suggestion) drawn as ONE outline: a box around its
-// text on each line it covers, instead of a box per token.
+// text on each line it covers, instead of a box per token. The keyboard caret (caret.js) is
+// drawn the same way, a box of its own around its token's characters.
 //
 // A box is an absolutely placed element inside the chunk (view.js) that holds its line, so
 // it moves with the text when chunks above it are laid out late (content-visibility) and
@@ -117,16 +118,10 @@ function watch(ed) {
   }
 }
 
-/** Draw the outline of the focus if it changed (or `force`): after the tokens are painted. */
-function draw(ed, force) {
-  const t = target(ed);
-  const key = t ? `${t.kind}:${t.start}:${t.end}` : "";
-  if (!force && key === ed.outlineKey) return;
-  ed.outlineKey = key;
-  clear(ed);
-  if (!t) return;
-  watch(ed);
-  const cls = "ple-outline" + (t.kind === "sug" ? " ple-outline-sug" : "");
+// Boxes of class `cls` around tokens first..last, clipped to [start, end) (code points), each
+// placed in the chunk of its line; returns the elements.
+function place(ed, t, cls) {
+  const out = [];
   const bounds = new Map(); // chunk -> its rectangle
   for (const b of lineBoxes(ed, t)) {
     let c = bounds.get(b.chunk);
@@ -141,8 +136,51 @@ function draw(ed, force) {
     el.style.width = `${right - left}px`;
     el.style.height = `${bottom - top}px`;
     b.chunk.appendChild(el);
-    ed.outlines.push(el);
+    out.push(el);
   }
+  return out;
+}
+
+/** Draw the caret if it moved, was shown or hidden (or `force`): a box around its token's
+ * characters (spaces left out), and the token named by the root's aria-activedescendant. */
+function drawCaret(ed, force) {
+  const i = ed.caretOn && ed.caret >= 0 && ed.caret < ed.n ? ed.caret : -1;
+  const key = String(i);
+  if (!force && key === ed.caretKey) return;
+  ed.caretKey = key;
+  for (const el of ed.caretBoxes) el.remove();
+  ed.caretBoxes = [];
+  const root = ed.st.root;
+  if (ed.caretEl) ed.caretEl.removeAttribute("id");
+  ed.caretEl = null;
+  if (i < 0) {
+    root.removeAttribute("aria-activedescendant");
+    return;
+  }
+  const el = ed.st.spans[i];
+  el.id = `ple-tok-${i}`; // ids are per shadow root: each editor has its own
+  ed.caretEl = el;
+  root.setAttribute("aria-activedescendant", el.id);
+  watch(ed);
+  let start = ed.starts[i];
+  let end = ed.ends[i];
+  while (start < end && isSpace(ed.chars[start])) start += 1;
+  while (end > start && isSpace(ed.chars[end - 1])) end -= 1;
+  ed.caretBoxes = place(ed, { start, end, first: i, last: i }, "ple-caret");
+}
+
+/** Draw the outline of the focus if it changed (or `force`), and the caret: after the tokens
+ * are painted. */
+function draw(ed, force) {
+  drawCaret(ed, force);
+  const t = target(ed);
+  const key = t ? `${t.kind}:${t.start}:${t.end}` : "";
+  if (!force && key === ed.outlineKey) return;
+  ed.outlineKey = key;
+  clear(ed);
+  if (!t) return;
+  watch(ed);
+  ed.outlines = place(ed, t, "ple-outline" + (t.kind === "sug" ? " ple-outline-sug" : ""));
 }
 
 return { draw };

@@ -170,6 +170,10 @@ function statusText(ed) {
     const sg = ed.sugs[ed.focus.k];
     return `Suggestion «${E.excerpt(ed, sg.start, sg.end)}» score ${sg.score.toFixed(2)} — accept, reject or label it`;
   }
+  if (ed.caretOn && ed.caret >= 0) {
+    const i = ed.caret;
+    return `The caret is on «${E.excerpt(ed, ed.starts[i], ed.ends[i], 40).trim()}» (token ${i + 1} of ${ed.n}) — ⇧← ⇧→ select from it`;
+  }
   const shown = E.visibleSuggestionIndexes(ed).length;
   return `${ed.cur.length} span${ed.cur.length === 1 ? "" : "s"}, ${shown} suggestion${shown === 1 ? "" : "s"} shown — ${ed.ui.hint}`;
 }
@@ -203,6 +207,7 @@ function update(ed) {
   root.setAttribute("data-focus", ed.focus ? (ed.focus.kind === "span" ? `span:${idx}` : `sug:${ed.focus.k}`) : "");
   const r = ed.sel ? E.selectionSpan(ed) : null;
   root.setAttribute("data-selection", r && !r.error ? `${r.start}-${r.end}` : "");
+  root.setAttribute("data-caret", ed.caretOn && ed.caret >= 0 ? String(ed.caret) : "");
   root.setAttribute("data-suggestions-shown", String(E.visibleSuggestionIndexes(ed).length));
   root.setAttribute("data-base-version", String(ed.baseVersion));
   root.setAttribute("data-dirty", dirty ? "1" : "0");
