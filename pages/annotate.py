@@ -306,6 +306,7 @@ with right:
         base_version=editor_base,
         draft_key=f"probelens-draft-{user.id}-{current}",
         conflict=conflict,
+        prefilled=opened.prefilled and not conflict,
         height=520,
         on_save=store,
     )

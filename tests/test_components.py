@@ -479,6 +479,17 @@ def test_edit_payload_draft_key_defaults_and_view_mode_rejects_edit_arguments():
             heatmap_payload(view, **kwargs)
 
 
+def test_edit_payload_says_when_its_spans_are_a_prefill():
+    """A demo answer's gold pre-filled in the editor is not a saved version: the payload says so."""
+    view = TokenView.from_lists(["a", " b"])
+    assert heatmap_payload(view, mode="edit")["edit"]["prefilled"] is False
+    assert heatmap_payload(view, mode="edit", prefilled=True)["edit"]["prefilled"] is True
+    with pytest.raises(UserError, match="edit mode"):
+        heatmap_payload(view, prefilled=True)
+    with pytest.raises(UserError, match="prefilled"):
+        heatmap_payload(view, mode="edit", prefilled="yes")
+
+
 def test_edit_payload_normalises_overlaps_and_reads_a_conflict():
     text = "".join(EDIT_TEXTS)
     _, p = _edit(

@@ -362,6 +362,7 @@ def heatmap_payload(
     base_version: int = 0,
     draft_key: str | None = None,
     conflict: Mapping[str, Any] | None = None,
+    prefilled: bool = False,
 ) -> dict[str, Any]:
     """Exactly the JSON-able dict the browser receives: compact parallel arrays.
 
@@ -377,7 +378,7 @@ def heatmap_payload(
     Edit mode (`mode="edit"`) adds `edit`: per-token code-point `starts`/`ends`, the
     annotator's `spans` (validated, labels canonical, made consistent by
     `core.text.editing.normalise_spans`), probe `suggestions` ({start, end, score}, sorted),
-    `base_version`, `draft_key` and `conflict` (see `edit_payload`). The edit-only
+    `base_version`, `draft_key`, `conflict` and `prefilled` (see `edit_payload`). The edit-only
     arguments are rejected in view mode.
     """
     if mode not in MODES:
@@ -412,6 +413,8 @@ def heatmap_payload(
             )
             if v is not None
         ]
+        if prefilled:
+            given.append("prefilled")
         if given or base_version != 0:
             raise UserError(f"{', '.join(given) or 'base_version'} only apply in edit mode (mode='edit')")
         edit = None
@@ -423,6 +426,7 @@ def heatmap_payload(
             base_version=base_version,
             draft_key=draft_key if draft_key is not None else ("" if doc_id is None else str(doc_id)),
             conflict=conflict,
+            prefilled=prefilled,
         )
     return {
         "v": PAYLOAD_VERSION,
@@ -528,6 +532,7 @@ def edit_payload(
     base_version: int = 0,
     draft_key: str = "",
     conflict: Mapping[str, Any] | None = None,
+    prefilled: bool = False,
 ) -> dict[str, Any]:
     """The `edit` part of the payload (all positions code points of the NFC answer).
 
@@ -535,9 +540,12 @@ def edit_payload(
     [min start, max end) of its tokens of non-zero width, then trimmed of whitespace);
     `spans` are validated and normalised; `suggestions` are sorted by position;
     `conflict` is `{"theirs": [spans], "their_version": int, "saved_by": str}` or None
-    (other keys are ignored).
+    (other keys are ignored). `prefilled` says the spans were pre-filled (a demo answer's
+    gold) and nothing of this annotator's is stored yet, so the toolbar never reads "saved".
     """
     text = answer_text(tokens)
+    if not isinstance(prefilled, bool):
+        raise UserError("prefilled must be true or false")
     _int_field(base_version, "base_version")
     if not isinstance(draft_key, str):
         raise UserError("draft_key must be text")
@@ -563,6 +571,7 @@ def edit_payload(
         "base_version": base_version,
         "draft_key": draft_key,
         "conflict": conf,
+        "prefilled": prefilled,
     }
 
 

@@ -13,7 +13,8 @@ one). A small in-memory "database" in session_state plays the page: `on_save` st
 spans when the base version matches (version + 1), else records a conflict that is passed
 back to the editor. The page prints the last save as `SAVED {json}` and the last draft
 as `DRAFT {json}` (st.code), and `runs N` counts script runs. "Simulate another save"
-makes someone else ("bob") save a version meanwhile.
+makes someone else ("bob") save a version meanwhile. `&prefilled=1` opens it as Annotate
+opens a demo answer: spans pre-filled from gold, nothing of this annotator's stored yet.
 """
 
 from __future__ import annotations
@@ -205,6 +206,8 @@ elif case == "edit":
                 "saved_by": store["saved_by"] or "someone",
             }
 
+    if params.get("prefilled") and store["opened"] == 0 and not store["opened_spans"]:
+        store["opened_spans"] = their_spans(view)  # a demo answer: the editor starts from its gold
     if st.button("Simulate another save", key="other-save"):
         store["version"] += 1
         store.update(spans=their_spans(view), saved_by="bob")
@@ -218,6 +221,7 @@ elif case == "edit":
         base_version=store["opened"],
         draft_key=draft_key,
         conflict=store["conflict"],
+        prefilled=bool(params.get("prefilled")) and store["saves"] == 0,
         on_save=on_save,
         height=int(params.get("height", 0)) or None,
     )

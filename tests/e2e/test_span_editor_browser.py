@@ -484,6 +484,26 @@ def test_a_refused_save_never_reads_saved_in_the_toolbar(page, heatmap_app):
     assert page.errors == []
 
 
+def test_a_demo_answer_prefilled_from_gold_never_reads_saved_until_saved(page, heatmap_app):
+    """Demo answers open with their gold pre-filled and nothing of the annotator's stored:
+    the toolbar said "v0 · saved"; it says pre-filled, not saved, until the first save."""
+    root = open_editor(page, heatmap_app, prefilled=1)
+    assert len(spans_of(root)) == 2  # the gold, as editable spans
+    state = root.locator(".ple-state").inner_text()
+    assert "pre-filled from gold" in state and "saved" not in state.replace("not saved", ""), state
+    assert root.get_attribute("data-prefilled") == "1" and root.get_attribute("data-dirty") == "0"
+    root.focus()
+    page.keyboard.press("Control+s")  # saving the pre-fill unchanged makes it the person's version 1
+    wait_saves(page, 1)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stBidiComponentIsolated]')"
+        ".shadowRoot.querySelector('.plh-root').getAttribute('data-base-version') === '1'"
+    )
+    assert root.locator(".ple-state").inner_text() == "v1 · saved"
+    assert root.get_attribute("data-prefilled") == "0"
+    assert page.errors == []
+
+
 # --- long answers ----------------------------------------------------------------------------------
 
 

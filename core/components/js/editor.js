@@ -41,7 +41,8 @@
  * @property {Span[]} cur                the spans shown (sorted, normalised)
  * @property {Span[][]} undo
  * @property {Span[][]} redo
- * @property {{base: number, spans: Span[], key: string}} props   what the app last sent
+ * @property {{base: number, spans: Span[], key: string, prefilled: boolean}} props   what the app last sent
+ *                                      (prefilled: those spans are a pre-fill, not a saved version)
  * @property {number} baseVersion        version a save is made on
  *
  * Focus and selection:
@@ -123,7 +124,7 @@ function create(st, d) {
     scrollTo: -1,
     outlines: [], outlineKey: "", caretBoxes: [], caretKey: "", caretEl: null,
     cur: spans, undo: [], redo: [],
-    props: { base: e.base_version, spans, key },
+    props: { base: e.base_version, spans, key, prefilled: e.prefilled },
     baseVersion: e.base_version,
     focus: null, focusFlag: null, sel: null, anchor: null, caret: -1, caretOn: false,
     drag: null, nativeDrag: null, precise: false, noteFor: null,

@@ -34,6 +34,7 @@
  * @property {number} base_version       the stored version these spans are
  * @property {string} draft_key          localStorage key of the draft
  * @property {?Conflict} conflict        set while a save was refused (someone saved first)
+ * @property {boolean} prefilled         the spans were pre-filled (a demo answer's gold): nothing is saved yet
  */
 /**
  * @typedef {Object} Conflict
@@ -106,6 +107,7 @@ function normaliseEdit(e, n) {
     base_version: Number.isInteger(x.base_version) ? x.base_version : 0,
     draft_key: typeof x.draft_key === "string" ? x.draft_key : "",
     conflict,
+    prefilled: x.prefilled === true,
   };
 }
 

@@ -31,7 +31,7 @@ function applyProps(ed, d) {
   if (key !== prev.key || e.base_version !== prev.base) {
     const clean = spansKey(ed.cur) === prev.key;
     const pend = ed.save.pending;
-    ed.props = { base: e.base_version, spans, key };
+    ed.props = { base: e.base_version, spans, key, prefilled: e.prefilled };
     if (e.conflict) {
       // never replace the person's spans while a conflict is shown
     } else if (clean) {
@@ -49,6 +49,7 @@ function applyProps(ed, d) {
     ed.draft.lastSent = spansKey(ed.cur) === key ? key + "@" + e.base_version : ed.draft.lastSent;
     Drafts.writeLocal(ed);
   }
+  ed.props.prefilled = e.prefilled; // a save turns a pre-fill into a stored version
   // new suggestions (e.g. another threshold): keep rejections of the same ranges
   const sugKey = JSON.stringify(e.suggestions);
   if (sugKey !== ed.sugKey) Editor.replaceSuggestions(ed, e.suggestions, sugKey);

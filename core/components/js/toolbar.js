@@ -193,8 +193,11 @@ function update(ed) {
   // a refused save (a conflict) is never "saved", even when the page hands the editor back
   // the person's own spans as its props (Annotate keeps them there while the conflict lasts)
   const dirty = spansKey(ed.cur) !== ed.props.key || ed.baseVersion !== ed.props.base || !!ed.conf.data;
-  ui.state.textContent = `v${ed.baseVersion}${ed.save.busy ? " · saving…" : dirty ? " · unsaved changes" : " · saved"}`;
-  ui.state.classList.toggle("ple-dirty", dirty);
+  // spans pre-filled from gold (a demo answer) are not this person's until they save them
+  const prefilled = !dirty && !!ed.props.prefilled;
+  const state = ed.save.busy ? " · saving…" : dirty ? " · unsaved changes" : prefilled ? " · pre-filled from gold · not saved" : " · saved";
+  ui.state.textContent = `v${ed.baseVersion}${state}`;
+  ui.state.classList.toggle("ple-dirty", dirty || prefilled);
   ui.statusText.textContent = statusText(ed);
   ui.msg.textContent = ed.message.text;
   ui.msg.className = "ple-msg" + (ed.message.kind === "error" ? " ple-error" : "");
@@ -211,6 +214,7 @@ function update(ed) {
   root.setAttribute("data-suggestions-shown", String(E.visibleSuggestionIndexes(ed).length));
   root.setAttribute("data-base-version", String(ed.baseVersion));
   root.setAttribute("data-dirty", dirty ? "1" : "0");
+  root.setAttribute("data-prefilled", prefilled ? "1" : "0");
   root.setAttribute("data-undo", String(ed.undo.length));
   root.setAttribute("data-redo", String(ed.redo.length));
   root.setAttribute("data-saves", String(ed.save.count));
