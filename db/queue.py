@@ -160,6 +160,7 @@ def candidates(
         summary.c.has_gold,
         summary.c.my_version,
         Skip.skipped_at,
+        needed_annotators().label("needed"),
     ]
     if search:
         columns += [Generation.completion, Generation.conversation]

@@ -57,6 +57,36 @@ def test_the_queue_follows_the_dataset_overlap_an_admin_sets(team):
     assert event.before == {"k": 1, "percent": 100} and event.after == {"k": 2, "percent": 100}
 
 
+def test_the_queue_row_says_the_datasets_overlap(team):
+    """The row's reason named no k ("1 other labelled it: needs a second"): it says the dataset's."""
+    first = team.ids[0]
+    annotate.save_annotation(team.storage, team.actors["ann"], first, [], 0)
+    data.set_overlap(team.storage, team.actors["boss"], "set1", 3, 100)
+    shown = annotate.open_queue(
+        team.storage,
+        team.actors["bea"],
+        dataset=None,
+        split=None,
+        label_state=None,
+        sort="assigned",
+        probe_version=None,
+        search=None,
+    )
+    assert shown.reasons[first] == "1 of 3 annotators labelled it (overlap 3 on this dataset)"
+    data.set_overlap(team.storage, team.actors["boss"], "set1", 1, 100)  # no overlap: the generic reason
+    shown = annotate.open_queue(
+        team.storage,
+        team.actors["bea"],
+        dataset=None,
+        split=None,
+        label_state="any",
+        sort="assigned",
+        probe_version=None,
+        search=None,
+    )
+    assert shown.reasons[first] == "1 other labelled it: needs a second"
+
+
 def test_a_percentage_picks_a_fixed_share_of_the_answers(team):
     annotate.save_annotation(team.storage, team.actors["ann"], team.ids[0], [], 0)
     data.set_overlap(team.storage, team.actors["boss"], "set1", 2, 1)  # ids 1 and 2 are not in the 1%

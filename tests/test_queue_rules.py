@@ -85,6 +85,8 @@ def test_queue_arguments_are_checked_before_any_query(args, message):
 def test_reasons_and_summary_are_sentences_from_plain_data():
     item = QueueItem(1, "d", "train", "", False, None, None, 1, False, None, None)
     assert reason(item) == "1 other labelled it: needs a second"
+    overlap = QueueItem(1, "d", "train", "", False, None, None, 1, False, None, None, needed=2)
+    assert reason(overlap) == "1 of 2 annotators labelled it (overlap 2 on this dataset)"
     assert reason(QueueItem(1, "d", "train", "", True, None, 3, 0, False, None, None)) == "you labelled it (v3)"
     line = summary_line(QueueCounts(assigned=1, unlabelled=2, needs_second=1))
     assert line.startswith("Your queue: 1 answer assigned to you and 2 answers nobody has labelled yet.")

@@ -106,7 +106,8 @@ class QueueItem:
     - uncertainty: mean over tokens of |score - threshold| — *smaller* means the probe is
       less sure, which is why the "uncertainty" sort puts the smallest first;
     - disagreement: 1 - mean pairwise character F1 of the annotators' sets (None if < 2 sets);
-    - skipped: the viewer skipped it (`db.skips`).
+    - skipped: the viewer skipped it (`db.skips`);
+    - needed: how many annotators its dataset's overlap asks for this answer (1 = no overlap).
     """
 
     generation_id: int
@@ -122,6 +123,7 @@ class QueueItem:
     uncertainty: float | None
     disagreement: float | None = None
     skipped: bool = False
+    needed: int = 1
 
 
 def check_queue_args(label_state: str | None, sort: str, threshold: Any, limit: Any) -> None:

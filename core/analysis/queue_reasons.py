@@ -81,6 +81,9 @@ def reason(item: QueueItem) -> str:
         return "demo answer: practise on it (gold pre-filled)"
     if item.n_annotators == 0:
         return "has gold, no annotator" if item.has_gold else "nobody labelled it yet"
+    if not item.has_gold and item.n_annotators < item.needed:
+        # the dataset's overlap (Data -> Datasets -> Overlap) asks for more: name its k
+        return f"{item.n_annotators} of {item.needed} annotators labelled it (overlap {item.needed} on this dataset)"
     if item.n_annotators == 1:
         return "1 other labelled it: needs a second"
     return f"{item.n_annotators} others labelled it"

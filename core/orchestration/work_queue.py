@@ -51,6 +51,7 @@ def _item(row: Any, stats: Stats, disagreed: float | None) -> QueueItem:
         uncertainty=stats[1],
         disagreement=disagreed,
         skipped=row.skipped_at is not None,
+        needed=int(row.needed or 1),
     )
 
 
