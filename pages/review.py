@@ -160,14 +160,6 @@ with tab_agreement:
             ),
             key="rev-labels",
         )
-        judged = acts.judge_agreement_rows(storage, dataset)
-        if judged:
-            from core.analysis.agreement import JUDGE_COLUMNS
-
-            st.markdown("**LLM judges** against each person and gold (the other side is the reference)")
-            st.dataframe(
-                spreadsheet_safe(pd.DataFrame(readable_table(judged, JUDGE_COLUMNS))), hide_index=True, key="rev-judges"
-            )
         rows = chosen.selection.rows if chosen and chosen.selection else []
         if rows:
             pair = report["pairs"][rows[0]]
@@ -183,6 +175,16 @@ with tab_agreement:
                     on_click=open_answer,
                     args=(generation_ids[index],),
                 )
+
+    # an LLM judge is measured against one person or gold alone: no second person needed
+    judged = acts.judge_agreement_rows(storage, dataset)
+    if judged:
+        from core.analysis.agreement import JUDGE_COLUMNS
+
+        st.markdown("**LLM judges** against each person and gold (the other side is the reference)")
+        st.dataframe(
+            spreadsheet_safe(pd.DataFrame(readable_table(judged, JUDGE_COLUMNS))), hide_index=True, key="rev-judges"
+        )
 
 with tab_assign:
     names = acts.active_user_names(storage)

@@ -228,3 +228,32 @@ def get_generation_in(session, dataset: str) -> int:
     from db.models import Generation as Row
 
     return session.scalar(select(Row.id).join(Dataset).where(Dataset.name == dataset))
+
+
+def test_agreement_tab_shows_the_judge_against_gold_without_a_second_person(app_database):
+    """Review → Agreement showed the LLM judge's table only with two annotators: a judge and gold
+    (or one person) on the same answers is enough to measure it."""
+    from db.annotations import save_annotation_set
+    from db.generations import add_generation, get_or_create_dataset
+    from db.judges import add_judge
+    from db.models import User
+    from db.users import add_user
+
+    words = [(0, 4), (4, 8), (8, 16), (16, 19), (19, 24), (24, 27), (27, 34), (34, 35)]
+    trace = TokenTrace(list(range(len(words))), [ANSWER[a:b] for a, b in words], words, [-1.0] * 8, [1.0] * 8)
+    with app_database.sessions() as session, session.begin():
+        boss = add_user(session, "boss", "boss-password", role="admin")
+        bot = session.get(User, add_judge(session, "x", base_url="http://127.0.0.1:1/v1", model="m").bot_user_id)
+        dataset = get_or_create_dataset(session, "set1")
+        gen = Generation([{"role": "user", "content": "Who founded Lviv?"}, {"role": "assistant", "content": ANSWER}])
+        row = add_generation(session, dataset, gen, trace=trace)
+        judged = [Span(0, 4, "Supported"), Span(20, 24, "Not Supported")]
+        save_annotation_set(session, row.id, judged, owner=bot, expected_version=0, actor=bot)
+        save_annotation_set(session, row.id, judged[:1], owner=None, expected_version=0, actor=boss)
+    at = sign_in("boss", "boss-password")
+    at.switch_page("pages/review.py")
+    at.run()
+    assert not at.exception, at.exception
+    judges = next(df.value for df in at.dataframe if "against" in df.value.columns)
+    assert set(judges["judge"]) == {"judge-x"} and set(judges["against"]) == {"gold"}
+    assert any("two annotators" in i.value for i in at.info)  # the people's figures still need two
