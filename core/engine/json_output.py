@@ -62,7 +62,7 @@ def compile_schema(lm: LoadedModel, schema: dict[str, Any] | None) -> str:
         schema = ANY_OBJECT
     if not isinstance(schema, dict):
         raise UserError("the JSON schema must be an object")
-    text = json.dumps(schema, sort_keys=True)
+    text = json.dumps(schema)  # key order kept: properties are written in the order given
     key = (id(lm.tokenizer), text)
     with _lock:
         if key in _grammars:
