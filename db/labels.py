@@ -1,9 +1,11 @@
 """Which spans count as the truth for training and evaluation.
 
 Rule (documented in the README): the gold set when a reviewer (or the demo seed) wrote
-one; otherwise the strict majority of the annotators who labelled the answer
-(`core.text.editing.majority_gold`); answers nobody labelled are left out. One annotator is a
-majority of one, so a single person's labels count until a reviewer settles them.
+one; otherwise the strict majority of the people who labelled the answer
+(`core.text.editing.majority_gold`); otherwise, only when the `judge` source is chosen, the
+LLM judges' sets (a model's account, `users.bot`: one judge's set, or the majority of several);
+answers nobody labelled are left out. One annotator is a majority of one, so a single person's
+labels count until a reviewer settles them. A judge's set never counts as a person's.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from core.base.types import Span, TokenTrace
 from core.text.editing import majority_gold
 from db.annotations import GOLD_OWNER
 from db.generations import to_core, trace_of
-from db.models import AnnotationSet, Dataset, Generation
+from db.models import AnnotationSet, Dataset, Generation, User
 
-LABEL_SOURCES = ("gold", "majority")
+#: every source a retrain may learn from, in the order they win
+LABEL_SOURCES = ("gold", "majority", "judge")
+#: what counts unless the team says otherwise: judges' labels are left out
+DEFAULT_LABEL_SOURCES = ("gold", "majority")
 
 
 @dataclass
@@ -32,7 +37,7 @@ class LabelledGeneration:
     row_id: int
     dataset: str
     split: str
-    source: str  # "gold" or "majority"
+    source: str  # "gold", "majority" or "judge"
     generation: CoreGeneration
     trace: TokenTrace | None
 
@@ -47,7 +52,7 @@ def labelled_generations(
     *,
     datasets: Sequence[str] | None = None,
     splits: Sequence[str] | None = None,
-    sources: Sequence[str] = LABEL_SOURCES,
+    sources: Sequence[str] = DEFAULT_LABEL_SOURCES,
 ) -> list[LabelledGeneration]:
     """Every answer that has labels under the rule, oldest first (a stable order)."""
     query = (
@@ -74,10 +79,11 @@ def labelled_generations(
         )
         for annotation_set in session.scalars(set_query):
             sets_by_generation[annotation_set.generation_id].append(annotation_set)
+    bots = set(session.scalars(select(User.id).where(User.bot.is_(True))))
     out: list[LabelledGeneration] = []
     for row in rows:
         sets = sets_by_generation.get(row.id, [])
-        spans, source = _truth(sets, sources)
+        spans, source = _truth(sets, sources, bots)
         if source is None:
             continue
         generation = to_core(row)
@@ -96,13 +102,17 @@ def _spans(annotation_set: AnnotationSet) -> list[Span]:
     return [Span(s.start, s.end, s.label, s.note) for s in annotation_set.spans]
 
 
-def _truth(sets: list[AnnotationSet], sources: Sequence[str]) -> tuple[list[Span], str | None]:
+def _truth(sets: list[AnnotationSet], sources: Sequence[str], bots: set[int]) -> tuple[list[Span], str | None]:
     gold = next((s for s in sets if s.owner == GOLD_OWNER), None)
     if gold is not None and "gold" in sources:
         return _spans(gold), "gold"
-    people = {s.owner: _spans(s) for s in sets if s.owner != GOLD_OWNER}
+    others = [s for s in sets if s.owner != GOLD_OWNER]
+    people = {s.owner: _spans(s) for s in others if s.annotator_id not in bots}
     if people and "majority" in sources:
         return majority_gold(people), "majority"
+    judges = {s.owner: _spans(s) for s in others if s.annotator_id in bots}
+    if judges and "judge" in sources:
+        return majority_gold(judges), "judge"
     return [], None
 
 

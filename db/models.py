@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -52,6 +53,7 @@ class RunKind(StrEnum):
     RESCORE = "rescore"
     GENERATE = "generate"
     SEED = "seed"
+    LABEL = "label"  # an LLM judge pre-annotates answers (core.orchestration.label_run)
 
 
 class RunStatus(StrEnum):
@@ -60,6 +62,11 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class JudgeStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"  # the judge's output could not be parsed or matched after one retry
 
 
 class AssignmentStatus(StrEnum):
@@ -113,6 +120,8 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # a model's account (an LLM judge's annotation sets): never signs in, listed as "model"
+    bot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @validates("role")
     def _check_role(self, _key: str, value: str) -> str:
@@ -407,3 +416,94 @@ class Guideline(Base):
     body: Mapped[str] = mapped_column(Text)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Judge(Base):
+    """An OpenAI-compatible chat endpoint that pre-annotates answers (issue #24).
+
+    `api_key_env` is the *name* of the environment variable holding the key: the key itself is
+    never stored. The judge's labels are the annotation sets of its bot account `bot_user_id`."""
+
+    __tablename__ = "judges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    base_url: Mapped[str] = mapped_column(String(1000))
+    model: Mapped[str] = mapped_column(String(300))
+    api_key_env: Mapped[str | None] = mapped_column(String(200))
+    price_input_per_m: Mapped[float | None] = mapped_column(Float)  # price per million input tokens
+    price_output_per_m: Mapped[float | None] = mapped_column(Float)
+    concurrency: Mapped[int] = mapped_column(Integer, default=4)
+    timeout_s: Mapped[float] = mapped_column(Float, default=120.0)
+    bot_user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JudgeInstruction(Base):
+    """One version of the judge's instructions; the team's guidelines are added when asking."""
+
+    __tablename__ = "judge_instructions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReferenceDocument(Base):
+    """A reference text an admin imported (in collection `collection`), split into passages."""
+
+    __tablename__ = "reference_documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    source: Mapped[str] = mapped_column(String(500))  # the file it came from (its name only)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Passage(Base):
+    """A bounded piece of a reference document, indexed by the database's full-text search
+    (SQLite: the FTS5 table `passages_fts`; PostgreSQL: the generated `search_vector` column,
+    both made by migration 0007 and kept out of the ORM, see `db.references`)."""
+
+    __tablename__ = "passages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("reference_documents.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class JudgeResult(Base):
+    """The cache of judge calls: one outcome per (answer, judge, instructions version, evidence).
+
+    A re-run finds its row and skips the call. `spans` are the matched spans (code points)
+    with their notes and cited passage ids; `unmatched` what could not be placed."""
+
+    __tablename__ = "judge_results"
+    __table_args__ = (UniqueConstraint("generation_id", "judge_id", "instructions_version", "evidence_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    judge_id: Mapped[int] = mapped_column(ForeignKey("judges.id", ondelete="CASCADE"), index=True)
+    instructions_version: Mapped[int] = mapped_column(Integer)
+    evidence_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # JudgeStatus
+    reason: Mapped[str | None] = mapped_column(Text)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float | None] = mapped_column(Float)
+    spans: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    unmatched: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("train_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @validates("status")
+    def _check_status(self, _key: str, value: str) -> str:
+        return _one_of(JudgeStatus, "judge_results.status", value)

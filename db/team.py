@@ -54,7 +54,14 @@ def team_activity(session: Session) -> list[Activity]:
             )
         )
         found.append(
-            Activity(user.name, user.role, user.active, int(sets.get(user.id, 0)), int(spans.get(user.id, 0)), times)
+            Activity(
+                user.name,
+                "model" if user.bot else user.role,
+                user.active,
+                int(sets.get(user.id, 0)),
+                int(spans.get(user.id, 0)),
+                times,
+            )
         )
     return found
 

@@ -130,6 +130,11 @@ def user_by_id(session: Session, user_id: int | None) -> User | None:
     return session.get(User, user_id) if user_id else None
 
 
+def shown_role(user: User) -> str:
+    """The role column wherever accounts are listed: a judge's bot account shows as "model"."""
+    return "model" if user.bot else user.role
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.name)))
 
@@ -359,6 +364,8 @@ def _settle(session: Session, account: _Account | None, verified: bool, password
         raise UserError(BAD_LOGIN)
     user = session.get(User, account.id)
     if user is None:  # removed while the password was being checked
+        raise UserError(BAD_LOGIN)
+    if user.bot:  # a judge's account: its password is random and it never signs in
         raise UserError(BAD_LOGIN)
     if not user.active:
         raise UserError(f"account '{user.name}' is deactivated; ask an admin")

@@ -39,7 +39,9 @@ datasets = shared.datasets(storage)
 annotators = acts.user_names(storage)
 names = [d["name"] for d in datasets]
 
-tab_import, tab_export, tab_batch, tab_sets = st.tabs(["Import", "Export", "Batch generation", "Datasets"])
+tab_import, tab_export, tab_batch, tab_sets, tab_judge = st.tabs(
+    ["Import", "Export", "Batch generation", "Datasets", "LLM judge"]
+)
 
 # --- import -----------------------------------------------------------------------------------------
 with tab_import:
@@ -306,3 +308,9 @@ with tab_sets:
                 st.rerun()
             except UserError as exc:
                 st.error(md_escape(str(exc)))
+
+# --- the LLM judge ----------------------------------------------------------------------------------
+with tab_judge:
+    from pages.data_judge import judge_tab
+
+    judge_tab(user, storage, names)

@@ -39,11 +39,12 @@ dataset_names = shared.dataset_names(storage)
 chosen = st.multiselect("Datasets", dataset_names, placeholder="all datasets", key="rt-datasets")
 sources = st.multiselect(
     "Labels to learn from",
-    ["gold", "majority"],
+    ["gold", "majority", "judge"],
     default=["gold", "majority"],
     key="rt-sources",
     help="gold: the reviewed set; majority: where no gold exists, the spans "
-    "a strict majority of the answer's annotators agree on",
+    "a strict majority of the answer's annotators (people) agree on; judge: where nobody did, "
+    "the LLM judges' labels",
 )
 summary = retrain.label_summary(storage, chosen or None, tuple(sources) or ("gold", "majority"))
 c1, c2, c3, c4 = st.columns(4)

@@ -159,6 +159,14 @@ with tab_agreement:
             ),
             key="rev-labels",
         )
+        judged = acts.judge_agreement_rows(storage, dataset)
+        if judged:
+            from core.analysis.agreement import JUDGE_COLUMNS
+
+            st.markdown("**LLM judges** against each person and gold (the other side is the reference)")
+            st.dataframe(
+                spreadsheet_safe(pd.DataFrame(readable_table(judged, JUDGE_COLUMNS))), hide_index=True, key="rev-judges"
+            )
         rows = chosen.selection.rows if chosen and chosen.selection else []
         if rows:
             pair = report["pairs"][rows[0]]

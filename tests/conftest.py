@@ -57,6 +57,8 @@ SLOW_MODULES = (
     "test_batch_cancel",
     "test_probes_page",
     "test_data_page",
+    "test_data_judge_tab",
+    "test_label_run",
     "test_probe_files",
     "test_gpu_check",
     "test_serve",

@@ -162,4 +162,4 @@ def test_db_current_after_upgrade(database, capsys):
     code, out, _ = run(capsys, "db", "current")
     from db.migrate import head_revision
 
-    assert code == 0 and out.strip() == head_revision() == "0006"
+    assert code == 0 and out.strip() == head_revision() == "0007"

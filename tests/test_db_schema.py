@@ -11,15 +11,22 @@ from sqlalchemy.exc import IntegrityError
 
 from db.migrate import MIGRATIONS, current_revision, downgrade, upgrade
 from db.models import Base
+from db.search_index import is_search_object
+
+
+def _not_search_index(_object, name, _type, _reflected, _compare_to) -> bool:
+    """The passages' full-text index is built by migration 0007 per database, outside the ORM."""
+    return not is_search_object(name)
 
 
 def _differences(engine) -> list:
     with engine.connect() as conn:
-        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        opts = {"compare_type": True, "include_object": _not_search_index}
+        return compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
 
 
 def _tables(engine) -> set[str]:
-    return set(inspect(engine).get_table_names())
+    return {name for name in inspect(engine).get_table_names() if not is_search_object(name)}
 
 
 def _head() -> str:

@@ -15,6 +15,7 @@ from core.base.processes import process_alive
 from core.orchestration import launcher
 from core.orchestration.batch import BatchParams
 from core.orchestration.cli import main as user_cli
+from core.orchestration.label_run import LabelParams
 from core.orchestration.retrain import RetrainParams
 from core.orchestration.run_params import RescoreParams, SeedParams
 from core.orchestration.runs import RUN_KINDS
@@ -29,6 +30,7 @@ EXAMPLES = {
     RunKind.RESCORE: RescoreParams(probe_version=4, model="m"),
     RunKind.GENERATE: BatchParams(prompts=[[{"role": "user", "content": "Hi"}]], dataset="d"),
     RunKind.SEED: SeedParams(size=20, model="m"),
+    RunKind.LABEL: LabelParams(dataset="d", judge="j", split="test", unlabelled_only=True, instructions=2),
 }
 
 

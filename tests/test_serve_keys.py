@@ -18,7 +18,7 @@ def test_0005_adds_the_api_keys_table_and_round_trips(any_db):
     downgrade(any_db.engine, "0004")
     assert "api_keys" not in inspect(any_db.engine).get_table_names()
     upgrade(any_db.engine)
-    assert current_revision(any_db.engine) == "0006"
+    assert current_revision(any_db.engine) == "0007"
     assert "api_keys" in inspect(any_db.engine).get_table_names()
 
 

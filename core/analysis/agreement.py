@@ -384,3 +384,59 @@ PAIR_COLUMNS = {
     "n_items": "answers",
 }
 LABEL_COLUMNS = {"krippendorff_alpha": "Krippendorff's α", "gwet_ac1": "Gwet's AC1", "n_positive": "tokens with it"}
+
+
+# --- a judge against the people and gold ------------------------------------------------------
+
+
+def _with_label(spans: Sequence[Span], label: str | None) -> list[Span]:
+    return [s for s in spans if label is None or canonical_label(s.label) == label]
+
+
+def judge_agreement(items: Sequence[Item], judge: str, others: Sequence[str]) -> list[dict]:
+    """How far an LLM judge's sets agree with each other rater (a person or gold), overall and per
+    label: Cohen's κ on the tokens both rated (per label: that label against the rest) and span F1
+    (`other` is the reference), on the answers both labelled. Raters with no shared answer are left out."""
+    rows: list[dict] = []
+    for other in others:
+        both = [item for item in items if _annotated(item, judge) and _annotated(item, other)]
+        if not both or other == judge:
+            continue
+        matrix, _ = token_matrix(both, [other, judge])
+        for label in (None, *CATEGORY_LABEL.values()):
+            if label is None:
+                ref, got = matrix[:, 0], matrix[:, 1]
+            else:
+                code = CATEGORIES.index(CATEGORY_LABEL_INVERSE[label])
+                ref, got = _one_vs_rest(matrix[:, :1], code)[:, 0], _one_vs_rest(matrix[:, 1:], code)[:, 0]
+            counts = {"exact": [0, 0, 0, 0], "overlap": [0, 0, 0, 0]}
+            for _offsets, sets in both:
+                spans_ref, spans_got = sets[other] or [], sets[judge] or []
+                for mode, total in counts.items():
+                    found = span_match_counts(_with_label(spans_ref, label), _with_label(spans_got, label), mode)  # type: ignore[arg-type]
+                    for k, c in enumerate(found):
+                        total[k] += c
+            rows.append(
+                {
+                    "judge": judge,
+                    "against": other,
+                    "label": label or "all labels",
+                    "cohen_kappa": cohen_kappa(ref, got),
+                    "span_f1_exact": f1_from_counts(*counts["exact"])["f1"],
+                    "span_f1_overlap": f1_from_counts(*counts["overlap"])["f1"],
+                    "n_items": len(both),
+                }
+            )
+    return rows
+
+
+CATEGORY_LABEL_INVERSE: dict[str, str] = {label: cat for cat, label in CATEGORY_LABEL.items()}
+JUDGE_COLUMNS = {
+    "judge": "judge",
+    "against": "against",
+    "label": "label",
+    "cohen_kappa": "Cohen's κ",
+    "span_f1_exact": "span F1 (exact)",
+    "span_f1_overlap": "span F1 (overlap)",
+    "n_items": "answers",
+}

@@ -47,6 +47,10 @@ ENV_VARS: dict[str, str] = {
     "PROBELENS_SERVE_MAX_IN_FLIGHT": "the serving API's requests in flight per key; more get 429 (default: 4)",
     "PROBELENS_SERVE_MAX_BODY_KB": "the serving API's largest request body (default: 512)",
     "PROBELENS_SERVE_PROBE_REFRESH_SECONDS": "how often the serving API re-reads the active probe version (default: 3)",
+    "PROBELENS_JUDGE_ATTEMPTS": "tries of one LLM-judge request that gets 429, 5xx, a timeout or no connection, "
+    "waiting out Retry-After or a growing backoff between them (default: 4)",
+    "PROBELENS_JUDGE_MAX_WAIT_SECONDS": "the longest wait between two tries of a judge request, whatever "
+    "Retry-After says (default: 60)",
 }
 
 
@@ -245,3 +249,22 @@ def serve_probe_refresh_seconds() -> float:
 def present(names: tuple[str, ...]) -> dict[str, str]:
     """Those of `names` that are set, with their values (what a Ray worker is handed)."""
     return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def judge_attempts() -> int:
+    return _positive_int("PROBELENS_JUDGE_ATTEMPTS", 4)
+
+
+def judge_max_wait_seconds() -> float:
+    return max(0.0, _float("PROBELENS_JUDGE_MAX_WAIT_SECONDS", 60.0))
+
+
+def judge_api_key(variable: str | None, judge: str) -> str:
+    """The API key of a judge, from the environment variable its configuration names (the key
+    itself is never stored). A judge without one (a local server) gets a placeholder."""
+    if not variable:
+        return "none"
+    value = _get(variable).strip()
+    if not value:
+        raise UserError(f"judge '{judge}' reads its API key from {variable}, which is not set on this server")
+    return value

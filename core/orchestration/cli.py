@@ -16,7 +16,7 @@ from typing import Any
 from core.base.errors import UserError
 from core.base.progress import Cancelled
 from core.orchestration import cli_db as db_cli
-from core.orchestration import cli_runs
+from core.orchestration import cli_judges, cli_runs
 from core.orchestration.serve import cli as serve_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     register = lambda name, fn: _COMMANDS.__setitem__(name, fn)
     db_cli.add_commands(sub, register)
     cli_runs.add_commands(sub, register)
+    cli_judges.add_commands(sub, register)
     serve_cli.add_commands(sub, register)
     return parser
 

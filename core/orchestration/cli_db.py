@@ -111,7 +111,7 @@ def cmd_users(args: argparse.Namespace) -> int:
             print(f"added {user.name} ({user.role})", file=sys.stderr)
         elif args.users_command == "list":
             for user in users.list_users(session):
-                print(f"{_one_field(user.name)}\t{user.role}\t{'active' if user.active else 'inactive'}")
+                print(f"{_one_field(user.name)}\t{users.shown_role(user)}\t{'active' if user.active else 'inactive'}")
         elif args.users_command == "set-role":
             users.set_role(session, args.name, args.role, actor=actor)
         elif args.users_command == "deactivate":

@@ -255,7 +255,12 @@ def add_commands(sub: argparse._SubParsersAction, register) -> None:
     device_arg(p)
     p.add_argument("--layer", type=int, default=None)
     p.add_argument("--dataset", action="append", help="repeat for several; default: all datasets")
-    p.add_argument("--label-source", action="append", choices=["gold", "majority"])
+    p.add_argument(
+        "--label-source",
+        action="append",
+        choices=["gold", "majority", "judge"],
+        help="which labels count (repeat; default gold and majority): judge = LLM judges' sets where no person labelled",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)

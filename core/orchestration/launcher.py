@@ -24,6 +24,7 @@ from core.base.errors import UserError
 from core.orchestration import ray_cluster
 from core.orchestration.acting_as import ActingAs, acting_as
 from core.orchestration.batch import BatchParams, check_model
+from core.orchestration.label_run import LabelParams
 from core.orchestration.registry import activate_in
 from core.orchestration.retrain import RetrainParams
 from core.orchestration.run_params import RescoreParams, SeedParams
@@ -162,3 +163,9 @@ def promote_and_rescore(database, probe_version: int, actor: int | None | Acting
     return launch(
         database, RunKind.RESCORE, RescoreParams(probe_version, model).to_dict(), actor, in_transaction=promote
     )
+
+
+def start_label(database, params: LabelParams, actor: int | None | ActingAs) -> int:
+    """Check the judge, dataset, instructions version and API key (one message, no row), then
+    start the label run (refused while another runs); returns the run id."""
+    return launch(database, RunKind.LABEL, params.checked(database).to_dict(), actor)

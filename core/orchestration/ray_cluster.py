@@ -103,6 +103,8 @@ def task_resources(kind: str, shape: ClusterShape) -> dict[str, Any]:
     a retrain or demo seed holds the model itself, on one GPU where there are GPUs."""
     if kind in BULK_KINDS:
         return {"num_cpus": 0}
+    if kind == RunKind.LABEL:  # waits on an external judge: no model, no GPU
+        return {"num_cpus": 1}
     if shape.gpus:
         return {"num_gpus": 1, "num_cpus": 1}
     return {"num_cpus": shape.node_cpus}

@@ -26,7 +26,7 @@ from core.probes.metrics import evaluate_items
 from core.probes.pipeline import data_hash, labels_hash, prepare
 from core.probes.stored_metrics import section
 from core.probes.training_set import split_by_generation
-from db.labels import labelled_generations
+from db.labels import DEFAULT_LABEL_SOURCES, LABEL_SOURCES, labelled_generations
 from db.models import RunStatus
 from db.probes import active_probe
 from db.train_runs import finish, get_run
@@ -39,7 +39,7 @@ class RetrainParams:
     model: str | None = None  # None: PROBELENS_MODEL or the embedded default
     layer: int | None = None  # None: the model's default probe layer
     datasets: list[str] | None = None  # None: every dataset
-    sources: list[str] = field(default_factory=lambda: ["gold", "majority"])
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_LABEL_SOURCES))
     epochs: int | None = None
     lr: float = 1e-3
     seed: int = 0
@@ -84,8 +84,8 @@ class RetrainParams:
             raise UserError(f"learning rate must be in (0, 1], got {self.lr!r}")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"validation fraction must be in (0, 1), got {self.val_fraction!r}")
-        if not self.sources or any(s not in ("gold", "majority") for s in self.sources):
-            raise UserError("label sources must be 'gold' and/or 'majority'")
+        if not self.sources or any(s not in LABEL_SOURCES for s in self.sources):
+            raise UserError("label sources must be one or more of 'gold', 'majority' and 'judge'")
         if not 0 <= int(self.n_boot) <= 100_000:
             raise UserError("bootstrap resamples must be between 0 and 100000")
         if self.kind not in KINDS:
@@ -119,7 +119,7 @@ def _choose_splits(labelled: list, val_fraction: float) -> tuple[list, list, str
 
 
 def label_summary(
-    database, datasets: list[str] | None = None, sources: tuple[str, ...] = ("gold", "majority")
+    database, datasets: list[str] | None = None, sources: tuple[str, ...] = DEFAULT_LABEL_SOURCES
 ) -> dict[str, Any]:
     """How many answers the label rule would train and validate on (shown before a retrain),
     what the validation set holds, and hashes of the train and validation labels."""
@@ -269,7 +269,11 @@ def retrain(
             "model": lm.model_id,
             "n_train": len(train_items),
             "n_validation": len(val_items),
-            "label_sources": {s: sum(1 for x in labelled if x.source == s) for s in ("gold", "majority")},
+            "label_sources": {
+                s: sum(1 for x in labelled if x.source == s)
+                for s in LABEL_SOURCES
+                if s in DEFAULT_LABEL_SOURCES or s in params.sources
+            },
             "validation_ids": [x.row_id for x in val_l],
             "validation_data_hash": labels_hash([x.generation for x in val_l]) if val_l else None,
             "final_loss": trained.history[-1]["loss"] if trained.history else None,

@@ -20,6 +20,7 @@ from core.base.errors import UserError
 from core.base.progress import Cancelled, CancelToken, ProgressFn, check
 from core.engine.model import lazy_model
 from core.orchestration.batch import BatchParams, run_batch
+from core.orchestration.label_run import LabelParams, run_label
 from core.orchestration.ray_pipelines import ray_generate, ray_rescore
 from core.orchestration.rescore import rescore
 from core.orchestration.retrain import RetrainParams, retrain
@@ -56,6 +57,7 @@ class _Beat:
         "register": (0.99, 1.0),
         "rescore": (0.05, 1.0),
         "generate": (0.05, 1.0),
+        "label": (0.0, 1.0),
     }
 
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
@@ -146,6 +148,12 @@ def _seed(ctx: RunContext, params: SeedParams) -> str:
     return f"demo: {plural(result['answers'], 'answer')}, probe v{result['probe_version']}{note}"
 
 
+def _label(ctx: RunContext, params: LabelParams) -> str:
+    """An LLM judge labels a dataset (no model here: the judge is an HTTP endpoint)."""
+    summary = run_label(ctx.database, params, run_id=ctx.run_id, progress=ctx.progress, cancel=ctx.cancel)
+    return summary.message()
+
+
 def _model(ctx: RunContext):
     ctx.progress("load", 0, 1, "loading the model")
     lm = lazy_model(ctx.params.get("model"))  # weights only if some hidden states are not cached
@@ -188,6 +196,7 @@ RUN_KINDS: dict[str, RunKindSpec] = {
     RunKind.RESCORE: RunKindSpec(RescoreParams, _rescore, _rescore_on_ray),
     RunKind.GENERATE: RunKindSpec(BatchParams, _generate, _generate_on_ray),
     RunKind.SEED: RunKindSpec(SeedParams, _seed, _seed),
+    RunKind.LABEL: RunKindSpec(LabelParams, _label, _label),
 }
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.analysis.agreement import judge_agreement
 from core.base.types import Span
 from core.orchestration import work_queue
 from core.orchestration.actions.acting import Actor, reading, writing
 from core.orchestration.team import agreement_items
 from db import Database, assignments
 from db import review as reviewing
+from db.judges import bot_names as judge_accounts
 from db.users import list_users
 
 PAGE = "review"
@@ -42,6 +44,15 @@ def agreement_data(storage: Database, dataset: str) -> tuple[list[Any], list[str
     """(items, annotators, generation ids) for the agreement report of `dataset`."""
     with storage.sessions() as session:
         return agreement_items(session, dataset)
+
+
+def judge_agreement_rows(storage: Database, dataset: str) -> list[dict[str, Any]]:
+    """Each LLM judge of `dataset` against each person and gold, overall and per label (κ, span F1)."""
+    with storage.sessions() as session:
+        items, annotators, _ids = agreement_items(session, dataset, include_gold=True)
+        judges = sorted(judge_accounts(session) & set(annotators))
+    others = [name for name in annotators if name not in judges]
+    return [row for judge in judges for row in judge_agreement(items, judge, others)]
 
 
 def active_user_names(storage: Database) -> list[str]:

@@ -23,6 +23,7 @@ RUN_PAGES: dict[str, str] = {
     RunKind.RESCORE: "probes",
     RunKind.GENERATE: "data",
     RunKind.SEED: "data",
+    RunKind.LABEL: "data",
 }
 
 

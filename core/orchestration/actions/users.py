@@ -20,7 +20,7 @@ def accounts_table(storage: Database, actor: Actor) -> list[dict[str, Any]]:
     """Every account: name, role, active, created."""
     with reading(storage, actor, PAGE) as (session, _me):
         return [
-            {"name": u.name, "role": u.role, "active": u.active, "created": u.created_at}
+            {"name": u.name, "role": accounts.shown_role(u), "active": u.active, "created": u.created_at}
             for u in accounts.list_users(session)
         ]
 
