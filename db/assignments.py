@@ -148,6 +148,11 @@ def _users_by_name(session: Session, names: list[str]) -> list[User]:
         raise UserError(
             f"deactivated user{'s' if len(inactive) > 1 else ''} cannot be assigned work: {', '.join(inactive)}"
         )
+    models = [name for name in names if found[name].bot]
+    if models:
+        raise UserError(
+            f"an LLM judge's account cannot be assigned work (it labels by a label run): {', '.join(models)}"
+        )
     return [found[name] for name in names]
 
 

@@ -306,20 +306,19 @@ def store_result(
     return result
 
 
-def judge_notes(session: Session, generation_id: int, bot_user_id: int) -> list[dict[str, Any]]:
-    """The newest ok result's spans of this bot's judge on this answer (notes, cited passages)."""
-    row = session.scalar(
-        select(JudgeResult)
-        .join(Judge, Judge.id == JudgeResult.judge_id)
-        .where(
-            JudgeResult.generation_id == generation_id,
-            Judge.bot_user_id == bot_user_id,
-            JudgeResult.status == JudgeStatus.OK,
-        )
-        .order_by(JudgeResult.id.desc())
-        .limit(1)
+def judged_spans(session: Session, generation_id: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each judge's newest usable result on this answer: (judge name, its spans with notes and
+    cited passage ids), for the Annotate page's suggestions."""
+    rows = session.execute(
+        select(Judge.name, JudgeResult.spans)
+        .join(JudgeResult, JudgeResult.judge_id == Judge.id)
+        .where(JudgeResult.generation_id == generation_id, JudgeResult.status == JudgeStatus.OK)
+        .order_by(Judge.name, JudgeResult.id.desc())
     )
-    return list(row.spans) if row is not None else []
+    newest: dict[str, list[dict[str, Any]]] = {}
+    for name, spans in rows:
+        newest.setdefault(name, list(spans or []))
+    return list(newest.items())
 
 
 def bot_ids(session: Session) -> set[int]:

@@ -200,10 +200,17 @@ def _record(
     )
 
 
+def _not_a_model(user: User, what: str) -> None:
+    """A judge's account has no role or password of its own: it is managed through its judge."""
+    if user.bot:
+        raise UserError(f"'{user.name}' is an LLM judge's account (a model): its {what} cannot be changed")
+
+
 def set_role(session: Session, name: str, role: str, actor: User | None) -> User:
     _require_admin(actor)
     _check_role(role)
     user = get_user(session, name)
+    _not_a_model(user, "role")
     if user.role == role:
         return user
     if _is_active_admin(user):
@@ -249,6 +256,7 @@ def reset_password(session: Session, name: str, new_password: str, actor: User |
     _require_admin(actor)
     _check_password(new_password)
     user = get_user(session, name)
+    _not_a_model(user, "password")
     before = _public(user)
     user.password_hash = hasher.hash(new_password)
     user.failed_logins = 0

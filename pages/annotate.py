@@ -207,6 +207,14 @@ with right:
             {"start": s.start, "end": s.end, "score": s.score}
             for s in suggest_spans(trace.offsets, scores, threshold, generation.completion)
         ]
+    if opened.judge_suggestions:
+        judges = sorted({s["source"] for s in opened.judge_suggestions})
+        st.caption(
+            f"{len(opened.judge_suggestions)} suggestions from the LLM judge {md_escape(', '.join(judges))}: "
+            "Tab to one, A accepts it with the judge's label and note, R rejects it; hover for the note and the "
+            "passages it cites."
+        )
+        suggestions = suggestions + opened.judge_suggestions
     conflict_key = f"conflict-{current}"
 
     def store(saved: dict, generation_id: int = current, loaded_version: int = version) -> None:

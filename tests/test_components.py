@@ -702,8 +702,8 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
         spans = normalise_spans([rand_span() for _ in range(rng.randint(0, 5))], text)
         new = rand_span()
         idx = rng.randrange(len(spans)) if spans else None
-        sugs = [
-            Suggestion(s.start, s.end, round(rng.random(), 2))
+        sugs = [  # some carry a judge's own label and note
+            Suggestion(s.start, s.end, round(rng.random(), 2), *rng.choice([(None, None), (s.label, "why")]))
             for s in sorted(
                 normalise_spans([rand_span(False) for _ in range(rng.randint(0, 4))]), key=lambda s: s.start
             )
@@ -716,7 +716,9 @@ def test_js_span_rules_match_core_editing_on_random_cases(js_eval):
                 "idx": idx,
                 "label": rng.choice(labels),
                 "note": rng.choice(["  keep me ", "", "  ", "x"]),
-                "sugs": [{"start": s.start, "end": s.end, "score": s.score} for s in sugs],
+                "sugs": [
+                    {"start": s.start, "end": s.end, "score": s.score, "label": s.label, "note": s.note} for s in sugs
+                ],
                 "min": rng.choice([0.0, 0.3, 0.5, 0.9]),
                 "expect": {"add": _d(add_span(spans, new, text=text)), "relabel": None},
             }

@@ -3,6 +3,8 @@ on the answers both labelled; plus the action that finds the judges among the an
 
 from __future__ import annotations
 
+import pytest
+
 from core.analysis.agreement import judge_agreement
 from core.base.types import Span
 from db.annotations import save_annotation_set
@@ -47,3 +49,19 @@ def test_the_review_action_finds_the_judges_among_the_annotators(sqlite_db, make
     rows = judge_agreement_rows(sqlite_db, "facts")
     assert {(r["judge"], r["against"]) for r in rows} == {("judge-x", "ann")}
     assert len(rows) == 4  # all labels + the three paper labels
+
+
+def test_work_is_not_assigned_to_a_judges_account(sqlite_db, make_generation):
+    from core.orchestration.actions.review import active_user_names
+
+    with sqlite_db.sessions() as session, session.begin():
+        make_generation(session, TEXT, dataset="facts")
+        add_judge(session, "x", base_url="http://127.0.0.1:1/v1", model="m")
+        add_user(session, "ann", "password123")
+    assert active_user_names(sqlite_db) == ["ann"]
+    from core.base.errors import UserError
+    from db.assignments import assign
+
+    with sqlite_db.sessions() as session, session.begin():
+        with pytest.raises(UserError, match="an LLM judge's account cannot be assigned work"):
+            assign(session, "facts", 1, ["ann", "judge-x"], actor=None)

@@ -23,7 +23,7 @@ from db.events import list_events
 from db.judges import add_judge, save_instructions
 from db.models import JudgeResult, JudgeStatus, User
 from db.references import import_documents
-from db.users import add_user, authenticate, list_users, shown_role
+from db.users import add_user, authenticate, list_users, reset_password, set_role, shown_role
 from tests.support.judge_server import Reply, answer_of, completion, error, scripted_judge, spans_reply
 
 ANSWERS = [
@@ -279,7 +279,8 @@ def test_passages_are_retrieved_and_cited_ids_kept(team):
         _judge(team, server.url)
         summary = run_label(team, LabelParams("facts", "scripted"))
     assert summary.with_passages == 1 and "own knowledge" not in summary.message()
-    shown = server.requests[0]["messages"][1]["content"]
+    (lviv,) = [r for r in server.requests if answer_of(r) == ANSWERS[0]]  # requests arrive in any order
+    shown = lviv["messages"][1]["content"]
     assert "EVIDENCE PASSAGES (cite them by id):\n[" in shown and "Lviv was founded in 1256 by King Daniel." in shown
     stored = _results(team)[0].spans
     assert stored[0]["evidence"] and 424242 not in stored[0]["evidence"]
@@ -293,6 +294,14 @@ def test_the_judges_account_cannot_sign_in(team):
         bot.password_hash = __import__("db.users", fromlist=["hasher"]).hasher.hash("knownpassword")
     with team.sessions() as session, session.begin(), pytest.raises(UserError, match="wrong user name or password"):
         authenticate(session, "judge-scripted", "knownpassword")
+    with team.sessions() as session, session.begin():
+        boss = add_user(session, "boss", "password123", role="admin")
+        for change in (
+            lambda: set_role(session, "judge-scripted", "admin", boss),
+            lambda: reset_password(session, "judge-scripted", "newpassword1", boss),
+        ):
+            with pytest.raises(UserError, match="an LLM judge's account"):
+                change()
 
 
 def test_bad_judge_settings_get_one_message(team):
@@ -332,3 +341,55 @@ def test_cli_judges_and_label_run_through_the_runs_machinery(team, monkeypatch, 
     assert main(["--quiet", "judges", "list"]) == 0
     listed = capsys.readouterr().out
     assert "JUDGE_TEST_KEY" in listed and "secret-key-123" not in listed
+
+
+def test_a_worker_process_runs_it_and_a_cancel_through_the_row_keeps_what_is_done(team, isolated_cache):
+    from core.orchestration.launcher import start_label
+    from db.train_runs import request_cancel
+    from tests.support.runs import finished, wait_for_run
+
+    def slow(request: dict, n: int) -> Reply:
+        reply = good(request, n)
+        reply.delay = 1.5
+        return reply
+
+    with scripted_judge(slow) as server:
+        _judge(team, server.url, concurrency=1)
+        run_id = start_label(team, LabelParams("facts", "scripted"), None)
+        wait_for_run(team, run_id, lambda _run: len(_results(team)) >= 1)
+        with team.sessions() as session, session.begin():
+            request_cancel(session, run_id, None)
+        run = wait_for_run(team, run_id, finished)
+        assert run.status == "cancelled"
+        kept = len(_results(team))
+        assert 1 <= kept < 3
+        again = wait_for_run(team, start_label(team, LabelParams("facts", "scripted"), None), finished)
+        assert again.status == "succeeded" and f"{kept} from the cache" in again.message
+    assert len(_results(team)) == 3
+
+
+def test_on_ray_a_label_run_holds_one_cpu_and_no_gpu():
+    from core.orchestration.ray_cluster import ClusterShape, task_resources
+    from core.orchestration.runs import RUN_KINDS
+    from db.models import RunKind
+
+    assert task_resources(RunKind.LABEL, ClusterShape(gpus=4, node_cpus=16, nodes=2)) == {"num_cpus": 1}
+    assert RUN_KINDS[RunKind.LABEL].on_ray is RUN_KINDS[RunKind.LABEL].local  # it calls out: nothing to fan out
+
+
+def test_on_both_databases_results_are_stored_and_a_rerun_is_free(any_db, make_generation):
+    with any_db.sessions() as session, session.begin():
+        ids = [make_generation(session, text, dataset="facts").id for text in ANSWERS]
+        import_documents(
+            session,
+            parse_reference_text("# Tokyo\n\nTokyo is the capital of Japan.", "t.md"),
+            collection="c",
+            actor=None,
+        )
+    with scripted_judge(good) as server:
+        _judge(any_db, server.url)
+        assert run_label(any_db, LabelParams("facts", "scripted")).labelled == 3
+        again = run_label(any_db, LabelParams("facts", "scripted"))
+    assert again.cached == 3 and server.calls == 3 and again.with_passages == 1
+    assert [r.generation_id for r in _results(any_db)] == ids
+    assert [ANSWERS[1][s.start : s.end] for s in _bot_spans(any_db, ids[1])] == ["Tokyo", "Japan", "Kyoto"]

@@ -423,6 +423,27 @@ def _edit_spans(spans: Sequence[Span | Mapping[str, Any]], what: str, text: str)
     return [_span_dict(sp) for sp in normalise_spans(parsed, text)]
 
 
+MAX_SUGGESTION_NOTE = 2000
+
+
+def _suggestion_extras(sug: Any, where: str) -> dict[str, Any]:
+    """A judge's suggestion's own label, note and source (shown as text only, never markup)."""
+    get = sug.get if isinstance(sug, Mapping) else (lambda name: getattr(sug, name, None))
+    out: dict[str, Any] = {}
+    label = get("label")
+    if label is not None:
+        out["label"] = canonical_label(label)
+    for name, limit in (("note", MAX_SUGGESTION_NOTE), ("source", 100)):
+        value = get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise UserError(f"{where}: {name} must be text")
+        if value:
+            out[name] = value[:limit]
+    return out
+
+
 def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
     if isinstance(sug, Mapping):
         start, end, score = sug.get("start"), sug.get("end"), sug.get("score")
@@ -436,7 +457,7 @@ def _suggestion_fields(sug: Any, where: str, length: int) -> dict[str, Any]:
     sc = finite_or_none(score)
     if sc is None:
         raise UserError(f"{where}: score must be a number")
-    return {"start": start, "end": end, "score": round(sc, 4)}
+    return {"start": start, "end": end, "score": round(sc, 4), **_suggestion_extras(sug, where)}
 
 
 def edit_payload(

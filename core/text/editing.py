@@ -281,11 +281,14 @@ def set_note(spans: Sequence[Span], index: int, note: str | None) -> list[Span]:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A span the probe proposes: a run of high-scoring tokens, scored by its maximum."""
+    """A span the probe proposes (a run of high-scoring tokens, scored by its maximum), or an LLM
+    judge proposes: then with its own `label` and `note`, which accepting it keeps."""
 
     start: int
     end: int
     score: float
+    label: str | None = None
+    note: str | None = None
 
 
 def suggest_spans(offsets: Offsets, scores: Sequence[float], threshold: float, text: str) -> list[Suggestion]:
@@ -309,7 +312,8 @@ def accept_suggestions(
     *,
     overwrite: bool = False,
 ) -> list[Span]:
-    """Bulk-accept suggestions scoring >= `min_score` as spans with `label`.
+    """Bulk-accept suggestions scoring >= `min_score` as spans with `label` (a judge's suggestion
+    keeps its own label and note).
 
     A suggestion overlapping an existing span is skipped unless `overwrite`: a
     person's decision is not replaced by the probe's without asking.
@@ -318,7 +322,7 @@ def accept_suggestions(
     for sug in suggestions:
         if sug.score < min_score:
             continue
-        new = Span(sug.start, sug.end, label)
+        new = Span(sug.start, sug.end, sug.label or label, sug.note or None)
         if not overwrite and any(_overlap(new, s) for s in out):
             continue
         out = add_span(out, new)

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from heatmap_cases import XSS_TOKENS, basic_case, edit_case, edit_sized_case, sized_case, their_spans  # noqa: E402
+from heatmap_cases import JUDGE_NOTE, XSS_TOKENS, basic_case, edit_case, edit_sized_case, sized_case, their_spans  # noqa: E402
 
 from core.components.heatmap import TokenView, saved_spans, token_heatmap  # noqa: E402
 
@@ -160,6 +160,11 @@ elif case == "stream":
 elif case == "edit":
     n = int(params.get("n", 0))
     view, suggestions = edit_sized_case(n) if n else edit_case()
+    if params.get("judge"):  # the first suggestion comes from an LLM judge, with its label and a hostile note
+        suggestions = [
+            {**suggestions[0], "score": 1.0, "label": "Supported", "note": JUDGE_NOTE, "source": "gpt"},
+            *suggestions[1:],
+        ]
     store = st.session_state.setdefault(
         "store",
         {

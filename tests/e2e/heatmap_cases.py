@@ -276,6 +276,9 @@ EDIT_SCORES = [
 ]
 
 
+JUDGE_NOTE = "<img src=x onerror=alert(1)> [passage 7] Mount Fuji: 3,776 m"
+
+
 def edit_case() -> tuple[TokenView, list[dict]]:
     """A short answer with emoji / CJK / astral characters and four probe suggestions."""
     view = TokenView.from_lists(EDIT_TEXTS, ids=list(range(500, 500 + len(EDIT_TEXTS))), scores=EDIT_SCORES)

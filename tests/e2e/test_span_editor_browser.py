@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from heatmap_cases import EDIT_TEXTS, edit_case, their_spans
+from heatmap_cases import EDIT_TEXTS, JUDGE_NOTE, edit_case, their_spans
 
 from core.base.types import Span
 from core.text.editing import Suggestion, accept_suggestions, add_span
@@ -509,4 +509,24 @@ def test_2000_tokens_key_press_draws_under_50_ms(page, heatmap_app):
     last = root.locator(".plh-text .tok.fspan").first
     box, tb = root.locator(".plh-text").bounding_box(), last.bounding_box()
     assert box["y"] <= tb["y"] and tb["y"] + tb["height"] <= box["y"] + box["height"] + 1
+    assert page.errors == []
+
+
+def test_a_judges_suggestion_is_accepted_with_its_label_and_note(page, heatmap_app):
+    _, sugs = edit_case()
+    root = open_editor(page, heatmap_app, judge=1)
+    first = token_of(sugs[0]["start"])
+    root.focus()
+    page.keyboard.press("Tab")
+    tok(root, first).hover()
+    tip = root.locator(".plh-tip").inner_text()
+    assert "gpt: Supported score 1.000" in tip and JUDGE_NOTE in tip  # the note as text
+    assert root.locator("img").count() == 0
+    page.keyboard.press("a")
+    assert spans_of(root)[0] == {
+        "start": sugs[0]["start"],
+        "end": sugs[0]["end"],
+        "label": "Supported",
+        "note": JUDGE_NOTE,
+    }
     assert page.errors == []

@@ -213,8 +213,8 @@ function focusNextSuggestionAfter(ed, k) {
 function acceptOne(ed, k, lab) {
   const sg = ed.sugs[k];
   if (!sg) return;
-  const as = lab || LABELS[0];
-  const nw = addSpan(ed.cur, mkSpan(sg.start, sg.end, as, null), ed.chars);
+  const as = sg.label || lab || LABELS[0]; // a judge's suggestion carries its label and note
+  const nw = addSpan(ed.cur, mkSpan(sg.start, sg.end, as, sg.note || null), ed.chars);
   commit(ed, nw, { focus: E.focusOnSpan(containing(nw, sg.start, sg.end, as)) });
   say(ed, `accepted suggestion (score ${sg.score.toFixed(2)}) as ${as}`);
   focusNextSuggestionAfter(ed, k);

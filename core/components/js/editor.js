@@ -516,7 +516,9 @@ function tipRows(ed, i, add) {
     const sg = ed.sugs[k];
     if (!tokenOverlaps(ed, i, sg.start, sg.end)) continue;
     const state = ed.rejected.has(k) ? " (rejected)" : ed.sugVisible[k] ? "" : " (hidden: overlaps a span)";
-    add("suggestion", `score ${sg.score.toFixed(3)}${state}`);
+    const who = sg.source ? `${sg.source}: ${sg.label || ""} ` : "";
+    add("suggestion", `${who}score ${sg.score.toFixed(3)}${state}`);
+    if (sg.note) add("judge's note", sg.note);
   }
   if (ed.conf.data && ed.thr[i] >= 0) add("theirs", LABELS[ed.thr[i]]);
 }

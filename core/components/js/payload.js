@@ -75,6 +75,14 @@ const Payload = (() => {
 
 const { finite } = Colour;
 
+/** A suggestion's fields; an LLM judge's also carries its label (checked by the app's payload
+ * builder), note and name, shown as text only. */
+function suggestion(s) {
+  const out = { start: s.start, end: s.end, score: s.score };
+  for (const k of ["label", "note", "source"]) if (typeof s[k] === "string" && s[k]) out[k] = s[k];
+  return out;
+}
+
 function normaliseEdit(e, n) {
   const x = e && typeof e === "object" ? e : {};
   const ints = (a) => (Array.isArray(a) && a.length === n && a.every(Number.isInteger) ? a : null);
@@ -93,7 +101,7 @@ function normaliseEdit(e, n) {
     starts: ints(x.starts),
     ends: ints(x.ends),
     spans: Array.isArray(x.spans) ? x.spans : [],
-    suggestions: sugs.map((s) => Object.freeze({ start: s.start, end: s.end, score: s.score })),
+    suggestions: sugs.map((s) => Object.freeze(suggestion(s))),
     base_version: Number.isInteger(x.base_version) ? x.base_version : 0,
     draft_key: typeof x.draft_key === "string" ? x.draft_key : "",
     conflict,

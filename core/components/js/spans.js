@@ -184,7 +184,7 @@ function acceptSuggestions(spans, suggestions, minScore, label) {
   let out = spans.slice();
   for (const sg of suggestions) {
     if (sg.score < minScore) continue;
-    const nw = mkSpan(sg.start, sg.end, label || LABELS[0], null);
+    const nw = mkSpan(sg.start, sg.end, sg.label || label || LABELS[0], sg.note || null);
     if (out.some((s) => overlap(nw, s))) continue;
     out = addSpan(out, nw, null);
   }

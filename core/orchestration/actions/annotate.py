@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from core.base.errors import UserError
 from core.base.types import Generation, Span, TokenTrace
 from core.orchestration import work_queue
 from core.orchestration.actions.acting import Actor, reading, writing
 from core.orchestration.colour_status import no_colour_reason
+from core.text.tokens import nfc
 from db import Database, assignments, comments, guidelines, skips
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.generations import get_generation, to_core, trace_of
+from db.judges import judged_spans
 from db.predictions import scores_for
+from db.references import passages_by_id
 
 PAGE = "annotate"
 MAX_SEARCH_CHARS = work_queue.MAX_SEARCH_CHARS
@@ -92,6 +96,34 @@ class OpenAnswer:
     version: int
     scores: list[float] | None
     no_colours: str | None
+    # the LLM judges' spans as editor suggestions: {start, end, score, label, note, source}
+    judge_suggestions: list[dict[str, Any]] = field(default_factory=list)
+
+
+PASSAGE_CHARS_SHOWN = 300
+
+
+def _judge_suggestions(session, generation_id: int, length: int) -> list[dict[str, Any]]:
+    """Each judge's newest spans on the answer, with its note and the passages it cited (their
+    text, cut short) as the suggestion's note: the editor shows them as text in the tooltip."""
+    out: list[dict[str, Any]] = []
+    for judge, spans in judged_spans(session, generation_id):
+        cited = {p.id: p for p in passages_by_id(session, [i for s in spans for i in s.get("evidence") or []])}
+        for span in spans:
+            start, end = int(span["start"]), int(span["end"])
+            if not 0 <= start < end <= length:
+                continue  # the answer changed since: never guess
+            lines = [span.get("note") or ""]
+            for pid in span.get("evidence") or []:
+                if pid in cited:
+                    text = cited[pid].text
+                    cut = text[:PASSAGE_CHARS_SHOWN] + ("…" if len(text) > PASSAGE_CHARS_SHOWN else "")
+                    lines.append(f"[passage {pid}] {cited[pid].title}: {cut}")
+            note = "\n".join(line for line in lines if line) or None
+            out.append(
+                {"start": start, "end": end, "score": 1.0, "label": span["label"], "note": note, "source": judge}
+            )
+    return out
 
 
 def open_answer(storage: Database, actor: Actor, generation_id: int, probe_version: int | None) -> OpenAnswer:
@@ -99,6 +131,7 @@ def open_answer(storage: Database, actor: Actor, generation_id: int, probe_versi
         row = get_generation(session, generation_id)
         my_set = get_set(session, generation_id, me)
         return OpenAnswer(
+            judge_suggestions=_judge_suggestions(session, generation_id, len(nfc(row.completion))),
             generation=to_core(row),
             trace=trace_of(row),
             where=f"{row.dataset.name} / {row.split}",

@@ -56,8 +56,9 @@ def judge_agreement_rows(storage: Database, dataset: str) -> list[dict[str, Any]
 
 
 def active_user_names(storage: Database) -> list[str]:
+    """The people work can be assigned to (an LLM judge's account is not one: it labels by a run)."""
     with storage.sessions() as session:
-        return [u.name for u in list_users(session) if u.active]
+        return [u.name for u in list_users(session) if u.active and not u.bot]
 
 
 GoldRemovalError = reviewing.GoldRemovalError
