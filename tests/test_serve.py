@@ -427,3 +427,95 @@ def test_the_service_log_holds_no_prompt_or_answer(server):
     assert prompt not in log and "launch code" not in log
     assert len(answer.strip()) < 4 or answer not in log
     assert "What is the capital of France?" not in log  # an earlier test's prompt
+
+
+# --- structured output (response_format) ----------------------------------------------------
+
+VERDICT = {
+    "type": "object",
+    "properties": {
+        "label": {"enum": ["Supported", "Not Supported"]},
+        "n": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "required": ["label", "n"],
+    "additionalProperties": False,
+}
+
+
+def _verdict_format(schema=VERDICT) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+
+
+def test_response_format_json_schema_streamed_and_not(server):
+    """The tiny model's weights are random: JSON that validates comes from the constraint."""
+    import jsonschema
+
+    client = server.client()
+    for seed in range(3):
+        reply = client.chat.completions.create(
+            model=server.model,
+            messages=ask(f"Judge claim {seed} as JSON"),
+            max_tokens=48,
+            temperature=1.0,
+            seed=seed,
+            response_format=_verdict_format(),
+        )
+        assert reply.choices[0].finish_reason == "stop"
+        jsonschema.validate(json.loads(reply.choices[0].message.content), VERDICT)
+        stream = client.chat.completions.create(
+            model=server.model,
+            messages=ask(f"Judge claim {seed} as JSON"),
+            max_tokens=48,
+            temperature=1.0,
+            seed=seed,
+            response_format=_verdict_format(),
+            stream=True,
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert streamed == reply.choices[0].message.content  # the same seed, the same answer
+    plain = client.chat.completions.create(
+        model=server.model, messages=ask("Judge claim 0 as JSON"), max_tokens=48, temperature=1.0, seed=0
+    )
+    with pytest.raises(ValueError):
+        json.loads(plain.choices[0].message.content)
+    text = client.chat.completions.create(
+        model=server.model,
+        messages=ask("Judge claim 0 as JSON"),
+        max_tokens=48,
+        temperature=1.0,
+        seed=0,
+        response_format={"type": "text"},
+    )
+    assert text.choices[0].message.content == plain.choices[0].message.content
+    obj = client.chat.completions.create(
+        model=server.model,
+        messages=ask("Any object"),
+        max_tokens=48,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
+    assert obj.choices[0].message.content.startswith("{")
+
+
+def test_a_response_format_that_cannot_be_enforced_is_a_400_with_one_message(server):
+    client = server.client()
+    bad_schema = {"type": "object", "if": {"type": "object"}, "then": {}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=server.model, messages=ask("Hi?"), max_tokens=8, response_format=_verdict_format(bad_schema)
+        )
+    error = caught.value.body
+    assert error["param"] == "response_format.json_schema.schema" and "if" in error["message"]
+    assert error["code"] == "invalid_json_schema"
+    for wrong, param in [
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format.json_schema"),
+        ({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}, "response_format.json_schema.name"),
+        ({"type": "json_schema", "json_schema": {"name": "v", "schema": [1]}}, "response_format.json_schema.schema"),
+    ]:
+        reply = httpx.post(
+            server.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {server.keys['plain']}"},
+            json={"model": server.model, "messages": ask("Hi?"), "max_tokens": 8, "response_format": wrong},
+        )
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == param, reply.text

@@ -12,7 +12,7 @@ import pytest
 
 from core.base.errors import UserError
 from core.base.types import TokenTrace
-from core.orchestration.serve.schema import ApiError, parse_chat
+from core.orchestration.serve.schema import ApiError, OutputFormat, parse_chat
 from db.api_keys import KeyOwner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +56,32 @@ def test_requests_are_checked_with_the_parameter_named():
     with pytest.raises(ApiError) as caught:
         parse_chat({**ok, "model": "other"}, served_model="m", max_tokens_cap=10)
     assert caught.value.status == 404 and caught.value.code == "model_not_found"
+
+
+def test_response_format_is_read_into_what_the_engine_enforces():
+    ok = {"model": "m", "messages": [{"role": "user", "content": "Hi?"}]}
+
+    def output(value):
+        return parse_chat({**ok, "response_format": value}, served_model="m", max_tokens_cap=10).output
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert output(None) is None and output({"type": "text"}) is None
+    assert output({"type": "json_object"}) == OutputFormat("json_object")
+    spec = {"name": "a-b_1", "schema": schema, "strict": True}
+    assert output({"type": "json_schema", "json_schema": spec}) == OutputFormat("json_schema", schema, "a-b_1")
+    for value, param in [
+        ("json", "response_format.type"),
+        ({"type": "json_schema", "json_schema": {"schema": schema}}, "response_format.json_schema.name"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x" * 65, "schema": schema}},
+            "response_format.json_schema.name",
+        ),
+        ({"type": "json_schema", "json_schema": {"name": "v", "schema": "{}"}}, "response_format.json_schema.schema"),
+        ({"type": "json_schema", "json_schema": {"name": "v", "strict": "yes"}}, "response_format.json_schema.strict"),
+    ]:
+        with pytest.raises(ApiError) as caught:
+            output(value)
+        assert caught.value.status == 400 and caught.value.param == param
 
 
 @pytest.mark.slow

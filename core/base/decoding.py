@@ -9,7 +9,7 @@ below ever holds one.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from core.base.errors import UserError
 
@@ -72,3 +72,26 @@ class DecodingSettings:
         `defaults`, then the class defaults."""
         fields = ("max_new_tokens", "temperature", "top_p", "seed")
         return cls(**{**defaults, **{k: data[k] for k in fields if k in data}})
+
+
+class LogitsConstraint(Protocol):
+    """Which tokens one answer may take next (constrained decoding, e.g. JSON by a schema).
+
+    Stateful and per answer: the engine asks `allowed()` before each sampled token, masks
+    that answer's logits alone with it, and reports the token it drew with `accept`. The mask
+    is a bitmask (bit `t % 32` of little-endian 32-bit word `t // 32` set: token t may come), the
+    form constraint libraries compute natively, so no library or tensor type leaks into core.
+    """
+
+    def allowed(self) -> bytes:
+        """The bitmask of the tokens that may come next (none set: the constraint failed)."""
+        ...
+
+    def accept(self, token_id: int) -> bool:
+        """Advance past the drawn token; False if it broke the constraint (see `error`)."""
+        ...
+
+    @property
+    def error(self) -> str | None:
+        """Why the constraint cannot go on, or None."""
+        ...

@@ -28,10 +28,11 @@ from typing import Any, Protocol
 import torch
 
 from core.base import settings
-from core.base.decoding import DecodingSettings
+from core.base.decoding import DecodingSettings, LogitsConstraint
 from core.base.errors import UserError
 from core.base.progress import CancelToken
 from core.base.types import TokenTrace
+from core.engine.masking import constrain
 from core.engine.model import LoadedModel, host_float, input_device
 from core.engine.stream import (
     IncrementalDecoder,
@@ -92,6 +93,8 @@ class GenerationRequest:
     # sampled token in order, before that token is emitted, so `alternatives[token.index]` is there.
     top_logprobs: int = 0
     alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
+    # Which tokens this answer may take (structured output); its mask touches this row alone.
+    constraint: LogitsConstraint | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _prompt: list[int] | None = field(default=None, repr=False)  # token ids, set once they fit the model
 
@@ -388,9 +391,11 @@ class BatchEngine:
             return finished
         feed: list[tuple[int, int]] = []  # (row index, token id)
         logits = torch.stack([row.next_logits for row in self.rows])
+        # Log-probs and entropy are the model's own distribution; the draw is from the masked one.
         logps, entropies = distribution_stats(logits)
+        drawn, failed = constrain(logits, [row.request.constraint for row in self.rows])
         # One device-to-host copy per step for every row's greedy token and entropy, not one per row.
-        greedy = logits.argmax(dim=-1).tolist()
+        greedy = drawn.argmax(dim=-1).tolist()
         entropy_values = entropies.tolist()
         for i, row in enumerate(self.rows):
             request = row.request
@@ -400,15 +405,20 @@ class BatchEngine:
             if cancel is not None and cancel.cancelled:
                 finished.append(row.finish("cancelled"))
                 continue
-            assert row.next_logits is not None
+            if i in failed:
+                finished.append(row.finish(f"error: the output constraint failed: {failed[i]}"))
+                continue
             decoding = request.decoding
             token_id = (
                 greedy[i]
                 if decoding.greedy
-                else sample_token(row.next_logits, decoding.temperature, decoding.top_p, row.generator)
+                else sample_token(drawn[i], decoding.temperature, decoding.top_p, row.generator)
             )
             if token_id in self._eos:
                 finished.append(row.finish("eos"))
+                continue
+            if request.constraint is not None and not request.constraint.accept(token_id):
+                finished.append(row.finish(f"error: the output constraint failed: {request.constraint.error}"))
                 continue
             row.pending.append((token_id, 0.0, entropy_values[i], {}))
             feed.append((i, token_id))

@@ -18,7 +18,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.base import settings
+from core.base.decoding import LogitsConstraint
+from core.base.errors import UserError
 from core.engine.batched import shared_engine
+from core.engine.json_output import json_constraint
 from core.engine.model import LoadedModel, get_model
 from core.engine.stream import prompt_ids
 from core.orchestration.actions.generate import finished_answer_extra
@@ -93,6 +96,16 @@ class Service:
                 code="context_length_exceeded",
             )
         return count
+
+    def constraint(self, chat: ChatRequest) -> LogitsConstraint | None:
+        """The answer's structured-output constraint (a schema it cannot enforce is a 400)."""
+        if chat.output is None:
+            return None
+        try:
+            return json_constraint(self.lm, chat.output.schema)
+        except UserError as exc:
+            param = "response_format.json_schema.schema" if chat.output.type == "json_schema" else "response_format"
+            raise ApiError(400, str(exc), param=param, code="invalid_json_schema") from None
 
     def finish(self, owner: KeyOwner, answer: ServedAnswer, probe_version: int | None) -> None:
         """After the answer: count it, and hand it to capture if this key wants it."""
@@ -173,10 +186,11 @@ def create_app(service: Service) -> FastAPI:
         body = await service.body(request)
         chat = schema.parse_chat(body, served_model=service.model_id, max_tokens_cap=service.limits.max_tokens)
         prompt_tokens = await run_in_threadpool(service.prompt_tokens, chat)
+        constraint = await run_in_threadpool(service.constraint, chat)
         service.in_flight.take(owner.key_id)
         try:
             probe, version = service.probes.current()
-            answer = ServedAnswer(service.lm, probe, chat, asyncio.get_running_loop()).start()
+            answer = ServedAnswer(service.lm, probe, chat, asyncio.get_running_loop(), constraint).start()
         except BaseException:
             service.in_flight.give(owner.key_id)
             raise

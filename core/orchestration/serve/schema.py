@@ -7,6 +7,7 @@ the official client turns into its own exception classes.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from core.engine.live import EarlyStopRule
 
 MAX_STOP_STRINGS = 4
 MAX_TOP_LOGPROBS = 20
+SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -68,6 +70,16 @@ class ChatRequest:
     top_logprobs: int = 0
     early_stop: EarlyStopRule | None = None
     threshold: float = 0.5  # risk at which a token counts as flagged (spans, max risk)
+    output: OutputFormat | None = None  # response_format json_object / json_schema (None: text)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A checked `response_format` that constrains decoding: `schema` None means any JSON object."""
+
+    type: str  # json_object | json_schema
+    schema: dict[str, Any] | None = None
+    name: str | None = None
 
 
 def _content(message: Any, n: int) -> str:
@@ -144,6 +156,36 @@ def _early_stop(extension: Any) -> EarlyStopRule | None:
     return EarlyStopRule(rule["kind"], float(threshold))
 
 
+def _response_format(value: Any) -> OutputFormat | None:
+    """OpenAI's `response_format`: text (nothing to enforce), json_object, or json_schema with a
+    name and a schema object (`strict` is accepted: the schema is always enforced)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in ("text", "json_object", "json_schema"):
+        raise _bad('response_format.type must be "text", "json_object" or "json_schema"', "response_format.type")
+    if value["type"] == "text":
+        return None
+    if value["type"] == "json_object":
+        return OutputFormat("json_object")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _bad("response_format.json_schema must be an object", "response_format.json_schema")
+    name = spec.get("name")
+    if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
+        raise _bad(
+            "response_format.json_schema.name must be 1 to 64 letters, digits, _ or -",
+            "response_format.json_schema.name",
+        )
+    schema = spec.get("schema")
+    if schema is None:
+        schema = {}  # OpenAI's default: any JSON value
+    if not isinstance(schema, dict):
+        raise _bad("response_format.json_schema.schema must be an object", "response_format.json_schema.schema")
+    if not isinstance(spec.get("strict", False), bool | None):
+        raise _bad("response_format.json_schema.strict must be true or false", "response_format.json_schema.strict")
+    return OutputFormat("json_schema", schema, name)
+
+
 def parse_chat(body: Any, *, served_model: str, max_tokens_cap: int) -> ChatRequest:
     """A checked request, or an ApiError saying which parameter is wrong."""
     if not isinstance(body, dict):
@@ -201,6 +243,7 @@ def parse_chat(body: Any, *, served_model: str, max_tokens_cap: int) -> ChatRequ
         top_logprobs=top,
         early_stop=_early_stop(extension),
         threshold=_threshold(extension),
+        output=_response_format(body.get("response_format")),
     )
 
 

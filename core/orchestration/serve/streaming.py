@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.base.decoding import LogitsConstraint
 from core.base.types import TokenTrace
 from core.engine.batched import FinishedAnswer, GenerationRequest, shared_engine
 from core.engine.model import LoadedModel
@@ -40,7 +41,14 @@ class EngineFailed(RuntimeError):
 class ServedAnswer:
     """Generates one answer for the API; iterate `tokens()` for what may be sent, in order."""
 
-    def __init__(self, lm: LoadedModel, probe: Any | None, chat: ChatRequest, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        probe: Any | None,
+        chat: ChatRequest,
+        loop: asyncio.AbstractEventLoop,
+        constraint: LogitsConstraint | None = None,
+    ):
         self.lm = lm
         self.probe = probe
         self.chat = chat
@@ -53,6 +61,7 @@ class ServedAnswer:
             probe_layer=probe.layer if probe is not None else None,
             on_token=self._on_token,
             top_logprobs=chat.top_logprobs,
+            constraint=constraint,
         )
         self.served: list[ServedToken] = []
         self.text = ""
