@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
@@ -12,17 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from db.migrate import MIGRATIONS, current_revision, downgrade, upgrade
 from db.models import Base
 from db.search_index import is_search_object
-
-
-def _not_search_index(_object, name, _type, _reflected, _compare_to) -> bool:
-    """The passages' full-text index is built by migration 0007 per database, outside the ORM."""
-    return not is_search_object(name)
+from tests.support.schema import schema_differences
 
 
 def _differences(engine) -> list:
     with engine.connect() as conn:
-        opts = {"compare_type": True, "include_object": _not_search_index}
-        return compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
+        return schema_differences(conn)
 
 
 def _tables(engine) -> set[str]:

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from core.base.errors import UserError
@@ -20,7 +18,7 @@ from core.probes.files import save_probe
 from core.probes.linear import LinearProbe
 from core.probes.version_files import file_sha256, files_hash, read_version_files
 from db.migrate import current_revision, downgrade, head_revision, upgrade
-from db.models import Base
+from tests.support.schema import schema_differences
 
 CONVERSATION = [{"role": "user", "content": "Capital of Kenya?"}, {"role": "assistant", "content": "Nairobi."}]
 
@@ -75,7 +73,7 @@ def test_0004_moves_existing_probe_folders_into_the_database(
         upgrade(any_db.engine)
     assert current_revision(any_db.engine) == head_revision()  # 0004 and every later migration ran
     with any_db.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+        assert schema_differences(conn) == []
         stored = conn.execute(
             text(
                 "SELECT p.version, f.name, f.sha256, f.size, f.content FROM probe_files f "

@@ -340,6 +340,13 @@ def test_promote_during_a_stream_and_capture_off(server):
     assert len(served_rows(server.database, "flagged")) == before  # threshold 1.0: nothing flagged
     assert not any(r.conversation[0]["content"] == "And now?" for r in served_rows(server.database, "served"))
     promote(server.database, 1, None)
+    deadline = time.monotonic() + 10  # the tests after this one expect v1 again: wait until it serves
+    while time.monotonic() < deadline:
+        back = server.client().chat.completions.create(model=server.model, messages=ask("Back?"), max_tokens=1)
+        if back.model_extra["probelens"]["probe_version"] == 1:
+            break
+        time.sleep(0.1)
+    assert back.model_extra["probelens"]["probe_version"] == 1
 
 
 def test_spans_are_the_runs_over_the_threshold_in_code_points(server):

@@ -38,6 +38,7 @@ from core.text.tokens import token_labels
 
 MAX_ALPHA = 4096  # alpha / r scales the adapters' output; far beyond any published setting
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MAX_CHECKPOINTS = 20  # scored checkpoints in a run by default (each is a pass over the validation answers)
 
 
 @dataclass
@@ -56,7 +57,7 @@ class LoraSettings:
     batch_answers: int = 4
     span_weight: float = 10.0
     seed: int = 0
-    checkpoint_every: int | None = None  # steps between scored checkpoints; None: 4 per epoch
+    checkpoint_every: int | None = None  # steps between scored checkpoints; None: 4 per epoch, at most 20 in all
 
     def check_values(self) -> None:
         """What needs no model: checked before a run starts, so a bad value starts nothing."""
@@ -305,17 +306,19 @@ def train_lora_probe(
     per_epoch = math.ceil(len(usable) / settings.batch_answers)
     total = per_epoch * settings.epochs
     history: list[dict[str, float]] = []
-    every = settings.checkpoint_every or max(1, math.ceil(per_epoch / 4))
+    # Four checkpoints an epoch, at most MAX_CHECKPOINTS in a run (each scores every validation answer).
+    every = settings.checkpoint_every or max(1, math.ceil(per_epoch / 4), math.ceil(total / MAX_CHECKPOINTS))
     checkpoints = Checkpoints(model, head, scorer, every, total) if scorer is not None else None
+    last_loss = ["the starting head"]  # the train stage's message keeps the loss while a checkpoint is scored
 
     def checkpoint(step: int) -> None:
         if checkpoints is None or not checkpoints.due(step):
             return
-        done = checkpoints.steps().index(step)
-        report(progress, "checkpoint", done, len(checkpoints.steps()), f"scoring step {step} on the validation answers")
+        n, done = len(checkpoints.steps()), checkpoints.steps().index(step)
+        report(progress, "train", step, total, f"{last_loss[0]} · scoring checkpoint {done + 1}/{n} (step {step})")
         value = checkpoints.score(step)
         shown = "undefined" if value is None else f"{value:.4f}"
-        report(progress, "checkpoint", done + 1, len(checkpoints.steps()), f"step {step}: span_max AUC {shown}")
+        report(progress, "train", step, total, f"{last_loss[0]} · checkpoint at step {step}: span_max AUC {shown}")
 
     step = 0
     checkpoint(0)
@@ -353,7 +356,8 @@ def train_lora_probe(
                 )
             }
             history.append({"step": step, **values})
-            report(progress, "train", step, total, f"loss {values['loss']:.4f} (KL {values['kl']:.4f})")
+            last_loss[0] = f"loss {values['loss']:.4f} (KL {values['kl']:.4f})"
+            report(progress, "train", step, total, last_loss[0])
             checkpoint(step)
     kept = checkpoints.restore_best() if checkpoints is not None else None
     model.eval()

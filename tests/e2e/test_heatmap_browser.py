@@ -160,9 +160,9 @@ def test_hover_shows_tooltip_with_id_score_and_visible_whitespace(page, heatmap_
     assert "␣city" in text and f"id {view.ids[1]}" in text and "0.050" in text
     assert f"{payload['logprobs'][1]:.3f}" in text and f"{payload['entropies'][1]:.3f}" in text
 
-    root.locator(".plh-text span[data-i='15']").hover()  # "125", gold Not Supported
+    root.locator(".plh-text span[data-i='15']").hover()  # "125", gold Not Supported (shown as "hallucinated")
     text = tip.inner_text()
-    assert "125" in text and "0.930" in text and "Not Supported" in text and "TP" in text
+    assert "125" in text and "0.930" in text and "gold\nhallucinated" in text and "TP" in text
 
     i_tab = view.texts.index("\t")
     root.locator(f".plh-text span[data-i='{i_tab}']").hover()

@@ -51,12 +51,18 @@ ALLOWED = frozenset(
         "preview.unit",  # 'line' / 'row'
         "title",  # RUN_TITLES values (pages/probes.py): fixed words
         "no_colours",  # shared.colour_reason's sentence, unpacked from the opened answer
+        "acts.resume_batch(storage, user, run['id'])",  # the new run's integer id
+        "found['documents']",  # counts of a reference import
+        "found['passages']",
+        "found['skipped']",
+        "snap.result",  # the stored answer's integer id (checked with isinstance before the call)
     }
 )
 # Functions whose result is our own sentence (numbers and fixed words only).
 OWN_WORDS = frozenset(
     {
         "len",
+        "int",  # a number whatever it was given
         "plural",
         "shared.colour_reason",  # core/orchestration/colour_status.py sentences
         "small_validation_warning",  # core/probes/guard.py
