@@ -32,20 +32,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-SUBJECTS = [
-    "Lviv",
-    "Lise Meitner",
-    "the river Danube",
-    "the game of Go",
-    "Middlemarch",
-    "the Andes",
-    "Ada Lovelace",
-    "the city of Porto",
-]
-
-
-def _messages(i: int) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"Write a long essay about {SUBJECTS[i % len(SUBJECTS)]}."}]
+# The same prompts as the in-process streaming benchmark.
+from benchmarks.concurrent_streams import _messages  # noqa: E402
 
 
 @dataclass
