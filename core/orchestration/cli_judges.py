@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -113,13 +112,11 @@ def _read_text(name: str) -> str:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
+    from core.orchestration.cli_runs import exit_code, run_here
     from core.orchestration.label_run import LabelParams
     from core.orchestration.launcher import start_label
-    from core.orchestration.run_view import describe
-    from core.orchestration.runs import execute_run
-    from db.models import RunKind, RunStatus
-    from db.train_runs import claim, create_run, get_run
-    from db.users import get_user, user_by_id
+    from db.models import RunKind
+    from db.users import get_user
 
     database = _db()
     params = LabelParams(args.dataset, args.judge, args.split, args.unlabelled_only, args.instructions)
@@ -128,14 +125,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     if args.background:
         print(json.dumps({"run": start_label(database, params, actor_id), "status": "started"}))
         return 0
-    checked = params.checked(database)
-    with database.sessions() as session, session.begin():
-        run_id = create_run(session, RunKind.LABEL, checked.to_dict(), user_by_id(session, actor_id)).id
-        claim(session, run_id, os.getpid())  # this process does it (no warm worker may take it)
-    status = execute_run(database, run_id, claimed=True)
-    with database.reading() as session:
-        print(json.dumps(describe(get_run(session, run_id)), indent=2, default=str))
-    return 0 if status == RunStatus.SUCCEEDED else (130 if status == RunStatus.CANCELLED else 1)
+    status, _info = run_here(database, RunKind.LABEL, params.checked(database).to_dict(), actor_id)
+    return exit_code(status)
 
 
 def add_commands(sub: argparse._SubParsersAction, register) -> None:

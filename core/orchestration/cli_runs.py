@@ -49,6 +49,23 @@ def _print_run(database, run_id: int) -> dict:
     return info
 
 
+def run_here(database, kind: RunKind, params: dict, actor_id: int | None) -> tuple[str, dict]:
+    """A run done by this process (no warm worker may take it): its final status and its view,
+    printed as JSON, for commands that wait without --background."""
+    from core.orchestration.runs import execute_run  # torch: only for commands that run work here
+
+    with database.sessions() as session, session.begin():
+        run_id = create_run(session, kind, params, user_by_id(session, actor_id)).id
+        claim(session, run_id, os.getpid())
+    status = execute_run(database, run_id, claimed=True)
+    return status, _print_run(database, run_id)
+
+
+def exit_code(status: str) -> int:
+    """0 succeeded, 130 cancelled (as for Ctrl-C), 1 failed."""
+    return 0 if status == RunStatus.SUCCEEDED else (130 if status == RunStatus.CANCELLED else 1)
+
+
 def _progress_line(stage: str, done: int, total: int, message: str = "") -> None:
     print(f"[{stage}] {done}/{total} {message}", file=sys.stderr)
 
@@ -85,10 +102,8 @@ def lora_layer_fields(text: str | None) -> dict:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-
     from core.orchestration.launcher import start_retrain
     from core.orchestration.retrain import RetrainParams
-    from core.orchestration.runs import execute_run
 
     database = _db()
     params = RetrainParams(
@@ -115,18 +130,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(json.dumps({"run": run_id, "status": "started"}))
         return 0
 
-    with database.sessions() as session, session.begin():
-        run_id = create_run(session, RunKind.RETRAIN, params.to_dict(), user_by_id(session, actor_id)).id
-        claim(session, run_id, os.getpid())  # this process does it (no warm worker may take it)
-    status = execute_run(database, run_id, claimed=True)
-    info = _print_run(database, run_id)
+    status, info = run_here(database, RunKind.RETRAIN, params.to_dict(), actor_id)
     if status == RunStatus.SUCCEEDED and params.activate:
         from core.engine.model import get_model
         from core.orchestration.rescore import rescore
 
         version = _version_of_probe(database, info["probe_id"])
         rescore(database, get_model(params.model), version, progress=_progress_line)
-    return 0 if status == RunStatus.SUCCEEDED else (130 if status == RunStatus.CANCELLED else 1)
+    return exit_code(status)
 
 
 def _version_of_probe(database, probe_id: int) -> int:
@@ -154,8 +165,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         if status not in ACTIVE:
             break
         time.sleep(0.5)
-    info = _print_run(database, run_id)
-    return 0 if info["status"] == RunStatus.SUCCEEDED else (130 if info["status"] == RunStatus.CANCELLED else 1)
+    return exit_code(_print_run(database, run_id)["status"])
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
