@@ -54,10 +54,16 @@ def run_progress(user: SignedIn, views: dict[str, RunView], *, where: Any = None
     kinds = tuple(views)
     first = runs.latest_runs(database(), kinds)
     was_active = {k for k, r in first.items() if r["status"] in runs.ACTIVE}
+    seen: set[int] = st.session_state.setdefault("run-progress-seen-active", set())
+    seen.update(r["id"] for r in first.values() if r["status"] in runs.ACTIVE)
 
     @st.fragment(run_every=1.0 if was_active else None)
     def box() -> None:
         now = runs.latest_runs(database(), kinds)
+        if rerun_when_done and was_active and not any(now[k]["status"] in runs.ACTIVE for k in was_active if k in now):
+            # The whole page draws the outcome once, beside tables that caught up: drawing it
+            # here too would leave two copies on screen until that rerun replaced this one.
+            st.rerun()
         with where if where is not None else nullcontext():
             for kind, run in now.items():
                 view = views[kind]
@@ -73,9 +79,7 @@ def run_progress(user: SignedIn, views: dict[str, RunView], *, where: Any = None
                         else:
                             st.rerun(scope="fragment")
                 else:
-                    view.finished(run, kind in was_active)
-        if rerun_when_done and was_active and not any(now[k]["status"] in runs.ACTIVE for k in was_active if k in now):
-            st.rerun()
+                    view.finished(run, kind in was_active or run["id"] in seen)
 
     box()
 

@@ -69,11 +69,20 @@ SLOW_MODULES = (
 )
 
 
+# Modules that start a Ray cluster in the test process: under pytest-xdist they share one worker,
+# so two local clusters never fight over the same two cores and /tmp/ray.
+RAY_MODULES = ("test_ray_runs", "test_serve_ray")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in SLOW_MODULES or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
+        # `--dist loadgroup` (./test.sh) keeps a module on one worker, so its module-scoped
+        # fixtures (apps, servers, trained probes) are built once, not once per worker.
+        group = "ray" if module in RAY_MODULES else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 # Mixed scripts so the tiny vocabulary learns a few multi-byte merges (CJK, emoji, accents).
