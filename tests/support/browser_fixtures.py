@@ -4,7 +4,9 @@ demo seeded with the embedded model per session for the apps that start from it.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,5 +50,18 @@ def page(chromium, request):
 @pytest.fixture(scope="session")
 def demo_seeded(tmp_path_factory) -> Path:
     """A folder holding a seeded demo (9 answers, an active probe, the activation cache): pass
-    it to `served_app(..., start_from=...)`, which serves a copy, so each app changes only its own."""
-    return seed_demo_once(tmp_path_factory.mktemp("demo-seeded"))
+    it to `served_app(..., start_from=...)`, which serves a copy, so each app changes only its own.
+    Under pytest-xdist the workers share one seed: the first to ask seeds it under a file lock in
+    the run's shared temporary folder, the others wait and read it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return seed_demo_once(tmp_path_factory.mktemp("demo-seeded"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "demo-seeded"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "seeded").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a worker that died half-way
+            shared.mkdir()
+            seed_demo_once(shared)
+            (shared / "seeded").touch()
+    return shared
