@@ -26,6 +26,21 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request, monkeypatch):
+    """Real argon2 at its lowest cost for passwords made and checked in the test process: the
+    product's cost (~0.2 s a hash on two cores) spent on every account of every test added
+    minutes to the suite. Tests that measure the cost itself are marked `real_password_hashing`.
+    Apps served in their own process hash at the product's cost (and upgrade cheap hashes)."""
+    from argon2 import PasswordHasher
+
+    from db import users
+
+    if not request.node.get_closest_marker("real_password_hashing"):
+        monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    monkeypatch.setattr(users, "_dummy_hash", None)  # made again with the hasher in use
+
+
 @pytest.fixture()
 def warnings_are_errors():
     """Undefined metrics must be handled, not warned about (UndefinedMetricWarning etc.)."""

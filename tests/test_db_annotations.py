@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
@@ -30,7 +29,6 @@ TEXT = "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1
 @pytest.fixture()
 def world(any_db, make_generation, monkeypatch):
     """Two annotators, a reviewer and one generation, committed."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     with transaction(any_db.sessions) as session:
         people = {name: users.add_user(session, name, "password123") for name in ("alice", "bob")}
         people["rita"] = users.add_user(session, "rita", "password123", role="reviewer")

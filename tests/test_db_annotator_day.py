@@ -8,7 +8,6 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
@@ -39,7 +38,6 @@ TEXTS = [
 @pytest.fixture()
 def team(any_db, make_generation, monkeypatch):
     """Two annotators, a reviewer, an admin, and five answers of "day-set"."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     with transaction(any_db.sessions) as session:
         for name, role in (("ann", "annotator"), ("bea", "annotator"), ("rita", "reviewer"), ("boss", "admin")):
             users.add_user(session, name, "password123", role=role)

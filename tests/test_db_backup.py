@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from argon2 import PasswordHasher
 
 import db.users as users
 from core.base.errors import UserError
@@ -14,11 +13,6 @@ from db import open_database
 from db.annotations import get_set, save_annotation_set, spans_of
 from db.backup import backup, restore
 from db.engine import transaction
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 def _snapshot(db, generation_id):

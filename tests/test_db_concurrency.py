@@ -16,7 +16,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
@@ -160,7 +159,6 @@ def _verify(db, targets, tally: Tally) -> None:
 
 
 def _hammer(db, make_generation, monkeypatch) -> Tally:
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     targets, people = _setup(db, make_generation)
     started = time.monotonic()
     tally = _run_writers(db, targets, people)

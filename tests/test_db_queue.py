@@ -6,7 +6,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import event, func, select
 
 import db.users as users
@@ -29,7 +28,6 @@ TEXT = "Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1
 @pytest.fixture()
 def world(any_db, make_generation, monkeypatch):
     """Three annotators, a reviewer and nine generations of "test-set", committed."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     with transaction(any_db.sessions) as session:
         for name in ("alice", "bob", "carol"):
             users.add_user(session, name, "password123")
@@ -398,7 +396,6 @@ def test_newest_sort(world):
 
 def test_queue_uses_a_fixed_number_of_statements(any_db, make_generation, monkeypatch):
     """The statement count must not grow with the number of generations."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
     from db.probes import next_version
 

@@ -7,7 +7,6 @@ Storage reads the record (db.review.review_record); the comparison is pure
 from __future__ import annotations
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 import db.users as users
@@ -50,7 +49,6 @@ def _offsets(tokens):
 @pytest.fixture()
 def world(any_db, make_generation, monkeypatch):
     """alice and bob labelled one tokenised generation; rita reviews; probe v1 scored it."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     with transaction(any_db.sessions) as session:
         people = {name: users.add_user(session, name, "password123") for name in ("alice", "bob", "carol")}
         people["rita"] = users.add_user(session, "rita", "password123", role="reviewer")

@@ -17,13 +17,6 @@ from db.models import Event, User
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    """Real argon2, minimal cost: the suite should not spend seconds hashing."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    monkeypatch.setattr(users, "_dummy_hash", None)
-
-
 def _add(db, name="alice", password="correct horse", role="annotator"):
     with transaction(db.sessions) as session:
         return users.add_user(session, name, password, role=role)

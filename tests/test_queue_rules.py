@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from argon2 import PasswordHasher
 
 import db.users as users
 from core.analysis.queue_order import QueueItem, check_queue_args, matches, rank, score_stats, search_term
@@ -108,7 +107,6 @@ def test_team_figures_from_plain_data():
 @pytest.fixture()
 def labelled(sqlite_db, make_generation, monkeypatch):
     """Two annotators and gold on one answer, one answer nobody labelled."""
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     with transaction(sqlite_db.sessions) as session:
         ann, bob = users.add_user(session, "ann", "password123"), users.add_user(session, "bob", "password123")
         first = make_generation(session, "Lviv was founded in 1256.").id

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 import db.users as users
@@ -21,12 +20,6 @@ from core.base.errors import UserError
 from db.models import User, utcnow
 from db.sessions import create_session, peek
 from tests.support.apptest import add_users
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    monkeypatch.setattr(users, "_dummy_hash", None)
 
 
 def _guess(database, name: str) -> str:
