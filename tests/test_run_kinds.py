@@ -63,6 +63,7 @@ def test_the_worker_is_not_a_user_command(capsys):
     assert "invalid choice: 'worker'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a Python process that imports the worker: seconds
 def test_the_worker_has_its_own_entry_point_that_the_launcher_and_ray_name():
     module = importlib.import_module(launcher.WORKER_MODULE)
     assert module.main is worker_cli
