@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from core.orchestration.label_run import LabelParams, run_label
+from core.text.judging import output_token_limit
 from db.api_keys import create_key
 from db.judges import add_judge
 from db.models import Generation, JudgeResult, JudgeStatus
@@ -37,7 +38,7 @@ def test_a_label_run_against_serve_with_the_embedded_model(sqlite_db, make_gener
         "DATABASE_URL": sqlite_db.full_url,
         "PROBELENS_CACHE_DIR": str(tmp_path / "cache"),
         "PROBELENS_DEVICE": "cpu",
-        "PROBELENS_SERVE_MAX_TOKENS": "96",
+        "PROBELENS_SERVE_MAX_TOKENS": str(output_token_limit()),  # what every judge request asks for
         "OMP_NUM_THREADS": "1",
     }
     env.pop("PROBELENS_MODEL", None)

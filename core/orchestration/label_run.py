@@ -17,12 +17,14 @@ from typing import Any
 
 from core.base import settings
 from core.base.progress import Cancelled, CancelToken, ProgressFn, report
-from core.orchestration.judge_client import JudgeUnavailable, ask, client_for, cost_of
+from core.orchestration.judge_client import JudgeReply, JudgeUnavailable, ask, client_for, cost_of
 from core.text.judging import (
     RESPONSE_FORMAT,
+    Judged,
     JudgeOutputError,
     build_messages,
     context_hash,
+    output_token_limit,
     parse_output,
     retry_message,
 )
@@ -44,6 +46,7 @@ from db.references import PassageHit, search_passages
 
 PASSAGES_PER_QUERY = 3
 MAX_PASSAGES = 8
+ECHO_CHARS = 2000  # of the judge's unusable reply, what its retry shows it
 
 
 @dataclass(frozen=True)
@@ -160,23 +163,38 @@ def _prepare(database, answers: list[AnswerToJudge], judge: JudgeConfig, body: s
         yield _Prepared(answer, messages, {p.id for p in passages}, context_hash(judge.model, messages))
 
 
+def _read(reply: JudgeReply, item: _Prepared, limit: int) -> Judged:
+    """The reply as spans; a reply cut at the token limit is a failure of its own, whatever it
+    holds (its JSON is unfinished)."""
+    if reply.finish_reason == "length":
+        raise JudgeOutputError(
+            f"the answer was cut at the length limit of {limit} tokens before its JSON ended "
+            "(write fewer spans and shorter notes)"
+        )
+    return parse_output(reply.text, item.answer.answer, item.passage_ids)
+
+
 def judge_one(client, judge: JudgeConfig, item: _Prepared, cancel: CancelToken | None) -> _Outcome:
     """Ask, read, and once more with the error told to the judge; the outcome of one answer."""
     messages = list(item.messages)
     outcome = _Outcome(status=None)
+    limit = output_token_limit()
     for attempt in (1, 2):
         try:
-            reply = ask(client, judge, messages, RESPONSE_FORMAT, cancel=cancel)
+            reply = ask(client, judge, messages, RESPONSE_FORMAT, max_tokens=limit, cancel=cancel)
         except JudgeUnavailable as exc:
             outcome.status, outcome.reason = None, str(exc)
             return outcome
         outcome.input_tokens += reply.input_tokens
         outcome.output_tokens += reply.output_tokens
         try:
-            judged = parse_output(reply.text, item.answer.answer, item.passage_ids)
+            judged = _read(reply, item, limit)
         except JudgeOutputError as exc:
             if attempt == 1:
-                messages += [{"role": "assistant", "content": reply.text or ""}, retry_message(str(exc))]
+                said = reply.text or ""
+                if len(said) > ECHO_CHARS:  # a long (or cut) reply in part: the whole would crowd the context
+                    said = said[:ECHO_CHARS] + "…"
+                messages += [{"role": "assistant", "content": said}, retry_message(str(exc))]
                 continue
             outcome.status, outcome.reason = JudgeStatus.FAILED, f"judge failed: {exc}"
             outcome.unmatched = [
