@@ -210,6 +210,37 @@ def test_a_400_about_the_value_of_max_tokens_is_not_taken_for_the_parameter(team
     assert "(HTTP 400: " in summary.message() and "max_tokens must be between 1 and 1024" in summary.message()
 
 
+def test_a_judge_failure_is_asked_again_by_the_next_run_and_its_success_replaces_it(team):
+    """The first run's judge fails on one answer (garbage twice); the next run asks again for that
+    answer alone, stores its labels and says it retried one; a third run costs nothing."""
+    broken = {"on": True}
+
+    def script(request: dict, n: int) -> Reply:
+        if broken["on"] and answer_of(request) == ANSWERS[0]:
+            return completion("not json at all")
+        return good(request, n)
+
+    with scripted_judge(script) as server:
+        _judge(team, server.url, concurrency=1)
+        first = run_label(team, LabelParams("facts", "scripted"))
+        assert (first.labelled, first.failed, first.retried) == (2, 1, 0)
+        assert _bot_spans(team, team.ids[0]) is None
+        calls = server.calls
+        broken["on"] = False
+        second = run_label(team, LabelParams("facts", "scripted"))
+        assert (second.labelled, second.failed, second.cached, second.retried) == (1, 0, 2, 1)
+        assert "2 from the cache, 1 retried after failing last time" in second.message()
+        assert server.calls == calls + 1 and answer_of(server.requests[-1]) == ANSWERS[0]
+        assert [(ANSWERS[0][s.start : s.end], s.label) for s in _bot_spans(team, team.ids[0])][:2] == [
+            ("Lviv", "Supported"),
+            ("German", "Not Supported"),
+        ]
+        rows = [r for r in _results(team) if r.generation_id == team.ids[0]]
+        assert [(r.status, r.reason) for r in rows] == [(JudgeStatus.OK, None)]  # the failure is replaced
+        third = run_label(team, LabelParams("facts", "scripted"))
+        assert (third.cached, third.retried, third.input_tokens) == (3, 0, 0) and server.calls == calls + 1
+
+
 def test_unmatched_spans_are_reported_on_the_run(team):
     def script(request: dict, n: int) -> Reply:
         if answer_of(request) == ANSWERS[2]:

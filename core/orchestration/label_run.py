@@ -5,7 +5,9 @@ For each answer: retrieve reference passages for its entities, build the judge's
 cache (answer, judge, instructions version, hash of everything shown), else ask the judge —
 up to the judge's concurrency at once, in threads — read its JSON (one retry with the error
 told to it), and store the outcome as it arrives: the cache row, and for a usable answer the
-judge's bot account's annotation set. A cancel keeps what is stored; a re-run costs nothing.
+judge's bot account's annotation set. A cancel keeps what is stored. A re-run skips every
+answer whose cached outcome is usable, so it costs nothing; an answer whose last outcome was
+*judge failed* is asked again (counted as retried) and its new outcome replaces the old.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class LabelSummary:
     failed: int = 0
     unavailable: int = 0
     cached: int = 0
+    retried: int = 0  # asked again because their last outcome was judge failed
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None
@@ -125,7 +128,8 @@ class LabelSummary:
         done = self.labelled + self.failed + self.unavailable + self.cached
         parts = [
             f"judged {done} of {plural(self.answers, 'answer')}: {self.labelled} labelled, "
-            f"{self.failed} judge failed, {self.unavailable} not answered, {self.cached} from the cache",
+            f"{self.failed} judge failed, {self.unavailable} not answered, {self.cached} from the cache, "
+            f"{self.retried} retried after failing last time",
             f"{self.input_tokens} input + {self.output_tokens} output tokens"
             + (f", cost {self.cost:.4f}" if self.cost is not None else ", cost unknown (no prices)"),
         ]
@@ -285,11 +289,14 @@ def run_label(
                 if item.passage_ids:
                     summary.with_passages += 1
                 with database.reading() as session:
-                    hit = cached_result(session, item.answer.id, judge.id, instr.version, item.key) is not None
-                if hit:
+                    found = cached_result(session, item.answer.id, judge.id, instr.version, item.key)
+                    last = found.status if found is not None else None
+                if last == JudgeStatus.OK:
                     summary.cached += 1
                     _progress(summary)
                     continue
+                if last == JudgeStatus.FAILED:  # not a final answer: ask again
+                    summary.retried += 1
                 while len(in_flight) >= judge.concurrency:
                     collect(block=True)
                 in_flight[pool.submit(judge_one, client, judge, item, cancel)] = item
