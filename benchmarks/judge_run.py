@@ -10,10 +10,11 @@ port. Then:
    calls), one per level of `--levels`, each with its own judge row (concurrency = the level; a
    judge of its own, so no run is served from another's cache): answers per minute.
    `ratio=` concurrency max / min (goal ≥ 3 for 8 / 1).
-2. **Schema-valid share**: the judge's exact requests (messages and `response_format` of the
-   label run) sent with the `openai` client at the highest level; each reply is checked with
-   `jsonschema` against the judge's schema (goal 100%), and the same requests without
-   `response_format` for contrast.
+2. **Schema-valid share**: the judge's exact requests (messages, `response_format` and
+   `max_tokens` of the label run) sent with the `openai` client at the highest level; each reply
+   is checked with `jsonschema` against the judge's schema (goal 100%), and the same requests
+   without `response_format` for contrast. The server's cap on `max_tokens` is the judge's token
+   limit (`core.text.judging.output_token_limit`), so no request is refused for it.
 3. **Constrained-decoding overhead**: those same requests unconstrained, each with
    `max_tokens` = its constrained reply's token count so both sides generate alike, rounds
    alternating, all streamed: decoding speed (tokens after the first over the time from the
@@ -21,8 +22,9 @@ port. Then:
    requests) constrained / unconstrained, `ratio=` (goal ≥ 0.8). An unconstrained answer may
    end sooner (its model says EOS); the count is printed.
 
-Run: .venv/bin/python benchmarks/judge_run.py [--answers 100] [--levels 1,8] [--max-tokens 256]
-[--rounds 1]. A tiny check: --answers 4 --levels 1,2.
+Run: .venv/bin/python benchmarks/judge_run.py [--answers 100] [--levels 1,8] [--rounds 1].
+A tiny check: --answers 4 --levels 1,2. A weak judge may fill the bounded schema to its limit
+(about 4,000 tokens an answer): on a CPU, 100 answers take hours.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def label_pass(database: Any, url: str, model: str, level: int) -> tuple[float, 
     name = f"bench-c{level}"
     with database.sessions() as session, session.begin():
         add_judge(
-            session, name, base_url=url + "/v1", model=model, api_key_env=KEY_ENV, concurrency=level, timeout_s=900
+            session, name, base_url=url + "/v1", model=model, api_key_env=KEY_ENV, concurrency=level, timeout_s=3600
         )
     params = LabelParams(dataset="demo", judge=name).checked(database)
     began = time.perf_counter()
@@ -197,7 +199,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--answers", type=int, default=100)
     parser.add_argument("--levels", default="1,8", help="judge concurrencies, comma-separated")
-    parser.add_argument("--max-tokens", type=int, default=256, help="the server's cap on a judge answer")
     parser.add_argument("--rounds", type=int, default=1, help="constrained/unconstrained rounds, alternating")
     args = parser.parse_args()
     levels = sorted({int(x) for x in args.levels.split(",") if x.strip()})
@@ -208,6 +209,7 @@ def main() -> None:
         os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/probelens.db"
         import openai
 
+        from core.text.judging import output_token_limit
         from db import open_database
         from db.api_keys import create_key
         from db.users import add_user
@@ -220,17 +222,18 @@ def main() -> None:
             user = add_user(session, "bench", "bench-password-1", "admin")
             key = create_key(session, user, "bench", actor=None)[1]
         os.environ[KEY_ENV] = key
+        limit = output_token_limit()  # what every judge request asks for, and the server's cap
         port = _free_port()
         env = {
             **os.environ,
-            "PROBELENS_SERVE_MAX_TOKENS": str(args.max_tokens),
+            "PROBELENS_SERVE_MAX_TOKENS": str(limit),
             "PROBELENS_SERVE_MAX_IN_FLIGHT": str(2 * max(levels)),
             "PROBELENS_SERVE_MAX_BODY_KB": "2048",
         }
         proc = start_serve(env, port)
         url = f"http://127.0.0.1:{port}"
         try:
-            client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=900)
+            client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=3600)
             model = client.models.list().data[0].id
             requests = judge_requests(database)
             # Warm-up: the tokenizer's index for constrained decoding, the first forward passes.
@@ -249,7 +252,7 @@ def main() -> None:
                     flush=True,
                 )
             top = max(levels)
-            budgets = [args.max_tokens] * len(requests)
+            budgets = [limit] * len(requests)
             sides = {"constrained": Side(), "unconstrained": Side()}
             valid = plain_valid = cut = ended_early = 0
             for round_ in range(args.rounds):
@@ -260,7 +263,7 @@ def main() -> None:
                     sides[side].add(seconds, replies)
                     if round_ == 0 and side == "constrained":
                         valid = sum(schema_valid(text) for text, _, _ in replies)
-                        cut = sum(n >= args.max_tokens for _, n, _ in replies)
+                        cut = sum(n >= limit for _, n, _ in replies)
                         budgets = [max(2, n) for _, n, _ in replies]
                     elif round_ == 0:
                         plain_valid = sum(schema_valid(text) for text, _, _ in replies)
@@ -272,7 +275,7 @@ def main() -> None:
     n = len(requests)
     print(
         f"schema-valid judge output at concurrency {top}: constrained {valid}/{n} ({100 * valid / max(1, n):.1f}%, "
-        f"goal 100%; {cut} cut at --max-tokens {args.max_tokens}); the same requests unconstrained {plain_valid}/{n}"
+        f"goal 100%; {cut} cut at the judge's limit of {limit} tokens); the same requests unconstrained {plain_valid}/{n}"
     )
     low = min(levels)
     print(

@@ -260,11 +260,19 @@ def store_result(
     run_id: int | None = None,
 ) -> JudgeResult:
     """Cache one outcome; an `ok` one also becomes the bot's annotation set (a new version of it).
+    A failed outcome cached for the same key (a re-run asked again) is replaced: the cache holds
+    the newest outcome.
 
     Spans carry their note; `evidence` maps a span's start to the passage ids it cites."""
     bot = session.get(User, judge.bot_user_id)
     if bot is None:
         raise UserError(f"the account of judge '{judge.name}' is gone")
+    earlier = cached_result(session, generation_id, judge.id, instructions_version, evidence_hash)
+    if earlier is not None:
+        if earlier.status != JudgeStatus.FAILED:
+            raise UserError(f"answer {generation_id} is already judged by '{judge.name}' with these instructions")
+        session.delete(earlier)
+        session.flush()
     spans_json = [
         {
             "start": s.start,

@@ -486,8 +486,9 @@ class Passage(Base):
 class JudgeResult(Base):
     """The cache of judge calls: one outcome per (answer, judge, instructions version, evidence).
 
-    A re-run finds its row and skips the call. `spans` are the matched spans (code points)
-    with their notes and cited passage ids; `unmatched` what could not be placed."""
+    A re-run finds an `ok` row and skips the call; a `failed` row is asked again and replaced.
+    `spans` are the matched spans (code points) with their notes and cited passage ids;
+    `unmatched` what could not be placed."""
 
     __tablename__ = "judge_results"
     __table_args__ = (UniqueConstraint("generation_id", "judge_id", "instructions_version", "evidence_hash"),)

@@ -16,7 +16,7 @@ from core.text.endings import ending
 from core.text.markdown import md_escape
 from core.text.readable import plural
 from core.text.spreadsheet import spreadsheet_safe
-from pages.annotate_parts import comments_panel, guidelines_panel, skip_controls
+from pages.annotate_parts import comments_panel, guidelines_panel, judge_evidence_panel, skip_controls
 from pages.common import (
     active_probe,
     database,
@@ -249,7 +249,7 @@ with right:
         st.caption(
             f"{len(opened.judge_suggestions)} suggestions from the LLM judge {md_escape(', '.join(judges))}: "
             "Tab to one, A accepts it with the judge's label and note, R rejects it; hover for the note and the "
-            "passages it cites."
+            "passages it cites, or open the judge's evidence below the editor."
         )
         suggestions = suggestions + opened.judge_suggestions
     conflict_key = f"conflict-{current}"
@@ -316,6 +316,7 @@ with right:
     elif flash:
         st.error(md_escape(flash[1]))
     st.slider("Suggestion threshold", 0.0, 1.0, 0.5, 0.01, key="ann-threshold")
+    judge_evidence_panel(opened.judge_evidence)
     if opened.gold_spans and not opened.prefilled:
         with st.expander(f"Gold (version {opened.gold_version}): {plural(len(opened.gold_spans), 'span')}"):
             token_heatmap(

@@ -15,6 +15,7 @@ import streamlit as st
 from core.base.errors import UserError
 from core.orchestration.actions import annotate as acts
 from core.text.markdown import app_images_only, md_escape
+from core.text.readable import label_word, plural
 from pages.common import SignedIn, database
 
 FLASH = "ann-flash"
@@ -208,3 +209,38 @@ def flagged_for_review(dataset: str | None) -> None:
                 "settle": st.column_config.LinkColumn("settle", display_text="in Review"),
             },
         )
+
+
+# --- the LLM judge's evidence -------------------------------------------------------------
+
+
+def judge_evidence_panel(evidence: list[acts.JudgeEvidence]) -> None:
+    """Each LLM judge suggestion with the passages it cites: title, passage id and address as
+    escaped markdown or plain text, the passage itself and the note through st.text. All of it
+    is model output or imported text: never HTML, never a link."""
+    if not evidence:
+        return
+    cited = sum(1 for item in evidence if item.passages)
+    with st.expander(
+        f"The LLM judge's evidence: {plural(len(evidence), 'suggestion')}, {cited} citing passages", expanded=False
+    ):
+        for n, item in enumerate(evidence):
+            if n:
+                st.divider()
+            st.markdown(
+                f"**{md_escape(item.text)}** · {label_word(item.label)} · judge {md_escape(item.judge)} "
+                f"· characters {item.start}–{item.end}"
+            )
+            if item.note:
+                st.text(f"Note: {item.note}")
+            if not item.passages:
+                st.caption("No passage cited: the judge went by its own knowledge.")
+            for passage in item.passages:
+                st.markdown(
+                    f"*{md_escape(passage.title)}* · passage {passage.id} · collection {md_escape(passage.collection)}"
+                )
+                if passage.url:
+                    st.text(passage.url)
+                st.text(passage.text)
+            if item.missing:
+                st.caption(f"{plural(item.missing, 'cited passage')} no longer in the references.")

@@ -17,6 +17,7 @@ from core.base.progress import Cancelled, CancelToken
 from core.base.types import Span
 from core.orchestration.cli import main
 from core.orchestration.label_run import LabelParams, run_label
+from core.text.judging import output_token_limit
 from core.text.references import parse_reference_text
 from db.annotations import save_annotation_set, sets_for_generation, spans_of
 from db.events import list_events
@@ -149,6 +150,95 @@ def test_garbage_twice_is_judge_failed_and_nothing_is_stored_as_labels(team):
     failed = _results(team)[0]
     assert failed.status == JudgeStatus.FAILED and "unknown label 'Maybe'" in failed.reason
     assert f"answer {team.ids[0]}: judge failed" in summary.message()
+
+
+def test_every_request_carries_the_token_limit_and_a_cut_reply_is_retried_then_failed(team):
+    """A reply cut at max_tokens (finish_reason "length") is a failure of its own, even when its
+    text parses: the retry says so, and a second cut marks the answer judge failed with it."""
+    limit = output_token_limit()
+
+    def script(request: dict, n: int) -> Reply:
+        if answer_of(request) == ANSWERS[0]:  # a valid prefix, cut: whatever it holds is not used
+            return completion('{"spans": []}', completion_tokens=limit, finish_reason="length")
+        return good(request, n)
+
+    with scripted_judge(script) as server:
+        _judge(team, server.url, concurrency=1)
+        summary = run_label(team, LabelParams("facts", "scripted"))
+    assert (summary.labelled, summary.failed) == (2, 1)
+    assert {r["max_tokens"] for r in server.requests} == {limit} and 4000 < limit <= 4096
+    cut = [r for r in server.requests if answer_of(r) == ANSWERS[0]]
+    assert len(cut) == 2
+    assert f"cut at the length limit of {limit} tokens" in cut[1]["messages"][-1]["content"]
+    failed = _results(team)[0]
+    assert failed.status == JudgeStatus.FAILED
+    assert failed.reason.startswith(f"judge failed: the answer was cut at the length limit of {limit} tokens")
+    assert _bot_spans(team, team.ids[0]) is None
+
+
+def test_an_endpoint_that_takes_only_max_completion_tokens_is_asked_with_it(team):
+    """OpenAI's reasoning models refuse max_tokens by name: the same request goes again at once
+    with max_completion_tokens, without spending one of the tries."""
+
+    def script(request: dict, n: int) -> Reply:
+        if "max_tokens" in request:
+            return error(400, param="max_tokens", code="unsupported_parameter")
+        return good(request, n)
+
+    with scripted_judge(script) as server:
+        _judge(team, server.url, concurrency=1)
+        summary = run_label(team, LabelParams("facts", "scripted"))
+    assert summary.labelled == 3 and server.calls == 6
+    assert [sorted(k for k in r if k.startswith("max_")) for r in server.requests[:2]] == [
+        ["max_tokens"],
+        ["max_completion_tokens"],
+    ]
+    assert server.requests[1]["max_completion_tokens"] == output_token_limit()
+
+
+def test_a_400_about_the_value_of_max_tokens_is_not_taken_for_the_parameter(team):
+    """Our own serve refuses a max_tokens over its cap (param max_tokens, no unsupported_parameter
+    code): that is the judge not answering, said as the server said it, not a switch of name."""
+
+    def script(request: dict, n: int) -> Reply:
+        return error(400, param="max_tokens", message="max_tokens must be between 1 and 1024")
+
+    with scripted_judge(script) as server:
+        _judge(team, server.url, concurrency=1)
+        summary = run_label(team, LabelParams("facts", "scripted"))
+    assert summary.unavailable == 3 and server.calls == 3
+    assert "(HTTP 400: " in summary.message() and "max_tokens must be between 1 and 1024" in summary.message()
+
+
+def test_a_judge_failure_is_asked_again_by_the_next_run_and_its_success_replaces_it(team):
+    """The first run's judge fails on one answer (garbage twice); the next run asks again for that
+    answer alone, stores its labels and says it retried one; a third run costs nothing."""
+    broken = {"on": True}
+
+    def script(request: dict, n: int) -> Reply:
+        if broken["on"] and answer_of(request) == ANSWERS[0]:
+            return completion("not json at all")
+        return good(request, n)
+
+    with scripted_judge(script) as server:
+        _judge(team, server.url, concurrency=1)
+        first = run_label(team, LabelParams("facts", "scripted"))
+        assert (first.labelled, first.failed, first.retried) == (2, 1, 0)
+        assert _bot_spans(team, team.ids[0]) is None
+        calls = server.calls
+        broken["on"] = False
+        second = run_label(team, LabelParams("facts", "scripted"))
+        assert (second.labelled, second.failed, second.cached, second.retried) == (1, 0, 2, 1)
+        assert "2 from the cache, 1 retried after failing last time" in second.message()
+        assert server.calls == calls + 1 and answer_of(server.requests[-1]) == ANSWERS[0]
+        assert [(ANSWERS[0][s.start : s.end], s.label) for s in _bot_spans(team, team.ids[0])][:2] == [
+            ("Lviv", "Supported"),
+            ("German", "Not Supported"),
+        ]
+        rows = [r for r in _results(team) if r.generation_id == team.ids[0]]
+        assert [(r.status, r.reason) for r in rows] == [(JudgeStatus.OK, None)]  # the failure is replaced
+        third = run_label(team, LabelParams("facts", "scripted"))
+        assert (third.cached, third.retried, third.input_tokens) == (3, 0, 0) and server.calls == calls + 1
 
 
 def test_unmatched_spans_are_reported_on_the_run(team):

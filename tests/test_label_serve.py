@@ -1,6 +1,7 @@
 """The label run end to end against our own `python -m core serve` with the embedded model as
 the judge (a weak one: its output may be unusable). The run completes, each answer's outcome is
-recorded, every stored span matches its answer's text, and a second run is answered from the cache."""
+recorded, every stored span matches its answer's text, and a second run answers the usable
+outcomes from the cache (a failed one is asked again)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from core.orchestration.label_run import LabelParams, run_label
+from core.text.judging import output_token_limit
 from db.api_keys import create_key
 from db.judges import add_judge
 from db.models import Generation, JudgeResult, JudgeStatus
@@ -37,7 +39,7 @@ def test_a_label_run_against_serve_with_the_embedded_model(sqlite_db, make_gener
         "DATABASE_URL": sqlite_db.full_url,
         "PROBELENS_CACHE_DIR": str(tmp_path / "cache"),
         "PROBELENS_DEVICE": "cpu",
-        "PROBELENS_SERVE_MAX_TOKENS": "96",
+        "PROBELENS_SERVE_MAX_TOKENS": str(output_token_limit()),  # what every judge request asks for
         "OMP_NUM_THREADS": "1",
     }
     env.pop("PROBELENS_MODEL", None)
@@ -79,8 +81,9 @@ def test_a_label_run_against_serve_with_the_embedded_model(sqlite_db, make_gener
             assert (status == JudgeStatus.FAILED) == bool(reason)
             for span in spans:  # whatever it said, what is stored lies on the answer's text
                 assert 0 <= span["start"] < span["end"] <= len(texts[generation_id])
-        second = run_label(sqlite_db, LabelParams("facts", "smol"))
-        assert second.cached == 2 and second.input_tokens == 0
+        second = run_label(sqlite_db, LabelParams("facts", "smol"))  # usable outcomes are free
+        assert (second.cached, second.retried) == (first.labelled, first.failed)
+        assert (second.input_tokens == 0) == (first.failed == 0)
     finally:
         proc.terminate()
         proc.wait(30)

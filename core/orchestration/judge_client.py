@@ -5,6 +5,11 @@ all), waiting what `Retry-After` asks (capped by `PROBELENS_JUDGE_MAX_WAIT_SECON
 growing backoff; the client's own retries are off so that every wait is ours and can be
 cancelled. A 4xx other than 429 is not retried. Each answer's text and token counts come back as
 a `JudgeReply`; the answer is read by `core.text.judging.parse_output`.
+
+Every request carries `max_tokens` (`core.text.judging.output_token_limit`, enough for the
+longest answer the bounded schema allows). An endpoint that refuses `max_tokens` by name
+(OpenAI's reasoning models ask for `max_completion_tokens`) is asked again at once with
+`max_completion_tokens`, which is not counted as a try.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class JudgeReply:
     text: str | None
     input_tokens: int
     output_tokens: int
+    finish_reason: str | None = None  # "length": cut at max_tokens, so the JSON is unfinished
 
 
 def client_for(judge: JudgeConfig) -> openai.OpenAI:
@@ -62,6 +68,16 @@ def _retry_after(error: openai.APIStatusError) -> float | None:
     return None
 
 
+def _refuses_max_tokens(error: Exception) -> bool:
+    """OpenAI's 400 for a model that takes `max_completion_tokens` only (param `max_tokens`, code
+    `unsupported_parameter`); a 400 about the value of `max_tokens` is not this one."""
+    return (
+        isinstance(error, openai.BadRequestError)
+        and getattr(error, "param", None) == "max_tokens"
+        and getattr(error, "code", None) == "unsupported_parameter"
+    )
+
+
 def _retryable(error: Exception) -> tuple[bool, float | None, str]:
     if isinstance(error, openai.APITimeoutError):
         return True, None, "timed out"
@@ -81,16 +97,19 @@ def ask(
     messages: list[dict[str, str]],
     response_format: dict[str, Any],
     *,
+    max_tokens: int,
     cancel: CancelToken | None = None,
     sleep_event: threading.Event | None = None,
 ) -> JudgeReply:
-    """One chat completion, tried again on 429/5xx/timeouts; raises JudgeUnavailable at the end,
-    Cancelled if the run is cancelled while waiting."""
+    """One chat completion of at most `max_tokens` tokens, tried again on 429/5xx/timeouts;
+    raises JudgeUnavailable at the end, Cancelled if the run is cancelled while waiting."""
     attempts = settings.judge_attempts()
     cap = settings.judge_max_wait_seconds()
     waiter = sleep_event or threading.Event()
+    limit = {"max_tokens": max_tokens}
     last = ""
-    for attempt in range(attempts):
+    attempt = 0
+    while attempt < attempts:
         if cancel is not None and cancel.cancelled:
             raise Cancelled("cancelled")
         try:
@@ -99,8 +118,12 @@ def ask(
                 messages=messages,
                 response_format=response_format,
                 temperature=0,
+                **limit,
             )
         except (openai.APIError, ValueError) as error:
+            if "max_tokens" in limit and _refuses_max_tokens(error):
+                limit = {"max_completion_tokens": max_tokens}
+                continue
             retry, wait, last = _retryable(error)
             if not retry or attempt == attempts - 1:
                 break
@@ -112,8 +135,14 @@ def ask(
                 waited += step
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled("cancelled") from None
+            attempt += 1
             continue
         usage = completion.usage
-        text = completion.choices[0].message.content if completion.choices else None
-        return JudgeReply(text, int(usage.prompt_tokens if usage else 0), int(usage.completion_tokens if usage else 0))
+        choice = completion.choices[0] if completion.choices else None
+        return JudgeReply(
+            choice.message.content if choice else None,
+            int(usage.prompt_tokens if usage else 0),
+            int(usage.completion_tokens if usage else 0),
+            choice.finish_reason if choice else None,
+        )
     raise JudgeUnavailable(f"the judge did not answer after {attempt + 1} tries ({last})")

@@ -5,7 +5,9 @@ For each answer: retrieve reference passages for its entities, build the judge's
 cache (answer, judge, instructions version, hash of everything shown), else ask the judge —
 up to the judge's concurrency at once, in threads — read its JSON (one retry with the error
 told to it), and store the outcome as it arrives: the cache row, and for a usable answer the
-judge's bot account's annotation set. A cancel keeps what is stored; a re-run costs nothing.
+judge's bot account's annotation set. A cancel keeps what is stored. A re-run skips every
+answer whose cached outcome is usable, so it costs nothing; an answer whose last outcome was
+*judge failed* is asked again (counted as retried) and its new outcome replaces the old.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 
 from core.base import settings
 from core.base.progress import Cancelled, CancelToken, ProgressFn, report
-from core.orchestration.judge_client import JudgeUnavailable, ask, client_for, cost_of
+from core.orchestration.judge_client import JudgeReply, JudgeUnavailable, ask, client_for, cost_of
 from core.text.judging import (
     RESPONSE_FORMAT,
+    Judged,
     JudgeOutputError,
     build_messages,
     context_hash,
+    output_token_limit,
     parse_output,
     retry_message,
 )
@@ -44,6 +48,7 @@ from db.references import PassageHit, search_passages
 
 PASSAGES_PER_QUERY = 3
 MAX_PASSAGES = 8
+ECHO_CHARS = 2000  # of the judge's unusable reply, what its retry shows it
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class LabelSummary:
     failed: int = 0
     unavailable: int = 0
     cached: int = 0
+    retried: int = 0  # asked again because their last outcome was judge failed
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None
@@ -122,7 +128,8 @@ class LabelSummary:
         done = self.labelled + self.failed + self.unavailable + self.cached
         parts = [
             f"judged {done} of {plural(self.answers, 'answer')}: {self.labelled} labelled, "
-            f"{self.failed} judge failed, {self.unavailable} not answered, {self.cached} from the cache",
+            f"{self.failed} judge failed, {self.unavailable} not answered, {self.cached} from the cache, "
+            f"{self.retried} retried after failing last time",
             f"{self.input_tokens} input + {self.output_tokens} output tokens"
             + (f", cost {self.cost:.4f}" if self.cost is not None else ", cost unknown (no prices)"),
         ]
@@ -160,23 +167,38 @@ def _prepare(database, answers: list[AnswerToJudge], judge: JudgeConfig, body: s
         yield _Prepared(answer, messages, {p.id for p in passages}, context_hash(judge.model, messages))
 
 
+def _read(reply: JudgeReply, item: _Prepared, limit: int) -> Judged:
+    """The reply as spans; a reply cut at the token limit is a failure of its own, whatever it
+    holds (its JSON is unfinished)."""
+    if reply.finish_reason == "length":
+        raise JudgeOutputError(
+            f"the answer was cut at the length limit of {limit} tokens before its JSON ended "
+            "(write fewer spans and shorter notes)"
+        )
+    return parse_output(reply.text, item.answer.answer, item.passage_ids)
+
+
 def judge_one(client, judge: JudgeConfig, item: _Prepared, cancel: CancelToken | None) -> _Outcome:
     """Ask, read, and once more with the error told to the judge; the outcome of one answer."""
     messages = list(item.messages)
     outcome = _Outcome(status=None)
+    limit = output_token_limit()
     for attempt in (1, 2):
         try:
-            reply = ask(client, judge, messages, RESPONSE_FORMAT, cancel=cancel)
+            reply = ask(client, judge, messages, RESPONSE_FORMAT, max_tokens=limit, cancel=cancel)
         except JudgeUnavailable as exc:
             outcome.status, outcome.reason = None, str(exc)
             return outcome
         outcome.input_tokens += reply.input_tokens
         outcome.output_tokens += reply.output_tokens
         try:
-            judged = parse_output(reply.text, item.answer.answer, item.passage_ids)
+            judged = _read(reply, item, limit)
         except JudgeOutputError as exc:
             if attempt == 1:
-                messages += [{"role": "assistant", "content": reply.text or ""}, retry_message(str(exc))]
+                said = reply.text or ""
+                if len(said) > ECHO_CHARS:  # a long (or cut) reply in part: the whole would crowd the context
+                    said = said[:ECHO_CHARS] + "…"
+                messages += [{"role": "assistant", "content": said}, retry_message(str(exc))]
                 continue
             outcome.status, outcome.reason = JudgeStatus.FAILED, f"judge failed: {exc}"
             outcome.unmatched = [
@@ -267,11 +289,14 @@ def run_label(
                 if item.passage_ids:
                     summary.with_passages += 1
                 with database.reading() as session:
-                    hit = cached_result(session, item.answer.id, judge.id, instr.version, item.key) is not None
-                if hit:
+                    found = cached_result(session, item.answer.id, judge.id, instr.version, item.key)
+                    last = found.status if found is not None else None
+                if last == JudgeStatus.OK:
                     summary.cached += 1
                     _progress(summary)
                     continue
+                if last == JudgeStatus.FAILED:  # not a final answer: ask again
+                    summary.retried += 1
                 while len(in_flight) >= judge.concurrency:
                     collect(block=True)
                 in_flight[pool.submit(judge_one, client, judge, item, cancel)] = item

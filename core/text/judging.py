@@ -24,7 +24,7 @@ from core.base.types import NOT_APPLICABLE, Span
 from core.text.tokens import UnmatchedSpan, canonical_label, nfc, resolve_annotations_detail
 
 JUDGE_LABELS = ("Supported", "Not Supported", "Insufficient Information")
-MAX_SPANS = 200
+MAX_SPANS = 200  # spans a judge's answer may hold when read (a judge may ignore the schema)
 
 DEFAULT_INSTRUCTIONS = """You label the entities in an assistant's long answer, as a careful fact-checker.
 
@@ -40,19 +40,44 @@ which occurrence it is (0 for the first time that text appears in the answer, 1 
 ...). Keep spans short (the entity itself) and never overlapping. In "note" say briefly why; in
 "evidence" list the ids of the passages you used (empty when none)."""
 
+# The bounds of the schema the judge is asked to follow. Every string and array is bounded, so
+# a document of the schema has a longest form (`longest_output`) and the request's
+# `max_tokens` can always hold it: a weak model's string cannot run on until the token limit
+# cuts it. Strings are bounded by `pattern` (OpenAI's strict mode takes `pattern` and
+# `minItems`/`maxItems`, and lists no `maxLength`); the patterns leave out the characters JSON
+# must escape, so each character of a string is one character of the answer.
+SCHEMA_SPANS = 16  # spans in one answer
+SCHEMA_SPAN_CHARS = 56  # characters of a span's text
+SCHEMA_NOTE_CHARS = 80  # characters of a note
+SCHEMA_CITED = 2  # passage ids one span cites
+SCHEMA_OCCURRENCE = 99  # the highest occurrence index
+PASSAGE_ID_MAX = 2**31 - 1  # passage ids are 32-bit integers in the database
+_PLAIN = r'[^"\\\x00-\x1f]'  # a character JSON writes as itself (no quote, backslash, control)
+
+
+def bounded_text(low: int, high: int) -> dict[str, Any]:
+    """A string of `low` to `high` characters that JSON writes unescaped, as a strict-mode pattern."""
+    return {"type": "string", "pattern": f"^{_PLAIN}{{{low},{high}}}$"}
+
+
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "spans": {
             "type": "array",
+            "maxItems": SCHEMA_SPANS,
             "items": {
                 "type": "object",
                 "properties": {
-                    "text": {"type": "string"},
-                    "occurrence": {"type": "integer", "minimum": 0},
+                    "text": bounded_text(1, SCHEMA_SPAN_CHARS),
+                    "occurrence": {"type": "integer", "minimum": 0, "maximum": SCHEMA_OCCURRENCE},
                     "label": {"type": "string", "enum": list(JUDGE_LABELS)},
-                    "note": {"type": "string"},
-                    "evidence": {"type": "array", "items": {"type": "integer"}},
+                    "note": bounded_text(0, SCHEMA_NOTE_CHARS),
+                    "evidence": {
+                        "type": "array",
+                        "maxItems": SCHEMA_CITED,
+                        "items": {"type": "integer", "minimum": 0, "maximum": PASSAGE_ID_MAX},
+                    },
                 },
                 "required": ["text", "occurrence", "label", "note", "evidence"],
                 "additionalProperties": False,
@@ -67,6 +92,27 @@ RESPONSE_FORMAT: dict[str, Any] = {
     "type": "json_schema",
     "json_schema": {"name": "entity_labels", "strict": True, "schema": OUTPUT_SCHEMA},
 }
+
+
+def longest_output() -> str:
+    """The longest document of OUTPUT_SCHEMA, written with the fixed whitespace of our serve
+    (`", "` and `": "`, as `core.engine.json_output` enforces)."""
+    span = {
+        "text": "x" * SCHEMA_SPAN_CHARS,
+        "occurrence": SCHEMA_OCCURRENCE,
+        "label": max(JUDGE_LABELS, key=len),
+        "note": "x" * SCHEMA_NOTE_CHARS,
+        "evidence": [PASSAGE_ID_MAX] * SCHEMA_CITED,
+    }
+    return json.dumps({"spans": [span] * SCHEMA_SPANS}, separators=(", ", ": "))
+
+
+def output_token_limit() -> int:
+    """The `max_tokens` every judge request carries: the longest document's characters, plus one
+    for the end-of-answer token. No token of ASCII text is shorter than a character, so it always
+    holds an ASCII answer; text in other scripts takes fewer tokens than characters in practice,
+    and a reply cut at the limit is one the judge is asked again."""
+    return len(longest_output()) + 1
 
 
 class JudgeOutputError(ValueError):
@@ -119,7 +165,12 @@ def system_message(instructions: str, guidelines: str | None) -> str:
     parts = [instructions.strip()]
     if guidelines and guidelines.strip():
         parts.append("## The team's annotation guidelines (follow them)\n\n" + guidelines.strip())
-    parts.append('Answer with JSON only: {"spans": [{"text", "occurrence", "label", "note", "evidence"}]}.')
+    parts.append(
+        'Answer with JSON only: {"spans": [{"text", "occurrence", "label", "note", "evidence"}]}. '
+        f"At most {SCHEMA_SPANS} spans (the most important entities first), each text at most "
+        f"{SCHEMA_SPAN_CHARS} characters, each note at most {SCHEMA_NOTE_CHARS}, at most {SCHEMA_CITED} "
+        "evidence ids per span; no double quotes, backslashes or line breaks inside text or note."
+    )
     return "\n\n".join(parts)
 
 

@@ -26,15 +26,19 @@ class Reply:
     delay: float = 0.0
 
 
-def completion(content: str, prompt_tokens: int = 100, completion_tokens: int = 20) -> Reply:
-    """A successful chat completion whose message content is `content`."""
+def completion(
+    content: str, prompt_tokens: int = 100, completion_tokens: int = 20, finish_reason: str = "stop"
+) -> Reply:
+    """A successful chat completion whose message content is `content` ("length": cut at the limit)."""
     return Reply(
         body={
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": "scripted",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+            ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -50,9 +54,12 @@ def spans_reply(spans: list[dict[str, Any]], **usage: int) -> Reply:
     return completion(json.dumps({"spans": full}), **usage)
 
 
-def error(status: int, headers: dict[str, str] | None = None) -> Reply:
+def error(status: int, headers: dict[str, str] | None = None, **fields: str) -> Reply:
+    """An error in OpenAI's shape; `fields` adds `param`, `code` or a `message`."""
     return Reply(
-        status=status, body={"error": {"message": f"scripted {status}", "type": "test"}}, headers=headers or {}
+        status=status,
+        body={"error": {"message": f"scripted {status}", "type": "test", **fields}},
+        headers=headers or {},
     )
 
 

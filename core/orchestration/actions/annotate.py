@@ -12,14 +12,14 @@ from core.base.types import Generation, Span, TokenTrace
 from core.orchestration import launcher, webhooks, work_queue
 from core.orchestration.actions.acting import Actor, checker, reading, writing
 from core.orchestration.colour_status import missing_scores_note, no_colour_reason
+from core.orchestration.judge_evidence import CitedPassage as CitedPassage
+from core.orchestration.judge_evidence import JudgeEvidence, judge_work
 from core.text.tokens import nfc
 from db import Database, assignments, comments, guidelines, skips
 from db.annotations import ConflictError, get_set, save_annotation_set, spans_of
 from db.generations import get_generation, to_core, trace_of
-from db.judges import judged_spans
 from db.predictions import scores_for
 from db.queue import PREVIEW_CHARS as PREVIEW_CHARS
-from db.references import passages_by_id
 
 PAGE = "annotate"
 RESCORE_PAGE = "probes"  # starting a re-score is an admin's, as on the Probes page
@@ -101,6 +101,8 @@ class OpenAnswer:
     no_colours: str | None
     # the LLM judges' spans as editor suggestions: {start, end, score, label, note, source}
     judge_suggestions: list[dict[str, Any]] = field(default_factory=list)
+    #: the same spans for the evidence view: each with the passages it cites
+    judge_evidence: list[JudgeEvidence] = field(default_factory=list)
     #: the version whose scores this answer lacks, with no re-score running: an admin may start one
     rescore_version: int | None = None
     #: the answer's gold spans (empty without gold) and its gold version (0: none)
@@ -108,32 +110,6 @@ class OpenAnswer:
     gold_version: int = 0
     #: True when `my_spans` are the demo's gold, pre-filled for practice (nothing of mine stored yet)
     prefilled: bool = False
-
-
-PASSAGE_CHARS_SHOWN = 300
-
-
-def _judge_suggestions(session, generation_id: int, length: int) -> list[dict[str, Any]]:
-    """Each judge's newest spans on the answer, with its note and the passages it cited (their
-    text, cut short) as the suggestion's note: the editor shows them as text in the tooltip."""
-    out: list[dict[str, Any]] = []
-    for judge, spans in judged_spans(session, generation_id):
-        cited = {p.id: p for p in passages_by_id(session, [i for s in spans for i in s.get("evidence") or []])}
-        for span in spans:
-            start, end = int(span["start"]), int(span["end"])
-            if not 0 <= start < end <= length:
-                continue  # the answer changed since: never guess
-            lines = [span.get("note") or ""]
-            for pid in span.get("evidence") or []:
-                if pid in cited:
-                    text = cited[pid].text
-                    cut = text[:PASSAGE_CHARS_SHOWN] + ("…" if len(text) > PASSAGE_CHARS_SHOWN else "")
-                    lines.append(f"[passage {pid}] {cited[pid].title}: {cut}")
-            note = "\n".join(line for line in lines if line) or None
-            out.append(
-                {"start": start, "end": end, "score": 1.0, "label": span["label"], "note": note, "source": judge}
-            )
-    return out
 
 
 def open_answer(storage: Database, actor: Actor, generation_id: int, probe_version: int | None) -> OpenAnswer:
@@ -146,8 +122,10 @@ def open_answer(storage: Database, actor: Actor, generation_id: int, probe_versi
         # a demo answer I have not labelled opens with its gold as editable pre-annotations
         prefilled = my_set is None and gold is not None and row.dataset.name == DEMO_DATASET
         missing = probe_version is not None and no_colours == missing_scores_note(probe_version)
+        judges = judge_work(session, generation_id, nfc(row.completion))
         return OpenAnswer(
-            judge_suggestions=_judge_suggestions(session, generation_id, len(nfc(row.completion))),
+            judge_suggestions=judges.suggestions,
+            judge_evidence=judges.evidence,
             generation=to_core(row),
             trace=trace_of(row),
             where=f"{row.dataset.name} / {row.split}",
