@@ -101,6 +101,7 @@ class GenerationRequest:
     on_step: Callable[[], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _prompt: list[int] | None = field(default=None, repr=False)  # token ids, set once they fit the model
+    _stepped: bool = field(default=False, repr=False)  # got tokens in the current step (`on_step` is due)
 
     def validate(self, lm: LoadedModel | None = None, prompt_ids: list[int] | None = None) -> None:
         """The question, and with `lm` its length (PROBELENS_MAX_PROMPT_TOKENS, the model's
@@ -158,11 +159,10 @@ class _Row:
         self.finish_reason: str | None = None
         self.cache: Any = None  # its own cache while a long prompt is prefilled in chunks
         self.filled = 0  # prompt tokens already in `cache`
-        self.stepped = False  # emitted tokens this step (its request's `on_step` is due)
 
     def emit(self, pieces: list[tuple[str, int, int]]) -> None:
-        if pieces and self.request.on_step is not None:
-            self.stepped = True
+        if pieces:
+            self.request._stepped = True
         for (token_id, logprob, entropy, hidden), (text, start, end) in zip(self.pending[: len(pieces)], pieces):
             probe = self.request.probe
             score = float(probe.predict(hidden[self.probe_layer])) if probe is not None else None
@@ -388,13 +388,13 @@ class BatchEngine:
         """Admit waiting requests (and read at most one prefill chunk), sample one token per
         row, feed them; returns answers that ended. Then the `on_step` of every request that got
         tokens in this step, finished ones included."""
-        rows = [*self.rows, *self.filling]
         finished = self._step(cancel)
-        for row in [*rows, *self.rows]:
-            if row.stepped:
-                row.stepped = False
-                assert row.request.on_step is not None
-                row.request.on_step()
+        # Every row that got tokens either goes on (in `rows`) or ended (in `finished`).
+        for request in [*(row.request for row in self.rows), *(answer.request for answer in finished)]:
+            if request._stepped:
+                request._stepped = False
+                if request.on_step is not None:
+                    request.on_step()
         return finished
 
     def _step(self, cancel: CancelToken | None) -> list[FinishedAnswer]:
