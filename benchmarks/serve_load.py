@@ -8,7 +8,14 @@ same probe version (a seeded random linear probe registered in a throw-away SQLi
 and greedy decoding, so they produce the same tokens. Printed per level: aggregate tokens/s of
 each side and `ratio=<served / in-process>` (goal >= 0.9 at 4 and 16: the HTTP layer must cost
 little), time to first token p50/p95 and time between tokens p95 (a chunk's gap shared among
-its tokens).
+its tokens), and CPU-seconds per 1,000 tokens of each party: the `serve` process, the clients,
+and this process driving its engine. Both sides are warmed up at the highest level first.
+
+Fairness: the server runs in its own process, as a user runs it, so the clients (in this
+process) share no GIL with it; they do share the machine's cores, which the in-process side,
+having no client, does not pay for. The client's CPU per 1,000 tokens is printed so that share
+can be read off (on 2 cores the `openai` client's parsing of the chunks costs more CPU than the
+server's HTTP layer).
 
 Run: .venv/bin/python benchmarks/serve_load.py [--max-tokens 64] [--levels 1,4,16] [--rounds 2]
      [--model M] (default: the embedded model)
@@ -42,6 +49,7 @@ class Side:
 
     tokens: int = 0
     wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU-seconds by party (server, client, engine)
     first: list[float] = field(default_factory=list)  # time to first token, per answer
     gaps: list[float] = field(default_factory=list)  # time between tokens, per token after the first
 
@@ -58,6 +66,32 @@ class Side:
     @property
     def rate(self) -> float:
         return self.tokens / self.wall if self.wall else 0.0
+
+    def per_1k(self, party: str) -> str:
+        """CPU-seconds of `party` per 1,000 tokens."""
+        return f"{1000 * self.cpu.get(party, 0.0) / self.tokens:.2f}" if self.tokens else "-"
+
+
+class CpuClock:
+    """CPU-seconds (user + system, all threads) used by this process and by the server's."""
+
+    def __init__(self, server_pid: int) -> None:
+        import psutil  # installed with accelerate and peft
+
+        self.server = psutil.Process(server_pid)
+
+    def read(self) -> tuple[float, float]:
+        here, there = os.times(), self.server.cpu_times()
+        return here.user + here.system, there.user + there.system
+
+    def measure(self, side: Side, parties: tuple[str, str], run, *args):
+        """`run(*args)`, adding this process's and the server's CPU time to `side` under `parties`."""
+        before = self.read()
+        out = run(*args)
+        after = self.read()
+        for party, a, b in zip(parties, before, after):
+            side.cpu[party] = side.cpu.get(party, 0.0) + b - a
+        return out
 
 
 def _token_gaps(times: list[float]) -> list[float]:
@@ -228,9 +262,10 @@ def main() -> None:
     port = _free_port()
     proc = _start_server(model, port, args.max_tokens, levels, folder / "serve.log")
     url = f"http://127.0.0.1:{port}"
+    clock = CpuClock(proc.pid)
     try:
-        in_process(lm, probe, 1, 4)  # warm-up, both sides
-        served(url, key, lm.model_id, 1, 4)
+        in_process(lm, probe, max(levels), 4)  # warm-up at the highest level, both sides
+        served(url, key, lm.model_id, max(levels), 4)
         print(
             f"cpus={os.cpu_count()} model={lm.model_id} max_tokens={args.max_tokens} rounds={args.rounds} "
             "(greedy, probe scoring on, streaming)"
@@ -241,15 +276,20 @@ def main() -> None:
                 order = (("in", ours), ("served", theirs)) if r % 2 == 0 else (("served", theirs), ("in", ours))
                 for name, side in order:
                     if name == "in":
-                        side.add(*in_process(lm, probe, n, args.max_tokens))
+                        made = clock.measure(side, ("engine", "idle server"), in_process, lm, probe, n, args.max_tokens)
                     else:
-                        side.add(*served(url, key, lm.model_id, n, args.max_tokens))
+                        made = clock.measure(
+                            side, ("client", "server"), served, url, key, lm.model_id, n, args.max_tokens
+                        )
+                    side.add(*made)
             ratio = theirs.rate / ours.rate if ours.rate else float("nan")
             print(
                 f"clients={n}: served {theirs.rate:.1f} tokens/s, in-process {ours.rate:.1f} tokens/s, "
                 f"ratio={ratio:.3f}; time to first token p50/p95 served {_ms(theirs.first, 50)}/"
                 f"{_ms(theirs.first, 95)} ms, in-process {_ms(ours.first, 50)}/{_ms(ours.first, 95)} ms; "
-                f"time between tokens p95 served {_ms(theirs.gaps, 95)} ms, in-process {_ms(ours.gaps, 95)} ms",
+                f"time between tokens p95 served {_ms(theirs.gaps, 95)} ms, in-process {_ms(ours.gaps, 95)} ms; "
+                f"CPU-seconds per 1k tokens: serve process {theirs.per_1k('server')}, its clients "
+                f"{theirs.per_1k('client')}, in-process {ours.per_1k('engine')}",
                 flush=True,
             )
     finally:

@@ -276,3 +276,34 @@ def test_prompts_read_in_chunks_give_the_answers_of_one_pass(tiny_lm, monkeypatc
     # Chunks of 7 tokens split most prompts (up to 162 tokens) into many passes beside decoding rows.
     monkeypatch.setenv("PROBELENS_PREFILL_CHUNK_TOKENS", "7")
     _check_equal_to_lone_stream(tiny_lm, 3, PROMPTS, lambda n: 10 + 2 * n)
+
+
+def test_on_step_comes_once_a_step_after_every_rows_tokens_of_that_step(tiny_lm):
+    engine = BatchEngine(tiny_lm, batch_size=3)
+    log: list[tuple[str, int]] = []
+    # The fourth waits for a slot, then is admitted and ends in the same step.
+    for n, length in enumerate([3, 9, 6, 1]):
+        engine.submit(
+            _request(
+                PROMPTS[n],
+                None,
+                max_new_tokens=length,
+                on_token=lambda token, n=n: log.append(("token", n)),
+                on_step=lambda n=n: log.append(("step", n)),
+            )
+        )
+    steps, done = [], []
+    while not engine.idle:
+        log.clear()
+        done.extend(engine.step())
+        steps.append(list(log))
+    assert len(done) == 4 and any(steps)
+    assert any(("step", 3) in events for events in steps)
+    for events in steps:
+        got_tokens = {n for kind, n in events if kind == "token"}
+        stepped = [n for kind, n in events if kind == "step"]
+        # One on_step per answer that got tokens in the step (the step it ended in too), and
+        # only once every row's tokens of that step are out.
+        assert sorted(stepped) == sorted(got_tokens)
+        assert all(kind == "step" for kind, _ in events[len(events) - len(stepped) :])
+    assert sum(kind == "token" for events in steps for kind, _ in events) == sum(len(a.tokens) for a in done)

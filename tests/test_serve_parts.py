@@ -161,44 +161,13 @@ def test_ray_replicas_one_per_gpu_else_the_cpu_replicas_asked_for():
 
 @pytest.fixture()
 def live_service(tiny_lm, tmp_path, monkeypatch):
-    """The real app on uvicorn in this process (a free port), following the active probe every 0.1 s,
-    over a real SQLite file whose active version v1 is a linear probe for the tiny model."""
-    import threading
-    import time
-
-    import uvicorn
-
-    from core.orchestration.serve.app import Limits, Service, create_app
-    from core.orchestration.serve.probe import ProbeHolder
-    from db import open_database
-    from db.api_keys import create_key
-    from db.users import add_user
-    from tests.support.browser import free_port
-    from tests.support.probe_versions import register_linear_probe
+    """The real app on uvicorn in this process, following the active probe every 0.1 s, over a
+    real SQLite file whose active version v1 is a linear probe for the tiny model."""
+    from tests.support.serving import live_service
 
     monkeypatch.setenv("PROBELENS_PROBES_DIR", str(tmp_path / "probes"))
-    database = open_database(f"sqlite:///{tmp_path / 'serve.db'}")
-    assert register_linear_probe(database, tiny_lm) == 1
-    with database.sessions() as session, session.begin():
-        ann = add_user(session, "ann", "annotator-password")
-        key = create_key(session, ann, "k", actor=None)[1]
-        capture_key = create_key(session, ann, "cap", actor=None, capture="all", capture_dataset="captured")[1]
-    holder = ProbeHolder(database, tiny_lm, "active", 0.1)
-    holder.start()
-    app = create_app(Service(database, tiny_lm, holder, Limits(16, 400, 4, 16_384)))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key, database, holder, capture_key
-    server.should_exit = True
-    thread.join(10)
-    holder.stop()
-    database.dispose()
+    with live_service(tiny_lm, tmp_path) as service:
+        yield service.url, service.key, service.database, service.holder, service.capture_key
 
 
 @pytest.mark.slow

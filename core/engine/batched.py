@@ -95,15 +95,21 @@ class GenerationRequest:
     alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
     # Which tokens this answer may take (structured output); its mask touches this row alone.
     constraint: LogitsConstraint | None = None
+    # Called on the engine thread at the end of every step in which this answer got tokens, once
+    # every row's tokens of that step are out: a consumer on another thread can take a step's
+    # tokens in one hand-over instead of being woken for each (the serving API does).
+    on_step: Callable[[], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _prompt: list[int] | None = field(default=None, repr=False)  # token ids, set once they fit the model
+    _stepped: bool = field(default=False, repr=False)  # got tokens in the current step (`on_step` is due)
 
-    def validate(self, lm: LoadedModel | None = None) -> None:
+    def validate(self, lm: LoadedModel | None = None, prompt_ids: list[int] | None = None) -> None:
         """The question, and with `lm` its length (PROBELENS_MAX_PROMPT_TOKENS, the model's
-        context); the decoding settings were checked when they were made."""
+        context); the decoding settings were checked when they were made. `prompt_ids`: the
+        prompt's token ids when the caller has them already (not tokenised twice)."""
         check_question(self.messages)
         if lm is not None and self._prompt is None:
-            self._prompt = fit_prompt(lm, self.messages, self.decoding.max_new_tokens)
+            self._prompt = fit_prompt(lm, self.messages, self.decoding.max_new_tokens, ids=prompt_ids)
 
     def stop(self) -> None:
         """End this answer after the current step, whatever its neighbours do (thread-safe)."""
@@ -155,6 +161,8 @@ class _Row:
         self.filled = 0  # prompt tokens already in `cache`
 
     def emit(self, pieces: list[tuple[str, int, int]]) -> None:
+        if pieces:
+            self.request._stepped = True
         for (token_id, logprob, entropy, hidden), (text, start, end) in zip(self.pending[: len(pieces)], pieces):
             probe = self.request.probe
             score = float(probe.predict(hidden[self.probe_layer])) if probe is not None else None
@@ -378,7 +386,18 @@ class BatchEngine:
 
     def step(self, cancel: CancelToken | None = None) -> list[FinishedAnswer]:
         """Admit waiting requests (and read at most one prefill chunk), sample one token per
-        row, feed them; returns answers that ended."""
+        row, feed them; returns answers that ended. Then the `on_step` of every request that got
+        tokens in this step, finished ones included."""
+        finished = self._step(cancel)
+        # Every row that got tokens either goes on (in `rows`) or ended (in `finished`).
+        for request in [*(row.request for row in self.rows), *(answer.request for answer in finished)]:
+            if request._stepped:
+                request._stepped = False
+                if request.on_step is not None:
+                    request.on_step()
+        return finished
+
+    def _step(self, cancel: CancelToken | None) -> list[FinishedAnswer]:
         if cancel is not None and cancel.cancelled:  # no waiting or half-read prompt starts
             with self._lock:
                 new, self.waiting = list(self.waiting), deque()

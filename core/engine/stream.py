@@ -38,12 +38,17 @@ def prompt_ids(lm: LoadedModel, messages: Sequence[dict[str, str]]) -> list[int]
 
 
 def fit_prompt(
-    lm: LoadedModel, messages: Sequence[dict[str, str]], max_new_tokens: int, what: str = "the question"
+    lm: LoadedModel,
+    messages: Sequence[dict[str, str]],
+    max_new_tokens: int,
+    what: str = "the question",
+    ids: list[int] | None = None,
 ) -> list[int]:
     """The prompt's token ids, once it is known to fit (characters first, then tokens with
-    `max_new_tokens` after it: `core.engine.limits`); else one clear UserError."""
+    `max_new_tokens` after it: `core.engine.limits`); else one clear UserError. `ids`: the
+    prompt's ids (`prompt_ids`) when the caller has them already."""
     check_prompt_chars(messages, what)
-    ids = prompt_ids(lm, messages)
+    ids = prompt_ids(lm, messages) if ids is None else ids
     check_lengths(lm, len(ids), int(max_new_tokens), what)
     return ids
 

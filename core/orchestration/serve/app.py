@@ -86,16 +86,17 @@ class Service:
         except ValueError:
             raise ApiError(400, "the request body is not valid JSON") from None
 
-    def prompt_tokens(self, chat: ChatRequest) -> int:
-        count = len(prompt_ids(self.lm, chat.messages))
-        if count > self.limits.max_prompt_tokens:
+    def prompt_ids(self, chat: ChatRequest) -> list[int]:
+        """The prompt's token ids, within this service's limit (a longer one is a 400)."""
+        ids = prompt_ids(self.lm, chat.messages)
+        if len(ids) > self.limits.max_prompt_tokens:
             raise ApiError(
                 400,
-                f"the prompt has {count} tokens, over this service's limit of {self.limits.max_prompt_tokens}",
+                f"the prompt has {len(ids)} tokens, over this service's limit of {self.limits.max_prompt_tokens}",
                 param="messages",
                 code="context_length_exceeded",
             )
-        return count
+        return ids
 
     def constraint(self, chat: ChatRequest) -> LogitsConstraint | None:
         """The answer's structured-output constraint (a schema it cannot enforce is a 400)."""
@@ -133,10 +134,6 @@ class Service:
 
 def _error(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-def _sse(obj: Any) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False, allow_nan=False)}\n\n"
 
 
 def create_app(service: Service) -> FastAPI:
@@ -185,12 +182,17 @@ def create_app(service: Service) -> FastAPI:
         owner = await run_in_threadpool(authenticate, service.database, request.headers.get("authorization"))
         body = await service.body(request)
         chat = schema.parse_chat(body, served_model=service.model_id, max_tokens_cap=service.limits.max_tokens)
-        prompt_tokens = await run_in_threadpool(service.prompt_tokens, chat)
+        ids = await run_in_threadpool(service.prompt_ids, chat)
+        prompt_tokens = len(ids)
         constraint = await run_in_threadpool(service.constraint, chat)
         service.in_flight.take(owner.key_id)
         try:
             probe, version = service.probes.current()
-            answer = ServedAnswer(service.lm, probe, chat, asyncio.get_running_loop(), constraint).start()
+            answer = ServedAnswer(service.lm, probe, chat, asyncio.get_running_loop(), constraint)
+            # The engine's own checks of the prompt (the model's context), off the loop, on the
+            # ids counted above: nothing is tokenised on the loop.
+            await run_in_threadpool(answer.request.validate, service.lm, ids)
+            answer.start()
         except BaseException:
             service.in_flight.give(owner.key_id)
             raise
@@ -269,13 +271,14 @@ async def _whole(
 
 async def _stream(
     service: Service, owner: KeyOwner, answer: ServedAnswer, version: int | None, prompt_tokens: int
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     chat = answer.chat
     id, created = schema.new_id(), schema.now()
+    content = schema.ContentChunks(id, created, chat.model)
     clock = _Clock(service.metrics)
     ended = False
     try:
-        yield _sse(
+        yield schema.sse(
             schema.chunk(
                 id, created, chat.model, {"role": "assistant", "content": ""}, extra={"probe_version": version}
             )
@@ -283,28 +286,19 @@ async def _stream(
         async for tokens in answer.tokens():
             clock.tick(tokens)
             text = "".join(t.text for t in tokens)
-            yield _sse(
-                schema.chunk(
-                    id,
-                    created,
-                    chat.model,
-                    {"content": text},
-                    logprobs=answer.logprobs(tokens),
-                    extra={"risks": [t.risk for t in tokens]},
-                )
-            )
-        yield _sse(
+            yield content.event(text, answer.logprobs(tokens), [t.risk for t in tokens])
+        yield schema.sse(
             schema.chunk(
                 id, created, chat.model, {}, finish_reason=answer.finish_reason, extra=answer.extension(version)
             )
         )
         if chat.include_usage:
-            yield _sse(schema.usage_chunk(id, created, chat.model, prompt_tokens, len(answer.served)))
-        yield "data: [DONE]\n\n"
+            yield schema.sse(schema.usage_chunk(id, created, chat.model, prompt_tokens, len(answer.served)))
+        yield b"data: [DONE]\n\n"
         ended = True
     except EngineFailed as exc:
         log.error("the engine failed: %s", exc)
-        yield _sse(schema.error_body("the model failed while answering", "server_error"))
+        yield schema.sse(schema.error_body("the model failed while answering", "server_error"))
     finally:
         if not ended:
             answer.cancel()  # the client went away (or the engine failed): free the row at once

@@ -7,6 +7,7 @@ the official client turns into its own exception classes.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -249,6 +250,18 @@ def parse_chat(body: Any, *, served_model: str, max_tokens_cap: int) -> ChatRequ
 
 # --- responses -----------------------------------------------------------------------------
 
+#: JSON as the API writes it: UTF-8 text as is, and no NaN or infinity (not JSON).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
+def dumps(obj: Any) -> str:
+    return _ENCODER.encode(obj)
+
+
+def sse(obj: Any) -> bytes:
+    """One server-sent event holding `obj`."""
+    return f"data: {dumps(obj)}\n\n".encode()
+
 
 def new_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
@@ -332,3 +345,28 @@ def completion(
         "usage": usage(prompt_tokens, completion_tokens),
         "probelens": extension,
     }
+
+
+class ContentChunks:
+    """The content chunks of one stream, as SSE events: the chunk's fixed part (id, created,
+    model) is serialised once, so per chunk only its text, log-probs and risks are. Each event
+    is byte for byte `sse(chunk(id, created, model, {"content": text}, logprobs=...,
+    extra={"risks": risks}))`."""
+
+    def __init__(self, id: str, created: int, model: str) -> None:
+        fixed = dumps(
+            {
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": None,
+            }
+        )
+        self._head = "data: " + fixed[:-1] + ', "choices": [{"index": 0, "delta": {"content": '
+
+    def event(self, text: str, logprobs: dict[str, Any] | None, risks: list[float | None]) -> bytes:
+        return (
+            f'{self._head}{dumps(text)}}}, "logprobs": {dumps(logprobs)}, "finish_reason": null}}], '
+            f'"probelens": {{"risks": {dumps(risks)}}}}}\n\n'
+        ).encode()

@@ -1,14 +1,18 @@
-"""One served answer on the shared batched engine, handed to asyncio token by token.
+"""One served answer on the shared batched engine, handed to asyncio a step at a time.
 
-The engine thread only records a token and posts it to the event loop
-(`call_soon_threadsafe`); stop strings are matched on the loop's side, which holds back the
-text that could still become a stop string, so a client never sees part of one. A client that
-goes away calls `cancel()`: the engine drops the row at its next step and the slot is free.
+The engine thread only appends a token to the answer's inbox; at the end of the engine's step
+(`GenerationRequest.on_step`) it wakes the event loop once for that step's tokens, so the loop
+is not woken, and does not take the GIL from the engine, once per token. The loop takes
+everything in the inbox at once: a stream whose client is behind gets the tokens that piled up
+in one chunk. Stop strings are matched on the loop's side, which holds back the text that could
+still become a stop string, so a client never sees part of one. A client that goes away calls
+`cancel()`: the engine drops the row at its next step and the slot is free.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +57,9 @@ class ServedAnswer:
         self.probe = probe
         self.chat = chat
         self.loop = loop
-        self.queue: asyncio.Queue[StreamedToken | FinishedAnswer] = asyncio.Queue()
+        # Filled on the engine thread, emptied on the loop (deque appends and pops are atomic).
+        self._inbox: deque[StreamedToken | FinishedAnswer] = deque()
+        self._ready = asyncio.Event()  # set on the loop when the inbox has something new
         self.request = GenerationRequest(
             chat.messages,
             decoding=chat.decoding,
@@ -62,6 +68,7 @@ class ServedAnswer:
             on_token=self._on_token,
             top_logprobs=chat.top_logprobs,
             constraint=constraint,
+            on_step=self._hand_over,
         )
         self.served: list[ServedToken] = []
         self.text = ""
@@ -77,8 +84,13 @@ class ServedAnswer:
         return self
 
     def _ended(self, answer: FinishedAnswer) -> None:
-        """On the engine thread: hand the finished answer to the loop."""
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, answer)
+        """On the engine thread: hand the finished answer to the loop, after its last tokens."""
+        self._inbox.append(answer)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """On the engine thread, once a step: wake the loop for what the inbox holds."""
+        self.loop.call_soon_threadsafe(self._ready.set)
 
     def cancel(self, reason: str = "disconnected") -> None:
         """Stop generating now (thread-safe); the engine frees the row at its next step."""
@@ -88,8 +100,9 @@ class ServedAnswer:
     # -- the engine thread -------------------------------------------------------------------
 
     def _on_token(self, token: StreamedToken) -> bool:
-        """Post the token to the loop; True stops the answer (the early-stop rule fired)."""
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, token)
+        """Put the token in the inbox (the step's end hands it over); True stops the answer
+        (the early-stop rule fired)."""
+        self._inbox.append(token)
         rule = self.chat.early_stop
         score = token.trace.scores[token.index] if token.trace.scores is not None else None
         if rule is None or score is None or self.stop_note is not None:
@@ -145,37 +158,46 @@ class ServedAnswer:
         return hold
 
     async def tokens(self) -> AsyncIterator[list[ServedToken]]:
-        """Batches of tokens ready to send, until the answer ends (then `finished` is set)."""
+        """Batches of tokens ready to send, until the answer ends (then `finished` is set): each
+        batch is all that arrived since the last one (one step's token while the client keeps
+        up, more when it is behind)."""
         pending: list[StreamedToken] = []
-        longest = max((len(s) for s in self.chat.stop), default=0)
         while True:
-            item = await self.queue.get()
-            if isinstance(item, FinishedAnswer):
-                self.finished = item
-                if item.finish_reason.startswith("error"):
-                    raise EngineFailed(item.finish_reason)
-                if self.stop_reason != "stop_string":
-                    ready = self._release(pending, 1 << 62)
+            await self._ready.wait()
+            self._ready.clear()
+            ready: list[ServedToken] = []
+            while self._inbox:
+                item = self._inbox.popleft()
+                if isinstance(item, FinishedAnswer):
+                    self.finished = item
+                    failed = item.finish_reason.startswith("error")
+                    if not failed and self.stop_reason != "stop_string":
+                        ready += self._release(pending, 1 << 62)
                     if ready:
                         yield ready
-                return
-            if self.stop_reason == "stop_string":
-                continue  # tokens the engine made before it saw the stop
-            pending.append(item)
-            if not self.chat.stop:
-                yield self._release(pending, 1 << 62)
-                continue
-            full = self.text + "".join(t.text for t in pending)
-            search_from = max(0, len(self.text) - longest + 1)
-            hits = [i for i in (full.find(s, search_from) for s in self.chat.stop) if i >= 0]
-            if hits:
-                self.stop_reason = "stop_string"
-                self.request.stop()
-                ready = self._release(pending, min(hits))
-            else:
-                ready = self._release(pending, len(full) - self._held_back(full))
+                    if failed:
+                        raise EngineFailed(item.finish_reason)
+                    return
+                ready += self._take(item, pending)
             if ready:
                 yield ready
+
+    def _take(self, token: StreamedToken, pending: list[StreamedToken]) -> list[ServedToken]:
+        """Add one token from the engine; returns the tokens it lets through (stop strings)."""
+        if self.stop_reason == "stop_string":
+            return []  # tokens the engine made before it saw the stop
+        pending.append(token)
+        if not self.chat.stop:
+            return self._release(pending, 1 << 62)
+        longest = max(len(s) for s in self.chat.stop)
+        full = self.text + "".join(t.text for t in pending)
+        search_from = max(0, len(self.text) - longest + 1)
+        hits = [i for i in (full.find(s, search_from) for s in self.chat.stop) if i >= 0]
+        if hits:
+            self.stop_reason = "stop_string"
+            self.request.stop()
+            return self._release(pending, min(hits))
+        return self._release(pending, len(full) - self._held_back(full))
 
     # -- after the end -----------------------------------------------------------------------
 
