@@ -69,7 +69,7 @@ def main() -> None:
             if stage == "train":
                 tokens["last"] = message
 
-        linear = retrain(database, lm, RetrainParams(kind="linear", n_boot=0))
+        linear = retrain(database, lm, RetrainParams(kind="linear", n_boot=200))
         began = time.perf_counter()
         outcome = retrain(
             database,
