@@ -166,15 +166,17 @@ def unchanged_since(database, params: RetrainParams, summary: dict[str, Any]) ->
         except UserError:
             return None
     trained = config.train_config or {}
+    kind = kind_of(params.kind)
+    head = kind.head_options(params.train_options())  # what train_config records (LoRA epochs: in `lora`)
     same_settings = (
-        trained.get("lr") == params.lr
-        and trained.get("seed") == params.seed
-        and trained.get("epochs") == params.epochs
+        trained.get("lr") == head.lr
+        and trained.get("seed") == head.seed
+        and trained.get("epochs") == head.epochs
         and (trained.get("datasets") or None) == (params.datasets or None)
         and sorted(trained.get("sources") or []) == sorted(params.sources)
         and params.layer in (None, config.layer)
         and config.kind == params.kind
-        and all(getattr(config, k) == v for k, v in kind_of(params.kind).config_fields(params.train_options()).items())
+        and all(getattr(config, k) == v for k, v in kind.config_fields(params.train_options()).items())
     )
     same_labels = train_hash == summary.get("train_hash") and metrics.get("validation_data_hash") in (
         None,
@@ -322,7 +324,7 @@ def _probe_config(lm, layer: int, kind: ProbeKind, options: TrainOptions, params
         layer=layer,
         hidden_size=lm.hidden_size,
         train_config={
-            **options.head_config().to_dict(),
+            **kind.head_options(options).head_config().to_dict(),  # what its (starting) head was fitted with
             "val_fraction": params.val_fraction,
             "datasets": params.datasets,
             "sources": params.sources,

@@ -13,7 +13,7 @@ as a linear probe does), then `register_kind(MyKind())`; nothing else changes.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,13 +32,13 @@ from core.probes.lora import LoraSettings, lora_hidden, train_lora_probe
 from core.probes.lora_pipeline import (
     check_adapter_folder,
     load_lora_probe,
+    measure_lora,
     save_lora_probe,
-    train_lora_from_generations,
     validation_scorer,
     with_token_ids,
 )
 from core.probes.metrics import ItemScores, evaluate_items
-from core.probes.pipeline import PreparedItem, prepare, train_from_generations, training_examples
+from core.probes.pipeline import PreparedItem, prepare, split_items, train_from_generations, training_examples
 from core.probes.training_set import build_training_set
 
 
@@ -92,6 +92,9 @@ class ProbeKind(Protocol):
 
     def config_fields(self, options: TrainOptions) -> dict[str, Any]:
         """What this kind adds to a ProbeConfig for these settings (besides `kind`)."""
+
+    def head_options(self, options: TrainOptions) -> TrainOptions:
+        """The settings its linear head is fitted with (a version's `train_config` records them)."""
 
     def train(
         self,
@@ -151,6 +154,9 @@ class LinearKind:
 
     def config_fields(self, options: TrainOptions) -> dict[str, Any]:
         return {}
+
+    def head_options(self, options: TrainOptions) -> TrainOptions:
+        return options
 
     def train(self, lm, items, layer, options, *, progress=None, cancel=None, validation=()) -> TrainedProbe:
         config = options.head_config()
@@ -231,13 +237,22 @@ class LoraKind(LinearKind):
     def config_fields(self, options: TrainOptions) -> dict[str, Any]:
         return {"lora": self.settings(options).to_dict()}
 
+    def head_options(self, options: TrainOptions) -> TrainOptions:
+        """A LoRA run's epochs count its passes of the model over the answers, not the head's:
+        its starting head is the linear version a linear run with the same learning rate and
+        seed and automatic epochs fits, so checkpoint 0 is that version and the kept checkpoint
+        never scores below it on the validation answers."""
+        return replace(options, epochs=None)
+
     def train(self, lm, items, layer, options, *, progress=None, cancel=None, validation=()) -> TrainedProbe:
         # adapters + head on whole answers: the model runs forward and backward (no activation cache)
         settings = self.settings(options)
         settings.validate(lm.num_layers, layer)
-        # the head starts from a linear fit on cached states (seconds), reported as "head" so
-        # the bar moves again through the LoRA steps
-        start = super().train(lm, items, layer, options, progress=as_stage(progress, "head"), cancel=cancel).head
+        # checkpoint 0: the linear kind's own training on the same cached states (seconds),
+        # reported as "head" so the bar moves again through the LoRA steps
+        start = LinearKind.train(
+            self, lm, items, layer, self.head_options(options), progress=as_stage(progress, "head"), cancel=cancel
+        ).head
         result = train_lora_probe(
             lm,
             [with_token_ids(i) for i in items],
@@ -252,17 +267,23 @@ class LoraKind(LinearKind):
         return TrainedProbe(result.head, result.model, result.history, result, extra)
 
     def train_from_generations(self, lm, generations, layer, val_fraction, options, progress=None) -> TrainReport:
-        trained = train_lora_from_generations(
-            lm, generations, layer=layer, val_fraction=val_fraction, settings=self.settings(options), progress=progress
+        # the linear kind's split, then `train` (the same starting head as a retrain), then measured
+        layer = lm.check_layer(layer if layer is not None else lm.default_layer)
+        settings = self.settings(options)
+        settings.validate(lm.num_layers, layer)  # before the model runs over every answer
+        train_items, val_items = split_items(prepare(lm, generations, [layer], progress=progress), val_fraction)
+        trained = self.train(lm, train_items, layer, options, progress=progress, validation=val_items)
+        head_config = {**self.head_options(options).head_config().to_dict(), "val_fraction": val_fraction}
+        measured = measure_lora(
+            lm, trained.state, train_items, val_items, layer, settings, head_config, progress=progress
         )
-        trained.config.kind = trained.metrics["kind"] = self.name  # the metrics are the config's too
-        result = trained.result
+        measured.config.kind = measured.metrics["kind"] = self.name  # the metrics are the config's too
         return TrainReport(
-            TrainedProbe(result.head, result.model, result.history, result, {}),
-            trained.config,
-            trained.metrics,
-            trained.n_train,
-            trained.n_validation,
+            TrainedProbe(trained.head, trained.model, trained.history, trained.state, {}),
+            measured.config,
+            measured.metrics,
+            measured.n_train,
+            measured.n_validation,
         )
 
     def save(self, directory, trained, config) -> Path:

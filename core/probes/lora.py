@@ -181,6 +181,7 @@ class LoraResult:
     head: LinearProbe
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoints: dict[str, Any] | None = None  # which scored checkpoint was kept (see `Checkpoints`)
+    start: LinearProbe | None = None  # the head it started from (checkpoint 0); None: a fresh head
 
 
 #: Scores a checkpoint (the adapted model in eval mode, a CPU copy of the head): higher is better,
@@ -277,9 +278,10 @@ def train_lora_probe(
     """Train adapters and head together on labelled answers (see the module docstring).
 
     `init_head`: start the head from a linear probe fitted on the base model's (cached)
-    states. Fresh adapters change nothing (PEFT starts B at zero), so training starts
-    from the linear probe's quality instead of from chance: on 2 CPU cores a LoRA epoch
-    is a few hundred optimiser steps at most, too few to fit a head from scratch.
+    states (`LoraKind` passes the linear version's own head). Fresh adapters change nothing
+    (PEFT starts B at zero), so training starts from the linear probe's quality instead of
+    from chance: on 2 CPU cores a LoRA epoch is a few hundred optimiser steps at most, too
+    few to fit a head from scratch. It is not changed (training works on a copy).
 
     `scorer`: score checkpoints (the start is checkpoint 0) and end with the best one
     (`Checkpoints`); the result's `checkpoints` says which step was kept."""
@@ -363,7 +365,7 @@ def train_lora_probe(
     model.eval()
     head.eval()
     head.to("cpu")
-    return LoraResult(model, head, history, kept)
+    return LoraResult(model, head, history, kept, init_head)
 
 
 def lora_hidden(

@@ -1,4 +1,4 @@
-"""LoRA probes end to end below the pages: train with a validation split, evaluate, save, load, score.
+"""LoRA probes end to end below the pages: measure on a validation split, save, load, score.
 
 A LoRA probe directory is a linear probe directory (`probe.safetensors` = the head,
 `config.json` with the LoRA kind and its settings) plus `adapter/` in PEFT's own
@@ -18,18 +18,17 @@ from typing import Any
 import numpy as np
 
 from core.base.errors import UserError
-from core.base.progress import CancelToken, ProgressFn, as_stage, report
+from core.base.progress import ProgressFn, report
 from core.base.types import Generation
 from core.engine.model import LoadedModel
 from core.probes.adapter_schema import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_config
 from core.probes.adapter_trial import adapter_key_problems, trial_load
 from core.probes.config import ADAPTER_DIR, ProbeConfig
 from core.probes.files import load_probe, save_probe
-from core.probes.linear import LinearProbe, TrainConfig, train_probe
-from core.probes.lora import CheckpointScorer, LoraResult, LoraSettings, lora_hidden, train_lora_probe
+from core.probes.linear import LinearProbe
+from core.probes.lora import CheckpointScorer, LoraResult, LoraSettings, lora_hidden
 from core.probes.metrics import ItemScores, evaluate_items, level_metric
-from core.probes.pipeline import PreparedItem, data_hash, prepare, split_items, training_examples
-from core.probes.training_set import build_training_set
+from core.probes.pipeline import PreparedItem, data_hash
 
 
 @dataclass
@@ -93,35 +92,20 @@ def validation_scorer(lm: LoadedModel, items: Sequence[PreparedItem], layer: int
     return score
 
 
-def train_lora_from_generations(
+def measure_lora(
     lm: LoadedModel,
-    generations: Sequence[Generation],
+    result: LoraResult,
+    train_items: Sequence[PreparedItem],
+    val_items: Sequence[PreparedItem],
+    layer: int,
+    settings: LoraSettings,
+    train_config: dict[str, Any],
     *,
-    layer: int | None = None,
-    val_fraction: float = 0.2,
-    settings: LoraSettings | None = None,
     threshold: float = 0.5,
     progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
 ) -> LoraTrainResult:
-    """Split by generation (as the linear kind does), train adapters + head, measure on the held-out side."""
-    layer = lm.check_layer(layer if layer is not None else lm.default_layer)
-    settings = settings or LoraSettings()
-    settings.validate(lm.num_layers, layer)
-    items = prepare(lm, generations, [layer], progress=progress, cancel=cancel)
-    train_items, val_items = split_items(items, val_fraction)
-    data = build_training_set(training_examples(train_items, layer))
-    start, _ = train_probe(data, TrainConfig(seed=settings.seed), progress=as_stage(progress, "head"), cancel=cancel)
-    result = train_lora_probe(
-        lm,
-        [with_token_ids(i) for i in train_items],
-        layer,
-        settings,
-        progress=progress,
-        cancel=cancel,
-        init_head=start,
-        scorer=validation_scorer(lm, val_items, layer),
-    )
+    """A trained LoRA probe measured on the held-out side (the train side under `train`), and
+    its config; `train_config` is what its starting head was fitted with (the CLI's `train`)."""
     scored = len(train_items) + len(val_items)
     train_metrics = evaluate_items(
         lora_item_scores(lm, result.model, result.head, train_items, layer, progress=progress, counted=(0, scored)),
@@ -154,7 +138,7 @@ def train_lora_from_generations(
         training_data_hash=data_hash(train_items),
         metrics=metrics,
         lora=settings.to_dict(),
-        train_config={"val_fraction": val_fraction, "seed": settings.seed},
+        train_config=dict(train_config),
     )
     report(progress, "evaluate", scored, scored, "done")
     return LoraTrainResult(result, config, metrics, len(train_items), len(val_items))
