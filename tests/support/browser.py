@@ -129,10 +129,11 @@ def wait_for_session_cookie(page, timeout_s: float = 15.0) -> dict:
 DB_FILE = "probelens.db"
 
 
-def _app_environment(mp: pytest.MonkeyPatch, tmp: Path, model: str | None) -> str:
-    """The environment of an app on `tmp`: its database, probes and cache folders, the shared
-    de-quantised model (or `model`), no demo seed. Returns the database URL."""
-    url = f"sqlite:///{tmp / DB_FILE}"
+def _app_environment(mp: pytest.MonkeyPatch, tmp: Path, model: str | None, url: str | None = None) -> str:
+    """The environment of an app on `tmp`: its database (a SQLite file there, or `url`), probes
+    and cache folders, the shared de-quantised model (or `model`), no demo seed. Returns the
+    database URL."""
+    url = url or f"sqlite:///{tmp / DB_FILE}"
     mp.setenv("DATABASE_URL", url)
     mp.setenv("PROBELENS_PROBES_DIR", str(tmp / "probes"))
     mp.setenv("PROBELENS_CACHE_DIR", str(tmp / "cache"))
@@ -177,9 +178,11 @@ def served_app(
     *,
     model: str | None = None,
     start_from: Path | None = None,
+    database_url: str | None = None,
 ) -> Iterator[tuple[StreamlitApp, Any, str]]:
     """ProbeLens served on a fresh SQLite file under `tmp` (or a copy of `start_from`'s, made by
-    `seed_demo_once`): its own probes and cache folders, the shared de-quantised model (or
+    `seed_demo_once`; or the migrated database at `database_url`, e.g. the `pg_db` fixture's
+    PostgreSQL schema): its own probes and cache folders, the shared de-quantised model (or
     `model`, e.g. the tiny test model's folder), no demo seed. `prepare(database)` fills it
     before the server starts. Yields (app, database, url); everything is stopped afterwards."""
     from db import open_database
@@ -187,7 +190,7 @@ def served_app(
     if start_from is not None:
         _copy_start(start_from, tmp)
     with pytest.MonkeyPatch.context() as mp:
-        url = _app_environment(mp, tmp, model)
+        url = _app_environment(mp, tmp, model, database_url)
         database = open_database(url)
         try:
             if prepare is not None:
