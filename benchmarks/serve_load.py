@@ -8,8 +8,9 @@ same probe version (a seeded random linear probe registered in a throw-away SQLi
 and greedy decoding, so they produce the same tokens. Printed per level: aggregate tokens/s of
 each side and `ratio=<served / in-process>` (goal >= 0.9 at 4 and 16: the HTTP layer must cost
 little), time to first token p50/p95 and time between tokens p95 (a chunk's gap shared among
-its tokens), and CPU-seconds per 1,000 tokens of each party: the `serve` process, the clients,
-and this process driving its engine. Both sides are warmed up at the highest level first.
+its tokens), and CPU-seconds per 1,000 tokens of each party: the `serve` process (and its event
+loop thread alone: the HTTP layer), the clients, and this process driving its engine. Both sides
+are warmed up at the highest level first.
 
 Fairness: the server runs in its own process, as a user runs it, so the clients (in this
 process) share no GIL with it; they do share the machine's cores, which the in-process side,
@@ -73,23 +74,28 @@ class Side:
 
 
 class CpuClock:
-    """CPU-seconds (user + system, all threads) used by this process and by the server's."""
+    """CPU-seconds (user + system) used by this process (all threads), by the server (all
+    threads) and by the server's event loop (its main thread: the HTTP layer, without the engine
+    thread, the torch threads or the thread pool)."""
+
+    PARTIES = ("here", "server", "event loop")
 
     def __init__(self, server_pid: int) -> None:
         import psutil  # installed with accelerate and peft
 
         self.server = psutil.Process(server_pid)
 
-    def read(self) -> tuple[float, float]:
+    def read(self) -> tuple[float, float, float]:
         here, there = os.times(), self.server.cpu_times()
-        return here.user + here.system, there.user + there.system
+        loop = next((t.user_time + t.system_time for t in self.server.threads() if t.id == self.server.pid), 0.0)
+        return here.user + here.system, there.user + there.system, loop
 
-    def measure(self, side: Side, parties: tuple[str, str], run, *args):
-        """`run(*args)`, adding this process's and the server's CPU time to `side` under `parties`."""
+    def measure(self, side: Side, here: str, run, *args):
+        """`run(*args)`, adding the CPU time of each party to `side` (this process's as `here`)."""
         before = self.read()
         out = run(*args)
         after = self.read()
-        for party, a, b in zip(parties, before, after):
+        for party, a, b in zip((here, *self.PARTIES[1:]), before, after):
             side.cpu[party] = side.cpu.get(party, 0.0) + b - a
         return out
 
@@ -276,11 +282,9 @@ def main() -> None:
                 order = (("in", ours), ("served", theirs)) if r % 2 == 0 else (("served", theirs), ("in", ours))
                 for name, side in order:
                     if name == "in":
-                        made = clock.measure(side, ("engine", "idle server"), in_process, lm, probe, n, args.max_tokens)
+                        made = clock.measure(side, "engine", in_process, lm, probe, n, args.max_tokens)
                     else:
-                        made = clock.measure(
-                            side, ("client", "server"), served, url, key, lm.model_id, n, args.max_tokens
-                        )
+                        made = clock.measure(side, "client", served, url, key, lm.model_id, n, args.max_tokens)
                     side.add(*made)
             ratio = theirs.rate / ours.rate if ours.rate else float("nan")
             print(
@@ -288,8 +292,9 @@ def main() -> None:
                 f"ratio={ratio:.3f}; time to first token p50/p95 served {_ms(theirs.first, 50)}/"
                 f"{_ms(theirs.first, 95)} ms, in-process {_ms(ours.first, 50)}/{_ms(ours.first, 95)} ms; "
                 f"time between tokens p95 served {_ms(theirs.gaps, 95)} ms, in-process {_ms(ours.gaps, 95)} ms; "
-                f"CPU-seconds per 1k tokens: serve process {theirs.per_1k('server')}, its clients "
-                f"{theirs.per_1k('client')}, in-process {ours.per_1k('engine')}",
+                f"CPU-seconds per 1k tokens: serve process {theirs.per_1k('server')} (its event loop "
+                f"{theirs.per_1k('event loop')}), its clients {theirs.per_1k('client')}, in-process "
+                f"{ours.per_1k('engine')}",
                 flush=True,
             )
     finally:
