@@ -75,7 +75,8 @@ def open_in_annotate(page, app, generation_id: int):
 
 def wait_for_answer(page, generation_id: int):
     """The editor once it shows `generation_id` (its document id), and the layout has settled."""
-    page.get_by_text(f"Answer #{generation_id}", exact=False).first.wait_for(timeout=60_000)
+    # The first sign-in of a fresh app server loads the model: minutes when every core is busy.
+    page.get_by_text(f"Answer #{generation_id}", exact=False).first.wait_for(timeout=180_000)
     root = page.locator(f"{EDITOR}[data-doc-id='gen-{generation_id}']")
     root.wait_for(timeout=60_000)
     page.wait_for_timeout(800)  # toasts and info boxes above the editor move it while they appear
