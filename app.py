@@ -79,30 +79,21 @@ def first_run_setup() -> None:
 
 
 def login_form() -> None:
-    """The sign-in form, in one placeholder replaced by a plain note once signed in: the next run
-    loads the model, and meanwhile the browser would keep a greyed copy of the form on screen."""
-    holder = st.empty()
-    with holder.container():
-        st.title("ProbeLens")
-        st.caption("Token-level hallucination probes: watch risk per token, correct spans, retrain.")
-        reason = st.session_state.pop("signed-out-reason", None)
-        if reason:
-            st.info(reason)
-        with st.form("login"):
-            name = st.text_input("User name")
-            password = st.text_input("Password", type="password")
-            submitted = st.form_submit_button("Sign in")
-        problem = None
-        if submitted:
-            try:
-                sign_in(name, password)
-            except UserError as exc:
-                problem = str(exc)
-            else:
-                holder.info("Signed in: loading the model…")
-                st.rerun()
-        if problem:
-            st.error(md_escape(problem))
+    st.title("ProbeLens")
+    st.caption("Token-level hallucination probes: watch risk per token, correct spans, retrain.")
+    reason = st.session_state.pop("signed-out-reason", None)
+    if reason:
+        st.info(reason)
+    with st.form("login"):
+        name = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        try:
+            sign_in(name, password)
+            st.rerun()
+        except UserError as exc:
+            st.error(md_escape(str(exc)))
 
 
 def sidebar(user) -> None:
